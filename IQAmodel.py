@@ -1,0 +1,224 @@
+"""The no-reference IQA model of the paper: an ImageNet backbone with two side outputs.
+
+Features are taken after two stages of the backbone (layer3 and layer4 for ResNets),
+pooled by spatial pyramid pooling (`SPSP`), reduced to 64 dimensions each (`dr6`,
+`dr7`) and regressed to three quality scores: one per stage (`regr6`, `regr7`) and one
+from both stages together (`regression`), which is the model's answer.
+
+The module and parameter names are those of the authors' released checkpoints, so
+`checkpoints/p1q2.pth` loads with `load_state_dict(strict=True)`.
+"""
+
+import os
+from typing import List, Tuple, Union
+from urllib.error import URLError
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from errors import BadFileError, ConfigError, MissingFileError
+
+POOLING_METHODS = ('avg', 'max', 'min', 'std', 'maxmin', 'mean-std')
+
+# Children after which the side outputs are taken, and their channel counts.
+# ResNets take the output of layer3 and layer4; their channels are read off the model.
+_FEATURES_ONLY_ARCHS = {
+    'alexnet': {'ids': (9, 12), 'channels': (256, 256)},
+    'vgg16': {'ids': (23, 30), 'channels': (512, 512)},
+}
+_RESNET_IDS = (6, 7)
+_RESNET_PREFIXES = ('resnet', 'resnext', 'wide_resnet')
+
+
+def supported_archs() -> List[str]:
+    """Names of the torchvision backbones this model can be built on."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    return sorted(n for n in names if n in _FEATURES_ONLY_ARCHS or n.startswith(_RESNET_PREFIXES))
+
+
+def _check_pooling_method(method: str) -> None:
+    if method not in POOLING_METHODS:
+        raise ConfigError(f"unknown pooling method {method!r}: use one of {', '.join(POOLING_METHODS)}")
+
+
+def _pool_size(map_size: torch.Size, p: int) -> List[int]:
+    """Kernel and stride of level p: int(size / p), which must tile the map into p x p cells."""
+    size = [int(d / p) for d in map_size]
+    if min(size) == 0 or any(d // s != p for d, s in zip(map_size, size)):
+        raise ConfigError(f"a {tuple(map_size)} feature map cannot be pooled into {p} x {p} cells of "
+                          f"int(size / {p}): use larger input images or fewer pyramid levels (P6, P7)")
+    return size
+
+
+def _std_pool(x: torch.Tensor, size: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Local mean and standard deviation, as sqrt(E[x^2] - E[x]^2) clipped at 0."""
+    # E[x^2] - E[x]^2 cancels catastrophically in float16, so it is taken in float32.
+    x = x.float()
+    mean = F.avg_pool2d(x, size)
+    std = torch.sqrt(F.relu(F.avg_pool2d(x * x, size) - mean * mean))
+    return mean, std
+
+
+def _pool_level(x: torch.Tensor, size: List[int], method: str) -> torch.Tensor:
+    if method == 'avg':
+        return F.avg_pool2d(x, size)
+    if method == 'max':
+        return F.max_pool2d(x, size)
+    if method == 'min':
+        return -F.max_pool2d(-x, size)
+    if method == 'maxmin':
+        return torch.cat((F.max_pool2d(x, size), -F.max_pool2d(-x, size)), dim=1)
+    mean, std = _std_pool(x, size)
+    return std if method == 'std' else torch.cat((mean, std), dim=1)
+
+
+def SPSP(x: torch.Tensor, P: int = 1, method: str = 'avg') -> torch.Tensor:
+    """Spatial pyramid pooling of a feature map.
+
+    Level p (1..P) divides the map into p x p cells (kernel = stride = int(size / p)),
+    pools each cell with `method`, and flattens; the levels are concatenated.
+
+    Args:
+        x: feature map, N x C x H x W (any memory format).
+        P: number of pyramid levels.
+        method: one of `POOLING_METHODS`; `maxmin` and `mean-std` give 2C values per cell.
+
+    Returns:
+        N x (C * c * sum(p * p for p in 1..P)) features, with c = 2 for the paired methods.
+    """
+    _check_pooling_method(method)
+    levels = [_pool_level(x, _pool_size(x.shape[-2:], p), method) for p in range(1, P + 1)]
+    # reshape, not view: pooled maps of a channels_last input are not contiguous.
+    return torch.cat([level.reshape(x.size(0), -1) for level in levels], dim=1)
+
+
+def pooled_channels_factor(pool: str) -> int:
+    """How many values per channel and cell `SPSP` gives for `pool`."""
+    return 2 if pool in ('maxmin', 'mean-std') else 1
+
+
+def _reduction_head(in_features: int) -> nn.Sequential:
+    """`dr6` / `dr7`: pooled features to 64 dimensions."""
+    return nn.Sequential(
+        nn.Linear(in_features, 1024), nn.BatchNorm1d(1024),
+        nn.Linear(1024, 256), nn.BatchNorm1d(256),
+        nn.Linear(256, 64), nn.BatchNorm1d(64), nn.ReLU(),
+    )
+
+
+def _regression_head(in_features: int, use_bn_end: bool) -> nn.Module:
+    linear = nn.Linear(in_features, 1)
+    return nn.Sequential(linear, nn.BatchNorm1d(1)) if use_bn_end else linear
+
+
+def _imagenet_weights_file(arch: str) -> Tuple[str, str]:
+    """The URL of torchvision's IMAGENET1K_V1 weights for `arch` and their place in the cache."""
+    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    return url, os.path.join(cache_dir, os.path.basename(url))
+
+
+def imagenet_state_dict(arch: str, pretrained: Union[bool, str]) -> dict:
+    """The ImageNet weights the backbone starts from.
+
+    Args:
+        arch: torchvision model name.
+        pretrained: True for torchvision's IMAGENET1K_V1 weights (the paper's), read
+            from torchvision's cache and downloaded there on first use; or the path of
+            a local file holding the torchvision model's state_dict.
+    """
+    if isinstance(pretrained, (str, os.PathLike)):
+        return _load_local_weights(os.fspath(pretrained))
+    url, cached = _imagenet_weights_file(arch)
+    if not os.path.isfile(cached):
+        try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            # torchvision's file names carry the start of their SHA-256, as torch.hub expects.
+            hash_prefix = torch.hub.HASH_REGEX.search(os.path.basename(cached)).group(1)
+            torch.hub.download_url_to_file(url, cached, hash_prefix=hash_prefix, progress=True)
+        except (URLError, OSError, RuntimeError) as error:  # RuntimeError: hash mismatch
+            raise MissingFileError(
+                f"cannot download the ImageNet weights of {arch} ({error}): fetch {url} on a machine "
+                f"with network and put {os.path.basename(cached)} into {os.path.dirname(cached)}, "
+                f"or pass a local weights file") from None
+    return _load_local_weights(cached)
+
+
+def _load_local_weights(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise MissingFileError(f"pretrained weights file {path} does not exist: check the path")
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:
+        raise BadFileError(f"cannot read pretrained weights from {path} ({error}): "
+                           f"it must be a torchvision state_dict saved with torch.save") from None
+
+
+def _build_backbone(arch: str, pretrained: Union[bool, str]) -> nn.Module:
+    if arch not in supported_archs():
+        raise ConfigError(f"unknown arch {arch!r}: use one of {', '.join(supported_archs())}")
+    model = torchvision.models.get_model(arch, weights=None)
+    if pretrained:
+        missing_or_unexpected = model.load_state_dict(imagenet_state_dict(arch, pretrained), strict=False)
+        if any(missing_or_unexpected):
+            raise BadFileError(f"the pretrained weights do not fit {arch}: {missing_or_unexpected}")
+    return model
+
+
+def _features_and_taps(arch: str, backbone: nn.Module) -> Tuple[List[nn.Module], Tuple[int, int], Tuple[int, int]]:
+    """The backbone's feature layers, the indices of the two taps and their channels."""
+    if arch in _FEATURES_ONLY_ARCHS:
+        spec = _FEATURES_ONLY_ARCHS[arch]
+        return list(backbone.features), spec['ids'], spec['channels']
+    # ResNets without avgpool and fc; layer4 has twice the channels of layer3.
+    channels7 = backbone.fc.in_features
+    return list(backbone.children())[:-2], _RESNET_IDS, (channels7 // 2, channels7)
+
+
+class IQAModel(nn.Module):
+    """The paper's model: backbone, two pooled side outputs and three regressors.
+
+    Args:
+        arch: torchvision backbone: any ResNet/ResNeXt/Wide ResNet, `alexnet` or `vgg16`.
+        pool: `SPSP` pooling method, one of `POOLING_METHODS`.
+        use_bn_end: put a BatchNorm1d(1) after each final regressor.
+        P6: pyramid levels for the first side output.
+        P7: pyramid levels for the second side output.
+        pretrained: True for ImageNet weights from torchvision's cache, a path to a
+            local weights file, or False for random initialisation (e.g. when a trained
+            checkpoint replaces all weights anyway).
+
+    Calling the model on an N x 3 x H x W batch returns `[pq6, pq7, pq]`, each N x 1:
+    the scores from the first side output, the second one and both together.
+    """
+
+    def __init__(self, arch: str = 'resnext101_32x8d', pool: str = 'avg', use_bn_end: bool = False,
+                 P6: int = 1, P7: int = 1, pretrained: Union[bool, str] = True):
+        super().__init__()
+        _check_pooling_method(pool)
+        self.pool, self.P6, self.P7 = pool, P6, P7
+        layers, (self.id1, self.id2), (channels6, channels7) = _features_and_taps(
+            arch, _build_backbone(arch, pretrained))
+        self.features = nn.Sequential(*layers)
+        c = pooled_channels_factor(pool)
+        self.dr6 = _reduction_head(channels6 * c * sum(p * p for p in range(1, P6 + 1)))
+        self.dr7 = _reduction_head(channels7 * c * sum(p * p for p in range(1, P7 + 1)))
+        self.regr6 = _regression_head(64, use_bn_end)
+        self.regr7 = _regression_head(64, use_bn_end)
+        self.regression = _regression_head(64 * 2, use_bn_end)
+
+    def extract_features(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The concatenated 64-d features of both side outputs and their two scores."""
+        # The second tap is the last feature layer of every supported backbone.
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index == self.id1:
+                f6 = self.dr6(SPSP(x, P=self.P6, method=self.pool))
+        f7 = self.dr7(SPSP(x, P=self.P7, method=self.pool))
+        return torch.cat((f6, f7), dim=1), [self.regr6(f6), self.regr7(f7)]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        features, side_scores = self.extract_features(x)
+        return side_scores + [self.regression(features)]
