@@ -1,0 +1,150 @@
+"""How well predicted quality agrees with subjective scores: SROCC, KROCC, PLCC, RMSE.
+
+`IQAPerformance` is an ignite metric over the model's three heads. Before PLCC and
+RMSE, predictions are mapped linearly onto the subjective scale: on the training set
+the mapping (k, b) is fitted by least squares; elsewhere the fitted mapping is applied.
+"""
+
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced
+from scipy import optimize, stats
+
+from errors import ConfigError
+
+# Head i of the reported metrics (no suffix, 1, 2) and its index in the model's output.
+HEADS = (('', 2), ('1', 0), ('2', 1))
+STATUSES = ('train', 'val', 'test')
+
+
+def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> Tuple[float, float]:
+    """Least-squares k, b of score ~ k * prediction + b."""
+    design = np.stack((prediction, np.ones_like(prediction)), axis=1)
+    (k, b), *_ = np.linalg.lstsq(design, score, rcond=None)
+    return float(k), float(b)
+
+
+def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """The 4-parameter logistic of VQEG: (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2."""
+    return (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4))) + b2
+
+
+def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> Optional[np.ndarray]:
+    """Parameters of `logistic_4` fitted to map prediction onto score, or None if the fit fails."""
+    start = [score.max(), score.min(), np.mean(prediction), np.std(prediction) / 4 + 1e-12]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', optimize.OptimizeWarning)
+            parameters, _ = optimize.curve_fit(logistic_4, prediction, score, p0=start, maxfev=100000)
+    except RuntimeError:
+        return None
+    return parameters
+
+
+def correlations(score: np.ndarray, mapped: np.ndarray) -> Dict[str, float]:
+    """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
+    return {'SROCC': float(stats.spearmanr(score, mapped)[0]),
+            'KROCC': float(stats.kendalltau(score, mapped)[0]),
+            'PLCC': float(stats.pearsonr(score, mapped)[0]),
+            'RMSE': float(np.sqrt(np.mean((score - mapped) ** 2)))}
+
+
+def _gather(rows: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows, concatenated in rank order (ranks may hold different counts)."""
+    device = idist.device()
+    counts = idist.all_gather(torch.tensor([rows.size(0)], device=device)).tolist()
+    # all_gather needs equal shapes: pad every rank to the longest, then cut each back.
+    padded = torch.zeros(max(counts), rows.size(1), dtype=rows.dtype, device=device)
+    padded[:rows.size(0)] = rows.to(device)
+    gathered = idist.all_gather(padded).view(len(counts), max(counts), rows.size(1))
+    return torch.cat([rank_rows[:count] for rank_rows, count in zip(gathered, counts)]).cpu()
+
+
+class IQAPerformance(Metric):
+    """Agreement of the model's three heads with subjective scores.
+
+    `update` takes `(y_pred, (mos, mos_std))`: the model's three N x 1 outputs and the
+    batch's scores. `compute` returns SROCC, KROCC, PLCC, RMSE of the fused head
+    (y_pred[2]), the same with suffix 1 for y_pred[0] and 2 for y_pred[1]; the arrays
+    `sq`, `sq_std`, `pq`, `pq1`, `pq2` (mapped) and `pq_before`, `pq1_before`,
+    `pq2_before` (as predicted); and the mapping `k`, `b` (lists of 3, fused head first).
+
+    Args:
+        status: `train` fits k, b on the data seen; `val` and `test` apply the given k, b.
+        k: slopes of the three heads' linear mappings (default: 1 each).
+        b: intercepts of the mappings (default: 0 each).
+        mapping: map predictions linearly before PLCC and RMSE; without it, raw
+            predictions are compared (k and b are then unused).
+        logistic: also report PLCC and RMSE after a 4-parameter logistic mapping fitted
+            on the data seen (the VQEG practice for cross-dataset tests), as `PLCC_logistic`,
+            `RMSE_logistic` (and with suffix 1, 2 for the side heads).
+        output_transform: ignite's hook to adapt the engine's output.
+        device: where the gathered values are kept between updates.
+    """
+
+    def __init__(self, status: str = 'train', k: Optional[Sequence[float]] = None,
+                 b: Optional[Sequence[float]] = None, mapping: bool = True, logistic: bool = False,
+                 output_transform=lambda output: output, device='cpu'):
+        if status not in STATUSES:
+            raise ConfigError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+        self.status = status
+        self.k: List[float] = [1.0] * 3 if k is None else [float(v) for v in k]
+        self.b: List[float] = [0.0] * 3 if b is None else [float(v) for v in b]
+        if len(self.k) != 3 or len(self.b) != 3:
+            raise ConfigError(f"k and b need one value per head (3 each); got k={self.k}, b={self.b}")
+        self.mapping = mapping
+        self.logistic = logistic
+        # the output is a list of heads and a (mos, std) pair, not a list of samples to unroll
+        super().__init__(output_transform=output_transform, device=device, skip_unrolling=True)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._rows: List[torch.Tensor] = []
+
+    @reinit__is_reduced
+    def update(self, output) -> None:
+        y_pred, (mos, mos_std) = output
+        columns = [mos, mos_std] + [y_pred[index] for _, index in HEADS]
+        batch = torch.stack([c.detach().reshape(-1).to(self._device, torch.float64) for c in columns], dim=1)
+        self._rows.append(batch)
+
+    def compute(self) -> dict:
+        if not self._rows:
+            raise ConfigError("IQAPerformance has no data: run it over at least one batch before compute()")
+        rows = torch.cat(self._rows)
+        if idist.get_world_size() > 1:
+            rows = _gather(rows)
+        columns = rows.numpy().T
+        sq, sq_std = columns[0], columns[1]
+        results = {'sq': sq, 'sq_std': sq_std}
+        for head, (suffix, _) in enumerate(HEADS):
+            results.update(self._head_results(head, suffix, columns[2 + head], sq))
+        results.update(k=list(self.k), b=list(self.b))
+        return results
+
+    def _head_results(self, head: int, suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
+        if self.mapping and self.status == 'train':
+            self.k[head], self.b[head] = fit_linear_mapping(before, sq)
+        mapped = self.k[head] * before + self.b[head] if self.mapping else before
+        results = {f'{name}{suffix}': value for name, value in correlations(sq, mapped).items()}
+        results[f'pq{suffix}'] = mapped
+        results[f'pq{suffix}_before'] = before.reshape(-1, 1)
+        if self.logistic:
+            results.update(self._logistic_results(suffix, before, sq))
+        return results
+
+    @staticmethod
+    def _logistic_results(suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
+        parameters = fit_logistic_mapping(before, sq)
+        if parameters is None:
+            warnings.warn(f"the logistic fit of head '{suffix or 'fused'}' did not converge: "
+                          f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN")
+            return {f'PLCC{suffix}_logistic': float('nan'), f'RMSE{suffix}_logistic': float('nan')}
+        mapped = logistic_4(before, *parameters)
+        return {f'PLCC{suffix}_logistic': float(stats.pearsonr(sq, mapped)[0]),
+                f'RMSE{suffix}_logistic': float(np.sqrt(np.mean((sq - mapped) ** 2)))}
