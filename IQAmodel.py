@@ -161,9 +161,10 @@ def _build_backbone(arch: str, pretrained: Union[bool, str]) -> nn.Module:
         raise ConfigError(f"unknown arch {arch!r}: use one of {', '.join(supported_archs())}")
     model = torchvision.models.get_model(arch, weights=None)
     if pretrained:
-        missing_or_unexpected = model.load_state_dict(imagenet_state_dict(arch, pretrained), strict=False)
-        if any(missing_or_unexpected):
-            raise BadFileError(f"the pretrained weights do not fit {arch}: {missing_or_unexpected}")
+        try:
+            model.load_state_dict(imagenet_state_dict(arch, pretrained))
+        except RuntimeError as error:  # names or shapes of another model
+            raise BadFileError(f"the pretrained weights do not fit {arch}: {error}") from None
     return model
 
 

@@ -257,9 +257,10 @@ def test_pretrained_file_problems_are_clear_errors(tmp_path):
     (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint')
     with pytest.raises(BadFileError, match='cannot read pretrained weights from .*junk.pth'):
         IQAModel(arch='resnet18', pretrained=str(tmp_path / 'junk.pth'))
-    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / 'r34.pth')
-    with pytest.raises(BadFileError, match='do not fit resnet18'):
-        IQAModel(arch='resnet18', pretrained=str(tmp_path / 'r34.pth'))
+    for other in ('resnet34', 'resnet50'):  # more blocks; other shapes
+        torch.save(torchvision.models.get_model(other).state_dict(), tmp_path / f'{other}.pth')
+        with pytest.raises(BadFileError, match='do not fit resnet18'):
+            IQAModel(arch='resnet18', pretrained=str(tmp_path / f'{other}.pth'))
 
 
 def test_an_authors_style_checkpoint_loads_strictly(tmp_path, resnet18):
