@@ -1,0 +1,49 @@
+"""Helpers shared by the data-layer tests: files in the authors' and the official layouts."""
+
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+
+KONIQ_REFERENCE_CSV = Path("/work/shared/reference/koniq10k_distributions_sets.csv")
+
+
+def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float],
+                       index: np.ndarray) -> None:
+    """An info file laid out as MATLAB v7.3 writes the authors' files, independently of info_files.py.
+
+    Each name is a uint16 char array of shape (length, 1) in "#refs#", referenced from a
+    (1, N) im_names; numbers are float64, (1, N) vectors and an (N, M) index.
+    """
+    with h5py.File(path, "w", userblock_size=512) as file:
+        refs_group = file.create_group("#refs#")
+        refs = np.empty((1, len(names)), dtype=h5py.ref_dtype)
+        for position, name in enumerate(names):
+            chars = refs_group.create_dataset(chr(ord("a") + position % 26) + str(position),
+                                              data=np.array([[ord(c)] for c in name], dtype=np.uint16))
+            chars.attrs["MATLAB_class"] = np.bytes_("char")
+            refs[0, position] = chars.ref
+        file["im_names"] = refs
+        file["subjective_scores"] = np.array([scores], dtype=np.float64)
+        file["subjective_scoresSTD"] = np.array([stds], dtype=np.float64)
+        file["ref_ids"] = np.arange(1, len(names) + 1, dtype=np.float64).reshape(1, -1)
+        file["index"] = np.asarray(index, dtype=np.float64)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def save_plain_images(folder: Path, sizes: dict[str, tuple[int, int]], seed: int = 0) -> None:
+    """Random RGB JPEGs of the given (width, height), by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, (width, height) in sizes.items():
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name, format="JPEG", quality=90)
