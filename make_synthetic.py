@@ -1,0 +1,54 @@
+"""Write a synthetic quality data set in the official KonIQ-10k and/or CLIVE layout (see synthetic.py).
+
+    python make_synthetic.py --out data/synthetic
+writes data/synthetic/koniq10k (like the KonIQ-10k download) and data/synthetic/ChallengeDB_release
+(like the CLIVE release); make_info.py then builds their info files as for the real data sets.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from errors import IQAError
+from synthetic import write_clive_layout, write_koniq_layout
+
+OFFICIAL_SIZES = {"koniq": (1024, 768), "clive": (500, 500)}
+FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Write a synthetic IQA data set in official layouts.",
+                                     add_help=add_help)
+    parser.add_argument("--out", default="data/synthetic",
+                        help="folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)")
+    parser.add_argument("--layout", choices=["koniq", "clive", "both"], default="both",
+                        help="which layout(s) to write (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=200,
+                        help="rated images per layout; CLIVE adds its 7 training examples (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="image width (default: the layout's own, 1024 for koniq, 500 for clive)")
+    parser.add_argument("--height", type=int, default=None,
+                        help="image height (default: the layout's own, 768 for koniq, 500 for clive)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    layouts = ["koniq", "clive"] if args.layout == "both" else [args.layout]
+    writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
+    for layout in layouts:
+        width = args.width or OFFICIAL_SIZES[layout][0]
+        height = args.height or OFFICIAL_SIZES[layout][1]
+        folder = Path(args.out) / FOLDERS[layout]
+        started = time.perf_counter()
+        try:
+            writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)
+        except IQAError as error:
+            sys.exit(f"make_synthetic.py: error: {error}")
+        print(f"wrote {folder}: {args.count} images of {width}x{height} in {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

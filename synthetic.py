@@ -1,0 +1,243 @@
+"""A synthetic image quality data set in the official KonIQ-10k and CLIVE layouts.
+
+Each image is a procedural scene (a smooth colour field, shapes, striped and checkered
+textures) degraded by known amounts of contrast loss, blur, noise and JPEG compression.
+Its quality falls monotonically with each amount; simulated raters score it with a little
+noise, so a model can learn the scores. The files mimic the real downloads, so the whole
+pipeline (make_info.py, training, testing) runs on them unchanged.
+
+KonIQ-10k layout (`write_koniq_layout`):
+    <out>/1024x768/<id>.jpg
+    <out>/koniq10k_distributions_sets.csv        image_name,c1..c5,c_total,MOS,SD,set
+    <out>/koniq10k_scores_and_distributions.csv  image_name,c1..c5,c_total,MOS,SD,MOS_zscore
+CLIVE layout (`write_clive_layout`):
+    <out>/Images/<n>.bmp and <n>.JPG, <out>/Images/trainingImages/t1.bmp .. t7.bmp
+    <out>/Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat
+"""
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image, ImageDraw, ImageFilter
+
+from errors import ConfigError
+
+KONIQ_SET_SHARES = {"training": 7058 / 10073, "validation": 1000 / 10073}
+CLIVE_TRAINING_EXAMPLES = 7
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Severities in [0, 1] of the four distortions; 0 leaves the scene as it is."""
+
+    contrast: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    jpeg: float = 0.0
+
+
+# How much quality each distortion takes away at full severity.
+QUALITY_LOSS_AT_FULL = Degradation(contrast=0.5, blur=0.8, noise=0.7, jpeg=0.6)
+
+
+def quality_of(degradation: Degradation) -> float:
+    """Latent quality in (0, 1]: a product of one factor per distortion, so it falls with each."""
+    quality = 1.0
+    for field in ("contrast", "blur", "noise", "jpeg"):
+        quality *= 1.0 - getattr(QUALITY_LOSS_AT_FULL, field) * getattr(degradation, field)
+    return quality
+
+
+def draw_degradation(rng: np.random.Generator) -> Degradation:
+    """Each distortion is present with probability 1/2, at a uniform severity."""
+    severities = rng.uniform(0.0, 1.0, size=4) * (rng.uniform(size=4) < 0.5)
+    return Degradation(*(float(severity) for severity in severities))
+
+
+def render_scene(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A random scene: a smooth colour field with shapes and textured patches on it."""
+    coarse = rng.uniform(30, 225, size=(3, 4, 3)).astype(np.uint8)
+    scene = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(scene)
+    for _ in range(rng.integers(3, 9)):
+        box = _random_box(rng, width, height)
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        (draw.ellipse if rng.uniform() < 0.5 else draw.rectangle)(box, fill=colour)
+    for _ in range(rng.integers(1, 4)):
+        box = _random_box(rng, width, height)
+        scene.paste(_texture(rng, box[2] - box[0], box[3] - box[1]), box[:2])
+    return scene
+
+
+def _random_box(rng: np.random.Generator, width: int, height: int) -> tuple[int, int, int, int]:
+    box_w = int(rng.integers(max(2, width // 10), max(3, width // 2)))
+    box_h = int(rng.integers(max(2, height // 10), max(3, height // 2)))
+    left, top = int(rng.integers(0, width - box_w + 1)), int(rng.integers(0, height - box_h + 1))
+    return left, top, left + box_w, top + box_h
+
+
+def _texture(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Stripes at a random angle and period, or a checkerboard, in two random colours."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    period = rng.uniform(4, 24)
+    if rng.uniform() < 0.5:
+        angle = rng.uniform(0, np.pi)
+        mix = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period)
+    else:
+        mix = ((x // period + y // period) % 2).astype(np.float32)
+    low, high = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    pixels = low + mix[..., None] * (high - low)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generator) -> Image.Image:
+    """Apply contrast loss, blur, noise and JPEG compression, in that order, at their severities."""
+    pixels = np.asarray(scene, dtype=np.float32)
+    pixels = pixels.mean() + (pixels - pixels.mean()) * (1.0 - 0.8 * degradation.contrast)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if degradation.blur > 0:
+        # Blur in proportion to the image width, so small test images lose as much detail.
+        image = image.filter(ImageFilter.GaussianBlur(radius=degradation.blur * 6.0 * scene.width / 1024))
+    if degradation.noise > 0:
+        noise = rng.standard_normal(size=(scene.height, scene.width, 3), dtype=np.float32)
+        pixels = np.asarray(image, dtype=np.float32) + noise * (45.0 * degradation.noise)
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return _jpeg_roundtrip(image, jpeg_quality(degradation))
+
+
+def jpeg_quality(degradation: Degradation) -> int:
+    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1."""
+    return round(95 - 90 * degradation.jpeg)
+
+
+def _jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def rate_on_five_point_scale(quality: float, rng: np.random.Generator) -> np.ndarray:
+    """Counts of ratings 1..5 by 90-120 simulated raters, each with noise around 1 + 4 * quality."""
+    raters = int(rng.integers(90, 121))
+    opinions = np.clip(np.rint(1 + 4 * quality + rng.normal(0, 0.7, size=raters)), 1, 5)
+    return np.bincount(opinions.astype(int), minlength=6)[1:]
+
+
+def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768,
+                       seed: int = 0) -> Path:
+    """Write `count` rated JPEG images and the two KonIQ-10k score files.
+
+    The split follows KonIQ-10k's shares (7,058 : 1,000 : 2,015), each set drawn at random.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        count: number of images.
+        width, height: image size in pixels.
+        seed: seed of everything random.
+
+    Returns:
+        the path of the written koniq10k_distributions_sets.csv.
+    """
+    _check_size(count, width, height, minimum_count=1)
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    image_dir = out_dir / "1024x768"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
+    sets = _koniq_sets(rng, count)
+    rows = []
+    for name, image_set in zip(names, sets):
+        degradation = draw_degradation(rng)
+        image = degrade(render_scene(rng, width, height), degradation, rng)
+        image.save(image_dir / name, format="JPEG", quality=95)
+        rows.append((name, rate_on_five_point_scale(quality_of(degradation), rng), image_set))
+    return _write_koniq_csvs(out_dir, rows)
+
+
+def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
+    train = round(count * KONIQ_SET_SHARES["training"])
+    val = round(count * KONIQ_SET_SHARES["validation"])
+    sets = ["training"] * train + ["validation"] * val + ["test"] * (count - train - val)
+    return list(rng.permutation(sets))
+
+
+def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) -> Path:
+    sets_path = out_dir / "koniq10k_distributions_sets.csv"
+    scores_path = out_dir / "koniq10k_scores_and_distributions.csv"
+    counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
+    with open(sets_path, "w", newline="") as sets_file, open(scores_path, "w", newline="") as scores_file:
+        sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
+        sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
+        scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
+        for name, counts, image_set in rows:
+            mean, sd = _mean_and_sd(counts)
+            shares = [f"{c / counts.sum():.6f}" for c in counts]
+            mos_100 = f"{(mean - 1) * 25:.6f}"
+            sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
+            scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
+    return sets_path
+
+
+def _mean_and_sd(counts: np.ndarray) -> tuple[float, float]:
+    ratings = np.repeat(np.arange(1, 6), counts)
+    return float(ratings.mean()), float(ratings.std(ddof=1))
+
+
+def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500,
+                       seed: int = 0) -> Path:
+    """Write `count` rated images plus CLIVE's 7 rater training examples, and the three Data/ files.
+
+    Names are as in the release: the 7 examples t1.bmp..t7.bmp (in Images/trainingImages/)
+    come first, then 1.bmp, 2.bmp, ..., every fifth image a JPEG (.JPG) as some are in CLIVE.
+    Scores are on CLIVE's 0-100 slider: mean and std over 150-200 noisy simulated raters.
+
+    Args:
+        out_dir: release folder to write into (created if needed).
+        count: number of rated images, not counting the 7 examples.
+        width, height: image size in pixels.
+        seed: seed of everything random.
+
+    Returns:
+        the release folder.
+    """
+    _check_size(count, width, height, minimum_count=1)
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    (out_dir / "Images" / "trainingImages").mkdir(parents=True, exist_ok=True)
+    (out_dir / "Data").mkdir(parents=True, exist_ok=True)
+    names = [f"t{k}.bmp" for k in range(1, CLIVE_TRAINING_EXAMPLES + 1)]
+    names += [f"{k}.JPG" if k % 5 == 0 else f"{k}.bmp" for k in range(1, count + 1)]
+    means, stds = [], []
+    for name in names:
+        degradation = draw_degradation(rng)
+        image = degrade(render_scene(rng, width, height), degradation, rng)
+        folder = out_dir / "Images" / ("trainingImages" if name.startswith("t") else "")
+        if name.endswith(".JPG"):
+            image.save(folder / name, format="JPEG", quality=95)
+        else:
+            image.save(folder / name, format="BMP")
+        opinions = np.clip(100 * quality_of(degradation) + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
+        means.append(opinions.mean())
+        stds.append(opinions.std(ddof=1))
+    _write_clive_mats(out_dir / "Data", names, np.array(means), np.array(stds))
+    return out_dir
+
+
+def _write_clive_mats(data_dir: Path, names: list[str], means: np.ndarray, stds: np.ndarray) -> None:
+    # MATLAB v5 files as in the release: a column cell array of names, 1xN rows of numbers.
+    cells = np.empty((len(names), 1), dtype=object)
+    cells[:, 0] = names
+    scipy.io.savemat(data_dir / "AllImages_release.mat", {"AllImages_release": cells})
+    scipy.io.savemat(data_dir / "AllMOS_release.mat", {"AllMOS_release": means.reshape(1, -1)})
+    scipy.io.savemat(data_dir / "AllStdDev_release.mat", {"AllStdDev_release": stds.reshape(1, -1)})
+
+
+def _check_size(count: int, width: int, height: int, minimum_count: int) -> None:
+    if count < minimum_count or width < 8 or height < 8:
+        raise ConfigError(
+            f"cannot make {count} images of {width}x{height}: need at least {minimum_count} image(s) "
+            f"of at least 8x8 pixels"
+        )

@@ -1,0 +1,124 @@
+"""The synthetic data set: known degradations, monotone scores, and the official file layouts."""
+
+import csv
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+import make_synthetic
+from synthetic import (Degradation, degrade, jpeg_quality, quality_of, rate_on_five_point_scale, render_scene,
+                       write_clive_layout, write_koniq_layout)
+
+KONIQ_SETS_HEADER = ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "set"]
+KONIQ_SCORES_HEADER = ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"]
+
+
+def test_quality_is_a_product_of_one_factor_per_distortion():
+    assert quality_of(Degradation()) == 1.0
+    assert quality_of(Degradation(blur=1.0)) == pytest.approx(0.2)
+    assert quality_of(Degradation(noise=0.5)) == pytest.approx(0.65)
+    assert quality_of(Degradation(blur=0.5, jpeg=0.5)) == pytest.approx(0.6 * 0.7)
+    assert quality_of(Degradation(contrast=1, blur=1, noise=1, jpeg=1)) == pytest.approx(0.5 * 0.2 * 0.3 * 0.4)
+
+
+@pytest.mark.parametrize("field", ["contrast", "blur", "noise", "jpeg"])
+def test_quality_falls_as_each_severity_grows(field):
+    others = {name: 0.2 for name in ("contrast", "blur", "noise", "jpeg") if name != field}
+    qualities = [quality_of(Degradation(**others, **{field: severity})) for severity in np.linspace(0, 1, 6)]
+    assert all(later < earlier for earlier, later in zip(qualities, qualities[1:]))
+
+
+def test_jpeg_quality_setting():
+    assert [jpeg_quality(Degradation(jpeg=s)) for s in (0.0, 0.5, 1.0)] == [95, 50, 5]
+
+
+def _gradient_energy(image: Image.Image) -> float:
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    return float(np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_degradations_do_what_they_say():
+    # Wide enough for a visible blur: its radius grows with the width (6 pixels at 1024).
+    scene = render_scene(np.random.default_rng(0), 512, 384)
+    clean = degrade(scene, Degradation(), np.random.default_rng(1))
+    blurred = degrade(scene, Degradation(blur=1.0), np.random.default_rng(1))
+    noisy = degrade(scene, Degradation(noise=1.0), np.random.default_rng(1))
+    flat = degrade(scene, Degradation(contrast=1.0), np.random.default_rng(1))
+    assert _gradient_energy(blurred) < 0.75 * _gradient_energy(clean)
+    assert _gradient_energy(noisy) > 1.5 * _gradient_energy(clean)
+    clean_std = np.asarray(clean, dtype=float).std()
+    assert np.asarray(flat, dtype=float).std() == pytest.approx(0.2 * clean_std, rel=0.1)
+
+
+def test_ratings_center_on_quality_and_grow_with_it():
+    rng = np.random.default_rng(0)
+    means = []
+    for quality in (0.1, 0.5, 0.9):
+        counts = sum(rate_on_five_point_scale(quality, rng) for _ in range(200))
+        means.append(float((counts * np.arange(1, 6)).sum() / counts.sum()))
+    # Symmetric noise around 1 + 4 * 0.5 = 3 keeps the mean at 3; clipping pulls the extremes inwards.
+    assert means[1] == pytest.approx(3.0, abs=0.03)
+    assert means[0] < means[1] < means[2]
+
+
+def _rows(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_koniq_layout(tmp_path):
+    sets_path = write_koniq_layout(tmp_path, count=30, width=40, height=30, seed=3)
+    sets_rows, scores_rows = _rows(sets_path), _rows(tmp_path / "koniq10k_scores_and_distributions.csv")
+    assert sets_rows[0] == KONIQ_SETS_HEADER and scores_rows[0] == KONIQ_SCORES_HEADER
+    names = [row[0] for row in sets_rows[1:]]
+    assert names == sorted(set(names)) and len(names) == 30 and all(n.endswith(".jpg") for n in names)
+    assert [row[0] for row in scores_rows[1:]] == names
+    assert [sum(row[-1] == s for row in sets_rows[1:]) for s in ("training", "validation", "test")] == [21, 3, 6]
+    for sets_row, scores_row in zip(sets_rows[1:], scores_rows[1:]):
+        counts = np.array([int(c) for c in scores_row[1:6]])
+        assert int(sets_row[6]) == counts.sum() == int(scores_row[6])
+        assert sum(float(share) for share in sets_row[1:6]) == pytest.approx(1.0, abs=1e-5)
+        mean = float(scores_row[7])
+        assert mean == pytest.approx((counts * np.arange(1, 6)).sum() / counts.sum(), abs=1e-6)
+        assert float(sets_row[7]) == pytest.approx((mean - 1) * 25, abs=2e-5) == float(scores_row[9])
+    with Image.open(tmp_path / "1024x768" / names[0]) as image:
+        assert (image.format, image.size, image.mode) == ("JPEG", (40, 30), "RGB")
+
+
+def test_same_seed_same_data_set(tmp_path):
+    first = write_koniq_layout(tmp_path / "a", count=5, width=16, height=16, seed=9).read_bytes()
+    assert write_koniq_layout(tmp_path / "b", count=5, width=16, height=16, seed=9).read_bytes() == first
+    assert write_koniq_layout(tmp_path / "c", count=5, width=16, height=16, seed=8).read_bytes() != first
+
+
+def test_clive_layout(tmp_path):
+    write_clive_layout(tmp_path, count=10, width=24, height=20, seed=4)
+    data = tmp_path / "Data"
+    names = scipy.io.loadmat(data / "AllImages_release.mat")["AllImages_release"]
+    mos = scipy.io.loadmat(data / "AllMOS_release.mat")["AllMOS_release"]
+    std = scipy.io.loadmat(data / "AllStdDev_release.mat")["AllStdDev_release"]
+    assert names.shape == (17, 1) and mos.shape == (1, 17) and std.shape == (1, 17)
+    names = [str(cell[0][0]) for cell in names]
+    assert names[:8] == ["t1.bmp", "t2.bmp", "t3.bmp", "t4.bmp", "t5.bmp", "t6.bmp", "t7.bmp", "1.bmp"]
+    assert names[11:13] == ["5.JPG", "6.bmp"]
+    for name in names[:7]:
+        assert (tmp_path / "Images" / "trainingImages" / name).is_file()
+    for name in names[7:]:
+        with Image.open(tmp_path / "Images" / name) as image:
+            assert image.size == (24, 20)
+            assert image.format == ("JPEG" if name.endswith(".JPG") else "BMP")
+    assert ((mos > 0) & (mos < 100)).all() and (std > 0).all()
+
+
+def test_make_synthetic_writes_both_layouts(tmp_path, capsys):
+    make_synthetic.main(["--out", str(tmp_path), "--count", "3", "--width", "16", "--height", "12"])
+    assert len(list((tmp_path / "koniq10k" / "1024x768").iterdir())) == 3
+    assert len(list((tmp_path / "ChallengeDB_release" / "Images").glob("*.*"))) == 3
+    assert "3 images of 16x12" in capsys.readouterr().out
+
+
+def test_make_synthetic_rejects_an_empty_data_set(tmp_path):
+    with pytest.raises(SystemExit, match="make_synthetic.py: error: cannot make 0 images of 1024x768"):
+        make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"])
