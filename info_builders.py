@@ -1,0 +1,243 @@
+"""Build info files (see info_files.py) from the official downloads and from a user's own CSV.
+
+- KonIQ-10k: `koniq10k_distributions_sets.csv` (MOS on 0-100, SD, set), or
+  `koniq10k_scores_and_distributions.csv` (MOS_zscore) with the sets file for the split.
+- CLIVE: `Data/AllImages_release.mat`, `AllMOS_release.mat`, `AllStdDev_release.mat` of the
+  release, without its first 7 entries (examples shown to the raters, not part of the study).
+- Any data set: a CSV of `image_name,mos[,std][,set]`.
+
+A data set with a `set` column keeps that split: its index has one column (training ids, then
+validation, then test) and the file records the split sizes. Without one, the index holds
+seeded random orderings and the experiment's ratios decide the split, as for CLIVE.
+"""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from errors import BadFileError, ConfigError, MissingFileError
+from info_files import IQAInfo
+
+CLIVE_TRAINING_EXAMPLES = 7
+# Set names of the KonIQ-10k file; the short forms are accepted in users' files.
+SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": "val", "test": "test"}
+
+
+def koniq_info_from_csv(scores_csv: str | Path, *, sets_csv: str | Path | None = None) -> IQAInfo:
+    """KonIQ-10k with its official split.
+
+    Args:
+        scores_csv: `koniq10k_distributions_sets.csv` (score: MOS) or
+            `koniq10k_scores_and_distributions.csv` (score: MOS_zscore). SD is the std.
+        sets_csv: the file whose `set` column gives the split; by default `scores_csv` itself.
+    """
+    scores_csv = Path(scores_csv)
+    header, rows = _read_csv(scores_csv)
+    score_column = "mos_zscore" if "mos_zscore" in header else "mos"
+    _require_columns(scores_csv, header, ["image_name", score_column, "sd"])
+    names, scores, stds = _names_and_scores(scores_csv, rows, score_column, "sd")
+    if sets_csv is None:
+        _require_columns(scores_csv, header, ["set"],
+                         hint="pass the sets file koniq10k_distributions_sets.csv as well")
+        sets = [_set_of(scores_csv, line, row) for line, row in rows]
+    else:
+        sets = _sets_by_name(Path(sets_csv), names, scores_csv)
+    return _info_with_fixed_split(names, scores, stds, sets)
+
+
+def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
+    """A user's data set from a CSV with the columns `image_name,mos[,std][,set]`.
+
+    Args:
+        csv_path: the CSV file; column names are matched without regard to case.
+        num_orderings: without a `set` column, how many random orderings the index holds.
+        seed: the seed of those orderings.
+    """
+    csv_path = Path(csv_path)
+    header, rows = _read_csv(csv_path)
+    _require_columns(csv_path, header, ["image_name", "mos"])
+    names, scores, stds = _names_and_scores(csv_path, rows, "mos", "std" if "std" in header else None)
+    if "set" in header:
+        sets = [_set_of(csv_path, line, row) for line, row in rows]
+        return _info_with_fixed_split(names, scores, stds, sets)
+    return _info_with_random_orderings(names, scores, stds, num_orderings, seed)
+
+
+def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
+    """CLIVE from its release folder (the one holding `Data/` and `Images/`).
+
+    Args:
+        release_dir: the release folder, e.g. `ChallengeDB_release`.
+        num_orderings: how many random orderings the index holds (the paper: 1,000).
+        seed: the seed of those orderings.
+    """
+    data_dir = Path(release_dir) / "Data"
+    names = [_cell_text(cell) for cell in _mat_variable(data_dir / "AllImages_release.mat").ravel()]
+    scores = _mat_variable(data_dir / "AllMOS_release.mat").ravel().astype(np.float64)
+    stds = _mat_variable(data_dir / "AllStdDev_release.mat").ravel().astype(np.float64)
+    if not len(names) == len(scores) == len(stds):
+        raise BadFileError(
+            f"{data_dir}: AllImages_release has {len(names)} entries, AllMOS_release {len(scores)}, "
+            f"AllStdDev_release {len(stds)}; they must match entry for entry"
+        )
+    if len(names) <= CLIVE_TRAINING_EXAMPLES:
+        raise BadFileError(
+            f"{data_dir / 'AllImages_release.mat'} has {len(names)} entries: the first "
+            f"{CLIVE_TRAINING_EXAMPLES} are rater training examples, which leaves no images"
+        )
+    kept = slice(CLIVE_TRAINING_EXAMPLES, None)
+    names, scores, stds = names[kept], scores[kept], stds[kept]
+    _check_mat_entries(data_dir, names, scores, stds)
+    return _info_with_random_orderings(names, scores, stds, num_orderings, seed)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The lower-cased header and the rows with their line numbers."""
+    if not path.is_file():
+        raise MissingFileError(f"score file {path} not found: check the path")
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        header = [column.strip().lower() for column in next(reader, [])]
+        rows = []
+        for fields in reader:
+            if any(field.strip() for field in fields):
+                rows.append((reader.line_num, dict(zip(header, (field.strip() for field in fields)))))
+    if not rows:
+        raise BadFileError(f"{path} has no data rows")
+    return header, rows
+
+
+def _require_columns(path: Path, header: list[str], columns: list[str], hint: str = "") -> None:
+    missing = [column for column in columns if column not in header]
+    if missing:
+        advice = hint or "add it, or check that this is the right file"
+        raise BadFileError(
+            f"{path} has no column {', '.join(missing)} (its columns: {', '.join(header)}); {advice}"
+        )
+
+
+def _names_and_scores(path: Path, rows: list[tuple[int, dict[str, str]]], score_column: str,
+                      std_column: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Image names, scores and stds (0 without a std column), each row checked."""
+    names, scores, stds = [], [], []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        name = row.get("image_name", "")
+        if not name:
+            raise BadFileError(f"{path} line {line}: image_name is empty")
+        if name in first_line:
+            raise BadFileError(f"{path} lines {first_line[name]} and {line} both list image {name}; keep one")
+        first_line[name] = line
+        names.append(name)
+        scores.append(_finite(path, line, row, score_column))
+        stds.append(_finite(path, line, row, std_column) if std_column else 0.0)
+    return names, np.array(scores), np.array(stds)
+
+
+def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
+    text = row.get(column, "")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadFileError(f"{path} line {line}: {column} {text!r} is not a finite number")
+    return value
+
+
+def _set_of(path: Path, line: int, row: dict[str, str]) -> str:
+    text = row.get("set", "")
+    if text.lower() not in SET_NAMES:
+        raise BadFileError(
+            f"{path} line {line}: set {text!r} is not one of training, validation, test"
+        )
+    return SET_NAMES[text.lower()]
+
+
+def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[str]:
+    """The split of each of `names`, from a file that must list exactly the same images."""
+    header, rows = _read_csv(sets_csv)
+    _require_columns(sets_csv, header, ["image_name", "set"])
+    scored = set(names)
+    set_of_name: dict[str, str] = {}
+    line_of_name: dict[str, int] = {}
+    for line, row in rows:
+        name = row.get("image_name", "")
+        if name in line_of_name:
+            raise BadFileError(f"{sets_csv} lines {line_of_name[name]} and {line} both list image {name}; keep one")
+        if name not in scored:
+            raise BadFileError(
+                f"split count does not add up: {sets_csv} line {line} lists image {name}, "
+                f"which {scores_csv} does not score; use the sets file of the same release"
+            )
+        line_of_name[name] = line
+        set_of_name[name] = _set_of(sets_csv, line, row)
+    unassigned = [name for name in names if name not in set_of_name]
+    if unassigned:
+        raise BadFileError(
+            f"split count does not add up: {sets_csv} gives no set for {len(unassigned)} image(s) of "
+            f"{scores_csv}, e.g. {unassigned[0]}; use the sets file of the same release"
+        )
+    return [set_of_name[name] for name in names]
+
+
+def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray,
+                           sets: list[str]) -> IQAInfo:
+    ref_ids = np.arange(1, len(names) + 1)
+    members = {split: ref_ids[[s == split for s in sets]] for split in ("train", "val", "test")}
+    ordering = np.concatenate([members["train"], members["val"], members["test"]])
+    return IQAInfo(
+        im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=ordering.reshape(-1, 1),
+        split_sizes=(len(members["train"]), len(members["val"]), len(members["test"])),
+    )
+
+
+def _info_with_random_orderings(names: list[str], scores: np.ndarray, stds: np.ndarray,
+                                num_orderings: int, seed: int) -> IQAInfo:
+    if num_orderings < 1:
+        raise ConfigError(f"num_orderings is {num_orderings}; it needs to be at least 1")
+    ref_ids = np.arange(1, len(names) + 1)
+    rng = np.random.default_rng(seed)
+    index = rng.permuted(np.tile(ref_ids[:, None], (1, num_orderings)), axis=0)
+    return IQAInfo(im_names=list(names), scores=scores, stds=stds, ref_ids=ref_ids, index=index)
+
+
+def _mat_variable(path: Path) -> np.ndarray:
+    """The variable named after the file (e.g. AllMOS_release in AllMOS_release.mat)."""
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} not found: pass the CLIVE release folder, the one that holds Data/ and Images/"
+        )
+    try:
+        content = scipy.io.loadmat(path)
+    except (ValueError, NotImplementedError, OSError) as error:
+        raise BadFileError(f"cannot read {path} as a MATLAB file ({error}); use the file from the release") from error
+    if path.stem not in content:
+        raise BadFileError(f"{path} holds no variable {path.stem}; use the file from the release")
+    return content[path.stem]
+
+
+def _cell_text(cell: np.ndarray) -> str:
+    values = np.asarray(cell).ravel()
+    return str(values[0]).strip() if values.size else ""
+
+
+def _check_mat_entries(data_dir: Path, names: list[str], scores: np.ndarray, stds: np.ndarray) -> None:
+    """Check the kept entries; messages count entries as the release files do, from 1."""
+    seen: dict[str, int] = {}
+    for entry, (name, score, std) in enumerate(zip(names, scores, stds), start=CLIVE_TRAINING_EXAMPLES + 1):
+        if not name:
+            raise BadFileError(f"{data_dir / 'AllImages_release.mat'} entry {entry} has no image name")
+        if name in seen:
+            raise BadFileError(
+                f"{data_dir / 'AllImages_release.mat'} entries {seen[name]} and {entry} both name image {name}"
+            )
+        seen[name] = entry
+        for key, value in (("AllMOS_release", score), ("AllStdDev_release", std)):
+            if not math.isfinite(value):
+                raise BadFileError(
+                    f"{data_dir / (key + '.mat')} entry {entry} ({name}) is {value}, not a finite number"
+                )

@@ -1,0 +1,74 @@
+"""Write an info file (see info_files.py) from an official download or from your own CSV.
+
+    python make_info.py koniq --csv /path/to/koniq10k_distributions_sets.csv
+    python make_info.py clive --release /path/to/ChallengeDB_release
+    python make_info.py csv --csv my_scores.csv --out data/MyDatainfo.mat
+"""
+
+import argparse
+import sys
+
+from errors import IQAError
+from info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
+from info_files import IQAInfo, write_info
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Build an info file: koniq (KonIQ-10k score files), clive (CLIVE release), "
+                    "csv (your own image_name,mos[,std][,set] file).",
+        add_help=add_help,
+    )
+    sources = parser.add_subparsers(dest="source", required=True, metavar="{koniq,clive,csv}")
+    koniq = sources.add_parser("koniq", description="KonIQ-10k with its official split.")
+    koniq.add_argument("--csv", required=True,
+                       help="koniq10k_distributions_sets.csv (score: MOS, 0-100) or "
+                            "koniq10k_scores_and_distributions.csv (score: MOS_zscore) (default: none, required)")
+    koniq.add_argument("--sets", default=None,
+                       help="file whose set column gives the split, needed with the scores file (default: --csv)")
+    koniq.add_argument("--out", default="data/KonIQ-10kinfo.mat", help="info file to write (default: %(default)s)")
+    clive = sources.add_parser("clive", description="CLIVE without its 7 rater training examples.")
+    clive.add_argument("--release", required=True,
+                       help="the release folder, which holds Data/ and Images/ (default: none, required)")
+    clive.add_argument("--out", default="data/CLIVEinfo.mat", help="info file to write (default: %(default)s)")
+    _add_ordering_options(clive)
+    own = sources.add_parser("csv", description="Your own data set; a set column fixes its split.")
+    own.add_argument("--csv", required=True, help="CSV of image_name,mos[,std][,set] (default: none, required)")
+    own.add_argument("--out", required=True, help="info file to write (default: none, required)")
+    _add_ordering_options(own)
+    return parser
+
+
+def _add_ordering_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orderings", type=int, default=1000,
+                        help="random orderings of the images, one per experiment id (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the orderings (default: %(default)s)")
+
+
+def build_info(args: argparse.Namespace) -> IQAInfo:
+    if args.source == "koniq":
+        return koniq_info_from_csv(args.csv, sets_csv=args.sets)
+    if args.source == "clive":
+        return clive_info_from_release(args.release, num_orderings=args.orderings, seed=args.seed)
+    return user_info_from_csv(args.csv, num_orderings=args.orderings, seed=args.seed)
+
+
+def describe(info: IQAInfo) -> str:
+    if info.split_sizes is not None:
+        train, val, test = info.split_sizes
+        return f"{len(info):,} images; split {train:,} / {val:,} / {test:,} (train / val / test)"
+    return f"{len(info):,} images; {info.index.shape[1]:,} random orderings"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    try:
+        info = build_info(args)
+        write_info(args.out, info)
+    except IQAError as error:
+        sys.exit(f"make_info.py: error: {error}")
+    print(f"wrote {args.out}: {describe(info)}")
+
+
+if __name__ == "__main__":
+    main()
