@@ -1,0 +1,319 @@
+"""Decode a data set's images once, in parallel, into one uint8 buffer cached on disk.
+
+Decoding 10,073 KonIQ-10k JPEGs takes minutes; a training run must not pay for it each time.
+All images of a data set go into one flat uint8 buffer (image after image, each H x W x 3),
+written to `<cache_dir>/<label>-<sizing>-<key>.npy` with its layout in a `.json` beside it.
+Later runs map that file into memory: they start at once, the operating system keeps the
+pages in its cache across runs, and DataLoader workers share them instead of copying images.
+The key hashes the image names, each file's size and modification time, the target size and
+the cache format, so a changed image list, size or file makes a new cache.
+"""
+
+import hashlib
+import json
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
+from tqdm import tqdm
+
+from errors import BadFileError, MissingFileError
+
+CACHE_FORMAT_VERSION = 1
+# Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+@dataclass(frozen=True)
+class ImageSizing:
+    """How decoded images are sized.
+
+    Args:
+        square_size: images not of square_size x square_size are first resized to it (CLIVE).
+        resize_hw: then, if given, every image is resized to this (height, width).
+    """
+
+    square_size: int | None = None
+    resize_hw: tuple[int, int] | None = None
+
+    def output_hw(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of a decoded image whose file is width x height."""
+        if self.resize_hw is not None:
+            return self.resize_hw
+        if self.square_size is not None:
+            return self.square_size, self.square_size
+        return height, width
+
+    def tag(self) -> str:
+        """A short name for cache file names, e.g. "native", "sq500-498x664"."""
+        parts = [f"sq{self.square_size}"] if self.square_size else []
+        parts += [f"{self.resize_hw[0]}x{self.resize_hw[1]}"] if self.resize_hw else []
+        return "-".join(parts) or "native"
+
+
+class ImageStore:
+    """Decoded RGB images in one flat uint8 buffer; `store[row]` is an H x W x 3 view.
+
+    Args:
+        names: the image names, one per row.
+        shapes: (rows, 3) array of each image's (height, width, 3).
+        pixels: the flat buffer, or None to map it from `cache_path`.
+        cache_path: the `.npy` file the buffer was mapped from, if any.
+    """
+
+    def __init__(self, *, names: list[str], shapes: np.ndarray, pixels: np.ndarray | None,
+                 cache_path: Path | None = None):
+        self.names = list(names)
+        self.shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 3)
+        self.offsets = np.concatenate([[0], np.cumsum(self.shapes.prod(axis=1))])
+        self.cache_path = cache_path
+        self.pixels = pixels if pixels is not None else _map_buffer(cache_path)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        start, stop = self.offsets[row], self.offsets[row + 1]
+        return self.pixels[start:stop].reshape(self.shapes[row])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets[-1])
+
+    def rows_of(self, names: list[str]) -> np.ndarray:
+        """The rows holding `names`, which must all be in the store."""
+        row_of_name = {name: row for row, name in enumerate(self.names)}
+        return np.array([row_of_name[name] for name in names], dtype=np.int64)
+
+    def __getstate__(self) -> dict:
+        # A worker started by spawn maps the cache file again instead of receiving gigabytes.
+        state = dict(self.__dict__)
+        if self.cache_path is not None:
+            state["pixels"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.pixels is None:
+            self.pixels = _map_buffer(self.cache_path)
+
+
+def _map_buffer(cache_path: Path) -> np.ndarray:
+    # A plain ndarray view of the map slices faster than np.memmap and keeps the map alive.
+    return np.load(cache_path, mmap_mode="r").view(np.ndarray)
+
+
+def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, label: str,
+                cache_dir: str | Path | None = None, workers: int | None = None,
+                verbose: bool = True) -> ImageStore:
+    """Decode the images `im_dir/<name>` into an ImageStore, from the cache when it is current.
+
+    Args:
+        im_dir: the folder the names are relative to.
+        names: image file names.
+        sizing: how to size the decoded images.
+        label: names the data set in messages and in cache file names.
+        cache_dir: folder of the cache files; None decodes into memory without caching.
+        workers: decoding threads; by default one per available core.
+        verbose: print a progress bar and the memory the images take.
+    """
+    paths = [Path(im_dir) / name for name in names]
+    file_stats = _stat_files(paths, im_dir)
+    started = time.perf_counter()
+    cache_path = None
+    if cache_dir is not None:
+        key = _cache_key(names, file_stats, sizing)
+        cache_path = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key[:16]}.npy"
+    store = _open_cache(cache_path, names) if cache_path is not None else None
+    how = "mapped from cache"
+    if store is None:
+        store = _decode_all(paths, names, sizing=sizing, label=label, cache_path=cache_path,
+                            workers=workers or available_cores(), verbose=verbose)
+        how = "decoded"
+    if verbose:
+        where = f", cached in {cache_path}" if cache_path is not None else ", in memory"
+        print(f"{label}: {len(store):,} images, {_format_bytes(store.nbytes)} as uint8"
+              f"{where} ({how} in {time.perf_counter() - started:.1f} s)")
+    return store
+
+
+def _format_bytes(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (fewer than os.cpu_count() in a container or under taskset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
+    """(size, mtime_ns) of each file; every missing file is reported at once."""
+    stats, missing = [], []
+    for path in paths:
+        try:
+            stat = path.stat()
+            stats.append((stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            missing.append(path)
+    if missing:
+        more = f" and {len(missing) - 1} more of the {len(paths)} images" if len(missing) > 1 else ""
+        raise MissingFileError(
+            f"image {missing[0]} not found{more}: link the data set's image folder to {im_dir} "
+            f"(ln -s /path/to/images {im_dir}) or pass its folder as im_dir"
+        )
+    return stats
+
+
+def _cache_key(names: list[str], file_stats: list[tuple[int, int]], sizing: ImageSizing) -> str:
+    description = json.dumps({
+        "version": CACHE_FORMAT_VERSION,
+        "square_size": sizing.square_size,
+        "resize_hw": sizing.resize_hw,
+        "files": [[name, size, mtime] for name, (size, mtime) in zip(names, file_stats)],
+    })
+    return hashlib.sha256(description.encode()).hexdigest()
+
+
+def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
+    """The cached store, or None when there is no complete cache for exactly these names."""
+    layout_path = cache_path.with_suffix(".json")
+    if not (cache_path.is_file() and layout_path.is_file()):
+        return None
+    layout = json.loads(layout_path.read_text())
+    if layout.get("names") != names:
+        return None
+    store = ImageStore(names=names, shapes=np.array(layout["shapes"]), pixels=None, cache_path=cache_path)
+    return store if store.pixels.size == store.nbytes else None
+
+
+def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, label: str,
+                cache_path: Path | None, workers: int, verbose: bool) -> ImageStore:
+    # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
+    # does a file write; they also work alike on every platform, unlike worker processes.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        shapes = np.array(list(pool.map(lambda path: _decoded_shape(path, sizing), paths)), dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
+        if cache_path is None:
+            pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
+
+            def write(row: int, decoded: np.ndarray) -> None:
+                pixels[offsets[row]:offsets[row + 1]] = decoded.reshape(-1)
+
+            _decode_each(paths, shapes, sizing, pool, label, verbose, write=write)
+            return ImageStore(names=names, shapes=shapes, pixels=pixels)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
+        try:
+            _decode_to_npy(partial, paths, shapes, offsets, sizing, pool, label, verbose)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    return _commit_cache(partial, cache_path, names, shapes)
+
+
+def _decode_to_npy(partial: Path, paths: list[Path], shapes: np.ndarray, offsets: np.ndarray,
+                   sizing: ImageSizing, pool: ThreadPoolExecutor, label: str, verbose: bool) -> None:
+    """Write the images into a flat `.npy` file, each at its offset."""
+    # Writing to the file measured twice as fast here as filling a memory map of it.
+    header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
+    data_start = header.offset
+    del header
+
+    def write(row: int, decoded: np.ndarray) -> None:
+        with open(partial, "r+b") as file:
+            file.seek(data_start + int(offsets[row]))
+            file.write(decoded)
+
+    _decode_each(paths, shapes, sizing, pool, label, verbose, write=write)
+
+
+def _decode_each(paths: list[Path], shapes: np.ndarray, sizing: ImageSizing, pool: ThreadPoolExecutor,
+                 label: str, verbose: bool, write: Callable[[int, np.ndarray], None]) -> None:
+    """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
+    futures = [pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), sizing, write)
+               for row, path in enumerate(paths)]
+    try:
+        with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
+            for future in as_completed(futures):
+                future.result()
+                progress.update()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _decode_row(row: int, path: Path, shape: tuple[int, int, int], sizing: ImageSizing,
+                write: Callable[[int, np.ndarray], None]) -> None:
+    decoded = decode_image(path, sizing)
+    if decoded.shape != shape:
+        raise BadFileError(
+            f"image {path} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
+            f"{shape[1]}x{shape[0]} its header gives: replace it with an intact copy"
+        )
+    write(row, decoded)
+
+
+def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.ndarray) -> ImageStore:
+    """Move the finished buffer into place, then its layout: a cache with a layout is complete."""
+    os.replace(partial, cache_path)
+    layout_path = cache_path.with_suffix(".json")
+    partial_layout = layout_path.with_name(f".{layout_path.name}.{os.getpid()}.partial")
+    partial_layout.write_text(json.dumps({"names": names, "shapes": shapes.tolist()}))
+    os.replace(partial_layout, layout_path)
+    return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
+
+
+def _decoded_shape(path: Path, sizing: ImageSizing) -> tuple[int, int, int]:
+    """(height, width, 3) after decoding and sizing, from the file's header alone."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise _undecodable(path, error) from error
+    return (*sizing.output_hw(width, height), 3)
+
+
+def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
+    """Decode one image to an RGB uint8 H x W x 3 array, sized as the paper's code sized it.
+
+    Args:
+        path: the image file.
+        sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = _to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise _undecodable(path, error) from error
+    if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
+        rgb = F.resize(rgb, [sizing.square_size, sizing.square_size], interpolation=InterpolationMode.BILINEAR)
+    if sizing.resize_hw is not None:
+        rgb = F.resize(rgb, list(sizing.resize_hw), interpolation=InterpolationMode.BILINEAR)
+    return np.asarray(rgb)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode == "F":
+        raise ValueError("floating-point pixels (mode F) are not supported")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _undecodable(path: Path, error: BaseException) -> BadFileError:
+    return BadFileError(
+        f"cannot decode image {path} ({error}): replace it with an intact 8-bit image "
+        f"(for a download, extract the file again)"
+    )

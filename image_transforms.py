@@ -1,0 +1,95 @@
+"""Per-item image work: the paper's training augmentation on uint8 arrays, and normalization.
+
+The augmentation is the paper's: rotate by a uniform random angle in [-angle, angle] degrees
+(torchvision's rotate of a PIL image: nearest neighbour, same size, black corners), flip
+horizontally with probability hflip_p, then take a random crop. Rotating a whole image only
+to keep a crop of it wastes most of the work, so the three steps run as one affine resampling
+of the crop's pixels. The geometry is the same; Pillow steps through a row in fixed-point
+arithmetic, so for under 1% of the crop's pixels it picks the neighbouring source pixel of the
+one the three separate steps pick (measured against torchvision, see tests).
+"""
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Normalizing a uint8 value v as (v / 255 - mean) / std in one multiply and one subtract.
+_SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
+_SHIFT = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
+
+
+@dataclass(frozen=True)
+class TrainAugmentation:
+    """Random rotation, horizontal flip and crop of an H x W x 3 uint8 array.
+
+    Args:
+        angle: the largest rotation, in degrees.
+        hflip_p: probability of a horizontal flip.
+        crop_h: crop height in pixels.
+        crop_w: crop width in pixels.
+    """
+
+    angle: float
+    hflip_p: float
+    crop_h: int
+    crop_w: int
+
+    def __call__(self, pixels: np.ndarray, rng: random.Random | None = None) -> np.ndarray:
+        """Augment one image; `rng` defaults to the `random` module, which DataLoader seeds per worker."""
+        rng = rng or random
+        height, width = pixels.shape[:2]
+        return rotate_flip_crop(
+            pixels,
+            angle=rng.uniform(-self.angle, self.angle),
+            flip=rng.random() < self.hflip_p,
+            top=rng.randint(0, height - self.crop_h),
+            left=rng.randint(0, width - self.crop_w),
+            crop_h=self.crop_h,
+            crop_w=self.crop_w,
+        )
+
+
+def rotate_flip_crop(pixels: np.ndarray, *, angle: float, flip: bool, top: int, left: int,
+                     crop_h: int, crop_w: int) -> np.ndarray:
+    """The crop at (top, left) of the image rotated by `angle` degrees and then, if `flip`, flipped.
+
+    Args:
+        pixels: H x W x 3 uint8 image.
+        angle: counter-clockwise rotation about the image centre, in degrees.
+        flip: whether the rotated image is flipped left to right.
+        top, left: the crop's corner in the rotated (and flipped) image.
+        crop_h, crop_w: the crop's size.
+    """
+    height, width = pixels.shape[:2]
+    # Rotation as Pillow defines it: a crop pixel centre (x, y) samples the source at
+    # R (x - cx, y - cy) + (cx, cy), R rotating by -angle, (cx, cy) the image centre.
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    centre_x, centre_y = width / 2.0, height / 2.0
+    # Where crop pixel centre (u, v) lies in the rotated image, before the flip.
+    x_of_u = -1.0 if flip else 1.0
+    x_offset = (width - left) if flip else left
+    # Source x = cos * (x - cx) - sin * (y - cy) + cx, with x = x_offset + x_of_u * u, y = top + v.
+    matrix = (
+        cos * x_of_u, -sin, cos * (x_offset - centre_x) - sin * (top - centre_y) + centre_x,
+        sin * x_of_u, cos, sin * (x_offset - centre_x) + cos * (top - centre_y) + centre_y,
+    )
+    image = Image.fromarray(pixels)
+    cropped = image.transform((crop_w, crop_h), Image.Transform.AFFINE, matrix, resample=Image.Resampling.NEAREST)
+    return np.asarray(cropped)
+
+
+def to_normalized_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """An H x W x 3 uint8 array as a 3 x H x W float32 tensor, ImageNet-normalized.
+
+    The same values as torchvision's ToTensor followed by Normalize(IMAGENET_MEAN, IMAGENET_STD).
+    """
+    # Transposing the uint8 bytes first and converting after measured 3x faster than the reverse;
+    # the copy also leaves the (read-only) cached pixels untouched.
+    chw = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
+    return chw.to(torch.float32).mul_(_SCALE).sub_(_SHIFT)
