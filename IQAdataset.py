@@ -9,6 +9,10 @@ used whole, as in the paper's code. Validation and test images are always used w
 paper evaluates on the full (resized) image.
 """
 
+from __future__ import annotations
+
+from typing import List
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -120,7 +124,7 @@ def _load_store(spec: DatasetSpec, info: IQAInfo, positions: np.ndarray, *, resi
                        workers=workers, verbose=verbose)
 
 
-class NoSingletonBatchSampler(Sampler[list[int]]):
+class NoSingletonBatchSampler(Sampler[List[int]]):
     """Shuffled batches of `batch_size` in which a last batch of one sample joins the batch before.
 
     BatchNorm cannot train on a batch of one (the paper's README warns of CLIVE at 80%:

@@ -1,5 +1,7 @@
 """Where each data set lives by default, how its images are sized, and which split it uses."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
 

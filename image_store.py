@@ -9,6 +9,8 @@ The key hashes the image names, each file's size and modification time, the targ
 the cache format, so a changed image list, size or file makes a new cache.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os

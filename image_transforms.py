@@ -9,6 +9,8 @@ arithmetic, so for under 1% of the crop's pixels it picks the neighbouring sourc
 one the three separate steps pick (measured against torchvision, see tests).
 """
 
+from __future__ import annotations
+
 import math
 import random
 from dataclasses import dataclass

@@ -11,6 +11,8 @@ validation, then test) and the file records the split sizes. Without one, the in
 seeded random orderings and the experiment's ratios decide the split, as for CLIVE.
 """
 
+from __future__ import annotations
+
 import csv
 import math
 from pathlib import Path

@@ -14,6 +14,8 @@ images, the ids up to `train_and_val_size` the validation images, the rest the t
 A split lists its images in file order, not in index order, as the authors' code did.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from dataclasses import dataclass

@@ -5,6 +5,8 @@
     python make_info.py csv --csv my_scores.csv --out data/MyDatainfo.mat
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 

@@ -5,6 +5,8 @@ writes data/synthetic/koniq10k (like the KonIQ-10k download) and data/synthetic/
 (like the CLIVE release); make_info.py then builds their info files as for the real data sets.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 import time

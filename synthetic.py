@@ -15,6 +15,8 @@ CLIVE layout (`write_clive_layout`):
     <out>/Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat
 """
 
+from __future__ import annotations
+
 import csv
 import io
 from dataclasses import dataclass

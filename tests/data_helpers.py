@@ -1,5 +1,7 @@
 """Helpers shared by the data-layer tests: files in the authors' and the official layouts."""
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
