@@ -11,6 +11,7 @@ the cache format, so a changed image list, size or file makes a new cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from tqdm import tqdm
 
-from errors import BadFileError, MissingFileError
+from errors import BadFileError, ConfigError, IQAError, MissingFileError
 
 CACHE_FORMAT_VERSION = 1
 # Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
@@ -213,12 +214,19 @@ def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, lab
 
             _decode_each(paths, shapes, sizing, pool, label, verbose, write=write)
             return ImageStore(names=names, shapes=shapes, pixels=pixels)
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
         try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
             _decode_to_npy(partial, paths, shapes, offsets, sizing, pool, label, verbose)
-        except BaseException:
-            partial.unlink(missing_ok=True)
+        except BaseException as error:
+            # Also when there is no partial file, or not even its folder.
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            if isinstance(error, OSError) and not isinstance(error, IQAError):
+                raise ConfigError(
+                    f"cannot write the image cache {cache_path} ({error}): free space there, "
+                    f"pass another cache_dir, or pass cache_dir=None to keep the images in memory only"
+                ) from error
             raise
     return _commit_cache(partial, cache_path, names, shapes)
 

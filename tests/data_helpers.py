@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 from PIL import Image
 
-KONIQ_REFERENCE_CSV = Path("/work/shared/reference/koniq10k_distributions_sets.csv")
+# The real KonIQ-10k file, kept beside the repository (../shared/reference) and never committed.
+KONIQ_REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "koniq10k_distributions_sets.csv"
 
 
 def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float],

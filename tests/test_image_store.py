@@ -11,7 +11,7 @@ from torchvision.transforms import functional as F
 
 import image_store
 from data_helpers import save_plain_images
-from errors import BadFileError, MissingFileError
+from errors import BadFileError, ConfigError, MissingFileError
 from image_store import ImageSizing, ImageStore, decode_image, load_images
 
 
@@ -137,6 +137,14 @@ def test_an_undecodable_image_is_named_and_leaves_no_partial_cache(images, tmp_p
     with pytest.raises(BadFileError, match=r"cannot decode image .*bad.jpg .*replace it with an intact"):
         load_images(folder, names + ["bad.jpg"], sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_an_unwritable_cache_says_what_to_do(images, tmp_path):
+    folder, names = images
+    (tmp_path / "a file").write_text("")
+    with pytest.raises(ConfigError, match=r"cannot write the image cache .*a file/t-native-.*\.npy .*"
+                                          r"pass another cache_dir, or pass cache_dir=None"):
+        load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=tmp_path / "a file", verbose=False)
 
 
 def test_floating_point_images_are_refused(tmp_path):
