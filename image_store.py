@@ -131,10 +131,7 @@ def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, la
     paths = [Path(im_dir) / name for name in names]
     file_stats = _stat_files(paths, im_dir)
     started = time.perf_counter()
-    cache_path = None
-    if cache_dir is not None:
-        key = _cache_key(names, file_stats, sizing)
-        cache_path = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key[:16]}.npy"
+    cache_path = _cache_path(Path(cache_dir), label, names, file_stats, sizing) if cache_dir is not None else None
     store = _open_cache(cache_path, names) if cache_path is not None else None
     how = "mapped from cache"
     if store is None:
@@ -177,14 +174,17 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
     return stats
 
 
-def _cache_key(names: list[str], file_stats: list[tuple[int, int]], sizing: ImageSizing) -> str:
+def _cache_path(cache_dir: Path, label: str, names: list[str], file_stats: list[tuple[int, int]],
+                sizing: ImageSizing) -> Path:
+    """`<cache_dir>/<label>-<sizing>-<key>.npy`, the key a hash of everything the pixels depend on."""
     description = json.dumps({
         "version": CACHE_FORMAT_VERSION,
         "square_size": sizing.square_size,
         "resize_hw": sizing.resize_hw,
         "files": [[name, size, mtime] for name, (size, mtime) in zip(names, file_stats)],
     })
-    return hashlib.sha256(description.encode()).hexdigest()
+    key = hashlib.sha256(description.encode()).hexdigest()[:16]
+    return cache_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key}.npy"
 
 
 def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
@@ -192,7 +192,10 @@ def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
     layout_path = cache_path.with_suffix(".json")
     if not (cache_path.is_file() and layout_path.is_file()):
         return None
-    layout = json.loads(layout_path.read_text())
+    try:
+        layout = json.loads(layout_path.read_text())
+    except ValueError:
+        return None
     if layout.get("names") != names:
         return None
     store = ImageStore(names=names, shapes=np.array(layout["shapes"]), pixels=None, cache_path=cache_path)
