@@ -1,0 +1,104 @@
+"""Checkpoints: the trained model with its linear mapping and the settings that built it.
+
+A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; their
+released files also hold apex's `amp` state) plus `settings`, the run's options as plain
+Python types, so test_dataset.py and test_demo.py rebuild the model without repeating
+flags. Everything in it loads with `torch.load(weights_only=True)`: opening a checkpoint
+cannot run code. Files are written to a temporary name and renamed, so a crash during a
+save never leaves a broken checkpoint behind.
+"""
+
+import os
+import tempfile
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from errors import BadFileError, ConfigError, MissingFileError
+
+# Settings that determine the model's architecture; a checkpoint's own win over defaults.
+MODEL_SETTINGS = ('arch', 'pool', 'use_bn_end', 'P6', 'P7')
+# Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
+_WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+
+
+def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
+    """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.partial')
+    try:
+        with os.fdopen(handle, 'wb') as file:
+            torch.save(dict(checkpoint), file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+def load_checkpoint(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
+    """Read a checkpoint of this project or of the authors' code, on `map_location`."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"checkpoint {path} does not exist: check --trained_model_file, or train "
+                               f"a model with main.py first")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise BadFileError(f"cannot read checkpoint {path} ({_first_line(error)}): the file is damaged or "
+                           f"not a PyTorch checkpoint") from None
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
+        raise BadFileError(f"checkpoint {path} holds no 'model' state: it is not a checkpoint of this model")
+    checkpoint['model'] = _without_wrapper_prefixes(checkpoint['model'])
+    return checkpoint
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    cleaned = {}
+    for name, tensor in state.items():
+        for prefix in _WRAPPER_PREFIXES:
+            while name.startswith(prefix):
+                name = name[len(prefix):]
+        cleaned[name] = tensor
+    return cleaned
+
+
+def model_settings(checkpoint: Mapping[str, Any], requested: Mapping[str, Any],
+                   defaults: Mapping[str, Any], path: str) -> Dict[str, Any]:
+    """The model settings to build for a checkpoint.
+
+    A checkpoint that records its settings supplies them; a setting the user asked for
+    explicitly (a value other than the default) must then agree. The authors' files
+    record none, so the requested settings are used as they are.
+    """
+    recorded = checkpoint.get('settings') or {}
+    settings = {}
+    for name in MODEL_SETTINGS:
+        asked = requested[name]
+        if name not in recorded:
+            settings[name] = asked
+        elif asked != defaults[name] and asked != recorded[name]:
+            raise ConfigError(f"checkpoint {path} was trained with {name}={recorded[name]!r}, but "
+                              f"{name}={asked!r} was asked for: drop the option or use another checkpoint")
+        else:
+            settings[name] = recorded[name]
+    return settings
+
+
+def load_model_state(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: str,
+                     settings: Optional[Mapping[str, Any]] = None) -> None:
+    """Load the checkpoint's weights into `model`, strictly; a mismatch names the settings to check."""
+    try:
+        model.load_state_dict(checkpoint['model'])
+    except RuntimeError as error:
+        described = ', '.join(f'{k}={v}' for k, v in (settings or {}).items())
+        raise BadFileError(f"checkpoint {path} does not fit the model built with {described} "
+                           f"({_first_line(error)}): pass the --arch, --pool, --P6, --P7 and "
+                           f"--use_bn_end it was trained with") from None

@@ -1,0 +1,185 @@
+"""Every command-line option of main.py, test_dataset.py and test_demo.py, defined once.
+
+Each group of options is a parent parser; a script builds its parser from the groups it
+needs. Option names accept both spellings the authors used: the paper README's
+(`--lr`, `--arch`, `--img`) and their later release's (`-lr/--learning_rate`,
+`-arch/--architecture`, `--img_path`). Adapters at the end turn parsed options into the
+keyword arguments of the library modules, which never see an argparse namespace.
+"""
+
+import argparse
+from typing import List, Union
+
+from checkpoint import MODEL_SETTINGS
+from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
+from IQAmodel import POOLING_METHODS
+
+OPT_LEVELS = ('O0', 'O1', 'bf16')
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help strings end in "(default: X)", taken from the option itself so they cannot drift."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # a help string that words its default itself (e.g. "cuda if available") keeps it
+        return action.help if '(default:' in (action.help or '') else super()._get_help_string(action)
+
+
+def _group(title: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False, formatter_class=_Formatter, description=title)
+
+
+def model_options() -> argparse.ArgumentParser:
+    parser = _group('model')
+    group = parser.add_argument_group('model')
+    group.add_argument('--arch', '-arch', '--architecture', dest='arch', default='resnext101_32x8d',
+                       help='torchvision backbone: a ResNet/ResNeXt, alexnet or vgg16')
+    group.add_argument('-pl', '--pool', default='avg', choices=POOLING_METHODS, help='SPSP pooling method')
+    group.add_argument('-ubne', '--use_bn_end', action='store_true', help='BatchNorm1d after each regressor')
+    group.add_argument('-P6', '--P6', dest='P6', type=int, default=1, help='pyramid levels of the layer3 output')
+    group.add_argument('-P7', '--P7', dest='P7', type=int, default=1, help='pyramid levels of the layer4 output')
+    group.add_argument('-modelfile', '--trained_model_file', default=None,
+                       help='checkpoint to write (main.py) or to read (tests, demo); main.py names it '
+                            'after its settings in checkpoints/ when not given')
+    return parser
+
+
+def loss_options() -> argparse.ArgumentParser:
+    parser = _group('loss')
+    group = parser.add_argument_group('loss')
+    group.add_argument('-lt', '--loss_type', default='norm-in-norm', choices=LOSS_TYPES + tuple(LOSS_TYPE_ALIASES),
+                       help='training loss; Lp is the paper README\'s name for norm-in-norm')
+    group.add_argument('-a', '--alpha', nargs=2, type=float, default=[1, 0],
+                       help="weights of the loss l and of its variant l'")
+    group.add_argument('-b', '--beta', nargs=3, type=float, default=[.1, .1, 1],
+                       help='weights of the layer3 head, the layer4 head and the fused head')
+    group.add_argument('-p', '--p', dest='p', type=float, default=1, help='order of the norm of the error')
+    group.add_argument('-q', '--q', dest='q', type=float, default=2, help='order of the normalization norm')
+    group.add_argument('-detach', '--detach', action='store_true',
+                       help='take the statistics of the predictions as constants in the backward pass')
+    group.add_argument('-monoreg', '--monotonicity_regularization', action='store_true',
+                       help='add the monotonicity regularizer')
+    group.add_argument('-g', '--gamma', type=float, default=0.1, help='weight of the monotonicity regularizer')
+    return parser
+
+
+def data_options() -> argparse.ArgumentParser:
+    parser = _group('data')
+    group = parser.add_argument_group('data')
+    group.add_argument('-ds', '--dataset', default='KonIQ-10k', help='KonIQ-10k, CLIVE, or your own data set')
+    group.add_argument('-eid', '--exp_id', type=int, default=0, help='which split of the info file to use')
+    group.add_argument('-tr', '--train_ratio', type=float, default=0.6,
+                       help='share of training images (KonIQ-10k uses its official split)')
+    group.add_argument('-tvr', '--train_and_val_ratio', type=float, default=0.8,
+                       help='share of training and validation images (KonIQ-10k uses its official split)')
+    group.add_argument('-rs', '--resize', action='store_true', help='resize images to resize_size_h x resize_size_w')
+    group.add_argument('-rs_h', '--resize_size_h', type=int, default=498, help='height after resizing')
+    group.add_argument('-rs_w', '--resize_size_w', type=int, default=664, help='width after resizing')
+    group.add_argument('--data_info', default=None,
+                       help='info file of the data set (default of KonIQ-10k and CLIVE: data/<dataset>info.mat)')
+    group.add_argument('--im_dir', default=None,
+                       help='folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)')
+    group.add_argument('--cache_dir', default='data/cache', help='folder of the decoded-image cache')
+    return parser
+
+
+def training_options() -> argparse.ArgumentParser:
+    parser = _group('training')
+    group = parser.add_argument_group('training')
+    group.add_argument('--lr', '-lr', '--learning_rate', dest='lr', type=float, default=1e-4,
+                       help='learning rate of the heads')
+    group.add_argument('-e', '--epochs', type=int, default=30, help='training epochs')
+    group.add_argument('--ft_lr_ratio', '-flr', dest='ft_lr_ratio', type=float, default=0.1,
+                       help='learning rate of the backbone relative to lr; 0 freezes it')
+    group.add_argument('-accum', '--accumulation_steps', type=int, default=1, help='batches per optimizer step')
+    group.add_argument('-wd', '--weight_decay', type=float, default=0.0, help='weight decay')
+    group.add_argument('-lrd', '--lr_decay', type=float, default=0.1, help='learning rate factor at each step')
+    group.add_argument('-olrd', '--overall_lr_decay', type=float, default=0.01,
+                       help='learning rate factor over the whole run, which sets the step length')
+    group.add_argument('-optl', '--opt_level', default='O1', choices=OPT_LEVELS,
+                       help='O0: float32; O1: autocast float16 with loss scaling (the paper); bf16: autocast '
+                            'bfloat16 (CUDA only; CPU always trains in float32)')
+    group.add_argument('-rn', '--randomness', action='store_true',
+                       help='skip seeding and deterministic cuDNN, for speed')
+    group.add_argument('-valc', '--val_criterion', default='SROCC', choices=('SROCC', 'PLCC', 'RMSE'),
+                       help='validation metric that selects the best model')
+    group.add_argument('-augment', '--augmentation', '--augment', dest='augmentation', action='store_true',
+                       help='random rotation, horizontal flip and crop of training images')
+    group.add_argument('-ag', '--angle', type=float, default=2, help='largest rotation in degrees')
+    group.add_argument('-cs_h', '--crop_size_h', type=int, default=498, help='height of the training crop')
+    group.add_argument('-cs_w', '--crop_size_w', type=int, default=498, help='width of the training crop')
+    group.add_argument('-hp', '--hflip_p', type=float, default=0.5, help='probability of a horizontal flip')
+    group.add_argument('-tdt', '--test_during_training', action='store_true',
+                       help='evaluate the train and test sets every epoch and map with k, b fitted there')
+    group.add_argument('-eval', '--evaluate', action='store_true', help='only test the trained checkpoint')
+    group.add_argument('-logd', '--log_dir', default='runs', help='TensorBoard folder')
+    group.add_argument('--resume', action='store_true',
+                       help='continue an interrupted run from its last epoch (same options as the run)')
+    group.add_argument('--pretrained', default='imagenet',
+                       help="backbone start: imagenet (torchvision's cache, downloaded on first use), a local "
+                            "weights file, or none (random, for smoke runs)")
+    return parser
+
+
+def run_options() -> argparse.ArgumentParser:
+    parser = _group('run')
+    group = parser.add_argument_group('run')
+    group.add_argument('-bs', '--batch_size', type=int, default=8,
+                       help='batch size: of training in main.py, of scoring in test_demo.py')
+    group.add_argument('--device', default=None, choices=('cpu', 'cuda'), help='device (default: cuda if available)')
+    group.add_argument('--num_workers', type=int, default=None,
+                       help='data loading processes (default: one per core, at most 8)')
+    group.add_argument('--seed', type=int, default=19920517, help='random seed')
+    group.add_argument('-debug', '--debug', action='store_true', help='5 training batches and 5 val/test images')
+    group.add_argument('-pbar', '--pbar', action='store_true', help='show progress bars')
+    return parser
+
+
+def demo_options() -> argparse.ArgumentParser:
+    parser = _group('demo')
+    group = parser.add_argument_group('demo')
+    group.add_argument('--img', '--img_path', dest='img_path', default='data/1000.JPG',
+                       help='an image, a folder, a glob pattern, or - for a list of paths on stdin')
+    group.add_argument('-o', '--output', default=None,
+                       help='CSV file for the scores of several images (default: standard output)')
+    return parser
+
+
+def build_parser(description: str, groups: List[argparse.ArgumentParser],
+                 add_help: bool = True) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description, parents=groups, add_help=add_help,
+                                   formatter_class=_Formatter)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """main.py's parser: every option."""
+    groups = [model_options(), loss_options(), data_options(), training_options(), run_options()]
+    return build_parser('Train the LinearityIQA model (Li et al., ACM MM 2020).', groups, add_help)
+
+
+def get_test_dataset_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """test_dataset.py's parser: the model, its checkpoint and the data set to test on."""
+    return build_parser('Test a trained checkpoint on a data set.', [model_options(), data_options(), run_options()],
+                        add_help)
+
+
+def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """test_demo.py's parser: the model, its checkpoint and the images to score."""
+    return build_parser('Score the quality of images with a trained checkpoint.',
+                        [model_options(), data_options(), run_options(), demo_options()], add_help)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict:
+    """IQAModel's architecture arguments (pretrained weights are chosen by the script)."""
+    return {name: getattr(args, name) for name in MODEL_SETTINGS}
+
+
+def pretrained_weights(args: argparse.Namespace) -> Union[bool, str]:
+    """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
+    return {'imagenet': True, 'none': False}.get(args.pretrained, args.pretrained)
+
+
+def loss_kwargs(args: argparse.Namespace) -> dict:
+    return dict(loss_type=args.loss_type, alpha=args.alpha, beta=args.beta, p=args.p, q=args.q,
+                monotonicity_regularization=args.monotonicity_regularization, gamma=args.gamma,
+                detach=args.detach)

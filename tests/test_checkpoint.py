@@ -1,0 +1,101 @@
+"""checkpoint.py: atomic saves, safe loads of this project's and the authors' files, and
+the model settings a checkpoint brings with it."""
+
+import os
+
+import pytest
+import torch
+
+from checkpoint import load_checkpoint, load_model_state, model_settings, save_checkpoint
+from errors import BadFileError, ConfigError, MissingFileError
+from IQAmodel import IQAModel
+
+DEFAULTS = {'arch': 'resnext101_32x8d', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
+
+
+@pytest.fixture(scope='module')
+def model():
+    torch.manual_seed(0)
+    return IQAModel(arch='resnet18', pretrained=False).eval()
+
+
+def test_saves_and_loads_with_settings(tmp_path, model):
+    path = str(tmp_path / 'run.pth')
+    save_checkpoint(path, {'model': model.state_dict(), 'k': [2.0, 1.0, 1.0], 'b': [3.0, 0.0, 0.0],
+                           'settings': {**DEFAULTS, 'arch': 'resnet18', 'alpha': [1.0, 0.1]}})
+    checkpoint = load_checkpoint(path)
+    assert checkpoint['k'] == [2.0, 1.0, 1.0] and checkpoint['settings']['alpha'] == [1.0, 0.1]
+    assert torch.equal(checkpoint['model']['regression.weight'], model.state_dict()['regression.weight'])
+    assert os.listdir(tmp_path) == ['run.pth']  # no temporary file left behind
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, model):
+    path = str(tmp_path / 'best.pth')
+    save_checkpoint(path, {'model': model.state_dict(), 'k': [1.0] * 3, 'b': [0.0] * 3})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError('disk full')
+
+    with pytest.raises(RuntimeError, match='disk full'):
+        save_checkpoint(path, {'model': model.state_dict(), 'broken': Unpicklable()})
+    assert load_checkpoint(path)['k'] == [1.0] * 3
+    assert os.listdir(tmp_path) == ['best.pth']
+
+
+def test_the_authors_released_layout_loads_unchanged(tmp_path, model):
+    # their files: model, optimizer, apex amp state, k, b; no settings
+    optimizer = torch.optim.Adam(model.parameters())
+    torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                'amp': {'loss_scaler0': {'loss_scale': 65536.0, 'unskipped': 0}},
+                'k': [0.9, 1.1, 1.0], 'b': [10.0, -1.0, 0.0]}, tmp_path / 'p1q2.pth')
+    checkpoint = load_checkpoint(str(tmp_path / 'p1q2.pth'))
+    fresh = IQAModel(arch='resnet18', pretrained=False).eval()
+    load_model_state(fresh, checkpoint, 'p1q2.pth')
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(fresh(x)[2], model(x)[2])
+    assert model_settings(checkpoint, {**DEFAULTS, 'arch': 'resnet18'}, DEFAULTS, 'p1q2.pth')['arch'] == 'resnet18'
+
+
+def test_wrapper_prefixes_are_removed(tmp_path, model):
+    wrapped = {'module.' + name: value for name, value in model.state_dict().items()}
+    torch.save({'model': wrapped}, tmp_path / 'ddp.pth')
+    assert set(load_checkpoint(str(tmp_path / 'ddp.pth'))['model']) == set(model.state_dict())
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ('echo pwned',))
+
+    torch.save({'model': {}, 'payload': Payload()}, tmp_path / 'evil.pth')
+    with pytest.raises(BadFileError, match='cannot read checkpoint .*evil.pth'):
+        load_checkpoint(str(tmp_path / 'evil.pth'))
+
+
+def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
+    with pytest.raises(MissingFileError, match='checkpoint .*none.pth does not exist'):
+        load_checkpoint(str(tmp_path / 'none.pth'))
+    (tmp_path / 'half.pth').write_bytes(b'PK\x03\x04 truncated')
+    with pytest.raises(BadFileError, match='damaged or not a PyTorch checkpoint'):
+        load_checkpoint(str(tmp_path / 'half.pth'))
+    torch.save({'weights': {}}, tmp_path / 'other.pth')
+    with pytest.raises(BadFileError, match="holds no 'model' state"):
+        load_checkpoint(str(tmp_path / 'other.pth'))
+
+
+def test_a_checkpoint_of_another_arch_names_the_options(tmp_path, model):
+    torch.save({'model': model.state_dict()}, tmp_path / 'r18.pth')
+    checkpoint = load_checkpoint(str(tmp_path / 'r18.pth'))
+    other = IQAModel(arch='resnet34', pretrained=False)
+    with pytest.raises(BadFileError, match='does not fit the model built with arch=resnet34.*--arch'):
+        load_model_state(other, checkpoint, 'r18.pth', settings={'arch': 'resnet34'})
+
+
+def test_recorded_settings_win_over_defaults_and_clash_with_explicit_options():
+    checkpoint = {'model': {}, 'settings': {**DEFAULTS, 'arch': 'resnet18', 'P7': 2}}
+    assert model_settings(checkpoint, DEFAULTS, DEFAULTS, 'x.pth') == {**DEFAULTS, 'arch': 'resnet18', 'P7': 2}
+    agreeing = {**DEFAULTS, 'arch': 'resnet18'}
+    assert model_settings(checkpoint, agreeing, DEFAULTS, 'x.pth')['arch'] == 'resnet18'
+    with pytest.raises(ConfigError, match="x.pth was trained with arch='resnet18', but arch='resnet50' was asked"):
+        model_settings(checkpoint, {**DEFAULTS, 'arch': 'resnet50'}, DEFAULTS, 'x.pth')

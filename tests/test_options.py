@@ -1,0 +1,106 @@
+"""options.py: every command of the paper's README parses, with the paper's defaults,
+under both spellings of the authors' flags."""
+
+import shlex
+
+import pytest
+
+from options import (get_args_parser, get_demo_parser, get_test_dataset_parser, loss_kwargs, model_kwargs,
+                     pretrained_weights)
+
+README_TRAIN = [
+    'python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
+    '--arch resnext101_32x8d --loss_type Lp --p 1 --q 2',
+    'python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
+    '--arch resnext101_32x8d --loss_type Lp --p 1 --q 2 --alpha 1 0.1',
+]
+README_TEST = [
+    'python test_dataset.py --dataset KonIQ-10k --resize --arch resnext101_32x8d '
+    '--trained_model_file checkpoints/p1q2.pth',
+    'python test_dataset.py --dataset CLIVE --resize --arch resnext101_32x8d '
+    '--trained_model_file checkpoints/p1q2plus0.1variant.pth',
+]
+README_DEMO = 'python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d ' \
+              '--trained_model_file checkpoints/p1q2.pth'
+
+
+def parse(parser, command):
+    return parser.parse_args(shlex.split(command)[2:])
+
+
+@pytest.mark.parametrize('command', README_TRAIN)
+def test_readme_training_commands(command):
+    args = parse(get_args_parser(), command)
+    assert (args.dataset, args.resize, args.exp_id, args.lr, args.batch_size, args.epochs) == \
+        ('KonIQ-10k', True, 0, 1e-4, 8, 30)
+    assert (args.ft_lr_ratio, args.arch, args.loss_type, args.p, args.q) == (0.1, 'resnext101_32x8d', 'Lp', 1, 2)
+    assert args.alpha == ([1, 0.1] if '--alpha' in command else [1, 0])
+    assert loss_kwargs(args)['alpha'] == args.alpha
+
+
+@pytest.mark.parametrize('command', README_TEST)
+def test_readme_test_commands(command):
+    args = parse(get_test_dataset_parser(), command)
+    assert args.resize and args.arch == 'resnext101_32x8d'
+    assert args.trained_model_file.startswith('checkpoints/p1q2')
+    assert args.dataset in ('KonIQ-10k', 'CLIVE')
+
+
+def test_readme_demo_command():
+    args = parse(get_demo_parser(), README_DEMO)
+    assert (args.img_path, args.resize, args.trained_model_file) == ('data/1000.JPG', True, 'checkpoints/p1q2.pth')
+    assert model_kwargs(args) == {'arch': 'resnext101_32x8d', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
+
+
+def test_the_papers_defaults():
+    args = get_args_parser().parse_args([])
+    expected = dict(lr=1e-4, batch_size=8, epochs=30, ft_lr_ratio=0.1, weight_decay=0, lr_decay=0.1,
+                    overall_lr_decay=0.01, opt_level='O1', alpha=[1, 0], beta=[.1, .1, 1], arch='resnext101_32x8d',
+                    pool='avg', P6=1, P7=1, loss_type='norm-in-norm', p=1, q=2, gamma=0.1, dataset='KonIQ-10k',
+                    exp_id=0, train_ratio=0.6, train_and_val_ratio=0.8, resize=False, resize_size_h=498,
+                    resize_size_w=664, crop_size_h=498, crop_size_w=498, angle=2, hflip_p=0.5, seed=19920517,
+                    val_criterion='SROCC', log_dir='runs', accumulation_steps=1)
+    assert {name: getattr(args, name) for name in expected} == expected
+    assert pretrained_weights(args) is True
+
+
+def test_the_later_release_spellings():
+    command = ('-lr 2e-4 -bs 4 -e 3 -flr 0 -accum 2 -wd 1e-5 -lrd 0.5 -olrd 0.1 -optl O0 -rn -valc PLCC '
+               '-a 1 0.1 -b 0 0 1 -arch resnet18 -pl mean-std -ubne -P6 2 -P7 3 -lt mae -p 2 -q 1 -detach -monoreg '
+               '-g 0.5 -ds CLIVE -eid 3 -tr 0.7 -tvr 0.9 -rs -rs_h 384 -rs_w 512 -augment -ag 5 -cs_h 320 -cs_w 320 '
+               '-hp 0.25 -logd logs -tdt -eval -debug -pbar -modelfile ck.pth --seed 7')
+    args = get_args_parser().parse_args(command.split())
+    assert (args.lr, args.batch_size, args.epochs, args.ft_lr_ratio, args.accumulation_steps) == (2e-4, 4, 3, 0, 2)
+    assert (args.weight_decay, args.lr_decay, args.overall_lr_decay, args.opt_level) == (1e-5, 0.5, 0.1, 'O0')
+    assert args.randomness and args.val_criterion == 'PLCC' and args.alpha == [1, 0.1] and args.beta == [0, 0, 1]
+    assert model_kwargs(args) == {'arch': 'resnet18', 'pool': 'mean-std', 'use_bn_end': True, 'P6': 2, 'P7': 3}
+    assert loss_kwargs(args) == dict(loss_type='mae', alpha=[1, 0.1], beta=[0, 0, 1], p=2, q=1,
+                                     monotonicity_regularization=True, gamma=0.5, detach=True)
+    assert (args.dataset, args.exp_id, args.train_ratio, args.train_and_val_ratio) == ('CLIVE', 3, 0.7, 0.9)
+    assert (args.resize, args.resize_size_h, args.resize_size_w, args.augmentation) == (True, 384, 512, True)
+    assert (args.angle, args.crop_size_h, args.crop_size_w, args.hflip_p) == (5, 320, 320, 0.25)
+    assert (args.log_dir, args.test_during_training, args.evaluate, args.debug, args.pbar) == ('logs', True, True,
+                                                                                                True, True)
+    assert (args.trained_model_file, args.seed) == ('ck.pth', 7)
+    long_names = get_args_parser().parse_args(
+        '--learning_rate 3e-4 --architecture resnet34 --batch_size 2 --epochs 1 --augmentation'.split())
+    assert (long_names.lr, long_names.arch, long_names.batch_size, long_names.augmentation) == \
+        (3e-4, 'resnet34', 2, True)
+    assert get_demo_parser().parse_args(['--img_path', 'a.jpg']).img_path == 'a.jpg'
+
+
+def test_help_shows_every_option_with_its_default(capsys):
+    for parser in (get_args_parser(), get_test_dataset_parser(), get_demo_parser()):
+        with pytest.raises(SystemExit):
+            parser.parse_args(['--help'])
+        text = ' '.join(capsys.readouterr().out.split())
+        for action in parser._actions:
+            if action.help is None or action.dest == 'help':
+                continue
+            assert action.option_strings[-1] in text
+        assert text.count('(default:') == len([a for a in parser._actions if a.dest != 'help'])
+
+
+def test_pretrained_choices():
+    assert pretrained_weights(get_args_parser().parse_args(['--pretrained', 'none'])) is False
+    assert pretrained_weights(get_args_parser().parse_args(['--pretrained', 'w.pth'])) == 'w.pth'
