@@ -8,7 +8,7 @@ keyword arguments of the library modules, which never see an argparse namespace.
 """
 
 import argparse
-from typing import List, Union
+from typing import Any, List, Mapping, Union
 
 from checkpoint import MODEL_SETTINGS
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
@@ -169,17 +169,17 @@ def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         [model_options(), data_options(), run_options(), demo_options()], add_help)
 
 
-def model_kwargs(args: argparse.Namespace) -> dict:
-    """IQAModel's architecture arguments (pretrained weights are chosen by the script)."""
-    return {name: getattr(args, name) for name in MODEL_SETTINGS}
+def model_kwargs(options: Mapping[str, Any]) -> dict:
+    """IQAModel's architecture arguments from parsed options (`vars(args)`) or a run's settings."""
+    return {name: options[name] for name in MODEL_SETTINGS}
 
 
-def pretrained_weights(args: argparse.Namespace) -> Union[bool, str]:
+def pretrained_weights(options: Mapping[str, Any]) -> Union[bool, str]:
     """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
-    return {'imagenet': True, 'none': False}.get(args.pretrained, args.pretrained)
+    return {'imagenet': True, 'none': False}.get(options['pretrained'], options['pretrained'])
 
 
-def loss_kwargs(args: argparse.Namespace) -> dict:
-    return dict(loss_type=args.loss_type, alpha=args.alpha, beta=args.beta, p=args.p, q=args.q,
-                monotonicity_regularization=args.monotonicity_regularization, gamma=args.gamma,
-                detach=args.detach)
+def loss_kwargs(options: Mapping[str, Any]) -> dict:
+    """IQALoss's arguments from parsed options (`vars(args)`) or a run's settings."""
+    names = ('loss_type', 'alpha', 'beta', 'p', 'q', 'monotonicity_regularization', 'gamma', 'detach')
+    return {name: options[name] for name in names}

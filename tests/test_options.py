@@ -35,7 +35,7 @@ def test_readme_training_commands(command):
         ('KonIQ-10k', True, 0, 1e-4, 8, 30)
     assert (args.ft_lr_ratio, args.arch, args.loss_type, args.p, args.q) == (0.1, 'resnext101_32x8d', 'Lp', 1, 2)
     assert args.alpha == ([1, 0.1] if '--alpha' in command else [1, 0])
-    assert loss_kwargs(args)['alpha'] == args.alpha
+    assert loss_kwargs(vars(args))['alpha'] == args.alpha
 
 
 @pytest.mark.parametrize('command', README_TEST)
@@ -49,7 +49,7 @@ def test_readme_test_commands(command):
 def test_readme_demo_command():
     args = parse(get_demo_parser(), README_DEMO)
     assert (args.img_path, args.resize, args.trained_model_file) == ('data/1000.JPG', True, 'checkpoints/p1q2.pth')
-    assert model_kwargs(args) == {'arch': 'resnext101_32x8d', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
+    assert model_kwargs(vars(args)) == {'arch': 'resnext101_32x8d', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
 
 
 def test_the_papers_defaults():
@@ -61,7 +61,7 @@ def test_the_papers_defaults():
                     resize_size_w=664, crop_size_h=498, crop_size_w=498, angle=2, hflip_p=0.5, seed=19920517,
                     val_criterion='SROCC', log_dir='runs', accumulation_steps=1)
     assert {name: getattr(args, name) for name in expected} == expected
-    assert pretrained_weights(args) is True
+    assert pretrained_weights(vars(args)) is True
 
 
 def test_the_later_release_spellings():
@@ -73,8 +73,8 @@ def test_the_later_release_spellings():
     assert (args.lr, args.batch_size, args.epochs, args.ft_lr_ratio, args.accumulation_steps) == (2e-4, 4, 3, 0, 2)
     assert (args.weight_decay, args.lr_decay, args.overall_lr_decay, args.opt_level) == (1e-5, 0.5, 0.1, 'O0')
     assert args.randomness and args.val_criterion == 'PLCC' and args.alpha == [1, 0.1] and args.beta == [0, 0, 1]
-    assert model_kwargs(args) == {'arch': 'resnet18', 'pool': 'mean-std', 'use_bn_end': True, 'P6': 2, 'P7': 3}
-    assert loss_kwargs(args) == dict(loss_type='mae', alpha=[1, 0.1], beta=[0, 0, 1], p=2, q=1,
+    assert model_kwargs(vars(args)) == {'arch': 'resnet18', 'pool': 'mean-std', 'use_bn_end': True, 'P6': 2, 'P7': 3}
+    assert loss_kwargs(vars(args)) == dict(loss_type='mae', alpha=[1, 0.1], beta=[0, 0, 1], p=2, q=1,
                                      monotonicity_regularization=True, gamma=0.5, detach=True)
     assert (args.dataset, args.exp_id, args.train_ratio, args.train_and_val_ratio) == ('CLIVE', 3, 0.7, 0.9)
     assert (args.resize, args.resize_size_h, args.resize_size_w, args.augmentation) == (True, 384, 512, True)
@@ -102,5 +102,5 @@ def test_help_shows_every_option_with_its_default(capsys):
 
 
 def test_pretrained_choices():
-    assert pretrained_weights(get_args_parser().parse_args(['--pretrained', 'none'])) is False
-    assert pretrained_weights(get_args_parser().parse_args(['--pretrained', 'w.pth'])) == 'w.pth'
+    assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'none']))) is False
+    assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'w.pth']))) == 'w.pth'

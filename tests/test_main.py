@@ -1,0 +1,148 @@
+"""main.py end to end on CPU: the paper README's training commands (resnet18, no ImageNet
+weights, small images) on a synthetic KonIQ-10k, its files and logs, resume, and user errors."""
+
+import glob
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+from tensorboardX.proto import event_pb2
+
+import main
+import training
+from info_builders import koniq_info_from_csv
+from info_files import write_info
+from synthetic import write_koniq_layout
+
+README_TRAIN = [
+    '--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
+    '--arch resnext101_32x8d --loss_type Lp --p 1 --q 2',
+    '--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
+    '--arch resnext101_32x8d --loss_type Lp --p 1 --q 2 --alpha 1 0.1',
+]
+
+
+@pytest.fixture(scope='module')
+def koniq(tmp_path_factory):
+    """A 30-image synthetic KonIQ-10k in its official layout, with its info file."""
+    root = tmp_path_factory.mktemp('koniq')
+    sets_csv = write_koniq_layout(root / 'download', count=30, width=128, height=96, seed=1)
+    write_info(root / 'KonIQ-10kinfo.mat', koniq_info_from_csv(sets_csv))
+    return ['--data_info', str(root / 'KonIQ-10kinfo.mat'), '--im_dir', str(root / 'download' / '1024x768'),
+            '--cache_dir', str(root / 'cache')]
+
+
+def small(command, koniq, epochs=2):
+    """A README command made CPU-sized: resnet18 from scratch, 64x96 images, few epochs."""
+    argv = command.replace('resnext101_32x8d', 'resnet18').replace('-e 30', f'-e {epochs}').split()
+    return argv + ['--pretrained', 'none', '-rs_h', '64', '-rs_w', '96', '--num_workers', '0'] + koniq
+
+
+def run_name(argv):
+    return main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
+
+
+def tensorboard_tags(log_dir):
+    """Scalar tags in the event files under log_dir (TFRecord: length, crc, event, crc)."""
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, '**', 'events.out.tfevents.*'), recursive=True):
+        with open(path, 'rb') as file:
+            data = file.read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack('<Q', data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            tags.update(value.tag for value in event.summary.value)
+            offset += 12 + length + 4
+    return tags
+
+
+@pytest.mark.parametrize('command', README_TRAIN)
+def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small(command, koniq)
+    assert main.main(argv) == 0
+    name = run_name(argv)
+    checkpoint = torch.load(os.path.join('checkpoints', name), weights_only=True)
+    assert {'model', 'optimizer', 'k', 'b', 'settings'} <= set(checkpoint)
+    assert checkpoint['k'] != [1.0, 1.0, 1.0]  # the mapping was fitted on the training set at the end
+    assert checkpoint['settings']['arch'] == 'resnet18' and checkpoint['settings']['alpha'] == \
+        ([1.0, 0.1] if '--alpha' in command else [1, 0])
+    results = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
+    out = capsys.readouterr().out
+    for metric in training.METRICS_PRINTED:
+        assert f'KonIQ-10k, {metric}: {results[metric]:.3f}' in out
+    assert len(results['sq']) == 6  # the official test share of 30 synthetic images
+    tags = tensorboard_tags('runs')
+    # val every epoch; train (the final fit of k, b) and test at the end
+    assert {'train/loss', 'val/KonIQ-10k/SROCC', 'val/KonIQ-10k/RMSE2', 'train/KonIQ-10k/PLCC1',
+            'test/KonIQ-10k/SROCC'} <= tags
+    assert any(tag.startswith('lr/group_') for tag in tags)
+
+
+def test_run_name_records_the_settings_as_the_papers_code_did():
+    argv = README_TRAIN[1].split()
+    assert run_name(argv) == ('resnext101_32x8d-avg-bn_end=False-loss=Lp-p=1.0-q=2.0-detach-False-ft_lr_ratio=0.1-'
+                              'alpha=[1.0, 0.1]-beta=[0.1, 0.1, 1]-KonIQ-10k-res=True-498x664-aug=False-'
+                              'monotonicity=False-lr=0.0001-bs=8-e=30-opt_level=O1-EXP0')
+    # KonIQ-10k without resize keeps its stored 768x1024
+    assert '-res=False-768x1024-' in run_name(['--dataset', 'KonIQ-10k'])
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, tmp_path, monkeypatch):
+    argv = small(README_TRAIN[0], koniq, epochs=3) + ['--augmentation', '-cs_h', '56', '-cs_w', '56']
+    os.makedirs(tmp_path / 'whole')
+    monkeypatch.chdir(tmp_path / 'whole')
+    assert main.main(argv) == 0
+    whole = np.load(os.path.join('results', run_name(argv) + '.npy'), allow_pickle=True).item()
+
+    os.makedirs(tmp_path / 'resumed')
+    monkeypatch.chdir(tmp_path / 'resumed')
+    original = training.create_trainer
+
+    def interrupted(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_event_handler(training.Events.EPOCH_STARTED(once=3), lambda engine: (_ for _ in ()).throw(
+            KeyboardInterrupt))
+        return trainer
+
+    monkeypatch.setattr(training, 'create_trainer', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main.main(argv)
+    monkeypatch.setattr(training, 'create_trainer', original)
+    assert main.main(argv + ['--resume']) == 0
+    resumed = np.load(os.path.join('results', run_name(argv) + '.npy'), allow_pickle=True).item()
+    np.testing.assert_allclose(resumed['pq_before'], whole['pq_before'], rtol=1e-5)
+    assert resumed['k'] == pytest.approx(whole['k'])
+
+
+def test_evaluate_tests_a_trained_checkpoint(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small(README_TRAIN[0], koniq, epochs=1)
+    assert main.main(argv) == 0
+    trained = capsys.readouterr().out.splitlines()[-9:]
+    assert main.main(argv + ['--evaluate']) == 0
+    assert capsys.readouterr().out.splitlines()[-9:] == trained
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--arch', 'resnet19'], "unknown arch 'resnet19'"),
+    (['-bs', '1'], 'batch_size is 1'),
+    (['--data_info', 'nowhere.mat'], 'KonIQ-10k is not set up (nowhere.mat not found)'),
+    (['--resume'], 'nothing to resume in'),
+])
+def test_user_mistakes_are_one_line_and_exit_1(extra, message, koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main.main(small(README_TRAIN[0], koniq, epochs=1) + extra) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('main.py: error: ') and message in err and 'Traceback' not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_diverging_loss_stops_with_the_iteration(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(main, 'IQALoss', lambda **kwargs: lambda y_pred, y: y_pred[2].sum() * float('nan'))
+    assert main.main(small(README_TRAIN[0], koniq, epochs=1)) == 1
+    assert 'the loss is nan at iteration 1 (epoch 1)' in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""The pieces of a training run, arranged as in ignite's examples: main.py's `training()`
+calls these small helpers, which take explicit arguments and never an argparse namespace."""
+
+import math
+import random
+from datetime import datetime
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
+
+from errors import IQAError
+from IQAmodel import IQAModel
+from IQAperformance import IQAPerformance
+
+# What the paper's code printed and logged of each evaluation.
+METRICS_PRINTED = ('SROCC', 'PLCC', 'RMSE', 'SROCC1', 'PLCC1', 'RMSE1', 'SROCC2', 'PLCC2', 'RMSE2')
+IDENTITY_MAPPING = ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+
+
+class TrainingDiverged(IQAError):
+    """The loss stopped being a finite number."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def make_deterministic() -> None:
+    """cuDNN picks deterministic kernels, as in the paper's code."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float) -> int:
+    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all.
+
+    With the defaults (30 epochs, lr_decay 0.1, overall 0.01) the rate drops at epochs 10 and 20.
+    """
+    if lr_decay == 1 or epochs < 3:
+        return epochs
+    return int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
+
+
+def val_criterion_for(val_criterion: str, beta: Sequence[float]) -> str:
+    """The metric that selects the best model: that of the only head trained, if one is alone."""
+    if beta[1] + beta[2] == 0:
+        return 'SROCC1'
+    if beta[0] + beta[2] == 0:
+        return 'SROCC2'
+    return val_criterion
+
+
+def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with the paper's six parameter groups: five heads at lr, the backbone at lr * ft_lr_ratio.
+
+    With ft_lr_ratio 0 the backbone's weights are frozen (no gradients are computed for them);
+    its BatchNorm statistics still follow the data in training mode, as in the paper's code.
+    """
+    if ft_lr_ratio == 0:
+        model.features.requires_grad_(False)
+    heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
+    groups = [{'params': list(head.parameters())} for head in heads]
+    groups.append({'params': list(model.features.parameters()), 'lr': lr * ft_lr_ratio})
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+
+
+@dataclass
+class Precision:
+    """How a training step runs: float32, float16 with loss scaling, or bfloat16."""
+
+    name: str
+    amp_mode: Optional[str] = None
+    scaler: Optional[torch.amp.GradScaler] = None
+    autocast_dtype: Optional[torch.dtype] = None
+
+
+def choose_precision(opt_level: str, device: torch.device) -> Precision:
+    """O0: float32; O1: float16 autocast with dynamic loss scaling (the paper's apex O1); bf16.
+
+    Autocast only pays on CUDA; on the CPU every level trains in float32.
+    """
+    if device.type != 'cuda' or opt_level == 'O0':
+        return Precision('float32')
+    if opt_level == 'O1':
+        return Precision('float16 autocast with loss scaling', amp_mode='amp', scaler=torch.amp.GradScaler('cuda'))
+    return Precision('bfloat16 autocast', autocast_dtype=torch.bfloat16)
+
+
+def _model_fn(precision: Precision, device: torch.device) -> Callable:
+    if precision.autocast_dtype is None:
+        return lambda model, x: model(x)
+
+    def forward(model: torch.nn.Module, x: torch.Tensor) -> Any:
+        with torch.autocast(device.type, dtype=precision.autocast_dtype):
+            return model(x)
+    return forward
+
+
+def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
+                   device: torch.device, precision: Precision, accumulation_steps: int) -> Engine:
+    """ignite's supervised trainer; its output is the loss, and a non-finite loss stops the run."""
+    trainer = create_supervised_trainer(
+        model, optimizer, loss_fn, device=device, non_blocking=True, amp_mode=precision.amp_mode,
+        scaler=precision.scaler or False, gradient_accumulation_steps=accumulation_steps,
+        model_fn=_model_fn(precision, device))
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def stop_on_nan(engine: Engine) -> None:
+        if not math.isfinite(engine.state.output):
+            raise TrainingDiverged(f"the loss is {engine.state.output} at iteration {engine.state.iteration} "
+                                   f"(epoch {engine.state.epoch}): lower the learning rate or use --opt_level O0; "
+                                   f"the best checkpoint so far is kept")
+    return trainer
+
+
+class Evaluation:
+    """An evaluator built once, with its IQAPerformance metric, run on any loader."""
+
+    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device):
+        self.metric = IQAPerformance(status=status)
+        self.engine = create_supervised_evaluator(model, metrics={'IQA_performance': self.metric},
+                                                  device=device, non_blocking=True)
+
+    def run(self, loader: Any, k: Optional[Sequence[float]] = None,
+            b: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+        """Metrics over `loader`; `k`, `b` are applied unless the status is train, which fits them."""
+        default_k, default_b = IDENTITY_MAPPING
+        self.metric.k = list(k if k is not None else default_k)
+        self.metric.b = list(b if b is not None else default_b)
+        return self.engine.run(loader).metrics['IQA_performance']
+
+
+def metric_lines(dataset: str, performance: Mapping[str, Any], names: Sequence[str] = METRICS_PRINTED) -> List[str]:
+    """`<dataset>, SROCC: 0.937` lines, as the paper's code printed them."""
+    return [f'{dataset}, {name}: {performance[name]:.3f}' for name in names]
+
+
+def timestamp() -> str:
+    """When a run starts, for its TensorBoard folder."""
+    return datetime.now().strftime('%Y%m%d-%H%M%S')
+
+
+def run_name(settings: Mapping[str, Any]) -> str:
+    """The name of a run's checkpoint, results and logs: its settings, in the paper's order."""
+    s = settings
+    fields: List[Tuple[str, Any]] = [
+        ('', s['arch']), ('', s['pool']), ('bn_end=', s['use_bn_end']), ('loss=', s['loss_type']),
+        ('p=', s['p']), ('q=', s['q']), ('detach-', s['detach']), ('ft_lr_ratio=', s['ft_lr_ratio']),
+        ('alpha=', s['alpha']), ('beta=', s['beta']), ('', s['dataset']), ('res=', s['resize']),
+        ('', f"{s['resize_size_h']}x{s['resize_size_w']}"), ('aug=', s['augmentation']),
+        ('monotonicity=', s['monotonicity_regularization']), ('lr=', s['lr']), ('bs=', s['batch_size']),
+        ('e=', s['epochs']), ('opt_level=', s['opt_level']), ('EXP', s['exp_id'])]
+    return '-'.join(f'{label}{value}' for label, value in fields)
