@@ -1,0 +1,271 @@
+"""Score images with a trained checkpoint: the library behind test_demo.py.
+
+A score is the fused head's output mapped onto the training data's scale with the
+checkpoint's first linear mapping: k[0] * y + b[0]. Images are decoded and normalized as
+the data sets decode them (image_store.decode_image, image_transforms.to_normalized_tensor),
+in a pool of threads that runs ahead of the forward pass. Images of different sizes cannot
+share a batch, so batches are formed among images of equal size after resizing; results
+come back in input order, with a message instead of a score for an image that failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from checkpoint import load_checkpoint, load_model_state, model_settings
+from errors import BadFileError, ConfigError, IQAError, MissingFileError
+from image_store import ImageSizing, available_cores, decode_image
+from image_transforms import to_normalized_tensor
+from IQAmodel import IQAModel
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+# Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
+_BATCHES_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A trained model in eval mode on its device, with the mapping of its fused head.
+
+    Args:
+        model: the IQAModel with the checkpoint's weights.
+        k: slope of the fused head's linear mapping.
+        b: intercept of the fused head's linear mapping.
+        device: where the model runs.
+        recorded: the settings the checkpoint records ({} for the authors' files).
+    """
+
+    model: torch.nn.Module
+    k: float
+    b: float
+    device: torch.device
+    recorded: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """The outcome for one image: a score, or the message saying why there is none."""
+
+    path: str
+    score: float | None = None
+    error: str | None = None
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device named by --device; None picks CUDA when PyTorch sees a GPU."""
+    if name is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device: "
+                          "pass --device cpu or install a CUDA build of PyTorch")
+    return torch.device(name)
+
+
+def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaults: Mapping[str, Any],
+                device: torch.device) -> Scorer:
+    """Build the model a checkpoint was trained as and load its weights.
+
+    Args:
+        trained_model_file: the checkpoint (this project's or the authors' layout).
+        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7).
+        defaults: those settings' defaults; a requested value that differs from its default
+            is explicit and must agree with a setting the checkpoint records.
+        device: where the model runs.
+    """
+    checkpoint = load_checkpoint(trained_model_file, map_location='cpu')
+    settings = model_settings(checkpoint, requested, defaults, trained_model_file)
+    k, b = _fused_mapping(checkpoint, trained_model_file)
+    # Built on the meta device, the model skips a random initialisation that the checkpoint
+    # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
+    # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
+    with torch.device('meta'):
+        model = IQAModel(**settings, pretrained=False)
+    model.to_empty(device=device)
+    load_model_state(model, checkpoint, trained_model_file, settings)
+    return Scorer(model=model.eval(), k=k, b=b, device=device, recorded=dict(checkpoint.get('settings') or {}))
+
+
+def _fused_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[float, float]:
+    try:
+        return float(checkpoint['k'][0]), float(checkpoint['b'][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of the fused head: "
+                           f"use a checkpoint saved by main.py or released by the authors") from None
+
+
+def image_sizing(recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int,
+                 defaults: Mapping[str, Any]) -> ImageSizing:
+    """How to size images: as the checkpoint records, unless an option says otherwise.
+
+    Args:
+        recorded: the checkpoint's settings; resize, resize_size_h and resize_size_w are used
+            when present and the matching option is left at its default.
+        resize: --resize.
+        resize_size_h: --resize_size_h.
+        resize_size_w: --resize_size_w.
+        defaults: the three options' defaults.
+    """
+    asked = {'resize': resize, 'resize_size_h': resize_size_h, 'resize_size_w': resize_size_w}
+    # An option left at its default defers to the checkpoint; an option that was given wins.
+    chosen = {name: recorded[name] if name in recorded and value == defaults[name] else value
+              for name, value in asked.items()}
+    if not chosen['resize']:
+        return ImageSizing()
+    height, width = int(chosen['resize_size_h']), int(chosen['resize_size_w'])
+    if height < 1 or width < 1:
+        raise ConfigError(f"cannot resize images to {height} x {width} pixels: pass positive "
+                          f"--resize_size_h and --resize_size_w")
+    return ImageSizing(resize_hw=(height, width))
+
+
+def is_single_image(source: str) -> bool:
+    """Whether --img names one image file (not a folder, a glob pattern or - for stdin)."""
+    return source != '-' and os.path.isfile(source)
+
+
+def list_images(source: str, *, stdin: TextIO) -> list[str]:
+    """The image paths --img stands for.
+
+    Args:
+        source: an image file; a folder (its files with an image extension, sorted; not
+            recursive); a glob pattern (its matching files, sorted; ** recurses); or - for
+            paths read from `stdin`, one per line, in their order.
+        stdin: where - reads the paths from.
+    """
+    if source == '-':
+        paths = [line.strip() for line in stdin if line.strip()]
+        if not paths:
+            raise ConfigError("no image paths on standard input: pass one path per line")
+        return paths
+    if os.path.isdir(source):
+        names = sorted(name for name in os.listdir(source)
+                       if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name)))
+        if not names:
+            raise MissingFileError(f"folder {source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return [os.path.join(source, name) for name in names]
+    if os.path.isfile(source):
+        return [source]
+    if any(char in source for char in '*?['):
+        paths = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+        if not paths:
+            raise MissingFileError(f"no file matches {source}: check the pattern (quote it, so that "
+                                   f"the shell does not expand it)")
+        return paths
+    raise MissingFileError(f"image {source} does not exist: pass an image, a folder, a glob pattern or - "
+                           f"(for paths on standard input) as --img")
+
+
+def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: float, sizing: ImageSizing,
+                 batch_size: int, device: torch.device, progress: bool = False,
+                 workers: int | None = None) -> list[ImageScore]:
+    """Score images in batches of equal-sized images; one result per path, in input order.
+
+    Args:
+        model: an IQAModel in eval mode on `device`.
+        paths: the image files.
+        k: slope of the fused head's mapping.
+        b: intercept of the fused head's mapping.
+        sizing: how images are resized before scoring.
+        batch_size: most images per forward pass.
+        device: where `model` runs.
+        progress: show a progress bar on stderr.
+        workers: decoding threads (default: one per core, at most 8).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size} is not positive: pass --batch_size 1 or more")
+    results: list[ImageScore | None] = [None] * len(paths)
+    # Threads suffice: Pillow releases the GIL while it decodes and resizes.
+    with ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool, \
+            tqdm(total=len(paths), desc='scoring', unit='img', disable=not progress) as bar:
+        sizes = list(pool.map(lambda path: _decoded_size(path, sizing), paths))
+        for index, size in enumerate(sizes):
+            if isinstance(size, IQAError):
+                results[index] = ImageScore(paths[index], error=str(size))
+                bar.update()
+        for indices, loaded in _decoded_batches(pool, _batches_by_size(sizes, batch_size), paths, sizing):
+            for index, result in _score_batch(model, paths, indices, loaded, k=k, b=b, device=device):
+                results[index] = result
+            bar.update(len(indices))
+    return results
+
+
+def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
+    """(height, width) after sizing, from the header alone; or the error that stops the image."""
+    if not os.path.isfile(path):
+        return MissingFileError(f"image {path} does not exist")
+    if sizing.resize_hw is not None:
+        return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return BadFileError(f"cannot decode image {path} ({error}): it is not an image Pillow can open")
+    return sizing.output_hw(width, height)
+
+
+def _batches_by_size(sizes: Sequence[tuple[int, int] | IQAError], batch_size: int) -> list[list[int]]:
+    """Indices of the readable images, grouped by size in order of first appearance, chunked."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(sizes):
+        if not isinstance(size, IQAError):
+            groups.setdefault(size, []).append(index)
+    return [group[start:start + batch_size] for group in groups.values()
+            for start in range(0, len(group), batch_size)]
+
+
+def _decoded_batches(pool: ThreadPoolExecutor, batches: Iterable[list[int]], paths: Sequence[str],
+                     sizing: ImageSizing) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
+    """Each batch's images as tensors (or errors), decoding up to _BATCHES_AHEAD batches ahead."""
+    pending: deque[tuple[list[int], list[Future]]] = deque()
+    for batch in batches:
+        pending.append((batch, [pool.submit(_load, paths[index], sizing) for index in batch]))
+        if len(pending) > _BATCHES_AHEAD:
+            yield _gathered(*pending.popleft())
+    while pending:
+        yield _gathered(*pending.popleft())
+
+
+def _gathered(indices: list[int], futures: list[Future]) -> tuple[list[int], list[torch.Tensor | IQAError]]:
+    return indices, [future.result() for future in futures]
+
+
+def _load(path: str, sizing: ImageSizing) -> torch.Tensor | IQAError:
+    try:
+        return to_normalized_tensor(decode_image(path, sizing))
+    except IQAError as error:
+        return error
+
+
+def _score_batch(model: torch.nn.Module, paths: Sequence[str], indices: Sequence[int],
+                 loaded: Sequence[torch.Tensor | IQAError], *, k: float, b: float,
+                 device: torch.device) -> Iterator[tuple[int, ImageScore]]:
+    """(index, result) of each image of one batch."""
+    by_shape: dict[torch.Size, list[int]] = {}
+    for index, item in zip(indices, loaded):
+        if isinstance(item, IQAError):
+            yield index, ImageScore(paths[index], error=str(item))
+        else:
+            # A header that lies about the size would otherwise break torch.stack.
+            by_shape.setdefault(item.shape, []).append(index)
+    tensors = dict(zip(indices, loaded))
+    for group in by_shape.values():
+        try:
+            fused = _fused_predictions(model, torch.stack([tensors[index] for index in group]), device)
+        except IQAError as error:  # e.g. images too small for the model's pyramid pooling
+            yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
+            continue
+        yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
+
+
+def _fused_predictions(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> list[float]:
+    with torch.inference_mode():
+        return model(batch.to(device))[2].reshape(-1).tolist()

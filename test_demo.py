@@ -1,0 +1,105 @@
+"""Score the quality of images with a trained checkpoint.
+
+One image prints the paper's line, the fused head mapped with the checkpoint's k[0], b[0]:
+
+    python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
+
+A folder, a glob pattern or - (paths on stdin, one per line) is scored in batches and
+written as CSV (image,score,error) to --output or stdout, in input order. Exit status:
+0 all images scored; 1 nothing scored (the error is printed); 2 bad options (argparse);
+3 some images could not be scored (their rows name the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import sys
+from typing import Iterator, Sequence, TextIO
+
+from checkpoint import MODEL_SETTINGS
+from errors import ConfigError, IQAError
+from options import get_demo_parser
+from image_store import ImageSizing
+from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
+                     resolve_device, score_images)
+
+# The paper's demo reads the authors' released model when no checkpoint is named.
+DEFAULT_CHECKPOINT = 'checkpoints/p1q2.pth'
+EXIT_SOME_FAILED = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_demo_parser()
+    args = parser.parse_args(argv)
+    # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
+    single = is_single_image(args.img_path) and args.output is None
+    try:
+        paths, scorer, sizing = prepare(args, defaults=vars(parser.parse_args([])))
+        with csv_output(args.output) as output:
+            results = score_images(scorer.model, paths, k=scorer.k, b=scorer.b, sizing=sizing,
+                                   batch_size=args.batch_size, device=scorer.device, workers=args.num_workers,
+                                   progress=not single and (args.pbar or sys.stderr.isatty()))
+            if not single:
+                write_csv(results, output)
+    except IQAError as error:
+        sys.exit(f"test_demo.py: error: {error}")
+    return print_score(results[0]) if single else report_failures(results)
+
+
+def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
+    """The images --img stands for, the checkpoint's model and how to size the images."""
+    paths = list_images(args.img_path, stdin=sys.stdin)
+    requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
+    scorer = load_scorer(args.trained_model_file or DEFAULT_CHECKPOINT, requested=requested, defaults=defaults,
+                         device=resolve_device(args.device))
+    sizing = image_sizing(scorer.recorded, resize=args.resize, resize_size_h=args.resize_size_h,
+                          resize_size_w=args.resize_size_w, defaults=defaults)
+    return paths, scorer, sizing
+
+
+@contextlib.contextmanager
+def csv_output(output: str | None) -> Iterator[TextIO]:
+    """The file --output names, or stdout; opened before scoring, so that a bad path fails at once."""
+    if output is None:
+        yield sys.stdout
+        return
+    try:
+        file = open(output, 'w', newline='')
+    except OSError as error:
+        raise ConfigError(f"cannot write the scores to {output} ({error.strerror}): "
+                          f"pass another --output") from None
+    with file:
+        yield file
+
+
+def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:
+    """One row image,score,error per image; a failed image has no score, a scored one no error."""
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(['image', 'score', 'error'])
+    writer.writerows([result.path, '' if result.score is None else result.score, result.error or '']
+                     for result in results)
+
+
+def print_score(result: ImageScore) -> int:
+    """The paper's line for one image; an image that cannot be scored is an error."""
+    if result.error:
+        sys.exit(f"test_demo.py: error: {result.error}")
+    print(f"The image quality score is {result.score}")
+    return 0
+
+
+def report_failures(results: Sequence[ImageScore]) -> int:
+    """Warn on stderr about each image without a score; the exit status."""
+    failed = [result for result in results if result.error]
+    for result in failed:
+        print(f"test_demo.py: warning: {result.error}", file=sys.stderr)
+    if not failed:
+        return 0
+    print(f"test_demo.py: {len(failed)} of {len(results)} images could not be scored", file=sys.stderr)
+    return EXIT_SOME_FAILED
+
+
+if __name__ == '__main__':
+    sys.exit(main())
