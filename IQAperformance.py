@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from errors import ConfigError
 
@@ -31,7 +31,8 @@ def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> Tuple[float
 
 def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
     """The 4-parameter logistic of VQEG: (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2."""
-    return (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4))) + b2
+    # expit(z) = 1 / (1 + exp(-z)), without overflowing for large |z| while the fit explores
+    return (b1 - b2) * special.expit((x - b3) / np.abs(b4)) + b2
 
 
 def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> Optional[np.ndarray]:

@@ -16,6 +16,8 @@ import torch
 
 from errors import BadFileError, ConfigError, MissingFileError
 
+# What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
+RELEASED_CHECKPOINT = 'checkpoints/p1q2.pth'
 # Settings that determine the model's architecture; a checkpoint's own win over defaults.
 MODEL_SETTINGS = ('arch', 'pool', 'use_bn_end', 'P6', 'P7')
 # Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.

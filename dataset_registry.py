@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import ConfigError
-from info_files import IQAInfo, split_sizes_from_ratios
+from errors import ConfigError, MissingFileError
+from info_files import IQAInfo, read_info, split_sizes_from_ratios
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,19 @@ def resolve_split_sizes(spec: DatasetSpec, info: IQAInfo, *, train_ratio: float 
     raise ConfigError(
         f"{spec.name} ({spec.info_path}) has no split of its own: pass train_ratio and train_and_val_ratio"
     )
+
+
+def has_own_split(spec: DatasetSpec) -> bool:
+    """Whether the data set comes with a split (KonIQ-10k's official one, or sizes its info file records)."""
+    return spec.official_split is not None or read_info(spec.info_path).split_sizes is not None
+
+
+def check_linked(spec: DatasetSpec) -> None:
+    """A data set is usable when its info file and its image folder are where the spec says."""
+    missing = [path for path, there in ((spec.info_path, spec.info_path.is_file()), (spec.im_dir, spec.im_dir.is_dir()))
+               if not there]
+    if missing:
+        raise MissingFileError(
+            f"{spec.name} is not set up ({missing[0]} not found): link its images to {spec.im_dir} and build "
+            f"{spec.info_path} with make_info.py (README, Data), or pass --im_dir and --data_info; "
+            f"python main.py --quickstart tries everything on synthetic data")

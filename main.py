@@ -20,9 +20,8 @@ from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from dataset_registry import get_dataset_spec
+from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError, MissingFileError
-from info_files import read_info
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
@@ -43,22 +42,13 @@ def run_settings(args: Any) -> Dict[str, Any]:
 def split_ratios(settings: Dict[str, Any]) -> Sequence[Optional[float]]:
     """None, None for a data set with a split of its own (KonIQ-10k's official one); else the ratios."""
     spec = get_dataset_spec(settings['dataset'], data_info=settings['data_info'], im_dir=settings['im_dir'])
-    if spec.official_split is not None or read_info(spec.info_path).split_sizes is not None:
+    check_linked(spec)
+    if has_own_split(spec):
         return None, None
     return settings['train_ratio'], settings['train_and_val_ratio']
 
 
-def check_data_linked(settings: Dict[str, Any]) -> None:
-    spec = get_dataset_spec(settings['dataset'], data_info=settings['data_info'], im_dir=settings['im_dir'])
-    if not spec.info_path.is_file() or not spec.im_dir.is_dir():
-        missing = spec.info_path if not spec.info_path.is_file() else spec.im_dir
-        raise MissingFileError(
-            f"{settings['dataset']} is not set up ({missing} not found): link its images to {spec.im_dir} and "
-            f"build {spec.info_path} with make_info.py (README, Data), or pass --im_dir and --data_info")
-
-
 def data_loaders(settings: Dict[str, Any]):
-    check_data_linked(settings)
     train_ratio, train_and_val_ratio = split_ratios(settings)
     return get_data_loaders(
         dataset=settings['dataset'], data_info=settings['data_info'], im_dir=settings['im_dir'],

@@ -38,15 +38,15 @@ class Scorer:
 
     Args:
         model: the IQAModel with the checkpoint's weights.
-        k: slope of the fused head's linear mapping.
-        b: intercept of the fused head's linear mapping.
+        k: slopes of the three heads' linear mappings, the fused head's first.
+        b: intercepts of the three mappings.
         device: where the model runs.
         recorded: the settings the checkpoint records ({} for the authors' files).
     """
 
     model: torch.nn.Module
-    k: float
-    b: float
+    k: list[float]
+    b: list[float]
     device: torch.device
     recorded: Mapping[str, Any]
 
@@ -83,7 +83,7 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
     """
     checkpoint = load_checkpoint(trained_model_file, map_location='cpu')
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
-    k, b = _fused_mapping(checkpoint, trained_model_file)
+    k, b = _linear_mapping(checkpoint, trained_model_file)
     # Built on the meta device, the model skips a random initialisation that the checkpoint
     # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
@@ -94,12 +94,15 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
     return Scorer(model=model.eval(), k=k, b=b, device=device, recorded=dict(checkpoint.get('settings') or {}))
 
 
-def _fused_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[float, float]:
+def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
     try:
-        return float(checkpoint['k'][0]), float(checkpoint['b'][0])
-    except (KeyError, IndexError, TypeError, ValueError):
-        raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of the fused head: "
-                           f"use a checkpoint saved by main.py or released by the authors") from None
+        k, b = [float(v) for v in checkpoint['k']], [float(v) for v in checkpoint['b']]
+    except (KeyError, TypeError, ValueError):
+        k = b = []
+    if len(k) != 3 or len(b) != 3:
+        raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of its three heads: "
+                           f"use a checkpoint saved by main.py or released by the authors")
+    return k, b
 
 
 def image_sizing(recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int,

@@ -18,15 +18,13 @@ import csv
 import sys
 from typing import Iterator, Sequence, TextIO
 
-from checkpoint import MODEL_SETTINGS
+from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from errors import ConfigError, IQAError
 from options import get_demo_parser
 from image_store import ImageSizing
 from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
                      resolve_device, score_images)
 
-# The paper's demo reads the authors' released model when no checkpoint is named.
-DEFAULT_CHECKPOINT = 'checkpoints/p1q2.pth'
 EXIT_SOME_FAILED = 3
 
 
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths, scorer, sizing = prepare(args, defaults=vars(parser.parse_args([])))
         with csv_output(args.output) as output:
-            results = score_images(scorer.model, paths, k=scorer.k, b=scorer.b, sizing=sizing,
+            results = score_images(scorer.model, paths, k=scorer.k[0], b=scorer.b[0], sizing=sizing,
                                    batch_size=args.batch_size, device=scorer.device, workers=args.num_workers,
                                    progress=not single and (args.pbar or sys.stderr.isatty()))
             if not single:
@@ -52,7 +50,7 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
     """The images --img stands for, the checkpoint's model and how to size the images."""
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
-    scorer = load_scorer(args.trained_model_file or DEFAULT_CHECKPOINT, requested=requested, defaults=defaults,
+    scorer = load_scorer(args.trained_model_file or RELEASED_CHECKPOINT, requested=requested, defaults=defaults,
                          device=resolve_device(args.device))
     sizing = image_sizing(scorer.recorded, resize=args.resize, resize_size_h=args.resize_size_h,
                           resize_size_w=args.resize_size_w, defaults=defaults)

@@ -122,8 +122,8 @@ def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
 class Evaluation:
     """An evaluator built once, with its IQAPerformance metric, run on any loader."""
 
-    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device):
-        self.metric = IQAPerformance(status=status)
+    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device, logistic: bool = False):
+        self.metric = IQAPerformance(status=status, logistic=logistic)
         self.engine = create_supervised_evaluator(model, metrics={'IQA_performance': self.metric},
                                                   device=device, non_blocking=True)
 
