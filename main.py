@@ -8,10 +8,12 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy.
 """
 
+import logging
 import os
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -21,11 +23,19 @@ from ignite.handlers.tensorboard_logger import TensorboardLogger
 import training as T
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
+from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
 from errors import IQAError, MissingFileError
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from options import get_args_parser, loss_kwargs, model_kwargs, pretrained_weights
+from scoring import resolve_device
+
+
+def say(*lines: str) -> None:
+    """Print from the first process only."""
+    if idist.get_rank() == 0:
+        print(*lines, sep='\n', flush=True)
 
 
 def run_settings(args: Any) -> Dict[str, Any]:
@@ -50,17 +60,28 @@ def split_ratios(settings: Dict[str, Any]) -> Sequence[Optional[float]]:
 
 def data_loaders(settings: Dict[str, Any]):
     train_ratio, train_and_val_ratio = split_ratios(settings)
-    return get_data_loaders(
+    loaders = get_data_loaders(
         dataset=settings['dataset'], data_info=settings['data_info'], im_dir=settings['im_dir'],
         exp_id=settings['exp_id'], train_ratio=train_ratio, train_and_val_ratio=train_and_val_ratio,
         resize=settings['resize'], resize_size_h=settings['resize_size_h'], resize_size_w=settings['resize_size_w'],
         augment=settings['augmentation'], angle=settings['angle'], crop_size_h=settings['crop_size_h'],
         crop_size_w=settings['crop_size_w'], hflip_p=settings['hflip_p'], batch_size=settings['batch_size'],
-        debug=settings['debug'], num_workers=settings['num_workers'], cache_dir=settings['cache_dir'])
+        debug=settings['debug'], num_workers=settings['num_workers'], cache_dir=settings['cache_dir'],
+        verbose=idist.get_rank() == 0)
+    return shard_loaders(*loaders, batch_size=settings['batch_size'])
 
 
 def choose_device(requested: Optional[str]) -> torch.device:
-    return torch.device(requested or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    """The process's GPU when several processes train, else the --device asked for."""
+    return idist.device() if idist.get_world_size() > 1 else resolve_device(requested)
+
+
+def run_seed(settings: Dict[str, Any]) -> int:
+    """--seed, or with --randomness a random seed: one for all processes, which must draw the same batches."""
+    if not settings['randomness']:
+        return settings['seed']
+    seed = torch.randint(0, 2 ** 31 - 1, (1,))
+    return int(idist.broadcast(seed, src=0).item()) if idist.get_world_size() > 1 else int(seed.item())
 
 
 class Progress:
@@ -104,12 +125,13 @@ def attach_validation(trainer: Engine, parts: Dict[str, Any], settings: Dict[str
         if settings['test_during_training']:
             evaluations['test'].run(loaders['test'], k, b)
         if score > progress.best_score:
-            save_checkpoint(settings['trained_model_file'], best_checkpoint(
-                parts['model'], parts['optimizer'], parts['precision'], k, b, settings))
+            if idist.get_rank() == 0:
+                save_checkpoint(settings['trained_model_file'], best_checkpoint(
+                    parts['model'], parts['optimizer'], parts['precision'], k, b, settings))
             progress.best_score, progress.best_epoch = score, engine.state.epoch
-            print(f"epoch {engine.state.epoch}: best model saved, val {settings['val_criterion']} {score:.3f}")
+            say(f"epoch {engine.state.epoch}: best model saved, val {settings['val_criterion']} {score:.3f}")
         else:
-            print(f"epoch {engine.state.epoch}: val {settings['val_criterion']} {score:.3f}, "
+            say(f"epoch {engine.state.epoch}: val {settings['val_criterion']} {score:.3f}, "
                   f"best {progress.best_score:.3f} at epoch {progress.best_epoch}")
         parts['scheduler'].step()
 
@@ -127,7 +149,7 @@ def attach_resume(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, An
     if settings['resume']:
         path = latest_resume_file(folder)
         Checkpoint.load_objects(to_load=to_save, checkpoint=torch.load(path, map_location='cpu', weights_only=True))
-        print(f"resuming from {path} after epoch {trainer.state.epoch}")
+        say(f"resuming from {path} after epoch {trainer.state.epoch}")
 
 
 def latest_resume_file(folder: str) -> str:
@@ -157,58 +179,67 @@ def reseed_each_epoch(trainer: Engine, seed: int) -> None:
 def final_test(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
     """Load the best model, fit its mapping on the training set unless already fitted, and test it."""
     path = settings['trained_model_file']
+    idist.barrier()  # the first process has written the best checkpoint
     checkpoint = load_checkpoint(path)
     load_model_state(parts['model'], checkpoint, path)
     if not settings['test_during_training']:
         fitted = parts['evaluations']['train'].run(parts['loaders']['train'])
         checkpoint['k'], checkpoint['b'] = fitted['k'], fitted['b']
-        save_checkpoint(path, checkpoint)
+        if idist.get_rank() == 0:
+            save_checkpoint(path, checkpoint)
     return test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
 
 
 def test_and_report(evaluation: T.Evaluation, loader, checkpoint: Dict[str, Any], settings: Dict[str, Any]):
     performance = evaluation.run(loader, checkpoint['k'], checkpoint['b'])
-    print('\n'.join(T.metric_lines(settings['dataset'], performance)))
-    os.makedirs('results', exist_ok=True)
-    np.save(os.path.join('results', settings['run_name'] + '.npy'), performance)
+    say(*T.metric_lines(settings['dataset'], performance))
+    if idist.get_rank() == 0:
+        os.makedirs('results', exist_ok=True)
+        np.save(os.path.join('results', settings['run_name'] + '.npy'), performance)
     return performance
 
 
 def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    loaders = dict(zip(('train', 'val', 'test'), data_loaders(settings)))
+    # the model first: a wrong option should not wait for the images to be decoded
     model = IQAModel(**model_kwargs(settings), pretrained=pretrained_weights(settings)).to(device)
+    loaders = dict(zip(('train', 'val', 'test'), data_loaders(settings)))
+    if idist.get_world_size() > 1:
+        global_batchnorm(model, device)
     optimizer = T.create_optimizer(model, lr=settings['lr'], ft_lr_ratio=settings['ft_lr_ratio'],
                                    weight_decay=settings['weight_decay'])
     step = T.lr_step_size(settings['epochs'], settings['lr_decay'], settings['overall_lr_decay'])
     evaluations = {status: T.Evaluation(model, status=status, device=device) for status in ('train', 'val', 'test')}
-    return dict(loaders=loaders, model=model, optimizer=optimizer, evaluations=evaluations, progress=Progress(),
+    # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
+    trained = idist.auto_model(model) if idist.get_world_size() > 1 else model
+    return dict(loaders=loaders, model=model, trained=trained, optimizer=optimizer, evaluations=evaluations, progress=Progress(),
                 scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings['lr_decay']),
                 precision=T.choose_precision(settings['opt_level'], device))
 
 
-def training(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Train, keep the best model, and test it; returns the test metrics."""
+def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
     device = choose_device(settings['device'])
+    seed = run_seed(settings)
+    T.seed_everything(seed)
     if not settings['randomness']:
-        T.seed_everything(settings['seed'])
         T.make_deterministic()
     parts = build_parts(settings, device)
     if settings['evaluate']:
         return evaluate_only(parts, settings)
-    print(f"training on {device} in {parts['precision'].name}")
-    trainer = T.create_trainer(parts['model'], parts['optimizer'], IQALoss(**loss_kwargs(settings)),
+    say(f"training on {idist.get_world_size()} x {device.type} in {parts['precision'].name}")
+    trainer = T.create_trainer(parts['trained'], parts['optimizer'], GlobalBatchLoss(IQALoss(**loss_kwargs(settings))),
                                device=device, precision=parts['precision'],
                                accumulation_steps=settings['accumulation_steps'])
-    if not settings['randomness']:
-        reseed_each_epoch(trainer, settings['seed'])
+    reseed_each_epoch(trainer, seed)
     attach_validation(trainer, parts, settings)
     attach_resume(trainer, parts, settings)
-    logger = attach_logging(trainer, parts, settings)
+    logger = attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
     try:
         trainer.run(parts['loaders']['train'], max_epochs=settings['epochs'])
         return final_test(parts, settings)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
 
 
 def evaluate_only(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -218,13 +249,33 @@ def evaluate_only(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, 
     return test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_args_parser().parse_args(argv)
+def run(local_rank: int, settings: Dict[str, Any]) -> None:
+    """One process: a user mistake is one line (from the first process) and exit status 1."""
     try:
-        training(run_settings(args))
+        training(local_rank, settings)
     except IQAError as error:
-        print(f'main.py: error: {error}', file=sys.stderr)
-        return 1
+        if idist.get_rank() == 0:
+            print(f'main.py: error: {error}', file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    settings = run_settings(get_args_parser().parse_args(argv))
+    spawned = settings['nproc_per_node'] is not None and settings['nproc_per_node'] > 1
+    backend = None
+    if spawned or 'WORLD_SIZE' in os.environ:  # started with --nproc_per_node or by torchrun
+        backend = 'nccl' if torch.cuda.is_available() and settings['device'] != 'cpu' else 'gloo'
+    # ignite announces every launch on stderr; a user's mistake must stay the only line there
+    logging.getLogger('ignite.distributed.launcher.Parallel').setLevel(logging.WARNING)
+    try:
+        with idist.Parallel(backend=backend, nproc_per_node=settings['nproc_per_node'] if spawned else None) as parallel:
+            parallel.run(run, settings)
+    except SystemExit as exit_status:
+        return int(exit_status.code or 0)
+    except Exception as error:  # a spawned process ended with an error it has reported
+        if spawned and 'SystemExit' in str(error):
+            return 1
+        raise
     return 0
 
 

@@ -115,6 +115,9 @@ def training_options() -> argparse.ArgumentParser:
     group.add_argument('-logd', '--log_dir', default='runs', help='TensorBoard folder')
     group.add_argument('--resume', action='store_true',
                        help='continue an interrupted run from its last epoch (same options as the run)')
+    group.add_argument('--nproc_per_node', type=int, default=None,
+                       help='processes to start on this machine, one per GPU (or CPU processes with gloo); '
+                            'under torchrun leave it out (default: one process)')
     group.add_argument('--pretrained', default='imagenet',
                        help="backbone start: imagenet (torchvision's cache, downloaded on first use), a local "
                             "weights file, or none (random, for smoke runs)")

@@ -1,0 +1,167 @@
+"""Training on several processes as if on one: N processes x batch B/N = 1 process x batch B.
+
+The norm-in-norm loss and BatchNorm both take statistics of the whole batch. Each process
+holds only its share, so the statistics are made global: the loss gathers every process's
+predictions and scores before it is computed, and every BatchNorm layer pools its sums over
+all processes. Both exchanges are differentiable; their backward passes sum the gradients
+of all processes, and DistributedDataParallel averages the parameters' gradients, which
+together give exactly the gradient of the loss of the whole batch.
+
+On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
+runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
+"""
+
+from typing import Iterator, List, Sequence
+
+import ignite.distributed as idist
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from errors import ConfigError
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of each input is the sum of all processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+class _AllGather(torch.autograd.Function):
+    """Every process's rows (counts may differ), in rank order; gradients summed back to their owners."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, counts: List[int], rank: int) -> torch.Tensor:
+        ctx.counts, ctx.rank = counts, rank
+        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
+        padded[:rows.size(0)] = rows
+        pieces = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(pieces, padded.contiguous())
+        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        total = grad.contiguous().clone()
+        dist.all_reduce(total)
+        start = sum(ctx.counts[:ctx.rank])
+        return total[start:start + ctx.counts[ctx.rank]], None, None
+
+
+def gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The rows of every process, concatenated in rank order, differentiably."""
+    if idist.get_world_size() == 1:
+        return rows
+    counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
+    return _AllGather.apply(rows, counts, idist.get_rank())
+
+
+class GlobalBatchLoss(nn.Module):
+    """A batch loss of the whole batch spread over the processes (identical on each of them)."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, y_pred: Sequence[torch.Tensor], y: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.loss([gather_rows(p) for p in y_pred], [gather_rows(t.reshape(-1, 1)).view(-1) for t in y])
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the union of every process's batch; a plain BatchNorm in evaluation.
+
+    Its parameters and buffers have the names and shapes of nn.BatchNorm1d/2d, so checkpoints
+    are the same as those of a single process.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ConfigError(f"GlobalBatchNorm expects N x C (x ...) inputs, got {tuple(input.shape)}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or idist.get_world_size() == 1:
+            return super().forward(input)
+        dims = [0] + list(range(2, input.dim()))
+        count = torch.tensor([input.numel() / input.size(1)], dtype=input.dtype, device=input.device)
+        stats = _AllReduceSum.apply(torch.cat((input.sum(dims), (input * input).sum(dims), count)))
+        channels = input.size(1)
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = stats[channels:2 * channels] / total - mean * mean
+        self._update_running_stats(mean.detach(), var.detach(), total.item())
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        normalized = (input - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return normalized * self.weight.view(shape) + self.bias.view(shape) if self.affine else normalized
+
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        if not self.track_running_stats:
+            return
+        self.num_batches_tracked += 1
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        unbiased = var * count / max(count - 1, 1)
+        self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+        self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+
+
+def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm of `model` made global over the processes (the model is changed in place)."""
+    if device.type == 'cuda':
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            setattr(model, name, _as_global(child))
+        else:
+            global_batchnorm(child, device)
+    return model
+
+
+def _as_global(batchnorm: nn.modules.batchnorm._BatchNorm) -> GlobalBatchNorm:
+    like = next(iter(batchnorm.state_dict().values()))  # created with its dtype, so nothing is rounded
+    converted = GlobalBatchNorm(batchnorm.num_features, batchnorm.eps, batchnorm.momentum, batchnorm.affine,
+                                batchnorm.track_running_stats, device=like.device, dtype=like.dtype)
+    converted.load_state_dict(batchnorm.state_dict())
+    return converted
+
+
+class ShardedBatches(Sampler[List[int]]):
+    """Each process's share of the global batches: positions rank, rank + N, ... of each batch.
+
+    Every process must draw the same global batches (the same seed), which main.py ensures.
+    """
+
+    def __init__(self, batches: Sampler, rank: int, world_size: int):
+        super().__init__()
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return (batch[self.rank::self.world_size] for batch in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_size: int):
+    """The loaders of this process: its share of each training batch, and of the val and test images."""
+    rank, world_size = idist.get_rank(), idist.get_world_size()
+    if world_size == 1:
+        return train, val, test
+    if batch_size < world_size:
+        raise ConfigError(f"batch size {batch_size} is smaller than the {world_size} processes: use at least "
+                          f"{world_size}, so that every process has images to train on")
+    common = dict(num_workers=train.num_workers, pin_memory=train.pin_memory,
+                  persistent_workers=train.persistent_workers)
+    sharded_train = DataLoader(train.dataset, batch_sampler=ShardedBatches(train.batch_sampler, rank, world_size),
+                               **common)
+    return (sharded_train,) + tuple(
+        DataLoader(Subset(loader.dataset, range(rank, len(loader.dataset), world_size)), batch_size=1, **common)
+        for loader in (val, test))

@@ -1,0 +1,101 @@
+"""distributed.py and main.py --nproc_per_node: 2 CPU processes (gloo) x batch B/2 train
+exactly as 1 process x batch B."""
+
+import os
+
+import ignite.distributed as idist
+import numpy as np
+import pytest
+import torch
+
+import main
+import training
+from distributed import GlobalBatchLoss, GlobalBatchNorm, ShardedBatches, global_batchnorm
+from info_builders import koniq_info_from_csv
+from info_files import write_info
+from IQAloss import IQALoss
+from IQAmodel import IQAModel
+from synthetic import write_koniq_layout
+
+
+def _batch():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(6, 3, 64, 64, dtype=torch.float64, generator=generator)
+    mos = torch.rand(6, dtype=torch.float64, generator=generator) * 100
+    return images, (mos, torch.ones(6, dtype=torch.float64))
+
+
+def _first_step():
+    """One training step of this process on its share of the batch; the state after it."""
+    rank, world_size = idist.get_rank(), idist.get_world_size()
+    torch.manual_seed(0)
+    model = IQAModel(arch='resnet18', pretrained=False).double()
+    if world_size > 1:
+        global_batchnorm(model, torch.device('cpu'))
+    trained = idist.auto_model(model) if world_size > 1 else model
+    optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
+    trainer = training.create_trainer(trained, optimizer, GlobalBatchLoss(IQALoss()), device=torch.device('cpu'),
+                                      precision=training.Precision('float32'), accumulation_steps=1)
+    images, (mos, std) = _batch()
+    share = slice(rank, None, world_size)
+    trainer.run([(images[share], (mos[share], std[share]))], max_epochs=1)
+    return trainer.state.output, {name: value.clone() for name, value in model.state_dict().items()}
+
+
+def _first_step_of_rank0(local_rank, path):
+    loss, state = _first_step()
+    if idist.get_rank() == 0:
+        torch.save({'loss': loss, 'state': state}, path)
+
+
+def test_two_processes_take_the_same_first_step_as_one(tmp_path):
+    path = str(tmp_path / 'rank0.pt')
+    with idist.Parallel(backend='gloo', nproc_per_node=2) as parallel:
+        parallel.run(_first_step_of_rank0, path)
+    two = torch.load(path, weights_only=True)
+    loss, one = _first_step()
+    assert two['loss'] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
+    assert set(two['state']) == set(one)  # GlobalBatchNorm keeps the checkpoint's names
+    moved = 0
+    for name, value in one.items():
+        torch.testing.assert_close(two['state'][name], value, rtol=1e-7, atol=1e-10, msg=name)
+        moved += name.endswith('running_mean') and bool(value.abs().sum() > 0)
+    assert moved > 0  # BatchNorm statistics were updated, from the whole batch
+
+
+def test_sharded_batches_split_each_global_batch():
+    batches = [[5, 1, 4, 0, 3], [2, 6, 7, 8]]
+    shares = [list(ShardedBatches(batches, rank, 2)) for rank in (0, 1)]
+    assert shares == [[[5, 4, 3], [2, 7]], [[1, 0], [6, 8]]]
+    assert len(ShardedBatches(batches, 0, 2)) == 2
+
+
+def test_global_batchnorm_is_plain_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    plain = torch.nn.BatchNorm2d(4).train()
+    converted = global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(4)), torch.device('cpu'))[0]
+    assert isinstance(converted, GlobalBatchNorm)
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(converted(x), plain(x))
+    torch.testing.assert_close(converted.running_var, plain.running_var)
+
+
+@pytest.fixture(scope='module')
+def koniq(tmp_path_factory):
+    root = tmp_path_factory.mktemp('koniq')
+    sets_csv = write_koniq_layout(root / 'download', count=30, width=128, height=96, seed=2)
+    write_info(root / 'KonIQ-10kinfo.mat', koniq_info_from_csv(sets_csv))
+    return ['--data_info', str(root / 'KonIQ-10kinfo.mat'), '--im_dir', str(root / 'download' / '1024x768'),
+            '--cache_dir', str(root / 'cache')]
+
+
+def test_main_trains_and_tests_on_two_processes(koniq, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ['--arch', 'resnet18', '--pretrained', 'none', '--resize', '-rs_h', '64', '-rs_w', '96', '-bs', '4',
+            '-e', '1', '--num_workers', '0', '--nproc_per_node', '2'] + koniq
+    assert main.main(argv) == 0
+    name = main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
+    results = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
+    assert len(results['sq']) == 6  # every test image once, gathered from both processes
+    checkpoint = torch.load(os.path.join('checkpoints', name), weights_only=True)
+    assert 'features.1.running_mean' in checkpoint['model']
