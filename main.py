@@ -17,7 +17,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, global_step_from_engine
+from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
@@ -171,6 +171,13 @@ def attach_logging(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, A
     return logger
 
 
+def attach_progress_bars(trainer: Engine, evaluations: Dict[str, T.Evaluation]) -> None:
+    """--pbar: a bar for each epoch (with the loss) and for each evaluation."""
+    ProgressBar(persist=True).attach(trainer, output_transform=lambda loss: {'loss': loss})
+    for status, evaluation in evaluations.items():
+        ProgressBar(persist=False, desc=status).attach(evaluation.engine)
+
+
 def reseed_each_epoch(trainer: Engine, seed: int) -> None:
     """Seed every epoch from its number, so a resumed run draws what an uninterrupted one would."""
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: T.seed_everything(seed + engine.state.epoch))
@@ -234,6 +241,8 @@ def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
     attach_validation(trainer, parts, settings)
     attach_resume(trainer, parts, settings)
     logger = attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
+    if settings['pbar'] and idist.get_rank() == 0:
+        attach_progress_bars(trainer, parts['evaluations'])
     try:
         trainer.run(parts['loaders']['train'], max_epochs=settings['epochs'])
         return final_test(parts, settings)
