@@ -10,12 +10,10 @@ import torch
 
 import main
 import training
+from data_helpers import synthetic_koniq_options
 from distributed import GlobalBatchLoss, GlobalBatchNorm, ShardedBatches, global_batchnorm
-from info_builders import koniq_info_from_csv
-from info_files import write_info
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
-from synthetic import write_koniq_layout
 
 
 def _batch():
@@ -82,11 +80,8 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
 
 @pytest.fixture(scope='module')
 def koniq(tmp_path_factory):
-    root = tmp_path_factory.mktemp('koniq')
-    sets_csv = write_koniq_layout(root / 'download', count=30, width=128, height=96, seed=2)
-    write_info(root / 'KonIQ-10kinfo.mat', koniq_info_from_csv(sets_csv))
-    return ['--data_info', str(root / 'KonIQ-10kinfo.mat'), '--im_dir', str(root / 'download' / '1024x768'),
-            '--cache_dir', str(root / 'cache')]
+    """A 30-image synthetic KonIQ-10k in its official layout, with its info file."""
+    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=30, seed=2)
 
 
 def test_main_trains_and_tests_on_two_processes(koniq, tmp_path, monkeypatch):

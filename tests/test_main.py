@@ -12,9 +12,7 @@ from tensorboardX.proto import event_pb2
 
 import main
 import training
-from info_builders import koniq_info_from_csv
-from info_files import write_info
-from synthetic import write_koniq_layout
+from data_helpers import synthetic_koniq_options
 
 README_TRAIN = [
     '--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
@@ -27,11 +25,7 @@ README_TRAIN = [
 @pytest.fixture(scope='module')
 def koniq(tmp_path_factory):
     """A 30-image synthetic KonIQ-10k in its official layout, with its info file."""
-    root = tmp_path_factory.mktemp('koniq')
-    sets_csv = write_koniq_layout(root / 'download', count=30, width=128, height=96, seed=1)
-    write_info(root / 'KonIQ-10kinfo.mat', koniq_info_from_csv(sets_csv))
-    return ['--data_info', str(root / 'KonIQ-10kinfo.mat'), '--im_dir', str(root / 'download' / '1024x768'),
-            '--cache_dir', str(root / 'cache')]
+    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=30, seed=1)
 
 
 def small(command, koniq, epochs=2):
