@@ -29,6 +29,7 @@ from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from options import get_args_parser, loss_kwargs, model_kwargs, pretrained_weights
+from quickstart import run_quickstart
 from scoring import resolve_device
 
 
@@ -269,7 +270,10 @@ def run(local_rank: int, settings: Dict[str, Any]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    settings = run_settings(get_args_parser().parse_args(argv))
+    args = get_args_parser().parse_args(argv)
+    if args.quickstart:
+        return run_quickstart(main)
+    settings = run_settings(args)
     spawned = settings['nproc_per_node'] is not None and settings['nproc_per_node'] > 1
     backend = None
     if spawned or 'WORLD_SIZE' in os.environ:  # started with --nproc_per_node or by torchrun

@@ -115,6 +115,9 @@ def training_options() -> argparse.ArgumentParser:
     group.add_argument('-logd', '--log_dir', default='runs', help='TensorBoard folder')
     group.add_argument('--resume', action='store_true',
                        help='continue an interrupted run from its last epoch (same options as the run)')
+    group.add_argument('--quickstart', action='store_true',
+                       help='make a synthetic KonIQ-10k and CLIVE, train, test and score on them: the whole '
+                            'pipeline on a CPU in minutes, before downloading anything')
     group.add_argument('--nproc_per_node', type=int, default=None,
                        help='processes to start on this machine, one per GPU (or CPU processes with gloo); '
                             'under torchrun leave it out (default: one process)')
