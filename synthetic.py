@@ -3,8 +3,10 @@
 Each image is a procedural scene (a smooth colour field, shapes, striped and checkered
 textures) degraded by known amounts of contrast loss, blur, noise and JPEG compression.
 Its quality falls monotonically with each amount; simulated raters score it with a little
-noise, so a model can learn the scores. The files mimic the real downloads, so the whole
-pipeline (make_info.py, training, testing) runs on them unchanged.
+noise, so a model can learn the scores. Scene detail and the distortions are on a fixed pixel
+scale, so small images (48x48 for a CPU learning test) show the distortions as clearly as
+large ones. The files mimic the real downloads, so the whole pipeline (make_info.py,
+training, testing) runs on them unchanged.
 
 KonIQ-10k layout (`write_koniq_layout`):
     <out>/1024x768/<id>.jpg
@@ -44,6 +46,8 @@ class Degradation:
 
 # How much quality each distortion takes away at full severity.
 QUALITY_LOSS_AT_FULL = Degradation(contrast=0.5, blur=0.8, noise=0.7, jpeg=0.6)
+# Gaussian blur radius (standard deviation) in pixels at full blur severity.
+BLUR_RADIUS_AT_FULL = 2.5
 
 
 def quality_of(degradation: Degradation) -> float:
@@ -61,7 +65,13 @@ def draw_degradation(rng: np.random.Generator) -> Degradation:
 
 
 def render_scene(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """A random scene: a smooth colour field with shapes and textured patches on it."""
+    """A random scene: a smooth colour field with shapes and textured patches on it.
+
+    Detail is on a fixed pixel scale (sharp shape edges, texture periods of 3-12 pixels), as
+    the distortions are, so a distortion looks the same at any image size. Textures cover much
+    of the scene, so every image has fine detail for blur to remove, and the scene is stretched
+    to the full 0-255 range, so lost contrast is not mistaken for a dull scene.
+    """
     coarse = rng.uniform(30, 225, size=(3, 4, 3)).astype(np.uint8)
     scene = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(scene)
@@ -69,15 +79,20 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> Image.Ima
         box = _random_box(rng, width, height)
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         (draw.ellipse if rng.uniform() < 0.5 else draw.rectangle)(box, fill=colour)
-    for _ in range(rng.integers(1, 4)):
-        box = _random_box(rng, width, height)
+    for _ in range(rng.integers(3, 6)):
+        box = _random_box(rng, width, height, smallest=4)
         scene.paste(_texture(rng, box[2] - box[0], box[3] - box[1]), box[:2])
-    return scene
+    pixels = np.asarray(scene, dtype=np.float32)
+    low, high = pixels.min(), pixels.max()
+    pixels = (pixels - low) * (255.0 / max(high - low, 1.0))
+    return Image.fromarray(np.rint(pixels).astype(np.uint8))
 
 
-def _random_box(rng: np.random.Generator, width: int, height: int) -> tuple[int, int, int, int]:
-    box_w = int(rng.integers(max(2, width // 10), max(3, width // 2)))
-    box_h = int(rng.integers(max(2, height // 10), max(3, height // 2)))
+def _random_box(rng: np.random.Generator, width: int, height: int,
+                smallest: int = 10) -> tuple[int, int, int, int]:
+    """A box at a random place, from 1/smallest to 1/2 of the image's width and height."""
+    box_w = int(rng.integers(max(2, width // smallest), max(3, width // 2)))
+    box_h = int(rng.integers(max(2, height // smallest), max(3, height // 2)))
     left, top = int(rng.integers(0, width - box_w + 1)), int(rng.integers(0, height - box_h + 1))
     return left, top, left + box_w, top + box_h
 
@@ -85,7 +100,7 @@ def _random_box(rng: np.random.Generator, width: int, height: int) -> tuple[int,
 def _texture(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """Stripes at a random angle and period, or a checkerboard, in two random colours."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    period = rng.uniform(4, 24)
+    period = rng.uniform(3, 12)
     if rng.uniform() < 0.5:
         angle = rng.uniform(0, np.pi)
         mix = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period)
@@ -102,8 +117,8 @@ def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generat
     pixels = pixels.mean() + (pixels - pixels.mean()) * (1.0 - 0.8 * degradation.contrast)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     if degradation.blur > 0:
-        # Blur in proportion to the image width, so small test images lose as much detail.
-        image = image.filter(ImageFilter.GaussianBlur(radius=degradation.blur * 6.0 * scene.width / 1024))
+        # A radius in pixels, like the scene's detail, so the blur looks the same at any image size.
+        image = image.filter(ImageFilter.GaussianBlur(radius=degradation.blur * BLUR_RADIUS_AT_FULL))
     if degradation.noise > 0:
         noise = rng.standard_normal(size=(scene.height, scene.width, 3), dtype=np.float32)
         pixels = np.asarray(image, dtype=np.float32) + noise * (45.0 * degradation.noise)
@@ -112,8 +127,13 @@ def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generat
 
 
 def jpeg_quality(degradation: Degradation) -> int:
-    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1."""
-    return round(95 - 90 * degradation.jpeg)
+    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1, geometrically (22 at 1/2).
+
+    Geometric, because the artifacts grow with the quantization step, which grows as the
+    setting falls (5000 / quality below 50): a linear scale would spend half its range on
+    settings of 50-95, whose artifacts hardly show in small images.
+    """
+    return round(95 * (5 / 95) ** degradation.jpeg)
 
 
 def _jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
