@@ -17,15 +17,15 @@ from synthetic import write_clive_layout, write_koniq_layout
 
 ROOT = Path('data') / 'quickstart'
 CHECKPOINT = str(ROOT / 'checkpoints' / 'quickstart.pth')
-# Many small images: the distortions are local statistics that 64 x 48 pixels show as well as
+# Many small images: the distortions are local statistics that 48 x 48 pixels show as well as
 # large photos, and more scenes teach the network distortion apart from content. On two CPU
 # cores, resnet18 from scratch reaches a test SROCC above 0.8 in a few minutes (tests/test_learning.py).
-KONIQ = dict(count=2000, width=64, height=48, seed=0)
+KONIQ = dict(count=3000, width=48, height=48, seed=0)
 # CLIVE at its real size: as in the paper, the model meets it resized to its training size.
 CLIVE = dict(count=100, width=500, height=500, seed=1)
 TRAINING = ['--arch', 'resnet18', '--pretrained', 'none', '--loss_type', 'norm-in-norm', '--p', '1', '--q', '2',
             '--resize', '-rs_h', str(KONIQ['height']), '-rs_w', str(KONIQ['width']),
-            '-bs', '16', '-e', '8', '--lr', '1e-3', '--ft_lr_ratio', '1', '-olrd', '0.1', '--seed', '1',
+            '-bs', '16', '-e', '6', '--lr', '1e-3', '--ft_lr_ratio', '1', '-olrd', '0.1', '--seed', '1',
             '--num_workers', '0']
 
 
