@@ -1,8 +1,10 @@
 """The IQA data sets as PyTorch datasets, and the data loaders of one experiment.
 
-An item is (image, (mos, mos_std)): a 3 x H x W float32 tensor, ImageNet-normalized, and two
-float32 scalars. Images are decoded once into a shared uint8 store (image_store.py), so the
-per-item work is a view, the optional augmentation of the paper and the normalization.
+An item is (image, (mos, mos_std)): a 3 x H x W uint8 tensor and two float32 scalars. Images
+are decoded once into a shared uint8 store (image_store.py), so the per-item work is a view
+and the optional augmentation of the paper. Batches stay uint8 until they reach the device
+the model runs on, where image_transforms.normalize turns them into ImageNet-normalized
+float32 (training.prepare_batch): a quarter of the bytes to pin and copy.
 
 Training images are augmented (rotation, flip, crop) only with `augment`; without it they are
 used whole, as in the paper's code. Validation and test images are always used whole: the
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dataset_registry import DatasetSpec, get_dataset_spec, resolve_split_sizes
 from errors import ConfigError
 from image_store import ImageSizing, ImageStore, available_cores, load_images
-from image_transforms import TrainAugmentation, to_normalized_tensor
+from image_transforms import TrainAugmentation, to_uint8_tensor
 from info_files import SPLITS, IQAInfo, read_info, split_positions
 
 DEFAULT_CACHE_DIR = "data/cache"
@@ -88,7 +90,7 @@ class IQADataset(Dataset):
         pixels = self.image_store[self.rows[item]]
         if self.augmentation is not None:
             pixels = self.augmentation(pixels)
-        return to_normalized_tensor(pixels), (self.mos[item], self.mos_std[item])
+        return to_uint8_tensor(pixels), (self.mos[item], self.mos_std[item])
 
     def image_hw(self, item: int) -> tuple[int, int]:
         """(height, width) of an item's stored image, before augmentation."""
@@ -153,21 +155,61 @@ class NoSingletonBatchSampler(Sampler[List[int]]):
         return chunks - (chunks > 1 and self.num_samples % self.batch_size == 1)
 
 
+class SizeGroupedBatches(Sampler[List[int]]):
+    """Batches of up to `batch_size` images of one size, for evaluation: whole images of unequal
+    sizes cannot share a batch. Sizes come in order of first appearance and images in file order
+    within a size, so a data set of one size is batched in file order.
+
+    Args:
+        sizes: (height, width) of each image of the data set.
+        batch_size: most images per batch.
+    """
+
+    def __init__(self, sizes: List[tuple[int, int]], batch_size: int):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"evaluation batch size {batch_size} is not positive: use 1 or more")
+        groups: dict[tuple[int, int], List[int]] = {}
+        for item, size in enumerate(sizes):
+            groups.setdefault(size, []).append(item)
+        self.batches = [group[start:start + batch_size] for group in groups.values()
+                        for start in range(0, len(group), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def evaluation_loader(dataset: IQADataset, *, batch_size: int, num_workers: int) -> DataLoader:
+    """Whole images in batches of one size each (SizeGroupedBatches), uint8 for the device to normalize."""
+    batches = SizeGroupedBatches([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
+    return DataLoader(dataset, batch_sampler=batches, **_loader_options(num_workers))
+
+
+def _loader_options(num_workers: int) -> dict:
+    # Pinned pages let a batch go to the GPU while the next one is being computed on.
+    return dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+
+
 def get_data_loaders(*, dataset: str = "KonIQ-10k", data_info: str | None = None, im_dir: str | None = None,
                      exp_id: int = 0, train_ratio: float | None = None, train_and_val_ratio: float | None = None,
                      resize: bool = False, resize_size_h: int = 498, resize_size_w: int = 664,
                      augment: bool = False, angle: float = 2.0, crop_size_h: int = 498, crop_size_w: int = 498,
-                     hflip_p: float = 0.5, batch_size: int = 8, debug: bool = False,
+                     hflip_p: float = 0.5, batch_size: int = 8, eval_batch_size: int = 32, debug: bool = False,
                      num_workers: int | None = None, cache_dir: str | None = DEFAULT_CACHE_DIR,
                      verbose: bool = True) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train, val and test loaders of one experiment; the images are decoded (or mapped) once.
 
     The train loader shuffles, in batches of `batch_size` (see NoSingletonBatchSampler); the
-    val and test loaders give one whole image at a time, in file order. Arguments not listed
-    here are those of IQADataset.
+    val and test loaders give whole images in batches of up to `eval_batch_size` images of one
+    size (see SizeGroupedBatches). BatchNorm evaluates in eval mode, so a batch gives each
+    image the score it gets alone. Arguments not listed here are those of IQADataset.
 
     Args:
         batch_size: training batch size, at least 2.
+        eval_batch_size: most images per validation or test batch.
         debug: train on 5 batches and validate and test on 5 images, decoding only those.
         num_workers: DataLoader worker processes; by default one per core, at most 8.
     """
@@ -200,7 +242,7 @@ def get_data_loaders(*, dataset: str = "KonIQ-10k", data_info: str | None = None
     if not augment:
         _check_batchable(datasets["train"], spec)
     workers = num_workers if num_workers is not None else min(8, available_cores())
-    return _make_loaders(datasets, batch_size, workers)
+    return _make_loaders(datasets, batch_size, eval_batch_size, workers)
 
 
 def _check_batchable(train_set: IQADataset, spec: DatasetSpec) -> None:
@@ -216,12 +258,9 @@ def _check_batchable(train_set: IQADataset, spec: DatasetSpec) -> None:
             )
 
 
-def _make_loaders(datasets: dict[str, IQADataset], batch_size: int,
+def _make_loaders(datasets: dict[str, IQADataset], batch_size: int, eval_batch_size: int,
                   num_workers: int) -> tuple[DataLoader, DataLoader, DataLoader]:
-    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0)
     train_batches = NoSingletonBatchSampler(len(datasets["train"]), batch_size)
-    train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **common)
-    val_loader = DataLoader(datasets["val"], batch_size=1, shuffle=False, **common)
-    test_loader = DataLoader(datasets["test"], batch_size=1, shuffle=False, **common)
-    return train_loader, val_loader, test_loader
+    train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(num_workers))
+    return (train_loader,) + tuple(evaluation_loader(datasets[status], batch_size=eval_batch_size,
+                                                     num_workers=num_workers) for status in ("val", "test"))

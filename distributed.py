@@ -11,13 +11,13 @@ On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 """
 
-from typing import Iterator, List, Sequence
+from typing import Iterable, Iterator, List, Sequence
 
 import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader, Sampler
 
 from errors import ConfigError
 
@@ -163,5 +163,14 @@ def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_si
     sharded_train = DataLoader(train.dataset, batch_sampler=ShardedBatches(train.batch_sampler, rank, world_size),
                                **common)
     return (sharded_train,) + tuple(
-        DataLoader(Subset(loader.dataset, range(rank, len(loader.dataset), world_size)), batch_size=1, **common)
+        DataLoader(loader.dataset, batch_sampler=_evaluation_shard(loader.batch_sampler, rank, world_size), **common)
         for loader in (val, test))
+
+
+def _evaluation_shard(batches: Iterable[List[int]], rank: int, world_size: int) -> List[List[int]]:
+    """This process's share of each evaluation batch; metrics gather the shares of all processes.
+
+    Unlike training, evaluation runs no collective per batch, so a process may skip a batch
+    too small to give it a share.
+    """
+    return [batch[rank::world_size] for batch in batches if batch[rank::world_size]]

@@ -21,6 +21,7 @@ from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
+from acceleration import accelerate, choose_precision, compile_model, uses_channels_last
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
@@ -67,8 +68,8 @@ def data_loaders(settings: Dict[str, Any]):
         resize=settings['resize'], resize_size_h=settings['resize_size_h'], resize_size_w=settings['resize_size_w'],
         augment=settings['augmentation'], angle=settings['angle'], crop_size_h=settings['crop_size_h'],
         crop_size_w=settings['crop_size_w'], hflip_p=settings['hflip_p'], batch_size=settings['batch_size'],
-        debug=settings['debug'], num_workers=settings['num_workers'], cache_dir=settings['cache_dir'],
-        verbose=idist.get_rank() == 0)
+        eval_batch_size=settings['eval_batch_size'], debug=settings['debug'], num_workers=settings['num_workers'],
+        cache_dir=settings['cache_dir'], verbose=idist.get_rank() == 0)
     return shard_loaders(*loaders, batch_size=settings['batch_size'])
 
 
@@ -211,17 +212,23 @@ def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any
     # the model first: a wrong option should not wait for the images to be decoded
     model = IQAModel(**model_kwargs(settings), pretrained=pretrained_weights(settings)).to(device)
     loaders = dict(zip(('train', 'val', 'test'), data_loaders(settings)))
-    if idist.get_world_size() > 1:
+    distributed = idist.get_world_size() > 1
+    if distributed:
         global_batchnorm(model, device)
+    channels_last = uses_channels_last(device)
+    accelerate(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
     optimizer = T.create_optimizer(model, lr=settings['lr'], ft_lr_ratio=settings['ft_lr_ratio'],
                                    weight_decay=settings['weight_decay'])
     step = T.lr_step_size(settings['epochs'], settings['lr_decay'], settings['overall_lr_decay'])
-    evaluations = {status: T.Evaluation(model, status=status, device=device) for status in ('train', 'val', 'test')}
+    precision = choose_precision(settings['opt_level'], device)
     # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
-    trained = idist.auto_model(model) if idist.get_world_size() > 1 else model
-    return dict(loaders=loaders, model=model, trained=trained, optimizer=optimizer, evaluations=evaluations, progress=Progress(),
-                scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings['lr_decay']),
-                precision=T.choose_precision(settings['opt_level'], device))
+    trained = compile_model(idist.auto_model(model) if distributed else model, settings['compile'])
+    evaluated = model if distributed else trained
+    evaluations = {status: T.Evaluation(evaluated, status=status, device=device, precision=precision,
+                                        channels_last=channels_last) for status in ('train', 'val', 'test')}
+    return dict(loaders=loaders, model=model, trained=trained, optimizer=optimizer, evaluations=evaluations,
+                progress=Progress(), precision=precision, channels_last=channels_last,
+                scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings['lr_decay']))
 
 
 def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -229,14 +236,13 @@ def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
     device = choose_device(settings['device'])
     seed = run_seed(settings)
     T.seed_everything(seed)
-    if not settings['randomness']:
-        T.make_deterministic()
+    T.configure_cudnn(deterministic=not settings['randomness'])
     parts = build_parts(settings, device)
     if settings['evaluate']:
         return evaluate_only(parts, settings)
     say(f"training on {idist.get_world_size()} x {device.type} in {parts['precision'].name}")
     trainer = T.create_trainer(parts['trained'], parts['optimizer'], GlobalBatchLoss(IQALoss(**loss_kwargs(settings))),
-                               device=device, precision=parts['precision'],
+                               device=device, precision=parts['precision'], channels_last=parts['channels_last'],
                                accumulation_steps=settings['accumulation_steps'])
     reseed_each_epoch(trainer, seed)
     attach_validation(trainer, parts, settings)

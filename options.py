@@ -10,11 +10,10 @@ keyword arguments of the library modules, which never see an argparse namespace.
 import argparse
 from typing import Any, List, Mapping, Union
 
+from acceleration import COMPILE_MODES, OPT_LEVELS
 from checkpoint import MODEL_SETTINGS
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
 from IQAmodel import POOLING_METHODS
-
-OPT_LEVELS = ('O0', 'O1', 'bf16')
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -86,6 +85,7 @@ def data_options() -> argparse.ArgumentParser:
 def training_options() -> argparse.ArgumentParser:
     parser = _group('training')
     group = parser.add_argument_group('training')
+    group.add_argument('-bs', '--batch_size', type=int, default=8, help='training batch size')
     group.add_argument('--lr', '-lr', '--learning_rate', dest='lr', type=float, default=1e-4,
                        help='learning rate of the heads')
     group.add_argument('-e', '--epochs', type=int, default=30, help='training epochs')
@@ -96,11 +96,13 @@ def training_options() -> argparse.ArgumentParser:
     group.add_argument('-lrd', '--lr_decay', type=float, default=0.1, help='learning rate factor at each step')
     group.add_argument('-olrd', '--overall_lr_decay', type=float, default=0.01,
                        help='learning rate factor over the whole run, which sets the step length')
-    group.add_argument('-optl', '--opt_level', default='O1', choices=OPT_LEVELS,
-                       help='O0: float32; O1: autocast float16 with loss scaling (the paper); bf16: autocast '
-                            'bfloat16 (CUDA only; CPU always trains in float32)')
     group.add_argument('-rn', '--randomness', action='store_true',
-                       help='skip seeding and deterministic cuDNN, for speed')
+                       help='a random seed and cuDNN benchmark mode (fastest kernels, not deterministic) '
+                            'instead of --seed and deterministic cuDNN')
+    group.add_argument('--compile', nargs='?', const='default', default=None, choices=COMPILE_MODES,
+                       help='compile the model with torch.compile in this mode (default mode when given '
+                            'without one; reduce-overhead adds CUDA graphs); the first steps take minutes '
+                            '(default: not compiled)')
     group.add_argument('-valc', '--val_criterion', default='SROCC', choices=('SROCC', 'PLCC', 'RMSE'),
                        help='validation metric that selects the best model')
     group.add_argument('-augment', '--augmentation', '--augment', dest='augmentation', action='store_true',
@@ -130,8 +132,12 @@ def training_options() -> argparse.ArgumentParser:
 def run_options() -> argparse.ArgumentParser:
     parser = _group('run')
     group = parser.add_argument_group('run')
-    group.add_argument('-bs', '--batch_size', type=int, default=8,
-                       help='batch size: of training in main.py, of scoring in test_demo.py')
+    group.add_argument('-ebs', '--eval_batch_size', type=int, default=32,
+                       help='images per forward pass in validation, testing and scoring; images of one '
+                            'size share a batch')
+    group.add_argument('-optl', '--opt_level', default='O1', choices=OPT_LEVELS,
+                       help='O0: float32; O1: autocast float16, with loss scaling in training (the paper); '
+                            'bf16: autocast bfloat16. CUDA only: on a CPU every level runs in float32')
     group.add_argument('--device', default=None, choices=('cpu', 'cuda'), help='device (default: cuda if available)')
     group.add_argument('--num_workers', type=int, default=None,
                        help='data loading processes (default: one per core, at most 8)')

@@ -2,8 +2,8 @@
 
 A score is the fused head's output mapped onto the training data's scale with the
 checkpoint's first linear mapping: k[0] * y + b[0]. Images are decoded and normalized as
-the data sets decode them (image_store.decode_image, image_transforms.to_normalized_tensor),
-in a pool of threads that runs ahead of the forward pass. Images of different sizes cannot
+the data sets decode them (image_store.decode_image), in a pool of threads that runs ahead of
+the forward pass, and go to the device as uint8, to be normalized there (acceleration.py). Images of different sizes cannot
 share a batch, so batches are formed among images of equal size after resizing; results
 come back in input order, with a message instead of a score for an image that failed.
 """
@@ -21,10 +21,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from acceleration import Precision, accelerate, choose_precision, forward_fn, prepare_images, uses_channels_last
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
 from image_store import ImageSizing, available_cores, decode_image
-from image_transforms import to_normalized_tensor
+from image_transforms import to_uint8_tensor
 from IQAmodel import IQAModel
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -42,6 +43,8 @@ class Scorer:
         b: intercepts of the three mappings.
         device: where the model runs.
         recorded: the settings the checkpoint records ({} for the authors' files).
+        precision: the autocast the model runs under.
+        channels_last: whether the model (and so its input) is in channels_last.
     """
 
     model: torch.nn.Module
@@ -49,6 +52,8 @@ class Scorer:
     b: list[float]
     device: torch.device
     recorded: Mapping[str, Any]
+    precision: Precision
+    channels_last: bool
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaults: Mapping[str, Any],
-                device: torch.device) -> Scorer:
+                device: torch.device, opt_level: str = 'O0') -> Scorer:
     """Build the model a checkpoint was trained as and load its weights.
 
     Args:
@@ -80,6 +85,7 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
         defaults: those settings' defaults; a requested value that differs from its default
             is explicit and must agree with a setting the checkpoint records.
         device: where the model runs.
+        opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
     """
     checkpoint = load_checkpoint(trained_model_file, map_location='cpu')
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
@@ -91,7 +97,10 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
         model = IQAModel(**settings, pretrained=False)
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
-    return Scorer(model=model.eval(), k=k, b=b, device=device, recorded=dict(checkpoint.get('settings') or {}))
+    channels_last = uses_channels_last(device)
+    return Scorer(model=accelerate(model.eval(), channels_last=channels_last), k=k, b=b, device=device,
+                  recorded=dict(checkpoint.get('settings') or {}), precision=choose_precision(opt_level, device),
+                  channels_last=channels_last)
 
 
 def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
@@ -168,8 +177,8 @@ def list_images(source: str, *, stdin: TextIO) -> list[str]:
 
 
 def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: float, sizing: ImageSizing,
-                 batch_size: int, device: torch.device, progress: bool = False,
-                 workers: int | None = None) -> list[ImageScore]:
+                 batch_size: int, device: torch.device, precision: Precision | None = None,
+                 channels_last: bool = False, progress: bool = False, workers: int | None = None) -> list[ImageScore]:
     """Score images in batches of equal-sized images; one result per path, in input order.
 
     Args:
@@ -180,11 +189,13 @@ def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: f
         sizing: how images are resized before scoring.
         batch_size: most images per forward pass.
         device: where `model` runs.
+        precision: the autocast `model` runs under (default: float32).
+        channels_last: give `model` channels_last batches (as a model in channels_last wants).
         progress: show a progress bar on stderr.
         workers: decoding threads (default: one per core, at most 8).
     """
     if batch_size < 1:
-        raise ConfigError(f"batch size {batch_size} is not positive: pass --batch_size 1 or more")
+        raise ConfigError(f"batch size {batch_size} is not positive: pass --eval_batch_size 1 or more")
     results: list[ImageScore | None] = [None] * len(paths)
     # Threads suffice: Pillow releases the GIL while it decodes and resizes.
     with ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool, \
@@ -194,8 +205,9 @@ def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: f
             if isinstance(size, IQAError):
                 results[index] = ImageScore(paths[index], error=str(size))
                 bar.update()
+        run = _BatchRun(model, device, precision or Precision('float32'), channels_last)
         for indices, loaded in _decoded_batches(pool, _batches_by_size(sizes, batch_size), paths, sizing):
-            for index, result in _score_batch(model, paths, indices, loaded, k=k, b=b, device=device):
+            for index, result in _score_batch(run, paths, indices, loaded, k=k, b=b):
                 results[index] = result
             bar.update(len(indices))
     return results
@@ -243,14 +255,13 @@ def _gathered(indices: list[int], futures: list[Future]) -> tuple[list[int], lis
 
 def _load(path: str, sizing: ImageSizing) -> torch.Tensor | IQAError:
     try:
-        return to_normalized_tensor(decode_image(path, sizing))
+        return to_uint8_tensor(decode_image(path, sizing))
     except IQAError as error:
         return error
 
 
-def _score_batch(model: torch.nn.Module, paths: Sequence[str], indices: Sequence[int],
-                 loaded: Sequence[torch.Tensor | IQAError], *, k: float, b: float,
-                 device: torch.device) -> Iterator[tuple[int, ImageScore]]:
+def _score_batch(run: _BatchRun, paths: Sequence[str], indices: Sequence[int],
+                 loaded: Sequence[torch.Tensor | IQAError], *, k: float, b: float) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of each image of one batch."""
     by_shape: dict[torch.Size, list[int]] = {}
     for index, item in zip(indices, loaded):
@@ -262,13 +273,24 @@ def _score_batch(model: torch.nn.Module, paths: Sequence[str], indices: Sequence
     tensors = dict(zip(indices, loaded))
     for group in by_shape.values():
         try:
-            fused = _fused_predictions(model, torch.stack([tensors[index] for index in group]), device)
+            fused = run.fused_predictions(torch.stack([tensors[index] for index in group]))
         except IQAError as error:  # e.g. images too small for the model's pyramid pooling
             yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
             continue
         yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
 
 
-def _fused_predictions(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> list[float]:
-    with torch.inference_mode():
-        return model(batch.to(device))[2].reshape(-1).tolist()
+@dataclass(frozen=True)
+class _BatchRun:
+    """How a batch goes through the model: where, in which precision and memory format."""
+
+    model: torch.nn.Module
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+
+    def fused_predictions(self, images: torch.Tensor) -> list[float]:
+        """The fused head's outputs for a uint8 batch."""
+        with torch.inference_mode():
+            batch = prepare_images(images, self.device, channels_last=self.channels_last)
+            return forward_fn(self.precision, self.device)(self.model, batch)[2].reshape(-1).tolist()

@@ -15,12 +15,13 @@ import sys
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
-from IQAdataset import IQADataset
+from IQAdataset import IQADataset, evaluation_loader
 from options import get_test_dataset_parser
 from scoring import image_sizing, load_scorer, resolve_device
 from training import METRICS_PRINTED, Evaluation, metric_lines
@@ -39,7 +40,7 @@ def test_loader(options: Mapping[str, Any], resize_hw: Optional[Sequence[int]]) 
                         status='test', train_ratio=ratios[0], train_and_val_ratio=ratios[1],
                         resize=resize_hw is not None, resize_size_h=height, resize_size_w=width,
                         cache_dir=options['cache_dir'])
-    return DataLoader(images, batch_size=1, shuffle=False, num_workers=options['num_workers'] or 0)
+    return evaluation_loader(images, batch_size=options['eval_batch_size'], num_workers=options['num_workers'] or 0)
 
 
 def result_file(dataset: str, trained_model_file: str) -> str:
@@ -51,11 +52,16 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
     device = resolve_device(options['device'])
     path = options['trained_model_file'] or RELEASED_CHECKPOINT
     scorer = load_scorer(path, requested={name: options[name] for name in MODEL_SETTINGS}, defaults=defaults,
-                         device=device)
+                         device=device, opt_level=options['opt_level'])
+    # The test images share one size (resized, or CLIVE's 500x500): cuDNN's timed choice of
+    # kernels for it pays off, and evaluation draws nothing at random.
+    torch.backends.cudnn.benchmark = True
     sizing = image_sizing(scorer.recorded, resize=options['resize'], resize_size_h=options['resize_size_h'],
                           resize_size_w=options['resize_size_w'], defaults=defaults)
     loader = test_loader(options, sizing.resize_hw)
-    performance = Evaluation(scorer.model, status='test', device=device, logistic=True).run(loader, scorer.k, scorer.b)
+    evaluation = Evaluation(scorer.model, status='test', device=device, precision=scorer.precision,
+                            channels_last=scorer.channels_last, logistic=True)
+    performance = evaluation.run(loader, scorer.k, scorer.b)
     print('\n'.join(metric_lines(options['dataset'], performance, METRICS_PRINTED + EXTRA_METRICS)))
     os.makedirs('results', exist_ok=True)
     np.save(result_file(options['dataset'], path), performance)

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         paths, scorer, sizing = prepare(args, defaults=vars(parser.parse_args([])))
         with csv_output(args.output) as output:
             results = score_images(scorer.model, paths, k=scorer.k[0], b=scorer.b[0], sizing=sizing,
-                                   batch_size=args.batch_size, device=scorer.device, workers=args.num_workers,
+                                   batch_size=args.eval_batch_size, device=scorer.device,
+                                   precision=scorer.precision, channels_last=scorer.channels_last,
+                                   workers=args.num_workers,
                                    progress=not single and (args.pbar or sys.stderr.isatty()))
             if not single:
                 write_csv(results, output)
@@ -51,7 +53,7 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
     scorer = load_scorer(args.trained_model_file or RELEASED_CHECKPOINT, requested=requested, defaults=defaults,
-                         device=resolve_device(args.device))
+                         device=resolve_device(args.device), opt_level=args.opt_level)
     sizing = image_sizing(scorer.recorded, resize=args.resize, resize_size_h=args.resize_size_h,
                           resize_size_w=args.resize_size_w, defaults=defaults)
     return paths, scorer, sizing

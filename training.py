@@ -4,13 +4,13 @@ calls these small helpers, which take explicit arguments and never an argparse n
 import math
 import random
 from datetime import datetime
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
 
+from acceleration import Precision, batch_preparation, forward_fn
 from errors import IQAError
 from IQAmodel import IQAModel
 from IQAperformance import IQAPerformance
@@ -31,10 +31,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_deterministic() -> None:
-    """cuDNN picks deterministic kernels, as in the paper's code."""
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+def configure_cudnn(*, deterministic: bool) -> None:
+    """Deterministic kernels, as in the paper's code; or else cuDNN's benchmark mode, which times
+    the candidate kernels of each new shape once and keeps the fastest (--randomness)."""
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float) -> int:
@@ -67,48 +68,23 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
     heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
     groups = [{'params': list(head.parameters())} for head in heads]
     groups.append({'params': list(model.features.parameters()), 'lr': lr * ft_lr_ratio})
-    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-
-
-@dataclass
-class Precision:
-    """How a training step runs: float32, float16 with loss scaling, or bfloat16."""
-
-    name: str
-    amp_mode: Optional[str] = None
-    scaler: Optional[torch.amp.GradScaler] = None
-    autocast_dtype: Optional[torch.dtype] = None
-
-
-def choose_precision(opt_level: str, device: torch.device) -> Precision:
-    """O0: float32; O1: float16 autocast with dynamic loss scaling (the paper's apex O1); bf16.
-
-    Autocast only pays on CUDA; on the CPU every level trains in float32.
-    """
-    if device.type != 'cuda' or opt_level == 'O0':
-        return Precision('float32')
-    if opt_level == 'O1':
-        return Precision('float16 autocast with loss scaling', amp_mode='amp', scaler=torch.amp.GradScaler('cuda'))
-    return Precision('bfloat16 autocast', autocast_dtype=torch.bfloat16)
-
-
-def _model_fn(precision: Precision, device: torch.device) -> Callable:
-    if precision.autocast_dtype is None:
-        return lambda model, x: model(x)
-
-    def forward(model: torch.nn.Module, x: torch.Tensor) -> Any:
-        with torch.autocast(device.type, dtype=precision.autocast_dtype):
-            return model(x)
-    return forward
+    # On CUDA one fused kernel updates all parameters: the same Adam, without a launch per tensor.
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
-                   device: torch.device, precision: Precision, accumulation_steps: int) -> Engine:
-    """ignite's supervised trainer; its output is the loss, and a non-finite loss stops the run."""
+                   device: torch.device, precision: Precision, accumulation_steps: int,
+                   channels_last: bool = False) -> Engine:
+    """ignite's supervised trainer; its output is the loss, and a non-finite loss stops the run.
+
+    Batches arrive as uint8 and are normalized on `device` (acceleration.batch_preparation).
+    """
     trainer = create_supervised_trainer(
-        model, optimizer, loss_fn, device=device, non_blocking=True, amp_mode=precision.amp_mode,
-        scaler=precision.scaler or False, gradient_accumulation_steps=accumulation_steps,
-        model_fn=_model_fn(precision, device))
+        model, optimizer, loss_fn, device=device, non_blocking=True,
+        amp_mode='amp' if precision.scaler is not None else None, scaler=precision.scaler or False,
+        gradient_accumulation_steps=accumulation_steps, model_fn=forward_fn(precision, device),
+        prepare_batch=batch_preparation(channels_last))
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def stop_on_nan(engine: Engine) -> None:
@@ -120,12 +96,24 @@ def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
 
 
 class Evaluation:
-    """An evaluator built once, with its IQAPerformance metric, run on any loader."""
+    """An evaluator built once, with its IQAPerformance metric, run on any loader.
 
-    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device, logistic: bool = False):
+    Args:
+        model: the model, in the memory format `channels_last` says.
+        status: train (fits the mapping k, b), val or test.
+        device: where the model runs.
+        precision: the autocast it runs under (default: float32).
+        channels_last: give it channels_last batches.
+        logistic: add the metrics after the 4-parameter logistic fit.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device,
+                 precision: Optional[Precision] = None, channels_last: bool = False, logistic: bool = False):
         self.metric = IQAPerformance(status=status, logistic=logistic)
-        self.engine = create_supervised_evaluator(model, metrics={'IQA_performance': self.metric},
-                                                  device=device, non_blocking=True)
+        self.engine = create_supervised_evaluator(
+            model, metrics={'IQA_performance': self.metric}, device=device, non_blocking=True,
+            prepare_batch=batch_preparation(channels_last),
+            model_fn=forward_fn(precision or Precision('float32'), device))
 
     def run(self, loader: Any, k: Optional[Sequence[float]] = None,
             b: Optional[Sequence[float]] = None) -> Dict[str, Any]:

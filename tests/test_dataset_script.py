@@ -12,6 +12,7 @@ from scipy import stats
 
 from checkpoint import save_checkpoint
 from info_builders import clive_info_from_release, koniq_info_from_csv
+from image_transforms import normalize
 from info_files import write_info
 from IQAdataset import IQADataset
 from IQAmodel import IQAModel
@@ -65,7 +66,7 @@ def expected_metrics(model, dataset, data_args, status_ratios):
                         resize=True, resize_size_h=64, resize_size_w=96, cache_dir=None, verbose=False,
                         **status_ratios)
     with torch.no_grad():
-        fused = np.array([model(image[None])[2].item() for image, _ in images])
+        fused = np.array([model(normalize(image[None]))[2].item() for image, _ in images])
     mos = images.mos.numpy().astype(np.float64)
     mapped = K[0] * fused + B[0]
     return len(images), stats.spearmanr(mos, mapped)[0], np.sqrt(np.mean((mos - mapped) ** 2))

@@ -150,7 +150,7 @@ def test_batches_score_as_one_by_one(images, model, resize_hw):
 
 
 def test_a_folder_is_scored_to_csv_and_a_broken_image_is_reported(capsys, checkpoints, images, model):
-    status, out, err = run_main(capsys, ['--img', str(images), '--arch', 'resnet18', '-bs', '2',
+    status, out, err = run_main(capsys, ['--img', str(images), '--arch', 'resnet18', '-ebs', '2',
                                          '-modelfile', checkpoints['authors']])
     rows = read_csv(out)
     assert [row['image'] for row in rows] == [str(images / name) for name in

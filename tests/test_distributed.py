@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import acceleration
 import main
 import training
 from data_helpers import synthetic_koniq_options
@@ -33,7 +34,7 @@ def _first_step():
     trained = idist.auto_model(model) if world_size > 1 else model
     optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
     trainer = training.create_trainer(trained, optimizer, GlobalBatchLoss(IQALoss()), device=torch.device('cpu'),
-                                      precision=training.Precision('float32'), accumulation_steps=1)
+                                      precision=acceleration.Precision('float32'), accumulation_steps=1)
     images, (mos, std) = _batch()
     share = slice(rank, None, world_size)
     trainer.run([(images[share], (mos[share], std[share]))], max_epochs=1)

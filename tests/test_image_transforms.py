@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as F
 
-from image_transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugmentation, rotate_flip_crop, to_normalized_tensor
+from image_transforms import (IMAGENET_MEAN, IMAGENET_STD, TrainAugmentation, normalize, rotate_flip_crop,
+                              to_uint8_tensor)
 
 
 @pytest.fixture
@@ -18,17 +19,34 @@ def pixels():
     return image
 
 
+def test_items_are_uint8_channels_first_copies(pixels):
+    result = to_uint8_tensor(pixels)
+    assert result.dtype == torch.uint8 and result.shape == (3, 40, 60) and result.is_contiguous()
+    assert torch.equal(result, torch.from_numpy(pixels.copy()).permute(2, 0, 1))
+    result[0, 0, 0] += 1  # a copy: the read-only cached pixels stay as they are
+    assert pixels[0, 0, 0] + 1 == result[0, 0, 0]
+
+
 def test_normalization_matches_torchvisions_to_tensor_and_normalize(pixels):
     expected = F.normalize(F.to_tensor(Image.fromarray(pixels)), IMAGENET_MEAN, IMAGENET_STD)
-    result = to_normalized_tensor(pixels)
-    assert result.dtype == torch.float32 and result.shape == (3, 40, 60) and result.is_contiguous()
-    assert torch.allclose(result, expected, atol=1e-6)
+    batch = torch.stack([to_uint8_tensor(pixels)] * 2)
+    result = normalize(batch)
+    assert result.dtype == torch.float32 and result.shape == (2, 3, 40, 60) and result.is_contiguous()
+    assert torch.allclose(result[1], expected, atol=1e-6)
+    assert batch.dtype == torch.uint8  # the input is left as it was
 
 
 def test_normalization_by_hand():
-    white = np.full((1, 1, 3), 255, dtype=np.uint8)
+    white = torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
-    assert to_normalized_tensor(white).flatten().tolist() == pytest.approx(expected, abs=1e-6)
+    assert normalize(white).flatten().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_normalization_keeps_channels_last(pixels):
+    batch = torch.stack([to_uint8_tensor(pixels)] * 2).contiguous(memory_format=torch.channels_last)
+    result = normalize(batch)
+    assert result.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(result, normalize(batch.contiguous()))
 
 
 def test_without_rotation_it_is_a_plain_crop_and_flip(pixels):

@@ -9,10 +9,10 @@ import torch
 from data_helpers import save_plain_images, write_csv
 from errors import ConfigError, MissingFileError
 from image_store import ImageSizing, decode_image
-from image_transforms import to_normalized_tensor
+from image_transforms import to_uint8_tensor
 from info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
 from info_files import write_info
-from IQAdataset import IQADataset, NoSingletonBatchSampler, get_data_loaders
+from IQAdataset import IQADataset, NoSingletonBatchSampler, SizeGroupedBatches, get_data_loaders
 from synthetic import write_clive_layout, write_koniq_layout
 
 
@@ -61,13 +61,13 @@ def test_splits_follow_the_official_sets_in_file_order(koniq):
         assert split.mos_std.dtype == torch.float32
 
 
-def test_an_item_is_the_normalized_image_and_its_scores(koniq):
+def test_an_item_is_the_uint8_image_and_its_scores(koniq):
     kwargs, rows = koniq
     split = IQADataset(status="test", **kwargs)
     image, (mos, mos_std) = split[1]
     path = f"{kwargs['im_dir']}/{split.im_names[1]}"
-    assert image.dtype == torch.float32 and image.shape == (3, 32, 48)
-    assert torch.equal(image, to_normalized_tensor(decode_image(path, ImageSizing())))
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 48)
+    assert torch.equal(image, to_uint8_tensor(decode_image(path, ImageSizing())))
     row = next(row for row in rows if row["image_name"] == split.im_names[1])
     assert mos.dtype == mos_std.dtype == torch.float32
     assert (mos.item(), mos_std.item()) == (np.float32(row["MOS"]), np.float32(row["SD"]))
@@ -133,8 +133,21 @@ def test_loaders_batch_every_training_image_once_per_epoch(tmp_path):
         assert sorted(len(mos) for _, (mos, _) in batches) == [8, 9]
         assert sorted(torch.cat([mos for _, (mos, _) in batches]).tolist()) == list(range(17))
         assert batches[0][0].shape[1:] == (3, 16, 24)
-    assert [mos.tolist() for _, (mos, _) in val] == [[17.0], [18.0], [19.0]]
-    assert len(test) == 4 and next(iter(test))[0].shape == (1, 3, 16, 24)
+        assert batches[0][0].dtype == torch.uint8
+    assert [mos.tolist() for _, (mos, _) in val] == [[17.0, 18.0, 19.0]]  # whole, in file order
+    assert len(test) == 1 and next(iter(test))[0].shape == (4, 3, 16, 24)
+    _, val, test = get_data_loaders(batch_size=8, eval_batch_size=2, **kwargs)
+    assert [mos.tolist() for _, (mos, _) in val] == [[17.0, 18.0], [19.0]]
+    assert [len(mos) for _, (mos, _) in test] == [2, 2]
+
+
+def test_evaluation_batches_hold_images_of_one_size_in_file_order():
+    sizes = [(4, 6), (4, 6), (8, 8), (4, 6), (8, 8), (2, 2), (4, 6)]
+    batches = SizeGroupedBatches(sizes, batch_size=3)
+    assert list(batches) == [[0, 1, 3], [6], [2, 4], [5]] and len(batches) == 4
+    assert list(SizeGroupedBatches([(5, 5)] * 5, batch_size=2)) == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ConfigError, match="evaluation batch size 0 is not positive"):
+        SizeGroupedBatches(sizes, batch_size=0)
 
 
 def test_debug_keeps_five_batches_and_five_images_and_decodes_only_those(tmp_path):

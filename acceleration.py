@@ -1,0 +1,111 @@
+"""How the model runs fast: numeric precision, memory format, compilation, and batches that
+reach the device as uint8.
+
+Training, evaluation and scoring share these pieces, so that a score does not depend on
+the script that computed it. None of them changes what is computed, only how:
+- autocast (float16 with loss scaling, the paper's apex O1; or bfloat16) on CUDA;
+- channels_last on CUDA, where cuDNN's convolutions in reduced precision expect it;
+- torch.compile on request (`--compile`), with CUDA graphs in its `reduce-overhead` mode;
+- images normalized on the device they are used on (image_transforms.normalize).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from errors import ConfigError
+from image_transforms import normalize
+
+OPT_LEVELS = ('O0', 'O1', 'bf16')
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
+@dataclass
+class Precision:
+    """How the model runs: float32, or under autocast to float16 (with loss scaling) or bfloat16.
+
+    Args:
+        name: says which, in the run's messages.
+        autocast_dtype: the autocast type; None for float32.
+        scaler: the loss scaler of float16 training; None when there is none.
+    """
+
+    name: str
+    autocast_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
+def choose_precision(opt_level: str, device: torch.device) -> Precision:
+    """O0: float32; O1: float16 autocast with dynamic loss scaling (the paper's apex O1); bf16.
+
+    Autocast pays only on CUDA; on the CPU every level runs in float32.
+    """
+    if opt_level not in OPT_LEVELS:
+        raise ConfigError(f"unknown opt_level {opt_level!r}: use one of {', '.join(OPT_LEVELS)}")
+    if device.type != 'cuda' or opt_level == 'O0':
+        return Precision('float32')
+    if opt_level == 'O1':
+        return Precision('float16 autocast with loss scaling', torch.float16, torch.amp.GradScaler('cuda'))
+    return Precision('bfloat16 autocast', torch.bfloat16)
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """channels_last on CUDA, where it lets cuDNN skip a layout change around every convolution."""
+    return device.type == 'cuda'
+
+
+def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:
+    """model(x) under the precision's autocast; the heads' outputs come back in float32."""
+    if precision.autocast_dtype is None:
+        return lambda model, x: model(x)
+
+    def forward(model: nn.Module, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        with torch.autocast(device.type, dtype=precision.autocast_dtype):
+            outputs = model(x)
+        return [output.float() for output in outputs]
+    return forward
+
+
+def prepare_images(images: torch.Tensor, device: torch.device, *, channels_last: bool,
+                   non_blocking: bool = True) -> torch.Tensor:
+    """An N x 3 x H x W batch on `device`: uint8 images are moved as they are and normalized there;
+    floating-point images are taken as normalized already (e.g. tensors a user made)."""
+    images = images.to(device, non_blocking=non_blocking)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return normalize(images) if images.dtype == torch.uint8 else images
+
+
+def batch_preparation(channels_last: bool) -> Callable:
+    """ignite's prepare_batch: (uint8 images, targets) to (normalized images, targets) on the device."""
+    def prepare(batch: Sequence[Any], device: torch.device | None = None,
+                non_blocking: bool = False) -> tuple[torch.Tensor, Any]:
+        images, targets = batch
+        device = torch.device(device) if device is not None else images.device
+        targets = tuple(target.to(device, non_blocking=non_blocking) for target in targets)
+        return prepare_images(images, device, channels_last=channels_last, non_blocking=non_blocking), targets
+    return prepare
+
+
+def accelerate(model: nn.Module, *, channels_last: bool, compile_mode: str | None = None) -> nn.Module:
+    """The model in channels_last (in place) and, with a compile mode, compiled (compile_model)."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return compile_model(model, compile_mode)
+
+
+def compile_model(module: nn.Module, mode: str | None) -> nn.Module:
+    """`module` compiled by torch.compile in `mode` (one of COMPILE_MODES), or as it is for None.
+
+    The compiled module shares its parameters with `module`; save `module`'s state_dict, whose
+    names have no `_orig_mod.` prefix.
+    """
+    if mode is None:
+        return module
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"unknown compile mode {mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    return torch.compile(module, mode=None if mode == 'default' else mode)
