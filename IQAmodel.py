@@ -9,8 +9,9 @@ The module and parameter names are those of the authors' released checkpoints, s
 `checkpoints/p1q2.pth` loads with `load_state_dict(strict=True)`.
 """
 
+import contextlib
 import os
-from typing import List, Tuple, Union
+from typing import ContextManager, List, Tuple, Union
 from urllib.error import URLError
 
 import torch
@@ -52,10 +53,15 @@ def _pool_size(map_size: torch.Size, p: int) -> List[int]:
     return size
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, unless it is in float64 already."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _std_pool(x: torch.Tensor, size: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Local mean and standard deviation, as sqrt(E[x^2] - E[x]^2) clipped at 0."""
     # E[x^2] - E[x]^2 cancels catastrophically in float16, so it is taken in float32.
-    x = x.float()
+    x = at_least_float32(x)
     mean = F.avg_pool2d(x, size)
     std = torch.sqrt(F.relu(F.avg_pool2d(x * x, size) - mean * mean))
     return mean, std
@@ -216,10 +222,26 @@ class IQAModel(nn.Module):
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index == self.id1:
-                f6 = self.dr6(SPSP(x, P=self.P6, method=self.pool))
-        f7 = self.dr7(SPSP(x, P=self.P7, method=self.pool))
-        return torch.cat((f6, f7), dim=1), [self.regr6(f6), self.regr7(f7)]
+                f6 = self._reduced(self.dr6, x, self.P6)
+        f7 = self._reduced(self.dr7, x, self.P7)
+        with _full_precision(x):
+            return torch.cat((f6, f7), dim=1), [self.regr6(f6), self.regr7(f7)]
+
+    def _reduced(self, head: nn.Module, feature_map: torch.Tensor, levels: int) -> torch.Tensor:
+        # Under autocast the heads still run in float32: they cost next to nothing, and a score
+        # in bfloat16 keeps only 3 significant digits, too few to rank images of close quality.
+        with _full_precision(feature_map):
+            return head(SPSP(at_least_float32(feature_map), P=levels, method=self.pool))
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         features, side_scores = self.extract_features(x)
-        return side_scores + [self.regression(features)]
+        with _full_precision(features):
+            return side_scores + [self.regression(features)]
+
+
+def _full_precision(like: torch.Tensor) -> ContextManager:
+    """A region where autocast, if on, is off: operations run in their inputs' own types."""
+    # Devices without autocast (the meta device of shape checks) have nothing to turn off.
+    if like.device.type in ('cpu', 'cuda') and torch.is_autocast_enabled(like.device.type):
+        return torch.autocast(like.device.type, enabled=False)
+    return contextlib.nullcontext()

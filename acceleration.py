@@ -59,14 +59,13 @@ def uses_channels_last(device: torch.device) -> bool:
 
 
 def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:
-    """model(x) under the precision's autocast; the heads' outputs come back in float32."""
+    """model(x) under the precision's autocast (IQAModel's heads run, and answer, in float32)."""
     if precision.autocast_dtype is None:
         return lambda model, x: model(x)
 
-    def forward(model: nn.Module, x: torch.Tensor) -> Sequence[torch.Tensor]:
+    def forward(model: nn.Module, x: torch.Tensor) -> Any:
         with torch.autocast(device.type, dtype=precision.autocast_dtype):
-            outputs = model(x)
-        return [output.float() for output in outputs]
+            return model(x)
     return forward
 
 

@@ -12,7 +12,7 @@ import acceleration
 import main
 import training
 from data_helpers import synthetic_koniq_options
-from distributed import GlobalBatchLoss, GlobalBatchNorm, ShardedBatches, global_batchnorm
+from distributed import GlobalBatchLoss, GlobalBatchNorm, ShardedBatches, _evaluation_shard, global_batchnorm
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 
@@ -60,6 +60,13 @@ def test_two_processes_take_the_same_first_step_as_one(tmp_path):
         torch.testing.assert_close(two['state'][name], value, rtol=1e-7, atol=1e-10, msg=name)
         moved += name.endswith('running_mean') and bool(value.abs().sum() > 0)
     assert moved > 0  # BatchNorm statistics were updated, from the whole batch
+
+
+def test_evaluation_batches_are_shared_out_and_none_is_empty():
+    batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
+    shares = [_evaluation_shard(batches, rank, 3) for rank in range(3)]
+    assert shares == [[[0, 3], [5], [7]], [[1, 4], [6]], [[2]]]
+    assert sorted(sum(sum(shares, []), [])) == list(range(8))  # every image once
 
 
 def test_sharded_batches_split_each_global_batch():

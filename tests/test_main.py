@@ -76,6 +76,15 @@ def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path
     assert any(tag.startswith('lr/group_') for tag in tags)
 
 
+def test_compile_compiles_the_trained_and_evaluated_model_not_the_saved_one(koniq, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = main.run_settings(main.get_args_parser().parse_args(small(README_TRAIN[0], koniq) + ['--compile']))
+    parts = main.build_parts(settings, torch.device('cpu'))
+    assert isinstance(parts['trained'], torch._dynamo.eval_frame.OptimizedModule)
+    assert parts['trained']._orig_mod is parts['model']  # checkpoints save the model's names
+    assert not any(name.startswith('_orig_mod') for name in parts['model'].state_dict())
+
+
 def test_run_name_records_the_settings_as_the_papers_code_did():
     argv = README_TRAIN[1].split()
     assert run_name(argv) == ('resnext101_32x8d-avg-bn_end=False-loss=Lp-p=1.0-q=2.0-detach-False-ft_lr_ratio=0.1-'

@@ -206,10 +206,14 @@ def test_channels_last_gives_the_same_scores(resnet18):
 def test_every_pooling_trains_under_autocast(pool):
     torch.manual_seed(0)
     model = IQAModel(arch='resnet18', pool=pool, pretrained=False).train()
+    seen = {}
+    model.features[-1].register_forward_hook(lambda module, inputs, output: seen.update(dtype=output.dtype))
     with torch.autocast('cpu', dtype=torch.bfloat16):
         scores = model(torch.randn(2, 3, 64, 64))
-    sum(s.float().sum() for s in scores).backward()
-    assert scores[2].dtype == torch.bfloat16
+    sum(s.sum() for s in scores).backward()
+    # the backbone runs in bfloat16; the pooled features and the heads in float32
+    assert seen['dtype'] == torch.bfloat16
+    assert [s.dtype for s in scores] == [torch.float32] * 3
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.features[0].weight.grad is not None
 

@@ -101,6 +101,20 @@ def test_help_shows_every_option_with_its_default(capsys):
         assert text.count('(default:') == len([a for a in parser._actions if a.dest != 'help'])
 
 
+def test_speed_options_are_shared_where_they_apply():
+    for parser in (get_args_parser(), get_test_dataset_parser(), get_demo_parser()):
+        args = parser.parse_args(['-ebs', '4', '-optl', 'bf16'])
+        assert (args.eval_batch_size, args.opt_level) == (4, 'bf16')
+        assert parser.parse_args([]).eval_batch_size == 32
+    training = get_args_parser()
+    assert training.parse_args([]).compile is None
+    assert training.parse_args(['--compile']).compile == 'default'
+    assert training.parse_args(['--compile', 'reduce-overhead']).compile == 'reduce-overhead'
+    # the training batch size is main.py's alone: test_demo.py scores in batches of --eval_batch_size
+    with pytest.raises(SystemExit):
+        get_demo_parser().parse_args(['-bs', '2'])
+
+
 def test_pretrained_choices():
     assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'none']))) is False
     assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'w.pth']))) == 'w.pth'

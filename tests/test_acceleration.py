@@ -1,0 +1,155 @@
+"""The fast paths compute what the plain path computes: uint8 batches normalized on the device,
+batched evaluation, channels_last, autocast and torch.compile, each against the plain
+float32, one-image-at-a-time, contiguous, eager path on the CPU."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import acceleration as A
+import training as T
+from data_helpers import synthetic_koniq_options
+from errors import ConfigError
+from image_transforms import normalize
+from IQAdataset import IQADataset, evaluation_loader
+from IQAloss import IQALoss
+from IQAmodel import IQAModel
+
+CPU = torch.device('cpu')
+CORRELATIONS = [f'{name}{head}' for head in ('', '1', '2') for name in ('SROCC', 'KROCC', 'PLCC')]
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return IQAModel(arch='resnet18', pretrained=False)
+
+
+def uint8_batch(count=4, height=64, width=96, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (count, 3, height, width), dtype=torch.uint8, generator=generator)
+    mos = torch.rand(count, generator=generator) * 100
+    return images, (mos, torch.ones(count))
+
+
+@pytest.fixture(scope='module')
+def test_images(tmp_path_factory):
+    """The 24 images of a synthetic KonIQ-10k, at 64x96, all as one test split."""
+    options = synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=24, seed=5)
+    paths = dict(zip(options[::2], options[1::2]))
+    return IQADataset(data_info=paths['--data_info'], im_dir=paths['--im_dir'], cache_dir=paths['--cache_dir'],
+                      status='test', train_ratio=0, train_and_val_ratio=0, resize=True, resize_size_h=64,
+                      resize_size_w=96, verbose=False)
+
+
+def test_every_level_runs_in_float32_on_a_cpu():
+    for level in A.OPT_LEVELS:
+        precision = A.choose_precision(level, CPU)
+        assert precision.autocast_dtype is None and precision.scaler is None
+    with pytest.raises(ConfigError, match="unknown opt_level 'O2': use one of O0, O1, bf16"):
+        A.choose_precision('O2', CPU)
+
+
+def test_levels_on_cuda_are_the_papers_o1_and_bfloat16():
+    cuda = torch.device('cuda')
+    with warnings.catch_warnings():  # a GradScaler on a machine without CUDA warns that it is disabled
+        warnings.simplefilter('ignore')
+        o1 = A.choose_precision('O1', cuda)
+    assert o1.autocast_dtype == torch.float16 and isinstance(o1.scaler, torch.amp.GradScaler)
+    bf16 = A.choose_precision('bf16', cuda)
+    assert bf16.autocast_dtype == torch.bfloat16 and bf16.scaler is None
+    assert A.choose_precision('O0', cuda).autocast_dtype is None
+    assert A.uses_channels_last(cuda) and not A.uses_channels_last(CPU)
+
+
+def test_uint8_batches_are_normalized_where_they_arrive():
+    images, (mos, std) = uint8_batch()
+    x, (mos_out, std_out) = A.batch_preparation(channels_last=True)((images, (mos, std)), CPU)
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, normalize(images)) and torch.equal(mos_out, mos) and torch.equal(std_out, std)
+    already = normalize(images)
+    assert A.prepare_images(already, CPU, channels_last=False) is already  # float input is taken as normalized
+
+
+def test_a_training_step_on_uint8_equals_one_on_normalized_floats():
+    """The trainer normalizes on the device what the paper's loader normalized per image."""
+    images, targets = uint8_batch()
+    results = []
+    for batch in ((images, targets), (normalize(images), targets)):
+        model = make_model()
+        optimizer = T.create_optimizer(model, lr=1e-3, ft_lr_ratio=1, weight_decay=0)
+        trainer = T.create_trainer(model, optimizer, IQALoss(), device=CPU, precision=A.Precision('float32'),
+                                   accumulation_steps=1)
+        trainer.run([batch], max_epochs=1)
+        results.append((trainer.state.output, model.state_dict()))
+    (loss, state), (float_loss, float_state) = results
+    assert loss == float_loss
+    for name, value in state.items():
+        assert torch.equal(value, float_state[name]), name
+
+
+def test_bfloat16_autocast_gives_float32_outputs_that_follow_float32():
+    model = make_model().eval()
+    x = normalize(uint8_batch(count=16)[0])
+    with torch.no_grad():
+        plain = A.forward_fn(A.Precision('float32'), CPU)(model, x)
+        mixed = A.forward_fn(A.Precision('bf16', torch.bfloat16), CPU)(model, x)
+    for exact, approximate in zip(plain, mixed):
+        assert approximate.dtype == torch.float32 and approximate.shape == exact.shape == (16, 1)
+        # bfloat16 keeps 8 bits of mantissa: values move, their order across images hardly does
+        assert np.corrcoef(exact.view(-1), approximate.view(-1))[0, 1] > 0.99
+
+
+def evaluate(model, images, *, batch_size, channels_last=False):
+    if channels_last:
+        A.accelerate(model, channels_last=True)
+    evaluation = T.Evaluation(model.eval(), status='test', device=CPU, channels_last=channels_last)
+    return evaluation.run(evaluation_loader(images, batch_size=batch_size, num_workers=0))
+
+
+def test_batched_channels_last_evaluation_gives_the_metrics_of_one_image_at_a_time(test_images):
+    alone = evaluate(make_model(), test_images, batch_size=1)
+    batched = evaluate(make_model(), test_images, batch_size=8, channels_last=True)
+    assert len(batched['sq']) == len(alone['sq']) == 24
+    np.testing.assert_array_equal(batched['sq'], alone['sq'])  # the same images, in the same order
+    np.testing.assert_allclose(batched['pq'], alone['pq'], rtol=1e-4, atol=1e-5)
+    for name in CORRELATIONS:
+        assert batched[name] == pytest.approx(alone[name], abs=1e-6), name
+
+
+def test_an_unknown_compile_mode_is_refused_and_none_compiles_nothing():
+    model = make_model()
+    assert A.compile_model(model, None) is model
+    with pytest.raises(ConfigError, match="unknown compile mode 'fast': use one of default, reduce-overhead"):
+        A.compile_model(model, 'fast')
+
+
+def test_a_compiled_model_evaluates_as_the_eager_one(test_images):
+    """torch.compile (inductor, which needs a C++ compiler on the CPU) changes the kernels, not the results."""
+    results = [T.Evaluation(A.compile_model(make_model(), mode), status='test', device=CPU).run(
+        evaluation_loader(test_images, batch_size=12, num_workers=0)) for mode in (None, 'default')]
+    eager, compiled = results
+    np.testing.assert_allclose(compiled['pq'], eager['pq'], rtol=1e-4, atol=1e-5)
+    for name in CORRELATIONS:
+        assert compiled[name] == pytest.approx(eager[name], abs=1e-6), name
+
+
+def test_a_compiled_model_takes_the_training_step_of_the_eager_one():
+    # In float64: the loss divides by the spread of 4 predictions, which would magnify float32
+    # rounding (a different order of sums in the fused kernels) past any tight tolerance.
+    images, (mos, std) = uint8_batch(count=4, height=64, width=96)
+    batch = (normalize(images).double(), (mos.double(), std.double()))
+    runs = []
+    for mode in (None, 'default'):
+        model = make_model().double()
+        optimizer = T.create_optimizer(model, lr=1e-3, ft_lr_ratio=1, weight_decay=0)
+        trainer = T.create_trainer(A.compile_model(model, mode), optimizer, IQALoss(), device=CPU,
+                                   precision=A.Precision('float32'), accumulation_steps=1)
+        trainer.run([batch], max_epochs=1)
+        runs.append((trainer.state.output, {name: p.grad for name, p in model.named_parameters()}, model.state_dict()))
+    (eager_loss, eager_gradients, eager_state), (loss, gradients, state) = runs
+    assert loss == pytest.approx(eager_loss, rel=1e-10)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, eager_gradients[name], rtol=1e-7, atol=1e-10, msg=name)
+    assert set(state) == set(eager_state)  # checkpoints keep their names (no _orig_mod.)
