@@ -1,0 +1,95 @@
+"""Whole training epochs, data included, against what the training step alone allows.
+
+    python -m benchmarks.bench_epoch                            # GPU: 1,024 generated 1024x768 JPEGs, --resize
+    python -m benchmarks.bench_epoch --arch resnet18 --images 64 --height 96 --width 128 --crop 80 --steps 3
+
+It generates a rated data set of KonIQ-10k's shape (benchmarks/generated.py), builds main.py's
+loaders over it (get_data_loaders: decoded-image cache, uint8 batches, pinned memory,
+persistent workers) and main.py's trainer, and trains two epochs; the second is timed (the
+first decodes into the cache and starts the workers). The same trainer setting is then timed
+on one synthetic batch already on the device (bench_train_step), at the size the loader gives:
+the whole resized image, or the crop with --augment. An input pipeline that keeps up gives an
+epoch throughput close to the step throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ignite.engine import Events
+
+from benchmarks.bench_train_step import SETTINGS, build_trainer, run_setting
+from benchmarks.common import machine, print_header, print_row, synchronize
+from benchmarks.generated import write_rated_images
+from image_store import available_cores
+from IQAdataset import get_data_loaders
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Time training epochs against training steps.', add_help=add_help,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--arch', default='resnext101_32x8d', help='backbone')
+    parser.add_argument('--setting', default='o1-cl-rn', choices=sorted(SETTINGS),
+                        help='trainer setting, as named in bench_train_step')
+    parser.add_argument('--images', type=int, default=1024, help='generated images (1024x768 JPEGs), 70%% for training')
+    parser.add_argument('--height', type=int, default=498, help='height images are resized to')
+    parser.add_argument('--width', type=int, default=664, help='width images are resized to')
+    parser.add_argument('--crop', type=int, default=498, help='side of the square crop of --augment')
+    parser.add_argument('--batch-size', type=int, default=8, help='training batch size')
+    parser.add_argument('--num-workers', type=int, default=min(8, available_cores()), help='loader processes')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps of the step measurement')
+    parser.add_argument('--steps', type=int, default=20, help='timed steps of the step measurement')
+    parser.add_argument('--work-dir', default=None,
+                        help='folder for the images and their cache, kept for later runs (default: temporary)')
+    parser.add_argument('--device', default=None, choices=('cpu', 'cuda'), help='device (default: cuda if available)')
+    return parser
+
+
+def epoch_throughput(args: argparse.Namespace, data: dict, augment: bool, device: torch.device) -> float:
+    """Training images per second over the second of two epochs."""
+    train_loader, _, _ = get_data_loaders(**data, resize=True, resize_size_h=args.height, resize_size_w=args.width,
+                                          augment=augment, crop_size_h=args.crop, crop_size_w=args.crop,
+                                          batch_size=args.batch_size, num_workers=args.num_workers, verbose=False)
+    trainer = build_trainer(SETTINGS[args.setting], arch=args.arch, device=device)
+    started = {}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def start_clock(engine) -> None:
+        synchronize(device)
+        started[engine.state.epoch] = time.perf_counter()
+
+    trainer.run(train_loader, max_epochs=2)
+    synchronize(device)
+    return len(train_loader.dataset) / (time.perf_counter() - started[2])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_epoch_'))
+    try:
+        image_dir, info = write_rated_images(work_dir / f'rated-{args.images}', count=args.images)
+        data = dict(dataset='generated', data_info=str(info), im_dir=str(image_dir), cache_dir=str(work_dir / 'cache'))
+        print(f"{machine()}\ntraining epochs, {args.arch}, {SETTINGS[args.setting].label}, batch {args.batch_size}, "
+              f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}\n")
+        print_header('input', 'step only (images/s)', 'whole epoch (images/s)', 'epoch / step')
+        for augment in (False, True):
+            height, width = (args.crop, args.crop) if augment else (args.height, args.width)
+            step_args = argparse.Namespace(arch=args.arch, batch_size=args.batch_size, height=height, width=width,
+                                           warmup=args.warmup, steps=args.steps)
+            step, _ = run_setting(SETTINGS[args.setting], step_args, device)
+            epoch = epoch_throughput(args, data, augment, device)
+            label = f'--augment, {height}x{width} crops' if augment else f'whole {height}x{width} images'
+            print_row(label, f'{step:.1f}', f'{epoch:.1f}', f'{epoch / step:.2f}')
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
