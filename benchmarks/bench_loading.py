@@ -1,12 +1,13 @@
 """Time the data layer: decoding and caching generated KonIQ-10k-like JPEGs, and the per-item work.
 
-    python -m benchmarks.bench_loading --count 2000     # the measurement of issue 3 (needs ~7 GB of disk)
+    python -m benchmarks.bench_loading --count 10073    # all of KonIQ-10k's count (needs ~36 GB of disk)
     python -m benchmarks.bench_loading --count 40 --width 256 --height 192   # a run of seconds
 
-It generates the images with synthetic.py, builds their info file, then times building the
-training IQADataset (which decodes all images) with an empty cache and again with the cache
-in place, at the stored size and resized to 498x664, and finally the time of one training
-item with and without the paper's augmentation (one thread, as in a DataLoader worker).
+It generates the images with synthetic.py (benchmarks/generated.py, in parallel), builds their
+info file, then times building the IQADataset of all images (which decodes them) with an
+empty cache and again with the cache in place, at the stored size and resized to 498x664,
+and finally the time of one training item with and without the paper's augmentation (one
+thread, as in a DataLoader worker).
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ import PIL
 import PIL.features
 import torch
 
+from benchmarks.generated import write_rated_images
 from image_store import available_cores
-from info_builders import koniq_info_from_csv
-from info_files import write_info
 from IQAdataset import IQADataset
-from synthetic import write_koniq_layout
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -49,22 +48,11 @@ def timed(action) -> tuple[object, float]:
     return result, time.perf_counter() - started
 
 
-def prepare_images(work_dir: Path, count: int, width: int, height: int) -> tuple[Path, Path]:
-    """The generated download (reused when it is there) and its info file."""
-    download = work_dir / f"koniq10k-{count}-{width}x{height}"
-    sets_csv = download / "koniq10k_distributions_sets.csv"
-    if not sets_csv.is_file():
-        _, seconds = timed(lambda: write_koniq_layout(download, count=count, width=width, height=height, seed=0))
-        print(f"generated {count} images of {width}x{height} in {seconds:.1f} s")
-    write_info(work_dir / "info.mat", koniq_info_from_csv(sets_csv))
-    return download / "1024x768", work_dir / "info.mat"
-
-
 def time_loading(im_dir: Path, info: Path, cache_dir: Path, resize: bool) -> dict[str, float]:
-    """Seconds to build the training set with an empty cache, then with the cache in place."""
+    """Seconds to build the data set (all its images) with an empty cache, then with the cache in place."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    kwargs = dict(dataset="KonIQ-10k", data_info=str(info), im_dir=str(im_dir), status="train",
-                  resize=resize, cache_dir=str(cache_dir), verbose=False)
+    kwargs = dict(dataset="generated", data_info=str(info), im_dir=str(im_dir), status="test", train_ratio=0,
+                  train_and_val_ratio=0, resize=resize, cache_dir=str(cache_dir), verbose=False)
     first, first_seconds = timed(lambda: IQADataset(**kwargs))
     cached, cached_seconds = timed(lambda: IQADataset(**kwargs))
     # Reading one byte per page pulls the whole cache into memory (from the OS page cache here).
@@ -75,7 +63,7 @@ def time_loading(im_dir: Path, info: Path, cache_dir: Path, resize: bool) -> dic
 
 def time_items(im_dir: Path, info: Path, cache_dir: Path, augment: bool, items: int) -> float:
     """Milliseconds per training item at 498x664, with or without the 498x498 augmentation."""
-    dataset = IQADataset(dataset="KonIQ-10k", data_info=str(info), im_dir=str(im_dir), status="train",
+    dataset = IQADataset(dataset="generated", data_info=str(info), im_dir=str(im_dir), status="train",
                          resize=True, augment=augment, cache_dir=str(cache_dir), verbose=False)
     order = np.random.default_rng(0).integers(0, len(dataset), size=items)
     started = time.perf_counter()
@@ -91,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_loading_"))
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        im_dir, info = prepare_images(work_dir, args.count, args.width, args.height)
+        started = time.perf_counter()
+        im_dir, info = write_rated_images(work_dir / f"rated-{args.count}-{args.width}x{args.height}",
+                                          count=args.count, width=args.width, height=args.height)
+        print(f"{args.count} images of {args.width}x{args.height} ready in {time.perf_counter() - started:.1f} s")
         print(f"{available_cores()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
               f"Pillow {PIL.__version__} (libjpeg-turbo: {PIL.features.check_feature('libjpeg_turbo')})\n")
         print("| images | stored as | size | first run (decode + cache) | cached run | + read all pixels |")
