@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         image_dir, info = write_rated_images(work_dir / f'rated-{args.images}', count=args.images)
         data = dict(dataset='generated', data_info=str(info), im_dir=str(image_dir), cache_dir=str(work_dir / 'cache'))
         print(f"{machine()}\ntraining epochs, {args.arch}, {SETTINGS[args.setting].label}, batch {args.batch_size}, "
-              f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}\n")
+              f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}"
+              f"{'; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''}\n")
         print_header('input', 'step only (images/s)', 'whole epoch (images/s)', 'epoch / step')
         for augment in (False, True):
             height, width = (args.crop, args.crop) if augment else (args.height, args.width)

@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     names = args.settings or (GPU_DEFAULT if device.type == 'cuda' else CPU_DEFAULT)
+    cpu_note = '; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''
     print(f"{machine()}\ntraining step, {args.arch}, {args.height}x{args.width}, norm-in-norm loss, Adam; "
-          f"{args.warmup} warm-up and {args.steps} timed steps per setting\n")
+          f"{args.warmup} warm-up and {args.steps} timed steps per setting{cpu_note}\n")
     baseline = None
     print_header('setting', 'batch', 'images/s', 'vs first', 'peak memory')
     for name in names:
