@@ -35,4 +35,4 @@ step train_step 130 benchmarks.bench_train_step --steps 15 \
 step evaluation 60 benchmarks.bench_eval --images 1024 --work-dir "$work"
 step epoch 60 benchmarks.bench_epoch --images 1024 --work-dir "$work"
 step loading 80 benchmarks.bench_loading --count 2500 --items 100 --work-dir "$work"
-step compile 150 benchmarks.bench_train_step --warmup 3 --steps 15 --settings o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
+step compile 170 benchmarks.bench_train_step --warmup 3 --steps 15 --settings fp32 o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
