@@ -10,6 +10,7 @@ save never leaves a broken checkpoint behind.
 
 import os
 import tempfile
+import zipfile
 from typing import Any, Dict, Mapping, Optional
 
 import torch
@@ -41,13 +42,23 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str, map_location: Any = 'cpu') -> Dict[str, Any]:
-    """Read a checkpoint of this project or of the authors' code, on `map_location`."""
+def load_checkpoint(path: str, map_location: Any = 'cpu', *, mmap: bool = False) -> Dict[str, Any]:
+    """Read a checkpoint of this project or of the authors' code.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where its tensors go.
+        mmap: map the file's tensors into memory instead of reading them into new memory; the
+            file must stay unchanged while they are in use (save_checkpoint replaces a file, it
+            never rewrites one). A file in the legacy format, which cannot be mapped, is read.
+    """
     if not os.path.isfile(path):
         raise MissingFileError(f"checkpoint {path} does not exist: check --trained_model_file, or train "
                                f"a model with main.py first")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True,
+                                mmap=mmap and zipfile.is_zipfile(path))
     except Exception as error:
         raise BadFileError(f"cannot read checkpoint {path} ({_first_line(error)}): the file is damaged or "
                            f"not a PyTorch checkpoint") from None

@@ -87,7 +87,9 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
         device: where the model runs.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
     """
-    checkpoint = load_checkpoint(trained_model_file, map_location='cpu')
+    # Mapped, the weights are copied once, into the model, instead of first into memory of their
+    # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
+    checkpoint = load_checkpoint(trained_model_file, map_location='cpu', mmap=True)
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
     k, b = _linear_mapping(checkpoint, trained_model_file)
     # Built on the meta device, the model skips a random initialisation that the checkpoint

@@ -57,6 +57,22 @@ def test_the_authors_released_layout_loads_unchanged(tmp_path, model):
     assert model_settings(checkpoint, {**DEFAULTS, 'arch': 'resnet18'}, DEFAULTS, 'p1q2.pth')['arch'] == 'resnet18'
 
 
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy format'])
+def test_a_mapped_checkpoint_holds_what_a_read_one_holds(tmp_path, model, zip_format):
+    path = str(tmp_path / 'run.pth')
+    torch.save({'model': model.state_dict(), 'k': [2.0, 1.0, 1.0], 'b': [3.0, 0.0, 0.0]}, path,
+               _use_new_zipfile_serialization=zip_format)
+    mapped, read = load_checkpoint(path, mmap=True), load_checkpoint(path)
+    assert (mapped['k'], mapped['b']) == (read['k'], read['b']) and mapped['model'].keys() == read['model'].keys()
+    assert all(torch.equal(mapped['model'][name], tensor) for name, tensor in read['model'].items())
+
+
+def test_a_damaged_file_is_a_clear_error_when_mapped_too(tmp_path):
+    (tmp_path / 'half.pth').write_bytes(b'PK\x03\x04 truncated')
+    with pytest.raises(BadFileError, match='damaged or not a PyTorch checkpoint'):
+        load_checkpoint(str(tmp_path / 'half.pth'), mmap=True)
+
+
 def test_wrapper_prefixes_are_removed(tmp_path, model):
     wrapped = {'module.' + name: value for name, value in model.state_dict().items()}
     torch.save({'model': wrapped}, tmp_path / 'ddp.pth')
