@@ -45,8 +45,8 @@ with collector_paused(__name__ == '__main__'):
     from errors import ConfigError, IQAError
     from options import get_demo_parser
     from image_store import ImageSizing
-    from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
-                         resolve_device, score_images)
+    from scoring import (ImageScore, Scorer, batch_size_for, image_sizing, is_single_image, list_images,
+                         load_scorer, resolve_device, score_images)
 
 EXIT_SOME_FAILED = 3
 
@@ -57,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
     try:
-        paths, scorer, sizing = prepare(args, defaults=vars(parser.parse_args([])))
+        defaults = vars(parser.parse_args([]))
+        paths, scorer, sizing = prepare(args, defaults=defaults)
+        batch_size = batch_size_for(scorer.device, requested=args.eval_batch_size,
+                                    default=defaults['eval_batch_size'])
         with csv_output(args.output) as output:
             results = score_images(scorer.model, paths, k=scorer.k[0], b=scorer.b[0], sizing=sizing,
-                                   batch_size=args.eval_batch_size, device=scorer.device,
+                                   batch_size=batch_size, device=scorer.device,
                                    precision=scorer.precision, channels_last=scorer.channels_last,
                                    workers=args.num_workers,
                                    progress=not single and (args.pbar or sys.stderr.isatty()))

@@ -7,6 +7,7 @@ Normalize, the model's fused head mapped with k[0], b[0]), independently of scor
 from __future__ import annotations
 
 import csv
+import gc
 import importlib.util
 import io
 import os
@@ -26,7 +27,7 @@ from data_helpers import save_plain_images
 from errors import ConfigError
 from image_store import ImageSizing
 from IQAmodel import IQAModel
-from scoring import score_images
+from scoring import batch_size_for, load_scorer, score_images
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGE = REPO.parent / 'shared' / 'reference' / '1000.JPG'
@@ -259,3 +260,29 @@ def test_a_batch_size_below_1_is_refused(model, images):
     with pytest.raises(ConfigError, match='batch size 0'):
         score_images(model, [str(images / 'a.jpg')], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=0,
                      device=torch.device('cpu'))
+
+
+def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    assert batch_size_for(cpu, requested=32, default=32) == 1
+    assert batch_size_for(cpu, requested=8, default=32) == 8
+    assert batch_size_for(cuda, requested=32, default=32) == 32
+
+
+def test_a_cpu_scores_in_channels_last_as_the_paper_does(checkpoints, images, model):
+    scorer = load_scorer(checkpoints['authors'], requested=SETTINGS, defaults=SETTINGS, device=torch.device('cpu'))
+    assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    [result] = score_images(scorer.model, [str(images / 'f.jpg')], k=K[0], b=B[0], sizing=ImageSizing(),
+                            batch_size=1, device=scorer.device, channels_last=True)
+    assert result.score == pytest.approx(expected_score(model, images / 'f.jpg'), abs=TOLERANCE)
+
+
+def test_only_the_script_pauses_the_cycle_collector_for_its_imports():
+    with demo.collector_paused(False):
+        assert gc.isenabled()
+    try:
+        with demo.collector_paused(True):
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
