@@ -34,15 +34,19 @@ from benchmarks.common import machine, print_header, print_row
 REPO = Path(__file__).resolve().parents[1]
 SECOND_FORWARD = "second forward (not in the command)"
 # Seconds of the imports in a fresh interpreter, before anything else loads: torch, then
-# torchvision (which test_demo needs through IQAmodel and image_store), then the rest.
+# torchvision (which test_demo needs through IQAmodel and image_store), then the rest; with the
+# cycle collector paused and then frozen, as test_demo.py run as a script imports them.
 _IMPORTS_CHILD = """
-import json, sys, time
+import gc, json, sys, time
 started = time.perf_counter()
+gc.disable()
 import torch
 after_torch = time.perf_counter()
 import torchvision
 after_torchvision = time.perf_counter()
 import test_demo
+gc.freeze()
+gc.enable()
 imported = time.perf_counter()
 from benchmarks.bench_demo import stage_seconds
 seconds = {'import torch': after_torch - started, 'import torchvision': after_torchvision - after_torch,
@@ -114,33 +118,37 @@ def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namesp
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
+    from acceleration import accelerate, prepare_images
     from checkpoint import load_checkpoint, load_model_state
     from image_store import ImageSizing, decode_image
     from image_transforms import to_uint8_tensor
-    from acceleration import prepare_images
     from IQAmodel import IQAModel
+    from scoring import scores_in_channels_last
 
-    loaded, load_s = timed_result(lambda: load_checkpoint(checkpoint, map_location="cpu"))
+    cpu = torch.device("cpu")
+    channels_last = scores_in_channels_last(cpu)
+    loaded, load_s = timed_result(lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
 
     def build() -> torch.nn.Module:
         with torch.device("meta"):
             model = IQAModel(arch=arch, pretrained=False)
-        return model.to_empty(device="cpu")
+        return model.to_empty(device=cpu)
 
     model, build_s = timed_result(build)
     _, copy_s = timed_result(lambda: load_model_state(model.eval(), loaded, checkpoint))
+    _, layout_s = timed_result(lambda: accelerate(model, channels_last=channels_last))
     sizing = ImageSizing(resize_hw=(int(height), int(width)))
     pixels, decode_s = timed_result(lambda: to_uint8_tensor(decode_image(image, sizing)))
 
     def forward() -> None:
         with torch.inference_mode():
-            model(prepare_images(pixels[None], torch.device("cpu"), channels_last=False))
+            model(prepare_images(pixels[None], cpu, channels_last=channels_last))
 
     _, first_s = timed_result(forward)
     _, second_s = timed_result(forward)
     return {"checkpoint load (torch.load)": load_s, "model build (meta, to_empty)": build_s,
-            "weight copy (load_state_dict)": copy_s, "decode + resize": decode_s,
-            "first forward": first_s, SECOND_FORWARD: second_s}
+            "weight copy (load_state_dict)": copy_s, f"memory format (channels_last: {channels_last})": layout_s,
+            "decode + resize": decode_s, "first forward": first_s, SECOND_FORWARD: second_s}
 
 
 def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -163,7 +171,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     """(command wall seconds, its images/s, images/s of score_images alone) for the folder."""
     from checkpoint import MODEL_SETTINGS
     from options import get_demo_parser
-    from scoring import image_sizing, list_images, load_scorer, score_images
+    from scoring import batch_size_for, image_sizing, list_images, load_scorer, score_images
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
@@ -172,11 +180,13 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
     sizing = image_sizing({}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w,
                           defaults=defaults)
+    batch_size = batch_size_for(scorer.device, requested=defaults["eval_batch_size"],
+                                default=defaults["eval_batch_size"])
     paths = list_images(str(folder), stdin=sys.stdin)
 
     def score(chosen: list[str]) -> None:
-        score_images(scorer.model, chosen, k=1.0, b=0.0, sizing=sizing, batch_size=defaults["eval_batch_size"],
-                     device=scorer.device)
+        score_images(scorer.model, chosen, k=1.0, b=0.0, sizing=sizing, batch_size=batch_size, device=scorer.device,
+                     precision=scorer.precision, channels_last=scorer.channels_last)
 
     score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
     _, seconds = timed_result(lambda: score(paths))
