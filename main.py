@@ -21,7 +21,7 @@ from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
-from acceleration import accelerate, choose_precision, compile_model, uses_channels_last
+from acceleration import accelerate, choose_precision, compile_model, evaluation_batch_size, uses_channels_last
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
@@ -60,7 +60,7 @@ def split_ratios(settings: Dict[str, Any]) -> Sequence[Optional[float]]:
     return settings['train_ratio'], settings['train_and_val_ratio']
 
 
-def data_loaders(settings: Dict[str, Any]):
+def data_loaders(settings: Dict[str, Any], device: torch.device):
     train_ratio, train_and_val_ratio = split_ratios(settings)
     loaders = get_data_loaders(
         dataset=settings['dataset'], data_info=settings['data_info'], im_dir=settings['im_dir'],
@@ -68,7 +68,7 @@ def data_loaders(settings: Dict[str, Any]):
         resize=settings['resize'], resize_size_h=settings['resize_size_h'], resize_size_w=settings['resize_size_w'],
         augment=settings['augmentation'], angle=settings['angle'], crop_size_h=settings['crop_size_h'],
         crop_size_w=settings['crop_size_w'], hflip_p=settings['hflip_p'], batch_size=settings['batch_size'],
-        eval_batch_size=settings['eval_batch_size'], debug=settings['debug'], num_workers=settings['num_workers'],
+        eval_batch_size=evaluation_batch_size(settings['eval_batch_size'], device), debug=settings['debug'], num_workers=settings['num_workers'],
         cache_dir=settings['cache_dir'], verbose=idist.get_rank() == 0)
     return shard_loaders(*loaders, batch_size=settings['batch_size'])
 
@@ -211,7 +211,7 @@ def test_and_report(evaluation: T.Evaluation, loader, checkpoint: Dict[str, Any]
 def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     # the model first: a wrong option should not wait for the images to be decoded
     model = IQAModel(**model_kwargs(settings), pretrained=pretrained_weights(settings)).to(device)
-    loaders = dict(zip(('train', 'val', 'test'), data_loaders(settings)))
+    loaders = dict(zip(('train', 'val', 'test'), data_loaders(settings, device)))
     distributed = idist.get_world_size() > 1
     if distributed:
         global_batchnorm(model, device)

@@ -132,10 +132,9 @@ def training_options() -> argparse.ArgumentParser:
 def run_options() -> argparse.ArgumentParser:
     parser = _group('run')
     group = parser.add_argument_group('run')
-    group.add_argument('-ebs', '--eval_batch_size', type=int, default=32,
+    group.add_argument('-ebs', '--eval_batch_size', type=int, default=None,
                        help='images per forward pass in validation, testing and scoring; images of one '
-                            'size share a batch (default: 32; test_demo.py on a CPU: 1, which scores '
-                            'fastest there)')
+                            'size share a batch (default: 32 on a GPU; 1 on a CPU, which runs fastest so)')
     group.add_argument('-optl', '--opt_level', default='O1', choices=OPT_LEVELS,
                        help='O0: float32; O1: autocast float16, with loss scaling in training (the paper); '
                             'bf16: autocast bfloat16. CUDA only: on a CPU every level runs in float32')

@@ -31,10 +31,6 @@ from IQAmodel import IQAModel
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
 _BATCHES_AHEAD = 2
-# Images per forward pass on a CPU, unless asked otherwise: one at a time scored fastest there
-# (498x664 in channels_last, resnet50: 2.7 images/s, 2.4 in pairs, 2.0 in batches of 32;
-# resnext101_32x8d: 0.75, 0.69, 0.57).
-CPU_BATCH_SIZE = 1
 
 
 @dataclass(frozen=True)
@@ -103,17 +99,10 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
         model = IQAModel(**settings, pretrained=False)
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
-    channels_last = scores_in_channels_last(device)
+    channels_last = uses_channels_last(device)
     return Scorer(model=accelerate(model.eval(), channels_last=channels_last), k=k, b=b, device=device,
                   recorded=dict(checkpoint.get('settings') or {}), precision=choose_precision(opt_level, device),
                   channels_last=channels_last)
-
-
-def scores_in_channels_last(device: torch.device) -> bool:
-    """channels_last where acceleration.py picks it, and on a CPU too: there oneDNN's convolutions
-    score a folder faster in it (498x664, one image per pass: resnet50 1.2x, resnext101_32x8d 1.1x),
-    and scores move by about 1e-6 of their size (batching moves them as much)."""
-    return uses_channels_last(device) or device.type == 'cpu'
 
 
 def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
@@ -125,11 +114,6 @@ def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[floa
         raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of its three heads: "
                            f"use a checkpoint saved by main.py or released by the authors")
     return k, b
-
-
-def batch_size_for(device: torch.device, *, requested: int, default: int) -> int:
-    """Images per forward pass: `requested`, unless it is the `default` and `device` is a CPU."""
-    return CPU_BATCH_SIZE if device.type == 'cpu' and requested == default else requested
 
 
 def image_sizing(recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int,

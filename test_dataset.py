@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from acceleration import evaluation_batch_size
 from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
@@ -30,7 +31,7 @@ from training import METRICS_PRINTED, Evaluation, metric_lines
 EXTRA_METRICS = ('KROCC', 'PLCC_logistic')
 
 
-def test_loader(options: Mapping[str, Any], resize_hw: Optional[Sequence[int]]) -> DataLoader:
+def test_loader(options: Mapping[str, Any], resize_hw: Optional[Sequence[int]], device: torch.device) -> DataLoader:
     """The images to test on: the data set's own test split, or all of them."""
     spec = get_dataset_spec(options['dataset'], data_info=options['data_info'], im_dir=options['im_dir'])
     check_linked(spec)
@@ -40,7 +41,8 @@ def test_loader(options: Mapping[str, Any], resize_hw: Optional[Sequence[int]]) 
                         status='test', train_ratio=ratios[0], train_and_val_ratio=ratios[1],
                         resize=resize_hw is not None, resize_size_h=height, resize_size_w=width,
                         cache_dir=options['cache_dir'])
-    return evaluation_loader(images, batch_size=options['eval_batch_size'], num_workers=options['num_workers'] or 0)
+    return evaluation_loader(images, batch_size=evaluation_batch_size(options['eval_batch_size'], device),
+                             num_workers=options['num_workers'] or 0)
 
 
 def result_file(dataset: str, trained_model_file: str) -> str:
@@ -58,7 +60,7 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
     torch.backends.cudnn.benchmark = True
     sizing = image_sizing(scorer.recorded, resize=options['resize'], resize_size_h=options['resize_size_h'],
                           resize_size_w=options['resize_size_w'], defaults=defaults)
-    loader = test_loader(options, sizing.resize_hw)
+    loader = test_loader(options, sizing.resize_hw, device)
     evaluation = Evaluation(scorer.model, status='test', device=device, precision=scorer.precision,
                             channels_last=scorer.channels_last, logistic=True)
     performance = evaluation.run(loader, scorer.k, scorer.b)

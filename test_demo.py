@@ -45,8 +45,9 @@ with collector_paused(__name__ == '__main__'):
     from errors import ConfigError, IQAError
     from options import get_demo_parser
     from image_store import ImageSizing
-    from scoring import (ImageScore, Scorer, batch_size_for, image_sizing, is_single_image, list_images,
-                         load_scorer, resolve_device, score_images)
+    from acceleration import evaluation_batch_size
+    from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
+                         resolve_device, score_images)
 
 EXIT_SOME_FAILED = 3
 
@@ -59,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         defaults = vars(parser.parse_args([]))
         paths, scorer, sizing = prepare(args, defaults=defaults)
-        batch_size = batch_size_for(scorer.device, requested=args.eval_batch_size,
-                                    default=defaults['eval_batch_size'])
+        batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
         with csv_output(args.output) as output:
             results = score_images(scorer.model, paths, k=scorer.k[0], b=scorer.b[0], sizing=sizing,
                                    batch_size=batch_size, device=scorer.device,

@@ -118,15 +118,14 @@ def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namesp
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
-    from acceleration import accelerate, prepare_images
+    from acceleration import accelerate, prepare_images, uses_channels_last
     from checkpoint import load_checkpoint, load_model_state
     from image_store import ImageSizing, decode_image
     from image_transforms import to_uint8_tensor
     from IQAmodel import IQAModel
-    from scoring import scores_in_channels_last
 
     cpu = torch.device("cpu")
-    channels_last = scores_in_channels_last(cpu)
+    channels_last = uses_channels_last(cpu)
     loaded, load_s = timed_result(lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
 
     def build() -> torch.nn.Module:
@@ -171,7 +170,8 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     """(command wall seconds, its images/s, images/s of score_images alone) for the folder."""
     from checkpoint import MODEL_SETTINGS
     from options import get_demo_parser
-    from scoring import batch_size_for, image_sizing, list_images, load_scorer, score_images
+    from acceleration import evaluation_batch_size
+    from scoring import image_sizing, list_images, load_scorer, score_images
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
@@ -180,8 +180,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
     sizing = image_sizing({}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w,
                           defaults=defaults)
-    batch_size = batch_size_for(scorer.device, requested=defaults["eval_batch_size"],
-                                default=defaults["eval_batch_size"])
+    batch_size = evaluation_batch_size(defaults["eval_batch_size"], scorer.device)
     paths = list_images(str(folder), stdin=sys.stdin)
 
     def score(chosen: list[str]) -> None:

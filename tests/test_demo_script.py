@@ -27,7 +27,8 @@ from data_helpers import save_plain_images
 from errors import ConfigError
 from image_store import ImageSizing
 from IQAmodel import IQAModel
-from scoring import batch_size_for, load_scorer, score_images
+from acceleration import evaluation_batch_size
+from scoring import load_scorer, score_images
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGE = REPO.parent / 'shared' / 'reference' / '1000.JPG'
@@ -264,12 +265,11 @@ def test_a_batch_size_below_1_is_refused(model, images):
 
 def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
     cpu, cuda = torch.device('cpu'), torch.device('cuda')
-    assert batch_size_for(cpu, requested=32, default=32) == 1
-    assert batch_size_for(cpu, requested=8, default=32) == 8
-    assert batch_size_for(cuda, requested=32, default=32) == 32
+    assert evaluation_batch_size(None, cpu) == 1 and evaluation_batch_size(None, cuda) == 32
+    assert evaluation_batch_size(8, cpu) == 8 and evaluation_batch_size(32, cpu) == 32
 
 
-def test_a_cpu_scores_in_channels_last_as_the_paper_does(checkpoints, images, model):
+def test_a_cpu_scores_in_channels_last_as_in_the_plain_layout(checkpoints, images, model):
     scorer = load_scorer(checkpoints['authors'], requested=SETTINGS, defaults=SETTINGS, device=torch.device('cpu'))
     assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     [result] = score_images(scorer.model, [str(images / 'f.jpg')], k=K[0], b=B[0], sizing=ImageSizing(),

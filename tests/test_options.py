@@ -105,7 +105,7 @@ def test_speed_options_are_shared_where_they_apply():
     for parser in (get_args_parser(), get_test_dataset_parser(), get_demo_parser()):
         args = parser.parse_args(['-ebs', '4', '-optl', 'bf16'])
         assert (args.eval_batch_size, args.opt_level) == (4, 'bf16')
-        assert parser.parse_args([]).eval_batch_size == 32
+        assert parser.parse_args([]).eval_batch_size is None  # 32 on a GPU, 1 on a CPU
     training = get_args_parser()
     assert training.parse_args([]).compile is None
     assert training.parse_args(['--compile']).compile == 'default'
