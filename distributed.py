@@ -162,15 +162,27 @@ def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_si
                   persistent_workers=train.persistent_workers)
     sharded_train = DataLoader(train.dataset, batch_sampler=ShardedBatches(train.batch_sampler, rank, world_size),
                                **common)
-    return (sharded_train,) + tuple(
-        DataLoader(loader.dataset, batch_sampler=_evaluation_shard(loader.batch_sampler, rank, world_size), **common)
-        for loader in (val, test))
+    evaluation = []
+    for name, loader in (('validation', val), ('test', test)):
+        shard = _evaluation_shard(loader.batch_sampler, rank, world_size)
+        if not shard:
+            raise ConfigError(f"the {name} split has {len(loader.dataset)} image(s), fewer than the {world_size} "
+                              f"processes: start fewer processes or give the split more images")
+        evaluation.append(DataLoader(loader.dataset, batch_sampler=shard, **common))
+    return (sharded_train, *evaluation)
 
 
 def _evaluation_shard(batches: Iterable[List[int]], rank: int, world_size: int) -> List[List[int]]:
-    """This process's share of each evaluation batch; metrics gather the shares of all processes.
+    """This process's share of the evaluation images: every world_size-th image over all batches,
+    starting at its rank, batched as before; metrics gather the shares of all processes.
 
     Unlike training, evaluation runs no collective per batch, so a process may skip a batch
-    too small to give it a share.
+    that gives it no image (batches of one image go to the processes in turn).
     """
-    return [batch[rank::world_size] for batch in batches if batch[rank::world_size]]
+    shard, position = [], 0
+    for batch in batches:
+        mine = [item for offset, item in enumerate(batch, start=position) if offset % world_size == rank]
+        position += len(batch)
+        if mine:
+            shard.append(mine)
+    return shard

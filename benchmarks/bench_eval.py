@@ -6,8 +6,9 @@
 It generates a rated data set of KonIQ-10k's shape (benchmarks/generated.py), then tests the
 model on all of it as test_dataset.py does (IQADataset from the decoded-image cache,
 evaluation_loader, training.Evaluation) in each setting. The first setting is the paper's
-evaluation, one image at a time in float32; the others batch images of one size and may run
-under autocast in channels_last. Each setting is run twice and the second run is timed (the
+evaluation, one image at a time in float32; then one image at a time in the last precision
+asked for, and batches of images of one size in each precision, in the memory format the
+scripts use on the device (channels_last). Each setting is run twice and the second run is timed (the
 first decodes into the cache, starts the workers and lets cuDNN pick its kernels). The last
 column is the largest change of SROCC, KROCC or PLCC of any head from the first setting.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from acceleration import accelerate, choose_precision, uses_channels_last
+from acceleration import choose_precision, uses_channels_last
 from benchmarks.common import (format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory,
                                timed)
 from benchmarks.generated import write_rated_images
@@ -40,6 +41,7 @@ class Setting:
     label: str
     batch_size: int
     opt_level: str = 'O0'
+    channels_last: bool = False
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -66,15 +68,15 @@ def build_model(args: argparse.Namespace, device: torch.device) -> IQAModel:
     model = IQAModel(arch=args.arch, pretrained=False)
     if args.checkpoint:
         load_model_state(model, load_checkpoint(args.checkpoint), args.checkpoint)
-    model = model.to(device).eval()
-    return accelerate(model, channels_last=uses_channels_last(device))
+    return model.to(device).eval()
 
 
 def run_setting(setting: Setting, model: IQAModel, images: IQADataset, args: argparse.Namespace,
                 device: torch.device) -> tuple[float, dict, float | None]:
     """(images/s, metrics, peak GiB) of one setting."""
+    model.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
     evaluation = Evaluation(model, status='test', device=device, precision=choose_precision(setting.opt_level, device),
-                            channels_last=uses_channels_last(device))
+                            channels_last=setting.channels_last)
     loader = evaluation_loader(images, batch_size=setting.batch_size, num_workers=args.num_workers)
     evaluation.run(loader)
     reset_peak_memory(device)
@@ -97,9 +99,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{machine()}\nevaluation of {len(images)} images at {args.height}x{args.width}, {args.arch} "
               f"({'trained: ' + args.checkpoint if args.checkpoint else 'random weights'}), "
               f"{args.num_workers} loader workers\n")
-        settings = [Setting('batch 1, float32 (the paper)', 1)] + [
-            Setting(f'batch {args.batch_size}, {choose_precision(level, device).name}', args.batch_size, level)
-            for level in args.opt_levels]
+        layout = 'channels_last' if uses_channels_last(device) else 'contiguous'
+        # the paper's evaluation; then the last precision asked for one image at a time, which
+        # tells the gain of batching from that of the precision; then each precision batched
+        sized = [(1, args.opt_levels[-1])] + [(args.batch_size, level) for level in args.opt_levels]
+        settings = [Setting('batch 1, float32, contiguous (the paper)', 1)] + [
+            Setting(f'batch {size}, {choose_precision(level, device).name}, {layout}', size, level,
+                    uses_channels_last(device)) for size, level in sized]
         settings = list({setting.label: setting for setting in settings}.values())  # on a CPU all levels are float32
         print_header('setting', 'images/s', 'vs first', 'peak memory', 'largest metric change')
         first = None

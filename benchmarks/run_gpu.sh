@@ -32,7 +32,7 @@ fi
 
 step train_step 130 benchmarks.bench_train_step --steps 15 \
     --settings fp32 fp32-rn o1 o1-cl o1-cl-rn bf16-cl-rn o1-cl-rn-bs32
-step evaluation 60 benchmarks.bench_eval --images 1024 --work-dir "$work"
+step evaluation 90 benchmarks.bench_eval --images 512 --work-dir "$work"
 step epoch 60 benchmarks.bench_epoch --images 1024 --work-dir "$work"
 step loading 80 benchmarks.bench_loading --count 2500 --items 100 --work-dir "$work"
 step compile 170 benchmarks.bench_train_step --warmup 3 --steps 15 --settings fp32 o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs

@@ -65,8 +65,10 @@ def test_two_processes_take_the_same_first_step_as_one(tmp_path):
 def test_evaluation_batches_are_shared_out_and_none_is_empty():
     batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
     shares = [_evaluation_shard(batches, rank, 3) for rank in range(3)]
-    assert shares == [[[0, 3], [5], [7]], [[1, 4], [6]], [[2]]]
+    assert shares == [[[0, 3], [6]], [[1, 4], [7]], [[2], [5]]]
     assert sorted(sum(sum(shares, []), [])) == list(range(8))  # every image once
+    one_by_one = [_evaluation_shard([[0], [1], [2], [3], [4]], rank, 2) for rank in range(2)]
+    assert one_by_one == [[[0], [2], [4]], [[1], [3]]]
 
 
 def test_sharded_batches_split_each_global_batch():
