@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/run_gpu.sh [OUTPUT_DIR]      # tables go to OUTPUT_DIR/*.md (default: benchmark-results)
 #   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine, in minutes
+#   PYTHON=.venv/bin/python bash benchmarks/run_gpu.sh   # another interpreter than python3
 #
 # The steps run from the most to the least wanted, each under its own time limit, so that a
 # borrowed GPU that must be handed back still yields the first tables. Generated images and
@@ -16,8 +17,8 @@ export PYTHONUNBUFFERED=1
 step() {  # step NAME SECONDS MODULE ARGS...: one benchmark, its table into $out/NAME.md
     local name=$1 limit=$2
     shift 2
-    echo "== $name (at most $limit s): python -m $*"
-    timeout "$limit" python -m "$@" 2>&1 | tee "$out/$name.md"
+    echo "== $name (at most $limit s): ${PYTHON:-python3} -m $*"
+    timeout "$limit" "${PYTHON:-python3}" -m "$@" 2>&1 | tee "$out/$name.md"
 }
 
 if [ "${QUICK:-0}" = 1 ]; then
