@@ -153,3 +153,16 @@ def test_a_compiled_model_takes_the_training_step_of_the_eager_one():
     for name, gradient in gradients.items():
         torch.testing.assert_close(gradient, eager_gradients[name], rtol=1e-7, atol=1e-10, msg=name)
     assert set(state) == set(eager_state)  # checkpoints keep their names (no _orig_mod.)
+
+
+def test_the_model_compiles_whole_under_autocast():
+    """The float32 heads inside an autocast region break no graph (fullgraph=True would raise)."""
+    model = make_model().eval()
+    x = normalize(uint8_batch(count=16)[0])
+    forward = A.forward_fn(A.Precision('bf16', torch.bfloat16), CPU)
+    with torch.no_grad():
+        eager = forward(model, x)
+        compiled = forward(torch.compile(model, fullgraph=True), x)
+    for exact, approximate in zip(eager, compiled):
+        assert approximate.dtype == torch.float32
+        assert np.corrcoef(exact.view(-1), approximate.view(-1))[0, 1] > 0.99
