@@ -102,11 +102,11 @@ def batch_preparation(channels_last: bool) -> Callable:
     return prepare
 
 
-def accelerate(model: nn.Module, *, channels_last: bool, compile_mode: str | None = None) -> nn.Module:
-    """The model in channels_last (in place) and, with a compile mode, compiled (compile_model)."""
+def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
+    """The model, in place, in channels_last when asked (else left as it is)."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return compile_model(model, compile_mode)
+    return model
 
 
 def compile_model(module: nn.Module, mode: str | None) -> nn.Module:

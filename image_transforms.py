@@ -11,6 +11,7 @@ one the three separate steps pick (measured against torchvision, see tests).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     The same values as torchvision's ToTensor followed by Normalize(IMAGENET_MEAN, IMAGENET_STD),
     in one multiply and one subtract; the memory format (e.g. channels_last) is kept.
     """
-    scale = _SCALE.to(images.device, non_blocking=True)
-    shift = _SHIFT.to(images.device, non_blocking=True)
+    scale, shift = _constants_on(images.device)
     return images.to(torch.float32, copy=True).mul_(scale).sub_(shift)
+
+
+@functools.lru_cache(maxsize=None)
+def _constants_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Copied to a device once, not with every batch.
+    return _SCALE.to(device), _SHIFT.to(device)

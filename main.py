@@ -21,7 +21,7 @@ from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
-from acceleration import accelerate, choose_precision, compile_model, evaluation_batch_size, uses_channels_last
+from acceleration import choose_precision, compile_model, evaluation_batch_size, set_memory_format, uses_channels_last
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
@@ -216,7 +216,7 @@ def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any
     if distributed:
         global_batchnorm(model, device)
     channels_last = uses_channels_last(device)
-    accelerate(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
+    set_memory_format(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
     optimizer = T.create_optimizer(model, lr=settings['lr'], ft_lr_ratio=settings['ft_lr_ratio'],
                                    weight_decay=settings['weight_decay'])
     step = T.lr_step_size(settings['epochs'], settings['lr_decay'], settings['overall_lr_decay'])

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from acceleration import Precision, accelerate, choose_precision, forward_fn, prepare_images, uses_channels_last
+from acceleration import (Precision, choose_precision, forward_fn, prepare_images, set_memory_format,
+                          uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
 from image_store import ImageSizing, available_cores, decode_image
@@ -100,7 +101,7 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)
-    return Scorer(model=accelerate(model.eval(), channels_last=channels_last), k=k, b=b, device=device,
+    return Scorer(model=set_memory_format(model.eval(), channels_last=channels_last), k=k, b=b, device=device,
                   recorded=dict(checkpoint.get('settings') or {}), precision=choose_precision(opt_level, device),
                   channels_last=channels_last)
 

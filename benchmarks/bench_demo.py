@@ -118,7 +118,7 @@ def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namesp
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
-    from acceleration import accelerate, prepare_images, uses_channels_last
+    from acceleration import prepare_images, set_memory_format, uses_channels_last
     from checkpoint import load_checkpoint, load_model_state
     from image_store import ImageSizing, decode_image
     from image_transforms import to_uint8_tensor
@@ -135,7 +135,7 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
 
     model, build_s = timed_result(build)
     _, copy_s = timed_result(lambda: load_model_state(model.eval(), loaded, checkpoint))
-    _, layout_s = timed_result(lambda: accelerate(model, channels_last=channels_last))
+    _, layout_s = timed_result(lambda: set_memory_format(model, channels_last=channels_last))
     sizing = ImageSizing(resize_hw=(int(height), int(width)))
     pixels, decode_s = timed_result(lambda: to_uint8_tensor(decode_image(image, sizing)))
 

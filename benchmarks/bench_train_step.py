@@ -20,7 +20,7 @@ import torch
 from ignite.engine import Engine
 
 import training as T
-from acceleration import accelerate, choose_precision, compile_model
+from acceleration import choose_precision, compile_model, set_memory_format
 from benchmarks.common import (format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory,
                                timed)
 from IQAloss import IQALoss
@@ -93,7 +93,7 @@ def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engin
     T.configure_cudnn(deterministic=setting.deterministic)
     torch.manual_seed(0)
     model = IQAModel(arch=arch, pretrained=False).to(device)
-    accelerate(model, channels_last=setting.channels_last)
+    set_memory_format(model, channels_last=setting.channels_last)
     optimizer = T.create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0)
     return T.create_trainer(compile_model(model, setting.compile_mode), optimizer, IQALoss(), device=device,
                             precision=choose_precision(setting.opt_level, device), accumulation_steps=1,

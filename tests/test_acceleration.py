@@ -103,7 +103,7 @@ def test_bfloat16_autocast_gives_float32_outputs_that_follow_float32():
 
 def evaluate(model, images, *, batch_size, channels_last=False):
     if channels_last:
-        A.accelerate(model, channels_last=True)
+        A.set_memory_format(model, channels_last=True)
     evaluation = T.Evaluation(model.eval(), status='test', device=CPU, channels_last=channels_last)
     return evaluation.run(evaluation_loader(images, batch_size=batch_size, num_workers=0))
 
