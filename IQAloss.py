@@ -22,8 +22,8 @@ from errors import ConfigError
 eps = 1e-8
 
 LOSS_TYPES = ('norm-in-norm', 'mae', 'mse', 'linearity', 'min-max-norm', 'mean-norm', 'scaling')
-# The paper README's commands call norm-in-norm by the norm it takes.
-LOSS_TYPE_ALIASES = {'Lp': 'norm-in-norm'}
+# The paper's commands call norm-in-norm by the norm it takes, and MAE by its torch name.
+LOSS_TYPE_ALIASES = {'Lp': 'norm-in-norm', 'l1': 'mae'}
 
 
 def _as_columns(y_pred: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

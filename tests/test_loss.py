@@ -204,6 +204,14 @@ def test_lp_is_the_paper_readme_name_of_norm_in_norm():
     assert IQALoss(loss_type='Lp').loss_type == 'norm-in-norm'
 
 
+def test_l1_is_the_paper_code_name_of_mae():
+    # the paper's results_in_the_paper commands train MAE with --loss_type l1; |4-3| + |1-1| + |3-5| over 3
+    y = (column(3, 1, 5).view(-1), torch.zeros(3))
+    value = IQALoss(loss_type='l1', beta=(0, 0, 1))([column(4, 1, 3)] * 3, y)
+    assert IQALoss(loss_type='l1').loss_type == 'mae'
+    assert value.item() == pytest.approx(1.0)
+
+
 def test_monotonicity_regularization_adds_gamma_times_r_per_head():
     y = (A_MOS.view(-1), torch.zeros(3))
     plain = IQALoss(loss_type='mse', beta=(0, 0, 1))([A_PRED] * 3, y).item()
