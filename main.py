@@ -5,7 +5,8 @@
 
 Each epoch the model is validated and the best one is saved to checkpoints/<run name>; at the
 end the best model's linear mapping (k, b) is fitted on the training set, the test set is
-evaluated, and its metrics are saved to results/<run name>.npy.
+evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
+to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 """
 
 import logging
@@ -31,6 +32,7 @@ from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from options import get_args_parser, loss_kwargs, model_kwargs, pretrained_weights
 from quickstart import run_quickstart
+from run_records import FINAL_TEST, EpochLog, epochs_file, scores_file, write_scores
 from scoring import resolve_device
 
 
@@ -123,9 +125,12 @@ def attach_validation(trainer: Engine, parts: Dict[str, Any], settings: Dict[str
         if settings['test_during_training']:
             fitted = evaluations['train'].run(loaders['train'])
             k, b = fitted['k'], fitted['b']
-        score = criterion_score(evaluations['val'].run(loaders['val'], k, b), settings['val_criterion'])
+            record(parts, engine.state.epoch, 'train', fitted)
+        validated = evaluations['val'].run(loaders['val'], k, b)
+        record(parts, engine.state.epoch, 'val', validated)
+        score = criterion_score(validated, settings['val_criterion'])
         if settings['test_during_training']:
-            evaluations['test'].run(loaders['test'], k, b)
+            record(parts, engine.state.epoch, 'test', evaluations['test'].run(loaders['test'], k, b))
         if score > progress.best_score:
             if idist.get_rank() == 0:
                 save_checkpoint(settings['trained_model_file'], best_checkpoint(
@@ -136,6 +141,26 @@ def attach_validation(trainer: Engine, parts: Dict[str, Any], settings: Dict[str
             say(f"epoch {engine.state.epoch}: val {settings['val_criterion']} {score:.3f}, "
                   f"best {progress.best_score:.3f} at epoch {progress.best_epoch}")
         parts['scheduler'].step()
+
+
+def record(parts: Dict[str, Any], epoch: int, split: str, performance: Dict[str, Any]) -> None:
+    """Add an evaluation's metrics to the -epochs.csv file (which the first process writes)."""
+    if parts['epoch_log'] is not None:
+        parts['epoch_log'].add(epoch, split, {name: performance[name] for name in T.METRICS_PRINTED})
+
+
+def attach_epoch_log(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, Any]) -> None:
+    """Start the -epochs.csv file (a resumed run keeps its finished epochs) and add each epoch's mean loss."""
+    log = EpochLog(epochs_file(settings['results_dir'], settings['run_name']),
+                   resume_after=trainer.state.epoch if settings['resume'] else 0)
+    parts['epoch_log'] = log
+    losses: list = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output))
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_mean_loss(engine: Engine) -> None:
+        log.add(engine.state.epoch, 'train', {'loss': sum(losses) / max(len(losses), 1)})
+        losses.clear()
 
 
 def attach_resume(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, Any]) -> None:
@@ -196,15 +221,19 @@ def final_test(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any
         checkpoint['k'], checkpoint['b'] = fitted['k'], fitted['b']
         if idist.get_rank() == 0:
             save_checkpoint(path, checkpoint)
-    return test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
+    performance = test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
+    record(parts, parts['progress'].best_epoch, FINAL_TEST, performance)
+    return performance
 
 
 def test_and_report(evaluation: T.Evaluation, loader, checkpoint: Dict[str, Any], settings: Dict[str, Any]):
     performance = evaluation.run(loader, checkpoint['k'], checkpoint['b'])
     say(*T.metric_lines(settings['dataset'], performance))
     if idist.get_rank() == 0:
-        os.makedirs('results', exist_ok=True)
-        np.save(os.path.join('results', settings['run_name'] + '.npy'), performance)
+        results_file = os.path.join(settings['results_dir'], settings['run_name'] + '.npy')
+        os.makedirs(settings['results_dir'], exist_ok=True)
+        np.save(results_file, performance)
+        write_scores(scores_file(results_file), performance)
     return performance
 
 
@@ -227,7 +256,7 @@ def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any
     evaluations = {status: T.Evaluation(evaluated, status=status, device=device, precision=precision,
                                         channels_last=channels_last) for status in ('train', 'val', 'test')}
     return dict(loaders=loaders, model=model, trained=trained, optimizer=optimizer, evaluations=evaluations,
-                progress=Progress(), precision=precision, channels_last=channels_last,
+                progress=Progress(), precision=precision, channels_last=channels_last, epoch_log=None,
                 scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings['lr_decay']))
 
 
@@ -247,6 +276,8 @@ def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
     reseed_each_epoch(trainer, seed)
     attach_validation(trainer, parts, settings)
     attach_resume(trainer, parts, settings)
+    if idist.get_rank() == 0:
+        attach_epoch_log(trainer, parts, settings)
     logger = attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
     if settings['pbar'] and idist.get_rank() == 0:
         attach_progress_bars(trainer, parts['evaluations'])

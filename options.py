@@ -147,6 +147,15 @@ def run_options() -> argparse.ArgumentParser:
     return parser
 
 
+def results_options() -> argparse.ArgumentParser:
+    parser = _group('results')
+    group = parser.add_argument_group('results')
+    group.add_argument('--results_dir', default='results',
+                       help='folder of the test metrics (.npy), the per-image scores and the metrics of '
+                            'each epoch (CSV)')
+    return parser
+
+
 def demo_options() -> argparse.ArgumentParser:
     parser = _group('demo')
     group = parser.add_argument_group('demo')
@@ -165,14 +174,14 @@ def build_parser(description: str, groups: List[argparse.ArgumentParser],
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """main.py's parser: every option."""
-    groups = [model_options(), loss_options(), data_options(), training_options(), run_options()]
+    groups = [model_options(), loss_options(), data_options(), training_options(), run_options(), results_options()]
     return build_parser('Train the LinearityIQA model (Li et al., ACM MM 2020).', groups, add_help)
 
 
 def get_test_dataset_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """test_dataset.py's parser: the model, its checkpoint and the data set to test on."""
-    return build_parser('Test a trained checkpoint on a data set.', [model_options(), data_options(), run_options()],
-                        add_help)
+    return build_parser('Test a trained checkpoint on a data set.',
+                        [model_options(), data_options(), run_options(), results_options()], add_help)
 
 
 def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@
 
 A data set with a split of its own (KonIQ-10k) is tested on its test split (intra-dataset);
 any other on all its images (cross-dataset). The checkpoint's k, b map the predictions.
-The metrics are printed and saved to results/dataset=<name>-tested_on_<checkpoint>.npy.
+The metrics are printed and saved to results/dataset=<name>-tested_on_<checkpoint>.npy, and
+the per-image scores to results/dataset=<name>-tested_on_<checkpoint>-scores.csv.
 The model is built without ImageNet weights (the checkpoint replaces them): no network.
 """
 
@@ -24,6 +25,7 @@ from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
 from IQAdataset import IQADataset, evaluation_loader
 from options import get_test_dataset_parser
+from run_records import scores_file, write_scores
 from scoring import image_sizing, load_scorer, resolve_device
 from training import METRICS_PRINTED, Evaluation, metric_lines
 
@@ -45,8 +47,8 @@ def test_loader(options: Mapping[str, Any], resize_hw: Optional[Sequence[int]], 
                              num_workers=options['num_workers'] or 0)
 
 
-def result_file(dataset: str, trained_model_file: str) -> str:
-    return os.path.join('results', f'dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}.npy')
+def result_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
+    return os.path.join(results_dir, f'dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}.npy')
 
 
 def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
@@ -65,8 +67,10 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
                             channels_last=scorer.channels_last, logistic=True)
     performance = evaluation.run(loader, scorer.k, scorer.b)
     print('\n'.join(metric_lines(options['dataset'], performance, METRICS_PRINTED + EXTRA_METRICS)))
-    os.makedirs('results', exist_ok=True)
-    np.save(result_file(options['dataset'], path), performance)
+    results = result_file(options['results_dir'], options['dataset'], path)
+    os.makedirs(options['results_dir'], exist_ok=True)
+    np.save(results, performance)
+    write_scores(scores_file(results), performance)
     return performance
 
 

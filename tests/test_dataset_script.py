@@ -16,6 +16,7 @@ from image_transforms import normalize
 from info_files import write_info
 from IQAdataset import IQADataset
 from IQAmodel import IQAModel
+from run_records import read_scores
 from synthetic import write_clive_layout, write_koniq_layout
 
 # Loaded under another name: tests/ holds test_*.py modules of its own.
@@ -83,15 +84,18 @@ def test_readme_commands_test_the_right_images(dataset, data, model, tmp_path, m
     assert [line.split(':')[0] for line in out[-11:]] == [f'{dataset}, {name}' for name in
                                                           script.METRICS_PRINTED + script.EXTRA_METRICS]
     checkpoint = argv[argv.index('--trained_model_file') + 1]
-    results = np.load(script.result_file(dataset, checkpoint), allow_pickle=True).item()
+    results = np.load(script.result_file('results', dataset, checkpoint), allow_pickle=True).item()
     # KonIQ-10k: its official test split (4 of 20); CLIVE: every image (cross-dataset)
     ratios = {} if dataset == 'KonIQ-10k' else {'train_ratio': 0, 'train_and_val_ratio': 0}
     count, srocc, rmse = expected_metrics(model, dataset, data[dataset], ratios)
     assert len(results['sq']) == count == (4 if dataset == 'KonIQ-10k' else 9)
     assert results['SROCC'] == pytest.approx(srocc) and results['RMSE'] == pytest.approx(rmse, rel=1e-5)
     assert results['k'] == K and results['b'] == B
-    assert os.path.basename(script.result_file(dataset, checkpoint)) == \
+    assert os.path.basename(script.result_file('results', dataset, checkpoint)) == \
         f'dataset={dataset}-tested_on_{os.path.basename(checkpoint)}.npy'
+    scores = read_scores(f'results/dataset={dataset}-tested_on_{os.path.basename(checkpoint)}-scores.csv')
+    np.testing.assert_allclose(scores['score'], np.ravel(results['sq']), rtol=1e-6)
+    np.testing.assert_allclose(scores['mapped'], np.ravel(results['pq']), rtol=1e-6)
 
 
 def test_settings_of_the_checkpoint_are_used_and_clashes_refused(data, model, tmp_path, monkeypatch, capsys):

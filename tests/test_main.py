@@ -12,6 +12,7 @@ from tensorboardX.proto import event_pb2
 
 import main
 import training
+from run_records import EpochMetrics, epochs_file, read_scores
 from data_helpers import synthetic_koniq_options
 
 README_TRAIN = [
@@ -76,6 +77,28 @@ def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path
     assert any(tag.startswith('lr/group_') for tag in tags)
 
 
+def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = small(README_TRAIN[0], koniq, epochs=3) + ['--test_during_training', '--results_dir', 'out']
+    assert main.main(argv) == 0
+    name = run_name(argv)
+    results = np.load(os.path.join('out', name + '.npy'), allow_pickle=True).item()
+    metrics = EpochMetrics(epochs_file('out', name))
+    for split in ('train', 'val', 'test'):
+        for metric in training.METRICS_PRINTED:
+            assert metrics.series(split, metric).epochs == [1, 2, 3]
+    assert metrics.series('train', 'loss').epochs == [1, 2, 3]
+    assert all(value > 0 for value in metrics.series('train', 'loss').values)
+    # the best model's test, once, as results/<name>.npy has it
+    assert metrics.final('SROCC') == pytest.approx(results['SROCC'], abs=1e-6)
+    assert metrics.final('RMSE2') == pytest.approx(results['RMSE2'], rel=1e-5)
+    scores = read_scores(os.path.join('out', name + '-scores.csv'))
+    np.testing.assert_allclose(scores['score'], np.ravel(results['sq']), rtol=1e-6)
+    np.testing.assert_allclose(scores['prediction'], np.ravel(results['pq_before']), rtol=1e-6)
+    np.testing.assert_allclose(scores['mapped'], results['k'][0] * scores['prediction'] + results['b'][0],
+                               rtol=1e-5, atol=1e-4)
+
+
 def test_compile_compiles_the_trained_and_evaluated_model_not_the_saved_one(koniq, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = main.run_settings(main.get_args_parser().parse_args(small(README_TRAIN[0], koniq) + ['--compile']))
@@ -119,6 +142,13 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, tmp_path, mon
     resumed = np.load(os.path.join('results', run_name(argv) + '.npy'), allow_pickle=True).item()
     np.testing.assert_allclose(resumed['pq_before'], whole['pq_before'], rtol=1e-5)
     assert resumed['k'] == pytest.approx(whole['k'])
+    # the epochs file holds each epoch once, though the run was started twice
+    whole_log = EpochMetrics(epochs_file(str(tmp_path / 'whole' / 'results'), run_name(argv)))
+    resumed_log = EpochMetrics(epochs_file('results', run_name(argv)))
+    for split, metric in (('train', 'loss'), ('val', 'SROCC'), ('val', 'RMSE')):
+        assert resumed_log.series(split, metric).epochs == [1, 2, 3]
+        assert resumed_log.series(split, metric).values == pytest.approx(whole_log.series(split, metric).values,
+                                                                         rel=1e-4)
 
 
 def test_evaluate_tests_a_trained_checkpoint(koniq, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,147 @@
+"""What a run records besides its checkpoint: CSV files that plots, tables and spreadsheets read.
+
+The metrics of every epoch, `<results_dir>/<run name>-epochs.csv`, written by main.py while it
+trains (one row per value, so a split or metric added later needs no new format):
+
+    epoch,split,metric,value
+    1,train,loss,0.41825       the mean training loss of epoch 1
+    1,val,PLCC,0.81204         validation metrics after epoch 1 (train and test too with -tdt)
+    12,final_test,PLCC,0.9035  the best model (here from epoch 12) on the test split
+
+The scores of one test, `<results file>-scores.csv`: per image, its subjective score, the
+fused head's prediction and that prediction mapped by the checkpoint's k, b.
+"""
+
+import csv
+import math
+import os
+from collections import defaultdict
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Tuple
+
+import numpy as np
+
+from errors import BadFileError, MissingFileError
+
+EPOCH_COLUMNS = ('epoch', 'split', 'metric', 'value')
+SCORE_COLUMNS = ('score', 'prediction', 'mapped')
+FINAL_TEST = 'final_test'
+
+
+class Series(NamedTuple):
+    """One metric of one split over the epochs, in epoch order."""
+
+    epochs: List[int]
+    values: List[float]
+
+
+def epochs_file(results_dir: str, run_name: str) -> str:
+    return os.path.join(results_dir, f'{run_name}-epochs.csv')
+
+
+def scores_file(results_file: str) -> str:
+    """The scores CSV beside a results .npy file."""
+    return os.path.splitext(results_file)[0] + '-scores.csv'
+
+
+class EpochLog:
+    """Writes a run's `-epochs.csv` row by row, so an interrupted run keeps what it measured.
+
+    Args:
+        path: the CSV file; its folder is created.
+        resume_after: a resumed run's last finished epoch: the file's rows up to it are kept
+            and the later ones (from the interrupted epoch) dropped. 0 starts a new file.
+    """
+
+    def __init__(self, path: str, *, resume_after: int = 0):
+        self.path = path
+        kept = [row for row in _read_rows(path) if int(row['epoch']) <= resume_after] if resume_after else []
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        with open(path, 'w', newline='') as file:
+            writer = csv.DictWriter(file, fieldnames=EPOCH_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def add(self, epoch: int, split: str, metrics: Mapping[str, float]) -> None:
+        with open(self.path, 'a', newline='') as file:
+            writer = csv.writer(file)
+            for name, value in metrics.items():
+                writer.writerow((epoch, split, name, f'{float(value):.6g}'))
+
+
+class EpochMetrics:
+    """A run's `-epochs.csv`, read: `series('val', 'PLCC')`, `final('SROCC')`."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._values: Dict[Tuple[str, str], Dict[int, float]] = defaultdict(dict)
+        for row in _read_rows(path):
+            self._values[row['split'], row['metric']][int(row['epoch'])] = float(row['value'])
+
+    def series(self, split: str, metric: str) -> Series:
+        values = self._values.get((split, metric), {})
+        epochs = sorted(values)
+        return Series(epochs, [values[epoch] for epoch in epochs])
+
+    def final(self, metric: str) -> float:
+        """The best model's test `metric`: NaN if the run did not finish."""
+        values = self._values.get((FINAL_TEST, metric))
+        return next(iter(values.values())) if values else math.nan
+
+    def has(self, split: str) -> bool:
+        return any(key[0] == split for key in self._values)
+
+
+def first_epoch_reaching(series: Series, threshold: float) -> int:
+    """The first epoch whose value is at least `threshold`; 0 if none is."""
+    return next((epoch for epoch, value in zip(*series) if value >= threshold), 0)
+
+
+def _read_rows(path: str) -> Iterable[Dict[str, str]]:
+    if not os.path.isfile(path):
+        raise MissingFileError(f"no metrics file {path}: the run has not written it (train it first)")
+    with open(path, newline='') as file:
+        reader = csv.DictReader(file)
+        if tuple(reader.fieldnames or ()) != EPOCH_COLUMNS:
+            raise BadFileError(f"{path} is not a metrics file of main.py: its header should be "
+                               f"{','.join(EPOCH_COLUMNS)}")
+        rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        if not (row['epoch'] or '').isdigit() or not _is_number(row['value']):
+            raise BadFileError(f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
+                               f"should be numbers; delete the file and train again to rewrite it")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
+    """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
+    columns = [np.asarray(performance[name]).reshape(-1) for name in ('sq', 'pq_before', 'pq')]
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with open(path, 'w', newline='') as file:
+        writer = csv.writer(file)
+        writer.writerow(SCORE_COLUMNS)
+        writer.writerows(zip(*(column.tolist() for column in columns)))
+
+
+def read_scores(path: str) -> Dict[str, np.ndarray]:
+    """A `-scores.csv` file as columns: score, prediction, mapped."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"no scores file {path}: test the checkpoint first")
+    with open(path, newline='') as file:
+        header = next(csv.reader(file), [])
+    if tuple(header) != SCORE_COLUMNS:
+        raise BadFileError(f"{path} is not a scores file of this project: its header should be "
+                           f"{','.join(SCORE_COLUMNS)}; test the checkpoint again to rewrite it")
+    try:
+        table = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2)
+    except ValueError as error:
+        raise BadFileError(f"{path} is not a scores file of this project ({error}); test the checkpoint "
+                           f"again to rewrite it") from None
+    return {name: table[:, column] for column, name in enumerate(SCORE_COLUMNS)}
