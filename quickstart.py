@@ -29,23 +29,24 @@ TRAINING = ['--arch', 'resnet18', '--pretrained', 'none', '--loss_type', 'norm-i
             '--num_workers', '0']
 
 
-def koniq_options() -> List[str]:
-    """The synthetic KonIQ-10k (made on first use) as main.py options."""
-    info, download = ROOT / 'KonIQ-10kinfo.mat', ROOT / 'koniq10k'
+def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> List[str]:
+    """A synthetic KonIQ-10k under `root` (made on first use, reused after) as main.py options."""
+    info, download = root / 'KonIQ-10kinfo.mat', root / 'koniq10k'
     if not info.is_file():
-        write_info(info, koniq_info_from_csv(write_koniq_layout(download, **KONIQ)))
+        write_info(info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height,
+                                                                seed=seed)))
     return ['--dataset', 'KonIQ-10k', '--data_info', str(info), '--im_dir', str(download / '1024x768'),
-            '--cache_dir', str(ROOT / 'cache')]
+            '--cache_dir', str(root / 'cache')]
 
 
-def clive_options() -> List[str]:
-    """The synthetic CLIVE (made on first use) as test_dataset.py options."""
-    info, release = ROOT / 'CLIVEinfo.mat', ROOT / 'ChallengeDB_release'
+def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int) -> List[str]:
+    """A synthetic CLIVE under `root` (made on first use, reused after) as main.py or test_dataset.py options."""
+    info, release = root / 'CLIVEinfo.mat', root / 'ChallengeDB_release'
     if not info.is_file():
-        write_clive_layout(release, **CLIVE)
+        write_clive_layout(release, count=count, width=width, height=height, seed=seed)
         write_info(info, clive_info_from_release(release))
     return ['--dataset', 'CLIVE', '--data_info', str(info), '--im_dir', str(release / 'Images'),
-            '--cache_dir', str(ROOT / 'cache')]
+            '--cache_dir', str(root / 'cache')]
 
 
 def _step(title: str, command: Callable[[Sequence[str]], int], argv: List[str]) -> None:
@@ -61,7 +62,7 @@ def run_quickstart(train: Callable[[Sequence[str]], int]) -> int:
     import test_demo
 
     os.makedirs(ROOT, exist_ok=True)
-    koniq, clive = koniq_options(), clive_options()
+    koniq, clive = synthetic_koniq(ROOT, **KONIQ), synthetic_clive(ROOT, **CLIVE)
     model = ['--trained_model_file', CHECKPOINT]
     _step('train on the synthetic KonIQ-10k', train, TRAINING + koniq + model)
     _step('test across data sets on the synthetic CLIVE', test_dataset.main, clive + model)

@@ -1,0 +1,265 @@
+"""The figures (PNG) and tables (Markdown) of the paper, drawn from what the runs recorded.
+
+Every number comes from a run's own files (run_records.py): curves from its -epochs.csv,
+test metrics and scatter plots from its -scores.csv. A report draws the runs that finished
+and lists the others as missing, so it can be looked at while an experiment is still going.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from IQAperformance import correlations
+from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
+from reproduce.runs import CROSS_DATASET, RunResult
+from run_records import first_epoch_reaching, read_scores
+
+METRICS = ('SROCC', 'PLCC')
+SPLITS = ('train', 'val', 'test')
+DEFAULT_THRESHOLDS = (0.8, 0.9)
+# The colours of the paper's figures, one per loss.
+COLOURS = {'MAE': 'tab:orange', 'MSE': 'tab:blue', 'MSE + BN': 'tab:purple', 'Norm-in-Norm': 'tab:green'}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a report wrote: its Markdown table and its figure (None for a table of the paper)."""
+
+    table: Path
+    figure: Optional[Path]
+
+
+def write_report(experiment: Experiment, results: List[RunResult], *, out: Path, description: str,
+                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Report:
+    """Draw `experiment`'s figure and write its table under `out`, named after the experiment.
+
+    Args:
+        experiment: what was run.
+        results: its finished runs.
+        out: the folder of the report.
+        description: the data and training it ran on, for the table's heading.
+        thresholds: validation PLCC levels whose first epoch the curves' table reports.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f'# {experiment.title}', '', f'{description}; {len(results)} of {len(experiment.runs)} runs finished.',
+             '']
+    drawing, table = REPORTS[experiment.report]
+    figure = None
+    if drawing is not None and results:
+        figure = out / f'{experiment.name}.png'
+        drawing(results, thresholds).savefig(figure, dpi=120)
+    lines += table(results, thresholds) if results else ['No run has finished yet.']
+    path = out / f'{experiment.name}.md'
+    path.write_text('\n'.join(lines) + '\n')
+    return Report(path, figure)
+
+
+def tested(result: RunResult, dataset: str) -> Dict[str, float]:
+    """SROCC, KROCC, PLCC and RMSE of a run's test on `dataset`, from its per-image scores."""
+    scores = read_scores(result.scores[dataset])
+    return correlations(scores['score'], scores['mapped'])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    return ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)] + \
+        ['| ' + ' | '.join(row) + ' |' for row in rows]
+
+
+def _epoch(epoch: int) -> str:
+    return str(epoch) if epoch else 'not reached'
+
+
+def _label(result: RunResult) -> str:
+    return result.run.labels['loss']
+
+
+def _colour(label: str) -> Optional[str]:
+    return COLOURS.get(label)
+
+
+# Figures 1 and 4: the metrics of each split during training, one line per loss.
+
+def draw_curves(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+    splits = [split for split in SPLITS if any(result.metrics.has(split) for result in results)
+              and any(result.metrics.series(split, 'PLCC').epochs for result in results)]
+    figure = Figure(figsize=(4.2 * len(splits), 7), layout='constrained')
+    axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
+    for row, metric in enumerate(METRICS):
+        for column, split in enumerate(splits):
+            ax = axes[row][column]
+            for result in results:
+                series = result.metrics.series(split, metric)
+                ax.plot(series.epochs, series.values, marker='.', label=_label(result), color=_colour(_label(result)))
+            if (split, metric) == ('val', 'PLCC'):
+                for threshold in thresholds:  # the levels the table counts epochs to
+                    ax.axhline(threshold, color='grey', linestyle=':', linewidth=1)
+            _epoch_axis(ax, f'{split} {metric}', metric)
+    axes[0][0].legend()
+    return figure
+
+
+def _epoch_axis(ax, title: str, ylabel: str) -> None:
+    ax.set(title=title, xlabel='epoch', ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def curves_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    header = ['loss'] + [f'epochs to val PLCC {threshold}' for threshold in thresholds] + \
+        ['best val PLCC (epoch)', 'test SROCC', 'test PLCC']
+    rows = []
+    for result in results:
+        val = result.metrics.series('val', 'PLCC')
+        best = int(np.argmax(val.values))
+        rows.append([_label(result)] + [_epoch(first_epoch_reaching(val, threshold)) for threshold in thresholds] +
+                    [f'{val.values[best]:.3f} ({val.epochs[best]})', f"{result.metrics.final('SROCC'):.3f}",
+                     f"{result.metrics.final('PLCC'):.3f}"])
+    return markdown_table(header, rows)
+
+
+# Figure 5: validation PLCC while one setting varies, one panel per loss.
+
+def draw_sweeps(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+    sweeps = _ordered({result.run.labels['sweep'] for result in results}, ('lr', 'bs', 'ft_lr_ratio'))
+    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout='constrained')
+    axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
+    for row, sweep in enumerate(sweeps):
+        for column, loss in enumerate(losses):
+            ax = axes[row][column]
+            for result in results:
+                if result.run.labels['sweep'] == sweep and _label(result) == loss:
+                    series = result.metrics.series('val', 'PLCC')
+                    ax.plot(series.epochs, series.values, marker='.', label=f"{sweep} {result.run.labels['value']}")
+            _epoch_axis(ax, f'{loss}: {sweep}', 'val PLCC')
+            ax.legend(fontsize='small')
+    return figure
+
+
+def sweeps_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    by_setting: Dict[Tuple[str, str], Dict[str, RunResult]] = defaultdict(dict)
+    for result in results:
+        by_setting[result.run.labels['sweep'], result.run.labels['value']][_label(result)] = result
+    rows = [[sweep, value] + [f"{runs[loss].metrics.final('PLCC'):.3f}" if loss in runs else 'missing'
+                              for loss in losses] for (sweep, value), runs in by_setting.items()]
+    return markdown_table(['setting', 'value'] + [f'{loss} test PLCC' for loss in losses], rows)
+
+
+# Figures 6 and 7, Tables 1 and 2: test metrics on KonIQ-10k and across data sets on CLIVE.
+
+def draw_bars(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+    backbones = _ordered({result.run.labels['backbone'] for result in results}, tuple(BACKBONES))
+    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    figure = Figure(figsize=(11, 4), layout='constrained')
+    width = 0.8 / len(losses)
+    for ax, (dataset, metric) in zip(figure.subplots(1, 2), (('KonIQ-10k', 'PLCC'), (CROSS_DATASET, 'SROCC'))):
+        for offset, loss in enumerate(losses):
+            values = [_value(results, dataset, metric, loss=loss, backbone=backbone) for backbone in backbones]
+            bars = ax.bar(np.arange(len(backbones)) + (offset - (len(losses) - 1) / 2) * width, values, width * 0.9,
+                          label=loss, color=_colour(loss))
+            ax.bar_label(bars, fmt='%.3f', fontsize='x-small')
+        ax.set(title=f'{dataset} {metric}', ylabel=metric, xticks=np.arange(len(backbones)), xticklabels=backbones)
+        ax.legend(fontsize='small', loc='lower right')
+    return figure
+
+
+def _value(results: List[RunResult], dataset: str, metric: str, **labels: str) -> float:
+    for result in results:
+        if all(result.run.labels.get(key) == value for key, value in labels.items()):
+            return tested(result, dataset)[metric]
+    return np.nan
+
+
+def tests_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    keys = [key for key in results[0].run.labels]
+    datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
+    header = keys + [f'{dataset} {metric}' for dataset in datasets for metric in METRICS]
+    rows = []
+    for result in results:
+        metrics = {dataset: tested(result, dataset) for dataset in datasets}
+        rows.append([result.run.labels[key] for key in keys] +
+                    [f'{metrics[dataset][metric]:.3f}' for dataset in datasets for metric in METRICS])
+    return markdown_table(header, rows)
+
+
+def draw_scatter(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+    datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
+    figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout='constrained')
+    axes = figure.subplots(len(datasets), len(results), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        for column, result in enumerate(results):
+            scores = read_scores(result.scores[dataset])
+            order = np.argsort(scores['prediction'])
+            metrics = correlations(scores['score'], scores['mapped'])
+            ax = axes[row][column]
+            ax.scatter(scores['prediction'], scores['score'], s=6, alpha=0.5, color=_colour(_label(result)))
+            ax.plot(scores['prediction'][order], scores['mapped'][order], color='black', label='k x + b')
+            ax.set(title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
+                   xlabel='predicted quality', ylabel='MOS')
+            ax.legend(fontsize='small', loc='upper left')
+    return figure
+
+
+def pq_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    """Table 1: rows backbones, columns (p, q); each cell KonIQ-10k test SROCC / PLCC."""
+    orders = [(p, q) for p in ('1', '2') for q in ('1', '2')]
+    cells = {(result.run.labels['backbone'], result.run.labels['p'], result.run.labels['q']):
+             tested(result, 'KonIQ-10k') for result in results}
+    backbones = _ordered({key[0] for key in cells}, tuple(BACKBONES))
+    rows = [[backbone] + [f"{cells[backbone, p, q]['SROCC']:.3f} / {cells[backbone, p, q]['PLCC']:.3f}"
+                          if (backbone, p, q) in cells else 'missing' for p, q in orders] for backbone in backbones]
+    return ['KonIQ-10k test SROCC / PLCC.', ''] + markdown_table(['backbone'] + [f'p={p}, q={q}' for p, q in orders],
+                                                                  rows)
+
+
+def variants_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    """Table 2: one row per loss of Table 2, in the paper's order."""
+    order = list(LOSS_VARIANTS)
+    return tests_table(sorted(results, key=lambda result: order.index(_label(result))), thresholds)
+
+
+def ttest_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+    """Test PLCC over the CLIVE splits for each loss, and paired t-tests of norm-in-norm against the others."""
+    plcc: Dict[str, Dict[str, float]] = defaultdict(dict)
+    for result in results:
+        plcc[_label(result)][result.run.labels['split']] = tested(result, result.run.dataset)['PLCC']
+    losses = _ordered(set(plcc), tuple(LOSSES))
+    rows = []
+    for loss in losses:
+        values = np.array(list(plcc[loss].values()))
+        row = [loss, str(len(values)), f'{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}']
+        rows.append(row + list(_paired_test(plcc['Norm-in-Norm'], plcc[loss]) if loss != 'Norm-in-Norm' else
+                               ('', '')))
+    return ['Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished.', ''] + \
+        markdown_table(['loss', 'splits', 'PLCC mean ± std', 'norm-in-norm minus it (mean)', 't-test p'], rows)
+
+
+def _paired_test(ours: Dict[str, float], theirs: Dict[str, float]) -> Tuple[str, str]:
+    splits = sorted(set(ours) & set(theirs), key=int)
+    if len(splits) < 2:
+        return 'n/a', 'n/a (fewer than 2 shared splits)'
+    a, b = np.array([ours[split] for split in splits]), np.array([theirs[split] for split in splits])
+    return f'{np.mean(a - b):+.3f}', f'{stats.ttest_rel(a, b).pvalue:.2g}'
+
+
+def _ordered(found: set, order: Tuple[str, ...]) -> List[str]:
+    return [name for name in order if name in found] + sorted(found - set(order))
+
+
+# Each report: how it draws its figure (None: a table of the paper) and how it writes its table.
+REPORTS: Dict[str, Tuple[Optional[Callable[..., Figure]], Callable[..., List[str]]]] = {
+    'curves': (draw_curves, curves_table),
+    'sweeps': (draw_sweeps, sweeps_table),
+    'bars': (draw_bars, tests_table),
+    'scatter': (draw_scatter, tests_table),
+    'pq_table': (None, pq_table),
+    'variants_table': (None, variants_table),
+    'ttest_table': (None, ttest_table),
+}

@@ -1,0 +1,249 @@
+"""Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
+
+Every run is the command a user would type, printed before it starts, and it writes what any
+run writes (see run_records.py) under one output folder:
+
+    <out>/checkpoints/<run name>                      the best model
+    <out>/results/<run name>-epochs.csv               its metrics every epoch, and the final test
+    <out>/results/<run name>-scores.csv               per-image scores of the KonIQ-10k test
+    <out>/results/dataset=CLIVE-tested_on_<run name>-scores.csv   and across data sets on CLIVE
+    <out>/runs/                                       TensorBoard logs
+
+A run whose records are complete is not trained again: experiments that share a run (the
+basic setting recurs in Figures 1, 4 and Tables 1, 2) train it once, and an interrupted
+experiment picks up where it stopped: a run interrupted after an epoch resumes (--resume).
+"""
+
+import shlex
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import main
+import test_dataset
+from dataset_registry import check_linked, get_dataset_spec
+from errors import ConfigError, IQAError, MissingFileError
+from options import get_args_parser
+from quickstart import synthetic_clive, synthetic_koniq
+from reproduce.experiments import PAPER_BASE, Experiment, Run
+from run_records import FINAL_TEST, EpochMetrics, epochs_file, scores_file
+
+CROSS_DATASET = 'CLIVE'
+
+
+class Data:
+    """The data an experiment runs on, as main.py options.
+
+    Args:
+        description: what it is, for the reports.
+        makers: per data set (KonIQ-10k, CLIVE), a function that returns the options selecting
+            it, making the data set first if need be: only the data sets a run uses are made.
+        substitutions: options that replace the paper's for this data (empty for the real sets).
+    """
+
+    def __init__(self, description: str, makers: Dict[str, Callable[[], List[str]]], substitutions: List[str]):
+        self.description, self.substitutions = description, substitutions
+        self._makers = makers
+        self._options: Dict[str, List[str]] = {}
+
+    def options(self, dataset: str) -> List[str]:
+        if dataset not in self._options:
+            self._options[dataset] = self._makers[dataset]()
+        return self._options[dataset]
+
+
+@dataclass(frozen=True)
+class SyntheticSizes:
+    """How big the synthetic stand-in is, and how it is trained.
+
+    Args:
+        count: KonIQ-10k images (split 70:10:20 as the real one).
+        clive_count: CLIVE images (at CLIVE's 500x500).
+        size: side of the square the images are resized to for training and testing.
+    """
+
+    count: int = 2500
+    clive_count: int = 200
+    size: int = 40
+
+
+def real_data() -> Data:
+    """KonIQ-10k and CLIVE where the README's Data section sets them up."""
+    for name in ('KonIQ-10k', CROSS_DATASET):
+        check_linked(get_dataset_spec(name))
+    return Data('KonIQ-10k and CLIVE', {name: partial(list, ('--dataset', name)) for name in ('KonIQ-10k', CROSS_DATASET)},
+                [])
+
+
+def real_data_present() -> bool:
+    try:
+        real_data()
+    except MissingFileError:
+        return False
+    return True
+
+
+def synthetic_data(root: Path, sizes: SyntheticSizes) -> Data:
+    """A synthetic KonIQ-10k and CLIVE under root (made when a run first needs them); ResNet-18
+    from scratch, sized for a CPU.
+
+    Without ImageNet weights the backbone must learn at the heads' pace: it trains at lr 1e-3
+    with ft_lr_ratio 1 rather than the paper's 1e-4 and 0.1, and the rate drops once, at
+    mid-run (-olrd 0.1), rather than at each third, which left ten epochs too little time at
+    the first rate. Tiny images are evaluated 32 at a time (-ebs 32), which changes no score.
+    A run that sets one of these itself keeps its own.
+    """
+    koniq = partial(synthetic_koniq, root, count=sizes.count, width=sizes.size, height=sizes.size, seed=0)
+    clive = partial(synthetic_clive, root, count=sizes.clive_count, width=500, height=500, seed=1)
+    side = str(sizes.size)
+    substitutions = ['--arch', 'resnet18', '--pretrained', 'none', '-rs_h', side, '-rs_w', side, '--lr', '1e-3',
+                     '--ft_lr_ratio', '1', '-olrd', '0.1', '-ebs', '32', '--num_workers', '0']
+    description = (f'synthetic KonIQ-10k ({sizes.count} images) and CLIVE ({sizes.clive_count} images), '
+                   f'ResNet-18 from scratch at {sizes.size}x{sizes.size}')
+    return Data(description, {'KonIQ-10k': koniq, CROSS_DATASET: clive}, substitutions)
+
+
+@dataclass
+class RunResult:
+    """A finished run: its labels, name, per-epoch metrics and per-image scores by data set."""
+
+    run: Run
+    name: str
+    metrics: EpochMetrics
+    scores: Dict[str, str]
+
+
+class Runner:
+    """Runs experiments' runs into one output folder, skipping those already complete.
+
+    Args:
+        data: the data and its substitutions.
+        out: the output folder.
+        extra: main.py options the user adds to every run; an experiment's own options win.
+        device: --device for main.py and test_dataset.py (None: their default).
+        epochs: training epochs, overriding the paper's 30 (None: keep them).
+        train: False to report only on the runs already done.
+    """
+
+    def __init__(self, *, data: Data, out: Path, extra: Sequence[str] = (), device: Optional[str] = None,
+                 epochs: Optional[int] = None, train: bool = True):
+        self.data, self.out, self.train = data, Path(out), train
+        self.common = list(PAPER_BASE) + data.substitutions + (['-e', str(epochs)] if epochs else [])
+        self.extra = list(extra)
+        self.device = ['--device', device] if device else []
+
+    def results(self, experiment: Experiment) -> List[RunResult]:
+        """Each run of the experiment, trained (and tested on CLIVE) unless its records are complete."""
+        finished = []
+        for number, run in enumerate(experiment.runs, start=1):
+            result = self._run(run, f'{experiment.name} {number}/{len(experiment.runs)}')
+            if result is not None:
+                finished.append(result)
+        return finished
+
+    def main_argv(self, run: Run) -> List[str]:
+        argv = self.common + self.data.options(run.dataset) + self.extra + list(run.options) + self.device
+        argv = fold_options(argv + (['--test_during_training'] if run.test_curves else []))
+        name = main.run_settings(get_args_parser().parse_args(argv))['run_name']
+        return argv + ['--trained_model_file', str(self.out / 'checkpoints' / name),
+                       '--results_dir', str(self.out / 'results'), '--log_dir', str(self.out / 'runs')]
+
+    def cross_dataset_argv(self, checkpoint: str) -> List[str]:
+        return self.data.options(CROSS_DATASET) + self.device + [
+            '--resize', '--trained_model_file', checkpoint, '--results_dir', str(self.out / 'results')]
+
+    def _run(self, run: Run, progress: str) -> Optional[RunResult]:
+        argv = self.main_argv(run)
+        checkpoint = argv[argv.index('--trained_model_file') + 1]
+        name = Path(checkpoint).name
+        results_dir = str(self.out / 'results')
+        if not self._trained(run, results_dir, name):
+            if not self.train:
+                print(f'{progress}: not run yet ({_describe(run)})')
+                return None
+            _call(main.main, 'main.py', argv + _resumed(checkpoint, epochs_file(results_dir, name)), progress, run)
+        scores = {run.dataset: scores_file(str(Path(results_dir) / f'{name}.npy'))}
+        if run.cross_dataset:
+            cross = scores_file(test_dataset.result_file(results_dir, CROSS_DATASET, checkpoint))
+            if not Path(cross).is_file():
+                if not self.train:
+                    print(f'{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})')
+                    return None
+                _call(test_dataset.main, 'test_dataset.py', self.cross_dataset_argv(checkpoint), progress, run)
+            scores[CROSS_DATASET] = cross
+        return RunResult(run, name, EpochMetrics(epochs_file(results_dir, name)), scores)
+
+    @staticmethod
+    def _trained(run: Run, results_dir: str, name: str) -> bool:
+        path = epochs_file(results_dir, name)
+        if not Path(path).is_file():
+            return False
+        metrics = EpochMetrics(path)
+        return metrics.has(FINAL_TEST) and (metrics.has('test') or not run.test_curves)
+
+
+def _resumed(checkpoint: str, records: str) -> List[str]:
+    """--resume for a run interrupted after an epoch: main.py keeps its state beside the checkpoint,
+    and its records have epochs but no final test (a finished run asked for again starts afresh)."""
+    folder = Path(checkpoint + '.resume')
+    started = folder.is_dir() and any(folder.iterdir()) and Path(records).is_file()
+    return ['--resume'] if started and not EpochMetrics(records).has(FINAL_TEST) else []
+
+
+def fold_options(argv: Sequence[str]) -> List[str]:
+    """main.py options, each once, in the place it first appears with the value it last has.
+
+    argparse keeps the last value of an option given twice: the folded command means the same
+    and reads like one a person would type. Spellings of one option (-lr, --lr) fold together.
+    """
+    # argparse has no public table of option strings; this one is stable since Python 3.2
+    actions = get_args_parser()._option_string_actions
+    folded: Dict[str, List[str]] = {}
+    position = 0
+    argv = [part for token in argv for part in (token.split('=', 1) if _is_joined(token) else [token])]
+    while position < len(argv):
+        flag, position = argv[position], position + 1
+        if flag not in actions:
+            raise ConfigError(f'{flag!r} is not a main.py option (python main.py -h lists them)')
+        values = []
+        while position < len(argv) and not _is_flag(argv[position]):
+            values.append(argv[position])
+            position += 1
+        dest = actions[flag].dest
+        folded[dest] = [folded[dest][0] if dest in folded else flag] + values
+    return [token for tokens in folded.values() for token in tokens]
+
+
+def _is_flag(token: str) -> bool:
+    """-bs or --lr, not a value such as -1 or -1e-3."""
+    try:
+        float(token)
+    except ValueError:
+        return token.startswith('-')
+    return False
+
+
+def _is_joined(token: str) -> bool:
+    """--lr=1e-3 rather than --lr 1e-3."""
+    return token.startswith('--') and '=' in token
+
+
+def _describe(run: Run) -> str:
+    return ', '.join(f'{key} {value}' for key, value in run.labels.items())
+
+
+def _call(command, script: str, argv: List[str], progress: str, run: Run) -> None:
+    print(f'\n== {progress}: {_describe(run)}\n   python {script} {shlex.join(argv)}', flush=True)
+    if command(argv) != 0:
+        raise RunFailed(f'{script} stopped on the run above ({_describe(run)}); its message says why')
+
+
+class RunFailed(IQAError):
+    """A run of an experiment ended with an error that main.py or test_dataset.py has reported."""
+
+
+def check_sizes(sizes: SyntheticSizes) -> None:
+    if sizes.count < 20 or sizes.clive_count < 10 or sizes.size < 32:
+        raise ConfigError(f'synthetic sizes too small: --count {sizes.count} (at least 20), --clive_count '
+                          f'{sizes.clive_count} (at least 10), --size {sizes.size} (at least 32)')
