@@ -2,7 +2,7 @@
 
 Every number comes from a run's own files (run_records.py): curves from its -epochs.csv,
 test metrics and scatter plots from its -scores.csv. A report draws the runs that finished
-and lists the others as missing, so it can be looked at while an experiment is still going.
+and counts the others, so it can be looked at while an experiment is still going.
 """
 
 from collections import defaultdict
