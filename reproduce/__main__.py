@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from errors import IQAError
+from options import POSITIVE_INT, SHARE
 from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
 from reproduce.reports import DEFAULT_THRESHOLDS, write_report
 from reproduce.runs import Runner, SyntheticSizes, check_sizes, real_data, real_data_present, synthetic_data
@@ -34,19 +35,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument('--out', default=None,
                         help='folder of checkpoints, records and reports (default: reproduced/real, or '
                              'reproduced/synthetic-<count>-<clive_count>-<size>)')
-    parser.add_argument('--epochs', type=int, default=None,
+    parser.add_argument('--epochs', type=POSITIVE_INT, default=None,
                         help=f'training epochs (default: {PAPER_EPOCHS} on the real data as in the paper, '
                              f'{SYNTHETIC_EPOCHS} on synthetic)')
     parser.add_argument('--losses', nargs='+', choices=list(LOSSES), default=list(LOSSES),
                         help='the losses compared')
     parser.add_argument('--backbones', nargs='+', choices=list(BACKBONES), default=list(BACKBONES),
                         help='the backbones of Figures 6, 7 and Table 1')
-    parser.add_argument('--splits', type=int, default=T_TEST_SPLITS, help='CLIVE splits of the t-test')
-    parser.add_argument('--thresholds', nargs='+', type=float, default=list(DEFAULT_THRESHOLDS),
+    parser.add_argument('--splits', type=POSITIVE_INT, default=T_TEST_SPLITS, help='CLIVE splits of the t-test')
+    parser.add_argument('--thresholds', nargs='+', type=SHARE, default=list(DEFAULT_THRESHOLDS),
                         help='validation PLCC levels whose first epoch Figures 1 and 4 report')
-    parser.add_argument('--count', type=int, default=SyntheticSizes.count, help='synthetic KonIQ-10k images')
-    parser.add_argument('--clive_count', type=int, default=SyntheticSizes.clive_count, help='synthetic CLIVE images')
-    parser.add_argument('--size', type=int, default=SyntheticSizes.size,
+    parser.add_argument('--count', type=POSITIVE_INT, default=SyntheticSizes.count, help='synthetic KonIQ-10k images')
+    parser.add_argument('--clive_count', type=POSITIVE_INT, default=SyntheticSizes.clive_count, help='synthetic CLIVE images')
+    parser.add_argument('--size', type=POSITIVE_INT, default=SyntheticSizes.size,
                         help='side in pixels that synthetic images are trained and tested at')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default=None, help="the runs' --device")
     parser.add_argument('--report_only', action='store_true', help='train nothing; report on the finished runs')

@@ -118,3 +118,44 @@ def test_speed_options_are_shared_where_they_apply():
 def test_pretrained_choices():
     assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'none']))) is False
     assert pretrained_weights(vars(get_args_parser().parse_args(['--pretrained', 'w.pth']))) == 'w.pth'
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['-bs', '0'], "argument -bs/--batch_size: 0 is out of range: it must be an integer at least 1"),
+    (['-bs', '-8'], "argument -bs/--batch_size: -8 is out of range"),
+    (['-bs', '8.5'], "argument -bs/--batch_size: '8.5' is not an integer"),
+    (['-e', '0'], "argument -e/--epochs: 0 is out of range"),
+    (['--lr', '0'], "argument --lr/-lr/--learning_rate: 0 is out of range: it must be a number above 0"),
+    (['--lr', '-0.0001'], "argument --lr/-lr/--learning_rate: -0.0001 is out of range"),
+    (['--lr', 'nan'], "argument --lr/-lr/--learning_rate: nan is out of range"),
+    (['--lr', 'inf'], "argument --lr/-lr/--learning_rate: inf is out of range"),
+    (['--lr', 'fast'], "argument --lr/-lr/--learning_rate: 'fast' is not a number"),
+    (['--ft_lr_ratio', '-0.1'], "argument --ft_lr_ratio/-flr: -0.1 is out of range: it must be a number at least 0"),
+    (['-cs_h', '0'], "argument -cs_h/--crop_size_h: 0 is out of range"),
+    (['-rs_w', '-664'], "argument -rs_w/--resize_size_w: -664 is out of range"),
+    (['-tr', '1.5'], "argument -tr/--train_ratio: 1.5 is out of range: it must be a number at least 0 and at most 1"),
+    (['-hp', '2'], "argument -hp/--hflip_p: 2 is out of range"),
+    (['-lrd', '0'], "argument -lrd/--lr_decay: 0 is out of range: it must be a number above 0 and at most 1"),
+    (['-accum', '0'], "argument -accum/--accumulation_steps: 0 is out of range"),
+    (['-ebs', '0'], "argument -ebs/--eval_batch_size: 0 is out of range"),
+    (['--num_workers', '-1'], "argument --num_workers: -1 is out of range"),
+    (['-p', '0'], "argument -p/--p: 0 is out of range"),
+    (['--alpha', '1', '-1'], "argument -a/--alpha: -1 is out of range"),
+    (['--loss_type', 'l3'], "argument -lt/--loss_type: invalid choice: 'l3'"),
+    (['--arch', 'resnet18', '--opt_level', 'O2'], "argument -optl/--opt_level: invalid choice: 'O2'"),
+    (['--device', 'tpu'], "argument --device: invalid choice: 'tpu'"),
+])
+def test_a_number_out_of_range_or_an_unknown_choice_is_an_argparse_error(argv, message, capsys):
+    parser = get_args_parser()
+    with pytest.raises(SystemExit) as exit_status:
+        parser.parse_args(argv)
+    assert exit_status.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f'{parser.prog}: error: {message}') and 'Traceback' not in err
+
+
+def test_numbers_in_range_keep_their_types():
+    args = get_args_parser().parse_args(['-bs', '4', '--lr', '1e-3', '-tr', '0', '-tvr', '1', '--ft_lr_ratio', '0',
+                                         '-lrd', '1', '--num_workers', '0'])
+    assert (args.batch_size, args.lr, args.train_ratio, args.train_and_val_ratio, args.ft_lr_ratio) == (4, 1e-3, 0, 1, 0)
+    assert isinstance(args.batch_size, int) and isinstance(args.lr, float) and args.num_workers == 0
