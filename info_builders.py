@@ -21,7 +21,7 @@ import numpy as np
 import scipy.io
 
 from errors import BadFileError, ConfigError, MissingFileError
-from info_files import IQAInfo
+from info_files import IQAInfo, leaves_its_folder
 
 CLIVE_TRAINING_EXAMPLES = 7
 # Set names of the KonIQ-10k file; the short forms are accepted in users' files.
@@ -132,6 +132,9 @@ def _names_and_scores(path: Path, rows: list[tuple[int, dict[str, str]]], score_
             raise BadFileError(f"{path} line {line}: image_name is empty")
         if name in first_line:
             raise BadFileError(f"{path} lines {first_line[name]} and {line} both list image {name}; keep one")
+        if leaves_its_folder(name):
+            raise BadFileError(f"{path} line {line}: image_name {name!r} is not a path inside the image folder; "
+                               f"list names relative to it, without '..' or a leading /")
         first_line[name] = line
         names.append(name)
         scores.append(_finite(path, line, row, score_column))

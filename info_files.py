@@ -138,15 +138,23 @@ def _check_info(info: IQAInfo, path: Path) -> None:
                 f"{path}: {key} entry {entry + 1} ({info.im_names[entry]}) is {values[entry]}, "
                 f"not a finite number; fix the source scores and rebuild the file"
             )
-    _check_unique_names(info.im_names, path)
+    _check_names(info.im_names, path)
     _check_index(info, path)
 
 
-def _check_unique_names(names: list[str], path: Path) -> None:
+def leaves_its_folder(name: str) -> bool:
+    """Whether an image name points outside the folder it is relative to (absolute, or through ..)."""
+    return not name or os.path.isabs(name) or ".." in Path(name).parts
+
+
+def _check_names(names: list[str], path: Path) -> None:
     first_entry: dict[str, int] = {}
     for entry, name in enumerate(names, start=1):
         if name in first_entry:
             raise BadFileError(f"{path}: entries {first_entry[name]} and {entry} both name image {name}")
+        if leaves_its_folder(name):
+            raise BadFileError(f"{path}: entry {entry} names image {name!r}, which is not a path inside the image "
+                               f"folder; names must be relative to it, without '..'; rebuild the file")
         first_entry[name] = entry
 
 

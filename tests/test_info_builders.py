@@ -123,6 +123,10 @@ def test_user_csv_with_and_without_optional_columns(tmp_path):
     (["image_name", "mos"], [["", 1]], "line 2: image_name is empty"),
     (["image_name", "mos", "set"], [["a.jpg", 1, "tarin"]], "line 2: set 'tarin' is not one of training"),
     (["image_name", "mos"], [], "has no data rows"),
+    (["image_name", "mos"], [["a.jpg", 1], ["../../etc/passwd", 2]],
+     "line 3: image_name '../../etc/passwd' is not a path inside the image folder"),
+    (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image_name '/etc/passwd' is not a path inside"),
+    (["image_name;mos"], [["a.jpg;1"]], r"has no column image_name, mos \(its columns: image_name;mos\)"),
 ])
 def test_user_csv_errors_name_file_and_line(tmp_path, header, rows, message):
     path = write_csv(tmp_path / "mine.csv", header, rows)

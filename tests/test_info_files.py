@@ -159,6 +159,11 @@ def test_a_missing_dataset(tmp_path):
     ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "c"], [[1, 1], [2, 2], [3, 2]],
      "index column 2 is not an ordering of the 3 ref_ids"),
     ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "c"], [[1], [2]], r"index has shape \(2, 1\), expected \(3, M\)"),
+    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "../../etc/passwd", "c"], [[1], [2], [3]],
+     "entry 2 names image '../../etc/passwd', which is not a path inside the image folder"),
+    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "/etc/passwd"], [[1], [2], [3]],
+     "entry 3 names image '/etc/passwd', which is not a path inside the image folder"),
+    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "sub/../../x.jpg", "c"], [[1], [2], [3]], "entry 2 names image"),
 ])
 def test_content_errors_name_the_entry(tmp_path, scores, stds, names, index, message):
     path = tmp_path / "info.mat"
