@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from tqdm import tqdm
 
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
 
-CACHE_FORMAT_VERSION = 1
+# 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
+CACHE_FORMAT_VERSION = 2
+EXIF_ORIENTATION_TAG = 0x0112
+# Orientations 5-8 turn the stored pixels by 90 degrees for display: width and height swap.
+TURNING_ORIENTATIONS = {5, 6, 7, 8}
 # Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
@@ -165,6 +169,9 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
             stats.append((stat.st_size, stat.st_mtime_ns))
         except FileNotFoundError:
             missing.append(path)
+        except OSError as error:  # a loop of symbolic links, a folder it may not enter
+            raise BadFileError(f"cannot read image {path}: {error.strerror}; point it at a readable image "
+                               f"file") from None
     if missing:
         more = f" and {len(missing) - 1} more of the {len(paths)} images" if len(missing) > 1 else ""
         raise MissingFileError(
@@ -290,10 +297,28 @@ def _decoded_shape(path: Path, sizing: ImageSizing) -> tuple[int, int, int]:
     """(height, width, 3) after decoding and sizing, from the file's header alone."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
+            width, height = displayed_size(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _undecodable(path, error) from error
     return (*sizing.output_hw(width, height), 3)
+
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as a viewer shows the image: its stored size, turned by its EXIF orientation."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS else (width, height)
+
+
+def as_displayed(image: Image.Image) -> Image.Image:
+    """The image turned and mirrored as its EXIF orientation tag says, as photo viewers show it.
+
+    A camera stores a portrait photo as landscape pixels with a tag; scoring the stored pixels
+    would score the photo on its side. The paper's code ignored the tag; an image without one
+    (as the CLIVE photo the paper's demo scores) decodes to the same pixels either way.
+    """
+    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1:
+        return image  # no tag, or upright: no copy
+    return ImageOps.exif_transpose(image)
 
 
 def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
@@ -306,7 +331,7 @@ def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = _to_rgb(image)
+            rgb = _to_rgb(as_displayed(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _undecodable(path, error) from error
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):

@@ -25,7 +25,7 @@ from acceleration import (Precision, choose_precision, forward_fn, prepare_image
                           uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
-from image_store import ImageSizing, available_cores, decode_image
+from image_store import ImageSizing, available_cores, decode_image, displayed_size
 from image_transforms import to_uint8_tensor
 from IQAmodel import IQAModel
 
@@ -219,12 +219,15 @@ def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: f
 def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
     """(height, width) after sizing, from the header alone; or the error that stops the image."""
     if not os.path.isfile(path):
+        if os.path.islink(path):
+            return BadFileError(f"image {path} is a symbolic link that leads to no file (a loop of links, "
+                                f"or a missing target): point it at the image")
         return MissingFileError(f"image {path} does not exist")
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     try:
         with Image.open(path) as image:
-            width, height = image.size
+            width, height = displayed_size(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return BadFileError(f"cannot decode image {path} ({error}): it is not an image Pillow can open")
     return sizing.output_hw(width, height)

@@ -1,0 +1,164 @@
+"""Images as they come from anywhere, tried on purpose: each is scored (test_demo.py's path) and
+loaded into a data set (IQAdataset's path), and either gives a defined result or one message
+that names the file; a data set never keeps a partial cache of a failed load."""
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from errors import IQAError
+from image_store import ImageSizing, decode_image, load_images
+from IQAmodel import IQAModel
+from scoring import score_images
+
+
+def _jpeg_bytes(image, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format='JPEG', **options)
+    return buffer.getvalue()
+
+
+def _pattern(width=48, height=40, mode='RGB'):
+    """A left-to-right gradient over a top-to-bottom one, so any turn or mirror changes the pixels."""
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) % 256], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+def _png_declaring(width, height):
+    """A valid 1x1 PNG whose header then claims width x height pixels: a decompression bomb."""
+    buffer = io.BytesIO()
+    Image.new('RGB', (1, 1)).save(buffer, format='PNG')
+    data = bytearray(buffer.getvalue())
+    header = b'IHDR' + struct.pack('>II', width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack('>I', zlib.crc32(header))
+    return bytes(data)
+
+
+def _exif_rotated():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    return _jpeg_bytes(_pattern(), quality=95, exif=exif)
+
+
+# name, the file's bytes (None: made in the test), and what happens: a decoded H x W, or a message part
+CASES = [
+    ('zero_bytes.jpg', b'', 'cannot identify image file'),
+    ('truncated.jpg', _jpeg_bytes(_pattern(), quality=90)[:300], 'cannot decode image'),
+    ('random_bytes.jpg', np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+     'cannot identify image file'),
+    ('text.jpg', b'this is a text file\n' * 20, 'cannot identify image file'),
+    ('bomb.png', _png_declaring(100_000, 100_000), 'decompression bomb'),
+    ('alpha.png', None, (40, 48)),
+    ('sixteen_bit.png', None, (40, 48)),
+    ('grey.jpg', None, (40, 48)),
+    ('cmyk.jpg', None, (40, 48)),
+    ('palette.gif', None, (40, 48)),
+    ('one_pixel.png', None, (1, 1)),
+    ('exif_rotated.jpg', _exif_rotated(), (48, 40)),  # as a viewer shows it: portrait
+]
+
+
+def _write(folder: Path, name: str, content) -> Path:
+    path = folder / name
+    if content is not None:
+        path.write_bytes(content)
+        return path
+    pattern = _pattern()
+    if name == 'alpha.png':
+        pattern.putalpha(128)
+        pattern.save(path)
+    elif name == 'sixteen_bit.png':
+        Image.fromarray((np.asarray(pattern.convert('L'), dtype=np.uint16) * 257)).save(path)
+    elif name == 'grey.jpg':
+        pattern.convert('L').save(path)
+    elif name == 'cmyk.jpg':
+        pattern.convert('CMYK').save(path)
+    elif name == 'palette.gif':
+        pattern.convert('P').save(path)
+    elif name == 'one_pixel.png':
+        Image.new('RGB', (1, 1), (10, 200, 30)).save(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('images')
+    for name, content, _ in CASES:
+        _write(folder, name, content)
+    os.symlink('loop_b.jpg', folder / 'loop_a.jpg')
+    os.symlink('loop_a.jpg', folder / 'loop_b.jpg')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def model():
+    torch.manual_seed(0)
+    return IQAModel(arch='resnet18', pretrained=False).eval()
+
+
+@pytest.mark.parametrize('name, content, outcome', CASES, ids=[case[0] for case in CASES])
+def test_scoring_gives_a_score_or_one_message_naming_the_file(folder, model, name, content, outcome):
+    path = str(folder / name)
+    (result,) = score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
+                             device=torch.device('cpu'))
+    if isinstance(outcome, str):
+        assert result.score is None and path in result.error and outcome in result.error
+    else:
+        assert result.error is None and np.isfinite(result.score)
+
+
+@pytest.mark.parametrize('name, content, outcome', CASES, ids=[case[0] for case in CASES])
+def test_loading_a_data_set_decodes_or_names_the_file_and_keeps_no_cache(folder, tmp_path, name, content, outcome):
+    cache = tmp_path / 'cache'
+    if isinstance(outcome, str):
+        with pytest.raises(IQAError, match=outcome) as error:
+            load_images(folder, [name], sizing=ImageSizing(), label='cases', cache_dir=cache, verbose=False)
+        assert str(folder / name) in str(error.value)
+        assert not cache.exists() or not any(cache.iterdir())
+    else:
+        store = load_images(folder, [name], sizing=ImageSizing(), label='cases', cache_dir=cache, verbose=False)
+        assert store[0].shape == (*outcome, 3) and store[0].dtype == np.uint8
+
+
+def test_colour_modes_become_the_rgb_a_viewer_shows(folder):
+    pattern = np.asarray(_pattern())
+    assert np.array_equal(decode_image(folder / 'alpha.png', ImageSizing()), pattern)  # alpha dropped, not blended
+    grey = np.asarray(_pattern().convert('L'))
+    assert np.array_equal(decode_image(folder / 'sixteen_bit.png', ImageSizing()), np.repeat(grey[..., None], 3, -1))
+    assert np.array_equal(decode_image(folder / 'one_pixel.png', ImageSizing()), [[[10, 200, 30]]])
+
+
+def test_an_exif_rotated_photo_is_scored_as_a_viewer_shows_it(folder):
+    with Image.open(folder / 'exif_rotated.jpg') as stored:
+        shown = np.asarray(stored.convert('RGB').transpose(Image.Transpose.ROTATE_270))
+    assert np.array_equal(decode_image(folder / 'exif_rotated.jpg', ImageSizing()), shown)
+    assert decode_image(folder / 'exif_rotated.jpg', ImageSizing(resize_hw=(20, 10))).shape == (20, 10, 3)
+
+
+def test_a_symlink_loop_is_named_as_such(folder, model, tmp_path):
+    path = str(folder / 'loop_a.jpg')
+    (result,) = score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
+                             device=torch.device('cpu'))
+    assert result.score is None and path in result.error and 'symbolic link' in result.error
+    with pytest.raises(IQAError, match='symbolic link') as error:
+        load_images(folder, ['loop_a.jpg'], sizing=ImageSizing(), label='loop', cache_dir=tmp_path, verbose=False)
+    assert path in str(error.value)
+
+
+def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, model):
+    names = ['grey.jpg', 'truncated.jpg', 'cmyk.jpg', 'loop_a.jpg', 'palette.gif']
+    results = score_images(model, [str(folder / name) for name in names], k=1.0, b=0.0,
+                           sizing=ImageSizing(resize_hw=(32, 32)), batch_size=4, device=torch.device('cpu'))
+    assert [result.error is None for result in results] == [True, False, True, False, True]
+    alone = score_images(model, [str(folder / 'cmyk.jpg')], k=1.0, b=0.0, sizing=ImageSizing(resize_hw=(32, 32)),
+                         batch_size=1, device=torch.device('cpu'))
+    assert results[2].score == pytest.approx(alone[0].score, abs=1e-5)
