@@ -79,14 +79,28 @@ def test_wrapper_prefixes_are_removed(tmp_path, model):
     assert set(load_checkpoint(str(tmp_path / 'ddp.pth'))['model']) == set(model.state_dict())
 
 
-def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / 'the payload ran'
+
     class Payload:
-        def __reduce__(self):
-            return (os.system, ('echo pwned',))
+        def __reduce__(self):  # unpickling calls os.mkdir(marker)
+            return (os.mkdir, (str(marker),))
 
     torch.save({'model': {}, 'payload': Payload()}, tmp_path / 'evil.pth')
-    with pytest.raises(BadFileError, match='cannot read checkpoint .*evil.pth'):
-        load_checkpoint(str(tmp_path / 'evil.pth'))
+    for mmap in (False, True):
+        with pytest.raises(BadFileError, match='cannot read checkpoint .*evil.pth'):
+            load_checkpoint(str(tmp_path / 'evil.pth'), mmap=mmap)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('keep', [0.5, 0.1, 0.99])
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, model, keep):
+    save_checkpoint(str(tmp_path / 'whole.pth'), {'model': model.state_dict(), 'k': [1.0] * 3, 'b': [0.0] * 3})
+    data = (tmp_path / 'whole.pth').read_bytes()
+    (tmp_path / 'cut.pth').write_bytes(data[:int(len(data) * keep)])
+    for mmap in (False, True):
+        with pytest.raises(BadFileError, match='cut.pth'):
+            load_checkpoint(str(tmp_path / 'cut.pth'), mmap=mmap)
 
 
 def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
