@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from errors import BadFileError, ConfigError, MissingFileError
+from errors import BadFileError, ConfigError, MissingFileError, OutputError
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = 'checkpoints/p1q2.pth'
@@ -28,17 +28,21 @@ _WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
     """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename)."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.partial')
+    partial = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.partial')
         with os.fdopen(handle, 'wb') as file:
             torch.save(dict(checkpoint), file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
+    except BaseException as error:
+        if partial is not None and os.path.exists(partial):
             os.remove(partial)
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write checkpoint {path}: {error.strerror or error}; free space, or write "
+                              f"it elsewhere (--trained_model_file); a checkpoint already there is kept") from None
         raise
 
 

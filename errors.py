@@ -20,3 +20,7 @@ class MissingFileError(IQAError, FileNotFoundError):
 
 class BadFileError(IQAError, ValueError):
     """A file exists but its content cannot be used."""
+
+
+class OutputError(IQAError, OSError):
+    """A file cannot be written: the disk is full, the folder read-only or not a folder."""

@@ -9,8 +9,10 @@ evaluated, and its metrics are saved to results/<run name>.npy. The metrics of e
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 """
 
+import errno
 import logging
 import os
+import re
 import sys
 from typing import Any, Dict, Optional, Sequence
 
@@ -179,11 +181,18 @@ def attach_resume(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, An
         say(f"resuming from {path} after epoch {trainer.state.epoch}")
 
 
+# ignite's Checkpoint names each saved state after its epoch; a file of another name is the
+# temporary file of a save that was cut short (ignite writes one, then renames it).
+RESUME_FILE = re.compile(r'checkpoint_(\d+)\.pt')
+
+
 def latest_resume_file(folder: str) -> str:
-    files = os.listdir(folder) if os.path.isdir(folder) else []
-    if not files:
+    """The state of the latest saved epoch, never a save that was interrupted."""
+    epochs = {int(match.group(1)): name for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+              if (match := RESUME_FILE.fullmatch(name))}
+    if not epochs:
         raise MissingFileError(f"nothing to resume in {folder}: run once without --resume, with the same options")
-    return os.path.join(folder, max(files, key=lambda f: os.path.getmtime(os.path.join(folder, f))))
+    return os.path.join(folder, epochs[max(epochs)])
 
 
 def attach_logging(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, Any]) -> TensorboardLogger:
@@ -296,14 +305,27 @@ def evaluate_only(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, 
     return test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
 
 
+# What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
 def run(local_rank: int, settings: Dict[str, Any]) -> None:
     """One process: a user mistake is one line (from the first process) and exit status 1."""
     try:
         training(local_rank, settings)
-    except IQAError as error:
+    except (IQAError, OSError) as error:
+        if not isinstance(error, IQAError) and error.errno not in WRITE_FAILURES:
+            raise
         if idist.get_rank() == 0:
-            print(f'main.py: error: {error}', file=sys.stderr)
+            print(f'main.py: error: {_message(error)}', file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, IQAError):
+        return str(error)
+    return (f"{error.filename}: {error.strerror}; check the space and permissions of the output folders "
+            f"(--trained_model_file, --results_dir, --log_dir); what was saved before is kept")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,0 +1,161 @@
+"""Faults of long runs, caused on purpose: a process killed mid-epoch or mid-save, a full disk,
+an output folder that cannot be written, a loss that turns NaN. Each ends with the work done
+so far intact and one message, and a killed run resumes to the metrics of an unbroken one."""
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main
+import training
+from checkpoint import load_checkpoint, save_checkpoint
+from data_helpers import synthetic_koniq_options
+from errors import OutputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def koniq(tmp_path_factory):
+    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=40, seed=3)
+
+
+def small_run(koniq, epochs=3):
+    return ['--dataset', 'KonIQ-10k', '--resize', '-rs_h', '48', '-rs_w', '64', '--arch', 'resnet18', '--pretrained',
+            'none', '-bs', '4', '-e', str(epochs), '--lr', '1e-3', '--num_workers', '0'] + koniq
+
+
+def run_name(argv):
+    return main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = str(tmp_path / 'best.pth')
+    save_checkpoint(path, {'model': {'w': torch.ones(3)}, 'epoch': 1})
+    before = Path(path).read_bytes()
+
+    def full_disk(obj, file):
+        file.write(b'PK\x03\x04 half a checkpoint')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', full_disk)
+    with pytest.raises(OutputError, match='cannot write checkpoint .*best.pth: No space left on device; free space'):
+        save_checkpoint(path, {'model': {'w': torch.zeros(3)}, 'epoch': 2})
+    assert Path(path).read_bytes() == before
+    assert os.listdir(tmp_path) == ['best.pth']  # no partial file left behind
+
+
+@pytest.mark.parametrize('option', ['--trained_model_file', '--results_dir', '--log_dir'])
+def test_an_output_that_cannot_be_written_is_one_line(option, koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path('a_file').write_text('a file where a folder should be')
+    assert main.main(small_run(koniq, epochs=1) + [option, 'a_file/output']) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if 'error' in line]
+    assert len(errors) == 1 and errors[0].startswith('main.py: error: ') and 'a_file' in errors[0]
+    assert 'Not a directory' in errors[0] and 'Traceback' not in err
+
+
+def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq)
+    real_loss = main.IQALoss
+
+    def nan_in_epoch_2(**kwargs):
+        loss, calls = real_loss(**kwargs), []
+
+        def compute(y_pred, y):
+            calls.append(1)
+            value = loss(y_pred, y)
+            return value * float('nan') if len(calls) == 9 else value  # 7 batches an epoch: epoch 2, batch 2
+        return compute
+
+    monkeypatch.setattr(main, 'IQALoss', nan_in_epoch_2)
+    assert main.main(argv) == 1
+    err = capsys.readouterr().err
+    assert 'the loss is nan at iteration 9 (epoch 2)' in err and 'the best checkpoint so far is kept' in err
+    checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
+    assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
+
+
+def _start(argv, cwd):
+    return subprocess.Popen([sys.executable, str(REPO / 'main.py')] + argv, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, 'PYTHONPATH': str(REPO)})
+
+
+def _resume_files(folder: Path):
+    """The saved states and any temporary file of a save in progress."""
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, tmp_path, monkeypatch):
+    argv = small_run(koniq, epochs=8)
+    os.makedirs(tmp_path / 'unbroken')
+    monkeypatch.chdir(tmp_path / 'unbroken')
+    assert main.main(argv) == 0
+    name = run_name(argv)
+    unbroken = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
+
+    work = tmp_path / 'killed'
+    os.makedirs(work)
+    checkpoint, resume = work / 'checkpoints' / name, work / 'checkpoints' / (name + '.resume')
+    rng, kills = random.Random(7), 0
+    for attempt in range(3):
+        process = _start(argv + (['--resume'] if _resume_files(resume) else []), work)
+        saved = _resume_files(resume)
+        deadline = time.monotonic() + 120
+        while _resume_files(resume) == saved and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # wait for this attempt's first saved epoch: every kill loses work after it
+        time.sleep(rng.uniform(0.0, 1.0))  # in the save, or in the epoch after it
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        if checkpoint.exists():  # whatever moment the kill hit, the best checkpoint on disk is whole
+            assert 'model' in load_checkpoint(str(checkpoint))
+    assert kills >= 2
+    final = _start(argv + ['--resume'], work)
+    assert final.wait(timeout=300) == 0, final.stderr.read().decode()
+    resumed = np.load(work / 'results' / (name + '.npy'), allow_pickle=True).item()
+    for metric in training.METRICS_PRINTED:
+        assert resumed[metric] == pytest.approx(unbroken[metric], rel=1e-5, abs=1e-6)
+
+
+def test_killed_while_writing_a_checkpoint_the_previous_one_is_intact(tmp_path):
+    path = tmp_path / 'best.pth'
+    script = f"""
+import os, signal, torch
+from checkpoint import save_checkpoint
+save_checkpoint({str(path)!r}, {{'model': {{'w': torch.ones(1000)}}}})
+real_save = torch.save
+def killed_midway(obj, file):
+    file.write(b'PK\\x03\\x04 the first bytes')
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = killed_midway
+save_checkpoint({str(path)!r}, {{'model': {{'w': torch.zeros(1000)}}}})
+"""
+    process = subprocess.run([sys.executable, '-c', script], cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
+    assert process.returncode == -signal.SIGKILL
+    assert torch.equal(load_checkpoint(str(path))['model']['w'], torch.ones(1000))
+
+
+def test_resume_takes_the_latest_whole_state_not_a_save_cut_short(tmp_path):
+    for name in ('checkpoint_9.pt', 'checkpoint_10.pt', 'tmpa1b2c3d4'):
+        (tmp_path / name).write_bytes(b'')
+    os.utime(tmp_path / 'checkpoint_9.pt', (time.time() + 60, time.time() + 60))  # newer, by its clock
+    assert main.latest_resume_file(str(tmp_path)) == str(tmp_path / 'checkpoint_10.pt')
+    (tmp_path / 'checkpoint_9.pt').unlink()
+    (tmp_path / 'checkpoint_10.pt').unlink()
+    with pytest.raises(main.MissingFileError, match='nothing to resume'):
+        main.latest_resume_file(str(tmp_path))
