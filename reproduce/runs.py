@@ -187,7 +187,8 @@ def _resumed(checkpoint: str, records: str) -> List[str]:
     """--resume for a run interrupted after an epoch: main.py keeps its state beside the checkpoint,
     and its records have epochs but no final test (a finished run asked for again starts afresh)."""
     folder = Path(checkpoint + '.resume')
-    started = folder.is_dir() and any(folder.iterdir()) and Path(records).is_file()
+    saved = folder.is_dir() and any(main.RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
+    started = saved and Path(records).is_file()
     return ['--resume'] if started and not EpochMetrics(records).has(FINAL_TEST) else []
 
 

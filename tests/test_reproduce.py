@@ -80,8 +80,10 @@ def test_a_run_interrupted_after_an_epoch_resumes(tmp_path):
     os.makedirs(checkpoint + '.resume')
     log = EpochLog(records)
     assert _resumed(checkpoint, records) == []  # interrupted before its first epoch ended: start again
-    (tmp_path / 'run.resume' / 'checkpoint_1.pt').write_bytes(b'')
+    (tmp_path / 'run.resume' / 'tmp0a1b2c3d').write_bytes(b'')
     log.add(1, 'val', {'PLCC': 0.5})
+    assert _resumed(checkpoint, records) == []  # killed in its first save: nothing whole to resume from
+    (tmp_path / 'run.resume' / 'checkpoint_1.pt').write_bytes(b'')
     assert _resumed(checkpoint, records) == ['--resume']
     log.add(1, 'final_test', {'PLCC': 0.5})
     assert _resumed(checkpoint, records) == []  # finished: asked for again (with test curves), it starts afresh
