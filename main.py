@@ -9,12 +9,13 @@ evaluated, and its metrics are saved to results/<run name>.npy. The metrics of e
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 """
 
+import contextlib
 import errno
 import logging
 import os
 import re
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import ignite.distributed as idist
 import numpy as np
@@ -34,6 +35,7 @@ from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from options import get_args_parser, loss_kwargs, model_kwargs, pretrained_weights
 from quickstart import run_quickstart
+from run_lock import run_lock
 from run_records import FINAL_TEST, EpochLog, epochs_file, scores_file, write_scores
 from scoring import resolve_device
 
@@ -305,6 +307,11 @@ def evaluate_only(parts: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, 
     return test_and_report(parts['evaluations']['test'], parts['loaders']['test'], checkpoint, settings)
 
 
+def run_outputs(settings: Dict[str, Any]) -> List[str]:
+    """The files a run writes under its name, which no other run may write at the same time."""
+    return [settings['trained_model_file'], os.path.join(settings['results_dir'], settings['run_name'])]
+
+
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
@@ -312,20 +319,29 @@ WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 def run(local_rank: int, settings: Dict[str, Any]) -> None:
     """One process: a user mistake is one line (from the first process) and exit status 1."""
     try:
-        training(local_rank, settings)
-    except (IQAError, OSError) as error:
-        if not isinstance(error, IQAError) and error.errno not in WRITE_FAILURES:
+        with run_lock(run_outputs(settings)) if idist.get_rank() == 0 else contextlib.nullcontext():
+            training(local_rank, settings)
+    except (IQAError, OSError, RuntimeError) as error:
+        message = _message(error)
+        if message is None:
             raise
         if idist.get_rank() == 0:
-            print(f'main.py: error: {_message(error)}', file=sys.stderr)
+            print(f'main.py: error: {message}', file=sys.stderr)
         raise SystemExit(1) from None
 
 
-def _message(error: Exception) -> str:
+def _message(error: Exception) -> Optional[str]:
+    """The line that tells the user what happened, or None for an error that is a bug."""
     if isinstance(error, IQAError):
         return str(error)
-    return (f"{error.filename}: {error.strerror}; check the space and permissions of the output folders "
-            f"(--trained_model_file, --results_dir, --log_dir); what was saved before is kept")
+    if isinstance(error, OSError) and error.errno in WRITE_FAILURES:
+        return (f"{error.filename}: {error.strerror}; check the space and permissions of the output folders "
+                f"(--trained_model_file, --results_dir, --log_dir); what was saved before is kept")
+    if isinstance(error, RuntimeError) and str(error).startswith('DataLoader worker'):
+        # torch's words: "DataLoader worker (pid N) is killed by signal: Killed." and the like
+        return (f"a data loading process died ({str(error).rstrip('.')}). Often the memory ran out: lower "
+                f"--num_workers or -bs; --resume continues from the last finished epoch")
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -163,3 +163,49 @@ def test_resume_takes_the_latest_whole_state_not_a_save_cut_short(tmp_path):
     (tmp_path / 'checkpoint_10.pt').unlink()
     with pytest.raises(main.MissingFileError, match='nothing to resume'):
         main.latest_resume_file(str(tmp_path))
+
+
+def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    import IQAdataset
+    real_item = IQAdataset.IQADataset.__getitem__
+
+    def dies_in_a_worker(self, index):
+        if torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+        return real_item(self, index)
+
+    monkeypatch.setattr(IQAdataset.IQADataset, '__getitem__', dies_in_a_worker)
+    started = time.monotonic()
+    assert main.main(small_run(koniq, epochs=1) + ['--num_workers', '1']) == 1
+    assert time.monotonic() - started < 120  # no hang
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if 'error' in line]
+    assert len(errors) == 1 and errors[0].startswith('main.py: error: a data loading process')
+    assert '(DataLoader worker (pid' in errors[0] and 'Traceback' not in err
+
+
+def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=2)
+    first = _start(argv, tmp_path)
+    lock = Path('checkpoints') / (run_name(argv) + '.lock')
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert main.main(argv) == 1  # the second, while the first trains
+    err = capsys.readouterr().err
+    assert f'main.py: error: another run (process {first.pid}) is writing checkpoints/{run_name(argv)}' in err
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()
+    assert not lock.exists()  # released at the end
+    assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=1)
+    ghost = subprocess.Popen([sys.executable, '-c', 'pass'])
+    ghost.wait()  # a process id that no longer runs
+    os.makedirs('checkpoints')
+    (Path('checkpoints') / (run_name(argv) + '.lock')).write_text(str(ghost.pid))
+    assert main.main(argv) == 0
