@@ -10,7 +10,7 @@ import contextlib
 import os
 from typing import Iterator, Sequence
 
-from errors import ConfigError
+from errors import ConfigError, OutputError
 
 
 def _alive(pid: int) -> bool:
@@ -34,7 +34,13 @@ def _owner(lock: str) -> int:
 
 
 def _acquire(lock: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(lock))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:  # a file where the folder should be, a read-only disk
+        reason = 'a file is in the way' if isinstance(error, FileExistsError) else error.strerror
+        raise OutputError(f"cannot make the folder {folder} for {lock[:-len('.lock')]}: {reason}; "
+                          f"choose an output that can be written") from None
     for _ in range(2):  # a second try after clearing a lock its owner left behind
         try:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
