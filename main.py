@@ -12,6 +12,7 @@ to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-
 import contextlib
 import errno
 import logging
+import math
 import os
 import re
 import sys
@@ -106,8 +107,13 @@ class Progress:
 
 
 def criterion_score(performance: Dict[str, Any], criterion: str) -> float:
-    """Larger is better: |SROCC| or |PLCC| (a head may learn a reversed scale), or -RMSE."""
+    """Larger is better: |SROCC| or |PLCC| (a head may learn a reversed scale), or -RMSE.
+
+    NaN (correlations of constant predictions) ranks below every number.
+    """
     value = float(performance[criterion])
+    if math.isnan(value):
+        return -math.inf
     return -value if criterion.startswith('RMSE') else abs(value)
 
 
@@ -135,7 +141,8 @@ def attach_validation(trainer: Engine, parts: Dict[str, Any], settings: Dict[str
         score = criterion_score(validated, settings['val_criterion'])
         if settings['test_during_training']:
             record(parts, engine.state.epoch, 'test', evaluations['test'].run(loaders['test'], k, b))
-        if score > progress.best_score:
+        # the first epoch is always kept, so that a run whose scores are all NaN still has a best model
+        if score > progress.best_score or progress.best_epoch == 0:
             if idist.get_rank() == 0:
                 save_checkpoint(settings['trained_model_file'], best_checkpoint(
                     parts['model'], parts['optimizer'], parts['precision'], k, b, settings))

@@ -3,6 +3,7 @@ an output folder that cannot be written, a loss that turns NaN. Each ends with t
 so far intact and one message, and a killed run resumes to the metrics of an unbroken one."""
 
 import errno
+import math
 import os
 import random
 import signal
@@ -209,3 +210,13 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, tmp_path, monkeypatch)
     os.makedirs('checkpoints')
     (Path('checkpoints') / (run_name(argv) + '.lock')).write_text(str(ghost.pid))
     assert main.main(argv) == 0
+
+
+def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koniq, tmp_path, monkeypatch):
+    # a model that predicts one constant has no correlation: SROCC and PLCC are NaN every epoch
+    monkeypatch.chdir(tmp_path)
+    assert main.criterion_score({'SROCC': float('nan')}, 'SROCC') == -math.inf
+    monkeypatch.setattr(main, 'criterion_score', lambda performance, criterion: float('nan'))
+    argv = small_run(koniq, epochs=2)
+    assert main.main(argv) == 0
+    assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2
