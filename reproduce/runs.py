@@ -158,11 +158,14 @@ class Runner:
         checkpoint = argv[argv.index('--trained_model_file') + 1]
         name = Path(checkpoint).name
         results_dir = str(self.out / 'results')
-        if not self._trained(run, results_dir, name):
+        records = epochs_file(results_dir, name)
+        metrics = EpochMetrics(records) if Path(records).is_file() else None
+        if not _complete(run, metrics):
             if not self.train:
                 print(f'{progress}: not run yet ({_describe(run)})')
                 return None
-            _call(main.main, 'main.py', argv + _resumed(checkpoint, epochs_file(results_dir, name)), progress, run)
+            _call(main.main, 'main.py', argv + _resumed(checkpoint, records), progress, run)
+            metrics = EpochMetrics(records)
         scores = {run.dataset: scores_file(str(Path(results_dir) / f'{name}.npy'))}
         if run.cross_dataset:
             cross = scores_file(test_dataset.result_file(results_dir, CROSS_DATASET, checkpoint))
@@ -172,15 +175,12 @@ class Runner:
                     return None
                 _call(test_dataset.main, 'test_dataset.py', self.cross_dataset_argv(checkpoint), progress, run)
             scores[CROSS_DATASET] = cross
-        return RunResult(run, name, EpochMetrics(epochs_file(results_dir, name)), scores)
+        return RunResult(run, name, metrics, scores)
 
-    @staticmethod
-    def _trained(run: Run, results_dir: str, name: str) -> bool:
-        path = epochs_file(results_dir, name)
-        if not Path(path).is_file():
-            return False
-        metrics = EpochMetrics(path)
-        return metrics.has(FINAL_TEST) and (metrics.has('test') or not run.test_curves)
+
+def _complete(run: Run, metrics: Optional[EpochMetrics]) -> bool:
+    """Whether a run's records (None: it has none yet) hold its final test, and the test curves it asks for."""
+    return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has('test') or not run.test_curves)
 
 
 def _resumed(checkpoint: str, records: str) -> List[str]:
