@@ -170,7 +170,12 @@ def attach_epoch_log(trainer: Engine, parts: Dict[str, Any], settings: Dict[str,
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def log_mean_loss(engine: Engine) -> None:
-        log.add(engine.state.epoch, 'train', {'loss': sum(losses) / max(len(losses), 1)})
+        # the steps skipped for a non-finite loss (--skip_nonfinite) are counted, not averaged
+        finite = [loss for loss in losses if math.isfinite(loss)]
+        metrics = {'loss': sum(finite) / max(len(finite), 1)}
+        if len(finite) < len(losses):
+            metrics['skipped_steps'] = len(losses) - len(finite)
+        log.add(engine.state.epoch, 'train', metrics)
         losses.clear()
 
 
@@ -290,7 +295,8 @@ def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
     say(f"training on {idist.get_world_size()} x {device.type} in {parts['precision'].name}")
     trainer = T.create_trainer(parts['trained'], parts['optimizer'], GlobalBatchLoss(IQALoss(**loss_kwargs(settings))),
                                device=device, precision=parts['precision'], channels_last=parts['channels_last'],
-                               accumulation_steps=settings['accumulation_steps'])
+                               accumulation_steps=settings['accumulation_steps'],
+                               skip_nonfinite=settings['skip_nonfinite'], report=say)
     reseed_each_epoch(trainer, seed)
     attach_validation(trainer, parts, settings)
     attach_resume(trainer, parts, settings)

@@ -121,6 +121,9 @@ def training_options() -> argparse.ArgumentParser:
     group.add_argument('--ft_lr_ratio', '-flr', dest='ft_lr_ratio', type=NON_NEGATIVE, default=0.1,
                        help='learning rate of the backbone relative to lr; 0 freezes it')
     group.add_argument('-accum', '--accumulation_steps', type=POSITIVE_INT, default=1, help='batches per optimizer step')
+    group.add_argument('--skip_nonfinite', action='store_true',
+                       help='skip a step whose loss is NaN or infinite (reported at the end of its epoch) '
+                            'instead of stopping the run there')
     group.add_argument('-wd', '--weight_decay', type=NON_NEGATIVE, default=0.0, help='weight decay')
     group.add_argument('-lrd', '--lr_decay', type=DECAY, default=0.1, help='learning rate factor at each step')
     group.add_argument('-olrd', '--overall_lr_decay', type=DECAY, default=0.01,

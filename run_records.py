@@ -6,6 +6,7 @@ trains (one row per value, so a split or metric added later needs no new format)
     epoch,split,metric,value
     1,train,loss,0.41825       the mean training loss of epoch 1
     1,val,PLCC,0.81204         validation metrics after epoch 1 (train and test too with -tdt)
+    2,train,skipped_steps,1    steps of a non-finite loss skipped (--skip_nonfinite; only if any)
     12,final_test,PLCC,0.9035  the best model (here from epoch 12) on the test split
 
 The scores of one test, `<results file>-scores.csv`: per image, its subjective score, the

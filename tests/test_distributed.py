@@ -17,15 +17,17 @@ from IQAloss import IQALoss
 from IQAmodel import IQAModel
 
 
-def _batch():
-    generator = torch.Generator().manual_seed(1)
+def _batch(seed=1, nan=False):
+    generator = torch.Generator().manual_seed(seed)
     images = torch.randn(6, 3, 64, 64, dtype=torch.float64, generator=generator)
     mos = torch.rand(6, dtype=torch.float64, generator=generator) * 100
+    if nan:
+        mos[4] = float('nan')  # on one process only: the loss of the whole batch is NaN on both
     return images, (mos, torch.ones(6, dtype=torch.float64))
 
 
-def _first_step():
-    """One training step of this process on its share of the batch; the state after it."""
+def _training(batches, skip_nonfinite=False):
+    """Training steps of this process on its share of each batch; the loss and state after them."""
     rank, world_size = idist.get_rank(), idist.get_world_size()
     torch.manual_seed(0)
     model = IQAModel(arch='resnet18', pretrained=False).double()
@@ -34,32 +36,53 @@ def _first_step():
     trained = idist.auto_model(model) if world_size > 1 else model
     optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
     trainer = training.create_trainer(trained, optimizer, GlobalBatchLoss(IQALoss()), device=torch.device('cpu'),
-                                      precision=acceleration.Precision('float32'), accumulation_steps=1)
-    images, (mos, std) = _batch()
+                                      precision=acceleration.Precision('float32'), accumulation_steps=1,
+                                      skip_nonfinite=skip_nonfinite, report=lambda line: None)
     share = slice(rank, None, world_size)
-    trainer.run([(images[share], (mos[share], std[share]))], max_epochs=1)
+    trainer.run([(images[share], (mos[share], std[share])) for images, (mos, std) in batches], max_epochs=1)
     return trainer.state.output, {name: value.clone() for name, value in model.state_dict().items()}
 
 
-def _first_step_of_rank0(local_rank, path):
-    loss, state = _first_step()
+def _first_step():
+    return _training([_batch()])
+
+
+def _a_nan_step_skipped():
+    return _training([_batch(1), _batch(2, nan=True), _batch(3)], skip_nonfinite=True)
+
+
+def _saved_by_rank0(local_rank, path, steps):
+    loss, state = globals()[steps]()
     if idist.get_rank() == 0:
         torch.save({'loss': loss, 'state': state}, path)
 
 
-def test_two_processes_take_the_same_first_step_as_one(tmp_path):
+def _in_two_processes(tmp_path, steps):
     path = str(tmp_path / 'rank0.pt')
     with idist.Parallel(backend='gloo', nproc_per_node=2) as parallel:
-        parallel.run(_first_step_of_rank0, path)
-    two = torch.load(path, weights_only=True)
+        parallel.run(_saved_by_rank0, path, steps)
+    return torch.load(path, weights_only=True)
+
+
+def _assert_close_states(two, one):
+    assert set(two) == set(one)  # GlobalBatchNorm keeps the checkpoint's names
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, rtol=1e-7, atol=1e-10, msg=name)
+
+
+def test_two_processes_take_the_same_first_step_as_one(tmp_path):
+    two = _in_two_processes(tmp_path, '_first_step')
     loss, one = _first_step()
     assert two['loss'] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
-    assert set(two['state']) == set(one)  # GlobalBatchNorm keeps the checkpoint's names
-    moved = 0
-    for name, value in one.items():
-        torch.testing.assert_close(two['state'][name], value, rtol=1e-7, atol=1e-10, msg=name)
-        moved += name.endswith('running_mean') and bool(value.abs().sum() > 0)
-    assert moved > 0  # BatchNorm statistics were updated, from the whole batch
+    _assert_close_states(two['state'], one)
+    assert any(name.endswith('running_mean') and bool(value.abs().sum() > 0) for name, value in one.items())
+
+
+def test_two_processes_skip_a_nan_step_together(tmp_path):
+    """The NaN is in one process's share; both skip the step, and neither waits for the other."""
+    two = _in_two_processes(tmp_path, '_a_nan_step_skipped')
+    _, one = _a_nan_step_skipped()
+    _assert_close_states(two['state'], one)
 
 
 def test_evaluation_batches_are_shared_out_and_none_is_empty():

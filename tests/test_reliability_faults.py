@@ -21,6 +21,7 @@ import training
 from checkpoint import load_checkpoint, save_checkpoint
 from data_helpers import synthetic_koniq_options
 from errors import OutputError
+from run_records import FINAL_TEST, EpochMetrics, epochs_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,10 +67,8 @@ def test_an_output_that_cannot_be_written_is_one_line(option, koniq, tmp_path, m
     assert ('Not a directory' in errors[0] or 'a file is in the way' in errors[0]) and 'Traceback' not in err
 
 
-def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, tmp_path, monkeypatch,
-                                                                                 capsys):
-    monkeypatch.chdir(tmp_path)
-    argv = small_run(koniq)
+def nan_at_iteration_9(monkeypatch):
+    """The loss of the 9th training batch is NaN (7 batches an epoch: epoch 2, batch 2)."""
     real_loss = main.IQALoss
 
     def nan_in_epoch_2(**kwargs):
@@ -78,13 +77,35 @@ def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(
         def compute(y_pred, y):
             calls.append(1)
             value = loss(y_pred, y)
-            return value * float('nan') if len(calls) == 9 else value  # 7 batches an epoch: epoch 2, batch 2
+            return value * float('nan') if len(calls) == 9 else value
         return compute
 
     monkeypatch.setattr(main, 'IQALoss', nan_in_epoch_2)
+
+
+def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq)
+    nan_at_iteration_9(monkeypatch)
     assert main.main(argv) == 1
     err = capsys.readouterr().err
     assert 'the loss is nan at iteration 9 (epoch 2)' in err and 'the best checkpoint so far is kept' in err
+    checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
+    assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
+
+
+def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq) + ['--skip_nonfinite']
+    nan_at_iteration_9(monkeypatch)
+    assert main.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'epoch 2: skipped 1 step(s) of a non-finite loss, at iteration(s) 9' in out
+    metrics = EpochMetrics(epochs_file('results', run_name(argv)))
+    assert metrics.series('train', 'skipped_steps') == ([2], [1.0])  # written only for an epoch that skipped
+    assert all(math.isfinite(loss) for loss in metrics.series('train', 'loss').values)
+    assert metrics.has(FINAL_TEST)
     checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
     assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
 
