@@ -37,6 +37,34 @@ EXIF_ORIENTATION_TAG = 0x0112
 TURNING_ORIENTATIONS = {5, 6, 7, 8}
 # Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+# Pillow's threshold (a 9459 x 9459 image): above it Pillow only warns, and refuses twice as many.
+# A warning is no answer for a file that may be a decompression bomb, so the limit is ours:
+# one threshold, and an error that names the image and the option that raises it.
+DEFAULT_MAX_PIXELS = 89_478_485
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def limit_pixels(max_pixels: int) -> None:
+    """Refuse images of more than `max_pixels` pixels (--max_pixels), a check left to this module
+    alone: Pillow's own, which would warn or refuse at its fixed thresholds, is switched off."""
+    global _max_pixels
+    _max_pixels = max_pixels
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Pillow's lazy Image.open (the header only), with BadFileError for an image larger than the
+    pixel limit, raised before a pixel of it is decoded; Pillow's own errors pass through."""
+    image = Image.open(path)
+    width, height = image.size
+    if width * height > _max_pixels:
+        image.close()
+        raise BadFileError(
+            f"image {path} declares {width} x {height} pixels, more than the limit of {_max_pixels:,} "
+            f"(--max_pixels): a small file that declares a huge image can exhaust the memory "
+            f"(a decompression bomb); if you trust this image, raise --max_pixels"
+        )
+    return image
 
 
 @dataclass(frozen=True)
@@ -296,8 +324,10 @@ def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.
 def _decoded_shape(path: Path, sizing: ImageSizing) -> tuple[int, int, int]:
     """(height, width, 3) after decoding and sizing, from the file's header alone."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = displayed_size(image)
+    except BadFileError:
+        raise  # over the pixel limit: its own message
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _undecodable(path, error) from error
     return (*sizing.output_hw(width, height), 3)
@@ -329,9 +359,11 @@ def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
         sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
     """
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
             rgb = _to_rgb(as_displayed(image))
+    except BadFileError:
+        raise  # over the pixel limit: its own message
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _undecodable(path, error) from error
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):

@@ -31,6 +31,7 @@ from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
 from errors import IQAError, MissingFileError
+from image_store import limit_pixels
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
@@ -286,6 +287,7 @@ def build_parts(settings: Dict[str, Any], device: torch.device) -> Dict[str, Any
 def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
     """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
     device = choose_device(settings['device'])
+    limit_pixels(settings['max_pixels'])
     seed = run_seed(settings)
     T.seed_everything(seed)
     T.configure_cudnn(deterministic=not settings['randomness'])

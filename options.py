@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Mapping, Optional, Union
 
 from acceleration import COMPILE_MODES, OPT_LEVELS
 from checkpoint import MODEL_SETTINGS
+from image_store import DEFAULT_MAX_PIXELS
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
 from IQAmodel import POOLING_METHODS
 
@@ -108,6 +109,9 @@ def data_options() -> argparse.ArgumentParser:
     group.add_argument('--im_dir', default=None,
                        help='folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)')
     group.add_argument('--cache_dir', default='data/cache', help='folder of the decoded-image cache')
+    group.add_argument('--max_pixels', type=POSITIVE_INT, default=DEFAULT_MAX_PIXELS,
+                       help="refuse images of more pixels (width x height) than this, which may be decompression "
+                            "bombs (default: Pillow's threshold, a 9459 x 9459 image)")
     return parser
 
 

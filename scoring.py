@@ -25,7 +25,7 @@ from acceleration import (Precision, choose_precision, forward_fn, prepare_image
                           uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
-from image_store import ImageSizing, available_cores, decode_image, displayed_size
+from image_store import ImageSizing, available_cores, decode_image, displayed_size, open_image
 from image_transforms import to_uint8_tensor
 from IQAmodel import IQAModel
 
@@ -226,8 +226,10 @@ def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = displayed_size(image)
+    except BadFileError as error:
+        return error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return BadFileError(f"cannot decode image {path} ({error}): it is not an image Pillow can open")
     return sizing.output_hw(width, height)

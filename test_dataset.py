@@ -23,6 +23,7 @@ from acceleration import evaluation_batch_size
 from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
+from image_store import limit_pixels
 from IQAdataset import IQADataset, evaluation_loader
 from options import get_test_dataset_parser
 from run_records import scores_file, write_scores
@@ -54,6 +55,7 @@ def result_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
 def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
     """Evaluate the checkpoint the options name on their data set; print and save the metrics."""
     device = resolve_device(options['device'])
+    limit_pixels(options['max_pixels'])
     path = options['trained_model_file'] or RELEASED_CHECKPOINT
     scorer = load_scorer(path, requested={name: options[name] for name in MODEL_SETTINGS}, defaults=defaults,
                          device=device, opt_level=options['opt_level'])

@@ -44,7 +44,7 @@ with collector_paused(__name__ == '__main__'):
     from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
     from errors import ConfigError, IQAError
     from options import get_demo_parser
-    from image_store import ImageSizing
+    from image_store import ImageSizing, limit_pixels
     from acceleration import evaluation_batch_size
     from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
                          resolve_device, score_images)
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
     """The images --img stands for, the checkpoint's model and how to size the images."""
+    limit_pixels(args.max_pixels)
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
     scorer = load_scorer(args.trained_model_file or RELEASED_CHECKPOINT, requested=requested, defaults=defaults,

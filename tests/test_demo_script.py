@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+import image_store
 from checkpoint import save_checkpoint
 from data_helpers import save_plain_images
 from errors import ConfigError
@@ -217,8 +218,12 @@ def test_a_missing_image_on_stdin_gets_a_row_and_the_rest_are_scored(capsys, mon
     ('checkpoint of another arch', "trained with arch='resnet18', but arch='resnet34'"),
     ('authors\' checkpoint of another arch', 'does not fit the model built with arch=resnet34'),
     ('unreadable single image', 'cannot decode image .*e.jpg'),
+    ('image over --max_pixels', r'image .*a.jpg declares 64 x 64 pixels, more than the limit of 4,095 \(--max_pixels\)'),
 ])
-def test_mistakes_are_one_line_and_exit_1(capsys, tmp_path, checkpoints, images, case, message):
+def test_mistakes_are_one_line_and_exit_1(capsys, monkeypatch, tmp_path, checkpoints, images, case, message):
+    # --max_pixels sets a limit for the whole process: this test's is undone after it
+    monkeypatch.setattr(image_store, '_max_pixels', image_store._max_pixels)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
     (tmp_path / 'empty').mkdir()
     argv = {
         'missing checkpoint': ['--img', str(images / 'a.jpg'), '-modelfile', str(tmp_path / 'none.pth')],
@@ -230,6 +235,8 @@ def test_mistakes_are_one_line_and_exit_1(capsys, tmp_path, checkpoints, images,
         'authors\' checkpoint of another arch': ['--img', str(images / 'a.jpg'), '--arch', 'resnet34',
                                                  '-modelfile', checkpoints['authors']],
         'unreadable single image': ['--img', str(images / 'e.jpg'), '-modelfile', checkpoints['ours']],
+        'image over --max_pixels': ['--img', str(images / 'a.jpg'), '--max_pixels', '4095',
+                                    '-modelfile', checkpoints['ours']],
     }[case]
     status, out, err = run_main(capsys, argv)
     assert status == 1 and out == ''

@@ -139,6 +139,7 @@ def test_pretrained_choices():
     (['-accum', '0'], "argument -accum/--accumulation_steps: 0 is out of range"),
     (['-ebs', '0'], "argument -ebs/--eval_batch_size: 0 is out of range"),
     (['--num_workers', '-1'], "argument --num_workers: -1 is out of range"),
+    (['--max_pixels', '0'], "argument --max_pixels: 0 is out of range: it must be an integer at least 1"),
     (['-p', '0'], "argument -p/--p: 0 is out of range"),
     (['--alpha', '1', '-1'], "argument -a/--alpha: -1 is out of range"),
     (['--loss_type', 'l3'], "argument -lt/--loss_type: invalid choice: 'l3'"),

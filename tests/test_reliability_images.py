@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+import image_store
 from errors import IQAError
-from image_store import ImageSizing, decode_image, load_images
+from image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, limit_pixels, load_images, open_image
 from IQAmodel import IQAModel
 from scoring import score_images
 
@@ -162,3 +163,43 @@ def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, model):
     alone = score_images(model, [str(folder / 'cmyk.jpg')], k=1.0, b=0.0, sizing=ImageSizing(resize_hw=(32, 32)),
                          batch_size=1, device=torch.device('cpu'))
     assert results[2].score == pytest.approx(alone[0].score, abs=1e-5)
+
+
+@pytest.fixture
+def pixel_limit(monkeypatch):
+    """limit_pixels, with the limit and Pillow's own threshold restored after the test."""
+    monkeypatch.setattr(image_store, '_max_pixels', image_store._max_pixels)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    return limit_pixels
+
+
+def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(model, tmp_path, pixel_limit,
+                                                                                recwarn):
+    path = tmp_path / 'hundred_megapixels.png'
+    path.write_bytes(_png_declaring(10_000, 10_000))
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow alone: a warning, then it would decode
+        Image.open(path).close()
+    recwarn.clear()
+    pixel_limit(DEFAULT_MAX_PIXELS)  # what the scripts do with the default --max_pixels
+    message = f'image {path} declares 10000 x 10000 pixels, more than the limit of 89,478,485 (--max_pixels)'
+    (result,) = score_images(model, [str(path)], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
+                             device=torch.device('cpu'))
+    assert result.score is None and result.error.startswith(message)
+    with pytest.raises(IQAError) as error:
+        load_images(tmp_path, [path.name], sizing=ImageSizing(), label='big', cache_dir=tmp_path / 'cache',
+                    verbose=False)
+    assert str(error.value).startswith(message) and 'raise --max_pixels' in str(error.value)
+    assert not [warning for warning in recwarn if warning.category is Image.DecompressionBombWarning]
+
+
+def test_the_pixel_limit_admits_its_own_size_and_can_be_raised_past_pillows(folder, tmp_path, pixel_limit):
+    pixel_limit(48 * 40)
+    assert decode_image(folder / 'grey.jpg', ImageSizing()).shape == (40, 48, 3)
+    pixel_limit(48 * 40 - 1)
+    with pytest.raises(IQAError, match='declares 48 x 40 pixels, more than the limit of 1,919'):
+        decode_image(folder / 'grey.jpg', ImageSizing())
+    path = tmp_path / 'huge.png'
+    path.write_bytes(_png_declaring(14_000, 14_000))  # Pillow refuses above 2 x 89,478,485 pixels
+    pixel_limit(200_000_000)
+    with open_image(path) as image:
+        assert image.size == (14_000, 14_000)
