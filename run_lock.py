@@ -1,19 +1,45 @@
 """One run at a time per output: a second run that would write the same checkpoint or results
 is refused while the first is alive, instead of the two overwriting each other's files.
 
-A lock is a file `<output>.lock` holding the owner's process id, made with O_EXCL so that of
-two runs starting together only one gets it. A run killed without removing it (SIGKILL, a lost
-machine) leaves it behind; the next run finds its process gone and takes the lock over.
+A lock is a file `<output>.lock` made with O_EXCL, so that of two runs starting together only
+one gets it. It holds the owner's process id, the process's start time and the host name. A run
+killed without removing it (SIGKILL, a lost machine) leaves it behind; the next run on that host
+takes it over when the process is gone, or when its id now belongs to a younger process (ids are
+reused). A lock of another host cannot be checked from here and holds until it is deleted.
 """
 
 import contextlib
 import os
-from typing import Iterator, Sequence
+import socket
+from typing import Iterator, NamedTuple, Sequence
 
 from errors import ConfigError, OutputError
 
+UNKNOWN_START = '-'  # written where the system gives no start time
 
-def _alive(pid: int) -> bool:
+
+class Owner(NamedTuple):
+    """Who holds a lock: a process id, its start time (empty where /proc has none) and its host."""
+
+    pid: int
+    start: str = ''
+    host: str = ''
+
+    def __str__(self) -> str:
+        return f"process {self.pid}" + (f" on {self.host}" if self.host != socket.gethostname() else '')
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux's /proc), or '' where unknown."""
+    try:
+        with open(f'/proc/{pid}/stat') as file:
+            # the command name, field 2, is in parentheses and may hold spaces; start time is field 22
+            return file.read().rpartition(')')[2].split()[19]
+    except (OSError, IndexError):
+        return ''
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -23,14 +49,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _owner(lock: str) -> int:
-    """The process id in a lock file; 0 when the file is empty or garbled (a crash while writing it)."""
+def _alive(owner: Owner) -> bool:
+    if owner.host and owner.host != socket.gethostname():
+        return True  # another machine's process cannot be looked at from here
+    if not _pid_alive(owner.pid):
+        return False
+    return not owner.start or owner.start == _start_time(owner.pid)
+
+
+def this_process() -> Owner:
+    pid = os.getpid()
+    return Owner(pid, _start_time(pid), socket.gethostname())
+
+
+def _owner(lock: str) -> Owner:
+    """Who holds a lock file; pid 0 when it is empty or garbled (a crash while writing it).
+    A lock of an earlier version holds the process id alone."""
     try:
         with open(lock) as file:
-            text = file.read().strip()
+            fields = file.read().split()
     except FileNotFoundError:
-        return 0
-    return int(text) if text.isdigit() else 0
+        return Owner(0)
+    if not fields or not fields[0].isdigit():
+        return Owner(0)
+    start = fields[1] if len(fields) > 1 and fields[1] != UNKNOWN_START else ''
+    return Owner(int(fields[0]), start, ' '.join(fields[2:]))
 
 
 def _acquire(lock: str) -> None:
@@ -46,15 +89,17 @@ def _acquire(lock: str) -> None:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _owner(lock)
-            if owner and owner != os.getpid() and _alive(owner):
+            if owner.pid and owner != this_process() and _alive(owner):
                 output = lock[:-len('.lock')]
-                raise ConfigError(f"another run (process {owner}) is writing {output}: wait for it to end, or give "
-                                  f"this run outputs of its own (--trained_model_file, --results_dir)") from None
+                raise ConfigError(f"another run ({owner}) is writing {output}: wait for it to end, or give this "
+                                  f"run outputs of its own (--trained_model_file, --results_dir); if no run is "
+                                  f"writing it, delete {lock}") from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(lock)
             continue
         with os.fdopen(handle, 'w') as file:
-            file.write(str(os.getpid()))
+            owner = this_process()
+            file.write(f"{owner.pid} {owner.start or UNKNOWN_START} {owner.host}")
         return
     raise ConfigError(f"cannot take the lock {lock}: if no run is writing {lock[:-len('.lock')]}, delete the lock")
 
