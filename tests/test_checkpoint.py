@@ -29,6 +29,7 @@ def test_saves_and_loads_with_settings(tmp_path, model):
     assert os.listdir(tmp_path) == ['run.pth']  # no temporary file left behind
 
 
+@pytest.mark.reliability
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, model):
     path = str(tmp_path / 'best.pth')
     save_checkpoint(path, {'model': model.state_dict(), 'k': [1.0] * 3, 'b': [0.0] * 3})
@@ -67,6 +68,7 @@ def test_a_mapped_checkpoint_holds_what_a_read_one_holds(tmp_path, model, zip_fo
     assert all(torch.equal(mapped['model'][name], tensor) for name, tensor in read['model'].items())
 
 
+@pytest.mark.reliability
 def test_a_damaged_file_is_a_clear_error_when_mapped_too(tmp_path):
     (tmp_path / 'half.pth').write_bytes(b'PK\x03\x04 truncated')
     with pytest.raises(BadFileError, match='damaged or not a PyTorch checkpoint'):
@@ -79,6 +81,7 @@ def test_wrapper_prefixes_are_removed(tmp_path, model):
     assert set(load_checkpoint(str(tmp_path / 'ddp.pth'))['model']) == set(model.state_dict())
 
 
+@pytest.mark.reliability
 def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / 'the payload ran'
 
@@ -94,6 +97,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
 
 
 @pytest.mark.parametrize('keep', [0.5, 0.1, 0.99])
+@pytest.mark.reliability
 def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, model, keep):
     save_checkpoint(str(tmp_path / 'whole.pth'), {'model': model.state_dict(), 'k': [1.0] * 3, 'b': [0.0] * 3})
     data = (tmp_path / 'whole.pth').read_bytes()
@@ -103,6 +107,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, model, keep):
             load_checkpoint(str(tmp_path / 'cut.pth'), mmap=mmap)
 
 
+@pytest.mark.reliability
 def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     with pytest.raises(MissingFileError, match='checkpoint .*none.pth does not exist'):
         load_checkpoint(str(tmp_path / 'none.pth'))
@@ -114,6 +119,7 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
         load_checkpoint(str(tmp_path / 'other.pth'))
 
 
+@pytest.mark.reliability
 def test_a_checkpoint_of_another_arch_names_the_options(tmp_path, model):
     torch.save({'model': model.state_dict()}, tmp_path / 'r18.pth')
     checkpoint = load_checkpoint(str(tmp_path / 'r18.pth'))

@@ -78,6 +78,7 @@ def test_two_processes_take_the_same_first_step_as_one(tmp_path):
     assert any(name.endswith('running_mean') and bool(value.abs().sum() > 0) for name, value in one.items())
 
 
+@pytest.mark.reliability
 def test_two_processes_skip_a_nan_step_together(tmp_path):
     """The NaN is in one process's share; both skip the step, and neither waits for the other."""
     two = _in_two_processes(tmp_path, '_a_nan_step_skipped')

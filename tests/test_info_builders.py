@@ -128,6 +128,7 @@ def test_user_csv_with_and_without_optional_columns(tmp_path):
     (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image_name '/etc/passwd' is not a path inside"),
     (["image_name;mos"], [["a.jpg;1"]], r"has no column image_name, mos \(its columns: image_name;mos\)"),
 ])
+@pytest.mark.reliability
 def test_user_csv_errors_name_file_and_line(tmp_path, header, rows, message):
     path = write_csv(tmp_path / "mine.csv", header, rows)
     with pytest.raises(BadFileError, match=message) as caught:

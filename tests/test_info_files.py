@@ -130,11 +130,13 @@ def test_bad_ratios_and_status(authors_file):
         split_positions(read_info(authors_file), status="training", exp_id=0, train_size=1, train_and_val_size=2)
 
 
+@pytest.mark.reliability
 def test_missing_info_file_says_how_to_build_it(tmp_path):
     with pytest.raises(MissingFileError, match=r"info file .*nothere.mat not found: build it with make_info.py"):
         read_info(tmp_path / "nothere.mat")
 
 
+@pytest.mark.reliability
 def test_a_file_that_is_not_hdf5(tmp_path):
     path = tmp_path / "v5.mat"
     path.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
@@ -142,6 +144,7 @@ def test_a_file_that_is_not_hdf5(tmp_path):
         read_info(path)
 
 
+@pytest.mark.reliability
 def test_a_missing_dataset(tmp_path):
     path = tmp_path / "info.mat"
     with h5py.File(path, "w") as file:
@@ -165,6 +168,7 @@ def test_a_missing_dataset(tmp_path):
      "entry 3 names image '/etc/passwd', which is not a path inside the image folder"),
     ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "sub/../../x.jpg", "c"], [[1], [2], [3]], "entry 2 names image"),
 ])
+@pytest.mark.reliability
 def test_content_errors_name_the_entry(tmp_path, scores, stds, names, index, message):
     path = tmp_path / "info.mat"
     write_authors_info(path, names, scores, stds, np.array(index))
@@ -172,6 +176,7 @@ def test_content_errors_name_the_entry(tmp_path, scores, stds, names, index, mes
         read_info(path)
 
 
+@pytest.mark.reliability
 def test_a_length_mismatch(tmp_path):
     path = tmp_path / "info.mat"
     write_authors_info(path, ["a", "b"], [1.0, 2.0], [0.0, 0.0], np.array([[1], [2]]))

@@ -146,6 +146,7 @@ def test_pretrained_choices():
     (['--arch', 'resnet18', '--opt_level', 'O2'], "argument -optl/--opt_level: invalid choice: 'O2'"),
     (['--device', 'tpu'], "argument --device: invalid choice: 'tpu'"),
 ])
+@pytest.mark.reliability
 def test_a_number_out_of_range_or_an_unknown_choice_is_an_argparse_error(argv, message, capsys):
     parser = get_args_parser()
     with pytest.raises(SystemExit) as exit_status:

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from IQAloss import LOSS_TYPES, IQALoss, norm_loss_with_normalization
 from IQAperformance import correlations
 
+pytestmark = pytest.mark.reliability
+
 # derandomize: CI tries the same examples every run, so a red run is reproducible
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -23,6 +23,8 @@ from data_helpers import synthetic_koniq_options
 from errors import OutputError
 from run_records import FINAL_TEST, EpochMetrics, epochs_file
 
+pytestmark = pytest.mark.reliability
+
 REPO = Path(__file__).resolve().parents[1]
 
 

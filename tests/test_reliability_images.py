@@ -19,6 +19,8 @@ from image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, limit_pix
 from IQAmodel import IQAModel
 from scoring import score_images
 
+pytestmark = pytest.mark.reliability
+
 
 def _jpeg_bytes(image, **options):
     buffer = io.BytesIO()
@@ -167,9 +169,10 @@ def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, model):
 
 @pytest.fixture
 def pixel_limit(monkeypatch):
-    """limit_pixels, with the limit and Pillow's own threshold restored after the test."""
-    monkeypatch.setattr(image_store, '_max_pixels', image_store._max_pixels)
-    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    """limit_pixels, starting from the defaults (a script run in this process may have switched
+    Pillow's check off), with the limit and Pillow's threshold restored after the test."""
+    monkeypatch.setattr(image_store, '_max_pixels', DEFAULT_MAX_PIXELS)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', DEFAULT_MAX_PIXELS)
     return limit_pixels
 
 

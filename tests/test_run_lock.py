@@ -11,6 +11,8 @@ import pytest
 from errors import ConfigError
 from run_lock import Owner, _owner, _start_time, run_lock, this_process
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture
 def sleeper():

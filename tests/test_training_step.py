@@ -11,6 +11,8 @@ import training as T
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 
+pytestmark = pytest.mark.reliability
+
 CPU = torch.device('cpu')
 
 
