@@ -32,3 +32,5 @@ def test_the_reliability_counts_in_the_readme_are_those_of_the_suite():
     assert sum(per_file.values()) > 0, listed.stdout + listed.stderr
     assert {files: sum(per_file[name] for name in files) for files in table} == table
     assert set(per_file) == {name for files in table for name in files}  # no marked file left out of the table
+    stated = re.search(r'`pytest -m reliability` runs just these (\d+) tests', REPO.joinpath('README.md').read_text())
+    assert int(stated.group(1)) == sum(per_file.values())
