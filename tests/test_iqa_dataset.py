@@ -83,6 +83,7 @@ def test_resize_and_augmentation_shapes(koniq):
     assert IQADataset(status="train", **{**sizing, "augment": False}, **kwargs)[0][0].shape == (3, 24, 36)
 
 
+@pytest.mark.reliability
 def test_a_crop_larger_than_the_images_names_one(koniq):
     kwargs, _ = koniq
     with pytest.raises(ConfigError, match=r"image .*\.jpg is 48x32 after loading, smaller than the 40x40 "
