@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -186,7 +187,7 @@ def attach_resume(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, An
                'lr_scheduler': parts['scheduler'], 'progress': parts['progress']}
     if parts['precision'].scaler is not None:
         to_save['scaler'] = parts['precision'].scaler
-    folder = settings['trained_model_file'] + '.resume'
+    folder = resume_folder(settings)
     saver = Checkpoint(to_save, DiskSaver(folder, require_empty=False), n_saved=2,
                        global_step_transform=global_step_from_engine(trainer))
     trainer.add_event_handler(Events.EPOCH_COMPLETED, saver)
@@ -194,6 +195,17 @@ def attach_resume(trainer: Engine, parts: Dict[str, Any], settings: Dict[str, An
         path = latest_resume_file(folder)
         Checkpoint.load_objects(to_load=to_save, checkpoint=torch.load(path, map_location='cpu', weights_only=True))
         say(f"resuming from {path} after epoch {trainer.state.epoch}")
+
+
+def resume_folder(settings: Dict[str, Any]) -> str:
+    return settings['trained_model_file'] + '.resume'
+
+
+def remove_resume_state(settings: Dict[str, Any]) -> None:
+    """A finished run needs no resume state: two whole states of the model and optimizer, which
+    would take twice the checkpoint's space (about 2 GB for resnext101_32x8d) for every run kept."""
+    if idist.get_rank() == 0:
+        shutil.rmtree(resume_folder(settings), ignore_errors=True)
 
 
 # ignite's Checkpoint names each saved state after its epoch; a file of another name is the
@@ -206,7 +218,8 @@ def latest_resume_file(folder: str) -> str:
     epochs = {int(match.group(1)): name for name in (os.listdir(folder) if os.path.isdir(folder) else [])
               if (match := RESUME_FILE.fullmatch(name))}
     if not epochs:
-        raise MissingFileError(f"nothing to resume in {folder}: run once without --resume, with the same options")
+        raise MissingFileError(f"nothing to resume in {folder}: the run finished (a finished run's state is removed) "
+                               f"or never completed an epoch; run without --resume to train it from the start")
     return os.path.join(folder, epochs[max(epochs)])
 
 
@@ -309,7 +322,9 @@ def training(local_rank: int, settings: Dict[str, Any]) -> Dict[str, Any]:
         attach_progress_bars(trainer, parts['evaluations'])
     try:
         trainer.run(parts['loaders']['train'], max_epochs=settings['epochs'])
-        return final_test(parts, settings)
+        performance = final_test(parts, settings)
+        remove_resume_state(settings)
+        return performance
     finally:
         if logger is not None:
             logger.close()
