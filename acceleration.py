@@ -102,6 +102,19 @@ def batch_preparation(channels_last: bool) -> Callable:
     return prepare
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's
+    RuntimeError (torch raises no subclass for it, only these words)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the CUDA caching allocator's free blocks back, so that the next try starts clean."""
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+
+
 def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
     """The model, in place, in channels_last when asked (else left as it is)."""
     if channels_last:

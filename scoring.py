@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from acceleration import (Precision, choose_precision, forward_fn, prepare_images, set_memory_format,
-                          uses_channels_last)
+from acceleration import (Precision, choose_precision, forward_fn, out_of_memory, prepare_images,
+                          release_cached_memory, set_memory_format, uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
 from image_store import ImageSizing, available_cores, decode_image, displayed_size, open_image
@@ -280,12 +280,32 @@ def _score_batch(run: _BatchRun, paths: Sequence[str], indices: Sequence[int],
             by_shape.setdefault(item.shape, []).append(index)
     tensors = dict(zip(indices, loaded))
     for group in by_shape.values():
-        try:
-            fused = run.fused_predictions(torch.stack([tensors[index] for index in group]))
-        except IQAError as error:  # e.g. images too small for the model's pyramid pooling
-            yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
-            continue
-        yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
+        yield from _score_group(run, paths, group, [tensors[index] for index in group], k=k, b=b)
+
+
+def _score_group(run: _BatchRun, paths: Sequence[str], group: Sequence[int], images: Sequence[torch.Tensor], *,
+                 k: float, b: float) -> Iterator[tuple[int, ImageScore]]:
+    """(index, result) of images of one size, scored together; a batch that runs out of memory is
+    scored again one image at a time, and an image that alone does gets a message."""
+    try:
+        fused = run.fused_predictions(torch.stack(list(images)))
+    except IQAError as error:  # e.g. images too small for the model's pyramid pooling
+        yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
+        return
+    except RuntimeError as error:
+        if not out_of_memory(error):
+            raise
+        release_cached_memory(run.device)
+        if len(group) > 1:
+            for index, image in zip(group, images):
+                yield from _score_group(run, paths, [index], [image], k=k, b=b)
+            return
+        height, width = images[0].shape[-2:]
+        message = (f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {run.device.type}: "
+                   f"score it with --resize (or on a machine with more memory)")
+        yield group[0], ImageScore(paths[group[0]], error=message)
+        return
+    yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
 
 
 @dataclass(frozen=True)

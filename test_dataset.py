@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from acceleration import evaluation_batch_size
+from acceleration import evaluation_batch_size, out_of_memory
 from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
@@ -83,6 +83,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         test_checkpoint(vars(args), defaults=vars(parser.parse_args([])))
     except IQAError as error:
         print(f'test_dataset.py: error: {error}', file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        if not out_of_memory(error):
+            raise
+        print(f'test_dataset.py: error: out of memory ({str(error).splitlines()[0][:160]}): lower --eval_batch_size, '
+              f'or test at a smaller size (--resize)', file=sys.stderr)
         return 1
     return 0
 

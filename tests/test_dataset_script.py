@@ -121,3 +121,20 @@ def test_missing_files_are_one_line(extra, message, data, model, tmp_path, monke
     assert script.main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.reliability
+def test_running_out_of_memory_is_one_line(data, model, tmp_path, monkeypatch, capsys):
+    write_checkpoints(tmp_path, model)
+    monkeypatch.chdir(tmp_path)
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 9.00 GiB')
+
+    monkeypatch.setattr(script.Evaluation, 'run', too_big)
+    argv = ['--dataset', 'KonIQ-10k', '--trained_model_file', 'checkpoints/p1q2.pth'] + data['KonIQ-10k']
+    assert script.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == ('test_dataset.py: error: out of memory (CUDA out of memory. Tried to allocate '
+                                    '9.00 GiB): lower --eval_batch_size, or test at a smaller size (--resize)')
+    assert 'Traceback' not in err

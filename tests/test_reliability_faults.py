@@ -18,6 +18,7 @@ import torch
 
 import main
 import training
+from acceleration import out_of_memory
 from checkpoint import load_checkpoint, save_checkpoint
 from data_helpers import synthetic_koniq_options
 from errors import OutputError
@@ -110,6 +111,31 @@ def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(koni
     assert metrics.has(FINAL_TEST)
     checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
     assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
+
+
+def test_the_allocators_failures_are_told_from_other_errors():
+    with pytest.raises(RuntimeError) as cpu:
+        torch.empty(10 ** 14, dtype=torch.uint8)  # 100 TB: the CPU allocator refuses at once
+    assert out_of_memory(cpu.value) and out_of_memory(torch.OutOfMemoryError('CUDA out of memory'))
+    assert not out_of_memory(RuntimeError('mat1 and mat2 shapes cannot be multiplied'))
+    assert not out_of_memory(MemoryError())  # Python's own: not torch's, and no RuntimeError
+
+
+def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def too_big(self, engine, batch):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)\nmore')
+
+    monkeypatch.setattr(training.TrainingStep, '__call__', too_big)
+    assert main.main(small_run(koniq, epochs=1)) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if 'error' in line]
+    assert errors == ['main.py: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB '
+                      'total)): lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images '
+                      '(--resize, -cs_h/-cs_w), lower -ebs, or use --opt_level O1 on a GPU; --resume continues from '
+                      'the last finished epoch']
+    assert 'Traceback' not in err
 
 
 def _start(argv, cwd):

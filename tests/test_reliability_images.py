@@ -17,6 +17,7 @@ import image_store
 from errors import IQAError
 from image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, limit_pixels, load_images, open_image
 from IQAmodel import IQAModel
+import scoring
 from scoring import score_images
 
 pytestmark = pytest.mark.reliability
@@ -206,3 +207,26 @@ def test_the_pixel_limit_admits_its_own_size_and_can_be_raised_past_pillows(fold
     pixel_limit(200_000_000)
     with open_image(path) as image:
         assert image.size == (14_000, 14_000)
+
+
+def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_one_by_one(model, tmp_path,
+                                                                                           monkeypatch):
+    paths = []
+    for name, size in (('a.png', (32, 32)), ('b.png', (32, 32)), ('big.png', (64, 48))):
+        _pattern(*size).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    alone = [score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
+                          device=torch.device('cpu'))[0].score for path in paths[:2]]
+    real = scoring._BatchRun.fused_predictions
+
+    def short_of_memory(self, images):
+        if len(images) > 1 or images.shape[-1] > 32:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 1.00 GiB')
+        return real(self, images)
+
+    monkeypatch.setattr(scoring._BatchRun, 'fused_predictions', short_of_memory)
+    results = score_images(model, paths, k=1.0, b=0.0, sizing=ImageSizing(), batch_size=4, device=torch.device('cpu'))
+    assert [result.score for result in results[:2]] == pytest.approx(alone, abs=1e-5)
+    assert results[2].score is None
+    assert results[2].error == (f'out of memory scoring image {paths[2]} at 64x48 on cpu: score it with --resize '
+                                f'(or on a machine with more memory)')
