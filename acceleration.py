@@ -109,6 +109,11 @@ def out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
+def memory_error_summary(error: BaseException) -> str:
+    """The first line of an allocator's message (CUDA's goes on about fragmentation), for a one-line error."""
+    return str(error).splitlines()[0][:160]
+
+
 def release_cached_memory(device: torch.device) -> None:
     """Hand the CUDA caching allocator's free blocks back, so that the next try starts clean."""
     if device.type == 'cuda':

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -52,10 +52,24 @@ def limit_pixels(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = None
 
 
+# What Pillow raises for a file it cannot read: unknown format, truncated data, a broken header.
+PILLOW_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@contextlib.contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Pillow's errors while the block reads the image, as one BadFileError naming the file."""
+    try:
+        yield
+    except PILLOW_ERRORS as error:
+        raise _undecodable(Path(path), error) from error
+
+
 def open_image(path: str | Path) -> Image.Image:
-    """Pillow's lazy Image.open (the header only), with BadFileError for an image larger than the
-    pixel limit, raised before a pixel of it is decoded; Pillow's own errors pass through."""
-    image = Image.open(path)
+    """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
+    an image larger than the pixel limit, raised before a pixel of it is decoded."""
+    with _reading(path):
+        image = Image.open(path)
     width, height = image.size
     if width * height > _max_pixels:
         image.close()
@@ -242,7 +256,7 @@ def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, lab
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        shapes = np.array(list(pool.map(lambda path: _decoded_shape(path, sizing), paths)), dtype=np.int64)
+        shapes = np.array(list(pool.map(lambda path: decoded_shape(path, sizing), paths)), dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
         if cache_path is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
@@ -321,15 +335,10 @@ def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.
     return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
 
 
-def _decoded_shape(path: Path, sizing: ImageSizing) -> tuple[int, int, int]:
-    """(height, width, 3) after decoding and sizing, from the file's header alone."""
-    try:
-        with open_image(path) as image:
-            width, height = displayed_size(image)
-    except BadFileError:
-        raise  # over the pixel limit: its own message
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _undecodable(path, error) from error
+def decoded_shape(path: str | Path, sizing: ImageSizing) -> tuple[int, int, int]:
+    """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
+    with open_image(path) as image, _reading(path):
+        width, height = displayed_size(image)
     return (*sizing.output_hw(width, height), 3)
 
 
@@ -358,14 +367,9 @@ def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
         path: the image file.
         sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
     """
-    try:
-        with open_image(path) as image:
-            image.load()
-            rgb = _to_rgb(as_displayed(image))
-    except BadFileError:
-        raise  # over the pixel limit: its own message
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise _undecodable(path, error) from error
+    with open_image(path) as image, _reading(path):
+        image.load()
+        rgb = _to_rgb(as_displayed(image))
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
         rgb = F.resize(rgb, [sizing.square_size, sizing.square_size], interpolation=InterpolationMode.BILINEAR)
     if sizing.resize_hw is not None:

@@ -27,8 +27,8 @@ from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 import training as T
-from acceleration import (choose_precision, compile_model, evaluation_batch_size, out_of_memory, set_memory_format,
-                          uses_channels_last)
+from acceleration import (choose_precision, compile_model, evaluation_batch_size, memory_error_summary, out_of_memory,
+                          set_memory_format, uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
@@ -369,7 +369,7 @@ def _message(error: Exception) -> Optional[str]:
         return (f"{error.filename}: {error.strerror}; check the space and permissions of the output folders "
                 f"(--trained_model_file, --results_dir, --log_dir); what was saved before is kept")
     if out_of_memory(error):
-        return (f"out of memory ({str(error).splitlines()[0][:160]}): lower -bs (-accum N keeps the batch the "
+        return (f"out of memory ({memory_error_summary(error)}): lower -bs (-accum N keeps the batch the "
                 f"optimizer sees), train on smaller images (--resize, -cs_h/-cs_w), lower -ebs, or use --opt_level O1 "
                 f"on a GPU; --resume continues from the last finished epoch")
     if isinstance(error, RuntimeError) and str(error).startswith('DataLoader worker'):

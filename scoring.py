@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from acceleration import (Precision, choose_precision, forward_fn, out_of_memory, prepare_images,
                           release_cached_memory, set_memory_format, uses_channels_last)
 from checkpoint import load_checkpoint, load_model_state, model_settings
 from errors import BadFileError, ConfigError, IQAError, MissingFileError
-from image_store import ImageSizing, available_cores, decode_image, displayed_size, open_image
+from image_store import ImageSizing, available_cores, decode_image, decoded_shape
 from image_transforms import to_uint8_tensor
 from IQAmodel import IQAModel
 
@@ -226,13 +225,10 @@ def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     try:
-        with open_image(path) as image:
-            width, height = displayed_size(image)
+        height, width, _ = decoded_shape(path, sizing)
     except BadFileError as error:
         return error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return BadFileError(f"cannot decode image {path} ({error}): it is not an image Pillow can open")
-    return sizing.output_hw(width, height)
+    return height, width
 
 
 def _batches_by_size(sizes: Sequence[tuple[int, int] | IQAError], batch_size: int) -> list[list[int]]:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from acceleration import evaluation_batch_size, out_of_memory
+from acceleration import evaluation_batch_size, memory_error_summary, out_of_memory
 from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from dataset_registry import check_linked, get_dataset_spec, has_own_split
 from errors import IQAError
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RuntimeError as error:
         if not out_of_memory(error):
             raise
-        print(f'test_dataset.py: error: out of memory ({str(error).splitlines()[0][:160]}): lower --eval_batch_size, '
+        print(f'test_dataset.py: error: out of memory ({memory_error_summary(error)}): lower --eval_batch_size, '
               f'or test at a smaller size (--resize)', file=sys.stderr)
         return 1
     return 0
