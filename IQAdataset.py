@@ -1,31 +1,35 @@
 """The IQA data sets as PyTorch datasets, and the data loaders of one experiment.
 
 An item is (image, (mos, mos_std)): a 3 x H x W uint8 tensor and two float32 scalars. Images
-are decoded once into a shared uint8 store (image_store.py), so the per-item work is a view
-and the optional augmentation of the paper. Batches stay uint8 until they reach the device
-the model runs on, where image_transforms.normalize turns them into ImageNet-normalized
-float32 (training.prepare_batch): a quarter of the bytes to pin and copy.
+are decoded once into a shared uint8 store (linearityiqa/data/image_store.py), so the per-item
+work is a view and the optional augmentation of the paper. Batches stay uint8 until they reach
+the device the model runs on, where image_transforms.normalize turns them into ImageNet-normalized
+float32 (acceleration.batch_preparation): a quarter of the bytes to pin and copy.
 
-Training images are augmented (rotation, flip, crop) only with `augment`; without it they are
-used whole, as in the paper's code. Validation and test images are always used whole: the
-paper evaluates on the full (resized) image.
+A data set is resolved once (`DataSource.open`) and its loaders are described by small
+settings: `Split` (which images), `ImageLoading` (how they are decoded and cached),
+`TrainAugmentation` (the paper's rotation, flip and crop) and `Batching`.
+
+Training images are augmented only when an augmentation is given; without one they are used
+whole, as in the paper's code. Validation and test images are always used whole: the paper
+evaluates on the full (resized) image.
 """
 
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dataset_registry import DatasetSpec, get_dataset_spec, resolve_split_sizes
-from errors import ConfigError
-from image_store import ImageSizing, ImageStore, available_cores, load_images
-from image_transforms import TrainAugmentation, to_uint8_tensor
-from info_files import SPLITS, IQAInfo, read_info, split_positions
+from linearityiqa.data.batches import batches_by_size
+from linearityiqa.data.dataset_registry import DataSource, Split
+from linearityiqa.data.image_store import ImageLoading, ImageStore, available_cores
+from linearityiqa.data.image_transforms import TrainAugmentation, to_uint8_tensor
+from linearityiqa.data.info_files import SPLITS
+from linearityiqa.errors import ConfigError
 
-DEFAULT_CACHE_DIR = "data/cache"
 DEBUG_TRAIN_BATCHES = 5
 DEBUG_EVAL_IMAGES = 5
 
@@ -34,54 +38,34 @@ class IQADataset(Dataset):
     """One split (train, val or test) of an IQA data set.
 
     Args:
-        dataset: "KonIQ-10k", "CLIVE", or the name of a user's data set (see dataset_registry.py).
-        data_info: the info file; by default the data set's (e.g. data/KonIQ-10kinfo.mat).
-        im_dir: the image folder; by default the data set's (e.g. KonIQ-10k).
+        source: the data set, e.g. DataSource.open("KonIQ-10k").
         status: the split: "train", "val" or "test".
-        exp_id: the experiment; it picks the ordering of the index that the split uses.
-        train_ratio: share of training images; None (with train_and_val_ratio None) for the
-            data set's own split, e.g. KonIQ-10k's official one.
-        train_and_val_ratio: share of training and validation images together.
-        resize: resize every image to (resize_size_h, resize_size_w).
-        resize_size_h, resize_size_w: the size to resize to.
-        augment: rotate, flip and crop training images at random.
-        angle: the largest rotation, in degrees.
-        crop_size_h, crop_size_w: the size of the training crop.
-        hflip_p: the probability of a horizontal flip.
+        split: the experiment and its ratios (default: experiment 0 of the data set's own split).
+        loading: how the images are decoded and cached (size, cache folder, pixel limit).
+        augmentation: random rotation, flip and crop of every item; None uses the images whole.
+            get_data_loaders gives it to the training split only.
         max_items: keep only the first max_items images of the split (for debugging).
-        cache_dir: folder of the decoded-image cache; None keeps the images in memory only.
-        decode_workers: threads that decode images; by default one per core.
-        info: the info file's content when already read; by default it is read from data_info.
-        image_store: decoded images to share between splits; by default they are loaded here.
-        verbose: print progress and the memory the images take.
+        image_store: decoded images to share between splits; by default they are loaded here:
+            the whole data set's, which one cache then serves for every split and experiment,
+            or only the split's with max_items.
     """
 
-    def __init__(self, *, dataset: str = "KonIQ-10k", data_info: str | None = None, im_dir: str | None = None,
-                 status: str = "train", exp_id: int = 0, train_ratio: float | None = None,
-                 train_and_val_ratio: float | None = None, resize: bool = False, resize_size_h: int = 498,
-                 resize_size_w: int = 664, augment: bool = False, angle: float = 2.0, crop_size_h: int = 498,
-                 crop_size_w: int = 498, hflip_p: float = 0.5, max_items: int | None = None,
-                 cache_dir: str | None = DEFAULT_CACHE_DIR, decode_workers: int | None = None,
-                 info: IQAInfo | None = None, image_store: ImageStore | None = None, verbose: bool = True):
-        spec = get_dataset_spec(dataset, data_info=data_info, im_dir=im_dir)
-        info = info if info is not None else read_info(spec.info_path)
-        positions = _split_positions(spec, info, status=status, exp_id=exp_id, train_ratio=train_ratio,
-                                     train_and_val_ratio=train_and_val_ratio, max_items=max_items)
+    def __init__(self, source: DataSource, *, status: str = "train", split: Split = Split(),
+                 loading: ImageLoading = ImageLoading(), augmentation: TrainAugmentation | None = None,
+                 max_items: int | None = None, image_store: ImageStore | None = None):
+        positions = source.positions(status, split, max_items=max_items)
         if image_store is None:
-            stored = positions if max_items is not None else np.arange(len(info))
-            image_store = _load_store(spec, info, stored, resize=resize,
-                                      resize_hw=(resize_size_h, resize_size_w), cache_dir=cache_dir,
-                                      workers=decode_workers, verbose=verbose)
-        self.im_names = [info.im_names[p] for p in positions]
+            stored = positions if max_items is not None else np.arange(len(source.info))
+            image_store = source.load_images(stored, loading)
+        self.source = source
+        self.im_names = [source.info.im_names[p] for p in positions]
         self.image_store = image_store
         self.rows = image_store.rows_of(self.im_names)
-        self.mos = torch.from_numpy(info.scores[positions].astype(np.float32))
-        self.mos_std = torch.from_numpy(info.stds[positions].astype(np.float32))
-        self.augmentation = None
-        if status == "train" and augment:
-            self.augmentation = TrainAugmentation(angle=angle, hflip_p=hflip_p, crop_h=crop_size_h,
-                                                  crop_w=crop_size_w)
-            self._check_crop_fits(spec)
+        self.mos = torch.from_numpy(source.info.scores[positions].astype(np.float32))
+        self.mos_std = torch.from_numpy(source.info.stds[positions].astype(np.float32))
+        self.augmentation = augmentation
+        if augmentation is not None:
+            self._check_crop_fits()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -97,36 +81,35 @@ class IQADataset(Dataset):
         height, width, _ = self.image_store.shapes[self.rows[item]]
         return int(height), int(width)
 
-    def _check_crop_fits(self, spec: DatasetSpec) -> None:
+    def _check_crop_fits(self) -> None:
         crop_h, crop_w = self.augmentation.crop_h, self.augmentation.crop_w
         for item, name in enumerate(self.im_names):
             height, width = self.image_hw(item)
             if height < crop_h or width < crop_w:
                 raise ConfigError(
-                    f"image {spec.im_dir / name} is {width}x{height} after loading, smaller than the "
+                    f"image {self.source.spec.im_dir / name} is {width}x{height} after loading, smaller than the "
                     f"{crop_w}x{crop_h} training crop: lower crop_size_w/crop_size_h or resize the images"
                 )
 
 
-def _split_positions(spec: DatasetSpec, info: IQAInfo, *, status: str, exp_id: int,
-                     train_ratio: float | None, train_and_val_ratio: float | None,
-                     max_items: int | None) -> np.ndarray:
-    train_size, train_and_val_size = resolve_split_sizes(spec, info, train_ratio=train_ratio,
-                                                         train_and_val_ratio=train_and_val_ratio)
-    positions = split_positions(info, status=status, exp_id=exp_id, train_size=train_size,
-                                train_and_val_size=train_and_val_size)
-    return positions[:max_items]
+@dataclass(frozen=True)
+class Batching:
+    """How get_data_loaders batches the images of an experiment.
+
+    Args:
+        batch_size: training batch size, at least 2.
+        eval_batch_size: most images per validation or test batch.
+        num_workers: DataLoader worker processes; by default one per core, at most 8.
+        debug: train on 5 batches and validate and test on 5 images, decoding only those.
+    """
+
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    num_workers: int | None = None
+    debug: bool = False
 
 
-def _load_store(spec: DatasetSpec, info: IQAInfo, positions: np.ndarray, *, resize: bool,
-                resize_hw: tuple[int, int], cache_dir: str | None, workers: int | None, verbose: bool) -> ImageStore:
-    sizing = ImageSizing(square_size=spec.square_size, resize_hw=resize_hw if resize else None)
-    names = [info.im_names[p] for p in positions]
-    return load_images(spec.im_dir, names, sizing=sizing, label=spec.name, cache_dir=cache_dir,
-                       workers=workers, verbose=verbose)
-
-
-class NoSingletonBatchSampler(Sampler[List[int]]):
+class NoSingletonBatchSampler(Sampler[list[int]]):
     """Shuffled batches of `batch_size` in which a last batch of one sample joins the batch before.
 
     BatchNorm cannot train on a batch of one (the paper's README warns of CLIVE at 80%:
@@ -155,25 +138,18 @@ class NoSingletonBatchSampler(Sampler[List[int]]):
         return chunks - (chunks > 1 and self.num_samples % self.batch_size == 1)
 
 
-class SizeGroupedBatches(Sampler[List[int]]):
-    """Batches of up to `batch_size` images of one size, for evaluation: whole images of unequal
-    sizes cannot share a batch. Sizes come in order of first appearance and images in file order
-    within a size, so a data set of one size is batched in file order.
+class SizeGroupedBatches(Sampler[list[int]]):
+    """Batches of up to `batch_size` images of one size, for evaluation (see data/batches.py):
+    a data set of one size is batched in file order.
 
     Args:
         sizes: (height, width) of each image of the data set.
         batch_size: most images per batch.
     """
 
-    def __init__(self, sizes: List[tuple[int, int]], batch_size: int):
+    def __init__(self, sizes: list[tuple[int, int]], batch_size: int):
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"evaluation batch size {batch_size} is not positive: use 1 or more")
-        groups: dict[tuple[int, int], List[int]] = {}
-        for item, size in enumerate(sizes):
-            groups.setdefault(size, []).append(item)
-        self.batches = [group[start:start + batch_size] for group in groups.values()
-                        for start in range(0, len(group), batch_size)]
+        self.batches = batches_by_size(sizes, batch_size)
 
     def __iter__(self):
         return iter(self.batches)
@@ -193,74 +169,70 @@ def _loader_options(num_workers: int) -> dict:
     return dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
 
 
-def get_data_loaders(*, dataset: str = "KonIQ-10k", data_info: str | None = None, im_dir: str | None = None,
-                     exp_id: int = 0, train_ratio: float | None = None, train_and_val_ratio: float | None = None,
-                     resize: bool = False, resize_size_h: int = 498, resize_size_w: int = 664,
-                     augment: bool = False, angle: float = 2.0, crop_size_h: int = 498, crop_size_w: int = 498,
-                     hflip_p: float = 0.5, batch_size: int = 8, eval_batch_size: int = 32, debug: bool = False,
-                     num_workers: int | None = None, cache_dir: str | None = DEFAULT_CACHE_DIR,
-                     verbose: bool = True) -> tuple[DataLoader, DataLoader, DataLoader]:
+def get_data_loaders(source: DataSource, *, split: Split = Split(), loading: ImageLoading = ImageLoading(),
+                     augmentation: TrainAugmentation | None = None,
+                     batching: Batching = Batching()) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train, val and test loaders of one experiment; the images are decoded (or mapped) once.
 
-    The train loader shuffles, in batches of `batch_size` (see NoSingletonBatchSampler); the
-    val and test loaders give whole images in batches of up to `eval_batch_size` images of one
-    size (see SizeGroupedBatches). BatchNorm evaluates in eval mode, so a batch gives each
-    image the score it gets alone. Arguments not listed here are those of IQADataset.
+    The train loader shuffles, in batches of `batching.batch_size` (see NoSingletonBatchSampler),
+    and applies `augmentation`; the val and test loaders give whole images in batches of up to
+    `batching.eval_batch_size` images of one size (see SizeGroupedBatches). BatchNorm evaluates
+    in eval mode, so a batch gives each image the score it gets alone.
 
     Args:
-        batch_size: training batch size, at least 2.
-        eval_batch_size: most images per validation or test batch.
-        debug: train on 5 batches and validate and test on 5 images, decoding only those.
-        num_workers: DataLoader worker processes; by default one per core, at most 8.
+        source: the data set.
+        split: which images train, validate and test.
+        loading: how the images are decoded and cached.
+        augmentation: the training images' random rotation, flip and crop, or None.
+        batching: batch sizes, worker processes and debug mode.
     """
-    if batch_size < 2:
+    if batching.batch_size < 2:
         raise ConfigError(
-            f"batch_size is {batch_size}: BatchNorm cannot train on batches of one image; use 2 or more"
+            f"batch_size is {batching.batch_size}: BatchNorm cannot train on batches of one image; use 2 or more"
         )
-    spec = get_dataset_spec(dataset, data_info=data_info, im_dir=im_dir)
-    info = read_info(spec.info_path)
-    limits = {"train": DEBUG_TRAIN_BATCHES * batch_size, "val": DEBUG_EVAL_IMAGES, "test": DEBUG_EVAL_IMAGES}
-    split_kwargs = dict(exp_id=exp_id, train_ratio=train_ratio, train_and_val_ratio=train_and_val_ratio)
-    positions = {status: _split_positions(spec, info, status=status,
-                                          max_items=limits[status] if debug else None, **split_kwargs)
-                 for status in SPLITS}
+    limits = {"train": DEBUG_TRAIN_BATCHES * batching.batch_size, "val": DEBUG_EVAL_IMAGES,
+              "test": DEBUG_EVAL_IMAGES}
+    max_items = {status: limits[status] if batching.debug else None for status in SPLITS}
+    positions = {status: source.positions(status, split, max_items=max_items[status]) for status in SPLITS}
+    _check_not_empty(positions, source, split)
+    stored = np.sort(np.concatenate(list(positions.values()))) if batching.debug else np.arange(len(source.info))
+    store = source.load_images(stored, loading)
+    datasets = {status: IQADataset(source, status=status, split=split, max_items=max_items[status], image_store=store,
+                                   augmentation=augmentation if status == "train" else None)
+                for status in SPLITS}
+    if augmentation is None:
+        _check_batchable(datasets["train"])
+    workers = batching.num_workers if batching.num_workers is not None else min(8, available_cores())
+    return _make_loaders(datasets, batching, workers)
+
+
+def _check_not_empty(positions: dict[str, np.ndarray], source: DataSource, split: Split) -> None:
     for status, members in positions.items():
         if len(members) == 0 or (status == "train" and len(members) < 2):
             raise ConfigError(
-                f"the {status} split of {spec.name} has {len(members)} image(s) with "
-                f"train_ratio={train_ratio}, train_and_val_ratio={train_and_val_ratio}: "
+                f"the {status} split of {source.name} has {len(members)} image(s) with "
+                f"train_ratio={split.train_ratio}, train_and_val_ratio={split.train_and_val_ratio}: "
                 f"choose ratios that leave images in every split"
             )
-    stored = np.sort(np.concatenate(list(positions.values()))) if debug else np.arange(len(info))
-    store = _load_store(spec, info, stored, resize=resize, resize_hw=(resize_size_h, resize_size_w),
-                        cache_dir=cache_dir, workers=None, verbose=verbose)
-    datasets = {status: IQADataset(
-        dataset=dataset, data_info=str(spec.info_path), im_dir=str(spec.im_dir), status=status,
-        augment=augment, angle=angle, crop_size_h=crop_size_h, crop_size_w=crop_size_w, hflip_p=hflip_p,
-        max_items=limits[status] if debug else None, info=info, image_store=store, **split_kwargs,
-    ) for status in SPLITS}
-    if not augment:
-        _check_batchable(datasets["train"], spec)
-    workers = num_workers if num_workers is not None else min(8, available_cores())
-    return _make_loaders(datasets, batch_size, eval_batch_size, workers)
 
 
-def _check_batchable(train_set: IQADataset, spec: DatasetSpec) -> None:
+def _check_batchable(train_set: IQADataset) -> None:
     """Whole training images make a batch only when they all have one size."""
     first = train_set.image_hw(0)
+    im_dir = train_set.source.spec.im_dir
     for item in range(1, len(train_set)):
         if train_set.image_hw(item) != first:
             height, width = train_set.image_hw(item)
             raise ConfigError(
-                f"training images differ in size ({spec.im_dir / train_set.im_names[0]} is "
-                f"{first[1]}x{first[0]}, {spec.im_dir / train_set.im_names[item]} is {width}x{height}) "
+                f"training images differ in size ({im_dir / train_set.im_names[0]} is "
+                f"{first[1]}x{first[0]}, {im_dir / train_set.im_names[item]} is {width}x{height}) "
                 f"and cannot form a batch: use resize, or augment to crop them"
             )
 
 
-def _make_loaders(datasets: dict[str, IQADataset], batch_size: int, eval_batch_size: int,
+def _make_loaders(datasets: dict[str, IQADataset], batching: Batching,
                   num_workers: int) -> tuple[DataLoader, DataLoader, DataLoader]:
-    train_batches = NoSingletonBatchSampler(len(datasets["train"]), batch_size)
+    train_batches = NoSingletonBatchSampler(len(datasets["train"]), batching.batch_size)
     train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(num_workers))
-    return (train_loader,) + tuple(evaluation_loader(datasets[status], batch_size=eval_batch_size,
-                                                     num_workers=num_workers) for status in ("val", "test"))
+    return (train_loader,) + tuple(evaluation_loader(datasets[status], batch_size=batching.eval_batch_size,
+                                                     num_workers=num_workers) for status in SPLITS[1:])

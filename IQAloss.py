@@ -10,14 +10,16 @@ training step on it neither crashes nor produces NaN.
 between the normalized vectors (l in the paper), alpha[1] the distance after the
 optimal linear rescaling by rho (the variant l').
 """
+from __future__ import annotations
 
-from typing import Callable, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from errors import ConfigError
+from linearityiqa.errors import ConfigError
 
 eps = 1e-8
 
@@ -26,7 +28,7 @@ LOSS_TYPES = ('norm-in-norm', 'mae', 'mse', 'linearity', 'min-max-norm', 'mean-n
 LOSS_TYPE_ALIASES = {'Lp': 'norm-in-norm', 'l1': 'mae'}
 
 
-def _as_columns(y_pred: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _as_columns(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Both as N x 1, so that no N x 1 against N comparison broadcasts to N x N."""
     if y_pred.numel() != y.numel():
         raise ConfigError(f"predictions ({y_pred.numel()} values) and scores ({y.numel()} values) differ in number")
@@ -179,7 +181,7 @@ def monotonicity_regularization(y_pred: torch.Tensor, y: torch.Tensor, detach: b
     return torch.sum(misranking) / N / (N - 1) / scale
 
 
-def _check_weights(name: str, weights: Sequence[float], length: int) -> Tuple[float, ...]:
+def _check_weights(name: str, weights: Sequence[float], length: int) -> tuple[float, ...]:
     weights = tuple(float(w) for w in weights)
     if len(weights) != length or min(weights) < 0 or sum(weights) <= 0:
         raise ConfigError(f"{name} must be {length} non-negative numbers, not all 0; got {list(weights)}")
@@ -228,7 +230,7 @@ class IQALoss(nn.Module):
         self.detach = detach
 
     def forward(self, y_pred: Sequence[torch.Tensor],
-                y: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+                y: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Args:
             y_pred: the model's output, three N x 1 tensors.
             y: (mos, mos_std) as a data loader gives them, or the mos tensor alone.

@@ -8,10 +8,10 @@ from both stages together (`regression`), which is the model's answer.
 The module and parameter names are those of the authors' released checkpoints, so
 `checkpoints/p1q2.pth` loads with `load_state_dict(strict=True)`.
 """
+from __future__ import annotations
 
 import contextlib
 import os
-from typing import ContextManager, List, Tuple, Union
 from urllib.error import URLError
 
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 POOLING_METHODS = ('avg', 'max', 'min', 'std', 'maxmin', 'mean-std')
 
@@ -33,7 +33,7 @@ _RESNET_IDS = (6, 7)
 _RESNET_PREFIXES = ('resnet', 'resnext', 'wide_resnet')
 
 
-def supported_archs() -> List[str]:
+def supported_archs() -> list[str]:
     """Names of the torchvision backbones this model can be built on."""
     names = torchvision.models.list_models(module=torchvision.models)
     return sorted(n for n in names if n in _FEATURES_ONLY_ARCHS or n.startswith(_RESNET_PREFIXES))
@@ -44,7 +44,7 @@ def _check_pooling_method(method: str) -> None:
         raise ConfigError(f"unknown pooling method {method!r}: use one of {', '.join(POOLING_METHODS)}")
 
 
-def _pool_size(map_size: torch.Size, p: int) -> List[int]:
+def _pool_size(map_size: torch.Size, p: int) -> list[int]:
     """Kernel and stride of level p: int(size / p), which must tile the map into p x p cells."""
     size = [int(d / p) for d in map_size]
     if min(size) == 0 or any(d // s != p for d, s in zip(map_size, size)):
@@ -58,7 +58,7 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _std_pool(x: torch.Tensor, size: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _std_pool(x: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Local mean and standard deviation, as sqrt(E[x^2] - E[x]^2) clipped at 0."""
     # E[x^2] - E[x]^2 cancels catastrophically in float16, so it is taken in float32.
     x = at_least_float32(x)
@@ -67,7 +67,7 @@ def _std_pool(x: torch.Tensor, size: List[int]) -> Tuple[torch.Tensor, torch.Ten
     return mean, std
 
 
-def _pool_level(x: torch.Tensor, size: List[int], method: str) -> torch.Tensor:
+def _pool_level(x: torch.Tensor, size: list[int], method: str) -> torch.Tensor:
     if method == 'avg':
         return F.avg_pool2d(x, size)
     if method == 'max':
@@ -119,14 +119,14 @@ def _regression_head(in_features: int, use_bn_end: bool) -> nn.Module:
     return nn.Sequential(linear, nn.BatchNorm1d(1)) if use_bn_end else linear
 
 
-def _imagenet_weights_file(arch: str) -> Tuple[str, str]:
+def _imagenet_weights_file(arch: str) -> tuple[str, str]:
     """The URL of torchvision's IMAGENET1K_V1 weights for `arch` and their place in the cache."""
     url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
     cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
     return url, os.path.join(cache_dir, os.path.basename(url))
 
 
-def imagenet_state_dict(arch: str, pretrained: Union[bool, str]) -> dict:
+def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
     """The ImageNet weights the backbone starts from.
 
     Args:
@@ -162,7 +162,7 @@ def _load_local_weights(path: str) -> dict:
                            f"it must be a torchvision state_dict saved with torch.save") from None
 
 
-def _build_backbone(arch: str, pretrained: Union[bool, str]) -> nn.Module:
+def _build_backbone(arch: str, pretrained: bool | str) -> nn.Module:
     if arch not in supported_archs():
         raise ConfigError(f"unknown arch {arch!r}: use one of {', '.join(supported_archs())}")
     model = torchvision.models.get_model(arch, weights=None)
@@ -174,7 +174,7 @@ def _build_backbone(arch: str, pretrained: Union[bool, str]) -> nn.Module:
     return model
 
 
-def _features_and_taps(arch: str, backbone: nn.Module) -> Tuple[List[nn.Module], Tuple[int, int], Tuple[int, int]]:
+def _features_and_taps(arch: str, backbone: nn.Module) -> tuple[list[nn.Module], tuple[int, int], tuple[int, int]]:
     """The backbone's feature layers, the indices of the two taps and their channels."""
     if arch in _FEATURES_ONLY_ARCHS:
         spec = _FEATURES_ONLY_ARCHS[arch]
@@ -202,7 +202,7 @@ class IQAModel(nn.Module):
     """
 
     def __init__(self, arch: str = 'resnext101_32x8d', pool: str = 'avg', use_bn_end: bool = False,
-                 P6: int = 1, P7: int = 1, pretrained: Union[bool, str] = True):
+                 P6: int = 1, P7: int = 1, pretrained: bool | str = True):
         super().__init__()
         _check_pooling_method(pool)
         self.pool, self.P6, self.P7 = pool, P6, P7
@@ -216,7 +216,7 @@ class IQAModel(nn.Module):
         self.regr7 = _regression_head(64, use_bn_end)
         self.regression = _regression_head(64 * 2, use_bn_end)
 
-    def extract_features(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def extract_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The concatenated 64-d features of both side outputs and their two scores."""
         # The second tap is the last feature layer of every supported backbone.
         for index, layer in enumerate(self.features):
@@ -233,13 +233,13 @@ class IQAModel(nn.Module):
         with _full_precision(feature_map):
             return head(SPSP(at_least_float32(feature_map), P=levels, method=self.pool))
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features, side_scores = self.extract_features(x)
         with _full_precision(features):
             return side_scores + [self.regression(features)]
 
 
-def _full_precision(like: torch.Tensor) -> ContextManager:
+def _full_precision(like: torch.Tensor) -> contextlib.AbstractContextManager:
     """A region where autocast, if on, is off: operations run in their inputs' own types."""
     # Devices without autocast (the meta device of shape checks) have nothing to turn off.
     if like.device.type in ('cpu', 'cuda') and torch.is_autocast_enabled(like.device.type):

@@ -4,9 +4,10 @@
 RMSE, predictions are mapped linearly onto the subjective scale: on the training set
 the mapping (k, b) is fitted by least squares; elsewhere the fitted mapping is applied.
 """
+from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import ignite.distributed as idist
 import numpy as np
@@ -15,14 +16,15 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 from scipy import optimize, special, stats
 
-from errors import ConfigError
+from linearityiqa.data.info_files import SPLITS
+from linearityiqa.errors import ConfigError
+from linearityiqa.training.distributed import gather_rows
 
 # Head i of the reported metrics (no suffix, 1, 2) and its index in the model's output.
 HEADS = (('', 2), ('1', 0), ('2', 1))
-STATUSES = ('train', 'val', 'test')
 
 
-def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> Tuple[float, float]:
+def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     """Least-squares k, b of score ~ k * prediction + b."""
     design = np.stack((prediction, np.ones_like(prediction)), axis=1)
     (k, b), *_ = np.linalg.lstsq(design, score, rcond=None)
@@ -35,7 +37,7 @@ def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.
     return (b1 - b2) * special.expit((x - b3) / np.abs(b4)) + b2
 
 
-def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> Optional[np.ndarray]:
+def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarray | None:
     """Parameters of `logistic_4` fitted to map prediction onto score, or None if the fit fails."""
     start = [score.max(), score.min(), np.mean(prediction), np.std(prediction) / 4 + 1e-12]
     try:
@@ -47,23 +49,12 @@ def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> Optional[
     return parameters
 
 
-def correlations(score: np.ndarray, mapped: np.ndarray) -> Dict[str, float]:
+def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
     return {'SROCC': float(stats.spearmanr(score, mapped)[0]),
             'KROCC': float(stats.kendalltau(score, mapped)[0]),
             'PLCC': float(stats.pearsonr(score, mapped)[0]),
             'RMSE': float(np.sqrt(np.mean((score - mapped) ** 2)))}
-
-
-def _gather(rows: torch.Tensor) -> torch.Tensor:
-    """All ranks' rows, concatenated in rank order (ranks may hold different counts)."""
-    device = idist.device()
-    counts = idist.all_gather(torch.tensor([rows.size(0)], device=device)).tolist()
-    # all_gather needs equal shapes: pad every rank to the longest, then cut each back.
-    padded = torch.zeros(max(counts), rows.size(1), dtype=rows.dtype, device=device)
-    padded[:rows.size(0)] = rows.to(device)
-    gathered = idist.all_gather(padded).view(len(counts), max(counts), rows.size(1))
-    return torch.cat([rank_rows[:count] for rank_rows, count in zip(gathered, counts)]).cpu()
 
 
 class IQAPerformance(Metric):
@@ -88,14 +79,14 @@ class IQAPerformance(Metric):
         device: where the gathered values are kept between updates.
     """
 
-    def __init__(self, status: str = 'train', k: Optional[Sequence[float]] = None,
-                 b: Optional[Sequence[float]] = None, mapping: bool = True, logistic: bool = False,
+    def __init__(self, status: str = 'train', k: Sequence[float] | None = None,
+                 b: Sequence[float] | None = None, mapping: bool = True, logistic: bool = False,
                  output_transform=lambda output: output, device='cpu'):
-        if status not in STATUSES:
-            raise ConfigError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+        if status not in SPLITS:
+            raise ConfigError(f"unknown status {status!r}: use one of {', '.join(SPLITS)}")
         self.status = status
-        self.k: List[float] = [1.0] * 3 if k is None else [float(v) for v in k]
-        self.b: List[float] = [0.0] * 3 if b is None else [float(v) for v in b]
+        self.k: list[float] = [1.0] * 3 if k is None else [float(v) for v in k]
+        self.b: list[float] = [0.0] * 3 if b is None else [float(v) for v in b]
         if len(self.k) != 3 or len(self.b) != 3:
             raise ConfigError(f"k and b need one value per head (3 each); got k={self.k}, b={self.b}")
         self.mapping = mapping
@@ -105,7 +96,7 @@ class IQAPerformance(Metric):
 
     @reinit__is_reduced
     def reset(self) -> None:
-        self._rows: List[torch.Tensor] = []
+        self._rows: list[torch.Tensor] = []
 
     @reinit__is_reduced
     def update(self, output) -> None:
@@ -118,8 +109,8 @@ class IQAPerformance(Metric):
         if not self._rows:
             raise ConfigError("IQAPerformance has no data: run it over at least one batch before compute()")
         rows = torch.cat(self._rows)
-        if idist.get_world_size() > 1:
-            rows = _gather(rows)
+        if idist.get_world_size() > 1:  # the samples of every process
+            rows = gather_rows(rows.to(idist.device())).cpu()
         columns = rows.numpy().T
         sq, sq_std = columns[0], columns[1]
         results = {'sq': sq, 'sq_std': sq_std}
@@ -144,7 +135,7 @@ class IQAPerformance(Metric):
         parameters = fit_logistic_mapping(before, sq)
         if parameters is None:
             warnings.warn(f"the logistic fit of head '{suffix or 'fused'}' did not converge: "
-                          f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN")
+                          f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN", stacklevel=2)
             return {f'PLCC{suffix}_logistic': float('nan'), f'RMSE{suffix}_logistic': float('nan')}
         mapped = logistic_4(before, *parameters)
         return {f'PLCC{suffix}_logistic': float(stats.pearsonr(sq, mapped)[0]),

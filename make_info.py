@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from errors import IQAError
-from info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
-from info_files import IQAInfo, write_info
+from linearityiqa.cli.scripts import exit_status
+from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
+from linearityiqa.data.info_files import IQAInfo, write_info
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -62,15 +62,16 @@ def describe(info: IQAInfo) -> str:
     return f"{len(info):,} images; {info.index.shape[1]:,} random orderings"
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
-    try:
-        info = build_info(args)
-        write_info(args.out, info)
-    except IQAError as error:
-        sys.exit(f"make_info.py: error: {error}")
+def write(args: argparse.Namespace) -> None:
+    info = build_info(args)
+    write_info(args.out, info)
     print(f"wrote {args.out}: {describe(info)}")
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    return exit_status("make_info.py", lambda: write(args))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

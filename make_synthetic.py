@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from errors import IQAError
-from synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.cli.scripts import exit_status
+from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
+from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 
-OFFICIAL_SIZES = {"koniq": (1024, 768), "clive": (500, 500)}
+OFFICIAL_SIZES = {"koniq": KONIQ_HW[::-1], "clive": (CLIVE_SIDE, CLIVE_SIDE)}  # width, height
 FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
 
 
@@ -36,8 +37,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
+def write(args: argparse.Namespace) -> None:
     layouts = ["koniq", "clive"] if args.layout == "both" else [args.layout]
     writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
     for layout in layouts:
@@ -45,12 +45,14 @@ def main(argv: list[str] | None = None) -> None:
         height = args.height or OFFICIAL_SIZES[layout][1]
         folder = Path(args.out) / FOLDERS[layout]
         started = time.perf_counter()
-        try:
-            writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)
-        except IQAError as error:
-            sys.exit(f"make_synthetic.py: error: {error}")
+        writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)
         print(f"wrote {folder}: {args.count} images of {width}x{height} in {time.perf_counter() - started:.1f} s")
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    return exit_status("make_synthetic.py", lambda: write(args))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,7 +17,8 @@ import contextlib
 import csv
 import gc
 import sys
-from typing import Iterator, Sequence, TextIO
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 
 @contextlib.contextmanager
@@ -41,42 +42,50 @@ def collector_paused(pause: bool) -> Iterator[None]:
 
 
 with collector_paused(__name__ == '__main__'):
-    from checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-    from errors import ConfigError, IQAError
-    from options import get_demo_parser
-    from image_store import ImageSizing, limit_pixels
-    from acceleration import evaluation_batch_size
-    from scoring import (ImageScore, Scorer, image_sizing, is_single_image, list_images, load_scorer,
-                         resolve_device, score_images)
+    from linearityiqa.acceleration import evaluation_batch_size, resolve_device
+    from linearityiqa.cli.options import get_demo_parser
+    from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
+    from linearityiqa.data.image_store import ImageSizing
+    from linearityiqa.errors import ConfigError
+    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.scoring import (
+        ImageScore,
+        Scorer,
+        image_sizing,
+        is_single_image,
+        list_images,
+        load_scorer,
+        score_images,
+    )
 
+SCRIPT = 'test_demo.py'
 EXIT_SOME_FAILED = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = get_demo_parser()
     args = parser.parse_args(argv)
+    defaults = vars(parser.parse_args([]))
+    own_the_pixel_limit()
+    return exit_status(SCRIPT, lambda: score(args, defaults=defaults))
+
+
+def score(args: argparse.Namespace, *, defaults: dict) -> int:
+    """Score the images --img stands for; the exit status."""
     # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
-    try:
-        defaults = vars(parser.parse_args([]))
-        paths, scorer, sizing = prepare(args, defaults=defaults)
-        batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
-        with csv_output(args.output) as output:
-            results = score_images(scorer.model, paths, k=scorer.k[0], b=scorer.b[0], sizing=sizing,
-                                   batch_size=batch_size, device=scorer.device,
-                                   precision=scorer.precision, channels_last=scorer.channels_last,
-                                   workers=args.num_workers,
-                                   progress=not single and (args.pbar or sys.stderr.isatty()))
-            if not single:
-                write_csv(results, output)
-    except IQAError as error:
-        sys.exit(f"test_demo.py: error: {error}")
+    paths, scorer, sizing = prepare(args, defaults=defaults)
+    batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
+    with csv_output(args.output) as output:
+        results = score_images(scorer, paths, sizing=sizing, batch_size=batch_size, max_pixels=args.max_pixels,
+                               workers=args.num_workers, progress=not single and (args.pbar or sys.stderr.isatty()))
+        if not single:
+            write_csv(results, output)
     return print_score(results[0]) if single else report_failures(results)
 
 
 def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
     """The images --img stands for, the checkpoint's model and how to size the images."""
-    limit_pixels(args.max_pixels)
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
     scorer = load_scorer(args.trained_model_file or RELEASED_CHECKPOINT, requested=requested, defaults=defaults,
@@ -112,7 +121,7 @@ def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:
 def print_score(result: ImageScore) -> int:
     """The paper's line for one image; an image that cannot be scored is an error."""
     if result.error:
-        sys.exit(f"test_demo.py: error: {result.error}")
+        return report_mistake(SCRIPT, result.error)
     print(f"The image quality score is {result.score}")
     return 0
 
@@ -121,10 +130,10 @@ def report_failures(results: Sequence[ImageScore]) -> int:
     """Warn on stderr about each image without a score; the exit status."""
     failed = [result for result in results if result.error]
     for result in failed:
-        print(f"test_demo.py: warning: {result.error}", file=sys.stderr)
+        print(f"{SCRIPT}: warning: {result.error}", file=sys.stderr)
     if not failed:
         return 0
-    print(f"test_demo.py: {len(failed)} of {len(results)} images could not be scored", file=sys.stderr)
+    print(f"{SCRIPT}: {len(failed)} of {len(results)} images could not be scored", file=sys.stderr)
     return EXIT_SOME_FAILED
 
 

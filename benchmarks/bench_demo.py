@@ -85,7 +85,7 @@ def write_checkpoint(folder: Path, arch: str) -> Path:
 
 def write_images(folder: Path, *, count: int, width: int, height: int) -> list[Path]:
     """`count` JPEGs of random scenes (quality 90), as a camera's photos decode."""
-    from synthetic import render_scene
+    from linearityiqa.data.synthetic import render_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -118,11 +118,11 @@ def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namesp
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
-    from acceleration import prepare_images, set_memory_format, uses_channels_last
-    from checkpoint import load_checkpoint, load_model_state
-    from image_store import ImageSizing, decode_image
-    from image_transforms import to_uint8_tensor
     from IQAmodel import IQAModel
+    from linearityiqa.acceleration import prepare_images, set_memory_format, uses_channels_last
+    from linearityiqa.data.image_store import ImageSizing, decode_image
+    from linearityiqa.data.image_transforms import to_uint8_tensor
+    from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 
     cpu = torch.device("cpu")
     channels_last = uses_channels_last(cpu)
@@ -168,10 +168,10 @@ def one_image(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace
 
 def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> tuple[float, float, float]:
     """(command wall seconds, its images/s, images/s of score_images alone) for the folder."""
-    from checkpoint import MODEL_SETTINGS
-    from options import get_demo_parser
-    from acceleration import evaluation_batch_size
-    from scoring import image_sizing, list_images, load_scorer, score_images
+    from linearityiqa.acceleration import evaluation_batch_size
+    from linearityiqa.cli.options import get_demo_parser
+    from linearityiqa.records.checkpoint import MODEL_SETTINGS
+    from linearityiqa.scoring import image_sizing, list_images, load_scorer, score_images
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
@@ -184,8 +184,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     paths = list_images(str(folder), stdin=sys.stdin)
 
     def score(chosen: list[str]) -> None:
-        score_images(scorer.model, chosen, k=1.0, b=0.0, sizing=sizing, batch_size=batch_size, device=scorer.device,
-                     precision=scorer.precision, channels_last=scorer.channels_last)
+        score_images(scorer, chosen, sizing=sizing, batch_size=batch_size)
 
     score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
     _, seconds = timed_result(lambda: score(paths))

@@ -26,8 +26,12 @@ from ignite.engine import Events
 from benchmarks.bench_train_step import SETTINGS, build_trainer, run_setting
 from benchmarks.common import machine, print_header, print_row, synchronize
 from benchmarks.generated import write_rated_images
-from image_store import available_cores
-from IQAdataset import get_data_loaders
+from IQAdataset import Batching, get_data_loaders
+from linearityiqa.acceleration import cudnn_mode
+from linearityiqa.data.dataset_registry import DataSource
+from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.data.image_transforms import TrainAugmentation
+from linearityiqa.data.image_store import available_cores
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -50,12 +54,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def epoch_throughput(args: argparse.Namespace, data: dict, augment: bool, device: torch.device) -> float:
+def epoch_throughput(args: argparse.Namespace, source: DataSource, loading: ImageLoading, augment: bool,
+                     device: torch.device) -> float:
     """Training images per second over the second of two epochs."""
-    train_loader, _, _ = get_data_loaders(**data, resize=True, resize_size_h=args.height, resize_size_w=args.width,
-                                          augment=augment, crop_size_h=args.crop, crop_size_w=args.crop,
-                                          batch_size=args.batch_size, num_workers=args.num_workers, verbose=False)
-    trainer = build_trainer(SETTINGS[args.setting], arch=args.arch, device=device)
+    augmentation = TrainAugmentation(angle=2, hflip_p=0.5, crop_h=args.crop, crop_w=args.crop) if augment else None
+    batching = Batching(batch_size=args.batch_size, num_workers=args.num_workers)
+    train_loader, _, _ = get_data_loaders(source, loading=loading, augmentation=augmentation, batching=batching)
+    setting = SETTINGS[args.setting]
+    trainer = build_trainer(setting, arch=args.arch, device=device)
     started = {}
 
     @trainer.on(Events.EPOCH_STARTED)
@@ -63,7 +69,8 @@ def epoch_throughput(args: argparse.Namespace, data: dict, augment: bool, device
         synchronize(device)
         started[engine.state.epoch] = time.perf_counter()
 
-    trainer.run(train_loader, max_epochs=2)
+    with cudnn_mode(deterministic=setting.deterministic):
+        trainer.run(train_loader, max_epochs=2)
     synchronize(device)
     return len(train_loader.dataset) / (time.perf_counter() - started[2])
 
@@ -74,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_epoch_'))
     try:
         image_dir, info = write_rated_images(work_dir / f'rated-{args.images}', count=args.images)
-        data = dict(dataset='generated', data_info=str(info), im_dir=str(image_dir), cache_dir=str(work_dir / 'cache'))
+        source = DataSource.open('generated', data_info=info, im_dir=image_dir)
+        loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / 'cache', verbose=False)
         print(f"{machine()}\ntraining epochs, {args.arch}, {SETTINGS[args.setting].label}, batch {args.batch_size}, "
               f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}"
               f"{'; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''}\n")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             step_args = argparse.Namespace(arch=args.arch, batch_size=args.batch_size, height=height, width=width,
                                            warmup=args.warmup, steps=args.steps)
             step, _ = run_setting(SETTINGS[args.setting], step_args, device)
-            epoch = epoch_throughput(args, data, augment, device)
+            epoch = epoch_throughput(args, source, loading, augment, device)
             label = f'--augment, {height}x{width} crops' if augment else f'whole {height}x{width} images'
             print_row(label, f'{step:.1f}', f'{epoch:.1f}', f'{epoch / step:.2f}')
     finally:

@@ -23,15 +23,16 @@ from pathlib import Path
 
 import torch
 
-from acceleration import choose_precision, uses_channels_last
-from benchmarks.common import (format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory,
-                               timed)
+from benchmarks.common import format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory, timed
 from benchmarks.generated import write_rated_images
-from checkpoint import load_checkpoint, load_model_state
-from image_store import available_cores
 from IQAdataset import IQADataset, evaluation_loader
 from IQAmodel import IQAModel
-from training import Evaluation
+from linearityiqa.acceleration import choose_precision, cudnn_mode, uses_channels_last
+from linearityiqa.data.image_store import available_cores
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
+from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource
+from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.training.evaluation import Evaluation
 
 COMPARED = [f'{name}{head}' for head in ('', '1', '2') for name in ('SROCC', 'KROCC', 'PLCC')]
 
@@ -88,13 +89,12 @@ def run_setting(setting: Setting, model: IQAModel, images: IQADataset, args: arg
 def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    torch.backends.cudnn.benchmark = True  # as test_dataset.py runs
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_eval_'))
     try:
         image_dir, info = write_rated_images(work_dir / f'rated-{args.images}', count=args.images)
-        images = IQADataset(dataset='generated', data_info=str(info), im_dir=str(image_dir), status='test',
-                            train_ratio=0, train_and_val_ratio=0, resize=True, resize_size_h=args.height,
-                            resize_size_w=args.width, cache_dir=str(work_dir / 'cache'), verbose=False)
+        source = DataSource.open('generated', data_info=info, im_dir=image_dir)
+        loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / 'cache', verbose=False)
+        images = IQADataset(source, status='test', split=ALL_FOR_TESTING, loading=loading)
         model = build_model(args, device)
         print(f"{machine()}\nevaluation of {len(images)} images at {args.height}x{args.width}, {args.arch} "
               f"({'trained: ' + args.checkpoint if args.checkpoint else 'random weights'}), "
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         print_header('setting', 'images/s', 'vs first', 'peak memory', 'largest metric change')
         first = None
         for setting in settings:
-            speed, results, memory = run_setting(setting, model, images, args, device)
+            with cudnn_mode(deterministic=False):  # as test_dataset.py evaluates
+                speed, results, memory = run_setting(setting, model, images, args, device)
             first = first or (speed, results)
             change = max(abs(float(results[name]) - float(first[1][name])) for name in COMPARED)
             print_row(setting.label, f'{speed:.1f}', f'{speed / first[0]:.2f}x', format_memory(memory), f'{change:.1e}')

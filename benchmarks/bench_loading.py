@@ -25,8 +25,15 @@ import PIL.features
 import torch
 
 from benchmarks.generated import write_rated_images
-from image_store import available_cores
 from IQAdataset import IQADataset
+from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource
+from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.data.image_transforms import TrainAugmentation
+
+# The paper's sizes: --resize to 498x664, and the 498x498 crop of --augment.
+RESIZED_HW = (498, 664)
+CROP = TrainAugmentation(angle=2, hflip_p=0.5, crop_h=498, crop_w=498)
+from linearityiqa.data.image_store import available_cores
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -51,10 +58,10 @@ def timed(action) -> tuple[object, float]:
 def time_loading(im_dir: Path, info: Path, cache_dir: Path, resize: bool) -> dict[str, float]:
     """Seconds to build the data set (all its images) with an empty cache, then with the cache in place."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    kwargs = dict(dataset="generated", data_info=str(info), im_dir=str(im_dir), status="test", train_ratio=0,
-                  train_and_val_ratio=0, resize=resize, cache_dir=str(cache_dir), verbose=False)
-    first, first_seconds = timed(lambda: IQADataset(**kwargs))
-    cached, cached_seconds = timed(lambda: IQADataset(**kwargs))
+    source = DataSource.open("generated", data_info=info, im_dir=im_dir)
+    loading = ImageLoading(resize_hw=RESIZED_HW if resize else None, cache_dir=cache_dir, verbose=False)
+    first, first_seconds = timed(lambda: IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading))
+    cached, cached_seconds = timed(lambda: IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading))
     # Reading one byte per page pulls the whole cache into memory (from the OS page cache here).
     _, touch_seconds = timed(lambda: int(cached.image_store.pixels[::4096].sum()))
     return dict(first=first_seconds, cached=cached_seconds, touch=touch_seconds,
@@ -63,8 +70,9 @@ def time_loading(im_dir: Path, info: Path, cache_dir: Path, resize: bool) -> dic
 
 def time_items(im_dir: Path, info: Path, cache_dir: Path, augment: bool, items: int) -> float:
     """Milliseconds per training item at 498x664, with or without the 498x498 augmentation."""
-    dataset = IQADataset(dataset="generated", data_info=str(info), im_dir=str(im_dir), status="train",
-                         resize=True, augment=augment, cache_dir=str(cache_dir), verbose=False)
+    source = DataSource.open("generated", data_info=info, im_dir=im_dir)
+    loading = ImageLoading(resize_hw=RESIZED_HW, cache_dir=cache_dir, verbose=False)
+    dataset = IQADataset(source, status="train", loading=loading, augmentation=CROP if augment else None)
     order = np.random.default_rng(0).integers(0, len(dataset), size=items)
     started = time.perf_counter()
     for item in order:

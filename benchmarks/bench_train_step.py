@@ -19,12 +19,11 @@ from dataclasses import dataclass
 import torch
 from ignite.engine import Engine
 
-import training as T
-from acceleration import choose_precision, compile_model, set_memory_format
-from benchmarks.common import (format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory,
-                               timed)
+from benchmarks.common import format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory, timed
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
+from linearityiqa.acceleration import choose_precision, compile_model, cudnn_mode, set_memory_format
+from linearityiqa.training.step import create_optimizer, create_trainer
 
 
 @dataclass(frozen=True)
@@ -89,15 +88,15 @@ def synthetic_batch(batch_size: int, height: int, width: int, device: torch.devi
 
 
 def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engine:
-    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout."""
-    T.configure_cudnn(deterministic=setting.deterministic)
+    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout
+    (run it in the setting's cuDNN mode, `cudnn_mode(deterministic=setting.deterministic)`)."""
     torch.manual_seed(0)
     model = IQAModel(arch=arch, pretrained=False).to(device)
     set_memory_format(model, channels_last=setting.channels_last)
-    optimizer = T.create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0)
-    return T.create_trainer(compile_model(model, setting.compile_mode), optimizer, IQALoss(), device=device,
-                            precision=choose_precision(setting.opt_level, device), accumulation_steps=1,
-                            channels_last=setting.channels_last)
+    optimizer = create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0)
+    return create_trainer(compile_model(model, setting.compile_mode), optimizer, IQALoss(), device=device,
+                          precision=choose_precision(setting.opt_level, device), accumulation_steps=1,
+                          channels_last=setting.channels_last)
 
 
 def run_setting(setting: Setting, args: argparse.Namespace, device: torch.device) -> tuple[float, float | None]:
@@ -106,8 +105,9 @@ def run_setting(setting: Setting, args: argparse.Namespace, device: torch.device
     batch_size = setting.batch_size or args.batch_size
     batch = synthetic_batch(batch_size, args.height, args.width, device)
     reset_peak_memory(device)
-    trainer.run([batch] * args.warmup, max_epochs=1)
-    seconds = timed(lambda: trainer.run([batch] * args.steps, max_epochs=1), device)
+    with cudnn_mode(deterministic=setting.deterministic):
+        trainer.run([batch] * args.warmup, max_epochs=1)
+        seconds = timed(lambda: trainer.run([batch] * args.steps, max_epochs=1), device)
     return batch_size * args.steps / seconds, peak_memory_gib(device)
 
 

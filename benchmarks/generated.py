@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from image_store import available_cores
-from info_builders import user_info_from_csv
-from info_files import write_info
-from synthetic import degrade, draw_degradation, quality_of, render_scene
+from linearityiqa.data.image_store import available_cores
+from linearityiqa.data.info_builders import user_info_from_csv
+from linearityiqa.data.info_files import write_info
+from linearityiqa.data.synthetic import degrade, draw_degradation, quality_of, render_scene
 
 SET_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
 

@@ -7,14 +7,15 @@
 
 See reproduce/README.md for each experiment's runs and what the paper reports.
 """
+from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
-from errors import IQAError
-from options import POSITIVE_INT, SHARE
+from linearityiqa.cli.options import POSITIVE_INT, SHARE
+from linearityiqa.cli.scripts import exit_status
 from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
 from reproduce.reports import DEFAULT_THRESHOLDS, write_report
 from reproduce.runs import Runner, SyntheticSizes, check_sizes, real_data, real_data_present, synthetic_data
@@ -54,7 +55,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def split_extra(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """This command's options, and the main.py options after --."""
     argv = list(argv)
     if '--' not in argv:
@@ -63,7 +64,7 @@ def split_extra(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
     return argv[:cut], argv[cut + 1:]
 
 
-def make_runner(args: argparse.Namespace, extra: List[str]) -> Tuple[Runner, str]:
+def make_runner(args: argparse.Namespace, extra: list[str]) -> tuple[Runner, str]:
     """The runner for the data asked for, and a description of that data and training."""
     synthetic = args.data == 'synthetic' or (args.data == 'auto' and not real_data_present())
     if synthetic:
@@ -79,23 +80,23 @@ def make_runner(args: argparse.Namespace, extra: List[str]) -> Tuple[Runner, str
     return runner, f'{data.description}, {epochs} epochs'
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(own)
+    return exit_status('reproduce', lambda: reproduce_experiments(args, extra))
+
+
+def reproduce_experiments(args: argparse.Namespace, extra: list[str]) -> None:
+    """Train the runs of each experiment asked for, then write its report."""
     names = list(EXPERIMENTS) if 'all' in args.experiments else args.experiments
-    try:
-        runner, description = make_runner(args, extra)
-        print(f'reproducing {", ".join(names)} on {description}, into {runner.out}', flush=True)
-        for name in names:
-            experiment = build(name, losses=args.losses, backbones=args.backbones, splits=args.splits)
-            report = write_report(experiment, runner.results(experiment), out=runner.out, description=description,
-                                  thresholds=args.thresholds)
-            print(f'\n{report.table.read_text()}written: {report.table}' +
-                  (f' and {report.figure}' if report.figure else ''), flush=True)
-    except IQAError as error:
-        print(f'reproduce: error: {error}', file=sys.stderr)
-        return 1
-    return 0
+    runner, description = make_runner(args, extra)
+    print(f'reproducing {", ".join(names)} on {description}, into {runner.out}', flush=True)
+    for name in names:
+        experiment = build(name, losses=args.losses, backbones=args.backbones, splits=args.splits)
+        report = write_report(experiment, runner.results(experiment), out=runner.out, description=description,
+                              thresholds=args.thresholds)
+        print(f'\n{report.table.read_text()}written: {report.table}' +
+              (f' and {report.figure}' if report.figure else ''), flush=True)
 
 
 if __name__ == '__main__':

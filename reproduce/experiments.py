@@ -7,25 +7,26 @@ thing. The loss names are the authors' (l1, mse, Lp), so run names match their c
 Two slips of their list are not followed: Figure 5's ft_lr_ratio sweep is run at the basic
 batch size 8 (their list mixes in 4 and 16), and the t-test uses ten splits, exp_id 0-9.
 """
+from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
 
 PAPER_BASE = ('--dataset', 'KonIQ-10k', '--resize', '--exp_id', '0', '--lr', '1e-4', '-bs', '8', '-e', '30',
               '--ft_lr_ratio', '0.1', '--arch', 'resnext101_32x8d')
-LOSSES: Dict[str, Tuple[str, ...]] = {
+LOSSES: dict[str, tuple[str, ...]] = {
     'MAE': ('--loss_type', 'l1'),
     'MSE': ('--loss_type', 'mse'),
     'Norm-in-Norm': ('--loss_type', 'Lp', '--p', '1', '--q', '2'),
 }
-BACKBONES: Dict[str, str] = {'ResNet-18': 'resnet18', 'ResNet-34': 'resnet34', 'ResNet-50': 'resnet50',
+BACKBONES: dict[str, str] = {'ResNet-18': 'resnet18', 'ResNet-34': 'resnet34', 'ResNet-50': 'resnet50',
                              'ResNeXt-101': 'resnext101_32x8d'}
 # Figure 5 varies one setting of the basic ResNet-50 run at a time.
-SWEEPS: Dict[str, Tuple[str, ...]] = {'lr': ('1e-3', '1e-4', '1e-5'), 'bs': ('4', '8', '16'),
+SWEEPS: dict[str, tuple[str, ...]] = {'lr': ('1e-3', '1e-4', '1e-5'), 'bs': ('4', '8', '16'),
                                       'ft_lr_ratio': ('0', '0.01', '0.1', '1')}
 SWEEP_OPTIONS = {'lr': '--lr', 'bs': '-bs', 'ft_lr_ratio': '--ft_lr_ratio'}
 # Table 2's weights of l and l' (--alpha); l alone is the default, so that run is the basic one.
-LOSS_VARIANTS: Dict[str, Tuple[str, ...]] = {"l": (), "l + 0.1 l'": ('--alpha', '1', '0.1'),
+LOSS_VARIANTS: dict[str, tuple[str, ...]] = {"l": (), "l + 0.1 l'": ('--alpha', '1', '0.1'),
                                              "l'": ('--alpha', '0', '1'), "l + l'": ('--alpha', '1', '1')}
 T_TEST_SPLITS = 10
 
@@ -42,8 +43,8 @@ class Run:
         cross_dataset: test the trained model on CLIVE as well.
     """
 
-    labels: Dict[str, str]
-    options: Tuple[str, ...]
+    labels: dict[str, str]
+    options: tuple[str, ...]
     dataset: str = 'KonIQ-10k'
     test_curves: bool = False
     cross_dataset: bool = False
@@ -56,14 +57,14 @@ class Experiment:
     name: str
     title: str
     report: str
-    runs: List[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
 
 
-def _losses(losses: Sequence[str]) -> List[Tuple[str, Tuple[str, ...]]]:
+def _losses(losses: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
     return [(name, LOSSES[name]) for name in losses]
 
 
-def _backbones(backbones: Sequence[str]) -> List[Tuple[str, str]]:
+def _backbones(backbones: Sequence[str]) -> list[tuple[str, str]]:
     return [(name, BACKBONES[name]) for name in backbones]
 
 

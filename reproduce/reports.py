@@ -4,11 +4,13 @@ Every number comes from a run's own files (run_records.py): curves from its -epo
 test metrics and scatter plots from its -scores.csv. A report draws the runs that finished
 and counts the others, so it can be looked at while an experiment is still going.
 """
+from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -16,9 +18,9 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from IQAperformance import correlations
+from linearityiqa.records.run_records import first_epoch_reaching, read_scores
 from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
-from run_records import first_epoch_reaching, read_scores
 
 METRICS = ('SROCC', 'PLCC')
 SPLITS = ('train', 'val', 'test')
@@ -32,10 +34,10 @@ class Report:
     """What a report wrote: its Markdown table and its figure (None for a table of the paper)."""
 
     table: Path
-    figure: Optional[Path]
+    figure: Path | None
 
 
-def write_report(experiment: Experiment, results: List[RunResult], *, out: Path, description: str,
+def write_report(experiment: Experiment, results: list[RunResult], *, out: Path, description: str,
                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Report:
     """Draw `experiment`'s figure and write its table under `out`, named after the experiment.
 
@@ -60,13 +62,13 @@ def write_report(experiment: Experiment, results: List[RunResult], *, out: Path,
     return Report(path, figure)
 
 
-def tested(result: RunResult, dataset: str) -> Dict[str, float]:
+def tested(result: RunResult, dataset: str) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of a run's test on `dataset`, from its per-image scores."""
     scores = read_scores(result.scores[dataset])
     return correlations(scores['score'], scores['mapped'])
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)] + \
         ['| ' + ' | '.join(row) + ' |' for row in rows]
 
@@ -79,13 +81,13 @@ def _label(result: RunResult) -> str:
     return result.run.labels['loss']
 
 
-def _colour(label: str) -> Optional[str]:
+def _colour(label: str) -> str | None:
     return COLOURS.get(label)
 
 
 # Figures 1 and 4: the metrics of each split during training, one line per loss.
 
-def draw_curves(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
     splits = [split for split in SPLITS if any(result.metrics.has(split) for result in results)
               and any(result.metrics.series(split, 'PLCC').epochs for result in results)]
     figure = Figure(figsize=(4.2 * len(splits), 7), layout='constrained')
@@ -110,7 +112,7 @@ def _epoch_axis(ax, title: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def curves_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Epochs to each val PLCC threshold and, as the paper measured convergence, to the val PLCC
     that norm-in-norm reached after its first epoch; best val PLCC; the best model's test."""
     levels = [(f'epochs to val PLCC {threshold}', threshold) for threshold in thresholds]
@@ -131,7 +133,7 @@ def curves_table(results: List[RunResult], thresholds: Sequence[float]) -> List[
 
 # Figure 5: validation PLCC while one setting varies, one panel per loss.
 
-def draw_sweeps(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
     sweeps = _ordered({result.run.labels['sweep'] for result in results}, ('lr', 'bs', 'ft_lr_ratio'))
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
     figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout='constrained')
@@ -148,9 +150,9 @@ def draw_sweeps(results: List[RunResult], thresholds: Sequence[float]) -> Figure
     return figure
 
 
-def sweeps_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
-    by_setting: Dict[Tuple[str, str], Dict[str, RunResult]] = defaultdict(dict)
+    by_setting: dict[tuple[str, str], dict[str, RunResult]] = defaultdict(dict)
     for result in results:
         by_setting[result.run.labels['sweep'], result.run.labels['value']][_label(result)] = result
     rows = [[sweep, value] + [f"{runs[loss].metrics.final('PLCC'):.3f}" if loss in runs else 'missing'
@@ -160,7 +162,7 @@ def sweeps_table(results: List[RunResult], thresholds: Sequence[float]) -> List[
 
 # Figures 6 and 7, Tables 1 and 2: test metrics on KonIQ-10k and across data sets on CLIVE.
 
-def draw_bars(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
     backbones = _ordered({result.run.labels['backbone'] for result in results}, tuple(BACKBONES))
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
     figure = Figure(figsize=(11, 4), layout='constrained')
@@ -176,15 +178,15 @@ def draw_bars(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
     return figure
 
 
-def _value(results: List[RunResult], dataset: str, metric: str, **labels: str) -> float:
+def _value(results: list[RunResult], dataset: str, metric: str, **labels: str) -> float:
     for result in results:
         if all(result.run.labels.get(key) == value for key, value in labels.items()):
             return tested(result, dataset)[metric]
     return np.nan
 
 
-def tests_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
-    keys = [key for key in results[0].run.labels]
+def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
+    keys = list(results[0].run.labels)
     datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
     header = keys + [f'{dataset} {metric}' for dataset in datasets for metric in METRICS]
     rows = []
@@ -195,7 +197,7 @@ def tests_table(results: List[RunResult], thresholds: Sequence[float]) -> List[s
     return markdown_table(header, rows)
 
 
-def draw_scatter(results: List[RunResult], thresholds: Sequence[float]) -> Figure:
+def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
     datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
     figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout='constrained')
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
@@ -213,7 +215,7 @@ def draw_scatter(results: List[RunResult], thresholds: Sequence[float]) -> Figur
     return figure
 
 
-def pq_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+def pq_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Table 1: rows backbones, columns (p, q); each cell KonIQ-10k test SROCC / PLCC."""
     orders = [(p, q) for p in ('1', '2') for q in ('1', '2')]
     cells = {(result.run.labels['backbone'], result.run.labels['p'], result.run.labels['q']):
@@ -225,15 +227,15 @@ def pq_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]
                                                                   rows)
 
 
-def variants_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+def variants_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Table 2: one row per loss of Table 2, in the paper's order."""
     order = list(LOSS_VARIANTS)
     return tests_table(sorted(results, key=lambda result: order.index(_label(result))), thresholds)
 
 
-def ttest_table(results: List[RunResult], thresholds: Sequence[float]) -> List[str]:
+def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Test PLCC over the CLIVE splits for each loss, and paired t-tests of norm-in-norm against the others."""
-    plcc: Dict[str, Dict[str, float]] = defaultdict(dict)
+    plcc: dict[str, dict[str, float]] = defaultdict(dict)
     for result in results:
         plcc[_label(result)][result.run.labels['split']] = tested(result, result.run.dataset)['PLCC']
     losses = _ordered(set(plcc), tuple(LOSSES))
@@ -247,7 +249,7 @@ def ttest_table(results: List[RunResult], thresholds: Sequence[float]) -> List[s
         markdown_table(['loss', 'splits', 'PLCC mean ± std', 'norm-in-norm minus it (mean)', 't-test p'], rows)
 
 
-def _paired_test(ours: Dict[str, float], theirs: Dict[str, float]) -> Tuple[str, str]:
+def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str, str]:
     splits = sorted(set(ours) & set(theirs), key=int)
     if len(splits) < 2:
         return 'n/a', 'n/a (fewer than 2 shared splits)'
@@ -255,12 +257,12 @@ def _paired_test(ours: Dict[str, float], theirs: Dict[str, float]) -> Tuple[str,
     return f'{np.mean(a - b):+.3f}', f'{stats.ttest_rel(a, b).pvalue:.2g}'
 
 
-def _ordered(found: set, order: Tuple[str, ...]) -> List[str]:
+def _ordered(found: set, order: tuple[str, ...]) -> list[str]:
     return [name for name in order if name in found] + sorted(found - set(order))
 
 
 # Each report: how it draws its figure (None: a table of the paper) and how it writes its table.
-REPORTS: Dict[str, Tuple[Optional[Callable[..., Figure]], Callable[..., List[str]]]] = {
+REPORTS: dict[str, tuple[Callable[..., Figure] | None, Callable[..., list[str]]]] = {
     'curves': (draw_curves, curves_table),
     'sweeps': (draw_sweeps, sweeps_table),
     'bars': (draw_bars, tests_table),

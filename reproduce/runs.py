@@ -1,7 +1,8 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
-Every run is the command a user would type, printed before it starts, and it writes what any
-run writes (see run_records.py) under one output folder:
+Every run is the command a user would type, printed before it starts and run as it reads in a
+process of its own, and it writes what any run writes (see linearityiqa/records/paths.py)
+under one output folder:
 
     <out>/checkpoints/<run name>                      the best model
     <out>/results/<run name>-epochs.csv               its metrics every epoch, and the final test
@@ -13,21 +14,30 @@ A run whose records are complete is not trained again: experiments that share a 
 basic setting recurs in Figures 1, 4 and Tables 1, 2) train it once, and an interrupted
 experiment picks up where it stopped: a run interrupted after an epoch resumes (--resume).
 """
+from __future__ import annotations
 
-import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable
 
-import main
-import test_dataset
-from dataset_registry import check_linked, get_dataset_spec
-from errors import ConfigError, IQAError, MissingFileError
-from options import get_args_parser
-from quickstart import synthetic_clive, synthetic_koniq
+from linearityiqa.cli.options import get_args_parser
+from linearityiqa.cli.quickstart import synthetic_clive, synthetic_koniq
+from linearityiqa.cli.scripts import command_line, run_script
+from linearityiqa.cli.settings import run_settings
+from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
+from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
+from linearityiqa.records.paths import (
+    RESUME_FILE,
+    dataset_results_file,
+    epochs_file,
+    results_file,
+    resume_folder,
+    scores_file,
+)
+from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
-from run_records import FINAL_TEST, EpochMetrics, epochs_file, scores_file
 
 CROSS_DATASET = 'CLIVE'
 
@@ -42,12 +52,12 @@ class Data:
         substitutions: options that replace the paper's for this data (empty for the real sets).
     """
 
-    def __init__(self, description: str, makers: Dict[str, Callable[[], List[str]]], substitutions: List[str]):
+    def __init__(self, description: str, makers: dict[str, Callable[[], list[str]]], substitutions: list[str]):
         self.description, self.substitutions = description, substitutions
         self._makers = makers
-        self._options: Dict[str, List[str]] = {}
+        self._options: dict[str, list[str]] = {}
 
-    def options(self, dataset: str) -> List[str]:
+    def options(self, dataset: str) -> list[str]:
         if dataset not in self._options:
             self._options[dataset] = self._makers[dataset]()
         return self._options[dataset]
@@ -111,7 +121,7 @@ class RunResult:
     run: Run
     name: str
     metrics: EpochMetrics
-    scores: Dict[str, str]
+    scores: dict[str, str]
 
 
 class Runner:
@@ -126,14 +136,14 @@ class Runner:
         train: False to report only on the runs already done.
     """
 
-    def __init__(self, *, data: Data, out: Path, extra: Sequence[str] = (), device: Optional[str] = None,
-                 epochs: Optional[int] = None, train: bool = True):
+    def __init__(self, *, data: Data, out: Path, extra: Sequence[str] = (), device: str | None = None,
+                 epochs: int | None = None, train: bool = True):
         self.data, self.out, self.train = data, Path(out), train
         self.common = list(PAPER_BASE) + data.substitutions + (['-e', str(epochs)] if epochs else [])
         self.extra = list(extra)
         self.device = ['--device', device] if device else []
 
-    def results(self, experiment: Experiment) -> List[RunResult]:
+    def results(self, experiment: Experiment) -> list[RunResult]:
         """Each run of the experiment, trained (and tested on CLIVE) unless its records are complete."""
         finished = []
         for number, run in enumerate(experiment.runs, start=1):
@@ -142,18 +152,18 @@ class Runner:
                 finished.append(result)
         return finished
 
-    def main_argv(self, run: Run) -> List[str]:
+    def main_argv(self, run: Run) -> list[str]:
         argv = self.common + self.data.options(run.dataset) + self.extra + list(run.options) + self.device
         argv = fold_options(argv + (['--test_during_training'] if run.test_curves else []))
-        name = main.run_settings(get_args_parser().parse_args(argv))['run_name']
+        name = run_settings(get_args_parser().parse_args(argv))['run_name']
         return argv + ['--trained_model_file', str(self.out / 'checkpoints' / name),
                        '--results_dir', str(self.out / 'results'), '--log_dir', str(self.out / 'runs')]
 
-    def cross_dataset_argv(self, checkpoint: str) -> List[str]:
+    def cross_dataset_argv(self, checkpoint: str) -> list[str]:
         return self.data.options(CROSS_DATASET) + self.device + [
             '--resize', '--trained_model_file', checkpoint, '--results_dir', str(self.out / 'results')]
 
-    def _run(self, run: Run, progress: str) -> Optional[RunResult]:
+    def _run(self, run: Run, progress: str) -> RunResult | None:
         argv = self.main_argv(run)
         checkpoint = argv[argv.index('--trained_model_file') + 1]
         name = Path(checkpoint).name
@@ -164,35 +174,35 @@ class Runner:
             if not self.train:
                 print(f'{progress}: not run yet ({_describe(run)})')
                 return None
-            _call(main.main, 'main.py', argv + _resumed(checkpoint, records), progress, run)
+            _call('main.py', argv + _resumed(checkpoint, records), progress, run)
             metrics = EpochMetrics(records)
-        scores = {run.dataset: scores_file(str(Path(results_dir) / f'{name}.npy'))}
+        scores = {run.dataset: scores_file(results_file(results_dir, name))}
         if run.cross_dataset:
-            cross = scores_file(test_dataset.result_file(results_dir, CROSS_DATASET, checkpoint))
+            cross = scores_file(dataset_results_file(results_dir, CROSS_DATASET, checkpoint))
             if not Path(cross).is_file():
                 if not self.train:
                     print(f'{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})')
                     return None
-                _call(test_dataset.main, 'test_dataset.py', self.cross_dataset_argv(checkpoint), progress, run)
+                _call('test_dataset.py', self.cross_dataset_argv(checkpoint), progress, run)
             scores[CROSS_DATASET] = cross
         return RunResult(run, name, metrics, scores)
 
 
-def _complete(run: Run, metrics: Optional[EpochMetrics]) -> bool:
+def _complete(run: Run, metrics: EpochMetrics | None) -> bool:
     """Whether a run's records (None: it has none yet) hold its final test, and the test curves it asks for."""
     return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has('test') or not run.test_curves)
 
 
-def _resumed(checkpoint: str, records: str) -> List[str]:
+def _resumed(checkpoint: str, records: str) -> list[str]:
     """--resume for a run interrupted after an epoch: main.py keeps its state beside the checkpoint,
     and its records have epochs but no final test (a finished run asked for again starts afresh)."""
-    folder = Path(checkpoint + '.resume')
-    saved = folder.is_dir() and any(main.RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
+    folder = Path(resume_folder(checkpoint))
+    saved = folder.is_dir() and any(RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
     started = saved and Path(records).is_file()
     return ['--resume'] if started and not EpochMetrics(records).has(FINAL_TEST) else []
 
 
-def fold_options(argv: Sequence[str]) -> List[str]:
+def fold_options(argv: Sequence[str]) -> list[str]:
     """main.py options, each once, in the place it first appears with the value it last has.
 
     argparse keeps the last value of an option given twice: the folded command means the same
@@ -200,7 +210,7 @@ def fold_options(argv: Sequence[str]) -> List[str]:
     """
     # argparse has no public table of option strings; this one is stable since Python 3.2
     actions = get_args_parser()._option_string_actions
-    folded: Dict[str, List[str]] = {}
+    folded: dict[str, list[str]] = {}
     position = 0
     argv = [part for token in argv for part in (token.split('=', 1) if _is_joined(token) else [token])]
     while position < len(argv):
@@ -234,14 +244,11 @@ def _describe(run: Run) -> str:
     return ', '.join(f'{key} {value}' for key, value in run.labels.items())
 
 
-def _call(command, script: str, argv: List[str], progress: str, run: Run) -> None:
-    print(f'\n== {progress}: {_describe(run)}\n   python {script} {shlex.join(argv)}', flush=True)
-    if command(argv) != 0:
+def _call(script: str, argv: list[str], progress: str, run: Run) -> None:
+    """Run a script's command as a user would, in a process of its own, after printing it."""
+    print(f'\n== {progress}: {_describe(run)}\n   {command_line(script, argv)}', flush=True)
+    if run_script(script, argv) != 0:
         raise RunFailed(f'{script} stopped on the run above ({_describe(run)}); its message says why')
-
-
-class RunFailed(IQAError):
-    """A run of an experiment ended with an error that main.py or test_dataset.py has reported."""
 
 
 def check_sizes(sizes: SyntheticSizes) -> None:

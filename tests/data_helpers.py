@@ -54,9 +54,9 @@ def save_plain_images(folder: Path, sizes: dict[str, tuple[int, int]], seed: int
 
 def synthetic_koniq_options(root: Path, *, count: int, seed: int, width: int = 128, height: int = 96) -> list[str]:
     """A synthetic KonIQ-10k download and its info file under root; the script options that point at them."""
-    from info_builders import koniq_info_from_csv
-    from info_files import write_info
-    from synthetic import write_koniq_layout
+    from linearityiqa.data.info_builders import koniq_info_from_csv
+    from linearityiqa.data.info_files import write_info
+    from linearityiqa.data.synthetic import write_koniq_layout
 
     sets_csv = write_koniq_layout(root / "download", count=count, width=width, height=height, seed=seed)
     write_info(root / "KonIQ-10kinfo.mat", koniq_info_from_csv(sets_csv))

@@ -1,14 +1,15 @@
 """checkpoint.py: atomic saves, safe loads of this project's and the authors' files, and
 the model settings a checkpoint brings with it."""
+from __future__ import annotations
 
 import os
 
 import pytest
 import torch
 
-from checkpoint import load_checkpoint, load_model_state, model_settings, save_checkpoint
-from errors import BadFileError, ConfigError, MissingFileError
 from IQAmodel import IQAModel
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, model_settings, save_checkpoint
 
 DEFAULTS = {'arch': 'resnext101_32x8d', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
 
@@ -91,7 +92,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
 
     torch.save({'model': {}, 'payload': Payload()}, tmp_path / 'evil.pth')
     for mmap in (False, True):
-        with pytest.raises(BadFileError, match='cannot read checkpoint .*evil.pth'):
+        with pytest.raises(BadFileError, match=r'cannot read checkpoint .*evil.pth'):
             load_checkpoint(str(tmp_path / 'evil.pth'), mmap=mmap)
     assert not marker.exists()
 
@@ -103,13 +104,13 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, model, keep):
     data = (tmp_path / 'whole.pth').read_bytes()
     (tmp_path / 'cut.pth').write_bytes(data[:int(len(data) * keep)])
     for mmap in (False, True):
-        with pytest.raises(BadFileError, match='cut.pth'):
+        with pytest.raises(BadFileError, match=r'cut.pth'):
             load_checkpoint(str(tmp_path / 'cut.pth'), mmap=mmap)
 
 
 @pytest.mark.reliability
 def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
-    with pytest.raises(MissingFileError, match='checkpoint .*none.pth does not exist'):
+    with pytest.raises(MissingFileError, match=r'checkpoint .*none.pth does not exist'):
         load_checkpoint(str(tmp_path / 'none.pth'))
     (tmp_path / 'half.pth').write_bytes(b'PK\x03\x04 truncated')
     with pytest.raises(BadFileError, match='damaged or not a PyTorch checkpoint'):
@@ -124,7 +125,7 @@ def test_a_checkpoint_of_another_arch_names_the_options(tmp_path, model):
     torch.save({'model': model.state_dict()}, tmp_path / 'r18.pth')
     checkpoint = load_checkpoint(str(tmp_path / 'r18.pth'))
     other = IQAModel(arch='resnet34', pretrained=False)
-    with pytest.raises(BadFileError, match='does not fit the model built with arch=resnet34.*--arch'):
+    with pytest.raises(BadFileError, match=r'does not fit the model built with arch=resnet34.*--arch'):
         load_model_state(other, checkpoint, 'r18.pth', settings={'arch': 'resnet34'})
 
 
@@ -133,5 +134,5 @@ def test_recorded_settings_win_over_defaults_and_clash_with_explicit_options():
     assert model_settings(checkpoint, DEFAULTS, DEFAULTS, 'x.pth') == {**DEFAULTS, 'arch': 'resnet18', 'P7': 2}
     agreeing = {**DEFAULTS, 'arch': 'resnet18'}
     assert model_settings(checkpoint, agreeing, DEFAULTS, 'x.pth')['arch'] == 'resnet18'
-    with pytest.raises(ConfigError, match="x.pth was trained with arch='resnet18', but arch='resnet50' was asked"):
+    with pytest.raises(ConfigError, match=r"x.pth was trained with arch='resnet18', but arch='resnet50' was asked"):
         model_settings(checkpoint, {**DEFAULTS, 'arch': 'resnet50'}, DEFAULTS, 'x.pth')

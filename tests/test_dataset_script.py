@@ -1,28 +1,26 @@
 """test_dataset.py: the paper README's test commands on synthetic KonIQ-10k (its test split)
 and CLIVE (all of it, cross-dataset), checked against predictions made independently."""
+from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from checkpoint import save_checkpoint
-from info_builders import clive_info_from_release, koniq_info_from_csv
-from image_transforms import normalize
-from info_files import write_info
+import test_dataset as script
 from IQAdataset import IQADataset
 from IQAmodel import IQAModel
-from run_records import read_scores
-from synthetic import write_clive_layout, write_koniq_layout
-
-# Loaded under another name: tests/ holds test_*.py modules of its own.
-_spec = importlib.util.spec_from_file_location('test_dataset_script', Path(__file__).parents[1] / 'test_dataset.py')
-script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(script)
+from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
+from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.data.image_transforms import normalize
+from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv
+from linearityiqa.data.info_files import write_info
+from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.records.checkpoint import save_checkpoint
+from linearityiqa.records.paths import dataset_results_file
+from linearityiqa.records.run_records import read_scores
 
 README_TEST = {
     'KonIQ-10k': '--dataset KonIQ-10k --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth',
@@ -60,12 +58,12 @@ def write_checkpoints(folder, model):
                folder / 'checkpoints' / 'p1q2plus0.1variant.pth')
 
 
-def expected_metrics(model, dataset, data_args, status_ratios):
+def expected_metrics(model, dataset, data_args, split):
     """Predictions one image at a time, mapped by hand."""
     options = dict(zip(data_args[::2], data_args[1::2]))
-    images = IQADataset(dataset=dataset, data_info=options['--data_info'], im_dir=options['--im_dir'], status='test',
-                        resize=True, resize_size_h=64, resize_size_w=96, cache_dir=None, verbose=False,
-                        **status_ratios)
+    source = DataSource.open(dataset, data_info=options['--data_info'], im_dir=options['--im_dir'])
+    images = IQADataset(source, status='test', split=split,
+                        loading=ImageLoading(resize_hw=(64, 96), cache_dir=None, verbose=False))
     with torch.no_grad():
         fused = np.array([model(normalize(image[None]))[2].item() for image, _ in images])
     mos = images.mos.numpy().astype(np.float64)
@@ -84,14 +82,14 @@ def test_readme_commands_test_the_right_images(dataset, data, model, tmp_path, m
     assert [line.split(':')[0] for line in out[-11:]] == [f'{dataset}, {name}' for name in
                                                           script.METRICS_PRINTED + script.EXTRA_METRICS]
     checkpoint = argv[argv.index('--trained_model_file') + 1]
-    results = np.load(script.result_file('results', dataset, checkpoint), allow_pickle=True).item()
+    results = np.load(dataset_results_file('results', dataset, checkpoint), allow_pickle=True).item()
     # KonIQ-10k: its official test split (4 of 20); CLIVE: every image (cross-dataset)
-    ratios = {} if dataset == 'KonIQ-10k' else {'train_ratio': 0, 'train_and_val_ratio': 0}
-    count, srocc, rmse = expected_metrics(model, dataset, data[dataset], ratios)
+    split = Split() if dataset == 'KonIQ-10k' else ALL_FOR_TESTING
+    count, srocc, rmse = expected_metrics(model, dataset, data[dataset], split)
     assert len(results['sq']) == count == (4 if dataset == 'KonIQ-10k' else 9)
     assert results['SROCC'] == pytest.approx(srocc) and results['RMSE'] == pytest.approx(rmse, rel=1e-5)
     assert results['k'] == K and results['b'] == B
-    assert os.path.basename(script.result_file('results', dataset, checkpoint)) == \
+    assert os.path.basename(dataset_results_file('results', dataset, checkpoint)) == \
         f'dataset={dataset}-tested_on_{os.path.basename(checkpoint)}.npy'
     scores = read_scores(f'results/dataset={dataset}-tested_on_{os.path.basename(checkpoint)}-scores.csv')
     np.testing.assert_allclose(scores['score'], np.ravel(results['sq']), rtol=1e-6)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import importlib.util
 import io
 import os
 import re
@@ -19,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import save_plain_images
 from PIL import Image
 from torchvision import transforms
 
-import image_store
-from checkpoint import save_checkpoint
-from data_helpers import save_plain_images
-from errors import ConfigError
-from image_store import ImageSizing
+import test_demo as demo
 from IQAmodel import IQAModel
-from acceleration import evaluation_batch_size
-from scoring import load_scorer, score_images
+from linearityiqa.acceleration import Precision, evaluation_batch_size
+from linearityiqa.data.image_store import ImageSizing
+from linearityiqa.errors import ConfigError
+from linearityiqa.records.checkpoint import save_checkpoint
+from linearityiqa.scoring import Scorer, load_scorer, score_images
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGE = REPO.parent / 'shared' / 'reference' / '1000.JPG'
@@ -40,10 +39,6 @@ TOLERANCE = 1e-4
 LINE = re.compile(r'The image quality score is (\S+)\n')
 SETTINGS = {'arch': 'resnet18', 'pool': 'avg', 'use_bn_end': False, 'P6': 1, 'P7': 1}
 
-# tests/test_demo.py and the script share a module name, so the script is loaded by its path.
-_spec = importlib.util.spec_from_file_location('demo_script', REPO / 'test_demo.py')
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
 
 
 @pytest.fixture(scope='module')
@@ -143,12 +138,14 @@ def test_a_real_photo(capsys, checkpoints, model):
 @pytest.mark.parametrize('resize_hw', [None, (96, 128)], ids=['own sizes', 'resized'])
 def test_batches_score_as_one_by_one(images, model, resize_hw):
     paths = [str(images / name) for name in ('a.jpg', 'b.JPG', 'c.png', 'd.jpeg', 'f.jpg', 'g.jpg', 'a.jpg')]
-    kwargs = dict(k=K[0], b=B[0], sizing=ImageSizing(resize_hw=resize_hw), device=torch.device('cpu'))
-    batched = score_images(model, paths, batch_size=3, **kwargs)
+    scorer = Scorer(model=model, k=K, b=B, device=torch.device('cpu'), recorded={}, precision=Precision('float32'),
+                    channels_last=False)
+    sizing = ImageSizing(resize_hw=resize_hw)
+    batched = score_images(scorer, paths, sizing=sizing, batch_size=3)
     assert [result.path for result in batched] == paths
     for path, result in zip(paths, batched):
-        alone = score_images(model, [path], batch_size=1, **kwargs)[0]
-        assert result.error is None and abs(result.score - alone.score) < 1e-5
+        alone = score_images(scorer, [path], sizing=sizing, batch_size=1)[0]
+        assert result.error is None and result.score == pytest.approx(alone.score, abs=TOLERANCE)
     assert len({round(result.score, 3) for result in batched}) == 6  # six images, told apart
 
 
@@ -221,8 +218,7 @@ def test_a_missing_image_on_stdin_gets_a_row_and_the_rest_are_scored(capsys, mon
     ('image over --max_pixels', r'image .*a.jpg declares 64 x 64 pixels, more than the limit of 4,095 \(--max_pixels\)'),
 ])
 def test_mistakes_are_one_line_and_exit_1(capsys, monkeypatch, tmp_path, checkpoints, images, case, message):
-    # --max_pixels sets a limit for the whole process: this test's is undone after it
-    monkeypatch.setattr(image_store, '_max_pixels', image_store._max_pixels)
+    # the script switches Pillow's own pixel limit off for its whole process: undone after the test
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
     (tmp_path / 'empty').mkdir()
     argv = {
@@ -264,10 +260,10 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
     assert status == 1 and 'cannot write the scores' in err
 
 
-def test_a_batch_size_below_1_is_refused(model, images):
-    with pytest.raises(ConfigError, match='batch size 0'):
-        score_images(model, [str(images / 'a.jpg')], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=0,
-                     device=torch.device('cpu'))
+def test_a_batch_size_below_1_is_refused(checkpoints, images):
+    scorer = load_scorer(checkpoints['authors'], requested=SETTINGS, defaults=SETTINGS, device=torch.device('cpu'))
+    with pytest.raises(ConfigError, match='batch size 0 is not positive: pass --eval_batch_size 1 or more'):
+        score_images(scorer, [str(images / 'a.jpg')], sizing=ImageSizing(), batch_size=0)
 
 
 def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
@@ -279,8 +275,7 @@ def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
 def test_a_cpu_scores_in_channels_last_as_in_the_plain_layout(checkpoints, images, model):
     scorer = load_scorer(checkpoints['authors'], requested=SETTINGS, defaults=SETTINGS, device=torch.device('cpu'))
     assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    [result] = score_images(scorer.model, [str(images / 'f.jpg')], k=K[0], b=B[0], sizing=ImageSizing(),
-                            batch_size=1, device=scorer.device, channels_last=True)
+    [result] = score_images(scorer, [str(images / 'f.jpg')], sizing=ImageSizing(), batch_size=1)
     assert result.score == pytest.approx(expected_score(model, images / 'f.jpg'), abs=TOLERANCE)
 
 

@@ -1,5 +1,6 @@
-"""distributed.py and main.py --nproc_per_node: 2 CPU processes (gloo) x batch B/2 train
+"""linearityiqa/training/distributed.py and main.py --nproc_per_node: 2 CPU processes (gloo) x batch B/2 train
 exactly as 1 process x batch B."""
+from __future__ import annotations
 
 import os
 
@@ -8,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-import acceleration
 import main
-import training
-from data_helpers import synthetic_koniq_options
-from distributed import GlobalBatchLoss, GlobalBatchNorm, ShardedBatches, _evaluation_shard, global_batchnorm
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
+from linearityiqa import acceleration
+from linearityiqa.training import step as training
+from linearityiqa.training.distributed import (
+    GlobalBatchLoss,
+    GlobalBatchNorm,
+    ShardedBatches,
+    _evaluation_shard,
+    global_batchnorm,
+)
 
 
 def _batch(seed=1, nan=False):
@@ -90,7 +96,7 @@ def test_evaluation_batches_are_shared_out_and_none_is_empty():
     batches = [[0, 1, 2, 3, 4], [5, 6], [7]]
     shares = [_evaluation_shard(batches, rank, 3) for rank in range(3)]
     assert shares == [[[0, 3], [6]], [[1, 4], [7]], [[2], [5]]]
-    assert sorted(sum(sum(shares, []), [])) == list(range(8))  # every image once
+    assert sorted(item for share in shares for batch in share for item in batch) == list(range(8))  # each once
     one_by_one = [_evaluation_shard([[0], [1], [2], [3], [4]], rank, 2) for rank in range(2)]
     assert one_by_one == [[[0], [2], [4]], [[1], [3]]]
 
@@ -112,18 +118,12 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
     torch.testing.assert_close(converted.running_var, plain.running_var)
 
 
-@pytest.fixture(scope='module')
-def koniq(tmp_path_factory):
-    """A 30-image synthetic KonIQ-10k in its official layout, with its info file."""
-    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=30, seed=2)
-
-
-def test_main_trains_and_tests_on_two_processes(koniq, tmp_path, monkeypatch):
+def test_main_trains_and_tests_on_two_processes(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ['--arch', 'resnet18', '--pretrained', 'none', '--resize', '-rs_h', '64', '-rs_w', '96', '-bs', '4',
             '-e', '1', '--num_workers', '0', '--nproc_per_node', '2'] + koniq
     assert main.main(argv) == 0
-    name = main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
+    name = run_name(argv)
     results = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
     assert len(results['sq']) == 6  # every test image once, gathered from both processes
     checkpoint = torch.load(os.path.join('checkpoints', name), weights_only=True)

@@ -1,18 +1,19 @@
 """Decoding images once (any pixel mode, the paper's resizing) and caching them on disk."""
+from __future__ import annotations
 
 import os
 import pickle
 
 import numpy as np
 import pytest
+from data_helpers import save_plain_images
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-import image_store
-from data_helpers import save_plain_images
-from errors import BadFileError, ConfigError, MissingFileError
-from image_store import ImageSizing, ImageStore, decode_image, load_images
+from linearityiqa.data import image_store
+from linearityiqa.data.image_store import ImageSizing, ImageStore, decode_image, load_images
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 
 @pytest.mark.parametrize("mode, value, expected", [

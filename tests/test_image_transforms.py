@@ -1,4 +1,5 @@
 """The paper's training augmentation on uint8 arrays, and ImageNet normalization."""
+from __future__ import annotations
 
 import random
 
@@ -8,8 +9,14 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as F
 
-from image_transforms import (IMAGENET_MEAN, IMAGENET_STD, TrainAugmentation, normalize, rotate_flip_crop,
-                              to_uint8_tensor)
+from linearityiqa.data.image_transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainAugmentation,
+    normalize,
+    rotate_flip_crop,
+    to_uint8_tensor,
+)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Building info files from the official KonIQ-10k and CLIVE files and from a user's CSV."""
+from __future__ import annotations
 
 import csv
 import subprocess
@@ -8,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from data_helpers import KONIQ_REFERENCE_CSV, write_csv
 
 import make_info
-from data_helpers import KONIQ_REFERENCE_CSV, write_csv
-from dataset_registry import get_dataset_spec, resolve_split_sizes
-from errors import BadFileError, ConfigError, MissingFileError
-from info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
-from info_files import read_info, split_positions, write_info
-from synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.data.dataset_registry import DataSource, Split, get_dataset_spec
+from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
+from linearityiqa.data.info_files import read_info, write_info
+from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,10 +41,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _split_names(info, spec, status):
-    train_size, train_and_val_size = resolve_split_sizes(spec, info, train_ratio=None, train_and_val_ratio=None)
-    positions = split_positions(info, status=status, exp_id=0, train_size=train_size,
-                                train_and_val_size=train_and_val_size)
-    return {info.im_names[p] for p in positions}
+    """The names of a split of the data set's own split."""
+    return {info.im_names[p] for p in DataSource(spec, info).positions(status, Split())}
 
 
 def test_koniq_from_the_sets_file_keeps_order_scores_and_split(koniq_download):
@@ -137,7 +136,7 @@ def test_user_csv_errors_name_file_and_line(tmp_path, header, rows, message):
 
 
 def test_koniq_scores_file_without_sets_says_what_to_pass(koniq_download):
-    with pytest.raises(BadFileError, match="has no column set .*pass the sets file"):
+    with pytest.raises(BadFileError, match=r"has no column set .*pass the sets file"):
         koniq_info_from_csv(koniq_download / "koniq10k_scores_and_distributions.csv")
 
 
@@ -160,7 +159,7 @@ def _copy_release(source: Path, target: Path) -> Path:
 
 
 def test_clive_errors(clive_release, tmp_path):
-    with pytest.raises(MissingFileError, match="AllImages_release.mat not found: pass the CLIVE release folder"):
+    with pytest.raises(MissingFileError, match=r"AllImages_release.mat not found: pass the CLIVE release folder"):
         clive_info_from_release(tmp_path / "nowhere")
     release = _copy_release(clive_release, tmp_path / "nan")
     mos = np.arange(19, dtype=float).reshape(1, -1)

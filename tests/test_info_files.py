@@ -1,13 +1,14 @@
 """The info-file format of the paper's authors and the split rule, as specified in issue 3."""
+from __future__ import annotations
 
 import h5py
 import numpy as np
 import pytest
-
 from data_helpers import write_authors_info
-from dataset_registry import KNOWN_DATASETS, get_dataset_spec, resolve_split_sizes
-from errors import BadFileError, ConfigError, MissingFileError
-from info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios, write_info
+
+from linearityiqa.data.dataset_registry import KNOWN_DATASETS, DataSource, Split, get_dataset_spec
+from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios, write_info
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 NAMES = ["a.jpg", "b.jpg", "c.bmp", "d.JPG", "e.png"]
 # Two orderings of the ref ids 1..5.
@@ -99,17 +100,18 @@ def test_koniq_official_ratios_give_the_official_counts():
 
 def test_own_split_comes_from_the_file_then_the_registry_and_ratios_override(authors_file, tmp_path):
     info = read_info(authors_file)
-    koniq = get_dataset_spec("KonIQ-10k", data_info=authors_file)
+    koniq = DataSource(get_dataset_spec("KonIQ-10k", data_info=authors_file), info)
     # The authors' KonIQ-10k file records no sizes: int(5 * 7058 / 10073) = 3, int(5 * 8058 / 10073) = 3.
-    assert resolve_split_sizes(koniq, info, train_ratio=None, train_and_val_ratio=None) == (3, 3)
-    assert resolve_split_sizes(koniq, info, train_ratio=0.4, train_and_val_ratio=0.6) == (2, 3)
+    assert koniq.split_sizes(Split()) == (3, 3)
+    assert koniq.split_sizes(Split(train_ratio=0.4, train_and_val_ratio=0.6)) == (2, 3)
     recorded = IQAInfo(**{**info.__dict__, "split_sizes": (1, 2, 2)})
-    assert resolve_split_sizes(koniq, recorded, train_ratio=None, train_and_val_ratio=None) == (1, 3)
-    clive = get_dataset_spec("CLIVE")
-    with pytest.raises(ConfigError, match="CLIVE .* has no split of its own"):
-        resolve_split_sizes(clive, info, train_ratio=None, train_and_val_ratio=None)
+    assert DataSource(koniq.spec, recorded).split_sizes(Split()) == (1, 3)
+    clive = DataSource(get_dataset_spec("CLIVE"), info)
+    assert koniq.has_own_split and not clive.has_own_split
+    with pytest.raises(ConfigError, match=r"CLIVE .* has no split of its own"):
+        clive.split_sizes(Split())
     with pytest.raises(ConfigError, match="both train_ratio and train_and_val_ratio"):
-        resolve_split_sizes(clive, info, train_ratio=0.5, train_and_val_ratio=None)
+        Split(train_ratio=0.5)
 
 
 def test_registry_defaults_and_user_data_sets(tmp_path):
@@ -119,12 +121,12 @@ def test_registry_defaults_and_user_data_sets(tmp_path):
     assert (str(clive.info_path), clive.im_dir, clive.square_size) == ("data/CLIVEinfo.mat", tmp_path, 500)
     mine = get_dataset_spec("mine", data_info="m.mat", im_dir="imgs")
     assert (mine.official_split, mine.square_size) == (None, None)
-    with pytest.raises(ConfigError, match="'mine' is not one of KonIQ-10k, CLIVE: .* pass both"):
+    with pytest.raises(ConfigError, match=r"'mine' is not one of KonIQ-10k, CLIVE: .* pass both"):
         get_dataset_spec("mine", data_info="m.mat")
 
 
 def test_bad_ratios_and_status(authors_file):
-    with pytest.raises(ConfigError, match="train_ratio=0.9, train_and_val_ratio=0.8"):
+    with pytest.raises(ConfigError, match=r"train_ratio=0.9, train_and_val_ratio=0.8"):
         split_sizes_from_ratios(10, 0.9, 0.8)
     with pytest.raises(ConfigError, match="status 'training' is not one of train, val, test"):
         split_positions(read_info(authors_file), status="training", exp_id=0, train_size=1, train_and_val_size=2)
@@ -149,7 +151,7 @@ def test_a_missing_dataset(tmp_path):
     path = tmp_path / "info.mat"
     with h5py.File(path, "w") as file:
         file["subjective_scores"] = np.zeros((1, 2))
-    with pytest.raises(BadFileError, match="lacks the dataset.* im_names, subjective_scoresSTD, ref_ids, index"):
+    with pytest.raises(BadFileError, match=r"lacks the dataset.* im_names, subjective_scoresSTD, ref_ids, index"):
         read_info(path)
 
 

@@ -20,16 +20,15 @@ the same training time, 400 images of 128x96 reached a test SROCC of 0.60-0.66, 
 0.78, 2,000 of 64x48 0.82-0.86 and 3,000 of 48x48 0.85. A learning rate of 3e-3 was worse;
 one decay in the run steadies the best-on-validation model that main.py keeps.
 """
+from __future__ import annotations
 
 import glob
 
 import numpy as np
 import pytest
+from data_helpers import synthetic_koniq_options
 
 import main
-from info_builders import koniq_info_from_csv
-from info_files import write_info
-from synthetic import write_koniq_layout
 
 DATA = dict(count=3000, width=48, height=48, seed=0)
 TRAIN_ARGV = ['--arch', 'resnet18', '--pretrained', 'none', '-bs', '16', '-e', '6', '--lr', '1e-3',
@@ -39,12 +38,8 @@ MIN_TEST_SROCC = 0.8
 
 @pytest.fixture(scope='module')
 def synthetic_koniq(tmp_path_factory):
-    """The synthetic KonIQ-10k in its official layout, with its info file."""
-    root = tmp_path_factory.mktemp('synthetic_koniq')
-    sets_csv = write_koniq_layout(root / 'download', **DATA)
-    write_info(root / 'KonIQ-10kinfo.mat', koniq_info_from_csv(sets_csv))
-    return ['--data_info', str(root / 'KonIQ-10kinfo.mat'), '--im_dir', str(root / 'download' / '1024x768'),
-            '--cache_dir', str(root / 'cache')]
+    """The quick start's synthetic KonIQ-10k in its official layout, with its info file."""
+    return synthetic_koniq_options(tmp_path_factory.mktemp('synthetic_koniq'), **DATA)
 
 
 def test_norm_in_norm_training_learns_to_rank_quality(synthetic_koniq, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """IQAloss: values derived by hand, the invariances the paper proves, gradients, and
 the behaviour at the edges (one-sample batches, detach, mixed precision, bad options)."""
+from __future__ import annotations
 
 import math
 
@@ -7,9 +8,16 @@ import pytest
 import torch
 
 import IQAloss
-from errors import ConfigError
-from IQAloss import (IQALoss, linearity_induced_loss, monotonicity_regularization, norm_loss_with_mean_normalization,
-                     norm_loss_with_min_max_normalization, norm_loss_with_normalization, norm_loss_with_scaling)
+from IQAloss import (
+    IQALoss,
+    linearity_induced_loss,
+    monotonicity_regularization,
+    norm_loss_with_mean_normalization,
+    norm_loss_with_min_max_normalization,
+    norm_loss_with_normalization,
+    norm_loss_with_scaling,
+)
+from linearityiqa.errors import ConfigError
 
 
 def column(*values, dtype=torch.float32):

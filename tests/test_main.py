@@ -1,5 +1,6 @@
 """main.py end to end on CPU: the paper README's training commands (resnet18, no ImageNet
 weights, small images) on a synthetic KonIQ-10k, its files and logs, resume, and user errors."""
+from __future__ import annotations
 
 import glob
 import os
@@ -8,12 +9,15 @@ import struct
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Events
 from tensorboardX.proto import event_pb2
 
 import main
-import training
-from run_records import EpochMetrics, epochs_file, read_scores
-from data_helpers import synthetic_koniq_options
+from linearityiqa.cli.options import get_args_parser
+from linearityiqa.cli.settings import run_settings
+from linearityiqa.records.paths import epochs_file
+from linearityiqa.records.run_records import EpochMetrics, read_scores
+from linearityiqa.training.evaluation import METRICS_PRINTED
 
 README_TRAIN = [
     '--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '
@@ -23,20 +27,10 @@ README_TRAIN = [
 ]
 
 
-@pytest.fixture(scope='module')
-def koniq(tmp_path_factory):
-    """A 30-image synthetic KonIQ-10k in its official layout, with its info file."""
-    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=30, seed=1)
-
-
 def small(command, koniq, epochs=2):
     """A README command made CPU-sized: resnet18 from scratch, 64x96 images, few epochs."""
     argv = command.replace('resnext101_32x8d', 'resnet18').replace('-e 30', f'-e {epochs}').split()
     return argv + ['--pretrained', 'none', '-rs_h', '64', '-rs_w', '96', '--num_workers', '0'] + koniq
-
-
-def run_name(argv):
-    return main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
 
 
 def tensorboard_tags(log_dir):
@@ -55,7 +49,7 @@ def tensorboard_tags(log_dir):
 
 
 @pytest.mark.parametrize('command', README_TRAIN)
-def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path, monkeypatch, capsys):
+def test_readme_training_commands_train_select_and_test(command, koniq, run_name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = small(command, koniq)
     assert main.main(argv) == 0
@@ -67,7 +61,7 @@ def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path
         ([1.0, 0.1] if '--alpha' in command else [1, 0])
     results = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
     out = capsys.readouterr().out
-    for metric in training.METRICS_PRINTED:
+    for metric in METRICS_PRINTED:
         assert f'KonIQ-10k, {metric}: {results[metric]:.3f}' in out
     assert len(results['sq']) == 6  # the official test share of 30 synthetic images
     tags = tensorboard_tags('runs')
@@ -77,7 +71,7 @@ def test_readme_training_commands_train_select_and_test(command, koniq, tmp_path
     assert any(tag.startswith('lr/group_') for tag in tags)
 
 
-def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, tmp_path, monkeypatch):
+def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = small(README_TRAIN[0], koniq, epochs=3) + ['--test_during_training', '--results_dir', 'out']
     assert main.main(argv) == 0
@@ -85,7 +79,7 @@ def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, tmp_path
     results = np.load(os.path.join('out', name + '.npy'), allow_pickle=True).item()
     metrics = EpochMetrics(epochs_file('out', name))
     for split in ('train', 'val', 'test'):
-        for metric in training.METRICS_PRINTED:
+        for metric in METRICS_PRINTED:
             assert metrics.series(split, metric).epochs == [1, 2, 3]
     assert metrics.series('train', 'loss').epochs == [1, 2, 3]
     assert all(value > 0 for value in metrics.series('train', 'loss').values)
@@ -101,14 +95,14 @@ def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, tmp_path
 
 def test_compile_compiles_the_trained_and_evaluated_model_not_the_saved_one(koniq, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = main.run_settings(main.get_args_parser().parse_args(small(README_TRAIN[0], koniq) + ['--compile']))
+    settings = run_settings(get_args_parser().parse_args(small(README_TRAIN[0], koniq) + ['--compile']))
     parts = main.build_parts(settings, torch.device('cpu'))
-    assert isinstance(parts['trained'], torch._dynamo.eval_frame.OptimizedModule)
-    assert parts['trained']._orig_mod is parts['model']  # checkpoints save the model's names
-    assert not any(name.startswith('_orig_mod') for name in parts['model'].state_dict())
+    assert isinstance(parts.trained, torch._dynamo.eval_frame.OptimizedModule)
+    assert parts.trained._orig_mod is parts.model  # checkpoints save the model's names
+    assert not any(name.startswith('_orig_mod') for name in parts.model.state_dict())
 
 
-def test_run_name_records_the_settings_as_the_papers_code_did():
+def test_run_name_records_the_settings_as_the_papers_code_did(run_name):
     argv = README_TRAIN[1].split()
     assert run_name(argv) == ('resnext101_32x8d-avg-bn_end=False-loss=Lp-p=1.0-q=2.0-detach-False-ft_lr_ratio=0.1-'
                               'alpha=[1.0, 0.1]-beta=[0.1, 0.1, 1]-KonIQ-10k-res=True-498x664-aug=False-'
@@ -117,7 +111,7 @@ def test_run_name_records_the_settings_as_the_papers_code_did():
     assert '-res=False-768x1024-' in run_name(['--dataset', 'KonIQ-10k'])
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, tmp_path, monkeypatch):
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch):
     argv = small(README_TRAIN[0], koniq, epochs=3) + ['--augmentation', '-cs_h', '56', '-cs_w', '56']
     os.makedirs(tmp_path / 'whole')
     monkeypatch.chdir(tmp_path / 'whole')
@@ -126,18 +120,18 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, tmp_path, mon
 
     os.makedirs(tmp_path / 'resumed')
     monkeypatch.chdir(tmp_path / 'resumed')
-    original = training.create_trainer
+    original = main.create_trainer
 
     def interrupted(*args, **kwargs):
         trainer = original(*args, **kwargs)
-        trainer.add_event_handler(training.Events.EPOCH_STARTED(once=3), lambda engine: (_ for _ in ()).throw(
+        trainer.add_event_handler(Events.EPOCH_STARTED(once=3), lambda engine: (_ for _ in ()).throw(
             KeyboardInterrupt))
         return trainer
 
-    monkeypatch.setattr(training, 'create_trainer', interrupted)
+    monkeypatch.setattr(main, 'create_trainer', interrupted)
     with pytest.raises(KeyboardInterrupt):
         main.main(argv)
-    monkeypatch.setattr(training, 'create_trainer', original)
+    monkeypatch.setattr(main, 'create_trainer', original)
     assert main.main(argv + ['--resume']) == 0
     resumed = np.load(os.path.join('results', run_name(argv) + '.npy'), allow_pickle=True).item()
     np.testing.assert_allclose(resumed['pq_before'], whole['pq_before'], rtol=1e-5)

@@ -1,5 +1,6 @@
 """IQAmodel: SPSP pooling, the checkpoint contract of names and shapes, the backbones,
 ImageNet weights without network, and running on CPU in the formats the training uses."""
+from __future__ import annotations
 
 import os
 from urllib.error import URLError
@@ -9,8 +10,8 @@ import torch
 import torchvision
 
 import IQAmodel
-from errors import BadFileError, ConfigError, MissingFileError
-from IQAmodel import IQAModel, SPSP
+from IQAmodel import SPSP, IQAModel
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 # A 4 x 4 map holding 0..15 row by row; its 2 x 2 cells are [0 1 4 5], [2 3 6 7], [8 9 12 13], [10 11 14 15].
 RAMP = torch.arange(16.0).view(1, 1, 4, 4)
@@ -160,7 +161,7 @@ def test_backbones_tap_the_documented_layers(arch, taps, channels):
 
 
 def test_unknown_arch_is_a_clear_error():
-    with pytest.raises(ConfigError, match="unknown arch 'resnet19'.*resnet18"):
+    with pytest.raises(ConfigError, match=r"unknown arch 'resnet19'.*resnet18"):
         IQAModel(arch='resnet19', pretrained=False)
 
 
@@ -256,10 +257,10 @@ def test_pretrained_weights_that_cannot_be_downloaded_say_where_to_put_them(tmp_
 
 
 def test_pretrained_file_problems_are_clear_errors(tmp_path):
-    with pytest.raises(MissingFileError, match='nowhere.pth does not exist'):
+    with pytest.raises(MissingFileError, match=r'nowhere.pth does not exist'):
         IQAModel(arch='resnet18', pretrained=str(tmp_path / 'nowhere.pth'))
     (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint')
-    with pytest.raises(BadFileError, match='cannot read pretrained weights from .*junk.pth'):
+    with pytest.raises(BadFileError, match=r'cannot read pretrained weights from .*junk.pth'):
         IQAModel(arch='resnet18', pretrained=str(tmp_path / 'junk.pth'))
     for other in ('resnet34', 'resnet50'):  # more blocks; other shapes
         torch.save(torchvision.models.get_model(other).state_dict(), tmp_path / f'{other}.pth')

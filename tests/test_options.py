@@ -1,12 +1,13 @@
 """options.py: every command of the paper's README parses, with the paper's defaults,
 under both spellings of the authors' flags."""
+from __future__ import annotations
 
 import shlex
 
 import pytest
 
-from options import (get_args_parser, get_demo_parser, get_test_dataset_parser, loss_kwargs, model_kwargs,
-                     pretrained_weights)
+from linearityiqa.cli.options import get_args_parser, get_demo_parser, get_test_dataset_parser
+from linearityiqa.cli.settings import loss_kwargs, model_kwargs, pretrained_weights
 
 README_TRAIN = [
     'python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 '

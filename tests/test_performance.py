@@ -1,5 +1,6 @@
 """IQAperformance: metrics and mappings derived by hand, batching, instances that share
 nothing, use inside an ignite engine, and gathering across processes."""
+from __future__ import annotations
 
 import math
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from errors import ConfigError
 from IQAperformance import IQAPerformance, logistic_4
+from linearityiqa.errors import ConfigError
 
 MOS = torch.tensor([1.0, 2.0, 3.0, 4.0])
 # the model's output order: first side head, second side head, fused head

@@ -1,6 +1,7 @@
 """Properties of the losses and the metrics over generated batches (hypothesis): finite values
 and gradients for any finite batch, constant ones included; the invariances norm-in-norm is
 built on; its bound; correlations within [-1, 1] and their invariances."""
+from __future__ import annotations
 
 import math
 

@@ -1,36 +1,65 @@
-"""main.py --quickstart: every step of the pipeline runs on the synthetic data it makes.
-(Shrunk here to a few images and one epoch; tests/test_learning.py checks that the full
-settings learn.)"""
+"""python main.py --quickstart, run as a user runs it: every step of the pipeline runs on the
+synthetic data it makes, and each prints the command that runs it. (Shrunk here to a few images
+and one epoch; tests/test_learning.py checks that the full settings learn.)"""
+
+from __future__ import annotations
 
 import csv
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest
+from linearityiqa.cli import quickstart
 
-import main
-import quickstart
+REPO = Path(__file__).resolve().parents[1]
+# main.py --quickstart in a new process, with the data sets and the training shrunk first
+SHRUNK = f"""
+import runpy, sys
+from linearityiqa.cli import quickstart
+quickstart.KONIQ = dict(count=30, width=64, height=48, seed=0)
+quickstart.CLIVE = dict(count=6, width=80, height=80, seed=1)
+quickstart.TRAINING[quickstart.TRAINING.index('-e') + 1] = '1'
+sys.argv = [{str(REPO / "main.py")!r}, '--quickstart']
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+STEPS = [
+    ("train on the synthetic KonIQ-10k", "main.py"),
+    ("test across data sets on the synthetic CLIVE", "test_dataset.py"),
+    ("score one image", "test_demo.py"),
+    ("score a folder into a CSV file", "test_demo.py"),
+]
 
 
-@pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(quickstart, 'KONIQ', dict(count=30, width=64, height=48, seed=0))
-    monkeypatch.setattr(quickstart, 'CLIVE', dict(count=6, width=80, height=80, seed=1))
-    epochs = quickstart.TRAINING.index('-e') + 1
-    monkeypatch.setattr(quickstart, 'TRAINING', quickstart.TRAINING[:epochs] + ['1'] +
-                        quickstart.TRAINING[epochs + 1:])
-    return tmp_path
+def quickstart_in(folder: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", SHRUNK]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=900)
 
 
-def test_quickstart_trains_tests_and_scores(tiny, capsys):
-    assert main.main(['--quickstart']) == 0
-    out = capsys.readouterr().out
-    assert 'KonIQ-10k, SROCC: ' in out and 'CLIVE, PLCC_logistic: ' in out
-    assert 'The image quality score is ' in out
-    assert (tiny / quickstart.CHECKPOINT).is_file()
-    with open(tiny / quickstart.ROOT / 'scores.csv', newline='') as file:
+def printed_commands(out: str) -> dict[str, list[str]]:
+    """Each step's title and the command printed under it, split as a shell would."""
+    lines = out.splitlines()
+    return {line[3:]: shlex.split(lines[number + 1]) for number, line in enumerate(lines) if line.startswith("== ")}
+
+
+def test_quickstart_trains_tests_and_scores_printing_each_command(tmp_path):
+    done = quickstart_in(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "KonIQ-10k, SROCC: " in done.stdout and "CLIVE, PLCC_logistic: " in done.stdout
+    assert "The image quality score is " in done.stdout
+    commands = printed_commands(done.stdout)
+    assert list(commands) == [title for title, _ in STEPS]
+    for (title, script), command in zip(STEPS, commands.values()):
+        # what a user types from here: python, the script (found from this folder), its options
+        assert command[0] == "python" and (tmp_path / command[1]).resolve() == REPO / script, title
+    assert commands[STEPS[0][0]][2:4] == ["--arch", "resnet18"]
+    assert (tmp_path / quickstart.CHECKPOINT).is_file()
+    with open(tmp_path / quickstart.SCORES, newline="") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 6 and all(row['score'] and not row['error'] for row in rows)
+    assert len(rows) == 6 and all(row["score"] and not row["error"] for row in rows)
     # a second run reuses the data sets it made
-    made = (tiny / quickstart.ROOT / 'KonIQ-10kinfo.mat').stat().st_mtime_ns
-    assert main.main(['--quickstart']) == 0
-    assert (tiny / quickstart.ROOT / 'KonIQ-10kinfo.mat').stat().st_mtime_ns == made
+    made = (tmp_path / quickstart.ROOT / "KonIQ-10kinfo.mat").stat().st_mtime_ns
+    assert quickstart_in(tmp_path).returncode == 0
+    assert (tmp_path / quickstart.ROOT / "KonIQ-10kinfo.mat").stat().st_mtime_ns == made

@@ -1,5 +1,6 @@
 """The README's Reliability table counts what the suite tries: each row's number is the count
 of tests marked `reliability` in the files the row names."""
+from __future__ import annotations
 
 import re
 import subprocess

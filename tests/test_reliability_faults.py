@@ -1,6 +1,7 @@
 """Faults of long runs, caused on purpose: a process killed mid-epoch or mid-save, a full disk,
 an output folder that cannot be written, a loss that turns NaN. Each ends with the work done
 so far intact and one message, and a killed run resumes to the metrics of an unbroken one."""
+from __future__ import annotations
 
 import errno
 import math
@@ -17,30 +18,23 @@ import pytest
 import torch
 
 import main
-import training
-from acceleration import out_of_memory
-from checkpoint import load_checkpoint, save_checkpoint
-from data_helpers import synthetic_koniq_options
-from errors import OutputError
-from run_records import FINAL_TEST, EpochMetrics, epochs_file
+from linearityiqa.acceleration import out_of_memory
+from linearityiqa.errors import MissingFileError, OutputError
+from linearityiqa.records.checkpoint import load_checkpoint, save_checkpoint
+from linearityiqa.records.paths import RESUME_FILE, epochs_file, latest_resume_file
+from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
+from linearityiqa.training import handlers
+from linearityiqa.training.evaluation import METRICS_PRINTED, criterion_score
+from linearityiqa.training.step import TrainingStep
 
 pytestmark = pytest.mark.reliability
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope='module')
-def koniq(tmp_path_factory):
-    return synthetic_koniq_options(tmp_path_factory.mktemp('koniq'), count=40, seed=3)
-
-
 def small_run(koniq, epochs=3):
     return ['--dataset', 'KonIQ-10k', '--resize', '-rs_h', '48', '-rs_w', '64', '--arch', 'resnet18', '--pretrained',
             'none', '-bs', '4', '-e', str(epochs), '--lr', '1e-3', '--num_workers', '0'] + koniq
-
-
-def run_name(argv):
-    return main.run_settings(main.get_args_parser().parse_args(argv))['run_name']
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -53,7 +47,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
         raise OSError(errno.ENOSPC, 'No space left on device')
 
     monkeypatch.setattr(torch, 'save', full_disk)
-    with pytest.raises(OutputError, match='cannot write checkpoint .*best.pth: No space left on device; free space'):
+    with pytest.raises(OutputError, match=r'cannot write checkpoint .*best.pth: No space left on device; free space'):
         save_checkpoint(path, {'model': {'w': torch.zeros(3)}, 'epoch': 2})
     assert Path(path).read_bytes() == before
     assert os.listdir(tmp_path) == ['best.pth']  # no partial file left behind
@@ -86,7 +80,7 @@ def nan_at_iteration_9(monkeypatch):
     monkeypatch.setattr(main, 'IQALoss', nan_in_epoch_2)
 
 
-def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, tmp_path, monkeypatch,
+def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, run_name, tmp_path, monkeypatch,
                                                                                  capsys):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq)
@@ -98,7 +92,7 @@ def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(
     assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
 
 
-def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(koniq, tmp_path, monkeypatch, capsys):
+def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(koniq, run_name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq) + ['--skip_nonfinite']
     nan_at_iteration_9(monkeypatch)
@@ -127,7 +121,7 @@ def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monke
     def too_big(self, engine, batch):
         raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)\nmore')
 
-    monkeypatch.setattr(training.TrainingStep, '__call__', too_big)
+    monkeypatch.setattr(TrainingStep, '__call__', too_big)
     assert main.main(small_run(koniq, epochs=1)) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if 'error' in line]
@@ -148,7 +142,7 @@ def _resume_files(folder: Path):
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, tmp_path, monkeypatch):
+def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, run_name, tmp_path, monkeypatch):
     argv = small_run(koniq, epochs=10)
     os.makedirs(tmp_path / 'unbroken')
     monkeypatch.chdir(tmp_path / 'unbroken')
@@ -161,7 +155,7 @@ def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, 
     checkpoint, resume = work / 'checkpoints' / name, work / 'checkpoints' / (name + '.resume')
     rng, kills = random.Random(7), 0
     while kills < 3:
-        whole_state = any(main.RESUME_FILE.fullmatch(path.name) for path in _resume_files(resume))
+        whole_state = any(RESUME_FILE.fullmatch(path.name) for path in _resume_files(resume))
         process = _start(argv + (['--resume'] if whole_state else []), work)
         saved = _resume_files(resume)
         deadline = time.monotonic() + 120
@@ -183,7 +177,7 @@ def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, 
         assert final.wait(timeout=300) == 0, final.stderr.read().decode()
     assert not resume.exists()  # a finished run's resume state is removed
     resumed = np.load(work / 'results' / (name + '.npy'), allow_pickle=True).item()
-    for metric in training.METRICS_PRINTED:
+    for metric in METRICS_PRINTED:
         assert resumed[metric] == pytest.approx(unbroken[metric], rel=1e-5, abs=1e-6)
 
 
@@ -191,7 +185,7 @@ def test_killed_while_writing_a_checkpoint_the_previous_one_is_intact(tmp_path):
     path = tmp_path / 'best.pth'
     script = f"""
 import os, signal, torch
-from checkpoint import save_checkpoint
+from linearityiqa.records.checkpoint import save_checkpoint
 save_checkpoint({str(path)!r}, {{'model': {{'w': torch.ones(1000)}}}})
 real_save = torch.save
 def killed_midway(obj, file):
@@ -210,11 +204,11 @@ def test_resume_takes_the_latest_whole_state_not_a_save_cut_short(tmp_path):
     for name in ('checkpoint_9.pt', 'checkpoint_10.pt', 'tmpa1b2c3d4'):
         (tmp_path / name).write_bytes(b'')
     os.utime(tmp_path / 'checkpoint_9.pt', (time.time() + 60, time.time() + 60))  # newer, by its clock
-    assert main.latest_resume_file(str(tmp_path)) == str(tmp_path / 'checkpoint_10.pt')
+    assert latest_resume_file(str(tmp_path)) == str(tmp_path / 'checkpoint_10.pt')
     (tmp_path / 'checkpoint_9.pt').unlink()
     (tmp_path / 'checkpoint_10.pt').unlink()
-    with pytest.raises(main.MissingFileError, match='nothing to resume'):
-        main.latest_resume_file(str(tmp_path))
+    with pytest.raises(MissingFileError, match='nothing to resume'):
+        latest_resume_file(str(tmp_path))
 
 
 def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tmp_path, monkeypatch, capsys):
@@ -237,7 +231,7 @@ def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tm
     assert '(DataLoader worker (pid' in errors[0] and 'Traceback' not in err
 
 
-def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(koniq, tmp_path, monkeypatch, capsys):
+def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(koniq, run_name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq, epochs=2)
     first = _start(argv, tmp_path)
@@ -253,7 +247,7 @@ def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(koni
     assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2
 
 
-def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, tmp_path, monkeypatch):
+def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq, epochs=1)
     ghost = subprocess.Popen([sys.executable, '-c', 'pass'])
@@ -263,11 +257,11 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, tmp_path, monkeypatch)
     assert main.main(argv) == 0
 
 
-def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koniq, tmp_path, monkeypatch):
+def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koniq, run_name, tmp_path, monkeypatch):
     # a model that predicts one constant has no correlation: SROCC and PLCC are NaN every epoch
     monkeypatch.chdir(tmp_path)
-    assert main.criterion_score({'SROCC': float('nan')}, 'SROCC') == -math.inf
-    monkeypatch.setattr(main, 'criterion_score', lambda performance, criterion: float('nan'))
+    assert criterion_score({'SROCC': float('nan')}, 'SROCC') == -math.inf
+    monkeypatch.setattr(handlers, 'criterion_score', lambda performance, criterion: float('nan'))
     argv = small_run(koniq, epochs=2)
     assert main.main(argv) == 0
     assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2

@@ -1,6 +1,7 @@
 """Images as they come from anywhere, tried on purpose: each is scored (test_demo.py's path) and
 loaded into a data set (IQAdataset's path), and either gives a defined result or one message
 that names the file; a data set never keeps a partial cache of a failed load."""
+from __future__ import annotations
 
 import io
 import os
@@ -13,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-import image_store
-from errors import IQAError
-from image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, limit_pixels, load_images, open_image
 from IQAmodel import IQAModel
-import scoring
-from scoring import score_images
+from linearityiqa.acceleration import Precision
+from linearityiqa.cli.scripts import own_the_pixel_limit
+from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, load_images, open_image
+from linearityiqa.errors import IQAError
+from linearityiqa.scoring import Scorer, score_images
 
 pytestmark = pytest.mark.reliability
 
@@ -81,7 +82,7 @@ def _write(folder: Path, name: str, content) -> Path:
         pattern.putalpha(128)
         pattern.save(path)
     elif name == 'sixteen_bit.png':
-        Image.fromarray((np.asarray(pattern.convert('L'), dtype=np.uint16) * 257)).save(path)
+        Image.fromarray(np.asarray(pattern.convert('L'), dtype=np.uint16) * 257).save(path)
     elif name == 'grey.jpg':
         pattern.convert('L').save(path)
     elif name == 'cmyk.jpg':
@@ -104,16 +105,17 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def model():
+def scorer():
+    """A resnet18 IQAModel in eval mode on the CPU, its scores unmapped (k = 1, b = 0)."""
     torch.manual_seed(0)
-    return IQAModel(arch='resnet18', pretrained=False).eval()
+    return Scorer(model=IQAModel(arch='resnet18', pretrained=False).eval(), k=[1.0] * 3, b=[0.0] * 3,
+                  device=torch.device('cpu'), recorded={}, precision=Precision('float32'), channels_last=False)
 
 
 @pytest.mark.parametrize('name, content, outcome', CASES, ids=[case[0] for case in CASES])
-def test_scoring_gives_a_score_or_one_message_naming_the_file(folder, model, name, content, outcome):
+def test_scoring_gives_a_score_or_one_message_naming_the_file(folder, scorer, name, content, outcome):
     path = str(folder / name)
-    (result,) = score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
-                             device=torch.device('cpu'))
+    (result,) = score_images(scorer, [path], sizing=ImageSizing(), batch_size=1)
     if isinstance(outcome, str):
         assert result.score is None and path in result.error and outcome in result.error
     else:
@@ -148,46 +150,41 @@ def test_an_exif_rotated_photo_is_scored_as_a_viewer_shows_it(folder):
     assert decode_image(folder / 'exif_rotated.jpg', ImageSizing(resize_hw=(20, 10))).shape == (20, 10, 3)
 
 
-def test_a_symlink_loop_is_named_as_such(folder, model, tmp_path):
+def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
     path = str(folder / 'loop_a.jpg')
-    (result,) = score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
-                             device=torch.device('cpu'))
+    (result,) = score_images(scorer, [path], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and path in result.error and 'symbolic link' in result.error
     with pytest.raises(IQAError, match='symbolic link') as error:
         load_images(folder, ['loop_a.jpg'], sizing=ImageSizing(), label='loop', cache_dir=tmp_path, verbose=False)
     assert path in str(error.value)
 
 
-def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, model):
+def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, scorer):
     names = ['grey.jpg', 'truncated.jpg', 'cmyk.jpg', 'loop_a.jpg', 'palette.gif']
-    results = score_images(model, [str(folder / name) for name in names], k=1.0, b=0.0,
-                           sizing=ImageSizing(resize_hw=(32, 32)), batch_size=4, device=torch.device('cpu'))
+    results = score_images(scorer, [str(folder / name) for name in names], sizing=ImageSizing(resize_hw=(32, 32)), batch_size=4)
     assert [result.error is None for result in results] == [True, False, True, False, True]
-    alone = score_images(model, [str(folder / 'cmyk.jpg')], k=1.0, b=0.0, sizing=ImageSizing(resize_hw=(32, 32)),
-                         batch_size=1, device=torch.device('cpu'))
+    alone = score_images(scorer, [str(folder / 'cmyk.jpg')], sizing=ImageSizing(resize_hw=(32, 32)),
+                         batch_size=1)
     assert results[2].score == pytest.approx(alone[0].score, abs=1e-5)
 
 
 @pytest.fixture
-def pixel_limit(monkeypatch):
-    """limit_pixels, starting from the defaults (a script run in this process may have switched
-    Pillow's check off), with the limit and Pillow's threshold restored after the test."""
-    monkeypatch.setattr(image_store, '_max_pixels', DEFAULT_MAX_PIXELS)
+def pillows_limit(monkeypatch):
+    """Pillow's own pixel limit at its default (a script run in this process may have switched it
+    off), restored after the test."""
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', DEFAULT_MAX_PIXELS)
-    return limit_pixels
 
 
-def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(model, tmp_path, pixel_limit,
+def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(scorer, tmp_path, pillows_limit,
                                                                                 recwarn):
     path = tmp_path / 'hundred_megapixels.png'
     path.write_bytes(_png_declaring(10_000, 10_000))
     with pytest.warns(Image.DecompressionBombWarning):  # Pillow alone: a warning, then it would decode
         Image.open(path).close()
     recwarn.clear()
-    pixel_limit(DEFAULT_MAX_PIXELS)  # what the scripts do with the default --max_pixels
+    own_the_pixel_limit()  # what the scripts do: --max_pixels (here its default) is the only limit
     message = f'image {path} declares 10000 x 10000 pixels, more than the limit of 89,478,485 (--max_pixels)'
-    (result,) = score_images(model, [str(path)], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
-                             device=torch.device('cpu'))
+    (result,) = score_images(scorer, [str(path)], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and result.error.startswith(message)
     with pytest.raises(IQAError) as error:
         load_images(tmp_path, [path.name], sizing=ImageSizing(), label='big', cache_dir=tmp_path / 'cache',
@@ -196,36 +193,33 @@ def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(
     assert not [warning for warning in recwarn if warning.category is Image.DecompressionBombWarning]
 
 
-def test_the_pixel_limit_admits_its_own_size_and_can_be_raised_past_pillows(folder, tmp_path, pixel_limit):
-    pixel_limit(48 * 40)
-    assert decode_image(folder / 'grey.jpg', ImageSizing()).shape == (40, 48, 3)
-    pixel_limit(48 * 40 - 1)
+def test_the_pixel_limit_admits_its_own_size_and_can_be_raised_past_pillows(folder, tmp_path, pillows_limit):
+    assert decode_image(folder / 'grey.jpg', ImageSizing(), max_pixels=48 * 40).shape == (40, 48, 3)
     with pytest.raises(IQAError, match='declares 48 x 40 pixels, more than the limit of 1,919'):
-        decode_image(folder / 'grey.jpg', ImageSizing())
+        decode_image(folder / 'grey.jpg', ImageSizing(), max_pixels=48 * 40 - 1)
     path = tmp_path / 'huge.png'
     path.write_bytes(_png_declaring(14_000, 14_000))  # Pillow refuses above 2 x 89,478,485 pixels
-    pixel_limit(200_000_000)
-    with open_image(path) as image:
+    own_the_pixel_limit()
+    with open_image(path, max_pixels=200_000_000) as image:
         assert image.size == (14_000, 14_000)
 
 
-def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_one_by_one(model, tmp_path,
+def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_one_by_one(scorer, tmp_path,
                                                                                            monkeypatch):
     paths = []
     for name, size in (('a.png', (32, 32)), ('b.png', (32, 32)), ('big.png', (64, 48))):
         _pattern(*size).save(tmp_path / name)
         paths.append(str(tmp_path / name))
-    alone = [score_images(model, [path], k=1.0, b=0.0, sizing=ImageSizing(), batch_size=1,
-                          device=torch.device('cpu'))[0].score for path in paths[:2]]
-    real = scoring._BatchRun.fused_predictions
+    alone = [score_images(scorer, [path], sizing=ImageSizing(), batch_size=1)[0].score for path in paths[:2]]
+    real = Scorer.fused_predictions
 
     def short_of_memory(self, images):
         if len(images) > 1 or images.shape[-1] > 32:
             raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 1.00 GiB')
         return real(self, images)
 
-    monkeypatch.setattr(scoring._BatchRun, 'fused_predictions', short_of_memory)
-    results = score_images(model, paths, k=1.0, b=0.0, sizing=ImageSizing(), batch_size=4, device=torch.device('cpu'))
+    monkeypatch.setattr(Scorer, 'fused_predictions', short_of_memory)
+    results = score_images(scorer, paths, sizing=ImageSizing(), batch_size=4)
     assert [result.score for result in results[:2]] == pytest.approx(alone, abs=1e-5)
     assert results[2].score is None
     assert results[2].error == (f'out of memory scoring image {paths[2]} at 64x48 on cpu: score it with --resize '

@@ -1,5 +1,6 @@
 """python -m reproduce: each experiment's runs are the authors' commands, and each command runs
 end to end on a tiny synthetic data set, with reports whose numbers are those the runs recorded."""
+from __future__ import annotations
 
 import math
 import os
@@ -9,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import test_dataset
 from IQAperformance import correlations
+from linearityiqa.records.paths import dataset_results_file, epochs_file
+from linearityiqa.records.run_records import EpochLog, EpochMetrics, read_scores
 from reproduce.__main__ import main as reproduce
 from reproduce.experiments import build
 from reproduce.reports import _paired_test
 from reproduce.runs import Data, Runner, _resumed, fold_options
-from run_records import EpochLog, EpochMetrics, epochs_file, read_scores
 
 PAPER = '--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 --arch'
 REAL = Data('KonIQ-10k and CLIVE', {name: lambda name=name: ['--dataset', name] for name in ('KonIQ-10k', 'CLIVE')}, [])
@@ -70,7 +71,7 @@ def test_the_t_test_trains_resnet18_on_ten_clive_splits():
 def test_fold_options_keeps_the_last_value_in_the_first_place():
     assert fold_options(['--lr', '1e-4', '-bs', '8', '--resize', '-lr', '1e-3', '--alpha=0', '--resize']) == \
         ['--lr', '1e-3', '-bs', '8', '--resize', '--alpha', '0']
-    with pytest.raises(Exception, match="'--nope' is not a main.py option"):
+    with pytest.raises(Exception, match=r"'--nope' is not a main.py option"):
         fold_options(['--lr', '1e-4', '--nope'])
 
 
@@ -189,14 +190,14 @@ def test_figures_6_and_7_end_to_end_test_across_data_sets(workdir, monkeypatch, 
     options = ['--backbones', 'ResNet-18', '--losses', 'MAE', 'Norm-in-Norm'] + TINY
     assert reproduce(['figure6'] + options) == 0
     out = capsys.readouterr().out
-    assert out.count('\n== figure6') == 4 and out.count('python test_dataset.py --dataset CLIVE') == 2
+    assert out.count('\n== figure6') == 4 and out.count('test_dataset.py --dataset CLIVE') == 2
     rows = table_rows(out_dir() / 'figure6.md')
     assert [row[:2] for row in rows] == [['MAE', 'ResNet-18'], ['Norm-in-Norm', 'ResNet-18']]
     results = str(out_dir() / 'results')
     for row, loss in zip(rows, ('l1', 'Lp')):
         checkpoint = next(path for path in (out_dir() / 'checkpoints').iterdir()
                           if f'loss={loss}-' in path.name and 'bs=16' in path.name and path.is_file())
-        tested = np.load(test_dataset.result_file(results, 'CLIVE', str(checkpoint)), allow_pickle=True).item()
+        tested = np.load(dataset_results_file(results, 'CLIVE', str(checkpoint)), allow_pickle=True).item()
         assert len(tested['sq']) == 12  # every CLIVE image, across data sets
         assert row[4:] == [f"{tested['SROCC']:.3f}", f"{tested['PLCC']:.3f}"]
         koniq = read_scores(os.path.join(results, checkpoint.name + '-scores.csv'))
@@ -225,7 +226,7 @@ def test_table2_end_to_end(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     assert reproduce(['table2'] + TINY) == 0
     out = capsys.readouterr().out
-    assert out.count('python main.py') == 3 and out.count('python test_dataset.py') == 4
+    assert out.count('main.py --dataset') == 3 and out.count('test_dataset.py --dataset') == 4
     rows = table_rows(out_dir() / 'table2.md')
     assert [row[0] for row in rows] == ["l", "l + 0.1 l'", "l'", "l + l'"]
     assert all(not math.isnan(float(cell)) for row in rows for cell in row[1:])
@@ -250,7 +251,7 @@ def test_report_only_trains_nothing_and_says_what_is_missing(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert reproduce(['table2', '--report_only'] + TINY) == 0
     out = capsys.readouterr().out
-    assert 'python main.py' not in out and out.count('not run yet') == 4
+    assert 'main.py --dataset' not in out and out.count('not run yet') == 4
     assert 'No run has finished yet.' in (out_dir() / 'table2.md').read_text()
     assert not (out_dir() / 'checkpoints').exists()
 

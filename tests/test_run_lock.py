@@ -1,5 +1,6 @@
 """run_lock: a lock names its process by id, start time and host, so that a lock left by a
 killed run is taken over even when its process id has been given to another process."""
+from __future__ import annotations
 
 import os
 import socket
@@ -8,8 +9,8 @@ import sys
 
 import pytest
 
-from errors import ConfigError
-from run_lock import Owner, _owner, _start_time, run_lock, this_process
+from linearityiqa.errors import ConfigError
+from linearityiqa.records.run_lock import Owner, _owner, _start_time, run_lock, this_process
 
 pytestmark = pytest.mark.reliability
 

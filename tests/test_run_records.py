@@ -1,12 +1,20 @@
 """run_records: the per-epoch metrics CSV and the per-image scores CSV, written and read back."""
+from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
 
-from errors import BadFileError, MissingFileError
-from run_records import EpochLog, EpochMetrics, Series, first_epoch_reaching, read_scores, write_scores
+from linearityiqa.errors import BadFileError, MissingFileError
+from linearityiqa.records.run_records import (
+    EpochLog,
+    EpochMetrics,
+    Series,
+    first_epoch_reaching,
+    read_scores,
+    write_scores,
+)
 
 
 def test_rows_are_read_back_as_series_in_epoch_order(tmp_path):

@@ -1,4 +1,5 @@
 """The synthetic data set: known degradations, monotone scores, and the official file layouts."""
+from __future__ import annotations
 
 import csv
 
@@ -8,8 +9,17 @@ import scipy.io
 from PIL import Image
 
 import make_synthetic
-from synthetic import (BLUR_RADIUS_AT_FULL, Degradation, degrade, jpeg_quality, quality_of, rate_on_five_point_scale,
-                       render_scene, write_clive_layout, write_koniq_layout)
+from linearityiqa.data.synthetic import (
+    BLUR_RADIUS_AT_FULL,
+    Degradation,
+    degrade,
+    jpeg_quality,
+    quality_of,
+    rate_on_five_point_scale,
+    render_scene,
+    write_clive_layout,
+    write_koniq_layout,
+)
 
 KONIQ_SETS_HEADER = ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "set"]
 KONIQ_SCORES_HEADER = ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"]
@@ -136,6 +146,7 @@ def test_make_synthetic_writes_both_layouts(tmp_path, capsys):
     assert "3 images of 16x12" in capsys.readouterr().out
 
 
-def test_make_synthetic_rejects_an_empty_data_set(tmp_path):
-    with pytest.raises(SystemExit, match="make_synthetic.py: error: cannot make 0 images of 1024x768"):
-        make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"])
+def test_make_synthetic_rejects_an_empty_data_set(tmp_path, capsys):
+    assert make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("make_synthetic.py: error: cannot make 0 images of 1024x768") and err.count("\n") == 1

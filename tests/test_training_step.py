@@ -1,15 +1,17 @@
-"""training.TrainingStep: ignite's supervised step (loss scaling, gradient accumulation), which
+"""linearityiqa/training/step.py, TrainingStep: ignite's supervised step (loss scaling, gradient accumulation), which
 looks at the loss before its backward pass: a NaN loss stops the run before any weight changes,
 or with skip_nonfinite gives no gradient and no optimizer step."""
+from __future__ import annotations
 
 import pytest
 import torch
 from ignite.engine import Events, create_supervised_trainer
 
-import acceleration as A
-import training as T
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
+from linearityiqa import acceleration as A
+from linearityiqa.errors import TrainingDiverged
+from linearityiqa.training import step as T
 
 pytestmark = pytest.mark.reliability
 
@@ -76,7 +78,7 @@ def test_a_nan_loss_stops_before_any_weight_or_optimizer_state_changes():
     after_step = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: after_step.append(
         (parameters(model), optimizer.state_dict()['state'][0]['step'].item())))
-    with pytest.raises(T.TrainingDiverged, match=r'the loss is nan at iteration 2 \(epoch 1\): .*--skip_nonfinite'):
+    with pytest.raises(TrainingDiverged, match=r'the loss is nan at iteration 2 \(epoch 1\): .*--skip_nonfinite'):
         trainer.run([batch(0), batch(1, nan=True), batch(2)], max_epochs=1)
     [(before, adam_steps)] = after_step
     assert_same(parameters(model), before)
@@ -107,7 +109,7 @@ def test_with_accumulation_a_skipped_batch_adds_no_gradient_and_an_empty_step_is
 
 
 def test_an_epoch_whose_every_step_is_skipped_stops_the_run():
-    with pytest.raises(T.TrainingDiverged, match='the loss was not finite at any step of epoch 1'):
+    with pytest.raises(TrainingDiverged, match='the loss was not finite at any step of epoch 1'):
         train([batch(0, nan=True), batch(1, nan=True)], skip_nonfinite=True)
 
 
@@ -117,5 +119,5 @@ def test_a_skip_that_would_leave_nan_in_the_batchnorm_statistics_stops_the_run()
     poisoned = (images.float() * float('nan'), targets)  # NaN reaches the BatchNorm layers themselves
     trainer = T.create_trainer(model, optimizer, IQALoss(), device=CPU, precision=A.Precision('float32'),
                                accumulation_steps=1, skip_nonfinite=True)
-    with pytest.raises(T.TrainingDiverged, match='made the BatchNorm statistics NaN, so the step cannot be skipped'):
+    with pytest.raises(TrainingDiverged, match='made the BatchNorm statistics NaN, so the step cannot be skipped'):
         trainer.run([batch(1), poisoned], max_epochs=1)

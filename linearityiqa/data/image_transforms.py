@@ -106,7 +106,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32, copy=True).mul_(scale).sub_(shift)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _constants_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Copied to a device once, not with every batch.
     return _SCALE.to(device), _SHIFT.to(device)

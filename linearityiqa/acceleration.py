@@ -11,14 +11,16 @@ the script that computed it. None of them changes what is computed, only how:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from errors import ConfigError
-from image_transforms import normalize
+from linearityiqa.data.image_transforms import normalize
+from linearityiqa.errors import ConfigError
 
 OPT_LEVELS = ('O0', 'O1', 'bf16')
 GPU_EVAL_BATCH_SIZE = 32
@@ -38,6 +40,30 @@ class Precision:
     name: str
     autocast_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device named by --device; None picks CUDA when PyTorch sees a GPU."""
+    if name is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device: "
+                          "pass --device cpu or install a CUDA build of PyTorch")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def cudnn_mode(*, deterministic: bool) -> Iterator[None]:
+    """cuDNN's deterministic kernels while the block runs, as in the paper's code; or else its benchmark
+    mode, which times the candidate kernels of each new shape once and keeps the fastest. The
+    previous mode is restored after the block, so that no caller's setting leaks into another's."""
+    backend = torch.backends.cudnn
+    before = backend.deterministic, backend.benchmark
+    backend.deterministic, backend.benchmark = deterministic, not deterministic
+    try:
+        yield
+    finally:
+        backend.deterministic, backend.benchmark = before
 
 
 def choose_precision(opt_level: str, device: torch.device) -> Precision:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from errors import BadFileError, ConfigError, MissingFileError
-from info_files import IQAInfo, leaves_its_folder
+from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
+from linearityiqa.data.info_files import SPLITS, IQAInfo, leaves_its_folder
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
-CLIVE_TRAINING_EXAMPLES = 7
 # Set names of the KonIQ-10k file; the short forms are accepted in users' files.
 SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": "val", "test": "test"}
 
@@ -192,11 +192,11 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
 def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray,
                            sets: list[str]) -> IQAInfo:
     ref_ids = np.arange(1, len(names) + 1)
-    members = {split: ref_ids[[s == split for s in sets]] for split in ("train", "val", "test")}
-    ordering = np.concatenate([members["train"], members["val"], members["test"]])
+    members = [ref_ids[[s == split for s in sets]] for split in SPLITS]
+    ordering = np.concatenate(members)
     return IQAInfo(
         im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=ordering.reshape(-1, 1),
-        split_sizes=(len(members["train"]), len(members["val"]), len(members["test"])),
+        split_sizes=tuple(len(ids) for ids in members),
     )
 
 

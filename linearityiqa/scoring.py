@@ -2,10 +2,11 @@
 
 A score is the fused head's output mapped onto the training data's scale with the
 checkpoint's first linear mapping: k[0] * y + b[0]. Images are decoded and normalized as
-the data sets decode them (image_store.decode_image), in a pool of threads that runs ahead of
-the forward pass, and go to the device as uint8, to be normalized there (acceleration.py). Images of different sizes cannot
-share a batch, so batches are formed among images of equal size after resizing; results
-come back in input order, with a message instead of a score for an image that failed.
+the data sets decode them (data/image_store.decode_image), in a pool of threads that runs
+ahead of the forward pass, and go to the device as uint8, to be normalized there
+(acceleration.py). Images of different sizes cannot share a batch, so batches are formed
+among images of equal size after resizing (data/batches.py); results come back in input
+order, with a message instead of a score for an image that failed.
 """
 
 from __future__ import annotations
@@ -13,20 +14,31 @@ from __future__ import annotations
 import glob
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from functools import partial
+from typing import Any, Callable, TextIO
 
 import torch
 from tqdm import tqdm
 
-from acceleration import (Precision, choose_precision, forward_fn, out_of_memory, prepare_images,
-                          release_cached_memory, set_memory_format, uses_channels_last)
-from checkpoint import load_checkpoint, load_model_state, model_settings
-from errors import BadFileError, ConfigError, IQAError, MissingFileError
-from image_store import ImageSizing, available_cores, decode_image, decoded_shape
-from image_transforms import to_uint8_tensor
 from IQAmodel import IQAModel
+from linearityiqa.acceleration import (
+    Precision,
+    choose_precision,
+    forward_fn,
+    out_of_memory,
+    prepare_images,
+    release_cached_memory,
+    set_memory_format,
+    uses_channels_last,
+)
+from linearityiqa.data.batches import batches_by_size
+from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, available_cores, decode_image, decoded_shape
+from linearityiqa.data.image_transforms import to_uint8_tensor
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, model_settings
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
@@ -55,6 +67,12 @@ class Scorer:
     precision: Precision
     channels_last: bool
 
+    def fused_predictions(self, images: torch.Tensor) -> list[float]:
+        """The fused head's outputs (before the mapping) for an N x 3 x H x W uint8 batch."""
+        with torch.inference_mode():
+            batch = prepare_images(images, self.device, channels_last=self.channels_last)
+            return forward_fn(self.precision, self.device)(self.model, batch)[2].reshape(-1).tolist()
+
 
 @dataclass(frozen=True)
 class ImageScore:
@@ -63,16 +81,6 @@ class ImageScore:
     path: str
     score: float | None = None
     error: str | None = None
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """The device named by --device; None picks CUDA when PyTorch sees a GPU."""
-    if name is None:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device: "
-                          "pass --device cpu or install a CUDA build of PyTorch")
-    return torch.device(name)
 
 
 def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -178,44 +186,40 @@ def list_images(source: str, *, stdin: TextIO) -> list[str]:
                            f"(for paths on standard input) as --img")
 
 
-def score_images(model: torch.nn.Module, paths: Sequence[str], *, k: float, b: float, sizing: ImageSizing,
-                 batch_size: int, device: torch.device, precision: Precision | None = None,
-                 channels_last: bool = False, progress: bool = False, workers: int | None = None) -> list[ImageScore]:
+def score_images(scorer: Scorer, paths: Sequence[str], *, sizing: ImageSizing, batch_size: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
+                 workers: int | None = None) -> list[ImageScore]:
     """Score images in batches of equal-sized images; one result per path, in input order.
 
     Args:
-        model: an IQAModel in eval mode on `device`.
+        scorer: the model, its device, precision and mapping (load_scorer).
         paths: the image files.
-        k: slope of the fused head's mapping.
-        b: intercept of the fused head's mapping.
         sizing: how images are resized before scoring.
         batch_size: most images per forward pass.
-        device: where `model` runs.
-        precision: the autocast `model` runs under (default: float32).
-        channels_last: give `model` channels_last batches (as a model in channels_last wants).
+        max_pixels: refuse images of more pixels than this (see image_store.open_image).
         progress: show a progress bar on stderr.
         workers: decoding threads (default: one per core, at most 8).
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch size {batch_size} is not positive: pass --eval_batch_size 1 or more")
+    measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
+    load = partial(_load, sizing=sizing, max_pixels=max_pixels)
     results: list[ImageScore | None] = [None] * len(paths)
     # Threads suffice: Pillow releases the GIL while it decodes and resizes.
     with ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool, \
             tqdm(total=len(paths), desc='scoring', unit='img', disable=not progress) as bar:
-        sizes = list(pool.map(lambda path: _decoded_size(path, sizing), paths))
+        sizes = list(pool.map(measure, paths))
         for index, size in enumerate(sizes):
             if isinstance(size, IQAError):
                 results[index] = ImageScore(paths[index], error=str(size))
                 bar.update()
-        run = _BatchRun(model, device, precision or Precision('float32'), channels_last)
-        for indices, loaded in _decoded_batches(pool, _batches_by_size(sizes, batch_size), paths, sizing):
-            for index, result in _score_batch(run, paths, indices, loaded, k=k, b=b):
+        batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], batch_size)
+        for indices, loaded in _decoded_batches(pool, batches, paths, load):
+            for index, result in _score_batch(scorer, paths, indices, loaded):
                 results[index] = result
             bar.update(len(indices))
     return results
 
 
-def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
+def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int] | IQAError:
     """(height, width) after sizing, from the header alone; or the error that stops the image."""
     if not os.path.isfile(path):
         if os.path.islink(path):
@@ -225,28 +229,18 @@ def _decoded_size(path: str, sizing: ImageSizing) -> tuple[int, int] | IQAError:
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     try:
-        height, width, _ = decoded_shape(path, sizing)
+        height, width, _ = decoded_shape(path, sizing, max_pixels=max_pixels)
     except BadFileError as error:
         return error
     return height, width
 
 
-def _batches_by_size(sizes: Sequence[tuple[int, int] | IQAError], batch_size: int) -> list[list[int]]:
-    """Indices of the readable images, grouped by size in order of first appearance, chunked."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, size in enumerate(sizes):
-        if not isinstance(size, IQAError):
-            groups.setdefault(size, []).append(index)
-    return [group[start:start + batch_size] for group in groups.values()
-            for start in range(0, len(group), batch_size)]
-
-
 def _decoded_batches(pool: ThreadPoolExecutor, batches: Iterable[list[int]], paths: Sequence[str],
-                     sizing: ImageSizing) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
+                     load: Callable[[str], torch.Tensor | IQAError]) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
     """Each batch's images as tensors (or errors), decoding up to _BATCHES_AHEAD batches ahead."""
     pending: deque[tuple[list[int], list[Future]]] = deque()
     for batch in batches:
-        pending.append((batch, [pool.submit(_load, paths[index], sizing) for index in batch]))
+        pending.append((batch, [pool.submit(load, paths[index]) for index in batch]))
         if len(pending) > _BATCHES_AHEAD:
             yield _gathered(*pending.popleft())
     while pending:
@@ -257,15 +251,15 @@ def _gathered(indices: list[int], futures: list[Future]) -> tuple[list[int], lis
     return indices, [future.result() for future in futures]
 
 
-def _load(path: str, sizing: ImageSizing) -> torch.Tensor | IQAError:
+def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> torch.Tensor | IQAError:
     try:
-        return to_uint8_tensor(decode_image(path, sizing))
+        return to_uint8_tensor(decode_image(path, sizing, max_pixels=max_pixels))
     except IQAError as error:
         return error
 
 
-def _score_batch(run: _BatchRun, paths: Sequence[str], indices: Sequence[int],
-                 loaded: Sequence[torch.Tensor | IQAError], *, k: float, b: float) -> Iterator[tuple[int, ImageScore]]:
+def _score_batch(scorer: Scorer, paths: Sequence[str], indices: Sequence[int],
+                 loaded: Sequence[torch.Tensor | IQAError]) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of each image of one batch."""
     by_shape: dict[torch.Size, list[int]] = {}
     for index, item in zip(indices, loaded):
@@ -276,45 +270,30 @@ def _score_batch(run: _BatchRun, paths: Sequence[str], indices: Sequence[int],
             by_shape.setdefault(item.shape, []).append(index)
     tensors = dict(zip(indices, loaded))
     for group in by_shape.values():
-        yield from _score_group(run, paths, group, [tensors[index] for index in group], k=k, b=b)
+        yield from _score_group(scorer, paths, group, [tensors[index] for index in group])
 
 
-def _score_group(run: _BatchRun, paths: Sequence[str], group: Sequence[int], images: Sequence[torch.Tensor], *,
-                 k: float, b: float) -> Iterator[tuple[int, ImageScore]]:
+def _score_group(scorer: Scorer, paths: Sequence[str], group: Sequence[int],
+                 images: Sequence[torch.Tensor]) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of images of one size, scored together; a batch that runs out of memory is
     scored again one image at a time, and an image that alone does gets a message."""
     try:
-        fused = run.fused_predictions(torch.stack(list(images)))
+        fused = scorer.fused_predictions(torch.stack(list(images)))
     except IQAError as error:  # e.g. images too small for the model's pyramid pooling
         yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
         return
     except RuntimeError as error:
         if not out_of_memory(error):
             raise
-        release_cached_memory(run.device)
+        release_cached_memory(scorer.device)
         if len(group) > 1:
             for index, image in zip(group, images):
-                yield from _score_group(run, paths, [index], [image], k=k, b=b)
+                yield from _score_group(scorer, paths, [index], [image])
             return
         height, width = images[0].shape[-2:]
-        message = (f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {run.device.type}: "
+        message = (f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {scorer.device.type}: "
                    f"score it with --resize (or on a machine with more memory)")
         yield group[0], ImageScore(paths[group[0]], error=message)
         return
+    k, b = scorer.k[0], scorer.b[0]
     yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
-
-
-@dataclass(frozen=True)
-class _BatchRun:
-    """How a batch goes through the model: where, in which precision and memory format."""
-
-    model: torch.nn.Module
-    device: torch.device
-    precision: Precision
-    channels_last: bool
-
-    def fused_predictions(self, images: torch.Tensor) -> list[float]:
-        """The fused head's outputs for a uint8 batch."""
-        with torch.inference_mode():
-            batch = prepare_images(images, self.device, channels_last=self.channels_last)
-            return forward_fn(self.precision, self.device)(self.model, batch)[2].reshape(-1).tolist()

@@ -1,27 +1,23 @@
-"""The pieces of a training run, arranged as in ignite's examples: main.py's `training()`
-calls these small helpers, which take explicit arguments and never an argparse namespace."""
+"""The training step and what it needs: seeds, the optimizer and its learning-rate schedule.
+
+As in ignite's examples, main.py's `training()` calls these small helpers, which take explicit
+arguments and never an argparse namespace.
+"""
+
+from __future__ import annotations
 
 import math
 import random
-from datetime import datetime
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events, create_supervised_evaluator
+from ignite.engine import Engine, Events
 
-from acceleration import Precision, batch_preparation, forward_fn
-from errors import IQAError
 from IQAmodel import IQAModel
-from IQAperformance import IQAPerformance
-
-# What the paper's code printed and logged of each evaluation.
-METRICS_PRINTED = ('SROCC', 'PLCC', 'RMSE', 'SROCC1', 'PLCC1', 'RMSE1', 'SROCC2', 'PLCC2', 'RMSE2')
-IDENTITY_MAPPING = ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
-
-
-class TrainingDiverged(IQAError):
-    """The loss stopped being a finite number."""
+from linearityiqa.acceleration import Precision, batch_preparation, forward_fn
+from linearityiqa.errors import TrainingDiverged
 
 
 def seed_everything(seed: int) -> None:
@@ -29,13 +25,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
-
-
-def configure_cudnn(*, deterministic: bool) -> None:
-    """Deterministic kernels, as in the paper's code; or else cuDNN's benchmark mode, which times
-    the candidate kernels of each new shape once and keeps the fastest (--randomness)."""
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
 
 
 def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float) -> int:
@@ -46,15 +35,6 @@ def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float) -> int:
     if lr_decay == 1 or epochs < 3:
         return epochs
     return int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
-
-
-def val_criterion_for(val_criterion: str, beta: Sequence[float]) -> str:
-    """The metric that selects the best model: that of the only head trained, if one is alone."""
-    if beta[1] + beta[2] == 0:
-        return 'SROCC1'
-    if beta[0] + beta[2] == 0:
-        return 'SROCC2'
-    return val_criterion
 
 
 def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
@@ -99,7 +79,7 @@ class TrainingStep:
         self.forward = forward_fn(precision, device)
         self.prepare = batch_preparation(channels_last)
         self.skip_nonfinite = skip_nonfinite
-        self.skipped: List[int] = []
+        self.skipped: list[int] = []
         self._gradients = 0  # batches whose gradients the next optimizer step holds
 
     def __call__(self, engine: Engine, batch: Sequence[Any]) -> float:
@@ -178,53 +158,3 @@ def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     return trainer
 
 
-class Evaluation:
-    """An evaluator built once, with its IQAPerformance metric, run on any loader.
-
-    Args:
-        model: the model, in the memory format `channels_last` says.
-        status: train (fits the mapping k, b), val or test.
-        device: where the model runs.
-        precision: the autocast it runs under (default: float32).
-        channels_last: give it channels_last batches.
-        logistic: add the metrics after the 4-parameter logistic fit.
-    """
-
-    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device,
-                 precision: Optional[Precision] = None, channels_last: bool = False, logistic: bool = False):
-        self.metric = IQAPerformance(status=status, logistic=logistic)
-        self.engine = create_supervised_evaluator(
-            model, metrics={'IQA_performance': self.metric}, device=device, non_blocking=True,
-            prepare_batch=batch_preparation(channels_last),
-            model_fn=forward_fn(precision or Precision('float32'), device))
-
-    def run(self, loader: Any, k: Optional[Sequence[float]] = None,
-            b: Optional[Sequence[float]] = None) -> Dict[str, Any]:
-        """Metrics over `loader`; `k`, `b` are applied unless the status is train, which fits them."""
-        default_k, default_b = IDENTITY_MAPPING
-        self.metric.k = list(k if k is not None else default_k)
-        self.metric.b = list(b if b is not None else default_b)
-        return self.engine.run(loader).metrics['IQA_performance']
-
-
-def metric_lines(dataset: str, performance: Mapping[str, Any], names: Sequence[str] = METRICS_PRINTED) -> List[str]:
-    """`<dataset>, SROCC: 0.937` lines, as the paper's code printed them."""
-    return [f'{dataset}, {name}: {performance[name]:.3f}' for name in names]
-
-
-def timestamp() -> str:
-    """When a run starts, for its TensorBoard folder."""
-    return datetime.now().strftime('%Y%m%d-%H%M%S')
-
-
-def run_name(settings: Mapping[str, Any]) -> str:
-    """The name of a run's checkpoint, results and logs: its settings, in the paper's order."""
-    s = settings
-    fields: List[Tuple[str, Any]] = [
-        ('', s['arch']), ('', s['pool']), ('bn_end=', s['use_bn_end']), ('loss=', s['loss_type']),
-        ('p=', s['p']), ('q=', s['q']), ('detach-', s['detach']), ('ft_lr_ratio=', s['ft_lr_ratio']),
-        ('alpha=', s['alpha']), ('beta=', s['beta']), ('', s['dataset']), ('res=', s['resize']),
-        ('', f"{s['resize_size_h']}x{s['resize_size_w']}"), ('aug=', s['augmentation']),
-        ('monotonicity=', s['monotonicity_regularization']), ('lr=', s['lr']), ('bs=', s['batch_size']),
-        ('e=', s['epochs']), ('opt_level=', s['opt_level']), ('EXP', s['exp_id'])]
-    return '-'.join(f'{label}{value}' for label, value in fields)

@@ -17,10 +17,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -28,7 +30,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from tqdm import tqdm
 
-from errors import BadFileError, ConfigError, IQAError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
 CACHE_FORMAT_VERSION = 2
@@ -39,17 +41,10 @@ TURNING_ORIENTATIONS = {5, 6, 7, 8}
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 # Pillow's threshold (a 9459 x 9459 image): above it Pillow only warns, and refuses twice as many.
 # A warning is no answer for a file that may be a decompression bomb, so the limit is ours:
-# one threshold, and an error that names the image and the option that raises it.
+# one threshold, and an error that names the image and the option that raises it. The scripts
+# switch Pillow's own check off (cli.scripts.own_the_pixel_limit), so that ours is the only one.
 DEFAULT_MAX_PIXELS = 89_478_485
-_max_pixels = DEFAULT_MAX_PIXELS
-
-
-def limit_pixels(max_pixels: int) -> None:
-    """Refuse images of more than `max_pixels` pixels (--max_pixels), a check left to this module
-    alone: Pillow's own, which would warn or refuse at its fixed thresholds, is switched off."""
-    global _max_pixels
-    _max_pixels = max_pixels
-    Image.MAX_IMAGE_PIXELS = None
+DEFAULT_CACHE_DIR = "data/cache"
 
 
 # What Pillow raises for a file it cannot read: unknown format, truncated data, a broken header.
@@ -65,20 +60,39 @@ def _reading(path: str | Path) -> Iterator[None]:
         raise _undecodable(Path(path), error) from error
 
 
-def open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
-    an image larger than the pixel limit, raised before a pixel of it is decoded."""
+    an image of more than `max_pixels` pixels, raised before a pixel of it is decoded."""
     with _reading(path):
         image = Image.open(path)
     width, height = image.size
-    if width * height > _max_pixels:
+    if width * height > max_pixels:
         image.close()
         raise BadFileError(
-            f"image {path} declares {width} x {height} pixels, more than the limit of {_max_pixels:,} "
+            f"image {path} declares {width} x {height} pixels, more than the limit of {max_pixels:,} "
             f"(--max_pixels): a small file that declares a huge image can exhaust the memory "
             f"(a decompression bomb); if you trust this image, raise --max_pixels"
         )
     return image
+
+
+@dataclass(frozen=True)
+class ImageLoading:
+    """How a data set's images are decoded and kept.
+
+    Args:
+        resize_hw: (height, width) every image is resized to; None keeps each at its own size.
+        cache_dir: folder of the decoded-image cache; None keeps the images in memory only.
+        max_pixels: refuse images of more pixels than this (see open_image).
+        workers: decoding threads; by default one per available core.
+        verbose: print a progress bar and the memory the images take.
+    """
+
+    resize_hw: tuple[int, int] | None = None
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    workers: int | None = None
+    verbose: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,7 +176,7 @@ def _map_buffer(cache_path: Path) -> np.ndarray:
 
 def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, label: str,
                 cache_dir: str | Path | None = None, workers: int | None = None,
-                verbose: bool = True) -> ImageStore:
+                max_pixels: int = DEFAULT_MAX_PIXELS, verbose: bool = True) -> ImageStore:
     """Decode the images `im_dir/<name>` into an ImageStore, from the cache when it is current.
 
     Args:
@@ -172,6 +186,7 @@ def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, la
         label: names the data set in messages and in cache file names.
         cache_dir: folder of the cache files; None decodes into memory without caching.
         workers: decoding threads; by default one per available core.
+        max_pixels: refuse images of more pixels than this (see open_image).
         verbose: print a progress bar and the memory the images take.
     """
     paths = [Path(im_dir) / name for name in names]
@@ -181,8 +196,8 @@ def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, la
     store = _open_cache(cache_path, names) if cache_path is not None else None
     how = "mapped from cache"
     if store is None:
-        store = _decode_all(paths, names, sizing=sizing, label=label, cache_path=cache_path,
-                            workers=workers or available_cores(), verbose=verbose)
+        store = _decode_all(paths, names, sizing=sizing, max_pixels=max_pixels, label=label,
+                            cache_path=cache_path, workers=workers or available_cores(), verbose=verbose)
         how = "decoded"
     if verbose:
         where = f", cached in {cache_path}" if cache_path is not None else ", in memory"
@@ -251,12 +266,14 @@ def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
     return store if store.pixels.size == store.nbytes else None
 
 
-def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, label: str,
+def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, max_pixels: int, label: str,
                 cache_path: Path | None, workers: int, verbose: bool) -> ImageStore:
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        shapes = np.array(list(pool.map(lambda path: decoded_shape(path, sizing), paths)), dtype=np.int64)
+        shapes = np.array(list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)),
+                          dtype=np.int64)
+        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
         if cache_path is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
@@ -264,27 +281,27 @@ def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, lab
             def write(row: int, decoded: np.ndarray) -> None:
                 pixels[offsets[row]:offsets[row + 1]] = decoded.reshape(-1)
 
-            _decode_each(paths, shapes, sizing, pool, label, verbose, write=write)
+            _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
             return ImageStore(names=names, shapes=shapes, pixels=pixels)
-        partial = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
+        partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            _decode_to_npy(partial, paths, shapes, offsets, sizing, pool, label, verbose)
+            _decode_to_npy(partial_path, paths, shapes, offsets, decode, pool, label, verbose)
         except BaseException as error:
             # Also when there is no partial file, or not even its folder.
             with contextlib.suppress(OSError):
-                partial.unlink()
+                partial_path.unlink()
             if isinstance(error, OSError) and not isinstance(error, IQAError):
                 raise ConfigError(
                     f"cannot write the image cache {cache_path} ({error}): free space there, "
                     f"pass another cache_dir, or pass cache_dir=None to keep the images in memory only"
                 ) from error
             raise
-    return _commit_cache(partial, cache_path, names, shapes)
+    return _commit_cache(partial_path, cache_path, names, shapes)
 
 
 def _decode_to_npy(partial: Path, paths: list[Path], shapes: np.ndarray, offsets: np.ndarray,
-                   sizing: ImageSizing, pool: ThreadPoolExecutor, label: str, verbose: bool) -> None:
+                   decode: Callable[[Path], np.ndarray], pool: ThreadPoolExecutor, label: str, verbose: bool) -> None:
     """Write the images into a flat `.npy` file, each at its offset."""
     # Writing to the file measured twice as fast here as filling a memory map of it.
     header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
@@ -296,13 +313,13 @@ def _decode_to_npy(partial: Path, paths: list[Path], shapes: np.ndarray, offsets
             file.seek(data_start + int(offsets[row]))
             file.write(decoded)
 
-    _decode_each(paths, shapes, sizing, pool, label, verbose, write=write)
+    _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
 
 
-def _decode_each(paths: list[Path], shapes: np.ndarray, sizing: ImageSizing, pool: ThreadPoolExecutor,
+def _decode_each(paths: list[Path], shapes: np.ndarray, decode: Callable[[Path], np.ndarray], pool: ThreadPoolExecutor,
                  label: str, verbose: bool, write: Callable[[int, np.ndarray], None]) -> None:
     """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
-    futures = [pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), sizing, write)
+    futures = [pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), decode, write)
                for row, path in enumerate(paths)]
     try:
         with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
@@ -314,9 +331,9 @@ def _decode_each(paths: list[Path], shapes: np.ndarray, sizing: ImageSizing, poo
             future.cancel()
 
 
-def _decode_row(row: int, path: Path, shape: tuple[int, int, int], sizing: ImageSizing,
+def _decode_row(row: int, path: Path, shape: tuple[int, int, int], decode: Callable[[Path], np.ndarray],
                 write: Callable[[int, np.ndarray], None]) -> None:
-    decoded = decode_image(path, sizing)
+    decoded = decode(path)
     if decoded.shape != shape:
         raise BadFileError(
             f"image {path} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
@@ -335,9 +352,10 @@ def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.
     return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
 
 
-def decoded_shape(path: str | Path, sizing: ImageSizing) -> tuple[int, int, int]:
+def decoded_shape(path: str | Path, sizing: ImageSizing, *,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, int]:
     """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
-    with open_image(path) as image, _reading(path):
+    with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         width, height = displayed_size(image)
     return (*sizing.output_hw(width, height), 3)
 
@@ -360,14 +378,15 @@ def as_displayed(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def decode_image(path: str | Path, sizing: ImageSizing) -> np.ndarray:
+def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode one image to an RGB uint8 H x W x 3 array, sized as the paper's code sized it.
 
     Args:
         path: the image file.
         sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
+        max_pixels: refuse images of more pixels than this (see open_image).
     """
-    with open_image(path) as image, _reading(path):
+    with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         image.load()
         rgb = _to_rgb(as_displayed(image))
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):

@@ -10,8 +10,9 @@ together give exactly the gradient of the loss of the whole batch.
 On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 """
+from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import ignite.distributed as idist
 import torch
@@ -19,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from errors import ConfigError
+from linearityiqa.errors import ConfigError
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -42,13 +43,9 @@ class _AllGather(torch.autograd.Function):
     """Every process's rows (counts may differ), in rank order; gradients summed back to their owners."""
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, counts: List[int], rank: int) -> torch.Tensor:
+    def forward(ctx, rows: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
         ctx.counts, ctx.rank = counts, rank
-        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-        padded[:rows.size(0)] = rows
-        pieces = [torch.empty_like(padded) for _ in counts]
-        dist.all_gather(pieces, padded.contiguous())
-        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
+        return _padded_all_gather(rows, counts)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -58,8 +55,20 @@ class _AllGather(torch.autograd.Function):
         return total[start:start + ctx.counts[ctx.rank]], None, None
 
 
+def _padded_all_gather(rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back.
+    padded = rows.new_zeros((max(counts),) + rows.shape[1:])
+    padded[:rows.size(0)] = rows
+    pieces = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(pieces, padded.contiguous())
+    return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
+
+
 def gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """The rows of every process, concatenated in rank order, differentiably."""
+    """The rows of every process, concatenated in rank order, differentiably; on one process, `rows`.
+
+    The rows must be on the device of the process group's backend (idist.device()).
+    """
     if idist.get_world_size() == 1:
         return rows
     counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
@@ -133,7 +142,7 @@ def _as_global(batchnorm: nn.modules.batchnorm._BatchNorm) -> GlobalBatchNorm:
     return converted
 
 
-class ShardedBatches(Sampler[List[int]]):
+class ShardedBatches(Sampler[list[int]]):
     """Each process's share of the global batches: positions rank, rank + N, ... of each batch.
 
     Every process must draw the same global batches (the same seed), which main.py ensures.
@@ -143,7 +152,7 @@ class ShardedBatches(Sampler[List[int]]):
         super().__init__()
         self.batches, self.rank, self.world_size = batches, rank, world_size
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         return (batch[self.rank::self.world_size] for batch in self.batches)
 
     def __len__(self) -> int:
@@ -172,7 +181,7 @@ def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_si
     return (sharded_train, *evaluation)
 
 
-def _evaluation_shard(batches: Iterable[List[int]], rank: int, world_size: int) -> List[List[int]]:
+def _evaluation_shard(batches: Iterable[list[int]], rank: int, world_size: int) -> list[list[int]]:
     """This process's share of the evaluation images: every world_size-th image over all batches,
     starting at its rank, batched as before; metrics gather the shares of all processes.
 

@@ -7,15 +7,17 @@ flags. Everything in it loads with `torch.load(weights_only=True)`: opening a ch
 cannot run code. Files are written to a temporary name and renamed, so a crash during a
 save never leaves a broken checkpoint behind.
 """
+from __future__ import annotations
 
 import os
 import tempfile
 import zipfile
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from errors import BadFileError, ConfigError, MissingFileError, OutputError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = 'checkpoints/p1q2.pth'
@@ -23,6 +25,18 @@ RELEASED_CHECKPOINT = 'checkpoints/p1q2.pth'
 MODEL_SETTINGS = ('arch', 'pool', 'use_bn_end', 'P6', 'P7')
 # Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
 _WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+
+
+def training_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None, k: Sequence[float], b: Sequence[float],
+                        settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What main.py saves of its best model: the authors' keys, the loss scaler's state (if it
+    scales the loss) and the run's settings."""
+    checkpoint = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'k': list(k), 'b': list(b),
+                  'settings': dict(settings)}
+    if scaler is not None:
+        checkpoint['scaler'] = scaler.state_dict()
+    return checkpoint
 
 
 def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
@@ -46,7 +60,7 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str, map_location: Any = 'cpu', *, mmap: bool = False) -> Dict[str, Any]:
+def load_checkpoint(path: str, map_location: Any = 'cpu', *, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint of this project or of the authors' code.
 
     Args:
@@ -77,7 +91,7 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     cleaned = {}
     for name, tensor in state.items():
         for prefix in _WRAPPER_PREFIXES:
@@ -88,7 +102,7 @@ def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, to
 
 
 def model_settings(checkpoint: Mapping[str, Any], requested: Mapping[str, Any],
-                   defaults: Mapping[str, Any], path: str) -> Dict[str, Any]:
+                   defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
     """The model settings to build for a checkpoint.
 
     A checkpoint that records its settings supplies them; a setting the user asked for
@@ -110,7 +124,7 @@ def model_settings(checkpoint: Mapping[str, Any], requested: Mapping[str, Any],
 
 
 def load_model_state(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: str,
-                     settings: Optional[Mapping[str, Any]] = None) -> None:
+                     settings: Mapping[str, Any] | None = None) -> None:
     """Load the checkpoint's weights into `model`, strictly; a mismatch names the settings to check."""
     try:
         model.load_state_dict(checkpoint['model'])

@@ -7,13 +7,15 @@ killed without removing it (SIGKILL, a lost machine) leaves it behind; the next 
 takes it over when the process is gone, or when its id now belongs to a younger process (ids are
 reused). A lock of another host cannot be checked from here and holds until it is deleted.
 """
+from __future__ import annotations
 
 import contextlib
 import os
 import socket
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
-from errors import ConfigError, OutputError
+from linearityiqa.errors import ConfigError, OutputError
 
 UNKNOWN_START = '-'  # written where the system gives no start time
 

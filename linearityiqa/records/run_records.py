@@ -12,16 +12,18 @@ trains (one row per value, so a split or metric added later needs no new format)
 The scores of one test, `<results file>-scores.csv`: per image, its subjective score, the
 fused head's prediction and that prediction mapped by the checkpoint's k, b.
 """
+from __future__ import annotations
 
 import csv
 import math
 import os
 from collections import defaultdict
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Tuple
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
-from errors import BadFileError, MissingFileError
+from linearityiqa.errors import BadFileError, MissingFileError
 
 EPOCH_COLUMNS = ('epoch', 'split', 'metric', 'value')
 SCORE_COLUMNS = ('score', 'prediction', 'mapped')
@@ -31,17 +33,8 @@ FINAL_TEST = 'final_test'
 class Series(NamedTuple):
     """One metric of one split over the epochs, in epoch order."""
 
-    epochs: List[int]
-    values: List[float]
-
-
-def epochs_file(results_dir: str, run_name: str) -> str:
-    return os.path.join(results_dir, f'{run_name}-epochs.csv')
-
-
-def scores_file(results_file: str) -> str:
-    """The scores CSV beside a results .npy file."""
-    return os.path.splitext(results_file)[0] + '-scores.csv'
+    epochs: list[int]
+    values: list[float]
 
 
 class EpochLog:
@@ -74,7 +67,7 @@ class EpochMetrics:
 
     def __init__(self, path: str):
         self.path = path
-        self._values: Dict[Tuple[str, str], Dict[int, float]] = defaultdict(dict)
+        self._values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for row in _read_rows(path):
             self._values[row['split'], row['metric']][int(row['epoch'])] = float(row['value'])
 
@@ -97,7 +90,7 @@ def first_epoch_reaching(series: Series, threshold: float) -> int:
     return next((epoch for epoch, value in zip(*series) if value >= threshold), 0)
 
 
-def _read_rows(path: str) -> Iterable[Dict[str, str]]:
+def _read_rows(path: str) -> Iterable[dict[str, str]]:
     if not os.path.isfile(path):
         raise MissingFileError(f"no metrics file {path}: the run has not written it (train it first)")
     with open(path, newline='') as file:
@@ -131,7 +124,7 @@ def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
         writer.writerows(zip(*(column.tolist() for column in columns)))
 
 
-def read_scores(path: str) -> Dict[str, np.ndarray]:
+def read_scores(path: str) -> dict[str, np.ndarray]:
     """A `-scores.csv` file as columns: score, prediction, mapped."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no scores file {path}: test the checkpoint first")

@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 SPLITS = ("train", "val", "test")
 REQUIRED_KEYS = ("im_names", "subjective_scores", "subjective_scoresSTD", "ref_ids", "index")

@@ -3,20 +3,24 @@
 It makes a synthetic KonIQ-10k and CLIVE in their official layouts under data/quickstart
 (once; later runs reuse them), builds their info files, trains a small model from scratch
 on KonIQ-10k with the norm-in-norm loss, tests it on the KonIQ-10k test split and across
-data sets on CLIVE, and scores one image and a folder of images: each step is the command
-a user runs on the real data sets, with the synthetic paths filled in.
+data sets on CLIVE, and scores one image and a folder of images. Each step is the command a
+user runs on the real data sets, with the synthetic paths filled in: it is printed, then run
+as it reads, in a process of its own.
 """
+
+from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, List, Sequence
 
-from info_builders import clive_info_from_release, koniq_info_from_csv
-from info_files import write_info
-from synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.cli.scripts import command_line, run_script
+from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv
+from linearityiqa.data.info_files import write_info
+from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 
 ROOT = Path('data') / 'quickstart'
 CHECKPOINT = str(ROOT / 'checkpoints' / 'quickstart.pth')
+SCORES = ROOT / 'scores.csv'
 # Many small images: the distortions are local statistics that 48 x 48 pixels show as well as
 # large photos, and more scenes teach the network distortion apart from content. On two CPU
 # cores, resnet18 from scratch reaches a test SROCC above 0.8 in a few minutes (tests/test_learning.py).
@@ -29,7 +33,7 @@ TRAINING = ['--arch', 'resnet18', '--pretrained', 'none', '--loss_type', 'norm-i
             '--num_workers', '0']
 
 
-def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> List[str]:
+def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
     """A synthetic KonIQ-10k under `root` (made on first use, reused after) as main.py options."""
     info, download = root / 'KonIQ-10kinfo.mat', root / 'koniq10k'
     if not info.is_file():
@@ -39,7 +43,7 @@ def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: in
             '--cache_dir', str(root / 'cache')]
 
 
-def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int) -> List[str]:
+def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
     """A synthetic CLIVE under `root` (made on first use, reused after) as main.py or test_dataset.py options."""
     info, release = root / 'CLIVEinfo.mat', root / 'ChallengeDB_release'
     if not info.is_file():
@@ -49,27 +53,27 @@ def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: in
             '--cache_dir', str(root / 'cache')]
 
 
-def _step(title: str, command: Callable[[Sequence[str]], int], argv: List[str]) -> None:
-    print(f'\n== {title}\n   {command.__module__}.py {" ".join(argv)}', flush=True)
-    status = command(argv)
-    if status:
-        raise SystemExit(status)
+def steps(koniq: list[str], clive: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(title, script, its options) of each step, on the synthetic data sets' options."""
+    model = ['--trained_model_file', CHECKPOINT]
+    images = ROOT / 'ChallengeDB_release' / 'Images'
+    return [
+        ('train on the synthetic KonIQ-10k', 'main.py', TRAINING + koniq + model),
+        ('test across data sets on the synthetic CLIVE', 'test_dataset.py', clive + model),
+        ('score one image', 'test_demo.py', ['--img', str(sorted(images.glob('*.bmp'))[0])] + model),
+        ('score a folder into a CSV file', 'test_demo.py', ['--img', str(images), '-o', str(SCORES)] + model),
+    ]
 
 
-def run_quickstart(train: Callable[[Sequence[str]], int]) -> int:
-    """Every step in turn; `train` is main.py's main (passed in, as main.py imports this module)."""
-    import test_dataset
-    import test_demo
-
+def run_quickstart() -> int:
+    """Make the data sets, then run every step in turn as its own command; the exit status of the
+    first step that fails, or 0."""
     os.makedirs(ROOT, exist_ok=True)
     koniq, clive = synthetic_koniq(ROOT, **KONIQ), synthetic_clive(ROOT, **CLIVE)
-    model = ['--trained_model_file', CHECKPOINT]
-    _step('train on the synthetic KonIQ-10k', train, TRAINING + koniq + model)
-    _step('test across data sets on the synthetic CLIVE', test_dataset.main, clive + model)
-    image = str(sorted((ROOT / 'ChallengeDB_release' / 'Images').glob('*.bmp'))[0])
-    _step('score one image', test_demo.main, ['--img', image] + model)
-    scores = str(ROOT / 'scores.csv')
-    _step('score a folder into a CSV file', test_demo.main,
-          ['--img', str(ROOT / 'ChallengeDB_release' / 'Images'), '-o', scores] + model)
-    print(f'\nquick start done: checkpoint {CHECKPOINT}, scores {scores}, logs in runs/')
+    for title, script, argv in steps(koniq, clive):
+        print(f'\n== {title}\n   {command_line(script, argv)}', flush=True)
+        status = run_script(script, argv)
+        if status:
+            return status
+    print(f'\nquick start done: checkpoint {CHECKPOINT}, scores {SCORES}, logs in runs/')
     return 0

@@ -3,19 +3,19 @@
 Each group of options is a parent parser; a script builds its parser from the groups it
 needs. Option names accept both spellings the authors used: the paper README's
 (`--lr`, `--arch`, `--img`) and their later release's (`-lr/--learning_rate`,
-`-arch/--architecture`, `--img_path`). Adapters at the end turn parsed options into the
-keyword arguments of the library modules, which never see an argparse namespace.
+`-arch/--architecture`, `--img_path`). cli/settings.py turns parsed options into the
+arguments of the library modules, which never see an argparse namespace.
 """
+from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Callable, List, Mapping, Optional, Union
+from typing import Callable
 
-from acceleration import COMPILE_MODES, OPT_LEVELS
-from checkpoint import MODEL_SETTINGS
-from image_store import DEFAULT_MAX_PIXELS
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
 from IQAmodel import POOLING_METHODS
+from linearityiqa.acceleration import COMPILE_MODES, OPT_LEVELS
+from linearityiqa.data.image_store import DEFAULT_CACHE_DIR, DEFAULT_MAX_PIXELS
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -26,15 +26,15 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if '(default:' in (action.help or '') else super()._get_help_string(action)
 
 
-def _number(kind: type, *, above: Optional[float] = None, minimum: Optional[float] = None,
-            maximum: Optional[float] = None) -> Callable[[str], Union[int, float]]:
+def _number(kind: type, *, above: float | None = None, minimum: float | None = None,
+            maximum: float | None = None) -> Callable[[str], int | float]:
     """An argparse type: a finite int or float within bounds, or an argparse error that names them."""
     bounds = ' and '.join(bound for bound in (f'above {above:g}' if above is not None else '',
                                               f'at least {minimum:g}' if minimum is not None else '',
                                               f'at most {maximum:g}' if maximum is not None else '') if bound)
     noun = 'an integer' if kind is int else 'a number'
 
-    def parse(text: str) -> Union[int, float]:
+    def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
@@ -108,7 +108,7 @@ def data_options() -> argparse.ArgumentParser:
                        help='info file of the data set (default of KonIQ-10k and CLIVE: data/<dataset>info.mat)')
     group.add_argument('--im_dir', default=None,
                        help='folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)')
-    group.add_argument('--cache_dir', default='data/cache', help='folder of the decoded-image cache')
+    group.add_argument('--cache_dir', default=DEFAULT_CACHE_DIR, help='folder of the decoded-image cache')
     group.add_argument('--max_pixels', type=POSITIVE_INT, default=DEFAULT_MAX_PIXELS,
                        help="refuse images of more pixels (width x height) than this, which may be decompression "
                             "bombs (default: Pillow's threshold, a 9459 x 9459 image)")
@@ -202,7 +202,7 @@ def demo_options() -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser(description: str, groups: List[argparse.ArgumentParser],
+def build_parser(description: str, groups: list[argparse.ArgumentParser],
                  add_help: bool = True) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, parents=groups, add_help=add_help,
                                    formatter_class=_Formatter)
@@ -224,19 +224,3 @@ def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """test_demo.py's parser: the model, its checkpoint and the images to score."""
     return build_parser('Score the quality of images with a trained checkpoint.',
                         [model_options(), data_options(), run_options(), demo_options()], add_help)
-
-
-def model_kwargs(options: Mapping[str, Any]) -> dict:
-    """IQAModel's architecture arguments from parsed options (`vars(args)`) or a run's settings."""
-    return {name: options[name] for name in MODEL_SETTINGS}
-
-
-def pretrained_weights(options: Mapping[str, Any]) -> Union[bool, str]:
-    """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
-    return {'imagenet': True, 'none': False}.get(options['pretrained'], options['pretrained'])
-
-
-def loss_kwargs(options: Mapping[str, Any]) -> dict:
-    """IQALoss's arguments from parsed options (`vars(args)`) or a run's settings."""
-    names = ('loss_type', 'alpha', 'beta', 'p', 'q', 'monotonicity_regularization', 'gamma', 'detach')
-    return {name: options[name] for name in names}

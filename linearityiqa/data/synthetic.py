@@ -28,10 +28,8 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw, ImageFilter
 
-from errors import ConfigError
-
-KONIQ_SET_SHARES = {"training": 7058 / 10073, "validation": 1000 / 10073}
-CLIVE_TRAINING_EXAMPLES = 7
+from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES, KONIQ_IMAGES, KONIQ_SPLIT_SIZES
+from linearityiqa.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -181,8 +179,9 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
 
 
 def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
-    train = round(count * KONIQ_SET_SHARES["training"])
-    val = round(count * KONIQ_SET_SHARES["validation"])
+    # the official split's shares, rounded
+    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
+    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
     sets = ["training"] * train + ["validation"] * val + ["test"] * (count - train - val)
     return list(rng.permutation(sets))
 

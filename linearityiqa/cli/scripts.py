@@ -1,0 +1,105 @@
+"""How the root scripts end, what they set for their whole process, and how one runs another.
+
+Every script ends on a user's mistake the same way: one line `<script>: error: <message>` on
+standard error and exit status 1, never a traceback (`exit_status`). An IQAError says what is
+wrong in its own words; a file system that refuses an output, memory that runs out and a data
+loading process that dies are user-caused too, and each script says what to change about them
+(`Advice`). Any other error is a bug, and its traceback is shown.
+
+`main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
+in a process of its own (`run_script`): what they print is what runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from linearityiqa.acceleration import memory_error_summary, out_of_memory
+from linearityiqa.errors import IQAError
+
+EXIT_MISTAKE = 1
+REPOSITORY = Path(__file__).resolve().parents[2]
+# What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What a script tells the user to do when a failure that is not an IQAError is theirs;
+    where a field is None, that failure is a bug of the script that gets it.
+
+    Args:
+        out_of_memory: after "out of memory (<allocator's words>): ".
+        unwritable: after "<file>: <reason>; " when an output cannot be written.
+        loader_died: after "a data loading process died (<torch's words>). ".
+    """
+
+    out_of_memory: str | None = None
+    unwritable: str | None = None
+    loader_died: str | None = None
+
+
+def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
+    """The line that tells the user what happened and what to do, or None for an error that is a bug."""
+    if isinstance(error, IQAError):
+        return str(error)
+    if advice.unwritable and isinstance(error, OSError) and error.errno in WRITE_FAILURES:
+        return f"{error.filename}: {error.strerror}; {advice.unwritable}"
+    if advice.out_of_memory and out_of_memory(error):
+        return f"out of memory ({memory_error_summary(error)}): {advice.out_of_memory}"
+    # torch's words: "DataLoader worker (pid N) is killed by signal: Killed." and the like
+    if advice.loader_died and isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker"):
+        return f"a data loading process died ({str(error).rstrip('.')}). {advice.loader_died}"
+    return None
+
+
+def report_mistake(script: str, message: str) -> int:
+    """Print a user's mistake as the script's one error line; the exit status that goes with it."""
+    print(f"{script}: error: {message}", file=sys.stderr)
+    return EXIT_MISTAKE
+
+
+def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *,
+                quiet: bool = False) -> int:
+    """Run a script's body and return its exit status (None counts as 0); a user's mistake is
+    one line (none with `quiet`, for all processes of a run but the first) and status 1."""
+    try:
+        return body() or 0
+    except Exception as error:
+        message = user_message(error, advice)
+        if message is None:
+            raise
+    return EXIT_MISTAKE if quiet else report_mistake(script, message)
+
+
+def own_the_pixel_limit() -> None:
+    """Switch Pillow's own pixel limit off in this process, so that --max_pixels, which the
+    library checks from each image's header (data/image_store.open_image), is the only one.
+
+    Left on, Pillow would warn about images between its threshold and twice it (then decode
+    them) and refuse larger ones in its own words, whatever --max_pixels says. Only scripts call
+    this: it changes Pillow for the whole process.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that runs a root script (main.py, test_dataset.py, ...) from the current folder."""
+    path = REPOSITORY / script
+    shown = os.path.relpath(path)
+    return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
+
+
+def run_script(script: str, argv: Sequence[str]) -> int:
+    """Run a root script with `argv` in a new Python process, as a user would; its exit status."""
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, str(REPOSITORY / script), *argv], check=False).returncode

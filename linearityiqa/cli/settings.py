@@ -1,0 +1,92 @@
+"""From parsed options to what the library takes: a run's settings, and the model's, the loss's
+and the data's arguments.
+
+The options arrive as a mapping of plain types (`vars(args)`, or the settings a checkpoint
+records), so that a checkpoint's settings rebuild what its run built. Each adapter reads only
+the options it needs; the library never sees an argparse namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from IQAdataset import Batching
+from linearityiqa.acceleration import evaluation_batch_size
+from linearityiqa.data.dataset_registry import KONIQ_HW, DataSource, Split
+from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.data.image_transforms import TrainAugmentation
+from linearityiqa.records.checkpoint import MODEL_SETTINGS
+from linearityiqa.records.paths import default_checkpoint, run_name
+from linearityiqa.training.evaluation import val_criterion_for
+
+LOSS_SETTINGS = ("loss_type", "alpha", "beta", "p", "q", "monotonicity_regularization", "gamma", "detach")
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """main.py's options as plain types, with what the paper's code derived from them: the
+    validation criterion, the run's name and its checkpoint's path."""
+    settings = dict(vars(args))
+    settings["val_criterion"] = val_criterion_for(args.val_criterion, args.beta)
+    if args.dataset == "KonIQ-10k" and not args.resize:  # stored size, as the run name records it
+        settings["resize_size_h"], settings["resize_size_w"] = KONIQ_HW
+    settings["run_name"] = run_name(settings)
+    settings["trained_model_file"] = args.trained_model_file or default_checkpoint(settings["run_name"])
+    return settings
+
+
+def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """IQAModel's architecture arguments."""
+    return {name: options[name] for name in MODEL_SETTINGS}
+
+
+def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
+    """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
+    return {"imagenet": True, "none": False}.get(options["pretrained"], options["pretrained"])
+
+
+def loss_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """IQALoss's arguments."""
+    return {name: options[name] for name in LOSS_SETTINGS}
+
+
+def data_source(options: Mapping[str, Any]) -> DataSource:
+    """The data set --dataset names, at --data_info and --im_dir where given."""
+    return DataSource.open(options["dataset"], data_info=options["data_info"], im_dir=options["im_dir"])
+
+
+def training_split(options: Mapping[str, Any], source: DataSource) -> Split:
+    """The experiment's split: the data set's own (KonIQ-10k's official one), or else the ratios."""
+    if source.has_own_split:
+        return Split(exp_id=options["exp_id"])
+    return Split(options["exp_id"], options["train_ratio"], options["train_and_val_ratio"])
+
+
+def image_loading(options: Mapping[str, Any], *, resize_hw: tuple[int, int] | None,
+                  verbose: bool = True) -> ImageLoading:
+    """How the data set's images are decoded and cached, at `resize_hw` (None: their own size)."""
+    return ImageLoading(resize_hw=resize_hw, cache_dir=options["cache_dir"], max_pixels=options["max_pixels"],
+                        verbose=verbose)
+
+
+def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(height, width) that --resize asks for, or None."""
+    return (options["resize_size_h"], options["resize_size_w"]) if options["resize"] else None
+
+
+def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:
+    """The paper's rotation, flip and crop of training images with --augmentation, else None."""
+    if not options["augmentation"]:
+        return None
+    return TrainAugmentation(angle=options["angle"], hflip_p=options["hflip_p"], crop_h=options["crop_size_h"],
+                             crop_w=options["crop_size_w"])
+
+
+def batching(options: Mapping[str, Any], device: torch.device) -> Batching:
+    """How the loaders batch: -bs for training, --eval_batch_size (or the device's default) elsewhere."""
+    return Batching(batch_size=options["batch_size"],
+                    eval_batch_size=evaluation_batch_size(options["eval_batch_size"], device),
+                    num_workers=options["num_workers"], debug=options["debug"])

@@ -1,0 +1,85 @@
+"""The name of every file a run or a test writes, in one place: users, scripts and
+`python -m reproduce` find results by these names, so they never change.
+
+    checkpoints/<run name>                      the best model (main.py; --trained_model_file)
+    checkpoints/<run name>.resume/              the whole state after each epoch, for --resume
+    <results_dir>/<run name>.npy                the final test's metrics
+    <results_dir>/<run name>-epochs.csv         every epoch's metrics (run_records.EpochLog)
+    <results_dir>/<run name>-scores.csv         the final test's per-image scores
+    <results_dir>/dataset=<name>-tested_on_<checkpoint>.npy   and -scores.csv: test_dataset.py's
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from linearityiqa.errors import MissingFileError
+
+CHECKPOINT_DIR = "checkpoints"
+# ignite's Checkpoint names each saved state after its epoch; a file of another name is the
+# temporary file of a save that was cut short (ignite writes one, then renames it).
+RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
+
+
+def run_name(settings: Mapping[str, Any]) -> str:
+    """The name of a run's checkpoint, results and logs: its settings, in the paper's order."""
+    s = settings
+    fields: list[tuple[str, Any]] = [
+        ("", s["arch"]), ("", s["pool"]), ("bn_end=", s["use_bn_end"]), ("loss=", s["loss_type"]),
+        ("p=", s["p"]), ("q=", s["q"]), ("detach-", s["detach"]), ("ft_lr_ratio=", s["ft_lr_ratio"]),
+        ("alpha=", s["alpha"]), ("beta=", s["beta"]), ("", s["dataset"]), ("res=", s["resize"]),
+        ("", f"{s['resize_size_h']}x{s['resize_size_w']}"), ("aug=", s["augmentation"]),
+        ("monotonicity=", s["monotonicity_regularization"]), ("lr=", s["lr"]), ("bs=", s["batch_size"]),
+        ("e=", s["epochs"]), ("opt_level=", s["opt_level"]), ("EXP", s["exp_id"]),
+    ]  # fmt: skip
+    return "-".join(f"{label}{value}" for label, value in fields)
+
+
+def default_checkpoint(name: str) -> str:
+    """Where main.py saves a run's best model when --trained_model_file does not say."""
+    return os.path.join(CHECKPOINT_DIR, name)
+
+
+def results_file(results_dir: str, name: str) -> str:
+    """The final test's metrics of the run `name` (np.save of a dict)."""
+    return os.path.join(results_dir, f"{name}.npy")
+
+
+def epochs_file(results_dir: str, name: str) -> str:
+    """Every epoch's metrics of the run `name` (see run_records.EpochLog)."""
+    return os.path.join(results_dir, f"{name}-epochs.csv")
+
+
+def scores_file(results: str) -> str:
+    """The per-image scores CSV beside a results .npy file."""
+    return os.path.splitext(results)[0] + "-scores.csv"
+
+
+def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
+    """test_dataset.py's metrics of a checkpoint on a data set."""
+    return os.path.join(results_dir, f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}.npy")
+
+
+def run_outputs(trained_model_file: str, results_dir: str, name: str) -> list[str]:
+    """What a run writes under its name, which no other run may write at the same time (see run_lock)."""
+    return [trained_model_file, os.path.join(results_dir, name)]
+
+
+def resume_folder(trained_model_file: str) -> str:
+    """The resume states of the run that saves its best model to `trained_model_file`."""
+    return trained_model_file + ".resume"
+
+
+def latest_resume_file(folder: str) -> str:
+    """The state of the latest saved epoch in a resume folder, never a save that was interrupted."""
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    epochs = {int(match.group(1)): name for name in names if (match := RESUME_FILE.fullmatch(name))}
+    if not epochs:
+        raise MissingFileError(
+            f"nothing to resume in {folder}: the run finished (a finished run's state is removed) "
+            f"or never completed an epoch; run without --resume to train it from the start"
+        )
+    return os.path.join(folder, epochs[max(epochs)])

@@ -1,0 +1,206 @@
+"""What a training run does besides its steps, as ignite handlers of its trainer: validate and
+keep the best model after each epoch, record each epoch's metrics, save the whole state for
+--resume, reseed every epoch, and log to TensorBoard and progress bars.
+
+main.py's `training()` builds a run's parts once (`RunParts`) and attaches these; each handler
+takes the settings it reads from the run's settings, the options as plain types.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
+from ignite.handlers.tensorboard_logger import TensorboardLogger
+from torch.utils.data import DataLoader
+
+from linearityiqa.acceleration import Precision
+from linearityiqa.records.checkpoint import save_checkpoint, training_checkpoint
+from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
+from linearityiqa.records.run_records import EpochLog
+from linearityiqa.training.evaluation import (
+    IDENTITY_MAPPING,
+    METRICS_PRINTED,
+    Evaluation,
+    Progress,
+    criterion_score,
+)
+from linearityiqa.training.step import seed_everything
+
+
+class Loaders(NamedTuple):
+    """The loaders of one experiment (this process's share of them)."""
+
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+
+
+@dataclass
+class RunParts:
+    """What a run is made of, built once.
+
+    Args:
+        model: the model whose weights are saved.
+        trained: what the trainer runs: the model itself, or it wrapped by
+            DistributedDataParallel or torch.compile (which share its parameters).
+        optimizer: Adam over the model's parameter groups.
+        scheduler: the learning-rate schedule, stepped after each epoch.
+        loaders: the train, val and test loaders.
+        evaluations: an Evaluation per split, by name.
+        precision: the autocast and loss scaler the model trains and evaluates under.
+        channels_last: whether the model and its batches are in channels_last.
+        progress: the best validation score so far.
+    """
+
+    model: torch.nn.Module
+    trained: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loaders: Loaders
+    evaluations: dict[str, Evaluation]
+    precision: Precision
+    channels_last: bool
+    progress: Progress = field(default_factory=Progress)
+
+
+def say(*lines: str) -> None:
+    """Print from the first process only."""
+    if idist.get_rank() == 0:
+        print(*lines, sep="\n", flush=True)
+
+
+def record(epoch_log: EpochLog | None, epoch: int, split: str, performance: Mapping[str, Any]) -> None:
+    """Add an evaluation's metrics to the -epochs.csv file (None in processes that write none)."""
+    if epoch_log is not None:
+        epoch_log.add(epoch, split, {name: performance[name] for name in METRICS_PRINTED})
+
+
+def attach_validation(
+    trainer: Engine, parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None
+) -> None:
+    """After each epoch: validate, keep the best model, and step the learning rate."""
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def validate(engine: Engine) -> None:
+        epoch, criterion = engine.state.epoch, settings["val_criterion"]
+        k, b = _mapping_of(parts, settings, epoch_log, epoch)
+        validated = parts.evaluations["val"].run(parts.loaders.val, k, b)
+        record(epoch_log, epoch, "val", validated)
+        score = criterion_score(validated, criterion)
+        if settings["test_during_training"]:
+            record(epoch_log, epoch, "test", parts.evaluations["test"].run(parts.loaders.test, k, b))
+        progress = parts.progress
+        if progress.improved_by(score):
+            if idist.get_rank() == 0:
+                scaler = parts.precision.scaler
+                best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings)
+                save_checkpoint(settings["trained_model_file"], best)
+            progress.best_score, progress.best_epoch = score, epoch
+            say(f"epoch {epoch}: best model saved, val {criterion} {score:.3f}")
+        else:
+            say(f"epoch {epoch}: val {criterion} {score:.3f}, best {progress.best_score:.3f} at epoch {progress.best_epoch}")
+        parts.scheduler.step()
+
+
+def _mapping_of(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None, epoch: int):
+    """The k, b that map this epoch's predictions: fitted on the training set with
+    --test_during_training, else the identity (the final test fits them once)."""
+    if not settings["test_during_training"]:
+        return IDENTITY_MAPPING
+    fitted = parts.evaluations["train"].run(parts.loaders.train)
+    record(epoch_log, epoch, "train", fitted)
+    return fitted["k"], fitted["b"]
+
+
+def open_epoch_log(settings: Mapping[str, Any], resumed_epoch: int) -> EpochLog:
+    """The run's -epochs.csv file, started anew, or keeping the finished epochs of a resumed run."""
+    path = epochs_file(settings["results_dir"], settings["run_name"])
+    return EpochLog(path, resume_after=resumed_epoch if settings["resume"] else 0)
+
+
+def attach_mean_loss(trainer: Engine, epoch_log: EpochLog) -> None:
+    """Add each epoch's mean training loss to the -epochs.csv file."""
+    losses: list[float] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output))
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_mean_loss(engine: Engine) -> None:
+        # the steps skipped for a non-finite loss (--skip_nonfinite) are counted, not averaged
+        finite = [loss for loss in losses if math.isfinite(loss)]
+        metrics = {"loss": sum(finite) / max(len(finite), 1)}
+        if len(finite) < len(losses):
+            metrics["skipped_steps"] = len(losses) - len(finite)
+        epoch_log.add(engine.state.epoch, "train", metrics)
+        losses.clear()
+
+
+def resume_state(trainer: Engine, parts: RunParts) -> dict[str, Any]:
+    """The objects whose state --resume restores."""
+    state = {
+        "trainer": trainer,
+        "model": parts.model,
+        "optimizer": parts.optimizer,
+        "lr_scheduler": parts.scheduler,
+        "progress": parts.progress,
+    }
+    if parts.precision.scaler is not None:
+        state["scaler"] = parts.precision.scaler
+    return state
+
+
+def load_resume_state(state: dict[str, Any], trained_model_file: str) -> None:
+    """Restore `state` from the latest whole epoch saved beside the checkpoint."""
+    path = latest_resume_file(resume_folder(trained_model_file))
+    Checkpoint.load_objects(to_load=state, checkpoint=torch.load(path, map_location="cpu", weights_only=True))
+    say(f"resuming from {path} after epoch {state['trainer'].state.epoch}")
+
+
+def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
+    """Save the whole state after each epoch (the last two are kept), for --resume."""
+    saver = Checkpoint(
+        state,
+        DiskSaver(resume_folder(trained_model_file), require_empty=False),
+        n_saved=2,
+        global_step_transform=global_step_from_engine(trainer),
+    )
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, saver)
+
+
+def attach_logging(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> TensorboardLogger:
+    """TensorBoard: the loss of every iteration, the learning rates of every epoch, each evaluation's metrics."""
+    log_dir = os.path.join(settings["log_dir"], f"{settings['run_name']}-{datetime.now():%Y%m%d-%H%M%S}")
+    logger = TensorboardLogger(log_dir=log_dir)
+    logger.attach_output_handler(
+        trainer, event_name=Events.ITERATION_COMPLETED, tag="train", output_transform=lambda loss: {"loss": loss}
+    )
+    logger.attach_opt_params_handler(trainer, event_name=Events.EPOCH_STARTED, optimizer=parts.optimizer)
+    for status, evaluation in parts.evaluations.items():
+        logger.attach_output_handler(
+            evaluation.engine,
+            event_name=Events.COMPLETED,
+            tag=f"{status}/{settings['dataset']}",
+            metric_names=list(METRICS_PRINTED),
+            global_step_transform=global_step_from_engine(trainer),
+        )
+    return logger
+
+
+def attach_progress_bars(trainer: Engine, evaluations: Mapping[str, Evaluation]) -> None:
+    """--pbar: a bar for each epoch (with the loss) and for each evaluation."""
+    ProgressBar(persist=True).attach(trainer, output_transform=lambda loss: {"loss": loss})
+    for status, evaluation in evaluations.items():
+        ProgressBar(persist=False, desc=status).attach(evaluation.engine)
+
+
+def reseed_each_epoch(trainer: Engine, seed: int) -> None:
+    """Seed every epoch from its number, so a resumed run draws what an uninterrupted one would."""
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: seed_everything(seed + engine.state.epoch))
