@@ -50,9 +50,17 @@ class IQADataset(Dataset):
             or only the split's with max_items.
     """
 
-    def __init__(self, source: DataSource, *, status: str = "train", split: Split = Split(),
-                 loading: ImageLoading = ImageLoading(), augmentation: TrainAugmentation | None = None,
-                 max_items: int | None = None, image_store: ImageStore | None = None):
+    def __init__(
+        self,
+        source: DataSource,
+        *,
+        status: str = "train",
+        split: Split = Split(),
+        loading: ImageLoading = ImageLoading(),
+        augmentation: TrainAugmentation | None = None,
+        max_items: int | None = None,
+        image_store: ImageStore | None = None,
+    ):
         positions = source.positions(status, split, max_items=max_items)
         if image_store is None:
             stored = positions if max_items is not None else np.arange(len(source.info))
@@ -128,7 +136,7 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         order = torch.randperm(self.num_samples).tolist()
-        batches = [order[start:start + self.batch_size] for start in range(0, self.num_samples, self.batch_size)]
+        batches = [order[start : start + self.batch_size] for start in range(0, self.num_samples, self.batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches[-2].extend(batches.pop())
         return iter(batches)
@@ -169,9 +177,14 @@ def _loader_options(num_workers: int) -> dict:
     return dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
 
 
-def get_data_loaders(source: DataSource, *, split: Split = Split(), loading: ImageLoading = ImageLoading(),
-                     augmentation: TrainAugmentation | None = None,
-                     batching: Batching = Batching()) -> tuple[DataLoader, DataLoader, DataLoader]:
+def get_data_loaders(
+    source: DataSource,
+    *,
+    split: Split = Split(),
+    loading: ImageLoading = ImageLoading(),
+    augmentation: TrainAugmentation | None = None,
+    batching: Batching = Batching(),
+) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train, val and test loaders of one experiment; the images are decoded (or mapped) once.
 
     The train loader shuffles, in batches of `batching.batch_size` (see NoSingletonBatchSampler),
@@ -190,16 +203,23 @@ def get_data_loaders(source: DataSource, *, split: Split = Split(), loading: Ima
         raise ConfigError(
             f"batch_size is {batching.batch_size}: BatchNorm cannot train on batches of one image; use 2 or more"
         )
-    limits = {"train": DEBUG_TRAIN_BATCHES * batching.batch_size, "val": DEBUG_EVAL_IMAGES,
-              "test": DEBUG_EVAL_IMAGES}
+    limits = {"train": DEBUG_TRAIN_BATCHES * batching.batch_size, "val": DEBUG_EVAL_IMAGES, "test": DEBUG_EVAL_IMAGES}
     max_items = {status: limits[status] if batching.debug else None for status in SPLITS}
     positions = {status: source.positions(status, split, max_items=max_items[status]) for status in SPLITS}
     _check_not_empty(positions, source, split)
     stored = np.sort(np.concatenate(list(positions.values()))) if batching.debug else np.arange(len(source.info))
     store = source.load_images(stored, loading)
-    datasets = {status: IQADataset(source, status=status, split=split, max_items=max_items[status], image_store=store,
-                                   augmentation=augmentation if status == "train" else None)
-                for status in SPLITS}
+    datasets = {
+        status: IQADataset(
+            source,
+            status=status,
+            split=split,
+            max_items=max_items[status],
+            image_store=store,
+            augmentation=augmentation if status == "train" else None,
+        )
+        for status in SPLITS
+    }
     if augmentation is None:
         _check_batchable(datasets["train"])
     workers = batching.num_workers if batching.num_workers is not None else min(8, available_cores())
@@ -230,9 +250,12 @@ def _check_batchable(train_set: IQADataset) -> None:
             )
 
 
-def _make_loaders(datasets: dict[str, IQADataset], batching: Batching,
-                  num_workers: int) -> tuple[DataLoader, DataLoader, DataLoader]:
+def _make_loaders(
+    datasets: dict[str, IQADataset], batching: Batching, num_workers: int
+) -> tuple[DataLoader, DataLoader, DataLoader]:
     train_batches = NoSingletonBatchSampler(len(datasets["train"]), batching.batch_size)
     train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(num_workers))
-    return (train_loader,) + tuple(evaluation_loader(datasets[status], batch_size=batching.eval_batch_size,
-                                                     num_workers=num_workers) for status in SPLITS[1:])
+    return (train_loader,) + tuple(
+        evaluation_loader(datasets[status], batch_size=batching.eval_batch_size, num_workers=num_workers)
+        for status in SPLITS[1:]
+    )

@@ -10,6 +10,7 @@ training step on it neither crashes nor produces NaN.
 between the normalized vectors (l in the paper), alpha[1] the distance after the
 optimal linear rescaling by rho (the variant l').
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,9 +24,9 @@ from linearityiqa.errors import ConfigError
 
 eps = 1e-8
 
-LOSS_TYPES = ('norm-in-norm', 'mae', 'mse', 'linearity', 'min-max-norm', 'mean-norm', 'scaling')
+LOSS_TYPES = ("norm-in-norm", "mae", "mse", "linearity", "min-max-norm", "mean-norm", "scaling")
 # The paper's commands call norm-in-norm by the norm it takes, and MAE by its torch name.
-LOSS_TYPE_ALIASES = {'Lp': 'norm-in-norm', 'l1': 'mae'}
+LOSS_TYPE_ALIASES = {"Lp": "norm-in-norm", "l1": "mae"}
 
 
 def _as_columns(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +51,9 @@ def _batch_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.t(), b.t())
 
 
-def _weighted_terms(alpha: Sequence[float], plain: Callable[[], torch.Tensor],
-                    rescaled: Callable[[], torch.Tensor]) -> torch.Tensor:
+def _weighted_terms(
+    alpha: Sequence[float], plain: Callable[[], torch.Tensor], rescaled: Callable[[], torch.Tensor]
+) -> torch.Tensor:
     """(alpha0 * l + alpha1 * l') / (alpha0 + alpha1), computing only the terms weighted above 0."""
     total = 0
     if alpha[0] > 0:
@@ -65,12 +67,18 @@ def _lp_error(err: torch.Tensor, p: float, scale: float, exponent: bool) -> torc
     if p < 1:  # |x|^p has an unbounded gradient at 0 when p < 1
         err = err + eps
     loss = torch.linalg.vector_norm(err, ord=p) / scale
-    return loss ** p if exponent else loss
+    return loss**p if exponent else loss
 
 
-def norm_loss_with_normalization(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1),
-                                 p: float = 2, q: float = 2, detach: bool = False,
-                                 exponent: bool = True) -> torch.Tensor:
+def norm_loss_with_normalization(
+    y_pred: torch.Tensor,
+    y: torch.Tensor,
+    alpha: Sequence[float] = (1, 1),
+    p: float = 2,
+    q: float = 2,
+    detach: bool = False,
+    exponent: bool = True,
+) -> torch.Tensor:
     """The norm-in-norm loss (paper, Eqs. 4-8).
 
     Each of y_pred and y is centred by its mean and divided by its q-norm; the loss is
@@ -99,11 +107,13 @@ def norm_loss_with_normalization(y_pred: torch.Tensor, y: torch.Tensor, alpha: S
     return _weighted_terms(
         alpha,
         lambda: _lp_error(y_pred - y, p, scale, exponent),
-        lambda: _lp_error(_batch_cosine(y_pred, y) * y_pred - y, p, scale, exponent))
+        lambda: _lp_error(_batch_cosine(y_pred, y) * y_pred - y, p, scale, exponent),
+    )
 
 
-def linearity_induced_loss(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1),
-                           detach: bool = False) -> torch.Tensor:
+def linearity_induced_loss(
+    y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1), detach: bool = False
+) -> torch.Tensor:
     """MSE between z-scores, divided by 4; l' rescales by rho = mean(zhat * z), the PLCC.
 
     With population standard deviations, mse(zhat, z) / 4 = (1 - PLCC) / 2 and the variant
@@ -117,9 +127,8 @@ def linearity_induced_loss(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequenc
     sigma, m = torch.std_mean(y, unbiased=False)
     y = (y - m) / (sigma + eps)
     return _weighted_terms(
-        alpha,
-        lambda: F.mse_loss(y_pred, y) / 4,
-        lambda: F.mse_loss(torch.mean(y_pred * y) * y_pred, y) / 4)
+        alpha, lambda: F.mse_loss(y_pred, y) / 4, lambda: F.mse_loss(torch.mean(y_pred * y) * y_pred, y) / 4
+    )
 
 
 def _normalized_mse(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float], divisor: float) -> torch.Tensor:
@@ -127,11 +136,13 @@ def _normalized_mse(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float
     return _weighted_terms(
         alpha,
         lambda: F.mse_loss(y_pred, y) / divisor,
-        lambda: F.mse_loss(_batch_cosine(y_pred, y) * y_pred, y) / divisor)
+        lambda: F.mse_loss(_batch_cosine(y_pred, y) * y_pred, y) / divisor,
+    )
 
 
-def norm_loss_with_min_max_normalization(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1),
-                                         detach: bool = False) -> torch.Tensor:
+def norm_loss_with_min_max_normalization(
+    y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1), detach: bool = False
+) -> torch.Tensor:
     """MSE after mapping each vector to [0, 1] by (v - min) / (max - min)."""
     y_pred, y = _as_columns(y_pred, y)
     if y_pred.size(0) < 2:
@@ -143,8 +154,9 @@ def norm_loss_with_min_max_normalization(y_pred: torch.Tensor, y: torch.Tensor, 
     return _normalized_mse(y_pred, y, alpha, divisor=1)
 
 
-def norm_loss_with_mean_normalization(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1),
-                                      detach: bool = False) -> torch.Tensor:
+def norm_loss_with_mean_normalization(
+    y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1), detach: bool = False
+) -> torch.Tensor:
     """MSE / 4 after mean normalization (v - mean) / (max - min)."""
     y_pred, y = _as_columns(y_pred, y)
     if y_pred.size(0) < 2:
@@ -155,8 +167,9 @@ def norm_loss_with_mean_normalization(y_pred: torch.Tensor, y: torch.Tensor, alp
     return _normalized_mse(y_pred, y, alpha, divisor=4)
 
 
-def norm_loss_with_scaling(y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1),
-                           p: float = 2, detach: bool = False) -> torch.Tensor:
+def norm_loss_with_scaling(
+    y_pred: torch.Tensor, y: torch.Tensor, alpha: Sequence[float] = (1, 1), p: float = 2, detach: bool = False
+) -> torch.Tensor:
     """MSE / 4 after scaling each vector to unit p-norm, without centring."""
     y_pred, y = _as_columns(y_pred, y)
     if y_pred.size(0) < 2:
@@ -192,7 +205,7 @@ def canonical_loss_type(loss_type: str) -> str:
     """The loss name with aliases resolved; an unknown name is a ConfigError."""
     loss_type = LOSS_TYPE_ALIASES.get(loss_type, loss_type)
     if loss_type not in LOSS_TYPES:
-        names = ', '.join(LOSS_TYPES + tuple(LOSS_TYPE_ALIASES))
+        names = ", ".join(LOSS_TYPES + tuple(LOSS_TYPE_ALIASES))
         raise ConfigError(f"unknown loss_type {loss_type!r}: use one of {names}")
     return loss_type
 
@@ -215,13 +228,21 @@ class IQALoss(nn.Module):
         detach: take every statistic of the predictions as a constant.
     """
 
-    def __init__(self, loss_type: str = 'norm-in-norm', alpha: Sequence[float] = (1, 0),
-                 beta: Sequence[float] = (.1, .1, 1), p: float = 1, q: float = 2,
-                 monotonicity_regularization: bool = False, gamma: float = 0.1, detach: bool = False):
+    def __init__(
+        self,
+        loss_type: str = "norm-in-norm",
+        alpha: Sequence[float] = (1, 0),
+        beta: Sequence[float] = (0.1, 0.1, 1),
+        p: float = 1,
+        q: float = 2,
+        monotonicity_regularization: bool = False,
+        gamma: float = 0.1,
+        detach: bool = False,
+    ):
         super().__init__()
         self.loss_type = canonical_loss_type(loss_type)
-        self.alpha = _check_weights('alpha', alpha, 2)
-        self.beta = _check_weights('beta', beta, 3)
+        self.alpha = _check_weights("alpha", alpha, 2)
+        self.beta = _check_weights("beta", beta, 3)
         if p <= 0 or q <= 0:
             raise ConfigError(f"p and q must be above 0; got p={p}, q={q}")
         self.p, self.q = p, q
@@ -229,11 +250,10 @@ class IQALoss(nn.Module):
         self.gamma = gamma
         self.detach = detach
 
-    def forward(self, y_pred: Sequence[torch.Tensor],
-                y: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, y_pred: Sequence[torch.Tensor], y: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Args:
-            y_pred: the model's output, three N x 1 tensors.
-            y: (mos, mos_std) as a data loader gives them, or the mos tensor alone.
+        y_pred: the model's output, three N x 1 tensors.
+        y: (mos, mos_std) as a data loader gives them, or the mos tensor alone.
         """
         mos = y if isinstance(y, torch.Tensor) else y[0]
         # Statistics of a batch are taken at least in float32, also under autocast.
@@ -253,16 +273,16 @@ class IQALoss(nn.Module):
         return loss
 
     def _batch_loss(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.loss_type == 'mae':
+        if self.loss_type == "mae":
             return F.l1_loss(*_as_columns(y_pred, y))
-        if self.loss_type == 'mse':
+        if self.loss_type == "mse":
             return F.mse_loss(*_as_columns(y_pred, y))
-        if self.loss_type == 'norm-in-norm':
+        if self.loss_type == "norm-in-norm":
             return norm_loss_with_normalization(y_pred, y, alpha=self.alpha, p=self.p, q=self.q, detach=self.detach)
-        if self.loss_type == 'linearity':
+        if self.loss_type == "linearity":
             return linearity_induced_loss(y_pred, y, alpha=self.alpha, detach=self.detach)
-        if self.loss_type == 'min-max-norm':
+        if self.loss_type == "min-max-norm":
             return norm_loss_with_min_max_normalization(y_pred, y, alpha=self.alpha, detach=self.detach)
-        if self.loss_type == 'mean-norm':
+        if self.loss_type == "mean-norm":
             return norm_loss_with_mean_normalization(y_pred, y, alpha=self.alpha, detach=self.detach)
         return norm_loss_with_scaling(y_pred, y, alpha=self.alpha, p=self.p, detach=self.detach)

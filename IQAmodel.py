@@ -8,6 +8,7 @@ from both stages together (`regression`), which is the model's answer.
 The module and parameter names are those of the authors' released checkpoints, so
 `checkpoints/p1q2.pth` loads with `load_state_dict(strict=True)`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,16 +22,16 @@ from torch import nn
 
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
-POOLING_METHODS = ('avg', 'max', 'min', 'std', 'maxmin', 'mean-std')
+POOLING_METHODS = ("avg", "max", "min", "std", "maxmin", "mean-std")
 
 # Children after which the side outputs are taken, and their channel counts.
 # ResNets take the output of layer3 and layer4; their channels are read off the model.
 _FEATURES_ONLY_ARCHS = {
-    'alexnet': {'ids': (9, 12), 'channels': (256, 256)},
-    'vgg16': {'ids': (23, 30), 'channels': (512, 512)},
+    "alexnet": {"ids": (9, 12), "channels": (256, 256)},
+    "vgg16": {"ids": (23, 30), "channels": (512, 512)},
 }
 _RESNET_IDS = (6, 7)
-_RESNET_PREFIXES = ('resnet', 'resnext', 'wide_resnet')
+_RESNET_PREFIXES = ("resnet", "resnext", "wide_resnet")
 
 
 def supported_archs() -> list[str]:
@@ -48,8 +49,10 @@ def _pool_size(map_size: torch.Size, p: int) -> list[int]:
     """Kernel and stride of level p: int(size / p), which must tile the map into p x p cells."""
     size = [int(d / p) for d in map_size]
     if min(size) == 0 or any(d // s != p for d, s in zip(map_size, size)):
-        raise ConfigError(f"a {tuple(map_size)} feature map cannot be pooled into {p} x {p} cells of "
-                          f"int(size / {p}): use larger input images or fewer pyramid levels (P6, P7)")
+        raise ConfigError(
+            f"a {tuple(map_size)} feature map cannot be pooled into {p} x {p} cells of "
+            f"int(size / {p}): use larger input images or fewer pyramid levels (P6, P7)"
+        )
     return size
 
 
@@ -68,19 +71,19 @@ def _std_pool(x: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, torch.Ten
 
 
 def _pool_level(x: torch.Tensor, size: list[int], method: str) -> torch.Tensor:
-    if method == 'avg':
+    if method == "avg":
         return F.avg_pool2d(x, size)
-    if method == 'max':
+    if method == "max":
         return F.max_pool2d(x, size)
-    if method == 'min':
+    if method == "min":
         return -F.max_pool2d(-x, size)
-    if method == 'maxmin':
+    if method == "maxmin":
         return torch.cat((F.max_pool2d(x, size), -F.max_pool2d(-x, size)), dim=1)
     mean, std = _std_pool(x, size)
-    return std if method == 'std' else torch.cat((mean, std), dim=1)
+    return std if method == "std" else torch.cat((mean, std), dim=1)
 
 
-def SPSP(x: torch.Tensor, P: int = 1, method: str = 'avg') -> torch.Tensor:
+def SPSP(x: torch.Tensor, P: int = 1, method: str = "avg") -> torch.Tensor:
     """Spatial pyramid pooling of a feature map.
 
     Level p (1..P) divides the map into p x p cells (kernel = stride = int(size / p)),
@@ -102,15 +105,19 @@ def SPSP(x: torch.Tensor, P: int = 1, method: str = 'avg') -> torch.Tensor:
 
 def pooled_channels_factor(pool: str) -> int:
     """How many values per channel and cell `SPSP` gives for `pool`."""
-    return 2 if pool in ('maxmin', 'mean-std') else 1
+    return 2 if pool in ("maxmin", "mean-std") else 1
 
 
 def _reduction_head(in_features: int) -> nn.Sequential:
     """`dr6` / `dr7`: pooled features to 64 dimensions."""
     return nn.Sequential(
-        nn.Linear(in_features, 1024), nn.BatchNorm1d(1024),
-        nn.Linear(1024, 256), nn.BatchNorm1d(256),
-        nn.Linear(256, 64), nn.BatchNorm1d(64), nn.ReLU(),
+        nn.Linear(in_features, 1024),
+        nn.BatchNorm1d(1024),
+        nn.Linear(1024, 256),
+        nn.BatchNorm1d(256),
+        nn.Linear(256, 64),
+        nn.BatchNorm1d(64),
+        nn.ReLU(),
     )
 
 
@@ -122,7 +129,7 @@ def _regression_head(in_features: int, use_bn_end: bool) -> nn.Module:
 def _imagenet_weights_file(arch: str) -> tuple[str, str]:
     """The URL of torchvision's IMAGENET1K_V1 weights for `arch` and their place in the cache."""
     url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
     return url, os.path.join(cache_dir, os.path.basename(url))
 
 
@@ -148,7 +155,8 @@ def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
             raise MissingFileError(
                 f"cannot download the ImageNet weights of {arch} ({error}): fetch {url} on a machine "
                 f"with network and put {os.path.basename(cached)} into {os.path.dirname(cached)}, "
-                f"or pass a local weights file") from None
+                f"or pass a local weights file"
+            ) from None
     return _load_local_weights(cached)
 
 
@@ -156,10 +164,12 @@ def _load_local_weights(path: str) -> dict:
     if not os.path.isfile(path):
         raise MissingFileError(f"pretrained weights file {path} does not exist: check the path")
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise BadFileError(f"cannot read pretrained weights from {path} ({error}): "
-                           f"it must be a torchvision state_dict saved with torch.save") from None
+        raise BadFileError(
+            f"cannot read pretrained weights from {path} ({error}): "
+            f"it must be a torchvision state_dict saved with torch.save"
+        ) from None
 
 
 def _build_backbone(arch: str, pretrained: bool | str) -> nn.Module:
@@ -178,7 +188,7 @@ def _features_and_taps(arch: str, backbone: nn.Module) -> tuple[list[nn.Module],
     """The backbone's feature layers, the indices of the two taps and their channels."""
     if arch in _FEATURES_ONLY_ARCHS:
         spec = _FEATURES_ONLY_ARCHS[arch]
-        return list(backbone.features), spec['ids'], spec['channels']
+        return list(backbone.features), spec["ids"], spec["channels"]
     # ResNets without avgpool and fc; layer4 has twice the channels of layer3.
     channels7 = backbone.fc.in_features
     return list(backbone.children())[:-2], _RESNET_IDS, (channels7 // 2, channels7)
@@ -201,13 +211,21 @@ class IQAModel(nn.Module):
     the scores from the first side output, the second one and both together.
     """
 
-    def __init__(self, arch: str = 'resnext101_32x8d', pool: str = 'avg', use_bn_end: bool = False,
-                 P6: int = 1, P7: int = 1, pretrained: bool | str = True):
+    def __init__(
+        self,
+        arch: str = "resnext101_32x8d",
+        pool: str = "avg",
+        use_bn_end: bool = False,
+        P6: int = 1,
+        P7: int = 1,
+        pretrained: bool | str = True,
+    ):
         super().__init__()
         _check_pooling_method(pool)
         self.pool, self.P6, self.P7 = pool, P6, P7
         layers, (self.id1, self.id2), (channels6, channels7) = _features_and_taps(
-            arch, _build_backbone(arch, pretrained))
+            arch, _build_backbone(arch, pretrained)
+        )
         self.features = nn.Sequential(*layers)
         c = pooled_channels_factor(pool)
         self.dr6 = _reduction_head(channels6 * c * sum(p * p for p in range(1, P6 + 1)))
@@ -242,6 +260,6 @@ class IQAModel(nn.Module):
 def _full_precision(like: torch.Tensor) -> contextlib.AbstractContextManager:
     """A region where autocast, if on, is off: operations run in their inputs' own types."""
     # Devices without autocast (the meta device of shape checks) have nothing to turn off.
-    if like.device.type in ('cpu', 'cuda') and torch.is_autocast_enabled(like.device.type):
+    if like.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(like.device.type):
         return torch.autocast(like.device.type, enabled=False)
     return contextlib.nullcontext()

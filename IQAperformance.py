@@ -4,6 +4,7 @@
 RMSE, predictions are mapped linearly onto the subjective scale: on the training set
 the mapping (k, b) is fitted by least squares; elsewhere the fitted mapping is applied.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,7 +22,7 @@ from linearityiqa.errors import ConfigError
 from linearityiqa.training.distributed import gather_rows
 
 # Head i of the reported metrics (no suffix, 1, 2) and its index in the model's output.
-HEADS = (('', 2), ('1', 0), ('2', 1))
+HEADS = (("", 2), ("1", 0), ("2", 1))
 
 
 def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> tuple[float, float]:
@@ -42,7 +43,7 @@ def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarra
     start = [score.max(), score.min(), np.mean(prediction), np.std(prediction) / 4 + 1e-12]
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', optimize.OptimizeWarning)
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
             parameters, _ = optimize.curve_fit(logistic_4, prediction, score, p0=start, maxfev=100000)
     except RuntimeError:
         return None
@@ -51,10 +52,12 @@ def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarra
 
 def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
-    return {'SROCC': float(stats.spearmanr(score, mapped)[0]),
-            'KROCC': float(stats.kendalltau(score, mapped)[0]),
-            'PLCC': float(stats.pearsonr(score, mapped)[0]),
-            'RMSE': float(np.sqrt(np.mean((score - mapped) ** 2)))}
+    return {
+        "SROCC": float(stats.spearmanr(score, mapped)[0]),
+        "KROCC": float(stats.kendalltau(score, mapped)[0]),
+        "PLCC": float(stats.pearsonr(score, mapped)[0]),
+        "RMSE": float(np.sqrt(np.mean((score - mapped) ** 2))),
+    }
 
 
 class IQAPerformance(Metric):
@@ -79,9 +82,16 @@ class IQAPerformance(Metric):
         device: where the gathered values are kept between updates.
     """
 
-    def __init__(self, status: str = 'train', k: Sequence[float] | None = None,
-                 b: Sequence[float] | None = None, mapping: bool = True, logistic: bool = False,
-                 output_transform=lambda output: output, device='cpu'):
+    def __init__(
+        self,
+        status: str = "train",
+        k: Sequence[float] | None = None,
+        b: Sequence[float] | None = None,
+        mapping: bool = True,
+        logistic: bool = False,
+        output_transform=lambda output: output,
+        device="cpu",
+    ):
         if status not in SPLITS:
             raise ConfigError(f"unknown status {status!r}: use one of {', '.join(SPLITS)}")
         self.status = status
@@ -113,19 +123,19 @@ class IQAPerformance(Metric):
             rows = gather_rows(rows.to(idist.device())).cpu()
         columns = rows.numpy().T
         sq, sq_std = columns[0], columns[1]
-        results = {'sq': sq, 'sq_std': sq_std}
+        results = {"sq": sq, "sq_std": sq_std}
         for head, (suffix, _) in enumerate(HEADS):
             results.update(self._head_results(head, suffix, columns[2 + head], sq))
         results.update(k=list(self.k), b=list(self.b))
         return results
 
     def _head_results(self, head: int, suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
-        if self.mapping and self.status == 'train':
+        if self.mapping and self.status == "train":
             self.k[head], self.b[head] = fit_linear_mapping(before, sq)
         mapped = self.k[head] * before + self.b[head] if self.mapping else before
-        results = {f'{name}{suffix}': value for name, value in correlations(sq, mapped).items()}
-        results[f'pq{suffix}'] = mapped
-        results[f'pq{suffix}_before'] = before.reshape(-1, 1)
+        results = {f"{name}{suffix}": value for name, value in correlations(sq, mapped).items()}
+        results[f"pq{suffix}"] = mapped
+        results[f"pq{suffix}_before"] = before.reshape(-1, 1)
         if self.logistic:
             results.update(self._logistic_results(suffix, before, sq))
         return results
@@ -134,9 +144,14 @@ class IQAPerformance(Metric):
     def _logistic_results(suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
         parameters = fit_logistic_mapping(before, sq)
         if parameters is None:
-            warnings.warn(f"the logistic fit of head '{suffix or 'fused'}' did not converge: "
-                          f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN", stacklevel=2)
-            return {f'PLCC{suffix}_logistic': float('nan'), f'RMSE{suffix}_logistic': float('nan')}
+            warnings.warn(
+                f"the logistic fit of head '{suffix or 'fused'}' did not converge: "
+                f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN",
+                stacklevel=2,
+            )
+            return {f"PLCC{suffix}_logistic": float("nan"), f"RMSE{suffix}_logistic": float("nan")}
         mapped = logistic_4(before, *parameters)
-        return {f'PLCC{suffix}_logistic': float(stats.pearsonr(sq, mapped)[0]),
-                f'RMSE{suffix}_logistic': float(np.sqrt(np.mean((sq - mapped) ** 2)))}
+        return {
+            f"PLCC{suffix}_logistic": float(stats.pearsonr(sq, mapped)[0]),
+            f"RMSE{suffix}_logistic": float(np.sqrt(np.mean((sq - mapped) ** 2))),
+        }

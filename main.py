@@ -227,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ignite announces every launch on stderr; a user's mistake must stay the only line there
     logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
     try:
-        with idist.Parallel(backend=backend, nproc_per_node=settings["nproc_per_node"] if spawned else None) as parallel:
+        with idist.Parallel(
+            backend=backend, nproc_per_node=settings["nproc_per_node"] if spawned else None
+        ) as parallel:
             parallel.run(run, settings)
     except SystemExit as ended:
         return int(ended.code or 0)

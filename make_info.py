@@ -1,8 +1,8 @@
 """Write an info file (see info_files.py) from an official download or from your own CSV.
 
-    python make_info.py koniq --csv /path/to/koniq10k_distributions_sets.csv
-    python make_info.py clive --release /path/to/ChallengeDB_release
-    python make_info.py csv --csv my_scores.csv --out data/MyDatainfo.mat
+python make_info.py koniq --csv /path/to/koniq10k_distributions_sets.csv
+python make_info.py clive --release /path/to/ChallengeDB_release
+python make_info.py csv --csv my_scores.csv --out data/MyDatainfo.mat
 """
 
 from __future__ import annotations
@@ -18,20 +18,27 @@ from linearityiqa.data.info_files import IQAInfo, write_info
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Build an info file: koniq (KonIQ-10k score files), clive (CLIVE release), "
-                    "csv (your own image_name,mos[,std][,set] file).",
+        "csv (your own image_name,mos[,std][,set] file).",
         add_help=add_help,
     )
     sources = parser.add_subparsers(dest="source", required=True, metavar="{koniq,clive,csv}")
     koniq = sources.add_parser("koniq", description="KonIQ-10k with its official split.")
-    koniq.add_argument("--csv", required=True,
-                       help="koniq10k_distributions_sets.csv (score: MOS, 0-100) or "
-                            "koniq10k_scores_and_distributions.csv (score: MOS_zscore) (default: none, required)")
-    koniq.add_argument("--sets", default=None,
-                       help="file whose set column gives the split, needed with the scores file (default: --csv)")
+    koniq.add_argument(
+        "--csv",
+        required=True,
+        help="koniq10k_distributions_sets.csv (score: MOS, 0-100) or "
+        "koniq10k_scores_and_distributions.csv (score: MOS_zscore) (default: none, required)",
+    )
+    koniq.add_argument(
+        "--sets",
+        default=None,
+        help="file whose set column gives the split, needed with the scores file (default: --csv)",
+    )
     koniq.add_argument("--out", default="data/KonIQ-10kinfo.mat", help="info file to write (default: %(default)s)")
     clive = sources.add_parser("clive", description="CLIVE without its 7 rater training examples.")
-    clive.add_argument("--release", required=True,
-                       help="the release folder, which holds Data/ and Images/ (default: none, required)")
+    clive.add_argument(
+        "--release", required=True, help="the release folder, which holds Data/ and Images/ (default: none, required)"
+    )
     clive.add_argument("--out", default="data/CLIVEinfo.mat", help="info file to write (default: %(default)s)")
     _add_ordering_options(clive)
     own = sources.add_parser("csv", description="Your own data set; a set column fixes its split.")
@@ -42,8 +49,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def _add_ordering_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--orderings", type=int, default=1000,
-                        help="random orderings of the images, one per experiment id (default: %(default)s)")
+    parser.add_argument(
+        "--orderings",
+        type=int,
+        default=1000,
+        help="random orderings of the images, one per experiment id (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the orderings (default: %(default)s)")
 
 

@@ -21,18 +21,33 @@ FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write a synthetic IQA data set in official layouts.",
-                                     add_help=add_help)
-    parser.add_argument("--out", default="data/synthetic",
-                        help="folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)")
-    parser.add_argument("--layout", choices=["koniq", "clive", "both"], default="both",
-                        help="which layout(s) to write (default: %(default)s)")
-    parser.add_argument("--count", type=int, default=200,
-                        help="rated images per layout; CLIVE adds its 7 training examples (default: %(default)s)")
-    parser.add_argument("--width", type=int, default=None,
-                        help="image width (default: the layout's own, 1024 for koniq, 500 for clive)")
-    parser.add_argument("--height", type=int, default=None,
-                        help="image height (default: the layout's own, 768 for koniq, 500 for clive)")
+    parser = argparse.ArgumentParser(
+        description="Write a synthetic IQA data set in official layouts.", add_help=add_help
+    )
+    parser.add_argument(
+        "--out", default="data/synthetic", help="folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--layout",
+        choices=["koniq", "clive", "both"],
+        default="both",
+        help="which layout(s) to write (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=200,
+        help="rated images per layout; CLIVE adds its 7 training examples (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--width", type=int, default=None, help="image width (default: the layout's own, 1024 for koniq, 500 for clive)"
+    )
+    parser.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="image height (default: the layout's own, 768 for koniq, 500 for clive)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default: %(default)s)")
     return parser
 

@@ -1,6 +1,7 @@
 """Test a trained checkpoint on a data set.
 
-    python test_dataset.py --dataset KonIQ-10k --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
+    python test_dataset.py --dataset KonIQ-10k --resize --arch resnext101_32x8d \\
+        --trained_model_file checkpoints/p1q2.pth
     python test_dataset.py --dataset CLIVE --resize --arch resnext101_32x8d \\
         --trained_model_file checkpoints/p1q2plus0.1variant.pth
 

@@ -41,7 +41,7 @@ def collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-with collector_paused(__name__ == '__main__'):
+with collector_paused(__name__ == "__main__"):
     from linearityiqa.acceleration import evaluation_batch_size, resolve_device
     from linearityiqa.cli.options import get_demo_parser
     from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
@@ -58,7 +58,7 @@ with collector_paused(__name__ == '__main__'):
         score_images,
     )
 
-SCRIPT = 'test_demo.py'
+SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 
 
@@ -77,8 +77,15 @@ def score(args: argparse.Namespace, *, defaults: dict) -> int:
     paths, scorer, sizing = prepare(args, defaults=defaults)
     batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
     with csv_output(args.output) as output:
-        results = score_images(scorer, paths, sizing=sizing, batch_size=batch_size, max_pixels=args.max_pixels,
-                               workers=args.num_workers, progress=not single and (args.pbar or sys.stderr.isatty()))
+        results = score_images(
+            scorer,
+            paths,
+            sizing=sizing,
+            batch_size=batch_size,
+            max_pixels=args.max_pixels,
+            workers=args.num_workers,
+            progress=not single and (args.pbar or sys.stderr.isatty()),
+        )
         if not single:
             write_csv(results, output)
     return print_score(results[0]) if single else report_failures(results)
@@ -88,10 +95,20 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
     """The images --img stands for, the checkpoint's model and how to size the images."""
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
-    scorer = load_scorer(args.trained_model_file or RELEASED_CHECKPOINT, requested=requested, defaults=defaults,
-                         device=resolve_device(args.device), opt_level=args.opt_level)
-    sizing = image_sizing(scorer.recorded, resize=args.resize, resize_size_h=args.resize_size_h,
-                          resize_size_w=args.resize_size_w, defaults=defaults)
+    scorer = load_scorer(
+        args.trained_model_file or RELEASED_CHECKPOINT,
+        requested=requested,
+        defaults=defaults,
+        device=resolve_device(args.device),
+        opt_level=args.opt_level,
+    )
+    sizing = image_sizing(
+        scorer.recorded,
+        resize=args.resize,
+        resize_size_h=args.resize_size_h,
+        resize_size_w=args.resize_size_w,
+        defaults=defaults,
+    )
     return paths, scorer, sizing
 
 
@@ -102,20 +119,20 @@ def csv_output(output: str | None) -> Iterator[TextIO]:
         yield sys.stdout
         return
     try:
-        file = open(output, 'w', newline='')
+        file = open(output, "w", newline="")
     except OSError as error:
-        raise ConfigError(f"cannot write the scores to {output} ({error.strerror}): "
-                          f"pass another --output") from None
+        raise ConfigError(f"cannot write the scores to {output} ({error.strerror}): pass another --output") from None
     with file:
         yield file
 
 
 def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:
     """One row image,score,error per image; a failed image has no score, a scored one no error."""
-    writer = csv.writer(file, lineterminator='\n')
-    writer.writerow(['image', 'score', 'error'])
-    writer.writerows([result.path, '' if result.score is None else result.score, result.error or '']
-                     for result in results)
+    writer = csv.writer(file, lineterminator="\n")
+    writer.writerow(["image", "score", "error"])
+    writer.writerows(
+        [result.path, "" if result.score is None else result.score, result.error or ""] for result in results
+    )
 
 
 def print_score(result: ImageScore) -> int:
@@ -137,5 +154,5 @@ def report_failures(results: Sequence[ImageScore]) -> int:
     return EXIT_SOME_FAILED
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

@@ -57,14 +57,22 @@ print(json.dumps(seconds))
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Time test_demo.py on one image and on a folder.",
-                                     add_help=add_help)
-    parser.add_argument("--archs", nargs="+", default=["resnet50", "resnext101_32x8d"],
-                        help="backbones to time (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="runs of each timed command; the median is reported (default: %(default)s)")
-    parser.add_argument("--images", type=int, default=32,
-                        help="images in the scored folder; 0 skips folder scoring (default: %(default)s)")
+    parser = argparse.ArgumentParser(description="Time test_demo.py on one image and on a folder.", add_help=add_help)
+    parser.add_argument(
+        "--archs", nargs="+", default=["resnet50", "resnext101_32x8d"], help="backbones to time (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="runs of each timed command; the median is reported (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=32,
+        help="images in the scored folder; 0 skips folder scoring (default: %(default)s)",
+    )
     parser.add_argument("--resize_size_h", type=int, default=498, help="height after --resize (default: %(default)s)")
     parser.add_argument("--resize_size_w", type=int, default=664, help="width after --resize (default: %(default)s)")
     parser.add_argument("--width", type=int, default=1024, help="width of the JPEGs (default: %(default)s)")
@@ -111,9 +119,21 @@ def run_seconds(command: list[str]) -> tuple[str, float]:
 
 
 def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "test_demo.py", "--img", str(image), "--resize", "--arch", arch,
-            "--trained_model_file", str(checkpoint), "-rs_h", str(args.resize_size_h),
-            "-rs_w", str(args.resize_size_w)]
+    return [
+        sys.executable,
+        "test_demo.py",
+        "--img",
+        str(image),
+        "--resize",
+        "--arch",
+        arch,
+        "--trained_model_file",
+        str(checkpoint),
+        "-rs_h",
+        str(args.resize_size_h),
+        "-rs_w",
+        str(args.resize_size_w),
+    ]
 
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
@@ -145,17 +165,33 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
 
     _, first_s = timed_result(forward)
     _, second_s = timed_result(forward)
-    return {"checkpoint load (torch.load)": load_s, "model build (meta, to_empty)": build_s,
-            "weight copy (load_state_dict)": copy_s, f"memory format (channels_last: {channels_last})": layout_s,
-            "decode + resize": decode_s, "first forward": first_s, SECOND_FORWARD: second_s}
+    return {
+        "checkpoint load (torch.load)": load_s,
+        "model build (meta, to_empty)": build_s,
+        "weight copy (load_state_dict)": copy_s,
+        f"memory format (channels_last: {channels_last})": layout_s,
+        "decode + resize": decode_s,
+        "first forward": first_s,
+        SECOND_FORWARD: second_s,
+    }
 
 
 def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> dict[str, float]:
     """Median seconds of each stage over `args.repeats` fresh processes."""
     runs = []
     for _ in range(args.repeats):
-        stdout, _ = run_seconds([sys.executable, "-c", _IMPORTS_CHILD, arch, str(checkpoint), str(image),
-                                 str(args.resize_size_h), str(args.resize_size_w)])
+        stdout, _ = run_seconds(
+            [
+                sys.executable,
+                "-c",
+                _IMPORTS_CHILD,
+                arch,
+                str(checkpoint),
+                str(image),
+                str(args.resize_size_h),
+                str(args.resize_size_w),
+            ]
+        )
         runs.append(json.loads(stdout))
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
@@ -178,8 +214,9 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     _, wall = run_seconds(command)
     requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}
     scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
-    sizing = image_sizing({}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w,
-                          defaults=defaults)
+    sizing = image_sizing(
+        {}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w, defaults=defaults
+    )
     batch_size = evaluation_batch_size(defaults["eval_batch_size"], scorer.device)
     paths = list_images(str(folder), stdin=sys.stdin)
 
@@ -205,25 +242,36 @@ def main(args: argparse.Namespace) -> None:
         checkpoints = {arch: write_checkpoint(work_dir, arch) for arch in args.archs}
         _, python_s = timed_result(lambda: run_seconds([sys.executable, "-c", "pass"]))
 
-        print(f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: wall time of the whole command, "
-              f"median of {args.repeats}\n")
+        print(
+            f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: wall time of the whole command, "
+            f"median of {args.repeats}\n"
+        )
         print_header("arch", "setting", "median s", "runs s", "score")
         medians = {}
         for arch, checkpoint in checkpoints.items():
             seconds, score = one_image(image, arch, checkpoint, args)
             medians[arch] = statistics.median(seconds)
-            print_row(arch, f"test_demo.py --img <jpg> --resize --arch {arch}", f"{medians[arch]:.2f}",
-                      " ".join(f"{s:.2f}" for s in seconds), score)
+            print_row(
+                arch,
+                f"test_demo.py --img <jpg> --resize --arch {arch}",
+                f"{medians[arch]:.2f}",
+                " ".join(f"{s:.2f}" for s in seconds),
+                score,
+            )
 
-        print(f"\nWhere the time goes (fresh process each, median of {args.repeats}; Python start and exit: "
-              f"`python -c pass` takes {python_s:.2f} s)\n")
+        print(
+            f"\nWhere the time goes (fresh process each, median of {args.repeats}; Python start and exit: "
+            f"`python -c pass` takes {python_s:.2f} s)\n"
+        )
         stages = {arch: breakdown(image, arch, checkpoint, args) for arch, checkpoint in checkpoints.items()}
         print_header("stage", *(f"{arch} s" for arch in args.archs))
         for name in next(iter(stages.values())):
             print_row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
         # The second forward pass is not part of the command.
-        rest = {arch: medians[arch] - sum(seconds for name, seconds in stages[arch].items() if name != SECOND_FORWARD)
-                for arch in args.archs}
+        rest = {
+            arch: medians[arch] - sum(seconds for name, seconds in stages[arch].items() if name != SECOND_FORWARD)
+            for arch in args.archs
+        }
         print_row("rest: Python start, options, scoring loop, exit", *(f"{rest[arch]:.3f}" for arch in args.archs))
 
         if args.images:
@@ -233,6 +281,7 @@ def main(args: argparse.Namespace) -> None:
                 wall, command_rate, scoring_rate = folder_rates(folder, arch, checkpoint, args)
                 print_row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
 
 if __name__ == "__main__":
     main(get_args_parser().parse_args())

@@ -29,33 +29,40 @@ from benchmarks.generated import write_rated_images
 from IQAdataset import Batching, get_data_loaders
 from linearityiqa.acceleration import cudnn_mode
 from linearityiqa.data.dataset_registry import DataSource
-from linearityiqa.data.image_store import ImageLoading
+from linearityiqa.data.image_store import ImageLoading, available_cores
 from linearityiqa.data.image_transforms import TrainAugmentation
-from linearityiqa.data.image_store import available_cores
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Time training epochs against training steps.', add_help=add_help,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--arch', default='resnext101_32x8d', help='backbone')
-    parser.add_argument('--setting', default='o1-cl-rn', choices=sorted(SETTINGS),
-                        help='trainer setting, as named in bench_train_step')
-    parser.add_argument('--images', type=int, default=1024, help='generated images (1024x768 JPEGs), 70%% for training')
-    parser.add_argument('--height', type=int, default=498, help='height images are resized to')
-    parser.add_argument('--width', type=int, default=664, help='width images are resized to')
-    parser.add_argument('--crop', type=int, default=498, help='side of the square crop of --augment')
-    parser.add_argument('--batch-size', type=int, default=8, help='training batch size')
-    parser.add_argument('--num-workers', type=int, default=min(8, available_cores()), help='loader processes')
-    parser.add_argument('--warmup', type=int, default=5, help='untimed steps of the step measurement')
-    parser.add_argument('--steps', type=int, default=20, help='timed steps of the step measurement')
-    parser.add_argument('--work-dir', default=None,
-                        help='folder for the images and their cache, kept for later runs (default: temporary)')
-    parser.add_argument('--device', default=None, choices=('cpu', 'cuda'), help='device (default: cuda if available)')
+    parser = argparse.ArgumentParser(
+        description="Time training epochs against training steps.",
+        add_help=add_help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--arch", default="resnext101_32x8d", help="backbone")
+    parser.add_argument(
+        "--setting", default="o1-cl-rn", choices=sorted(SETTINGS), help="trainer setting, as named in bench_train_step"
+    )
+    parser.add_argument("--images", type=int, default=1024, help="generated images (1024x768 JPEGs), 70%% for training")
+    parser.add_argument("--height", type=int, default=498, help="height images are resized to")
+    parser.add_argument("--width", type=int, default=664, help="width images are resized to")
+    parser.add_argument("--crop", type=int, default=498, help="side of the square crop of --augment")
+    parser.add_argument("--batch-size", type=int, default=8, help="training batch size")
+    parser.add_argument("--num-workers", type=int, default=min(8, available_cores()), help="loader processes")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps of the step measurement")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps of the step measurement")
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="folder for the images and their cache, kept for later runs (default: temporary)",
+    )
+    parser.add_argument("--device", default=None, choices=("cpu", "cuda"), help="device (default: cuda if available)")
     return parser
 
 
-def epoch_throughput(args: argparse.Namespace, source: DataSource, loading: ImageLoading, augment: bool,
-                     device: torch.device) -> float:
+def epoch_throughput(
+    args: argparse.Namespace, source: DataSource, loading: ImageLoading, augment: bool, device: torch.device
+) -> float:
     """Training images per second over the second of two epochs."""
     augmentation = TrainAugmentation(angle=2, hflip_p=0.5, crop_h=args.crop, crop_w=args.crop) if augment else None
     batching = Batching(batch_size=args.batch_size, num_workers=args.num_workers)
@@ -77,28 +84,36 @@ def epoch_throughput(args: argparse.Namespace, source: DataSource, loading: Imag
 
 def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix='bench_epoch_'))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_epoch_"))
     try:
-        image_dir, info = write_rated_images(work_dir / f'rated-{args.images}', count=args.images)
-        source = DataSource.open('generated', data_info=info, im_dir=image_dir)
-        loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / 'cache', verbose=False)
-        print(f"{machine()}\ntraining epochs, {args.arch}, {SETTINGS[args.setting].label}, batch {args.batch_size}, "
-              f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}"
-              f"{'; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''}\n")
-        print_header('input', 'step only (images/s)', 'whole epoch (images/s)', 'epoch / step')
+        image_dir, info = write_rated_images(work_dir / f"rated-{args.images}", count=args.images)
+        source = DataSource.open("generated", data_info=info, im_dir=image_dir)
+        loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / "cache", verbose=False)
+        print(
+            f"{machine()}\ntraining epochs, {args.arch}, {SETTINGS[args.setting].label}, batch {args.batch_size}, "
+            f"{args.num_workers} loader workers; images resized to {args.height}x{args.width}"
+            f"{'; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''}\n"
+        )
+        print_header("input", "step only (images/s)", "whole epoch (images/s)", "epoch / step")
         for augment in (False, True):
             height, width = (args.crop, args.crop) if augment else (args.height, args.width)
-            step_args = argparse.Namespace(arch=args.arch, batch_size=args.batch_size, height=height, width=width,
-                                           warmup=args.warmup, steps=args.steps)
+            step_args = argparse.Namespace(
+                arch=args.arch,
+                batch_size=args.batch_size,
+                height=height,
+                width=width,
+                warmup=args.warmup,
+                steps=args.steps,
+            )
             step, _ = run_setting(SETTINGS[args.setting], step_args, device)
             epoch = epoch_throughput(args, source, loading, augment, device)
-            label = f'--augment, {height}x{width} crops' if augment else f'whole {height}x{width} images'
-            print_row(label, f'{step:.1f}', f'{epoch:.1f}', f'{epoch / step:.2f}')
+            label = f"--augment, {height}x{width} crops" if augment else f"whole {height}x{width} images"
+            print_row(label, f"{step:.1f}", f"{epoch:.1f}", f"{epoch / step:.2f}")
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

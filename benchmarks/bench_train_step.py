@@ -31,7 +31,7 @@ class Setting:
     """One way to run the step; `batch_size` None takes --batch-size."""
 
     label: str
-    opt_level: str = 'O0'
+    opt_level: str = "O0"
     deterministic: bool = True
     channels_last: bool = False
     compile_mode: str | None = None
@@ -39,43 +39,75 @@ class Setting:
 
 
 SETTINGS = {
-    'fp32': Setting('float32, deterministic cuDNN (the paper without apex)'),
-    'fp32-rn': Setting('float32, cuDNN benchmark (--randomness)', deterministic=False),
-    'fp32-cl': Setting('float32, channels_last', channels_last=True),
-    'o1': Setting('float16 autocast (O1)', opt_level='O1'),
-    'o1-cl': Setting('O1, channels_last (main.py default)', opt_level='O1', channels_last=True),
-    'o1-cl-rn': Setting('O1, channels_last, --randomness', opt_level='O1', channels_last=True, deterministic=False),
-    'bf16-cl-rn': Setting('bf16, channels_last, --randomness', opt_level='bf16', channels_last=True,
-                          deterministic=False),
-    'o1-cl-compile': Setting('O1, channels_last, --compile', opt_level='O1', channels_last=True,
-                             compile_mode='default'),
-    'o1-cl-rn-compile': Setting('O1, channels_last, --randomness, --compile', opt_level='O1', channels_last=True,
-                                deterministic=False, compile_mode='default'),
-    'o1-cl-rn-graphs': Setting('O1, channels_last, --randomness, --compile reduce-overhead (CUDA graphs)',
-                               opt_level='O1', channels_last=True, deterministic=False,
-                               compile_mode='reduce-overhead'),
-    'o1-cl-rn-bs32': Setting('O1, channels_last, --randomness, batch 32', opt_level='O1', channels_last=True,
-                             deterministic=False, batch_size=32),
-    'fp32-compile': Setting('float32, --compile', compile_mode='default'),
+    "fp32": Setting("float32, deterministic cuDNN (the paper without apex)"),
+    "fp32-rn": Setting("float32, cuDNN benchmark (--randomness)", deterministic=False),
+    "fp32-cl": Setting("float32, channels_last", channels_last=True),
+    "o1": Setting("float16 autocast (O1)", opt_level="O1"),
+    "o1-cl": Setting("O1, channels_last (main.py default)", opt_level="O1", channels_last=True),
+    "o1-cl-rn": Setting("O1, channels_last, --randomness", opt_level="O1", channels_last=True, deterministic=False),
+    "bf16-cl-rn": Setting(
+        "bf16, channels_last, --randomness", opt_level="bf16", channels_last=True, deterministic=False
+    ),
+    "o1-cl-compile": Setting(
+        "O1, channels_last, --compile", opt_level="O1", channels_last=True, compile_mode="default"
+    ),
+    "o1-cl-rn-compile": Setting(
+        "O1, channels_last, --randomness, --compile",
+        opt_level="O1",
+        channels_last=True,
+        deterministic=False,
+        compile_mode="default",
+    ),
+    "o1-cl-rn-graphs": Setting(
+        "O1, channels_last, --randomness, --compile reduce-overhead (CUDA graphs)",
+        opt_level="O1",
+        channels_last=True,
+        deterministic=False,
+        compile_mode="reduce-overhead",
+    ),
+    "o1-cl-rn-bs32": Setting(
+        "O1, channels_last, --randomness, batch 32",
+        opt_level="O1",
+        channels_last=True,
+        deterministic=False,
+        batch_size=32,
+    ),
+    "fp32-compile": Setting("float32, --compile", compile_mode="default"),
 }
-GPU_DEFAULT = ['fp32', 'fp32-rn', 'o1', 'o1-cl', 'o1-cl-rn', 'bf16-cl-rn', 'o1-cl-rn-compile', 'o1-cl-rn-graphs',
-               'o1-cl-rn-bs32']
-CPU_DEFAULT = ['fp32', 'fp32-cl']
+GPU_DEFAULT = [
+    "fp32",
+    "fp32-rn",
+    "o1",
+    "o1-cl",
+    "o1-cl-rn",
+    "bf16-cl-rn",
+    "o1-cl-rn-compile",
+    "o1-cl-rn-graphs",
+    "o1-cl-rn-bs32",
+]
+CPU_DEFAULT = ["fp32", "fp32-cl"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Time training steps on synthetic batches.', add_help=add_help,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--arch', default='resnext101_32x8d', help='backbone')
-    parser.add_argument('--batch-size', type=int, default=8, help='images per step')
-    parser.add_argument('--height', type=int, default=498, help='image height')
-    parser.add_argument('--width', type=int, default=664, help='image width')
-    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first (compilation, cuDNN search)')
-    parser.add_argument('--steps', type=int, default=20, help='timed steps')
-    parser.add_argument('--settings', nargs='+', choices=sorted(SETTINGS), default=None,
-                        help=f"settings to run (default: {' '.join(GPU_DEFAULT)} on a GPU, "
-                             f"{' '.join(CPU_DEFAULT)} on a CPU)")
-    parser.add_argument('--device', default=None, choices=('cpu', 'cuda'), help='device (default: cuda if available)')
+    parser = argparse.ArgumentParser(
+        description="Time training steps on synthetic batches.",
+        add_help=add_help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--arch", default="resnext101_32x8d", help="backbone")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step")
+    parser.add_argument("--height", type=int, default=498, help="image height")
+    parser.add_argument("--width", type=int, default=664, help="image width")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, cuDNN search)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=sorted(SETTINGS),
+        default=None,
+        help=f"settings to run (default: {' '.join(GPU_DEFAULT)} on a GPU, {' '.join(CPU_DEFAULT)} on a CPU)",
+    )
+    parser.add_argument("--device", default=None, choices=("cpu", "cuda"), help="device (default: cuda if available)")
     return parser
 
 
@@ -94,9 +126,15 @@ def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engin
     model = IQAModel(arch=arch, pretrained=False).to(device)
     set_memory_format(model, channels_last=setting.channels_last)
     optimizer = create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0)
-    return create_trainer(compile_model(model, setting.compile_mode), optimizer, IQALoss(), device=device,
-                          precision=choose_precision(setting.opt_level, device), accumulation_steps=1,
-                          channels_last=setting.channels_last)
+    return create_trainer(
+        compile_model(model, setting.compile_mode),
+        optimizer,
+        IQALoss(),
+        device=device,
+        precision=choose_precision(setting.opt_level, device),
+        accumulation_steps=1,
+        channels_last=setting.channels_last,
+    )
 
 
 def run_setting(setting: Setting, args: argparse.Namespace, device: torch.device) -> tuple[float, float | None]:
@@ -113,22 +151,29 @@ def run_setting(setting: Setting, args: argparse.Namespace, device: torch.device
 
 def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    names = args.settings or (GPU_DEFAULT if device.type == 'cuda' else CPU_DEFAULT)
-    cpu_note = '; on a CPU every opt level runs in float32' if device.type == 'cpu' else ''
-    print(f"{machine()}\ntraining step, {args.arch}, {args.height}x{args.width}, norm-in-norm loss, Adam; "
-          f"{args.warmup} warm-up and {args.steps} timed steps per setting{cpu_note}\n")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    names = args.settings or (GPU_DEFAULT if device.type == "cuda" else CPU_DEFAULT)
+    cpu_note = "; on a CPU every opt level runs in float32" if device.type == "cpu" else ""
+    print(
+        f"{machine()}\ntraining step, {args.arch}, {args.height}x{args.width}, norm-in-norm loss, Adam; "
+        f"{args.warmup} warm-up and {args.steps} timed steps per setting{cpu_note}\n"
+    )
     baseline = None
-    print_header('setting', 'batch', 'images/s', 'vs first', 'peak memory')
+    print_header("setting", "batch", "images/s", "vs first", "peak memory")
     for name in names:
         setting = SETTINGS[name]
         speed, memory = run_setting(setting, args, device)
         baseline = baseline or speed
-        print_row(setting.label, setting.batch_size or args.batch_size, f'{speed:.1f}', f'{speed / baseline:.2f}x',
-                  format_memory(memory))
+        print_row(
+            setting.label,
+            setting.batch_size or args.batch_size,
+            f"{speed:.1f}",
+            f"{speed / baseline:.2f}x",
+            format_memory(memory),
+        )
         torch._dynamo.reset()  # a compiled setting's graphs hold memory and would be reused
         gc.collect()
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

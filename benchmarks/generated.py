@@ -30,8 +30,9 @@ def _write_image(path: str, seed: int, width: int, height: int) -> float:
     return quality_of(degradation)
 
 
-def write_rated_images(folder: str | Path, *, count: int, width: int = 1024, height: int = 768,
-                       workers: int | None = None) -> tuple[Path, Path]:
+def write_rated_images(
+    folder: str | Path, *, count: int, width: int = 1024, height: int = 768, workers: int | None = None
+) -> tuple[Path, Path]:
     """`count` JPEGs in `folder`/images and their info file; kept and reused when already there.
 
     Returns:
@@ -44,10 +45,19 @@ def write_rated_images(folder: str | Path, *, count: int, width: int = 1024, hei
     image_dir.mkdir(parents=True, exist_ok=True)
     names = [f"{number:05d}.jpg" for number in range(count)]
     with ProcessPoolExecutor(max_workers=workers or available_cores()) as pool:
-        qualities = list(pool.map(_write_image, [str(image_dir / name) for name in names], range(count),
-                                  [width] * count, [height] * count, chunksize=8))
-    sets = np.random.default_rng(count).choice([name for name, _ in SET_SHARES], size=count,
-                                               p=[share for _, share in SET_SHARES])
+        qualities = list(
+            pool.map(
+                _write_image,
+                [str(image_dir / name) for name in names],
+                range(count),
+                [width] * count,
+                [height] * count,
+                chunksize=8,
+            )
+        )
+    sets = np.random.default_rng(count).choice(
+        [name for name, _ in SET_SHARES], size=count, p=[share for _, share in SET_SHARES]
+    )
     scores_csv = folder / "scores.csv"
     with open(scores_csv, "w", newline="") as file:
         writer = csv.writer(file)

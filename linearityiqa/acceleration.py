@@ -22,9 +22,9 @@ from torch import nn
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 
-OPT_LEVELS = ('O0', 'O1', 'bf16')
+OPT_LEVELS = ("O0", "O1", "bf16")
 GPU_EVAL_BATCH_SIZE = 32
-COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -45,10 +45,12 @@ class Precision:
 def resolve_device(name: str | None) -> torch.device:
     """The device named by --device; None picks CUDA when PyTorch sees a GPU."""
     if name is None:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device: "
-                          "pass --device cpu or install a CUDA build of PyTorch")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was asked for, but PyTorch sees no CUDA device: "
+            "pass --device cpu or install a CUDA build of PyTorch"
+        )
     return torch.device(name)
 
 
@@ -73,18 +75,18 @@ def choose_precision(opt_level: str, device: torch.device) -> Precision:
     """
     if opt_level not in OPT_LEVELS:
         raise ConfigError(f"unknown opt_level {opt_level!r}: use one of {', '.join(OPT_LEVELS)}")
-    if device.type != 'cuda' or opt_level == 'O0':
-        return Precision('float32')
-    if opt_level == 'O1':
-        return Precision('float16 autocast with loss scaling', torch.float16, torch.amp.GradScaler('cuda'))
-    return Precision('bfloat16 autocast', torch.bfloat16)
+    if device.type != "cuda" or opt_level == "O0":
+        return Precision("float32")
+    if opt_level == "O1":
+        return Precision("float16 autocast with loss scaling", torch.float16, torch.amp.GradScaler("cuda"))
+    return Precision("bfloat16 autocast", torch.bfloat16)
 
 
 def uses_channels_last(device: torch.device) -> bool:
     """channels_last on both devices: on CUDA it spares cuDNN a layout change around every
     convolution in reduced precision; on a CPU oneDNN's convolutions run faster in it too
     (measured: a resnet50 training step 1.4x, scoring at 498x664 1.1-1.2x; BENCHMARKS.md)."""
-    return device.type in ('cpu', 'cuda')
+    return device.type in ("cpu", "cuda")
 
 
 def evaluation_batch_size(requested: int | None, device: torch.device) -> int:
@@ -93,7 +95,7 @@ def evaluation_batch_size(requested: int | None, device: torch.device) -> int:
     2.4 in pairs, 2.0 in batches of 32; at 249x332, 8.9 against 4.8 in batches of 32)."""
     if requested is not None:
         return requested
-    return GPU_EVAL_BATCH_SIZE if device.type == 'cuda' else 1
+    return GPU_EVAL_BATCH_SIZE if device.type == "cuda" else 1
 
 
 def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:
@@ -104,11 +106,13 @@ def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Modul
     def forward(model: nn.Module, x: torch.Tensor) -> Any:
         with torch.autocast(device.type, dtype=precision.autocast_dtype):
             return model(x)
+
     return forward
 
 
-def prepare_images(images: torch.Tensor, device: torch.device, *, channels_last: bool,
-                   non_blocking: bool = True) -> torch.Tensor:
+def prepare_images(
+    images: torch.Tensor, device: torch.device, *, channels_last: bool, non_blocking: bool = True
+) -> torch.Tensor:
     """An N x 3 x H x W batch on `device`: uint8 images are moved as they are and normalized there;
     floating-point images are taken as normalized already (e.g. tensors a user made)."""
     images = images.to(device, non_blocking=non_blocking)
@@ -119,12 +123,15 @@ def prepare_images(images: torch.Tensor, device: torch.device, *, channels_last:
 
 def batch_preparation(channels_last: bool) -> Callable:
     """ignite's prepare_batch: (uint8 images, targets) to (normalized images, targets) on the device."""
-    def prepare(batch: Sequence[Any], device: torch.device | None = None,
-                non_blocking: bool = False) -> tuple[torch.Tensor, Any]:
+
+    def prepare(
+        batch: Sequence[Any], device: torch.device | None = None, non_blocking: bool = False
+    ) -> tuple[torch.Tensor, Any]:
         images, targets = batch
         device = torch.device(device) if device is not None else images.device
         targets = tuple(target.to(device, non_blocking=non_blocking) for target in targets)
         return prepare_images(images, device, channels_last=channels_last, non_blocking=non_blocking), targets
+
     return prepare
 
 
@@ -132,7 +139,8 @@ def out_of_memory(error: BaseException) -> bool:
     """Whether `error` is a failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's
     RuntimeError (torch raises no subclass for it, only these words)."""
     return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
 
 
 def memory_error_summary(error: BaseException) -> str:
@@ -142,7 +150,7 @@ def memory_error_summary(error: BaseException) -> str:
 
 def release_cached_memory(device: torch.device) -> None:
     """Hand the CUDA caching allocator's free blocks back, so that the next try starts clean."""
-    if device.type == 'cuda':
+    if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
@@ -163,4 +171,4 @@ def compile_model(module: nn.Module, mode: str | None) -> nn.Module:
         return module
     if mode not in COMPILE_MODES:
         raise ConfigError(f"unknown compile mode {mode!r}: use one of {', '.join(COMPILE_MODES)}")
-    return torch.compile(module, mode=None if mode == 'default' else mode)
+    return torch.compile(module, mode=None if mode == "default" else mode)

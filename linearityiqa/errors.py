@@ -4,6 +4,7 @@ Scripts print an `IQAError`'s message as one line, without a traceback (cli/scri
 Each subclass also derives from the matching built-in exception, so library users can keep
 catching `ValueError` or `FileNotFoundError` as they would anyway.
 """
+
 from __future__ import annotations
 
 

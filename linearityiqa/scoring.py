@@ -40,7 +40,7 @@ from linearityiqa.data.image_transforms import to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, model_settings
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
 _BATCHES_AHEAD = 2
 
@@ -83,8 +83,14 @@ class ImageScore:
     error: str | None = None
 
 
-def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaults: Mapping[str, Any],
-                device: torch.device, opt_level: str = 'O0') -> Scorer:
+def load_scorer(
+    trained_model_file: str,
+    *,
+    requested: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    device: torch.device,
+    opt_level: str = "O0",
+) -> Scorer:
     """Build the model a checkpoint was trained as and load its weights.
 
     Args:
@@ -97,35 +103,44 @@ def load_scorer(trained_model_file: str, *, requested: Mapping[str, Any], defaul
     """
     # Mapped, the weights are copied once, into the model, instead of first into memory of their
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
-    checkpoint = load_checkpoint(trained_model_file, map_location='cpu', mmap=True)
+    checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
     k, b = _linear_mapping(checkpoint, trained_model_file)
     # Built on the meta device, the model skips a random initialisation that the checkpoint
     # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
-    with torch.device('meta'):
+    with torch.device("meta"):
         model = IQAModel(**settings, pretrained=False)
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)
-    return Scorer(model=set_memory_format(model.eval(), channels_last=channels_last), k=k, b=b, device=device,
-                  recorded=dict(checkpoint.get('settings') or {}), precision=choose_precision(opt_level, device),
-                  channels_last=channels_last)
+    return Scorer(
+        model=set_memory_format(model.eval(), channels_last=channels_last),
+        k=k,
+        b=b,
+        device=device,
+        recorded=dict(checkpoint.get("settings") or {}),
+        precision=choose_precision(opt_level, device),
+        channels_last=channels_last,
+    )
 
 
 def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
     try:
-        k, b = [float(v) for v in checkpoint['k']], [float(v) for v in checkpoint['b']]
+        k, b = [float(v) for v in checkpoint["k"]], [float(v) for v in checkpoint["b"]]
     except (KeyError, TypeError, ValueError):
         k = b = []
     if len(k) != 3 or len(b) != 3:
-        raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of its three heads: "
-                           f"use a checkpoint saved by main.py or released by the authors")
+        raise BadFileError(
+            f"checkpoint {path} holds no linear mapping (k, b) of its three heads: "
+            f"use a checkpoint saved by main.py or released by the authors"
+        )
     return k, b
 
 
-def image_sizing(recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int,
-                 defaults: Mapping[str, Any]) -> ImageSizing:
+def image_sizing(
+    recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int, defaults: Mapping[str, Any]
+) -> ImageSizing:
     """How to size images: as the checkpoint records, unless an option says otherwise.
 
     Args:
@@ -136,22 +151,24 @@ def image_sizing(recorded: Mapping[str, Any], *, resize: bool, resize_size_h: in
         resize_size_w: --resize_size_w.
         defaults: the three options' defaults.
     """
-    asked = {'resize': resize, 'resize_size_h': resize_size_h, 'resize_size_w': resize_size_w}
+    asked = {"resize": resize, "resize_size_h": resize_size_h, "resize_size_w": resize_size_w}
     # An option left at its default defers to the checkpoint; an option that was given wins.
-    chosen = {name: recorded[name] if name in recorded and value == defaults[name] else value
-              for name, value in asked.items()}
-    if not chosen['resize']:
+    chosen = {
+        name: recorded[name] if name in recorded and value == defaults[name] else value for name, value in asked.items()
+    }
+    if not chosen["resize"]:
         return ImageSizing()
-    height, width = int(chosen['resize_size_h']), int(chosen['resize_size_w'])
+    height, width = int(chosen["resize_size_h"]), int(chosen["resize_size_w"])
     if height < 1 or width < 1:
-        raise ConfigError(f"cannot resize images to {height} x {width} pixels: pass positive "
-                          f"--resize_size_h and --resize_size_w")
+        raise ConfigError(
+            f"cannot resize images to {height} x {width} pixels: pass positive --resize_size_h and --resize_size_w"
+        )
     return ImageSizing(resize_hw=(height, width))
 
 
 def is_single_image(source: str) -> bool:
     """Whether --img names one image file (not a folder, a glob pattern or - for stdin)."""
-    return source != '-' and os.path.isfile(source)
+    return source != "-" and os.path.isfile(source)
 
 
 def list_images(source: str, *, stdin: TextIO) -> list[str]:
@@ -163,32 +180,45 @@ def list_images(source: str, *, stdin: TextIO) -> list[str]:
             paths read from `stdin`, one per line, in their order.
         stdin: where - reads the paths from.
     """
-    if source == '-':
+    if source == "-":
         paths = [line.strip() for line in stdin if line.strip()]
         if not paths:
             raise ConfigError("no image paths on standard input: pass one path per line")
         return paths
     if os.path.isdir(source):
-        names = sorted(name for name in os.listdir(source)
-                       if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name)))
+        names = sorted(
+            name
+            for name in os.listdir(source)
+            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name))
+        )
         if not names:
             raise MissingFileError(f"folder {source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         return [os.path.join(source, name) for name in names]
     if os.path.isfile(source):
         return [source]
-    if any(char in source for char in '*?['):
+    if any(char in source for char in "*?["):
         paths = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
         if not paths:
-            raise MissingFileError(f"no file matches {source}: check the pattern (quote it, so that "
-                                   f"the shell does not expand it)")
+            raise MissingFileError(
+                f"no file matches {source}: check the pattern (quote it, so that the shell does not expand it)"
+            )
         return paths
-    raise MissingFileError(f"image {source} does not exist: pass an image, a folder, a glob pattern or - "
-                           f"(for paths on standard input) as --img")
+    raise MissingFileError(
+        f"image {source} does not exist: pass an image, a folder, a glob pattern or - "
+        f"(for paths on standard input) as --img"
+    )
 
 
-def score_images(scorer: Scorer, paths: Sequence[str], *, sizing: ImageSizing, batch_size: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
-                 workers: int | None = None) -> list[ImageScore]:
+def score_images(
+    scorer: Scorer,
+    paths: Sequence[str],
+    *,
+    sizing: ImageSizing,
+    batch_size: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+    workers: int | None = None,
+) -> list[ImageScore]:
     """Score images in batches of equal-sized images; one result per path, in input order.
 
     Args:
@@ -204,8 +234,10 @@ def score_images(scorer: Scorer, paths: Sequence[str], *, sizing: ImageSizing, b
     load = partial(_load, sizing=sizing, max_pixels=max_pixels)
     results: list[ImageScore | None] = [None] * len(paths)
     # Threads suffice: Pillow releases the GIL while it decodes and resizes.
-    with ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool, \
-            tqdm(total=len(paths), desc='scoring', unit='img', disable=not progress) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
+        tqdm(total=len(paths), desc="scoring", unit="img", disable=not progress) as bar,
+    ):
         sizes = list(pool.map(measure, paths))
         for index, size in enumerate(sizes):
             if isinstance(size, IQAError):
@@ -223,8 +255,10 @@ def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[i
     """(height, width) after sizing, from the header alone; or the error that stops the image."""
     if not os.path.isfile(path):
         if os.path.islink(path):
-            return BadFileError(f"image {path} is a symbolic link that leads to no file (a loop of links, "
-                                f"or a missing target): point it at the image")
+            return BadFileError(
+                f"image {path} is a symbolic link that leads to no file (a loop of links, "
+                f"or a missing target): point it at the image"
+            )
         return MissingFileError(f"image {path} does not exist")
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
@@ -235,8 +269,12 @@ def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[i
     return height, width
 
 
-def _decoded_batches(pool: ThreadPoolExecutor, batches: Iterable[list[int]], paths: Sequence[str],
-                     load: Callable[[str], torch.Tensor | IQAError]) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
+def _decoded_batches(
+    pool: ThreadPoolExecutor,
+    batches: Iterable[list[int]],
+    paths: Sequence[str],
+    load: Callable[[str], torch.Tensor | IQAError],
+) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
     """Each batch's images as tensors (or errors), decoding up to _BATCHES_AHEAD batches ahead."""
     pending: deque[tuple[list[int], list[Future]]] = deque()
     for batch in batches:
@@ -258,8 +296,9 @@ def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> torch.Tensor | 
         return error
 
 
-def _score_batch(scorer: Scorer, paths: Sequence[str], indices: Sequence[int],
-                 loaded: Sequence[torch.Tensor | IQAError]) -> Iterator[tuple[int, ImageScore]]:
+def _score_batch(
+    scorer: Scorer, paths: Sequence[str], indices: Sequence[int], loaded: Sequence[torch.Tensor | IQAError]
+) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of each image of one batch."""
     by_shape: dict[torch.Size, list[int]] = {}
     for index, item in zip(indices, loaded):
@@ -273,8 +312,9 @@ def _score_batch(scorer: Scorer, paths: Sequence[str], indices: Sequence[int],
         yield from _score_group(scorer, paths, group, [tensors[index] for index in group])
 
 
-def _score_group(scorer: Scorer, paths: Sequence[str], group: Sequence[int],
-                 images: Sequence[torch.Tensor]) -> Iterator[tuple[int, ImageScore]]:
+def _score_group(
+    scorer: Scorer, paths: Sequence[str], group: Sequence[int], images: Sequence[torch.Tensor]
+) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of images of one size, scored together; a batch that runs out of memory is
     scored again one image at a time, and an image that alone does gets a message."""
     try:
@@ -291,8 +331,10 @@ def _score_group(scorer: Scorer, paths: Sequence[str], group: Sequence[int],
                 yield from _score_group(scorer, paths, [index], [image])
             return
         height, width = images[0].shape[-2:]
-        message = (f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {scorer.device.type}: "
-                   f"score it with --resize (or on a machine with more memory)")
+        message = (
+            f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {scorer.device.type}: "
+            f"score it with --resize (or on a machine with more memory)"
+        )
         yield group[0], ImageScore(paths[group[0]], error=message)
         return
     k, b = scorer.k[0], scorer.b[0]

@@ -7,27 +7,54 @@ thing. The loss names are the authors' (l1, mse, Lp), so run names match their c
 Two slips of their list are not followed: Figure 5's ft_lr_ratio sweep is run at the basic
 batch size 8 (their list mixes in 4 and 16), and the t-test uses ten splits, exp_id 0-9.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-PAPER_BASE = ('--dataset', 'KonIQ-10k', '--resize', '--exp_id', '0', '--lr', '1e-4', '-bs', '8', '-e', '30',
-              '--ft_lr_ratio', '0.1', '--arch', 'resnext101_32x8d')
+PAPER_BASE = (
+    "--dataset",
+    "KonIQ-10k",
+    "--resize",
+    "--exp_id",
+    "0",
+    "--lr",
+    "1e-4",
+    "-bs",
+    "8",
+    "-e",
+    "30",
+    "--ft_lr_ratio",
+    "0.1",
+    "--arch",
+    "resnext101_32x8d",
+)
 LOSSES: dict[str, tuple[str, ...]] = {
-    'MAE': ('--loss_type', 'l1'),
-    'MSE': ('--loss_type', 'mse'),
-    'Norm-in-Norm': ('--loss_type', 'Lp', '--p', '1', '--q', '2'),
+    "MAE": ("--loss_type", "l1"),
+    "MSE": ("--loss_type", "mse"),
+    "Norm-in-Norm": ("--loss_type", "Lp", "--p", "1", "--q", "2"),
 }
-BACKBONES: dict[str, str] = {'ResNet-18': 'resnet18', 'ResNet-34': 'resnet34', 'ResNet-50': 'resnet50',
-                             'ResNeXt-101': 'resnext101_32x8d'}
+BACKBONES: dict[str, str] = {
+    "ResNet-18": "resnet18",
+    "ResNet-34": "resnet34",
+    "ResNet-50": "resnet50",
+    "ResNeXt-101": "resnext101_32x8d",
+}
 # Figure 5 varies one setting of the basic ResNet-50 run at a time.
-SWEEPS: dict[str, tuple[str, ...]] = {'lr': ('1e-3', '1e-4', '1e-5'), 'bs': ('4', '8', '16'),
-                                      'ft_lr_ratio': ('0', '0.01', '0.1', '1')}
-SWEEP_OPTIONS = {'lr': '--lr', 'bs': '-bs', 'ft_lr_ratio': '--ft_lr_ratio'}
+SWEEPS: dict[str, tuple[str, ...]] = {
+    "lr": ("1e-3", "1e-4", "1e-5"),
+    "bs": ("4", "8", "16"),
+    "ft_lr_ratio": ("0", "0.01", "0.1", "1"),
+}
+SWEEP_OPTIONS = {"lr": "--lr", "bs": "-bs", "ft_lr_ratio": "--ft_lr_ratio"}
 # Table 2's weights of l and l' (--alpha); l alone is the default, so that run is the basic one.
-LOSS_VARIANTS: dict[str, tuple[str, ...]] = {"l": (), "l + 0.1 l'": ('--alpha', '1', '0.1'),
-                                             "l'": ('--alpha', '0', '1'), "l + l'": ('--alpha', '1', '1')}
+LOSS_VARIANTS: dict[str, tuple[str, ...]] = {
+    "l": (),
+    "l + 0.1 l'": ("--alpha", "1", "0.1"),
+    "l'": ("--alpha", "0", "1"),
+    "l + l'": ("--alpha", "1", "1"),
+}
 T_TEST_SPLITS = 10
 
 
@@ -45,7 +72,7 @@ class Run:
 
     labels: dict[str, str]
     options: tuple[str, ...]
-    dataset: str = 'KonIQ-10k'
+    dataset: str = "KonIQ-10k"
     test_curves: bool = False
     cross_dataset: bool = False
 
@@ -69,62 +96,94 @@ def _backbones(backbones: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def figure1(losses: Sequence[str], **_) -> Experiment:
-    runs = [Run({'loss': name}, options, test_curves=True) for name, options in _losses(losses)]
-    return Experiment('figure1', 'Figure 1: MAE, MSE and norm-in-norm during training', 'curves', runs)
+    runs = [Run({"loss": name}, options, test_curves=True) for name, options in _losses(losses)]
+    return Experiment("figure1", "Figure 1: MAE, MSE and norm-in-norm during training", "curves", runs)
 
 
 def figure4(losses: Sequence[str], **_) -> Experiment:
-    runs = [Run({'loss': name}, options, test_curves=True) for name, options in _losses(losses) if name != 'MAE']
-    if 'MSE' in losses:
-        runs.insert(1, Run({'loss': 'MSE + BN'}, LOSSES['MSE'] + ('--use_bn_end',), test_curves=True))
-    return Experiment('figure4', 'Figure 4: MSE with BatchNorm at the end of each head', 'curves', runs)
+    runs = [Run({"loss": name}, options, test_curves=True) for name, options in _losses(losses) if name != "MAE"]
+    if "MSE" in losses:
+        runs.insert(1, Run({"loss": "MSE + BN"}, LOSSES["MSE"] + ("--use_bn_end",), test_curves=True))
+    return Experiment("figure4", "Figure 4: MSE with BatchNorm at the end of each head", "curves", runs)
 
 
 def figure5(losses: Sequence[str], **_) -> Experiment:
-    runs = [Run({'loss': name, 'sweep': sweep, 'value': value},
-                ('--arch', 'resnet50') + options + (SWEEP_OPTIONS[sweep], value))
-            for sweep, values in SWEEPS.items() for value in values for name, options in _losses(losses)]
-    return Experiment('figure5', 'Figure 5: learning rate, batch size and ft_lr_ratio (ResNet-50)', 'sweeps', runs)
+    runs = [
+        Run(
+            {"loss": name, "sweep": sweep, "value": value},
+            ("--arch", "resnet50") + options + (SWEEP_OPTIONS[sweep], value),
+        )
+        for sweep, values in SWEEPS.items()
+        for value in values
+        for name, options in _losses(losses)
+    ]
+    return Experiment("figure5", "Figure 5: learning rate, batch size and ft_lr_ratio (ResNet-50)", "sweeps", runs)
 
 
 def figure6(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
-    runs = [Run({'loss': name, 'backbone': backbone}, ('--arch', arch, '-bs', '16') + options, cross_dataset=True)
-            for backbone, arch in _backbones(backbones) for name, options in _losses(losses)]
-    return Experiment('figure6', 'Figure 6: backbones, on KonIQ-10k and across data sets on CLIVE', 'bars', runs)
+    runs = [
+        Run({"loss": name, "backbone": backbone}, ("--arch", arch, "-bs", "16") + options, cross_dataset=True)
+        for backbone, arch in _backbones(backbones)
+        for name, options in _losses(losses)
+    ]
+    return Experiment("figure6", "Figure 6: backbones, on KonIQ-10k and across data sets on CLIVE", "bars", runs)
 
 
 def figure7(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
     # the largest backbone asked for: ResNeXt-101, the paper's model, unless left out
     backbone = max(backbones, key=list(BACKBONES).index)
-    runs = [Run({'loss': name, 'backbone': backbone}, ('--arch', BACKBONES[backbone], '-bs', '16') + options,
-                cross_dataset=True) for name, options in _losses(losses)]
-    return Experiment('figure7', f'Figure 7: predicted against subjective scores ({backbone})', 'scatter', runs)
+    runs = [
+        Run(
+            {"loss": name, "backbone": backbone},
+            ("--arch", BACKBONES[backbone], "-bs", "16") + options,
+            cross_dataset=True,
+        )
+        for name, options in _losses(losses)
+    ]
+    return Experiment("figure7", f"Figure 7: predicted against subjective scores ({backbone})", "scatter", runs)
 
 
 def table1(backbones: Sequence[str], **_) -> Experiment:
-    runs = [Run({'backbone': backbone, 'p': p, 'q': q}, ('--arch', arch) + LOSSES['Norm-in-Norm'] + ('--p', p, '--q', q))
-            for backbone, arch in _backbones(backbones) for p in ('1', '2') for q in ('1', '2')]
-    return Experiment('table1', 'Table 1: the norm orders p and q, for each backbone', 'pq_table', runs)
+    runs = [
+        Run({"backbone": backbone, "p": p, "q": q}, ("--arch", arch) + LOSSES["Norm-in-Norm"] + ("--p", p, "--q", q))
+        for backbone, arch in _backbones(backbones)
+        for p in ("1", "2")
+        for q in ("1", "2")
+    ]
+    return Experiment("table1", "Table 1: the norm orders p and q, for each backbone", "pq_table", runs)
 
 
 def table2(**_) -> Experiment:
-    runs = [Run({'loss': name}, LOSSES['Norm-in-Norm'] + alpha, cross_dataset=True)
-            for name, alpha in LOSS_VARIANTS.items()]
-    return Experiment('table2', "Table 2: the loss l, its variant l' and their sums", 'variants_table', runs)
+    runs = [
+        Run({"loss": name}, LOSSES["Norm-in-Norm"] + alpha, cross_dataset=True) for name, alpha in LOSS_VARIANTS.items()
+    ]
+    return Experiment("table2", "Table 2: the loss l, its variant l' and their sums", "variants_table", runs)
 
 
 def ttest(losses: Sequence[str], splits: int = T_TEST_SPLITS, **_) -> Experiment:
-    runs = [Run({'loss': name, 'split': str(split)}, ('--arch', 'resnet18', '--exp_id', str(split)) + options,
-                dataset='CLIVE')
-            for split in range(splits) for name, options in _losses(losses)]
-    return Experiment('ttest', f'Paired t-test over {splits} CLIVE splits (ResNet-18)', 'ttest_table', runs)
+    runs = [
+        Run(
+            {"loss": name, "split": str(split)},
+            ("--arch", "resnet18", "--exp_id", str(split)) + options,
+            dataset="CLIVE",
+        )
+        for split in range(splits)
+        for name, options in _losses(losses)
+    ]
+    return Experiment("ttest", f"Paired t-test over {splits} CLIVE splits (ResNet-18)", "ttest_table", runs)
 
 
-EXPERIMENTS = {builder.__name__: builder for builder in (figure1, figure4, figure5, figure6, figure7, table1, table2,
-                                                        ttest)}
+EXPERIMENTS = {
+    builder.__name__: builder for builder in (figure1, figure4, figure5, figure6, figure7, table1, table2, ttest)
+}
 
 
-def build(name: str, *, losses: Sequence[str] = tuple(LOSSES), backbones: Sequence[str] = tuple(BACKBONES),
-          splits: int = T_TEST_SPLITS) -> Experiment:
+def build(
+    name: str,
+    *,
+    losses: Sequence[str] = tuple(LOSSES),
+    backbones: Sequence[str] = tuple(BACKBONES),
+    splits: int = T_TEST_SPLITS,
+) -> Experiment:
     """The experiment `name`, over the losses, backbones and t-test splits asked for."""
     return EXPERIMENTS[name](losses=losses, backbones=backbones, splits=splits)

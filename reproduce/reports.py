@@ -4,6 +4,7 @@ Every number comes from a run's own files (run_records.py): curves from its -epo
 test metrics and scatter plots from its -scores.csv. A report draws the runs that finished
 and counts the others, so it can be looked at while an experiment is still going.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -22,11 +23,11 @@ from linearityiqa.records.run_records import first_epoch_reaching, read_scores
 from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
 
-METRICS = ('SROCC', 'PLCC')
-SPLITS = ('train', 'val', 'test')
+METRICS = ("SROCC", "PLCC")
+SPLITS = ("train", "val", "test")
 DEFAULT_THRESHOLDS = (0.8, 0.9)
 # The colours of the paper's figures, one per loss.
-COLOURS = {'MAE': 'tab:orange', 'MSE': 'tab:blue', 'MSE + BN': 'tab:purple', 'Norm-in-Norm': 'tab:green'}
+COLOURS = {"MAE": "tab:orange", "MSE": "tab:blue", "MSE + BN": "tab:purple", "Norm-in-Norm": "tab:green"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,14 @@ class Report:
     figure: Path | None
 
 
-def write_report(experiment: Experiment, results: list[RunResult], *, out: Path, description: str,
-                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Report:
+def write_report(
+    experiment: Experiment,
+    results: list[RunResult],
+    *,
+    out: Path,
+    description: str,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> Report:
     """Draw `experiment`'s figure and write its table under `out`, named after the experiment.
 
     Args:
@@ -49,36 +56,36 @@ def write_report(experiment: Experiment, results: list[RunResult], *, out: Path,
         thresholds: validation PLCC levels whose first epoch the curves' table reports.
     """
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f'# {experiment.title}', '', f'{description}; {len(results)} of {len(experiment.runs)} runs finished.',
-             '']
+    lines = [f"# {experiment.title}", "", f"{description}; {len(results)} of {len(experiment.runs)} runs finished.", ""]
     drawing, table = REPORTS[experiment.report]
     figure = None
     if drawing is not None and results:
-        figure = out / f'{experiment.name}.png'
+        figure = out / f"{experiment.name}.png"
         drawing(results, thresholds).savefig(figure, dpi=120)
-    lines += table(results, thresholds) if results else ['No run has finished yet.']
-    path = out / f'{experiment.name}.md'
-    path.write_text('\n'.join(lines) + '\n')
+    lines += table(results, thresholds) if results else ["No run has finished yet."]
+    path = out / f"{experiment.name}.md"
+    path.write_text("\n".join(lines) + "\n")
     return Report(path, figure)
 
 
 def tested(result: RunResult, dataset: str) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of a run's test on `dataset`, from its per-image scores."""
     scores = read_scores(result.scores[dataset])
-    return correlations(scores['score'], scores['mapped'])
+    return correlations(scores["score"], scores["mapped"])
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)] + \
-        ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
 
 
 def _epoch(epoch: int) -> str:
-    return str(epoch) if epoch else 'not reached'
+    return str(epoch) if epoch else "not reached"
 
 
 def _label(result: RunResult) -> str:
-    return result.run.labels['loss']
+    return result.run.labels["loss"]
 
 
 def _colour(label: str) -> str | None:
@@ -87,27 +94,32 @@ def _colour(label: str) -> str | None:
 
 # Figures 1 and 4: the metrics of each split during training, one line per loss.
 
+
 def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    splits = [split for split in SPLITS if any(result.metrics.has(split) for result in results)
-              and any(result.metrics.series(split, 'PLCC').epochs for result in results)]
-    figure = Figure(figsize=(4.2 * len(splits), 7), layout='constrained')
+    splits = [
+        split
+        for split in SPLITS
+        if any(result.metrics.has(split) for result in results)
+        and any(result.metrics.series(split, "PLCC").epochs for result in results)
+    ]
+    figure = Figure(figsize=(4.2 * len(splits), 7), layout="constrained")
     axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
     for row, metric in enumerate(METRICS):
         for column, split in enumerate(splits):
             ax = axes[row][column]
             for result in results:
                 series = result.metrics.series(split, metric)
-                ax.plot(series.epochs, series.values, marker='.', label=_label(result), color=_colour(_label(result)))
-            if (split, metric) == ('val', 'PLCC'):
+                ax.plot(series.epochs, series.values, marker=".", label=_label(result), color=_colour(_label(result)))
+            if (split, metric) == ("val", "PLCC"):
                 for threshold in thresholds:  # the levels the table counts epochs to
-                    ax.axhline(threshold, color='grey', linestyle=':', linewidth=1)
-            _epoch_axis(ax, f'{split} {metric}', metric)
+                    ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+            _epoch_axis(ax, f"{split} {metric}", metric)
     axes[0][0].legend()
     return figure
 
 
 def _epoch_axis(ax, title: str, ylabel: str) -> None:
-    ax.set(title=title, xlabel='epoch', ylabel=ylabel)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 
@@ -115,38 +127,45 @@ def _epoch_axis(ax, title: str, ylabel: str) -> None:
 def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Epochs to each val PLCC threshold and, as the paper measured convergence, to the val PLCC
     that norm-in-norm reached after its first epoch; best val PLCC; the best model's test."""
-    levels = [(f'epochs to val PLCC {threshold}', threshold) for threshold in thresholds]
-    ours = [result for result in results if _label(result) == 'Norm-in-Norm']
-    if ours and ours[0].metrics.series('val', 'PLCC').values:
-        first = ours[0].metrics.series('val', 'PLCC').values[0]
+    levels = [(f"epochs to val PLCC {threshold}", threshold) for threshold in thresholds]
+    ours = [result for result in results if _label(result) == "Norm-in-Norm"]
+    if ours and ours[0].metrics.series("val", "PLCC").values:
+        first = ours[0].metrics.series("val", "PLCC").values[0]
         levels.append((f"epochs to norm-in-norm's epoch-1 val PLCC ({first:.3f})", first))
-    header = ['loss'] + [title for title, _ in levels] + ['best val PLCC (epoch)', 'test SROCC', 'test PLCC']
+    header = ["loss"] + [title for title, _ in levels] + ["best val PLCC (epoch)", "test SROCC", "test PLCC"]
     rows = []
     for result in results:
-        val = result.metrics.series('val', 'PLCC')
+        val = result.metrics.series("val", "PLCC")
         best = int(np.argmax(val.values))
-        rows.append([_label(result)] + [_epoch(first_epoch_reaching(val, level)) for _, level in levels] +
-                    [f'{val.values[best]:.3f} ({val.epochs[best]})', f"{result.metrics.final('SROCC'):.3f}",
-                     f"{result.metrics.final('PLCC'):.3f}"])
+        rows.append(
+            [_label(result)]
+            + [_epoch(first_epoch_reaching(val, level)) for _, level in levels]
+            + [
+                f"{val.values[best]:.3f} ({val.epochs[best]})",
+                f"{result.metrics.final('SROCC'):.3f}",
+                f"{result.metrics.final('PLCC'):.3f}",
+            ]
+        )
     return markdown_table(header, rows)
 
 
 # Figure 5: validation PLCC while one setting varies, one panel per loss.
 
+
 def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    sweeps = _ordered({result.run.labels['sweep'] for result in results}, ('lr', 'bs', 'ft_lr_ratio'))
+    sweeps = _ordered({result.run.labels["sweep"] for result in results}, ("lr", "bs", "ft_lr_ratio"))
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
-    figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout='constrained')
+    figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout="constrained")
     axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
     for row, sweep in enumerate(sweeps):
         for column, loss in enumerate(losses):
             ax = axes[row][column]
             for result in results:
-                if result.run.labels['sweep'] == sweep and _label(result) == loss:
-                    series = result.metrics.series('val', 'PLCC')
-                    ax.plot(series.epochs, series.values, marker='.', label=f"{sweep} {result.run.labels['value']}")
-            _epoch_axis(ax, f'{loss}: {sweep}', 'val PLCC')
-            ax.legend(fontsize='small')
+                if result.run.labels["sweep"] == sweep and _label(result) == loss:
+                    series = result.metrics.series("val", "PLCC")
+                    ax.plot(series.epochs, series.values, marker=".", label=f"{sweep} {result.run.labels['value']}")
+            _epoch_axis(ax, f"{loss}: {sweep}", "val PLCC")
+            ax.legend(fontsize="small")
     return figure
 
 
@@ -154,27 +173,35 @@ def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
     by_setting: dict[tuple[str, str], dict[str, RunResult]] = defaultdict(dict)
     for result in results:
-        by_setting[result.run.labels['sweep'], result.run.labels['value']][_label(result)] = result
-    rows = [[sweep, value] + [f"{runs[loss].metrics.final('PLCC'):.3f}" if loss in runs else 'missing'
-                              for loss in losses] for (sweep, value), runs in by_setting.items()]
-    return markdown_table(['setting', 'value'] + [f'{loss} test PLCC' for loss in losses], rows)
+        by_setting[result.run.labels["sweep"], result.run.labels["value"]][_label(result)] = result
+    rows = [
+        [sweep, value] + [f"{runs[loss].metrics.final('PLCC'):.3f}" if loss in runs else "missing" for loss in losses]
+        for (sweep, value), runs in by_setting.items()
+    ]
+    return markdown_table(["setting", "value"] + [f"{loss} test PLCC" for loss in losses], rows)
 
 
 # Figures 6 and 7, Tables 1 and 2: test metrics on KonIQ-10k and across data sets on CLIVE.
 
+
 def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    backbones = _ordered({result.run.labels['backbone'] for result in results}, tuple(BACKBONES))
+    backbones = _ordered({result.run.labels["backbone"] for result in results}, tuple(BACKBONES))
     losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
-    figure = Figure(figsize=(11, 4), layout='constrained')
+    figure = Figure(figsize=(11, 4), layout="constrained")
     width = 0.8 / len(losses)
-    for ax, (dataset, metric) in zip(figure.subplots(1, 2), (('KonIQ-10k', 'PLCC'), (CROSS_DATASET, 'SROCC'))):
+    for ax, (dataset, metric) in zip(figure.subplots(1, 2), (("KonIQ-10k", "PLCC"), (CROSS_DATASET, "SROCC"))):
         for offset, loss in enumerate(losses):
             values = [_value(results, dataset, metric, loss=loss, backbone=backbone) for backbone in backbones]
-            bars = ax.bar(np.arange(len(backbones)) + (offset - (len(losses) - 1) / 2) * width, values, width * 0.9,
-                          label=loss, color=_colour(loss))
-            ax.bar_label(bars, fmt='%.3f', fontsize='x-small')
-        ax.set(title=f'{dataset} {metric}', ylabel=metric, xticks=np.arange(len(backbones)), xticklabels=backbones)
-        ax.legend(fontsize='small', loc='lower right')
+            bars = ax.bar(
+                np.arange(len(backbones)) + (offset - (len(losses) - 1) / 2) * width,
+                values,
+                width * 0.9,
+                label=loss,
+                color=_colour(loss),
+            )
+            ax.bar_label(bars, fmt="%.3f", fontsize="x-small")
+        ax.set(title=f"{dataset} {metric}", ylabel=metric, xticks=np.arange(len(backbones)), xticklabels=backbones)
+        ax.legend(fontsize="small", loc="lower right")
     return figure
 
 
@@ -187,44 +214,60 @@ def _value(results: list[RunResult], dataset: str, metric: str, **labels: str) -
 
 def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     keys = list(results[0].run.labels)
-    datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
-    header = keys + [f'{dataset} {metric}' for dataset in datasets for metric in METRICS]
+    datasets = [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in results[0].scores]
+    header = keys + [f"{dataset} {metric}" for dataset in datasets for metric in METRICS]
     rows = []
     for result in results:
         metrics = {dataset: tested(result, dataset) for dataset in datasets}
-        rows.append([result.run.labels[key] for key in keys] +
-                    [f'{metrics[dataset][metric]:.3f}' for dataset in datasets for metric in METRICS])
+        rows.append(
+            [result.run.labels[key] for key in keys]
+            + [f"{metrics[dataset][metric]:.3f}" for dataset in datasets for metric in METRICS]
+        )
     return markdown_table(header, rows)
 
 
 def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    datasets = [dataset for dataset in ('KonIQ-10k', CROSS_DATASET) if dataset in results[0].scores]
-    figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout='constrained')
+    datasets = [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in results[0].scores]
+    figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
     for row, dataset in enumerate(datasets):
         for column, result in enumerate(results):
             scores = read_scores(result.scores[dataset])
-            order = np.argsort(scores['prediction'])
-            metrics = correlations(scores['score'], scores['mapped'])
+            order = np.argsort(scores["prediction"])
+            metrics = correlations(scores["score"], scores["mapped"])
             ax = axes[row][column]
-            ax.scatter(scores['prediction'], scores['score'], s=6, alpha=0.5, color=_colour(_label(result)))
-            ax.plot(scores['prediction'][order], scores['mapped'][order], color='black', label='k x + b')
-            ax.set(title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
-                   xlabel='predicted quality', ylabel='MOS')
-            ax.legend(fontsize='small', loc='upper left')
+            ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=_colour(_label(result)))
+            ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
+            ax.set(
+                title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
+                xlabel="predicted quality",
+                ylabel="MOS",
+            )
+            ax.legend(fontsize="small", loc="upper left")
     return figure
 
 
 def pq_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Table 1: rows backbones, columns (p, q); each cell KonIQ-10k test SROCC / PLCC."""
-    orders = [(p, q) for p in ('1', '2') for q in ('1', '2')]
-    cells = {(result.run.labels['backbone'], result.run.labels['p'], result.run.labels['q']):
-             tested(result, 'KonIQ-10k') for result in results}
+    orders = [(p, q) for p in ("1", "2") for q in ("1", "2")]
+    cells = {
+        (result.run.labels["backbone"], result.run.labels["p"], result.run.labels["q"]): tested(result, "KonIQ-10k")
+        for result in results
+    }
     backbones = _ordered({key[0] for key in cells}, tuple(BACKBONES))
-    rows = [[backbone] + [f"{cells[backbone, p, q]['SROCC']:.3f} / {cells[backbone, p, q]['PLCC']:.3f}"
-                          if (backbone, p, q) in cells else 'missing' for p, q in orders] for backbone in backbones]
-    return ['KonIQ-10k test SROCC / PLCC.', ''] + markdown_table(['backbone'] + [f'p={p}, q={q}' for p, q in orders],
-                                                                  rows)
+    rows = [
+        [backbone]
+        + [
+            f"{cells[backbone, p, q]['SROCC']:.3f} / {cells[backbone, p, q]['PLCC']:.3f}"
+            if (backbone, p, q) in cells
+            else "missing"
+            for p, q in orders
+        ]
+        for backbone in backbones
+    ]
+    return ["KonIQ-10k test SROCC / PLCC.", ""] + markdown_table(
+        ["backbone"] + [f"p={p}, q={q}" for p, q in orders], rows
+    )
 
 
 def variants_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
@@ -237,24 +280,25 @@ def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[s
     """Test PLCC over the CLIVE splits for each loss, and paired t-tests of norm-in-norm against the others."""
     plcc: dict[str, dict[str, float]] = defaultdict(dict)
     for result in results:
-        plcc[_label(result)][result.run.labels['split']] = tested(result, result.run.dataset)['PLCC']
+        plcc[_label(result)][result.run.labels["split"]] = tested(result, result.run.dataset)["PLCC"]
     losses = _ordered(set(plcc), tuple(LOSSES))
     rows = []
     for loss in losses:
         values = np.array(list(plcc[loss].values()))
-        row = [loss, str(len(values)), f'{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}']
-        rows.append(row + list(_paired_test(plcc['Norm-in-Norm'], plcc[loss]) if loss != 'Norm-in-Norm' else
-                               ('', '')))
-    return ['Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished.', ''] + \
-        markdown_table(['loss', 'splits', 'PLCC mean ± std', 'norm-in-norm minus it (mean)', 't-test p'], rows)
+        row = [loss, str(len(values)), f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"]
+        rows.append(row + list(_paired_test(plcc["Norm-in-Norm"], plcc[loss]) if loss != "Norm-in-Norm" else ("", "")))
+    return [
+        "Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished.",
+        "",
+    ] + markdown_table(["loss", "splits", "PLCC mean ± std", "norm-in-norm minus it (mean)", "t-test p"], rows)
 
 
 def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str, str]:
     splits = sorted(set(ours) & set(theirs), key=int)
     if len(splits) < 2:
-        return 'n/a', 'n/a (fewer than 2 shared splits)'
+        return "n/a", "n/a (fewer than 2 shared splits)"
     a, b = np.array([ours[split] for split in splits]), np.array([theirs[split] for split in splits])
-    return f'{np.mean(a - b):+.3f}', f'{stats.ttest_rel(a, b).pvalue:.2g}'
+    return f"{np.mean(a - b):+.3f}", f"{stats.ttest_rel(a, b).pvalue:.2g}"
 
 
 def _ordered(found: set, order: tuple[str, ...]) -> list[str]:
@@ -263,11 +307,11 @@ def _ordered(found: set, order: tuple[str, ...]) -> list[str]:
 
 # Each report: how it draws its figure (None: a table of the paper) and how it writes its table.
 REPORTS: dict[str, tuple[Callable[..., Figure] | None, Callable[..., list[str]]]] = {
-    'curves': (draw_curves, curves_table),
-    'sweeps': (draw_sweeps, sweeps_table),
-    'bars': (draw_bars, tests_table),
-    'scatter': (draw_scatter, tests_table),
-    'pq_table': (None, pq_table),
-    'variants_table': (None, variants_table),
-    'ttest_table': (None, ttest_table),
+    "curves": (draw_curves, curves_table),
+    "sweeps": (draw_sweeps, sweeps_table),
+    "bars": (draw_bars, tests_table),
+    "scatter": (draw_scatter, tests_table),
+    "pq_table": (None, pq_table),
+    "variants_table": (None, variants_table),
+    "ttest_table": (None, ttest_table),
 }

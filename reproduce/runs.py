@@ -14,6 +14,7 @@ A run whose records are complete is not trained again: experiments that share a 
 basic setting recurs in Figures 1, 4 and Tables 1, 2) train it once, and an interrupted
 experiment picks up where it stopped: a run interrupted after an epoch resumes (--resume).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ from linearityiqa.records.paths import (
 from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
 
-CROSS_DATASET = 'CLIVE'
+CROSS_DATASET = "CLIVE"
 
 
 class Data:
@@ -80,10 +81,11 @@ class SyntheticSizes:
 
 def real_data() -> Data:
     """KonIQ-10k and CLIVE where the README's Data section sets them up."""
-    for name in ('KonIQ-10k', CROSS_DATASET):
+    for name in ("KonIQ-10k", CROSS_DATASET):
         check_linked(get_dataset_spec(name))
-    return Data('KonIQ-10k and CLIVE', {name: partial(list, ('--dataset', name)) for name in ('KonIQ-10k', CROSS_DATASET)},
-                [])
+    return Data(
+        "KonIQ-10k and CLIVE", {name: partial(list, ("--dataset", name)) for name in ("KonIQ-10k", CROSS_DATASET)}, []
+    )
 
 
 def real_data_present() -> bool:
@@ -107,11 +109,31 @@ def synthetic_data(root: Path, sizes: SyntheticSizes) -> Data:
     koniq = partial(synthetic_koniq, root, count=sizes.count, width=sizes.size, height=sizes.size, seed=0)
     clive = partial(synthetic_clive, root, count=sizes.clive_count, width=500, height=500, seed=1)
     side = str(sizes.size)
-    substitutions = ['--arch', 'resnet18', '--pretrained', 'none', '-rs_h', side, '-rs_w', side, '--lr', '1e-3',
-                     '--ft_lr_ratio', '1', '-olrd', '0.1', '-ebs', '32', '--num_workers', '0']
-    description = (f'synthetic KonIQ-10k ({sizes.count} images) and CLIVE ({sizes.clive_count} images), '
-                   f'ResNet-18 from scratch at {sizes.size}x{sizes.size}')
-    return Data(description, {'KonIQ-10k': koniq, CROSS_DATASET: clive}, substitutions)
+    substitutions = [
+        "--arch",
+        "resnet18",
+        "--pretrained",
+        "none",
+        "-rs_h",
+        side,
+        "-rs_w",
+        side,
+        "--lr",
+        "1e-3",
+        "--ft_lr_ratio",
+        "1",
+        "-olrd",
+        "0.1",
+        "-ebs",
+        "32",
+        "--num_workers",
+        "0",
+    ]
+    description = (
+        f"synthetic KonIQ-10k ({sizes.count} images) and CLIVE ({sizes.clive_count} images), "
+        f"ResNet-18 from scratch at {sizes.size}x{sizes.size}"
+    )
+    return Data(description, {"KonIQ-10k": koniq, CROSS_DATASET: clive}, substitutions)
 
 
 @dataclass
@@ -136,61 +158,78 @@ class Runner:
         train: False to report only on the runs already done.
     """
 
-    def __init__(self, *, data: Data, out: Path, extra: Sequence[str] = (), device: str | None = None,
-                 epochs: int | None = None, train: bool = True):
+    def __init__(
+        self,
+        *,
+        data: Data,
+        out: Path,
+        extra: Sequence[str] = (),
+        device: str | None = None,
+        epochs: int | None = None,
+        train: bool = True,
+    ):
         self.data, self.out, self.train = data, Path(out), train
-        self.common = list(PAPER_BASE) + data.substitutions + (['-e', str(epochs)] if epochs else [])
+        self.common = list(PAPER_BASE) + data.substitutions + (["-e", str(epochs)] if epochs else [])
         self.extra = list(extra)
-        self.device = ['--device', device] if device else []
+        self.device = ["--device", device] if device else []
 
     def results(self, experiment: Experiment) -> list[RunResult]:
         """Each run of the experiment, trained (and tested on CLIVE) unless its records are complete."""
         finished = []
         for number, run in enumerate(experiment.runs, start=1):
-            result = self._run(run, f'{experiment.name} {number}/{len(experiment.runs)}')
+            result = self._run(run, f"{experiment.name} {number}/{len(experiment.runs)}")
             if result is not None:
                 finished.append(result)
         return finished
 
     def main_argv(self, run: Run) -> list[str]:
         argv = self.common + self.data.options(run.dataset) + self.extra + list(run.options) + self.device
-        argv = fold_options(argv + (['--test_during_training'] if run.test_curves else []))
-        name = run_settings(get_args_parser().parse_args(argv))['run_name']
-        return argv + ['--trained_model_file', str(self.out / 'checkpoints' / name),
-                       '--results_dir', str(self.out / 'results'), '--log_dir', str(self.out / 'runs')]
+        argv = fold_options(argv + (["--test_during_training"] if run.test_curves else []))
+        name = run_settings(get_args_parser().parse_args(argv))["run_name"]
+        return argv + [
+            "--trained_model_file",
+            str(self.out / "checkpoints" / name),
+            "--results_dir",
+            str(self.out / "results"),
+            "--log_dir",
+            str(self.out / "runs"),
+        ]
 
     def cross_dataset_argv(self, checkpoint: str) -> list[str]:
-        return self.data.options(CROSS_DATASET) + self.device + [
-            '--resize', '--trained_model_file', checkpoint, '--results_dir', str(self.out / 'results')]
+        return (
+            self.data.options(CROSS_DATASET)
+            + self.device
+            + ["--resize", "--trained_model_file", checkpoint, "--results_dir", str(self.out / "results")]
+        )
 
     def _run(self, run: Run, progress: str) -> RunResult | None:
         argv = self.main_argv(run)
-        checkpoint = argv[argv.index('--trained_model_file') + 1]
+        checkpoint = argv[argv.index("--trained_model_file") + 1]
         name = Path(checkpoint).name
-        results_dir = str(self.out / 'results')
+        results_dir = str(self.out / "results")
         records = epochs_file(results_dir, name)
         metrics = EpochMetrics(records) if Path(records).is_file() else None
         if not _complete(run, metrics):
             if not self.train:
-                print(f'{progress}: not run yet ({_describe(run)})')
+                print(f"{progress}: not run yet ({_describe(run)})")
                 return None
-            _call('main.py', argv + _resumed(checkpoint, records), progress, run)
+            _call("main.py", argv + _resumed(checkpoint, records), progress, run)
             metrics = EpochMetrics(records)
         scores = {run.dataset: scores_file(results_file(results_dir, name))}
         if run.cross_dataset:
             cross = scores_file(dataset_results_file(results_dir, CROSS_DATASET, checkpoint))
             if not Path(cross).is_file():
                 if not self.train:
-                    print(f'{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})')
+                    print(f"{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})")
                     return None
-                _call('test_dataset.py', self.cross_dataset_argv(checkpoint), progress, run)
+                _call("test_dataset.py", self.cross_dataset_argv(checkpoint), progress, run)
             scores[CROSS_DATASET] = cross
         return RunResult(run, name, metrics, scores)
 
 
 def _complete(run: Run, metrics: EpochMetrics | None) -> bool:
     """Whether a run's records (None: it has none yet) hold its final test, and the test curves it asks for."""
-    return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has('test') or not run.test_curves)
+    return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has("test") or not run.test_curves)
 
 
 def _resumed(checkpoint: str, records: str) -> list[str]:
@@ -199,7 +238,7 @@ def _resumed(checkpoint: str, records: str) -> list[str]:
     folder = Path(resume_folder(checkpoint))
     saved = folder.is_dir() and any(RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
     started = saved and Path(records).is_file()
-    return ['--resume'] if started and not EpochMetrics(records).has(FINAL_TEST) else []
+    return ["--resume"] if started and not EpochMetrics(records).has(FINAL_TEST) else []
 
 
 def fold_options(argv: Sequence[str]) -> list[str]:
@@ -212,11 +251,11 @@ def fold_options(argv: Sequence[str]) -> list[str]:
     actions = get_args_parser()._option_string_actions
     folded: dict[str, list[str]] = {}
     position = 0
-    argv = [part for token in argv for part in (token.split('=', 1) if _is_joined(token) else [token])]
+    argv = [part for token in argv for part in (token.split("=", 1) if _is_joined(token) else [token])]
     while position < len(argv):
         flag, position = argv[position], position + 1
         if flag not in actions:
-            raise ConfigError(f'{flag!r} is not a main.py option (python main.py -h lists them)')
+            raise ConfigError(f"{flag!r} is not a main.py option (python main.py -h lists them)")
         values = []
         while position < len(argv) and not _is_flag(argv[position]):
             values.append(argv[position])
@@ -231,27 +270,29 @@ def _is_flag(token: str) -> bool:
     try:
         float(token)
     except ValueError:
-        return token.startswith('-')
+        return token.startswith("-")
     return False
 
 
 def _is_joined(token: str) -> bool:
     """--lr=1e-3 rather than --lr 1e-3."""
-    return token.startswith('--') and '=' in token
+    return token.startswith("--") and "=" in token
 
 
 def _describe(run: Run) -> str:
-    return ', '.join(f'{key} {value}' for key, value in run.labels.items())
+    return ", ".join(f"{key} {value}" for key, value in run.labels.items())
 
 
 def _call(script: str, argv: list[str], progress: str, run: Run) -> None:
     """Run a script's command as a user would, in a process of its own, after printing it."""
-    print(f'\n== {progress}: {_describe(run)}\n   {command_line(script, argv)}', flush=True)
+    print(f"\n== {progress}: {_describe(run)}\n   {command_line(script, argv)}", flush=True)
     if run_script(script, argv) != 0:
-        raise RunFailed(f'{script} stopped on the run above ({_describe(run)}); its message says why')
+        raise RunFailed(f"{script} stopped on the run above ({_describe(run)}); its message says why")
 
 
 def check_sizes(sizes: SyntheticSizes) -> None:
     if sizes.count < 20 or sizes.clive_count < 10 or sizes.size < 32:
-        raise ConfigError(f'synthetic sizes too small: --count {sizes.count} (at least 20), --clive_count '
-                          f'{sizes.clive_count} (at least 10), --size {sizes.size} (at least 32)')
+        raise ConfigError(
+            f"synthetic sizes too small: --count {sizes.count} (at least 20), --clive_count "
+            f"{sizes.clive_count} (at least 10), --size {sizes.size} (at least 32)"
+        )

@@ -13,8 +13,7 @@ from PIL import Image
 KONIQ_REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "koniq10k_distributions_sets.csv"
 
 
-def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float],
-                       index: np.ndarray) -> None:
+def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float], index: np.ndarray) -> None:
     """An info file laid out as MATLAB v7.3 writes the authors' files, independently of info_files.py.
 
     Each name is a uint16 char array of shape (length, 1) in "#refs#", referenced from a
@@ -24,8 +23,9 @@ def write_authors_info(path: Path, names: list[str], scores: list[float], stds: 
         refs_group = file.create_group("#refs#")
         refs = np.empty((1, len(names)), dtype=h5py.ref_dtype)
         for position, name in enumerate(names):
-            chars = refs_group.create_dataset(chr(ord("a") + position % 26) + str(position),
-                                              data=np.array([[ord(c)] for c in name], dtype=np.uint16))
+            chars = refs_group.create_dataset(
+                chr(ord("a") + position % 26) + str(position), data=np.array([[ord(c)] for c in name], dtype=np.uint16)
+            )
             chars.attrs["MATLAB_class"] = np.bytes_("char")
             refs[0, position] = chars.ref
         file["im_names"] = refs
@@ -60,5 +60,11 @@ def synthetic_koniq_options(root: Path, *, count: int, seed: int, width: int = 1
 
     sets_csv = write_koniq_layout(root / "download", count=count, width=width, height=height, seed=seed)
     write_info(root / "KonIQ-10kinfo.mat", koniq_info_from_csv(sets_csv))
-    return ["--data_info", str(root / "KonIQ-10kinfo.mat"), "--im_dir", str(root / "download" / "1024x768"),
-            "--cache_dir", str(root / "cache")]
+    return [
+        "--data_info",
+        str(root / "KonIQ-10kinfo.mat"),
+        "--im_dir",
+        str(root / "download" / "1024x768"),
+        "--cache_dir",
+        str(root / "cache"),
+    ]

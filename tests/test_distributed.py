@@ -1,5 +1,6 @@
 """linearityiqa/training/distributed.py and main.py --nproc_per_node: 2 CPU processes (gloo) x batch B/2 train
 exactly as 1 process x batch B."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def _batch(seed=1, nan=False):
     images = torch.randn(6, 3, 64, 64, dtype=torch.float64, generator=generator)
     mos = torch.rand(6, dtype=torch.float64, generator=generator) * 100
     if nan:
-        mos[4] = float('nan')  # on one process only: the loss of the whole batch is NaN on both
+        mos[4] = float("nan")  # on one process only: the loss of the whole batch is NaN on both
     return images, (mos, torch.ones(6, dtype=torch.float64))
 
 
@@ -36,14 +37,21 @@ def _training(batches, skip_nonfinite=False):
     """Training steps of this process on its share of each batch; the loss and state after them."""
     rank, world_size = idist.get_rank(), idist.get_world_size()
     torch.manual_seed(0)
-    model = IQAModel(arch='resnet18', pretrained=False).double()
+    model = IQAModel(arch="resnet18", pretrained=False).double()
     if world_size > 1:
-        global_batchnorm(model, torch.device('cpu'))
+        global_batchnorm(model, torch.device("cpu"))
     trained = idist.auto_model(model) if world_size > 1 else model
     optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
-    trainer = training.create_trainer(trained, optimizer, GlobalBatchLoss(IQALoss()), device=torch.device('cpu'),
-                                      precision=acceleration.Precision('float32'), accumulation_steps=1,
-                                      skip_nonfinite=skip_nonfinite, report=lambda line: None)
+    trainer = training.create_trainer(
+        trained,
+        optimizer,
+        GlobalBatchLoss(IQALoss()),
+        device=torch.device("cpu"),
+        precision=acceleration.Precision("float32"),
+        accumulation_steps=1,
+        skip_nonfinite=skip_nonfinite,
+        report=lambda line: None,
+    )
     share = slice(rank, None, world_size)
     trainer.run([(images[share], (mos[share], std[share])) for images, (mos, std) in batches], max_epochs=1)
     return trainer.state.output, {name: value.clone() for name, value in model.state_dict().items()}
@@ -60,12 +68,12 @@ def _a_nan_step_skipped():
 def _saved_by_rank0(local_rank, path, steps):
     loss, state = globals()[steps]()
     if idist.get_rank() == 0:
-        torch.save({'loss': loss, 'state': state}, path)
+        torch.save({"loss": loss, "state": state}, path)
 
 
 def _in_two_processes(tmp_path, steps):
-    path = str(tmp_path / 'rank0.pt')
-    with idist.Parallel(backend='gloo', nproc_per_node=2) as parallel:
+    path = str(tmp_path / "rank0.pt")
+    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
         parallel.run(_saved_by_rank0, path, steps)
     return torch.load(path, weights_only=True)
 
@@ -77,19 +85,19 @@ def _assert_close_states(two, one):
 
 
 def test_two_processes_take_the_same_first_step_as_one(tmp_path):
-    two = _in_two_processes(tmp_path, '_first_step')
+    two = _in_two_processes(tmp_path, "_first_step")
     loss, one = _first_step()
-    assert two['loss'] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
-    _assert_close_states(two['state'], one)
-    assert any(name.endswith('running_mean') and bool(value.abs().sum() > 0) for name, value in one.items())
+    assert two["loss"] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
+    _assert_close_states(two["state"], one)
+    assert any(name.endswith("running_mean") and bool(value.abs().sum() > 0) for name, value in one.items())
 
 
 @pytest.mark.reliability
 def test_two_processes_skip_a_nan_step_together(tmp_path):
     """The NaN is in one process's share; both skip the step, and neither waits for the other."""
-    two = _in_two_processes(tmp_path, '_a_nan_step_skipped')
+    two = _in_two_processes(tmp_path, "_a_nan_step_skipped")
     _, one = _a_nan_step_skipped()
-    _assert_close_states(two['state'], one)
+    _assert_close_states(two["state"], one)
 
 
 def test_evaluation_batches_are_shared_out_and_none_is_empty():
@@ -111,7 +119,7 @@ def test_sharded_batches_split_each_global_batch():
 def test_global_batchnorm_is_plain_batchnorm_in_one_process():
     torch.manual_seed(0)
     plain = torch.nn.BatchNorm2d(4).train()
-    converted = global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(4)), torch.device('cpu'))[0]
+    converted = global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(4)), torch.device("cpu"))[0]
     assert isinstance(converted, GlobalBatchNorm)
     x = torch.randn(3, 4, 5, 5)
     torch.testing.assert_close(converted(x), plain(x))
@@ -120,11 +128,28 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
 
 def test_main_trains_and_tests_on_two_processes(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ['--arch', 'resnet18', '--pretrained', 'none', '--resize', '-rs_h', '64', '-rs_w', '96', '-bs', '4',
-            '-e', '1', '--num_workers', '0', '--nproc_per_node', '2'] + koniq
+    argv = [
+        "--arch",
+        "resnet18",
+        "--pretrained",
+        "none",
+        "--resize",
+        "-rs_h",
+        "64",
+        "-rs_w",
+        "96",
+        "-bs",
+        "4",
+        "-e",
+        "1",
+        "--num_workers",
+        "0",
+        "--nproc_per_node",
+        "2",
+    ] + koniq
     assert main.main(argv) == 0
     name = run_name(argv)
-    results = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
-    assert len(results['sq']) == 6  # every test image once, gathered from both processes
-    checkpoint = torch.load(os.path.join('checkpoints', name), weights_only=True)
-    assert 'features.1.running_mean' in checkpoint['model']
+    results = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    assert len(results["sq"]) == 6  # every test image once, gathered from both processes
+    checkpoint = torch.load(os.path.join("checkpoints", name), weights_only=True)
+    assert "features.1.running_mean" in checkpoint["model"]

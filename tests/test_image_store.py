@@ -1,4 +1,5 @@
 """Decoding images once (any pixel mode, the paper's resizing) and caching them on disk."""
+
 from __future__ import annotations
 
 import os
@@ -16,14 +17,17 @@ from linearityiqa.data.image_store import ImageSizing, ImageStore, decode_image,
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 
-@pytest.mark.parametrize("mode, value, expected", [
-    ("L", 77, (77, 77, 77)),
-    ("1", 1, (255, 255, 255)),
-    ("RGBA", (10, 20, 30, 0), (10, 20, 30)),
-    ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
-    ("I;16", 65535, (255, 255, 255)),
-    ("I;16", 32896, (128, 128, 128)),
-])
+@pytest.mark.parametrize(
+    "mode, value, expected",
+    [
+        ("L", 77, (77, 77, 77)),
+        ("1", 1, (255, 255, 255)),
+        ("RGBA", (10, 20, 30, 0), (10, 20, 30)),
+        ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
+        ("I;16", 65535, (255, 255, 255)),
+        ("I;16", 32896, (128, 128, 128)),
+    ],
+)
 def test_every_pixel_mode_becomes_rgb(tmp_path, mode, value, expected):
     path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
     Image.new(mode, (6, 4), value).save(path)
@@ -94,8 +98,9 @@ def test_a_changed_file_size_or_list_makes_a_new_cache(images, tmp_path):
     folder, names = images
     cache = tmp_path / "cache"
     original = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
-    resized = load_images(folder, names, sizing=ImageSizing(resize_hw=(4, 4)), label="t", cache_dir=cache,
-                          verbose=False)
+    resized = load_images(
+        folder, names, sizing=ImageSizing(resize_hw=(4, 4)), label="t", cache_dir=cache, verbose=False
+    )
     fewer = load_images(folder, names[:2], sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
     Image.new("RGB", (20, 10), (1, 2, 3)).save(folder / "c.jpg")
     os.utime(folder / "c.jpg", ns=(1, 1))
@@ -119,8 +124,11 @@ def test_a_cached_store_pickles_without_its_pixels(images, tmp_path):
 
 def test_missing_images_are_all_counted_in_one_message(images):
     folder, names = images
-    with pytest.raises(MissingFileError, match=r"image .*images/x.jpg not found and 1 more of the 5 images: "
-                                                r"link the data set's image folder to .*images \(ln -s"):
+    with pytest.raises(
+        MissingFileError,
+        match=r"image .*images/x.jpg not found and 1 more of the 5 images: "
+        r"link the data set's image folder to .*images \(ln -s",
+    ):
         load_images(folder, names + ["x.jpg", "y.jpg"], sizing=ImageSizing(), label="t", verbose=False)
 
 
@@ -131,7 +139,7 @@ def test_an_undecodable_image_is_named_and_leaves_no_partial_cache(images, tmp_p
         # The header still gives the size; decoding fails part way through the file.
         save_plain_images(folder, {"bad.jpg": (400, 300)})
         whole = (folder / "bad.jpg").read_bytes()
-        (folder / "bad.jpg").write_bytes(whole[:len(whole) // 2])
+        (folder / "bad.jpg").write_bytes(whole[: len(whole) // 2])
     else:
         (folder / "bad.jpg").write_bytes(b"not an image at all")
     cache = tmp_path / "cache"
@@ -143,8 +151,11 @@ def test_an_undecodable_image_is_named_and_leaves_no_partial_cache(images, tmp_p
 def test_an_unwritable_cache_says_what_to_do(images, tmp_path):
     folder, names = images
     (tmp_path / "a file").write_text("")
-    with pytest.raises(ConfigError, match=r"cannot write the image cache .*a file/t-native-.*\.npy .*"
-                                          r"pass another cache_dir, or pass cache_dir=None"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot write the image cache .*a file/t-native-.*\.npy .*"
+        r"pass another cache_dir, or pass cache_dir=None",
+    ):
         load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=tmp_path / "a file", verbose=False)
 
 

@@ -1,4 +1,5 @@
 """The paper's training augmentation on uint8 arrays, and ImageNet normalization."""
+
 from __future__ import annotations
 
 import random
@@ -68,8 +69,9 @@ def test_half_turn_reverses_both_axes(pixels):
     assert (turned == pixels[::-1, ::-1]).all()
 
 
-@pytest.mark.parametrize("angle, flip, top, left", [(2.0, False, 0, 5), (-1.3, True, 4, 0), (7.5, True, 2, 11),
-                                                    (-6.0, False, 9, 20)])
+@pytest.mark.parametrize(
+    "angle, flip, top, left", [(2.0, False, 0, 5), (-1.3, True, 4, 0), (7.5, True, 2, 11), (-6.0, False, 9, 20)]
+)
 def test_matches_torchvisions_rotate_flip_crop(pixels, angle, flip, top, left):
     image = F.rotate(Image.fromarray(pixels), angle)
     if flip:
@@ -86,7 +88,7 @@ def test_augmentation_draws_angle_flip_and_crop_from_the_generator(pixels):
     draws = random.Random(3)
     draws.uniform(0, 0), draws.random()
     top, left = draws.randint(0, 8), draws.randint(0, 28)
-    assert (augment(pixels, random.Random(3)) == pixels[top:top + 32, left:left + 32]).all()
+    assert (augment(pixels, random.Random(3)) == pixels[top : top + 32, left : left + 32]).all()
     always_flip = TrainAugmentation(angle=0.0, hflip_p=1.0, crop_h=40, crop_w=60)
     assert (always_flip(pixels, random.Random(0)) == pixels[:, ::-1]).all()
 

@@ -1,4 +1,5 @@
 """Building info files from the official KonIQ-10k and CLIVE files and from a user's CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -60,8 +61,10 @@ def test_koniq_from_the_sets_file_keeps_order_scores_and_split(koniq_download):
 
 def test_koniq_from_the_scores_file_uses_mos_zscore_and_the_sets_file(koniq_download):
     scores_rows = _rows(koniq_download / "koniq10k_scores_and_distributions.csv")
-    info = koniq_info_from_csv(koniq_download / "koniq10k_scores_and_distributions.csv",
-                               sets_csv=koniq_download / "koniq10k_distributions_sets.csv")
+    info = koniq_info_from_csv(
+        koniq_download / "koniq10k_scores_and_distributions.csv",
+        sets_csv=koniq_download / "koniq10k_distributions_sets.csv",
+    )
     assert info.scores.tolist() == [float(row["MOS_zscore"]) for row in scores_rows]
     from_sets = koniq_info_from_csv(koniq_download / "koniq10k_distributions_sets.csv")
     assert info.split_sizes == from_sets.split_sizes
@@ -99,9 +102,16 @@ def test_clive_drops_the_training_examples_and_draws_seeded_orderings(clive_rele
 
 
 def test_user_csv_with_and_without_optional_columns(tmp_path):
-    with_set = write_csv(tmp_path / "a.csv", ["Image_Name", "MOS", "Std", "Set"],
-                         [["x.jpg", 3.5, 0.5, "test"], ["y.jpg", 1, 0.1, "train"], ["z.jpg", 2, 0.2, "training"],
-                          ["w.jpg", 4, 0.3, "val"]])
+    with_set = write_csv(
+        tmp_path / "a.csv",
+        ["Image_Name", "MOS", "Std", "Set"],
+        [
+            ["x.jpg", 3.5, 0.5, "test"],
+            ["y.jpg", 1, 0.1, "train"],
+            ["z.jpg", 2, 0.2, "training"],
+            ["w.jpg", 4, 0.3, "val"],
+        ],
+    )
     info = user_info_from_csv(with_set)
     assert info.im_names == ["x.jpg", "y.jpg", "z.jpg", "w.jpg"]
     assert info.scores.tolist() == [3.5, 1.0, 2.0, 4.0] and info.stds.tolist() == [0.5, 0.1, 0.2, 0.3]
@@ -113,20 +123,26 @@ def test_user_csv_with_and_without_optional_columns(tmp_path):
     assert info.split_sizes is None and info.index.shape == (6, 3)
 
 
-@pytest.mark.parametrize("header, rows, message", [
-    (["image_name", "score"], [["a.jpg", 1]], r"has no column mos \(its columns: image_name, score\)"),
-    (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", "high"]], r"line 3: mos 'high' is not a finite number"),
-    (["image_name", "mos"], [["a.jpg", "nan"]], r"line 2: mos 'nan' is not a finite number"),
-    (["image_name", "mos", "std"], [["a.jpg", 1, "inf"]], r"line 2: std 'inf' is not a finite number"),
-    (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2], ["a.jpg", 3]], "lines 2 and 4 both list image a.jpg"),
-    (["image_name", "mos"], [["", 1]], "line 2: image_name is empty"),
-    (["image_name", "mos", "set"], [["a.jpg", 1, "tarin"]], "line 2: set 'tarin' is not one of training"),
-    (["image_name", "mos"], [], "has no data rows"),
-    (["image_name", "mos"], [["a.jpg", 1], ["../../etc/passwd", 2]],
-     "line 3: image_name '../../etc/passwd' is not a path inside the image folder"),
-    (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image_name '/etc/passwd' is not a path inside"),
-    (["image_name;mos"], [["a.jpg;1"]], r"has no column image_name, mos \(its columns: image_name;mos\)"),
-])
+@pytest.mark.parametrize(
+    "header, rows, message",
+    [
+        (["image_name", "score"], [["a.jpg", 1]], r"has no column mos \(its columns: image_name, score\)"),
+        (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", "high"]], r"line 3: mos 'high' is not a finite number"),
+        (["image_name", "mos"], [["a.jpg", "nan"]], r"line 2: mos 'nan' is not a finite number"),
+        (["image_name", "mos", "std"], [["a.jpg", 1, "inf"]], r"line 2: std 'inf' is not a finite number"),
+        (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2], ["a.jpg", 3]], "lines 2 and 4 both list image a.jpg"),
+        (["image_name", "mos"], [["", 1]], "line 2: image_name is empty"),
+        (["image_name", "mos", "set"], [["a.jpg", 1, "tarin"]], "line 2: set 'tarin' is not one of training"),
+        (["image_name", "mos"], [], "has no data rows"),
+        (
+            ["image_name", "mos"],
+            [["a.jpg", 1], ["../../etc/passwd", 2]],
+            "line 3: image_name '../../etc/passwd' is not a path inside the image folder",
+        ),
+        (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image_name '/etc/passwd' is not a path inside"),
+        (["image_name;mos"], [["a.jpg;1"]], r"has no column image_name, mos \(its columns: image_name;mos\)"),
+    ],
+)
 @pytest.mark.reliability
 def test_user_csv_errors_name_file_and_line(tmp_path, header, rows, message):
     path = write_csv(tmp_path / "mine.csv", header, rows)
@@ -145,8 +161,11 @@ def test_koniq_split_count_that_does_not_add_up(koniq_download, tmp_path):
     short = write_csv(tmp_path / "short.csv", ["image_name", "set"], [[r["image_name"], r["set"]] for r in rows[1:]])
     with pytest.raises(BadFileError, match=f"gives no set for 1 image.*e.g. {rows[0]['image_name']}"):
         koniq_info_from_csv(koniq_download / "koniq10k_scores_and_distributions.csv", sets_csv=short)
-    extra = write_csv(tmp_path / "extra.csv", ["image_name", "set"],
-                      [[r["image_name"], r["set"]] for r in rows] + [["stranger.jpg", "test"]])
+    extra = write_csv(
+        tmp_path / "extra.csv",
+        ["image_name", "set"],
+        [[r["image_name"], r["set"]] for r in rows] + [["stranger.jpg", "test"]],
+    )
     with pytest.raises(BadFileError, match=f"line {len(rows) + 2} lists image stranger.jpg, which .* does not score"):
         koniq_info_from_csv(koniq_download / "koniq10k_scores_and_distributions.csv", sets_csv=extra)
 
@@ -178,8 +197,9 @@ def test_clive_errors(clive_release, tmp_path):
 
 
 def test_make_info_writes_each_kind(koniq_download, clive_release, tmp_path, capsys):
-    make_info.main(["koniq", "--csv", str(koniq_download / "koniq10k_distributions_sets.csv"),
-                    "--out", str(tmp_path / "k.mat")])
+    make_info.main(
+        ["koniq", "--csv", str(koniq_download / "koniq10k_distributions_sets.csv"), "--out", str(tmp_path / "k.mat")]
+    )
     assert read_info(tmp_path / "k.mat").split_sizes is not None
     make_info.main(["clive", "--release", str(clive_release), "--out", str(tmp_path / "c.mat"), "--orderings", "7"])
     assert read_info(tmp_path / "c.mat").index.shape == (12, 7)

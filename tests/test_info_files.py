@@ -1,4 +1,5 @@
 """The info-file format of the paper's authors and the split rule, as specified in issue 3."""
+
 from __future__ import annotations
 
 import h5py
@@ -39,8 +40,14 @@ def test_reads_names_beyond_ascii(tmp_path):
 
 
 def test_written_file_has_the_authors_layout(tmp_path):
-    info = IQAInfo(im_names=NAMES, scores=np.arange(5.0), stds=np.ones(5), ref_ids=np.arange(1, 6),
-                   index=INDEX, split_sizes=(3, 1, 1))
+    info = IQAInfo(
+        im_names=NAMES,
+        scores=np.arange(5.0),
+        stds=np.ones(5),
+        ref_ids=np.arange(1, 6),
+        index=INDEX,
+        split_sizes=(3, 1, 1),
+    )
     path = tmp_path / "out" / "Yinfo.mat"
     write_info(path, info)
     with h5py.File(path, "r") as file:
@@ -74,12 +81,19 @@ def test_split_takes_the_column_of_exp_id_and_lists_file_order(authors_file):
 
 def test_splits_are_disjoint_and_cover_the_set():
     rng = np.random.default_rng(0)
-    info = IQAInfo(im_names=[f"{k}.jpg" for k in range(50)], scores=np.zeros(50), stds=np.zeros(50),
-                   ref_ids=np.arange(1, 51), index=np.stack([rng.permutation(50) + 1 for _ in range(3)], axis=1))
+    info = IQAInfo(
+        im_names=[f"{k}.jpg" for k in range(50)],
+        scores=np.zeros(50),
+        stds=np.zeros(50),
+        ref_ids=np.arange(1, 51),
+        index=np.stack([rng.permutation(50) + 1 for _ in range(3)], axis=1),
+    )
     train_size, train_and_val_size = split_sizes_from_ratios(50, 0.6, 0.8)
     assert (train_size, train_and_val_size) == (30, 40)
-    parts = [split_positions(info, status=s, exp_id=2, train_size=30, train_and_val_size=40)
-             for s in ("train", "val", "test")]
+    parts = [
+        split_positions(info, status=s, exp_id=2, train_size=30, train_and_val_size=40)
+        for s in ("train", "val", "test")
+    ]
     assert [len(p) for p in parts] == [30, 10, 10]
     assert sorted(np.concatenate(parts).tolist()) == list(range(50))
     assert all((np.diff(p) > 0).all() for p in parts)
@@ -88,8 +102,7 @@ def test_splits_are_disjoint_and_cover_the_set():
 def test_ratios_zero_make_the_whole_set_the_test_split(authors_file):
     info = read_info(authors_file)
     train_size, train_and_val_size = split_sizes_from_ratios(len(info), 0, 0)
-    test = split_positions(info, status="test", exp_id=0, train_size=train_size,
-                           train_and_val_size=train_and_val_size)
+    test = split_positions(info, status="test", exp_id=0, train_size=train_size, train_and_val_size=train_and_val_size)
     assert test.tolist() == [0, 1, 2, 3, 4]
 
 
@@ -155,21 +168,49 @@ def test_a_missing_dataset(tmp_path):
         read_info(path)
 
 
-@pytest.mark.parametrize("scores, stds, names, index, message", [
-    ([1.0, np.nan, 3.0], [0, 0, 0], ["a", "b", "c"], [[1], [2], [3]],
-     r"subjective_scores entry 2 \(b\) is nan, not a finite number"),
-    ([1.0, 2.0, 3.0], [0, np.inf, 0], ["a", "b", "c"], [[1], [2], [3]],
-     r"subjective_scoresSTD entry 2 \(b\) is inf"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "a"], [[1], [2], [3]], "entries 1 and 3 both name image a"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "c"], [[1, 1], [2, 2], [3, 2]],
-     "index column 2 is not an ordering of the 3 ref_ids"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "c"], [[1], [2]], r"index has shape \(2, 1\), expected \(3, M\)"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "../../etc/passwd", "c"], [[1], [2], [3]],
-     "entry 2 names image '../../etc/passwd', which is not a path inside the image folder"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "/etc/passwd"], [[1], [2], [3]],
-     "entry 3 names image '/etc/passwd', which is not a path inside the image folder"),
-    ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "sub/../../x.jpg", "c"], [[1], [2], [3]], "entry 2 names image"),
-])
+@pytest.mark.parametrize(
+    "scores, stds, names, index, message",
+    [
+        (
+            [1.0, np.nan, 3.0],
+            [0, 0, 0],
+            ["a", "b", "c"],
+            [[1], [2], [3]],
+            r"subjective_scores entry 2 \(b\) is nan, not a finite number",
+        ),
+        (
+            [1.0, 2.0, 3.0],
+            [0, np.inf, 0],
+            ["a", "b", "c"],
+            [[1], [2], [3]],
+            r"subjective_scoresSTD entry 2 \(b\) is inf",
+        ),
+        ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "a"], [[1], [2], [3]], "entries 1 and 3 both name image a"),
+        (
+            [1.0, 2.0, 3.0],
+            [0, 0, 0],
+            ["a", "b", "c"],
+            [[1, 1], [2, 2], [3, 2]],
+            "index column 2 is not an ordering of the 3 ref_ids",
+        ),
+        ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "b", "c"], [[1], [2]], r"index has shape \(2, 1\), expected \(3, M\)"),
+        (
+            [1.0, 2.0, 3.0],
+            [0, 0, 0],
+            ["a", "../../etc/passwd", "c"],
+            [[1], [2], [3]],
+            "entry 2 names image '../../etc/passwd', which is not a path inside the image folder",
+        ),
+        (
+            [1.0, 2.0, 3.0],
+            [0, 0, 0],
+            ["a", "b", "/etc/passwd"],
+            [[1], [2], [3]],
+            "entry 3 names image '/etc/passwd', which is not a path inside the image folder",
+        ),
+        ([1.0, 2.0, 3.0], [0, 0, 0], ["a", "sub/../../x.jpg", "c"], [[1], [2], [3]], "entry 2 names image"),
+    ],
+)
 @pytest.mark.reliability
 def test_content_errors_name_the_entry(tmp_path, scores, stds, names, index, message):
     path = tmp_path / "info.mat"

@@ -57,8 +57,11 @@ def make_user_data_set(folder, splits, size=(24, 16), odd_sizes=()):
     sizes = {f"{k}.jpg": size for k in range(len(sets))}
     sizes.update({f"{k}.jpg": (size[0] + 2, size[1]) for k in odd_sizes})
     save_plain_images(folder / "images", sizes)
-    csv_path = write_csv(folder / "scores.csv", ["image_name", "mos", "std", "set"],
-                         [[f"{k}.jpg", k, k / 10, image_set] for k, image_set in enumerate(sets)])
+    csv_path = write_csv(
+        folder / "scores.csv",
+        ["image_name", "mos", "std", "set"],
+        [[f"{k}.jpg", k, k / 10, image_set] for k, image_set in enumerate(sets)],
+    )
     write_info(folder / "mine.mat", user_info_from_csv(csv_path))
     return DataSource.open("mine", data_info=folder / "mine.mat", im_dir=folder / "images")
 
@@ -98,8 +101,11 @@ def test_resize_and_augmentation_shapes(koniq):
 @pytest.mark.reliability
 def test_a_crop_larger_than_the_images_names_one(koniq):
     source, _ = koniq
-    with pytest.raises(ConfigError, match=r"image .*\.jpg is 48x32 after loading, smaller than the 40x40 "
-                                          r"training crop: lower crop_size_w/crop_size_h or resize"):
+    with pytest.raises(
+        ConfigError,
+        match=r"image .*\.jpg is 48x32 after loading, smaller than the 40x40 "
+        r"training crop: lower crop_size_w/crop_size_h or resize",
+    ):
         IQADataset(source, status="train", loading=IN_MEMORY, augmentation=crop(40, 40))
 
 
@@ -112,8 +118,10 @@ def test_clive_images_are_made_500x500_then_resized(clive):
 
 
 def test_exp_id_picks_the_ordering(clive):
-    names = {exp_id: IQADataset(clive, status="train", split=Split(exp_id, 0.6, 0.8), loading=IN_MEMORY).im_names
-             for exp_id in range(5)}
+    names = {
+        exp_id: IQADataset(clive, status="train", split=Split(exp_id, 0.6, 0.8), loading=IN_MEMORY).im_names
+        for exp_id in range(5)
+    }
     assert names[4] == names[0]
     assert len({tuple(n) for n in names.values()}) > 1
     assert len(IQADataset(clive, status="test", split=ALL_FOR_TESTING, loading=IN_MEMORY)) == 10
@@ -125,14 +133,25 @@ def test_missing_files_say_what_to_do(koniq, tmp_path):
         DataSource.open("KonIQ-10k", data_info=tmp_path / "none.mat", im_dir=source.spec.im_dir)
     (tmp_path / "KonIQ-10k").mkdir()
     empty = DataSource.open("KonIQ-10k", data_info=source.spec.info_path, im_dir=tmp_path / "KonIQ-10k")
-    with pytest.raises(MissingFileError, match=r"not found and 19 more of the 20 images: link the data set's "
-                                                r"image folder to .*KonIQ-10k \(ln -s"):
+    with pytest.raises(
+        MissingFileError,
+        match=r"not found and 19 more of the 20 images: link the data set's "
+        r"image folder to .*KonIQ-10k \(ln -s",
+    ):
         IQADataset(empty, loading=IN_MEMORY)
 
 
-@pytest.mark.parametrize("num_samples, batch_size, sizes", [
-    (16, 8, [8, 8]), (17, 8, [8, 9]), (18, 8, [8, 8, 2]), (9, 8, [9]), (3, 2, [3]), (5, 8, [5]),
-])
+@pytest.mark.parametrize(
+    "num_samples, batch_size, sizes",
+    [
+        (16, 8, [8, 8]),
+        (17, 8, [8, 9]),
+        (18, 8, [8, 8, 2]),
+        (9, 8, [9]),
+        (3, 2, [3]),
+        (5, 8, [5]),
+    ],
+)
 def test_no_batch_of_one(num_samples, batch_size, sizes):
     sampler = NoSingletonBatchSampler(num_samples, batch_size)
     batches = list(sampler)
@@ -168,8 +187,9 @@ def test_evaluation_batches_hold_images_of_one_size_in_file_order():
 
 def test_debug_keeps_five_batches_and_five_images_and_decodes_only_those(tmp_path):
     source = make_user_data_set(tmp_path, {"train": 14, "val": 8, "test": 8})
-    train, val, test = get_data_loaders(source, loading=IN_MEMORY,
-                                        batching=Batching(batch_size=2, num_workers=0, debug=True))
+    train, val, test = get_data_loaders(
+        source, loading=IN_MEMORY, batching=Batching(batch_size=2, num_workers=0, debug=True)
+    )
     assert (len(train), len(val.dataset), len(test.dataset)) == (5, 5, 5)
     assert len(train.dataset.image_store) == 20
 
@@ -184,8 +204,9 @@ def test_loaders_refuse_what_would_break_training(tmp_path):
     train, _, _ = get_data_loaders(source, loading=IN_MEMORY, augmentation=crop(8, 8), batching=pairs)
     assert next(iter(train))[0].shape == (2, 3, 8, 8)
     with pytest.raises(ConfigError, match="the val split of mine has 0 image"):
-        get_data_loaders(source, split=Split(train_ratio=0.5, train_and_val_ratio=0.5), loading=IN_MEMORY,
-                         batching=pairs)
+        get_data_loaders(
+            source, split=Split(train_ratio=0.5, train_and_val_ratio=0.5), loading=IN_MEMORY, batching=pairs
+        )
 
 
 def test_worker_processes_deliver_the_same_batches(tmp_path):

@@ -20,6 +20,7 @@ the same training time, 400 images of 128x96 reached a test SROCC of 0.60-0.66, 
 0.78, 2,000 of 64x48 0.82-0.86 and 3,000 of 48x48 0.85. A learning rate of 3e-3 was worse;
 one decay in the run steadies the best-on-validation model that main.py keeps.
 """
+
 from __future__ import annotations
 
 import glob
@@ -31,21 +32,41 @@ from data_helpers import synthetic_koniq_options
 import main
 
 DATA = dict(count=3000, width=48, height=48, seed=0)
-TRAIN_ARGV = ['--arch', 'resnet18', '--pretrained', 'none', '-bs', '16', '-e', '6', '--lr', '1e-3',
-              '--ft_lr_ratio', '1', '-olrd', '0.1', '--seed', '1', '--num_workers', '0', '--device', 'cpu']
+TRAIN_ARGV = [
+    "--arch",
+    "resnet18",
+    "--pretrained",
+    "none",
+    "-bs",
+    "16",
+    "-e",
+    "6",
+    "--lr",
+    "1e-3",
+    "--ft_lr_ratio",
+    "1",
+    "-olrd",
+    "0.1",
+    "--seed",
+    "1",
+    "--num_workers",
+    "0",
+    "--device",
+    "cpu",
+]
 MIN_TEST_SROCC = 0.8
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def synthetic_koniq(tmp_path_factory):
     """The quick start's synthetic KonIQ-10k in its official layout, with its info file."""
-    return synthetic_koniq_options(tmp_path_factory.mktemp('synthetic_koniq'), **DATA)
+    return synthetic_koniq_options(tmp_path_factory.mktemp("synthetic_koniq"), **DATA)
 
 
 def test_norm_in_norm_training_learns_to_rank_quality(synthetic_koniq, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main.main(TRAIN_ARGV + synthetic_koniq) == 0
-    (results_file,) = glob.glob('results/*.npy')
+    (results_file,) = glob.glob("results/*.npy")
     results = np.load(results_file, allow_pickle=True).item()
-    assert len(results['sq']) == 600  # the official test share of 3,000 images
-    assert results['SROCC'] >= MIN_TEST_SROCC, f"test SROCC {results['SROCC']:.3f} < {MIN_TEST_SROCC}"
+    assert len(results["sq"]) == 600  # the official test share of 3,000 images
+    assert results["SROCC"] >= MIN_TEST_SROCC, f"test SROCC {results['SROCC']:.3f} < {MIN_TEST_SROCC}"

@@ -1,5 +1,6 @@
 """IQAloss: values derived by hand, the invariances the paper proves, gradients, and
 the behaviour at the edges (one-sample batches, detach, mixed precision, bad options)."""
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,8 @@ def test_norm_in_norm_without_exponent_is_the_normalized_norm():
     assert loss.item() == pytest.approx(math.sqrt(0.1), rel=1e-6)
 
 
-@pytest.mark.parametrize('p, q', [(1, 2), (2, 2), (1, 1), (2, 1), (0.5, 2), (3, 1.5)])
-@pytest.mark.parametrize('alpha', [(1, 0), (0, 1), (1, 0.1)])
+@pytest.mark.parametrize("p, q", [(1, 2), (2, 2), (1, 1), (2, 1), (0.5, 2), (3, 1.5)])
+@pytest.mark.parametrize("alpha", [(1, 0), (0, 1), (1, 0.1)])
 def test_norm_in_norm_ignores_scale_and_shift_of_predictions(p, q, alpha):
     torch.manual_seed(0)
     y_pred, y = torch.randn(16, 1, dtype=torch.float64), torch.rand(16, 1, dtype=torch.float64) * 100
@@ -73,7 +74,7 @@ def test_norm_in_norm_ignores_scale_and_shift_of_predictions(p, q, alpha):
         assert flipped.item() == pytest.approx(reference.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize('p, q', [(1, 2), (2, 2), (1, 1), (3, 1.5), (2, 4)])
+@pytest.mark.parametrize("p, q", [(1, 2), (2, 2), (1, 1), (3, 1.5), (2, 4)])
 def test_norm_in_norm_lies_in_zero_one(p, q):
     # the paper's bound needs the triangle inequality, so p >= 1 (below 1 the p-"norm" is not a norm)
     torch.manual_seed(1)
@@ -131,10 +132,10 @@ LOSS_FUNCTIONS = [
     lambda yp, y: norm_loss_with_scaling(yp, y, alpha=(1, 1), p=3),
     lambda yp, y: monotonicity_regularization(yp, y),
 ]
-LOSS_NAMES = ['nin-p1q2', 'nin-p2q2-both', 'nin-p0.5q1.5-variant', 'linearity', 'min-max', 'mean', 'scaling-p3', 'mono']
+LOSS_NAMES = ["nin-p1q2", "nin-p2q2-both", "nin-p0.5q1.5-variant", "linearity", "min-max", "mean", "scaling-p3", "mono"]
 
 
-@pytest.mark.parametrize('loss', LOSS_FUNCTIONS, ids=LOSS_NAMES)
+@pytest.mark.parametrize("loss", LOSS_FUNCTIONS, ids=LOSS_NAMES)
 def test_gradients_match_finite_differences(loss):
     torch.manual_seed(2)
     y_pred = torch.randn(6, 1, dtype=torch.float64, requires_grad=True)
@@ -153,7 +154,7 @@ def test_detach_treats_the_statistics_of_predictions_as_constants():
     norm = torch.linalg.vector_norm(constant - mean).item()
     by_hand = y_pred.detach().clone().requires_grad_()
     target = (y - y.mean()) / (1e-8 + torch.linalg.vector_norm(y - y.mean()))
-    (torch.linalg.vector_norm((by_hand - mean) / (1e-8 + norm) - target, ord=1) / (2 * 5 ** 0.5)).backward()
+    (torch.linalg.vector_norm((by_hand - mean) / (1e-8 + norm) - target, ord=1) / (2 * 5**0.5)).backward()
     assert torch.allclose(y_pred.grad, by_hand.grad)
     # without detach the gradient is another one: it is orthogonal to shifts of yhat
     free = y_pred.detach().clone().requires_grad_()
@@ -173,13 +174,14 @@ def test_detach_makes_the_monotonicity_scale_a_constant():
     assert torch.allclose(y_pred.grad, by_hand.grad)
 
 
-@pytest.mark.parametrize('loss_type', IQAloss.LOSS_TYPES)
-@pytest.mark.parametrize('regularize', [False, True])
+@pytest.mark.parametrize("loss_type", IQAloss.LOSS_TYPES)
+@pytest.mark.parametrize("regularize", [False, True])
 def test_a_batch_of_one_gives_zero_loss_that_backpropagates(loss_type, regularize):
     y_pred = [torch.tensor([[0.3]], requires_grad=True) for _ in range(3)]
-    loss = IQALoss(loss_type=loss_type, monotonicity_regularization=regularize)(y_pred, (torch.tensor([50.0]),
-                                                                                        torch.tensor([1.0])))
-    if loss_type in ('mae', 'mse'):  # plain distances need no batch statistics
+    loss = IQALoss(loss_type=loss_type, monotonicity_regularization=regularize)(
+        y_pred, (torch.tensor([50.0]), torch.tensor([1.0]))
+    )
+    if loss_type in ("mae", "mse"):  # plain distances need no batch statistics
         assert loss.item() > 0
     else:
         assert loss.item() == 0
@@ -190,15 +192,15 @@ def test_a_batch_of_one_gives_zero_loss_that_backpropagates(loss_type, regulariz
 def test_iqa_loss_weighs_the_three_heads_with_beta():
     mos = torch.tensor([1.0, 2.0])
     y_pred = [column(2, 3), column(4, 5), column(1.5, 2.5)]  # errors 1, 3 and 0.5
-    loss = IQALoss(loss_type='mae', beta=(0.1, 0.2, 1))(y_pred, (mos, torch.zeros(2)))
+    loss = IQALoss(loss_type="mae", beta=(0.1, 0.2, 1))(y_pred, (mos, torch.zeros(2)))
     assert loss.item() == pytest.approx(0.1 * 1 + 0.2 * 3 + 1 * 0.5)
-    loss = IQALoss(loss_type='mse', beta=(0, 1, 0))(y_pred, (mos, torch.zeros(2)))
+    loss = IQALoss(loss_type="mse", beta=(0, 1, 0))(y_pred, (mos, torch.zeros(2)))
     assert loss.item() == pytest.approx(9)
 
 
 def test_iqa_loss_defaults_are_the_papers():
     loss = IQALoss()
-    assert (loss.loss_type, loss.alpha, loss.beta, loss.p, loss.q) == ('norm-in-norm', (1, 0), (.1, .1, 1), 1, 2)
+    assert (loss.loss_type, loss.alpha, loss.beta, loss.p, loss.q) == ("norm-in-norm", (1, 0), (0.1, 0.1, 1), 1, 2)
     assert (loss.monotonicity_regularization, loss.gamma, loss.detach) == (False, 0.1, False)
     # A_PRED on every head: (0.1 + 0.1 + 1) times the p = 1, q = 2 value derived above
     value = loss([A_PRED] * 3, (A_MOS.view(-1), torch.zeros(3)))
@@ -208,31 +210,32 @@ def test_iqa_loss_defaults_are_the_papers():
 def test_lp_is_the_paper_readme_name_of_norm_in_norm():
     heads = [B_PRED, A_PRED.repeat(2, 1)[:4], B_MOS]
     y = (column(4, 1, 3, 2).view(-1), torch.zeros(4))
-    assert IQALoss(loss_type='Lp')(heads, y).item() == IQALoss(loss_type='norm-in-norm')(heads, y).item()
-    assert IQALoss(loss_type='Lp').loss_type == 'norm-in-norm'
+    assert IQALoss(loss_type="Lp")(heads, y).item() == IQALoss(loss_type="norm-in-norm")(heads, y).item()
+    assert IQALoss(loss_type="Lp").loss_type == "norm-in-norm"
 
 
 def test_l1_is_the_paper_code_name_of_mae():
     # the paper's results_in_the_paper commands train MAE with --loss_type l1; |4-3| + |1-1| + |3-5| over 3
     y = (column(3, 1, 5).view(-1), torch.zeros(3))
-    value = IQALoss(loss_type='l1', beta=(0, 0, 1))([column(4, 1, 3)] * 3, y)
-    assert IQALoss(loss_type='l1').loss_type == 'mae'
+    value = IQALoss(loss_type="l1", beta=(0, 0, 1))([column(4, 1, 3)] * 3, y)
+    assert IQALoss(loss_type="l1").loss_type == "mae"
     assert value.item() == pytest.approx(1.0)
 
 
 def test_monotonicity_regularization_adds_gamma_times_r_per_head():
     y = (A_MOS.view(-1), torch.zeros(3))
-    plain = IQALoss(loss_type='mse', beta=(0, 0, 1))([A_PRED] * 3, y).item()
-    regularized = IQALoss(loss_type='mse', beta=(0, 0, 1), monotonicity_regularization=True, gamma=0.5)
+    plain = IQALoss(loss_type="mse", beta=(0, 0, 1))([A_PRED] * 3, y).item()
+    regularized = IQALoss(loss_type="mse", beta=(0, 0, 1), monotonicity_regularization=True, gamma=0.5)
     assert regularized([A_PRED] * 3, y).item() == pytest.approx(plain + 0.5 / 6)
 
 
 def test_scores_as_a_flat_vector_do_not_broadcast():
     # mos of shape (N,) against predictions of N x 1 must compare sample by sample, not N x N
     y_pred = column(1, 2, 3)
-    assert IQALoss(loss_type='mse', beta=(0, 0, 1))([y_pred] * 3, torch.tensor([1.0, 2.0, 4.0])).item() == \
-        pytest.approx(1 / 3)
-    with pytest.raises(ConfigError, match='predictions \\(3 values\\) and scores \\(2 values\\)'):
+    assert IQALoss(loss_type="mse", beta=(0, 0, 1))(
+        [y_pred] * 3, torch.tensor([1.0, 2.0, 4.0])
+    ).item() == pytest.approx(1 / 3)
+    with pytest.raises(ConfigError, match="predictions \\(3 values\\) and scores \\(2 values\\)"):
         norm_loss_with_normalization(y_pred, torch.tensor([1.0, 2.0]))
 
 
@@ -248,13 +251,16 @@ def test_half_precision_predictions_give_a_float32_loss():
     assert y_pred[0].grad.dtype == torch.float16
 
 
-@pytest.mark.parametrize('options, message', [
-    ({'loss_type': 'l2'}, "unknown loss_type 'l2'"),
-    ({'alpha': (1,)}, 'alpha must be 2 non-negative numbers'),
-    ({'alpha': (0, 0)}, 'alpha must be 2 non-negative numbers, not all 0'),
-    ({'beta': (1, -1, 1)}, 'beta must be 3 non-negative numbers'),
-    ({'q': 0}, 'p and q must be above 0'),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"loss_type": "l2"}, "unknown loss_type 'l2'"),
+        ({"alpha": (1,)}, "alpha must be 2 non-negative numbers"),
+        ({"alpha": (0, 0)}, "alpha must be 2 non-negative numbers, not all 0"),
+        ({"beta": (1, -1, 1)}, "beta must be 3 non-negative numbers"),
+        ({"q": 0}, "p and q must be above 0"),
+    ],
+)
 def test_bad_options_are_clear_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         IQALoss(**options)

@@ -1,6 +1,7 @@
 """Properties of the losses and the metrics over generated batches (hypothesis): finite values
 and gradients for any finite batch, constant ones included; the invariances norm-in-norm is
 built on; its bound; correlations within [-1, 1] and their invariances."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,13 @@ from IQAperformance import correlations
 pytestmark = pytest.mark.reliability
 
 # derandomize: CI tries the same examples every run, so a red run is reproducible
-PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 FINITE = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False, width=32)
 
 
@@ -30,8 +36,10 @@ def batches(draw, min_size=2, max_size=16, constants=True):
     constant = st.builds(lambda value: [value] * size, FINITE)
     predictions = draw(st.one_of(column, constant) if constants else column)
     scores = draw(st.one_of(column, constant) if constants else column)
-    return (torch.tensor(predictions, dtype=torch.float64).view(-1, 1),
-            torch.tensor(scores, dtype=torch.float64).view(-1, 1))
+    return (
+        torch.tensor(predictions, dtype=torch.float64).view(-1, 1),
+        torch.tensor(scores, dtype=torch.float64).view(-1, 1),
+    )
 
 
 def _spread(values: torch.Tensor) -> bool:
@@ -40,8 +48,13 @@ def _spread(values: torch.Tensor) -> bool:
 
 
 @PROPERTY
-@given(batch=batches(), loss_type=st.sampled_from(LOSS_TYPES), p=st.sampled_from([1, 2]), q=st.sampled_from([1, 2]),
-       regularized=st.booleans())
+@given(
+    batch=batches(),
+    loss_type=st.sampled_from(LOSS_TYPES),
+    p=st.sampled_from([1, 2]),
+    q=st.sampled_from([1, 2]),
+    regularized=st.booleans(),
+)
 def test_every_loss_is_finite_with_finite_gradients(batch, loss_type, p, q, regularized):
     predictions, scores = batch
     predictions = predictions.clone().requires_grad_(True)
@@ -53,8 +66,13 @@ def test_every_loss_is_finite_with_finite_gradients(batch, loss_type, p, q, regu
 
 
 @PROPERTY
-@given(batch=batches(min_size=3, constants=False), p=st.sampled_from([1, 2]), q=st.sampled_from([1, 2]),
-       scale=st.floats(0.01, 100), shift=st.floats(-100, 100))
+@given(
+    batch=batches(min_size=3, constants=False),
+    p=st.sampled_from([1, 2]),
+    q=st.sampled_from([1, 2]),
+    scale=st.floats(0.01, 100),
+    shift=st.floats(-100, 100),
+)
 def test_norm_in_norm_ignores_the_scale_and_offset_of_predictions_and_scores(batch, p, q, scale, shift):
     predictions, scores = batch
     assume(_spread(predictions) and _spread(scores))
@@ -99,10 +117,10 @@ def test_correlations_lie_in_minus_1_1_and_keep_their_invariances(pair, scale, s
     scores, predictions = pair
     assume(np.ptp(scores) > 1e-3 and np.ptp(predictions) > 1e-3)
     metrics = correlations(scores, predictions)
-    for name in ('SROCC', 'KROCC', 'PLCC'):
+    for name in ("SROCC", "KROCC", "PLCC"):
         assert -1 - 1e-12 <= metrics[name] <= 1 + 1e-12
-    assert metrics['RMSE'] >= 0
+    assert metrics["RMSE"] >= 0
     moved = correlations(scores, scale * predictions + shift)
-    assert moved['PLCC'] == pytest.approx(metrics['PLCC'], abs=1e-6)
+    assert moved["PLCC"] == pytest.approx(metrics["PLCC"], abs=1e-6)
     # a strictly increasing map keeps the ranks
-    assert correlations(scores, np.arctan(predictions / 100))['SROCC'] == pytest.approx(metrics['SROCC'], abs=1e-9)
+    assert correlations(scores, np.arctan(predictions / 100))["SROCC"] == pytest.approx(metrics["SROCC"], abs=1e-9)

@@ -1,6 +1,7 @@
 """Faults of long runs, caused on purpose: a process killed mid-epoch or mid-save, a full disk,
 an output folder that cannot be written, a loss that turns NaN. Each ends with the work done
 so far intact and one message, and a killed run resumes to the metrics of an unbroken one."""
+
 from __future__ import annotations
 
 import errno
@@ -33,35 +34,54 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_run(koniq, epochs=3):
-    return ['--dataset', 'KonIQ-10k', '--resize', '-rs_h', '48', '-rs_w', '64', '--arch', 'resnet18', '--pretrained',
-            'none', '-bs', '4', '-e', str(epochs), '--lr', '1e-3', '--num_workers', '0'] + koniq
+    return [
+        "--dataset",
+        "KonIQ-10k",
+        "--resize",
+        "-rs_h",
+        "48",
+        "-rs_w",
+        "64",
+        "--arch",
+        "resnet18",
+        "--pretrained",
+        "none",
+        "-bs",
+        "4",
+        "-e",
+        str(epochs),
+        "--lr",
+        "1e-3",
+        "--num_workers",
+        "0",
+    ] + koniq
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = str(tmp_path / 'best.pth')
-    save_checkpoint(path, {'model': {'w': torch.ones(3)}, 'epoch': 1})
+    path = str(tmp_path / "best.pth")
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "epoch": 1})
     before = Path(path).read_bytes()
 
     def full_disk(obj, file):
-        file.write(b'PK\x03\x04 half a checkpoint')
-        raise OSError(errno.ENOSPC, 'No space left on device')
+        file.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, 'save', full_disk)
-    with pytest.raises(OutputError, match=r'cannot write checkpoint .*best.pth: No space left on device; free space'):
-        save_checkpoint(path, {'model': {'w': torch.zeros(3)}, 'epoch': 2})
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OutputError, match=r"cannot write checkpoint .*best.pth: No space left on device; free space"):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 2})
     assert Path(path).read_bytes() == before
-    assert os.listdir(tmp_path) == ['best.pth']  # no partial file left behind
+    assert os.listdir(tmp_path) == ["best.pth"]  # no partial file left behind
 
 
-@pytest.mark.parametrize('option', ['--trained_model_file', '--results_dir', '--log_dir'])
+@pytest.mark.parametrize("option", ["--trained_model_file", "--results_dir", "--log_dir"])
 def test_an_output_that_cannot_be_written_is_one_line(option, koniq, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    Path('a_file').write_text('a file where a folder should be')
-    assert main.main(small_run(koniq, epochs=1) + [option, 'a_file/output']) == 1
+    Path("a_file").write_text("a file where a folder should be")
+    assert main.main(small_run(koniq, epochs=1) + [option, "a_file/output"]) == 1
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if 'error' in line]
-    assert len(errors) == 1 and errors[0].startswith('main.py: error: ') and 'a_file' in errors[0]
-    assert ('Not a directory' in errors[0] or 'a file is in the way' in errors[0]) and 'Traceback' not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("main.py: error: ") and "a_file" in errors[0]
+    assert ("Not a directory" in errors[0] or "a file is in the way" in errors[0]) and "Traceback" not in err
 
 
 def nan_at_iteration_9(monkeypatch):
@@ -74,44 +94,48 @@ def nan_at_iteration_9(monkeypatch):
         def compute(y_pred, y):
             calls.append(1)
             value = loss(y_pred, y)
-            return value * float('nan') if len(calls) == 9 else value
+            return value * float("nan") if len(calls) == 9 else value
+
         return compute
 
-    monkeypatch.setattr(main, 'IQALoss', nan_in_epoch_2)
+    monkeypatch.setattr(main, "IQALoss", nan_in_epoch_2)
 
 
-def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(koniq, run_name, tmp_path, monkeypatch,
-                                                                                 capsys):
+def test_a_nan_loss_stops_at_its_iteration_and_keeps_the_best_finite_checkpoint(
+    koniq, run_name, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq)
     nan_at_iteration_9(monkeypatch)
     assert main.main(argv) == 1
     err = capsys.readouterr().err
-    assert 'the loss is nan at iteration 9 (epoch 2)' in err and 'the best checkpoint so far is kept' in err
-    checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
-    assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
+    assert "the loss is nan at iteration 9 (epoch 2)" in err and "the best checkpoint so far is kept" in err
+    checkpoint = load_checkpoint(os.path.join("checkpoints", run_name(argv)))
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values() if value.is_floating_point())
 
 
-def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(koniq, run_name, tmp_path, monkeypatch, capsys):
+def test_with_skip_nonfinite_a_nan_step_is_skipped_counted_and_the_run_ends(
+    koniq, run_name, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
-    argv = small_run(koniq) + ['--skip_nonfinite']
+    argv = small_run(koniq) + ["--skip_nonfinite"]
     nan_at_iteration_9(monkeypatch)
     assert main.main(argv) == 0
     out = capsys.readouterr().out
-    assert 'epoch 2: skipped 1 step(s) of a non-finite loss, at iteration(s) 9' in out
-    metrics = EpochMetrics(epochs_file('results', run_name(argv)))
-    assert metrics.series('train', 'skipped_steps') == ([2], [1.0])  # written only for an epoch that skipped
-    assert all(math.isfinite(loss) for loss in metrics.series('train', 'loss').values)
+    assert "epoch 2: skipped 1 step(s) of a non-finite loss, at iteration(s) 9" in out
+    metrics = EpochMetrics(epochs_file("results", run_name(argv)))
+    assert metrics.series("train", "skipped_steps") == ([2], [1.0])  # written only for an epoch that skipped
+    assert all(math.isfinite(loss) for loss in metrics.series("train", "loss").values)
     assert metrics.has(FINAL_TEST)
-    checkpoint = load_checkpoint(os.path.join('checkpoints', run_name(argv)))
-    assert all(torch.isfinite(value).all() for value in checkpoint['model'].values() if value.is_floating_point())
+    checkpoint = load_checkpoint(os.path.join("checkpoints", run_name(argv)))
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values() if value.is_floating_point())
 
 
 def test_the_allocators_failures_are_told_from_other_errors():
     with pytest.raises(RuntimeError) as cpu:
-        torch.empty(10 ** 14, dtype=torch.uint8)  # 100 TB: the CPU allocator refuses at once
-    assert out_of_memory(cpu.value) and out_of_memory(torch.OutOfMemoryError('CUDA out of memory'))
-    assert not out_of_memory(RuntimeError('mat1 and mat2 shapes cannot be multiplied'))
+        torch.empty(10**14, dtype=torch.uint8)  # 100 TB: the CPU allocator refuses at once
+    assert out_of_memory(cpu.value) and out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not out_of_memory(MemoryError())  # Python's own: not torch's, and no RuntimeError
 
 
@@ -119,22 +143,29 @@ def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monke
     monkeypatch.chdir(tmp_path)
 
     def too_big(self, engine, batch):
-        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)\nmore')
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)\nmore")
 
-    monkeypatch.setattr(TrainingStep, '__call__', too_big)
+    monkeypatch.setattr(TrainingStep, "__call__", too_big)
     assert main.main(small_run(koniq, epochs=1)) == 1
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if 'error' in line]
-    assert errors == ['main.py: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB '
-                      'total)): lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images '
-                      '(--resize, -cs_h/-cs_w), lower -ebs, or use --opt_level O1 on a GPU; --resume continues from '
-                      'the last finished epoch']
-    assert 'Traceback' not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == [
+        "main.py: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB "
+        "total)): lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images "
+        "(--resize, -cs_h/-cs_w), lower -ebs, or use --opt_level O1 on a GPU; --resume continues from "
+        "the last finished epoch"
+    ]
+    assert "Traceback" not in err
 
 
 def _start(argv, cwd):
-    return subprocess.Popen([sys.executable, str(REPO / 'main.py')] + argv, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, 'PYTHONPATH': str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "main.py")] + argv,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def _resume_files(folder: Path):
@@ -144,19 +175,19 @@ def _resume_files(folder: Path):
 
 def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, run_name, tmp_path, monkeypatch):
     argv = small_run(koniq, epochs=10)
-    os.makedirs(tmp_path / 'unbroken')
-    monkeypatch.chdir(tmp_path / 'unbroken')
+    os.makedirs(tmp_path / "unbroken")
+    monkeypatch.chdir(tmp_path / "unbroken")
     assert main.main(argv) == 0
     name = run_name(argv)
-    unbroken = np.load(os.path.join('results', name + '.npy'), allow_pickle=True).item()
+    unbroken = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
 
-    work = tmp_path / 'killed'
+    work = tmp_path / "killed"
     os.makedirs(work)
-    checkpoint, resume = work / 'checkpoints' / name, work / 'checkpoints' / (name + '.resume')
+    checkpoint, resume = work / "checkpoints" / name, work / "checkpoints" / (name + ".resume")
     rng, kills = random.Random(7), 0
     while kills < 3:
         whole_state = any(RESUME_FILE.fullmatch(path.name) for path in _resume_files(resume))
-        process = _start(argv + (['--resume'] if whole_state else []), work)
+        process = _start(argv + (["--resume"] if whole_state else []), work)
         saved = _resume_files(resume)
         deadline = time.monotonic() + 120
         while _resume_files(resume) == saved and process.poll() is None and time.monotonic() < deadline:
@@ -170,19 +201,19 @@ def test_killed_mid_epoch_again_and_again_resume_ends_as_an_unbroken_run(koniq, 
         if process.returncode == 0:
             break  # it finished before the kill
         if checkpoint.exists():  # whatever moment the kill hit, the best checkpoint on disk is whole
-            assert 'model' in load_checkpoint(str(checkpoint))
+            assert "model" in load_checkpoint(str(checkpoint))
     assert kills >= 2
     if process.returncode != 0:
-        final = _start(argv + ['--resume'], work)
+        final = _start(argv + ["--resume"], work)
         assert final.wait(timeout=300) == 0, final.stderr.read().decode()
     assert not resume.exists()  # a finished run's resume state is removed
-    resumed = np.load(work / 'results' / (name + '.npy'), allow_pickle=True).item()
+    resumed = np.load(work / "results" / (name + ".npy"), allow_pickle=True).item()
     for metric in METRICS_PRINTED:
         assert resumed[metric] == pytest.approx(unbroken[metric], rel=1e-5, abs=1e-6)
 
 
 def test_killed_while_writing_a_checkpoint_the_previous_one_is_intact(tmp_path):
-    path = tmp_path / 'best.pth'
+    path = tmp_path / "best.pth"
     script = f"""
 import os, signal, torch
 from linearityiqa.records.checkpoint import save_checkpoint
@@ -195,25 +226,26 @@ def killed_midway(obj, file):
 torch.save = killed_midway
 save_checkpoint({str(path)!r}, {{'model': {{'w': torch.zeros(1000)}}}})
 """
-    process = subprocess.run([sys.executable, '-c', script], cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
+    process = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert process.returncode == -signal.SIGKILL
-    assert torch.equal(load_checkpoint(str(path))['model']['w'], torch.ones(1000))
+    assert torch.equal(load_checkpoint(str(path))["model"]["w"], torch.ones(1000))
 
 
 def test_resume_takes_the_latest_whole_state_not_a_save_cut_short(tmp_path):
-    for name in ('checkpoint_9.pt', 'checkpoint_10.pt', 'tmpa1b2c3d4'):
-        (tmp_path / name).write_bytes(b'')
-    os.utime(tmp_path / 'checkpoint_9.pt', (time.time() + 60, time.time() + 60))  # newer, by its clock
-    assert latest_resume_file(str(tmp_path)) == str(tmp_path / 'checkpoint_10.pt')
-    (tmp_path / 'checkpoint_9.pt').unlink()
-    (tmp_path / 'checkpoint_10.pt').unlink()
-    with pytest.raises(MissingFileError, match='nothing to resume'):
+    for name in ("checkpoint_9.pt", "checkpoint_10.pt", "tmpa1b2c3d4"):
+        (tmp_path / name).write_bytes(b"")
+    os.utime(tmp_path / "checkpoint_9.pt", (time.time() + 60, time.time() + 60))  # newer, by its clock
+    assert latest_resume_file(str(tmp_path)) == str(tmp_path / "checkpoint_10.pt")
+    (tmp_path / "checkpoint_9.pt").unlink()
+    (tmp_path / "checkpoint_10.pt").unlink()
+    with pytest.raises(MissingFileError, match="nothing to resume"):
         latest_resume_file(str(tmp_path))
 
 
 def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     import IQAdataset
+
     real_item = IQAdataset.IQADataset.__getitem__
 
     def dies_in_a_worker(self, index):
@@ -221,47 +253,49 @@ def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tm
             os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
         return real_item(self, index)
 
-    monkeypatch.setattr(IQAdataset.IQADataset, '__getitem__', dies_in_a_worker)
+    monkeypatch.setattr(IQAdataset.IQADataset, "__getitem__", dies_in_a_worker)
     started = time.monotonic()
-    assert main.main(small_run(koniq, epochs=1) + ['--num_workers', '1']) == 1
+    assert main.main(small_run(koniq, epochs=1) + ["--num_workers", "1"]) == 1
     assert time.monotonic() - started < 120  # no hang
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if 'error' in line]
-    assert len(errors) == 1 and errors[0].startswith('main.py: error: a data loading process')
-    assert '(DataLoader worker (pid' in errors[0] and 'Traceback' not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("main.py: error: a data loading process")
+    assert "(DataLoader worker (pid" in errors[0] and "Traceback" not in err
 
 
-def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(koniq, run_name, tmp_path, monkeypatch, capsys):
+def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(
+    koniq, run_name, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq, epochs=2)
     first = _start(argv, tmp_path)
-    lock = Path('checkpoints') / (run_name(argv) + '.lock')
+    lock = Path("checkpoints") / (run_name(argv) + ".lock")
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert main.main(argv) == 1  # the second, while the first trains
     err = capsys.readouterr().err
-    assert f'main.py: error: another run (process {first.pid}) is writing checkpoints/{run_name(argv)}' in err
+    assert f"main.py: error: another run (process {first.pid}) is writing checkpoints/{run_name(argv)}" in err
     assert first.wait(timeout=300) == 0, first.stderr.read().decode()
     assert not lock.exists()  # released at the end
-    assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2
+    assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq, epochs=1)
-    ghost = subprocess.Popen([sys.executable, '-c', 'pass'])
+    ghost = subprocess.Popen([sys.executable, "-c", "pass"])
     ghost.wait()  # a process id that no longer runs
-    os.makedirs('checkpoints')
-    (Path('checkpoints') / (run_name(argv) + '.lock')).write_text(str(ghost.pid))
+    os.makedirs("checkpoints")
+    (Path("checkpoints") / (run_name(argv) + ".lock")).write_text(str(ghost.pid))
     assert main.main(argv) == 0
 
 
 def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koniq, run_name, tmp_path, monkeypatch):
     # a model that predicts one constant has no correlation: SROCC and PLCC are NaN every epoch
     monkeypatch.chdir(tmp_path)
-    assert criterion_score({'SROCC': float('nan')}, 'SROCC') == -math.inf
-    monkeypatch.setattr(handlers, 'criterion_score', lambda performance, criterion: float('nan'))
+    assert criterion_score({"SROCC": float("nan")}, "SROCC") == -math.inf
+    monkeypatch.setattr(handlers, "criterion_score", lambda performance, criterion: float("nan"))
     argv = small_run(koniq, epochs=2)
     assert main.main(argv) == 0
-    assert load_checkpoint(os.path.join('checkpoints', run_name(argv)))['settings']['epochs'] == 2
+    assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2

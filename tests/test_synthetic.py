@@ -1,4 +1,5 @@
 """The synthetic data set: known degradations, monotone scores, and the official file layouts."""
+
 from __future__ import annotations
 
 import csv

@@ -18,50 +18,94 @@ from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_
 from linearityiqa.data.info_files import write_info
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 
-ROOT = Path('data') / 'quickstart'
-CHECKPOINT = str(ROOT / 'checkpoints' / 'quickstart.pth')
-SCORES = ROOT / 'scores.csv'
+ROOT = Path("data") / "quickstart"
+CHECKPOINT = str(ROOT / "checkpoints" / "quickstart.pth")
+SCORES = ROOT / "scores.csv"
 # Many small images: the distortions are local statistics that 48 x 48 pixels show as well as
 # large photos, and more scenes teach the network distortion apart from content. On two CPU
 # cores, resnet18 from scratch reaches a test SROCC above 0.8 in a few minutes (tests/test_learning.py).
 KONIQ = dict(count=3000, width=48, height=48, seed=0)
 # CLIVE at its real size: as in the paper, the model meets it resized to its training size.
 CLIVE = dict(count=100, width=500, height=500, seed=1)
-TRAINING = ['--arch', 'resnet18', '--pretrained', 'none', '--loss_type', 'norm-in-norm', '--p', '1', '--q', '2',
-            '--resize', '-rs_h', str(KONIQ['height']), '-rs_w', str(KONIQ['width']),
-            '-bs', '16', '-e', '6', '--lr', '1e-3', '--ft_lr_ratio', '1', '-olrd', '0.1', '--seed', '1',
-            '--num_workers', '0']
+TRAINING = [
+    "--arch",
+    "resnet18",
+    "--pretrained",
+    "none",
+    "--loss_type",
+    "norm-in-norm",
+    "--p",
+    "1",
+    "--q",
+    "2",
+    "--resize",
+    "-rs_h",
+    str(KONIQ["height"]),
+    "-rs_w",
+    str(KONIQ["width"]),
+    "-bs",
+    "16",
+    "-e",
+    "6",
+    "--lr",
+    "1e-3",
+    "--ft_lr_ratio",
+    "1",
+    "-olrd",
+    "0.1",
+    "--seed",
+    "1",
+    "--num_workers",
+    "0",
+]
 
 
 def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
     """A synthetic KonIQ-10k under `root` (made on first use, reused after) as main.py options."""
-    info, download = root / 'KonIQ-10kinfo.mat', root / 'koniq10k'
+    info, download = root / "KonIQ-10kinfo.mat", root / "koniq10k"
     if not info.is_file():
-        write_info(info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height,
-                                                                seed=seed)))
-    return ['--dataset', 'KonIQ-10k', '--data_info', str(info), '--im_dir', str(download / '1024x768'),
-            '--cache_dir', str(root / 'cache')]
+        write_info(
+            info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height, seed=seed))
+        )
+    return [
+        "--dataset",
+        "KonIQ-10k",
+        "--data_info",
+        str(info),
+        "--im_dir",
+        str(download / "1024x768"),
+        "--cache_dir",
+        str(root / "cache"),
+    ]
 
 
 def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
     """A synthetic CLIVE under `root` (made on first use, reused after) as main.py or test_dataset.py options."""
-    info, release = root / 'CLIVEinfo.mat', root / 'ChallengeDB_release'
+    info, release = root / "CLIVEinfo.mat", root / "ChallengeDB_release"
     if not info.is_file():
         write_clive_layout(release, count=count, width=width, height=height, seed=seed)
         write_info(info, clive_info_from_release(release))
-    return ['--dataset', 'CLIVE', '--data_info', str(info), '--im_dir', str(release / 'Images'),
-            '--cache_dir', str(root / 'cache')]
+    return [
+        "--dataset",
+        "CLIVE",
+        "--data_info",
+        str(info),
+        "--im_dir",
+        str(release / "Images"),
+        "--cache_dir",
+        str(root / "cache"),
+    ]
 
 
 def steps(koniq: list[str], clive: list[str]) -> list[tuple[str, str, list[str]]]:
     """(title, script, its options) of each step, on the synthetic data sets' options."""
-    model = ['--trained_model_file', CHECKPOINT]
-    images = ROOT / 'ChallengeDB_release' / 'Images'
+    model = ["--trained_model_file", CHECKPOINT]
+    images = ROOT / "ChallengeDB_release" / "Images"
     return [
-        ('train on the synthetic KonIQ-10k', 'main.py', TRAINING + koniq + model),
-        ('test across data sets on the synthetic CLIVE', 'test_dataset.py', clive + model),
-        ('score one image', 'test_demo.py', ['--img', str(sorted(images.glob('*.bmp'))[0])] + model),
-        ('score a folder into a CSV file', 'test_demo.py', ['--img', str(images), '-o', str(SCORES)] + model),
+        ("train on the synthetic KonIQ-10k", "main.py", TRAINING + koniq + model),
+        ("test across data sets on the synthetic CLIVE", "test_dataset.py", clive + model),
+        ("score one image", "test_demo.py", ["--img", str(sorted(images.glob("*.bmp"))[0])] + model),
+        ("score a folder into a CSV file", "test_demo.py", ["--img", str(images), "-o", str(SCORES)] + model),
     ]
 
 
@@ -71,9 +115,9 @@ def run_quickstart() -> int:
     os.makedirs(ROOT, exist_ok=True)
     koniq, clive = synthetic_koniq(ROOT, **KONIQ), synthetic_clive(ROOT, **CLIVE)
     for title, script, argv in steps(koniq, clive):
-        print(f'\n== {title}\n   {command_line(script, argv)}', flush=True)
+        print(f"\n== {title}\n   {command_line(script, argv)}", flush=True)
         status = run_script(script, argv)
         if status:
             return status
-    print(f'\nquick start done: checkpoint {CHECKPOINT}, scores {SCORES}, logs in runs/')
+    print(f"\nquick start done: checkpoint {CHECKPOINT}, scores {SCORES}, logs in runs/")
     return 0

@@ -68,8 +68,7 @@ def report_mistake(script: str, message: str) -> int:
     return EXIT_MISTAKE
 
 
-def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *,
-                quiet: bool = False) -> int:
+def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
     """Run a script's body and return its exit status (None counts as 0); a user's mistake is
     one line (none with `quiet`, for all processes of a run but the first) and status 1."""
     try:

@@ -65,11 +65,13 @@ def training_split(options: Mapping[str, Any], source: DataSource) -> Split:
     return Split(options["exp_id"], options["train_ratio"], options["train_and_val_ratio"])
 
 
-def image_loading(options: Mapping[str, Any], *, resize_hw: tuple[int, int] | None,
-                  verbose: bool = True) -> ImageLoading:
+def image_loading(
+    options: Mapping[str, Any], *, resize_hw: tuple[int, int] | None, verbose: bool = True
+) -> ImageLoading:
     """How the data set's images are decoded and cached, at `resize_hw` (None: their own size)."""
-    return ImageLoading(resize_hw=resize_hw, cache_dir=options["cache_dir"], max_pixels=options["max_pixels"],
-                        verbose=verbose)
+    return ImageLoading(
+        resize_hw=resize_hw, cache_dir=options["cache_dir"], max_pixels=options["max_pixels"], verbose=verbose
+    )
 
 
 def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -81,12 +83,16 @@ def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:
     """The paper's rotation, flip and crop of training images with --augmentation, else None."""
     if not options["augmentation"]:
         return None
-    return TrainAugmentation(angle=options["angle"], hflip_p=options["hflip_p"], crop_h=options["crop_size_h"],
-                             crop_w=options["crop_size_w"])
+    return TrainAugmentation(
+        angle=options["angle"], hflip_p=options["hflip_p"], crop_h=options["crop_size_h"], crop_w=options["crop_size_w"]
+    )
 
 
 def batching(options: Mapping[str, Any], device: torch.device) -> Batching:
     """How the loaders batch: -bs for training, --eval_batch_size (or the device's default) elsewhere."""
-    return Batching(batch_size=options["batch_size"],
-                    eval_batch_size=evaluation_batch_size(options["eval_batch_size"], device),
-                    num_workers=options["num_workers"], debug=options["debug"])
+    return Batching(
+        batch_size=options["batch_size"],
+        eval_batch_size=evaluation_batch_size(options["eval_batch_size"], device),
+        num_workers=options["num_workers"],
+        debug=options["debug"],
+    )

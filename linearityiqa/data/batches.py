@@ -27,4 +27,6 @@ def batches_by_size(sizes: Sequence[Hashable | None], batch_size: int) -> list[l
     for index, size in enumerate(sizes):
         if size is not None:
             groups.setdefault(size, []).append(index)
-    return [group[start : start + batch_size] for group in groups.values() for start in range(0, len(group), batch_size)]
+    return [
+        group[start : start + batch_size] for group in groups.values() for start in range(0, len(group), batch_size)
+    ]

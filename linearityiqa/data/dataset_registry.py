@@ -121,9 +121,7 @@ class Split:
 
     def __post_init__(self) -> None:
         if (self.train_ratio is None) != (self.train_and_val_ratio is None):
-            raise ConfigError(
-                "pass both train_ratio and train_and_val_ratio, or neither for the data set's own split"
-            )
+            raise ConfigError("pass both train_ratio and train_and_val_ratio, or neither for the data set's own split")
 
 
 # Every image a test image: how a data set without a split of its own is tested across data sets.
@@ -174,8 +172,7 @@ class DataSource:
         if self.spec.official_split is not None:
             return split_sizes_from_ratios(len(self.info), *self.spec.official_split)
         raise ConfigError(
-            f"{self.name} ({self.spec.info_path}) has no split of its own: pass --train_ratio and "
-            f"--train_and_val_ratio"
+            f"{self.name} ({self.spec.info_path}) has no split of its own: pass --train_ratio and --train_and_val_ratio"
         )
 
     def positions(self, status: str, split: Split, *, max_items: int | None = None) -> np.ndarray:

@@ -132,8 +132,9 @@ class ImageStore:
         cache_path: the `.npy` file the buffer was mapped from, if any.
     """
 
-    def __init__(self, *, names: list[str], shapes: np.ndarray, pixels: np.ndarray | None,
-                 cache_path: Path | None = None):
+    def __init__(
+        self, *, names: list[str], shapes: np.ndarray, pixels: np.ndarray | None, cache_path: Path | None = None
+    ):
         self.names = list(names)
         self.shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 3)
         self.offsets = np.concatenate([[0], np.cumsum(self.shapes.prod(axis=1))])
@@ -174,9 +175,17 @@ def _map_buffer(cache_path: Path) -> np.ndarray:
     return np.load(cache_path, mmap_mode="r").view(np.ndarray)
 
 
-def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, label: str,
-                cache_dir: str | Path | None = None, workers: int | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, verbose: bool = True) -> ImageStore:
+def load_images(
+    im_dir: str | Path,
+    names: list[str],
+    *,
+    sizing: ImageSizing,
+    label: str,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    verbose: bool = True,
+) -> ImageStore:
     """Decode the images `im_dir/<name>` into an ImageStore, from the cache when it is current.
 
     Args:
@@ -196,13 +205,23 @@ def load_images(im_dir: str | Path, names: list[str], *, sizing: ImageSizing, la
     store = _open_cache(cache_path, names) if cache_path is not None else None
     how = "mapped from cache"
     if store is None:
-        store = _decode_all(paths, names, sizing=sizing, max_pixels=max_pixels, label=label,
-                            cache_path=cache_path, workers=workers or available_cores(), verbose=verbose)
+        store = _decode_all(
+            paths,
+            names,
+            sizing=sizing,
+            max_pixels=max_pixels,
+            label=label,
+            cache_path=cache_path,
+            workers=workers or available_cores(),
+            verbose=verbose,
+        )
         how = "decoded"
     if verbose:
         where = f", cached in {cache_path}" if cache_path is not None else ", in memory"
-        print(f"{label}: {len(store):,} images, {_format_bytes(store.nbytes)} as uint8"
-              f"{where} ({how} in {time.perf_counter() - started:.1f} s)")
+        print(
+            f"{label}: {len(store):,} images, {_format_bytes(store.nbytes)} as uint8"
+            f"{where} ({how} in {time.perf_counter() - started:.1f} s)"
+        )
     return store
 
 
@@ -227,8 +246,9 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
         except FileNotFoundError:
             missing.append(path)
         except OSError as error:  # a loop of symbolic links, a folder it may not enter
-            raise BadFileError(f"cannot read image {path}: {error.strerror}; point it at a readable image "
-                               f"file") from None
+            raise BadFileError(
+                f"cannot read image {path}: {error.strerror}; point it at a readable image file"
+            ) from None
     if missing:
         more = f" and {len(missing) - 1} more of the {len(paths)} images" if len(missing) > 1 else ""
         raise MissingFileError(
@@ -238,15 +258,18 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
     return stats
 
 
-def _cache_path(cache_dir: Path, label: str, names: list[str], file_stats: list[tuple[int, int]],
-                sizing: ImageSizing) -> Path:
+def _cache_path(
+    cache_dir: Path, label: str, names: list[str], file_stats: list[tuple[int, int]], sizing: ImageSizing
+) -> Path:
     """`<cache_dir>/<label>-<sizing>-<key>.npy`, the key a hash of everything the pixels depend on."""
-    description = json.dumps({
-        "version": CACHE_FORMAT_VERSION,
-        "square_size": sizing.square_size,
-        "resize_hw": sizing.resize_hw,
-        "files": [[name, size, mtime] for name, (size, mtime) in zip(names, file_stats)],
-    })
+    description = json.dumps(
+        {
+            "version": CACHE_FORMAT_VERSION,
+            "square_size": sizing.square_size,
+            "resize_hw": sizing.resize_hw,
+            "files": [[name, size, mtime] for name, (size, mtime) in zip(names, file_stats)],
+        }
+    )
     key = hashlib.sha256(description.encode()).hexdigest()[:16]
     return cache_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key}.npy"
 
@@ -266,20 +289,30 @@ def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
     return store if store.pixels.size == store.nbytes else None
 
 
-def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, max_pixels: int, label: str,
-                cache_path: Path | None, workers: int, verbose: bool) -> ImageStore:
+def _decode_all(
+    paths: list[Path],
+    names: list[str],
+    *,
+    sizing: ImageSizing,
+    max_pixels: int,
+    label: str,
+    cache_path: Path | None,
+    workers: int,
+    verbose: bool,
+) -> ImageStore:
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        shapes = np.array(list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)),
-                          dtype=np.int64)
+        shapes = np.array(
+            list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)), dtype=np.int64
+        )
         decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
         if cache_path is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
 
             def write(row: int, decoded: np.ndarray) -> None:
-                pixels[offsets[row]:offsets[row + 1]] = decoded.reshape(-1)
+                pixels[offsets[row] : offsets[row + 1]] = decoded.reshape(-1)
 
             _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
             return ImageStore(names=names, shapes=shapes, pixels=pixels)
@@ -300,8 +333,16 @@ def _decode_all(paths: list[Path], names: list[str], *, sizing: ImageSizing, max
     return _commit_cache(partial_path, cache_path, names, shapes)
 
 
-def _decode_to_npy(partial: Path, paths: list[Path], shapes: np.ndarray, offsets: np.ndarray,
-                   decode: Callable[[Path], np.ndarray], pool: ThreadPoolExecutor, label: str, verbose: bool) -> None:
+def _decode_to_npy(
+    partial: Path,
+    paths: list[Path],
+    shapes: np.ndarray,
+    offsets: np.ndarray,
+    decode: Callable[[Path], np.ndarray],
+    pool: ThreadPoolExecutor,
+    label: str,
+    verbose: bool,
+) -> None:
     """Write the images into a flat `.npy` file, each at its offset."""
     # Writing to the file measured twice as fast here as filling a memory map of it.
     header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
@@ -316,11 +357,20 @@ def _decode_to_npy(partial: Path, paths: list[Path], shapes: np.ndarray, offsets
     _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
 
 
-def _decode_each(paths: list[Path], shapes: np.ndarray, decode: Callable[[Path], np.ndarray], pool: ThreadPoolExecutor,
-                 label: str, verbose: bool, write: Callable[[int, np.ndarray], None]) -> None:
+def _decode_each(
+    paths: list[Path],
+    shapes: np.ndarray,
+    decode: Callable[[Path], np.ndarray],
+    pool: ThreadPoolExecutor,
+    label: str,
+    verbose: bool,
+    write: Callable[[int, np.ndarray], None],
+) -> None:
     """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
-    futures = [pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), decode, write)
-               for row, path in enumerate(paths)]
+    futures = [
+        pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), decode, write)
+        for row, path in enumerate(paths)
+    ]
     try:
         with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
             for future in as_completed(futures):
@@ -331,8 +381,13 @@ def _decode_each(paths: list[Path], shapes: np.ndarray, decode: Callable[[Path],
             future.cancel()
 
 
-def _decode_row(row: int, path: Path, shape: tuple[int, int, int], decode: Callable[[Path], np.ndarray],
-                write: Callable[[int, np.ndarray], None]) -> None:
+def _decode_row(
+    row: int,
+    path: Path,
+    shape: tuple[int, int, int],
+    decode: Callable[[Path], np.ndarray],
+    write: Callable[[int, np.ndarray], None],
+) -> None:
     decoded = decode(path)
     if decoded.shape != shape:
         raise BadFileError(
@@ -352,8 +407,9 @@ def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.
     return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
 
 
-def decoded_shape(path: str | Path, sizing: ImageSizing, *,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, int]:
+def decoded_shape(
+    path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int, int]:
     """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         width, height = displayed_size(image)

@@ -58,8 +58,9 @@ class TrainAugmentation:
         )
 
 
-def rotate_flip_crop(pixels: np.ndarray, *, angle: float, flip: bool, top: int, left: int,
-                     crop_h: int, crop_w: int) -> np.ndarray:
+def rotate_flip_crop(
+    pixels: np.ndarray, *, angle: float, flip: bool, top: int, left: int, crop_h: int, crop_w: int
+) -> np.ndarray:
     """The crop at (top, left) of the image rotated by `angle` degrees and then, if `flip`, flipped.
 
     Args:
@@ -79,8 +80,12 @@ def rotate_flip_crop(pixels: np.ndarray, *, angle: float, flip: bool, top: int, 
     x_offset = (width - left) if flip else left
     # Source x = cos * (x - cx) - sin * (y - cy) + cx, with x = x_offset + x_of_u * u, y = top + v.
     matrix = (
-        cos * x_of_u, -sin, cos * (x_offset - centre_x) - sin * (top - centre_y) + centre_x,
-        sin * x_of_u, cos, sin * (x_offset - centre_x) + cos * (top - centre_y) + centre_y,
+        cos * x_of_u,
+        -sin,
+        cos * (x_offset - centre_x) - sin * (top - centre_y) + centre_x,
+        sin * x_of_u,
+        cos,
+        sin * (x_offset - centre_x) + cos * (top - centre_y) + centre_y,
     )
     image = Image.fromarray(pixels)
     cropped = image.transform((crop_w, crop_h), Image.Transform.AFFINE, matrix, resample=Image.Resampling.NEAREST)

@@ -42,8 +42,7 @@ def koniq_info_from_csv(scores_csv: str | Path, *, sets_csv: str | Path | None =
     _require_columns(scores_csv, header, ["image_name", score_column, "sd"])
     names, scores, stds = _names_and_scores(scores_csv, rows, score_column, "sd")
     if sets_csv is None:
-        _require_columns(scores_csv, header, ["set"],
-                         hint="pass the sets file koniq10k_distributions_sets.csv as well")
+        _require_columns(scores_csv, header, ["set"], hint="pass the sets file koniq10k_distributions_sets.csv as well")
         sets = [_set_of(scores_csv, line, row) for line, row in rows]
     else:
         sets = _sets_by_name(Path(sets_csv), names, scores_csv)
@@ -116,13 +115,12 @@ def _require_columns(path: Path, header: list[str], columns: list[str], hint: st
     missing = [column for column in columns if column not in header]
     if missing:
         advice = hint or "add it, or check that this is the right file"
-        raise BadFileError(
-            f"{path} has no column {', '.join(missing)} (its columns: {', '.join(header)}); {advice}"
-        )
+        raise BadFileError(f"{path} has no column {', '.join(missing)} (its columns: {', '.join(header)}); {advice}")
 
 
-def _names_and_scores(path: Path, rows: list[tuple[int, dict[str, str]]], score_column: str,
-                      std_column: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _names_and_scores(
+    path: Path, rows: list[tuple[int, dict[str, str]]], score_column: str, std_column: str | None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Image names, scores and stds (0 without a std column), each row checked."""
     names, scores, stds = [], [], []
     first_line: dict[str, int] = {}
@@ -133,8 +131,10 @@ def _names_and_scores(path: Path, rows: list[tuple[int, dict[str, str]]], score_
         if name in first_line:
             raise BadFileError(f"{path} lines {first_line[name]} and {line} both list image {name}; keep one")
         if leaves_its_folder(name):
-            raise BadFileError(f"{path} line {line}: image_name {name!r} is not a path inside the image folder; "
-                               f"list names relative to it, without '..' or a leading /")
+            raise BadFileError(
+                f"{path} line {line}: image_name {name!r} is not a path inside the image folder; "
+                f"list names relative to it, without '..' or a leading /"
+            )
         first_line[name] = line
         names.append(name)
         scores.append(_finite(path, line, row, score_column))
@@ -156,9 +156,7 @@ def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
 def _set_of(path: Path, line: int, row: dict[str, str]) -> str:
     text = row.get("set", "")
     if text.lower() not in SET_NAMES:
-        raise BadFileError(
-            f"{path} line {line}: set {text!r} is not one of training, validation, test"
-        )
+        raise BadFileError(f"{path} line {line}: set {text!r} is not one of training, validation, test")
     return SET_NAMES[text.lower()]
 
 
@@ -189,19 +187,23 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
     return [set_of_name[name] for name in names]
 
 
-def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray,
-                           sets: list[str]) -> IQAInfo:
+def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray, sets: list[str]) -> IQAInfo:
     ref_ids = np.arange(1, len(names) + 1)
     members = [ref_ids[[s == split for s in sets]] for split in SPLITS]
     ordering = np.concatenate(members)
     return IQAInfo(
-        im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=ordering.reshape(-1, 1),
+        im_names=names,
+        scores=scores,
+        stds=stds,
+        ref_ids=ref_ids,
+        index=ordering.reshape(-1, 1),
         split_sizes=tuple(len(ids) for ids in members),
     )
 
 
-def _info_with_random_orderings(names: list[str], scores: np.ndarray, stds: np.ndarray,
-                                num_orderings: int, seed: int) -> IQAInfo:
+def _info_with_random_orderings(
+    names: list[str], scores: np.ndarray, stds: np.ndarray, num_orderings: int, seed: int
+) -> IQAInfo:
     if num_orderings < 1:
         raise ConfigError(f"num_orderings is {num_orderings}; it needs to be at least 1")
     ref_ids = np.arange(1, len(names) + 1)
@@ -213,9 +215,7 @@ def _info_with_random_orderings(names: list[str], scores: np.ndarray, stds: np.n
 def _mat_variable(path: Path) -> np.ndarray:
     """The variable named after the file (e.g. AllMOS_release in AllMOS_release.mat)."""
     if not path.is_file():
-        raise MissingFileError(
-            f"{path} not found: pass the CLIVE release folder, the one that holds Data/ and Images/"
-        )
+        raise MissingFileError(f"{path} not found: pass the CLIVE release folder, the one that holds Data/ and Images/")
     try:
         content = scipy.io.loadmat(path)
     except (ValueError, NotImplementedError, OSError) as error:

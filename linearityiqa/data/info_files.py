@@ -88,8 +88,7 @@ def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
     missing = [key for key in REQUIRED_KEYS if key not in file]
     if missing:
         raise BadFileError(
-            f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: "
-            f"rebuild it with make_info.py"
+            f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: rebuild it with make_info.py"
         )
     refs = np.asarray(file["im_names"]).ravel()
     index = np.asarray(file["index"])
@@ -126,8 +125,11 @@ def _as_ids(values: np.ndarray, path: Path, key: str) -> np.ndarray:
 
 def _check_info(info: IQAInfo, path: Path) -> None:
     count = len(info.im_names)
-    for key, values in (("subjective_scores", info.scores), ("subjective_scoresSTD", info.stds),
-                        ("ref_ids", info.ref_ids)):
+    for key, values in (
+        ("subjective_scores", info.scores),
+        ("subjective_scoresSTD", info.stds),
+        ("ref_ids", info.ref_ids),
+    ):
         if len(values) != count:
             raise BadFileError(f"{path}: {key} has {len(values)} entries but im_names has {count}")
     for key, values in (("subjective_scores", info.scores), ("subjective_scoresSTD", info.stds)):
@@ -153,8 +155,10 @@ def _check_names(names: list[str], path: Path) -> None:
         if name in first_entry:
             raise BadFileError(f"{path}: entries {first_entry[name]} and {entry} both name image {name}")
         if leaves_its_folder(name):
-            raise BadFileError(f"{path}: entry {entry} names image {name!r}, which is not a path inside the image "
-                               f"folder; names must be relative to it, without '..'; rebuild the file")
+            raise BadFileError(
+                f"{path}: entry {entry} names image {name!r}, which is not a path inside the image "
+                f"folder; names must be relative to it, without '..'; rebuild the file"
+            )
         first_entry[name] = entry
 
 
@@ -187,8 +191,11 @@ def write_info(path: str | Path, info: IQAInfo) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with h5py.File(partial, "w", userblock_size=MATLAB_USERBLOCK_SIZE) as file:
         _write_names(file, info.im_names)
-        for key, values in (("subjective_scores", info.scores), ("subjective_scoresSTD", info.stds),
-                            ("ref_ids", info.ref_ids)):
+        for key, values in (
+            ("subjective_scores", info.scores),
+            ("subjective_scoresSTD", info.stds),
+            ("ref_ids", info.ref_ids),
+        ):
             _write_double(file, key, np.asarray(values, dtype=np.float64).reshape(1, -1))
         _write_double(file, "index", np.asarray(info.index, dtype=np.float64))
         if info.split_sizes is not None:
@@ -244,8 +251,7 @@ def split_sizes_from_ratios(count: int, train_ratio: float, train_and_val_ratio:
     return int(train_ratio * count), int(train_and_val_ratio * count)
 
 
-def split_positions(info: IQAInfo, *, status: str, exp_id: int, train_size: int,
-                    train_and_val_size: int) -> np.ndarray:
+def split_positions(info: IQAInfo, *, status: str, exp_id: int, train_size: int, train_and_val_size: int) -> np.ndarray:
     """Positions (0-based, in file order) of the images of one split.
 
     Args:
@@ -258,7 +264,10 @@ def split_positions(info: IQAInfo, *, status: str, exp_id: int, train_size: int,
     if status not in SPLITS:
         raise ConfigError(f"status {status!r} is not one of {', '.join(SPLITS)}")
     column = info.index[:, exp_id % info.index.shape[1]]
-    bounds = {"train": (0, train_size), "val": (train_size, train_and_val_size),
-              "test": (train_and_val_size, len(column))}
+    bounds = {
+        "train": (0, train_size),
+        "val": (train_size, train_and_val_size),
+        "test": (train_and_val_size, len(column)),
+    }
     start, stop = bounds[status]
     return np.flatnonzero(np.isin(info.ref_ids, column[start:stop]))

@@ -86,8 +86,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> Image.Ima
     return Image.fromarray(np.rint(pixels).astype(np.uint8))
 
 
-def _random_box(rng: np.random.Generator, width: int, height: int,
-                smallest: int = 10) -> tuple[int, int, int, int]:
+def _random_box(rng: np.random.Generator, width: int, height: int, smallest: int = 10) -> tuple[int, int, int, int]:
     """A box at a random place, from 1/smallest to 1/2 of the image's width and height."""
     box_w = int(rng.integers(max(2, width // smallest), max(3, width // 2)))
     box_h = int(rng.integers(max(2, height // smallest), max(3, height // 2)))
@@ -148,8 +147,7 @@ def rate_on_five_point_scale(quality: float, rng: np.random.Generator) -> np.nda
     return np.bincount(opinions.astype(int), minlength=6)[1:]
 
 
-def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768,
-                       seed: int = 0) -> Path:
+def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768, seed: int = 0) -> Path:
     """Write `count` rated JPEG images and the two KonIQ-10k score files.
 
     The split follows KonIQ-10k's shares (7,058 : 1,000 : 2,015), each set drawn at random.
@@ -208,8 +206,7 @@ def _mean_and_sd(counts: np.ndarray) -> tuple[float, float]:
     return float(ratings.mean()), float(ratings.std(ddof=1))
 
 
-def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500,
-                       seed: int = 0) -> Path:
+def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
     """Write `count` rated images plus CLIVE's 7 rater training examples, and the three Data/ files.
 
     Names are as in the release: the 7 examples t1.bmp..t7.bmp (in Images/trainingImages/)

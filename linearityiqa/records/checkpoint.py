@@ -7,6 +7,7 @@ flags. Everything in it loads with `torch.load(weights_only=True)`: opening a ch
 cannot run code. Files are written to a temporary name and renamed, so a crash during a
 save never leaves a broken checkpoint behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,22 +21,32 @@ import torch
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
-RELEASED_CHECKPOINT = 'checkpoints/p1q2.pth'
+RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
 # Settings that determine the model's architecture; a checkpoint's own win over defaults.
-MODEL_SETTINGS = ('arch', 'pool', 'use_bn_end', 'P6', 'P7')
+MODEL_SETTINGS = ("arch", "pool", "use_bn_end", "P6", "P7")
 # Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
-_WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def training_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler | None, k: Sequence[float], b: Sequence[float],
-                        settings: Mapping[str, Any]) -> dict[str, Any]:
+def training_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    k: Sequence[float],
+    b: Sequence[float],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
     """What main.py saves of its best model: the authors' keys, the loss scaler's state (if it
     scales the loss) and the run's settings."""
-    checkpoint = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'k': list(k), 'b': list(b),
-                  'settings': dict(settings)}
+    checkpoint = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "k": list(k),
+        "b": list(b),
+        "settings": dict(settings),
+    }
     if scaler is not None:
-        checkpoint['scaler'] = scaler.state_dict()
+        checkpoint["scaler"] = scaler.state_dict()
     return checkpoint
 
 
@@ -45,8 +56,8 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
     partial = None
     try:
         os.makedirs(folder, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.partial')
-        with os.fdopen(handle, 'wb') as file:
+        handle, partial = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".partial")
+        with os.fdopen(handle, "wb") as file:
             torch.save(dict(checkpoint), file)
             file.flush()
             os.fsync(file.fileno())
@@ -55,12 +66,14 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
         if partial is not None and os.path.exists(partial):
             os.remove(partial)
         if isinstance(error, OSError):
-            raise OutputError(f"cannot write checkpoint {path}: {error.strerror or error}; free space, or write "
-                              f"it elsewhere (--trained_model_file); a checkpoint already there is kept") from None
+            raise OutputError(
+                f"cannot write checkpoint {path}: {error.strerror or error}; free space, or write "
+                f"it elsewhere (--trained_model_file); a checkpoint already there is kept"
+            ) from None
         raise
 
 
-def load_checkpoint(path: str, map_location: Any = 'cpu', *, mmap: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint of this project or of the authors' code.
 
     Args:
@@ -71,18 +84,21 @@ def load_checkpoint(path: str, map_location: Any = 'cpu', *, mmap: bool = False)
             never rewrites one). A file in the legacy format, which cannot be mapped, is read.
     """
     if not os.path.isfile(path):
-        raise MissingFileError(f"checkpoint {path} does not exist: check --trained_model_file, or train "
-                               f"a model with main.py first")
+        raise MissingFileError(
+            f"checkpoint {path} does not exist: check --trained_model_file, or train a model with main.py first"
+        )
     try:
         # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True,
-                                mmap=mmap and zipfile.is_zipfile(path))
+        checkpoint = torch.load(
+            path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
+        )
     except Exception as error:
-        raise BadFileError(f"cannot read checkpoint {path} ({_first_line(error)}): the file is damaged or "
-                           f"not a PyTorch checkpoint") from None
-    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
+        raise BadFileError(
+            f"cannot read checkpoint {path} ({_first_line(error)}): the file is damaged or not a PyTorch checkpoint"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise BadFileError(f"checkpoint {path} holds no 'model' state: it is not a checkpoint of this model")
-    checkpoint['model'] = _without_wrapper_prefixes(checkpoint['model'])
+    checkpoint["model"] = _without_wrapper_prefixes(checkpoint["model"])
     return checkpoint
 
 
@@ -96,40 +112,46 @@ def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, to
     for name, tensor in state.items():
         for prefix in _WRAPPER_PREFIXES:
             while name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         cleaned[name] = tensor
     return cleaned
 
 
-def model_settings(checkpoint: Mapping[str, Any], requested: Mapping[str, Any],
-                   defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
+def model_settings(
+    checkpoint: Mapping[str, Any], requested: Mapping[str, Any], defaults: Mapping[str, Any], path: str
+) -> dict[str, Any]:
     """The model settings to build for a checkpoint.
 
     A checkpoint that records its settings supplies them; a setting the user asked for
     explicitly (a value other than the default) must then agree. The authors' files
     record none, so the requested settings are used as they are.
     """
-    recorded = checkpoint.get('settings') or {}
+    recorded = checkpoint.get("settings") or {}
     settings = {}
     for name in MODEL_SETTINGS:
         asked = requested[name]
         if name not in recorded:
             settings[name] = asked
         elif asked != defaults[name] and asked != recorded[name]:
-            raise ConfigError(f"checkpoint {path} was trained with {name}={recorded[name]!r}, but "
-                              f"{name}={asked!r} was asked for: drop the option or use another checkpoint")
+            raise ConfigError(
+                f"checkpoint {path} was trained with {name}={recorded[name]!r}, but "
+                f"{name}={asked!r} was asked for: drop the option or use another checkpoint"
+            )
         else:
             settings[name] = recorded[name]
     return settings
 
 
-def load_model_state(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: str,
-                     settings: Mapping[str, Any] | None = None) -> None:
+def load_model_state(
+    model: torch.nn.Module, checkpoint: Mapping[str, Any], path: str, settings: Mapping[str, Any] | None = None
+) -> None:
     """Load the checkpoint's weights into `model`, strictly; a mismatch names the settings to check."""
     try:
-        model.load_state_dict(checkpoint['model'])
+        model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
-        described = ', '.join(f'{k}={v}' for k, v in (settings or {}).items())
-        raise BadFileError(f"checkpoint {path} does not fit the model built with {described} "
-                           f"({_first_line(error)}): pass the --arch, --pool, --P6, --P7 and "
-                           f"--use_bn_end it was trained with") from None
+        described = ", ".join(f"{k}={v}" for k, v in (settings or {}).items())
+        raise BadFileError(
+            f"checkpoint {path} does not fit the model built with {described} "
+            f"({_first_line(error)}): pass the --arch, --pool, --P6, --P7 and "
+            f"--use_bn_end it was trained with"
+        ) from None

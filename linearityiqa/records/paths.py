@@ -27,6 +27,7 @@ RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
 def run_name(settings: Mapping[str, Any]) -> str:
     """The name of a run's checkpoint, results and logs: its settings, in the paper's order."""
     s = settings
+    # a table of (label, value), kept a few fields to a line by `fmt: skip`
     fields: list[tuple[str, Any]] = [
         ("", s["arch"]), ("", s["pool"]), ("bn_end=", s["use_bn_end"]), ("loss=", s["loss_type"]),
         ("p=", s["p"]), ("q=", s["q"]), ("detach-", s["detach"]), ("ft_lr_ratio=", s["ft_lr_ratio"]),

@@ -7,6 +7,7 @@ killed without removing it (SIGKILL, a lost machine) leaves it behind; the next 
 takes it over when the process is gone, or when its id now belongs to a younger process (ids are
 reused). A lock of another host cannot be checked from here and holds until it is deleted.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,28 +18,28 @@ from typing import NamedTuple
 
 from linearityiqa.errors import ConfigError, OutputError
 
-UNKNOWN_START = '-'  # written where the system gives no start time
+UNKNOWN_START = "-"  # written where the system gives no start time
 
 
 class Owner(NamedTuple):
     """Who holds a lock: a process id, its start time (empty where /proc has none) and its host."""
 
     pid: int
-    start: str = ''
-    host: str = ''
+    start: str = ""
+    host: str = ""
 
     def __str__(self) -> str:
-        return f"process {self.pid}" + (f" on {self.host}" if self.host != socket.gethostname() else '')
+        return f"process {self.pid}" + (f" on {self.host}" if self.host != socket.gethostname() else "")
 
 
 def _start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot (Linux's /proc), or '' where unknown."""
     try:
-        with open(f'/proc/{pid}/stat') as file:
+        with open(f"/proc/{pid}/stat") as file:
             # the command name, field 2, is in parentheses and may hold spaces; start time is field 22
-            return file.read().rpartition(')')[2].split()[19]
+            return file.read().rpartition(")")[2].split()[19]
     except (OSError, IndexError):
-        return ''
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -74,8 +75,8 @@ def _owner(lock: str) -> Owner:
         return Owner(0)
     if not fields or not fields[0].isdigit():
         return Owner(0)
-    start = fields[1] if len(fields) > 1 and fields[1] != UNKNOWN_START else ''
-    return Owner(int(fields[0]), start, ' '.join(fields[2:]))
+    start = fields[1] if len(fields) > 1 and fields[1] != UNKNOWN_START else ""
+    return Owner(int(fields[0]), start, " ".join(fields[2:]))
 
 
 def _acquire(lock: str) -> None:
@@ -83,27 +84,31 @@ def _acquire(lock: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:  # a file where the folder should be, a read-only disk
-        reason = 'a file is in the way' if isinstance(error, FileExistsError) else error.strerror
-        raise OutputError(f"cannot make the folder {folder} for {lock[:-len('.lock')]}: {reason}; "
-                          f"choose an output that can be written") from None
+        reason = "a file is in the way" if isinstance(error, FileExistsError) else error.strerror
+        raise OutputError(
+            f"cannot make the folder {folder} for {lock[: -len('.lock')]}: {reason}; "
+            f"choose an output that can be written"
+        ) from None
     for _ in range(2):  # a second try after clearing a lock its owner left behind
         try:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _owner(lock)
             if owner.pid and owner != this_process() and _alive(owner):
-                output = lock[:-len('.lock')]
-                raise ConfigError(f"another run ({owner}) is writing {output}: wait for it to end, or give this "
-                                  f"run outputs of its own (--trained_model_file, --results_dir); if no run is "
-                                  f"writing it, delete {lock}") from None
+                output = lock[: -len(".lock")]
+                raise ConfigError(
+                    f"another run ({owner}) is writing {output}: wait for it to end, or give this "
+                    f"run outputs of its own (--trained_model_file, --results_dir); if no run is "
+                    f"writing it, delete {lock}"
+                ) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(lock)
             continue
-        with os.fdopen(handle, 'w') as file:
+        with os.fdopen(handle, "w") as file:
             owner = this_process()
             file.write(f"{owner.pid} {owner.start or UNKNOWN_START} {owner.host}")
         return
-    raise ConfigError(f"cannot take the lock {lock}: if no run is writing {lock[:-len('.lock')]}, delete the lock")
+    raise ConfigError(f"cannot take the lock {lock}: if no run is writing {lock[: -len('.lock')]}, delete the lock")
 
 
 @contextlib.contextmanager
@@ -112,7 +117,7 @@ def run_lock(outputs: Sequence[str]) -> Iterator[None]:
     held = []
     try:
         for output in outputs:
-            lock = output + '.lock'
+            lock = output + ".lock"
             _acquire(lock)
             held.append(lock)
         yield

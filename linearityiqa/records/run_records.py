@@ -12,6 +12,7 @@ trains (one row per value, so a split or metric added later needs no new format)
 The scores of one test, `<results file>-scores.csv`: per image, its subjective score, the
 fused head's prediction and that prediction mapped by the checkpoint's k, b.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,9 +26,9 @@ import numpy as np
 
 from linearityiqa.errors import BadFileError, MissingFileError
 
-EPOCH_COLUMNS = ('epoch', 'split', 'metric', 'value')
-SCORE_COLUMNS = ('score', 'prediction', 'mapped')
-FINAL_TEST = 'final_test'
+EPOCH_COLUMNS = ("epoch", "split", "metric", "value")
+SCORE_COLUMNS = ("score", "prediction", "mapped")
+FINAL_TEST = "final_test"
 
 
 class Series(NamedTuple):
@@ -48,18 +49,18 @@ class EpochLog:
 
     def __init__(self, path: str, *, resume_after: int = 0):
         self.path = path
-        kept = [row for row in _read_rows(path) if int(row['epoch']) <= resume_after] if resume_after else []
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        with open(path, 'w', newline='') as file:
+        kept = [row for row in _read_rows(path) if int(row["epoch"]) <= resume_after] if resume_after else []
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=EPOCH_COLUMNS)
             writer.writeheader()
             writer.writerows(kept)
 
     def add(self, epoch: int, split: str, metrics: Mapping[str, float]) -> None:
-        with open(self.path, 'a', newline='') as file:
+        with open(self.path, "a", newline="") as file:
             writer = csv.writer(file)
             for name, value in metrics.items():
-                writer.writerow((epoch, split, name, f'{float(value):.6g}'))
+                writer.writerow((epoch, split, name, f"{float(value):.6g}"))
 
 
 class EpochMetrics:
@@ -69,7 +70,7 @@ class EpochMetrics:
         self.path = path
         self._values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for row in _read_rows(path):
-            self._values[row['split'], row['metric']][int(row['epoch'])] = float(row['value'])
+            self._values[row["split"], row["metric"]][int(row["epoch"])] = float(row["value"])
 
     def series(self, split: str, metric: str) -> Series:
         values = self._values.get((split, metric), {})
@@ -93,16 +94,19 @@ def first_epoch_reaching(series: Series, threshold: float) -> int:
 def _read_rows(path: str) -> Iterable[dict[str, str]]:
     if not os.path.isfile(path):
         raise MissingFileError(f"no metrics file {path}: the run has not written it (train it first)")
-    with open(path, newline='') as file:
+    with open(path, newline="") as file:
         reader = csv.DictReader(file)
         if tuple(reader.fieldnames or ()) != EPOCH_COLUMNS:
-            raise BadFileError(f"{path} is not a metrics file of main.py: its header should be "
-                               f"{','.join(EPOCH_COLUMNS)}")
+            raise BadFileError(
+                f"{path} is not a metrics file of main.py: its header should be {','.join(EPOCH_COLUMNS)}"
+            )
         rows = list(reader)
     for number, row in enumerate(rows, start=2):
-        if not (row['epoch'] or '').isdigit() or not _is_number(row['value']):
-            raise BadFileError(f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
-                               f"should be numbers; delete the file and train again to rewrite it")
+        if not (row["epoch"] or "").isdigit() or not _is_number(row["value"]):
+            raise BadFileError(
+                f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
+                f"should be numbers; delete the file and train again to rewrite it"
+            )
     return rows
 
 
@@ -116,9 +120,9 @@ def _is_number(text: str) -> bool:
 
 def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
     """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
-    columns = [np.asarray(performance[name]).reshape(-1) for name in ('sq', 'pq_before', 'pq')]
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with open(path, 'w', newline='') as file:
+    columns = [np.asarray(performance[name]).reshape(-1) for name in ("sq", "pq_before", "pq")]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SCORE_COLUMNS)
         writer.writerows(zip(*(column.tolist() for column in columns)))
@@ -128,14 +132,17 @@ def read_scores(path: str) -> dict[str, np.ndarray]:
     """A `-scores.csv` file as columns: score, prediction, mapped."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no scores file {path}: test the checkpoint first")
-    with open(path, newline='') as file:
+    with open(path, newline="") as file:
         header = next(csv.reader(file), [])
     if tuple(header) != SCORE_COLUMNS:
-        raise BadFileError(f"{path} is not a scores file of this project: its header should be "
-                           f"{','.join(SCORE_COLUMNS)}; test the checkpoint again to rewrite it")
+        raise BadFileError(
+            f"{path} is not a scores file of this project: its header should be "
+            f"{','.join(SCORE_COLUMNS)}; test the checkpoint again to rewrite it"
+        )
     try:
-        table = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2)
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as error:
-        raise BadFileError(f"{path} is not a scores file of this project ({error}); test the checkpoint "
-                           f"again to rewrite it") from None
+        raise BadFileError(
+            f"{path} is not a scores file of this project ({error}); test the checkpoint again to rewrite it"
+        ) from None
     return {name: table[:, column] for column, name in enumerate(SCORE_COLUMNS)}

@@ -10,6 +10,7 @@ together give exactly the gradient of the loss of the whole batch.
 On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -51,14 +52,14 @@ class _AllGather(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         total = grad.contiguous().clone()
         dist.all_reduce(total)
-        start = sum(ctx.counts[:ctx.rank])
-        return total[start:start + ctx.counts[ctx.rank]], None, None
+        start = sum(ctx.counts[: ctx.rank])
+        return total[start : start + ctx.counts[ctx.rank]], None, None
 
 
 def _padded_all_gather(rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
     # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back.
     padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-    padded[:rows.size(0)] = rows
+    padded[: rows.size(0)] = rows
     pieces = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(pieces, padded.contiguous())
     return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
@@ -106,7 +107,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         channels = input.size(1)
         total = stats[-1]
         mean = stats[:channels] / total
-        var = stats[channels:2 * channels] / total - mean * mean
+        var = stats[channels : 2 * channels] / total - mean * mean
         self._update_running_stats(mean.detach(), var.detach(), total.item())
         shape = [1, channels] + [1] * (input.dim() - 2)
         normalized = (input - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
@@ -124,7 +125,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm of `model` made global over the processes (the model is changed in place)."""
-    if device.type == 'cuda':
+    if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
@@ -136,8 +137,15 @@ def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 def _as_global(batchnorm: nn.modules.batchnorm._BatchNorm) -> GlobalBatchNorm:
     like = next(iter(batchnorm.state_dict().values()))  # created with its dtype, so nothing is rounded
-    converted = GlobalBatchNorm(batchnorm.num_features, batchnorm.eps, batchnorm.momentum, batchnorm.affine,
-                                batchnorm.track_running_stats, device=like.device, dtype=like.dtype)
+    converted = GlobalBatchNorm(
+        batchnorm.num_features,
+        batchnorm.eps,
+        batchnorm.momentum,
+        batchnorm.affine,
+        batchnorm.track_running_stats,
+        device=like.device,
+        dtype=like.dtype,
+    )
     converted.load_state_dict(batchnorm.state_dict())
     return converted
 
@@ -153,7 +161,7 @@ class ShardedBatches(Sampler[list[int]]):
         self.batches, self.rank, self.world_size = batches, rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (batch[self.rank::self.world_size] for batch in self.batches)
+        return (batch[self.rank :: self.world_size] for batch in self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -165,18 +173,24 @@ def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_si
     if world_size == 1:
         return train, val, test
     if batch_size < world_size:
-        raise ConfigError(f"batch size {batch_size} is smaller than the {world_size} processes: use at least "
-                          f"{world_size}, so that every process has images to train on")
-    common = dict(num_workers=train.num_workers, pin_memory=train.pin_memory,
-                  persistent_workers=train.persistent_workers)
-    sharded_train = DataLoader(train.dataset, batch_sampler=ShardedBatches(train.batch_sampler, rank, world_size),
-                               **common)
+        raise ConfigError(
+            f"batch size {batch_size} is smaller than the {world_size} processes: use at least "
+            f"{world_size}, so that every process has images to train on"
+        )
+    common = dict(
+        num_workers=train.num_workers, pin_memory=train.pin_memory, persistent_workers=train.persistent_workers
+    )
+    sharded_train = DataLoader(
+        train.dataset, batch_sampler=ShardedBatches(train.batch_sampler, rank, world_size), **common
+    )
     evaluation = []
-    for name, loader in (('validation', val), ('test', test)):
+    for name, loader in (("validation", val), ("test", test)):
         shard = _evaluation_shard(loader.batch_sampler, rank, world_size)
         if not shard:
-            raise ConfigError(f"the {name} split has {len(loader.dataset)} image(s), fewer than the {world_size} "
-                              f"processes: start fewer processes or give the split more images")
+            raise ConfigError(
+                f"the {name} split has {len(loader.dataset)} image(s), fewer than the {world_size} "
+                f"processes: start fewer processes or give the split more images"
+            )
         evaluation.append(DataLoader(loader.dataset, batch_sampler=shard, **common))
     return (sharded_train, *evaluation)
 

@@ -18,16 +18,16 @@ from IQAperformance import IQAPerformance
 from linearityiqa.acceleration import Precision, batch_preparation, forward_fn
 
 # What the paper's code printed and logged of each evaluation.
-METRICS_PRINTED = ('SROCC', 'PLCC', 'RMSE', 'SROCC1', 'PLCC1', 'RMSE1', 'SROCC2', 'PLCC2', 'RMSE2')
+METRICS_PRINTED = ("SROCC", "PLCC", "RMSE", "SROCC1", "PLCC1", "RMSE1", "SROCC2", "PLCC2", "RMSE2")
 IDENTITY_MAPPING = ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
 
 
 def val_criterion_for(val_criterion: str, beta: Sequence[float]) -> str:
     """The metric that selects the best model: that of the only head trained, if one is alone."""
     if beta[1] + beta[2] == 0:
-        return 'SROCC1'
+        return "SROCC1"
     if beta[0] + beta[2] == 0:
-        return 'SROCC2'
+        return "SROCC2"
     return val_criterion
 
 
@@ -43,26 +43,37 @@ class Evaluation:
         logistic: add the metrics after the 4-parameter logistic fit.
     """
 
-    def __init__(self, model: torch.nn.Module, *, status: str, device: torch.device,
-                 precision: Precision | None = None, channels_last: bool = False, logistic: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        status: str,
+        device: torch.device,
+        precision: Precision | None = None,
+        channels_last: bool = False,
+        logistic: bool = False,
+    ):
         self.metric = IQAPerformance(status=status, logistic=logistic)
         self.engine = create_supervised_evaluator(
-            model, metrics={'IQA_performance': self.metric}, device=device, non_blocking=True,
+            model,
+            metrics={"IQA_performance": self.metric},
+            device=device,
+            non_blocking=True,
             prepare_batch=batch_preparation(channels_last),
-            model_fn=forward_fn(precision or Precision('float32'), device))
+            model_fn=forward_fn(precision or Precision("float32"), device),
+        )
 
-    def run(self, loader: Any, k: Sequence[float] | None = None,
-            b: Sequence[float] | None = None) -> dict[str, Any]:
+    def run(self, loader: Any, k: Sequence[float] | None = None, b: Sequence[float] | None = None) -> dict[str, Any]:
         """Metrics over `loader`; `k`, `b` are applied unless the status is train, which fits them."""
         default_k, default_b = IDENTITY_MAPPING
         self.metric.k = list(k if k is not None else default_k)
         self.metric.b = list(b if b is not None else default_b)
-        return self.engine.run(loader).metrics['IQA_performance']
+        return self.engine.run(loader).metrics["IQA_performance"]
 
 
 def metric_lines(dataset: str, performance: Mapping[str, Any], names: Sequence[str] = METRICS_PRINTED) -> list[str]:
     """`<dataset>, SROCC: 0.937` lines, as the paper's code printed them."""
-    return [f'{dataset}, {name}: {performance[name]:.3f}' for name in names]
+    return [f"{dataset}, {name}: {performance[name]:.3f}" for name in names]
 
 
 def criterion_score(performance: Mapping[str, Any], criterion: str) -> float:
@@ -73,20 +84,20 @@ def criterion_score(performance: Mapping[str, Any], criterion: str) -> float:
     value = float(performance[criterion])
     if math.isnan(value):
         return -math.inf
-    return -value if criterion.startswith('RMSE') else abs(value)
+    return -value if criterion.startswith("RMSE") else abs(value)
 
 
 class Progress:
     """The best validation score so far and its epoch, kept in the resume state."""
 
     def __init__(self):
-        self.best_score, self.best_epoch = -float('inf'), 0
+        self.best_score, self.best_epoch = -float("inf"), 0
 
     def state_dict(self) -> dict[str, float]:
-        return {'best_score': self.best_score, 'best_epoch': self.best_epoch}
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: Mapping[str, float]) -> None:
-        self.best_score, self.best_epoch = state['best_score'], state['best_epoch']
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
 
     def improved_by(self, score: float) -> bool:
         """Whether `score` beats the best so far; the first epoch always does, so that a run whose

@@ -107,7 +107,8 @@ def attach_validation(
             progress.best_score, progress.best_epoch = score, epoch
             say(f"epoch {epoch}: best model saved, val {criterion} {score:.3f}")
         else:
-            say(f"epoch {epoch}: val {criterion} {score:.3f}, best {progress.best_score:.3f} at epoch {progress.best_epoch}")
+            best = f"best {progress.best_score:.3f} at epoch {progress.best_epoch}"
+            say(f"epoch {epoch}: val {criterion} {score:.3f}, {best}")
         parts.scheduler.step()
 
 

@@ -23,7 +23,7 @@ from linearityiqa.errors import TrainingDiverged
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -46,8 +46,8 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
     if ft_lr_ratio == 0:
         model.features.requires_grad_(False)
     heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
-    groups = [{'params': list(head.parameters())} for head in heads]
-    groups.append({'params': list(model.features.parameters()), 'lr': lr * ft_lr_ratio})
+    groups = [{"params": list(head.parameters())} for head in heads]
+    groups.append({"params": list(model.features.parameters()), "lr": lr * ft_lr_ratio})
     # On CUDA one fused kernel updates all parameters: the same Adam, without a launch per tensor.
     fused = next(model.parameters()).is_cuda
     return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
@@ -71,9 +71,18 @@ class TrainingStep:
         skip_nonfinite: skip a step of a non-finite loss instead of stopping.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
-                 device: torch.device, precision: Precision, accumulation_steps: int,
-                 channels_last: bool = False, skip_nonfinite: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable,
+        *,
+        device: torch.device,
+        precision: Precision,
+        accumulation_steps: int,
+        channels_last: bool = False,
+        skip_nonfinite: bool = False,
+    ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.device, self.scaler, self.accumulation_steps = device, precision.scaler, accumulation_steps
         self.forward = forward_fn(precision, device)
@@ -124,24 +133,43 @@ def _finite_buffers(model: torch.nn.Module) -> bool:
 def _diverged(loss: float, iteration: int, epoch: int, skipping: bool) -> str:
     where = f"the loss is {loss} at iteration {iteration} (epoch {epoch})"
     if skipping:
-        return (f"{where} and it made the BatchNorm statistics NaN, so the step cannot be skipped: lower the "
-                f"learning rate or use --opt_level O0; the best checkpoint so far is kept")
-    return (f"{where}: lower the learning rate, use --opt_level O0, or skip such steps with --skip_nonfinite; "
-            f"the best checkpoint so far is kept")
+        return (
+            f"{where} and it made the BatchNorm statistics NaN, so the step cannot be skipped: lower the "
+            f"learning rate or use --opt_level O0; the best checkpoint so far is kept"
+        )
+    return (
+        f"{where}: lower the learning rate, use --opt_level O0, or skip such steps with --skip_nonfinite; "
+        f"the best checkpoint so far is kept"
+    )
 
 
-def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
-                   device: torch.device, precision: Precision, accumulation_steps: int,
-                   channels_last: bool = False, skip_nonfinite: bool = False,
-                   report: Callable[[str], None] = print) -> Engine:
+def create_trainer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable,
+    *,
+    device: torch.device,
+    precision: Precision,
+    accumulation_steps: int,
+    channels_last: bool = False,
+    skip_nonfinite: bool = False,
+    report: Callable[[str], None] = print,
+) -> Engine:
     """A trainer of TrainingStep (see there). With `skip_nonfinite`, each epoch's skipped steps are
     reported, and an epoch whose every step was skipped stops the run, which learns nothing more.
 
     Batches arrive as uint8 and are normalized on `device` (acceleration.batch_preparation).
     """
-    step = TrainingStep(model, optimizer, loss_fn, device=device, precision=precision,
-                        accumulation_steps=accumulation_steps, channels_last=channels_last,
-                        skip_nonfinite=skip_nonfinite)
+    step = TrainingStep(
+        model,
+        optimizer,
+        loss_fn,
+        device=device,
+        precision=precision,
+        accumulation_steps=accumulation_steps,
+        channels_last=channels_last,
+        skip_nonfinite=skip_nonfinite,
+    )
     trainer = Engine(step)
 
     @trainer.on(Events.EPOCH_COMPLETED)
@@ -151,10 +179,13 @@ def create_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
         if not skipped:
             return
         if len(skipped) == engine.state.epoch_length:
-            raise TrainingDiverged(f"the loss was not finite at any step of epoch {epoch}: lower the learning "
-                                   f"rate or use --opt_level O0; the best checkpoint so far is kept")
-        report(f"epoch {epoch}: skipped {len(skipped)} step(s) of a non-finite loss, at iteration(s) "
-               f"{', '.join(map(str, skipped))}")
+            raise TrainingDiverged(
+                f"the loss was not finite at any step of epoch {epoch}: lower the learning "
+                f"rate or use --opt_level O0; the best checkpoint so far is kept"
+            )
+        report(
+            f"epoch {epoch}: skipped {len(skipped)} step(s) of a non-finite loss, at iteration(s) "
+            f"{', '.join(map(str, skipped))}"
+        )
+
     return trainer
-
-
