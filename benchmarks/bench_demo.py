@@ -119,21 +119,9 @@ def run_seconds(command: list[str]) -> tuple[str, float]:
 
 
 def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> list[str]:
-    return [
-        sys.executable,
-        "test_demo.py",
-        "--img",
-        str(image),
-        "--resize",
-        "--arch",
-        arch,
-        "--trained_model_file",
-        str(checkpoint),
-        "-rs_h",
-        str(args.resize_size_h),
-        "-rs_w",
-        str(args.resize_size_w),
-    ]
+    size = ["-rs_h", str(args.resize_size_h), "-rs_w", str(args.resize_size_w)]
+    return [sys.executable, "test_demo.py", "--img", str(image), "--resize", "--arch", arch,
+            "--trained_model_file", str(checkpoint), *size]  # fmt: skip
 
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""How the model runs fast: numeric precision, memory format, compilation, and batches that
-reach the device as uint8.
+"""Where and how fast the model runs: the device, numeric precision, memory format,
+compilation, cuDNN's kernel choice, and batches that reach the device as uint8.
 
 Training, evaluation and scoring share these pieces, so that a score does not depend on
 the script that computed it. None of them changes what is computed, only how:

@@ -108,27 +108,10 @@ def synthetic_data(root: Path, sizes: SyntheticSizes) -> Data:
     """
     koniq = partial(synthetic_koniq, root, count=sizes.count, width=sizes.size, height=sizes.size, seed=0)
     clive = partial(synthetic_clive, root, count=sizes.clive_count, width=500, height=500, seed=1)
-    side = str(sizes.size)
-    substitutions = [
-        "--arch",
-        "resnet18",
-        "--pretrained",
-        "none",
-        "-rs_h",
-        side,
-        "-rs_w",
-        side,
-        "--lr",
-        "1e-3",
-        "--ft_lr_ratio",
-        "1",
-        "-olrd",
-        "0.1",
-        "-ebs",
-        "32",
-        "--num_workers",
-        "0",
-    ]
+    substitutions = (
+        f"--arch resnet18 --pretrained none -rs_h {sizes.size} -rs_w {sizes.size} --lr 1e-3 --ft_lr_ratio 1 "
+        "-olrd 0.1 -ebs 32 --num_workers 0"
+    ).split()
     description = (
         f"synthetic KonIQ-10k ({sizes.count} images) and CLIVE ({sizes.clive_count} images), "
         f"ResNet-18 from scratch at {sizes.size}x{sizes.size}"

@@ -128,25 +128,8 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
 
 def test_main_trains_and_tests_on_two_processes(koniq, run_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = [
-        "--arch",
-        "resnet18",
-        "--pretrained",
-        "none",
-        "--resize",
-        "-rs_h",
-        "64",
-        "-rs_w",
-        "96",
-        "-bs",
-        "4",
-        "-e",
-        "1",
-        "--num_workers",
-        "0",
-        "--nproc_per_node",
-        "2",
-    ] + koniq
+    command = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0"
+    argv = [*command.split(), "--nproc_per_node", "2", *koniq]
     assert main.main(argv) == 0
     name = run_name(argv)
     results = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()

@@ -1,15 +1,15 @@
 """A learning test: norm-in-norm training on the synthetic KonIQ-10k learns to rank image quality.
 
 On CPU, with no ImageNet weights, main.py trains resnet18 from scratch on a synthetic
-KonIQ-10k (synthetic.py: procedural scenes with known amounts of contrast loss, blur, noise
+KonIQ-10k (linearityiqa/data/synthetic.py: procedural scenes with known amounts of contrast loss, blur, noise
 and JPEG; MOS a monotone function of them) and must reach a test SROCC of at least 0.8.
 It takes about 2.5 minutes on two free CPU cores.
 
-The settings (also the project's quickstart):
+The settings, those of `main.py --quickstart` (linearityiqa/cli/quickstart.py):
     data: write_koniq_layout(out, count=3000, width=48, height=48, seed=0)
-          (2,102 training, 298 validation and 600 test images, used at their size: no --resize)
-    main.py --arch resnet18 --pretrained none -bs 16 -e 6 --lr 1e-3 --ft_lr_ratio 1 -olrd 0.1
-            --seed 1 --num_workers 0 --device cpu
+          (2,102 training, 298 validation and 600 test images, used at their size)
+    main.py --arch resnet18 --pretrained none --resize -rs_h 48 -rs_w 48 -bs 16 -e 6 --lr 1e-3
+            --ft_lr_ratio 1 -olrd 0.1 --seed 1 --num_workers 0 --device cpu
     that is: Adam at 1e-3 for the heads and the backbone alike, 10x less after epoch 3
     (-lrd 0.1 by default; -olrd 0.1 makes that the one step of the run), batches of 16.
 
@@ -30,30 +30,11 @@ import pytest
 from data_helpers import synthetic_koniq_options
 
 import main
+from linearityiqa.cli import quickstart
 
-DATA = dict(count=3000, width=48, height=48, seed=0)
-TRAIN_ARGV = [
-    "--arch",
-    "resnet18",
-    "--pretrained",
-    "none",
-    "-bs",
-    "16",
-    "-e",
-    "6",
-    "--lr",
-    "1e-3",
-    "--ft_lr_ratio",
-    "1",
-    "-olrd",
-    "0.1",
-    "--seed",
-    "1",
-    "--num_workers",
-    "0",
-    "--device",
-    "cpu",
-]
+# The quick start's data set and training, on the CPU.
+DATA = quickstart.KONIQ
+TRAIN_ARGV = [*quickstart.TRAINING, "--device", "cpu"]
 MIN_TEST_SROCC = 0.8
 
 

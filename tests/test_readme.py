@@ -1,5 +1,6 @@
-"""The README's Reliability table counts what the suite tries: each row's number is the count
-of tests marked `reliability` in the files the row names."""
+"""The README stays true: its Reliability table counts what the suite tries (each row's number
+is the count of tests marked `reliability` in the files the row names), the files and folders
+it names are there, and its data-loading example runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import make_info
+import make_synthetic
+
 REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+# a repository path in backticks: a file of code, docs or settings, or a folder (ending in /)
+REPOSITORY_FOLDERS = {"linearityiqa", "tests", "benchmarks", "reproduce", "checkpoints", "data"}
+NAMED_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)*(?:\.(?:py|md|sh|toml)|/))`")
 ROW = re.compile(r"^\| .+ \| (\d+) \| ((?:`tests/\w+\.py`(?:, )?)+) \|$")
 
 
@@ -52,3 +60,31 @@ def test_the_reliability_counts_in_the_readme_are_those_of_the_suite():
     assert set(per_file) == {name for files in table for name in files}  # no marked file left out of the table
     stated = re.search(r"`pytest -m reliability` runs just these (\d+) tests", REPO.joinpath("README.md").read_text())
     assert int(stated.group(1)) == sum(per_file.values())
+
+
+def test_the_files_and_folders_the_readme_names_are_there():
+    """Every path the README names in the repository exists: the root's files and folders, and
+    what lies in them, but for the folders under data/ that the scripts make. Other names are
+    those of a download's folders (1024x768/, Images/)."""
+    named = set(NAMED_PATH.findall(README))
+    ours = {path for path in named if path.split("/")[0] in REPOSITORY_FOLDERS or "/" not in path.rstrip("/")}
+    checked = {path for path in ours if not (path.startswith("data/") and path.endswith("/") and path != "data/")}
+    checked -= {
+        path
+        for path in checked
+        if path.endswith("/") and path.count("/") == 1 and path.rstrip("/") not in REPOSITORY_FOLDERS
+    }
+    missing = sorted(path for path in checked if not (REPO / path).exists())
+    assert len(checked) > 40 and not missing, missing
+
+
+def test_the_data_loading_example_runs(tmp_path, monkeypatch):
+    """The Python of "Point the loaders at it", after the README's commands that make its data (smaller)."""
+    monkeypatch.chdir(tmp_path)
+    assert make_synthetic.main(["--out", "data/synthetic", "--count", "12", "--width", "64", "--height", "48"]) == 0
+    sets = "data/synthetic/koniq10k/koniq10k_distributions_sets.csv"
+    assert make_info.main(["koniq", "--csv", sets, "--out", "data/synthetic/KonIQ-10kinfo.mat"]) == 0
+    example = README.split("Point the loaders at it")[1].split("```python\n")[1].split("```")[0]
+    scope = {}
+    exec(compile(example.replace("batch_size=8", "batch_size=2, num_workers=0"), "README.md", "exec"), scope)
+    assert tuple(scope["images"].shape) == (2, 3, 498, 498) and scope["x"].dtype.is_floating_point

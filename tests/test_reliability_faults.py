@@ -34,27 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_run(koniq, epochs=3):
-    return [
-        "--dataset",
-        "KonIQ-10k",
-        "--resize",
-        "-rs_h",
-        "48",
-        "-rs_w",
-        "64",
-        "--arch",
-        "resnet18",
-        "--pretrained",
-        "none",
-        "-bs",
-        "4",
-        "-e",
-        str(epochs),
-        "--lr",
-        "1e-3",
-        "--num_workers",
-        "0",
-    ] + koniq
+    command = "--dataset KonIQ-10k --resize -rs_h 48 -rs_w 64 --arch resnet18 --pretrained none -bs 4 --lr 1e-3"
+    return [*command.split(), "-e", str(epochs), "--num_workers", "0", *koniq]
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

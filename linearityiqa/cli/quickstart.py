@@ -27,37 +27,11 @@ SCORES = ROOT / "scores.csv"
 KONIQ = dict(count=3000, width=48, height=48, seed=0)
 # CLIVE at its real size: as in the paper, the model meets it resized to its training size.
 CLIVE = dict(count=100, width=500, height=500, seed=1)
-TRAINING = [
-    "--arch",
-    "resnet18",
-    "--pretrained",
-    "none",
-    "--loss_type",
-    "norm-in-norm",
-    "--p",
-    "1",
-    "--q",
-    "2",
-    "--resize",
-    "-rs_h",
-    str(KONIQ["height"]),
-    "-rs_w",
-    str(KONIQ["width"]),
-    "-bs",
-    "16",
-    "-e",
-    "6",
-    "--lr",
-    "1e-3",
-    "--ft_lr_ratio",
-    "1",
-    "-olrd",
-    "0.1",
-    "--seed",
-    "1",
-    "--num_workers",
-    "0",
-]
+TRAINING = (
+    "--arch resnet18 --pretrained none --loss_type norm-in-norm --p 1 --q 2 "
+    f"--resize -rs_h {KONIQ['height']} -rs_w {KONIQ['width']} "
+    "-bs 16 -e 6 --lr 1e-3 --ft_lr_ratio 1 -olrd 0.1 --seed 1 --num_workers 0"
+).split()
 
 
 def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
