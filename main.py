@@ -25,6 +25,7 @@ from typing import Any
 import ignite.distributed as idist
 import numpy as np
 import torch
+from ignite.engine import Engine
 
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
@@ -121,6 +122,23 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     if settings["evaluate"]:
         return evaluate_only(parts, settings)
     say(f"training on {idist.get_world_size()} x {device.type} in {parts.precision.name}")
+    trainer, epoch_log = build_trainer(parts, settings, device, seed)
+    logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
+    try:
+        trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
+        performance = final_test(parts, settings, epoch_log)
+        remove_resume_state(settings)
+        return performance
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def build_trainer(
+    parts: RunParts, settings: Mapping[str, Any], device: torch.device, seed: int
+) -> tuple[Engine, EpochLog | None]:
+    """The trainer, resumed with --resume, and what it does after each epoch; the run's -epochs.csv
+    log (in the first process only)."""
     loss = GlobalBatchLoss(IQALoss(**adapt.loss_kwargs(settings)))
     trainer = create_trainer(
         parts.trained,
@@ -142,19 +160,11 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     # after each epoch: validate first, so that the saved resume state holds the best model so far
     handlers.attach_validation(trainer, parts, settings, epoch_log)
     handlers.attach_resume_saver(trainer, state, settings["trained_model_file"])
-    logger = handlers.attach_logging(trainer, parts, settings) if first else None
     if first:
         handlers.attach_mean_loss(trainer, epoch_log)
     if settings["pbar"] and first:
         handlers.attach_progress_bars(trainer, parts.evaluations)
-    try:
-        trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
-        performance = final_test(parts, settings, epoch_log)
-        remove_resume_state(settings)
-        return performance
-    finally:
-        if logger is not None:
-            logger.close()
+    return trainer, epoch_log
 
 
 def final_test(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None) -> dict[str, Any]:
