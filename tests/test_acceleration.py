@@ -199,3 +199,14 @@ def test_the_model_compiles_whole_under_autocast():
     for exact, approximate in zip(eager, compiled):
         assert approximate.dtype == torch.float32
         assert np.corrcoef(exact.view(-1), approximate.view(-1))[0, 1] > 0.99
+
+
+def test_a_cudnn_mode_holds_for_its_block_only():
+    backend = torch.backends.cudnn
+    before = backend.deterministic, backend.benchmark
+    with A.cudnn_mode(deterministic=False):
+        assert (backend.deterministic, backend.benchmark) == (False, True)  # benchmark mode: timed kernels
+        with A.cudnn_mode(deterministic=True):
+            assert (backend.deterministic, backend.benchmark) == (True, False)  # the paper's
+        assert (backend.deterministic, backend.benchmark) == (False, True)
+    assert (backend.deterministic, backend.benchmark) == before

@@ -10,6 +10,7 @@ import torch
 from data_helpers import save_plain_images, write_csv
 
 from IQAdataset import Batching, IQADataset, NoSingletonBatchSampler, SizeGroupedBatches, get_data_loaders
+from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
 from linearityiqa.data.image_store import ImageLoading, ImageSizing, decode_image
 from linearityiqa.data.image_transforms import TrainAugmentation, to_uint8_tensor
@@ -183,6 +184,8 @@ def test_evaluation_batches_hold_images_of_one_size_in_file_order():
     assert list(SizeGroupedBatches([(5, 5)] * 5, batch_size=2)) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ConfigError, match="evaluation batch size 0 is not positive"):
         SizeGroupedBatches(sizes, batch_size=0)
+    # scoring batches the same way, leaving out the images it cannot read (no size)
+    assert batches_by_size([(4, 6), None, (4, 6), (2, 2), None], 2) == [[0, 2], [3]]
 
 
 def test_debug_keeps_five_batches_and_five_images_and_decodes_only_those(tmp_path):

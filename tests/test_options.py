@@ -1,14 +1,30 @@
-"""options.py: every command of the paper's README parses, with the paper's defaults,
-under both spellings of the authors' flags."""
+"""linearityiqa/cli/options.py and settings.py: every command of the paper's README parses,
+with the paper's defaults, under both spellings of the authors' flags, into the library's settings."""
 
 from __future__ import annotations
 
 import shlex
 
+import numpy as np
 import pytest
+import torch
 
+from IQAdataset import Batching
 from linearityiqa.cli.options import get_args_parser, get_demo_parser, get_test_dataset_parser
-from linearityiqa.cli.settings import loss_kwargs, model_kwargs, pretrained_weights
+from linearityiqa.cli.settings import (
+    batching,
+    image_loading,
+    loss_kwargs,
+    model_kwargs,
+    pretrained_weights,
+    resize_hw,
+    train_augmentation,
+    training_split,
+)
+from linearityiqa.data.dataset_registry import DataSource, Split, get_dataset_spec
+from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageLoading
+from linearityiqa.data.image_transforms import TrainAugmentation
+from linearityiqa.data.info_files import IQAInfo
 
 README_TRAIN = [
     "python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -241,3 +257,26 @@ def test_numbers_in_range_keep_their_types():
         0,
     )
     assert isinstance(args.batch_size, int) and isinstance(args.lr, float) and args.num_workers == 0
+
+
+def test_a_training_command_becomes_the_data_settings_of_the_library():
+    options = vars(parse(get_args_parser(), README_TRAIN[0] + " --augmentation -ebs 4 --cache_dir /tmp/c --debug"))
+    assert resize_hw(options) == (498, 664)
+    assert image_loading(options, resize_hw=(498, 664), verbose=False) == ImageLoading(
+        resize_hw=(498, 664), cache_dir="/tmp/c", max_pixels=DEFAULT_MAX_PIXELS, verbose=False
+    )
+    assert train_augmentation(options) == TrainAugmentation(angle=2, hflip_p=0.5, crop_h=498, crop_w=498)
+    assert train_augmentation({**options, "augmentation": False}) is None
+    assert batching(options, torch.device("cpu")) == Batching(batch_size=8, eval_batch_size=4, debug=True)
+    # without -ebs: one image at a time on a CPU, 32 on a GPU
+    assert batching({**options, "eval_batch_size": None}, torch.device("cuda")).eval_batch_size == 32
+    assert resize_hw(vars(parse(get_args_parser(), "python main.py --dataset KonIQ-10k"))) is None
+
+
+def test_the_ratios_split_a_data_set_without_a_split_of_its_own(tmp_path):
+    options = vars(get_args_parser().parse_args(["-eid", "3", "-tr", "0.5", "-tvr", "0.75"]))
+    info = IQAInfo(["a.jpg"], np.ones(1), np.zeros(1), np.ones(1, dtype=np.int64), np.ones((1, 1), dtype=np.int64))
+    koniq = DataSource(get_dataset_spec("KonIQ-10k"), info)  # the official split wins over the ratios
+    assert training_split(options, koniq) == Split(exp_id=3)
+    clive = DataSource(get_dataset_spec("CLIVE"), info)
+    assert training_split(options, clive) == Split(exp_id=3, train_ratio=0.5, train_and_val_ratio=0.75)

@@ -1,0 +1,82 @@
+"""linearityiqa/cli/scripts.py: the one way a script ends on a user's mistake, and the command
+line that runs a root script, printed as a user types it and run as printed."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+
+from linearityiqa.cli.scripts import (
+    EXIT_MISTAKE,
+    REPOSITORY,
+    Advice,
+    command_line,
+    exit_status,
+    run_script,
+    user_message,
+)
+from linearityiqa.errors import ConfigError, MissingFileError
+
+ADVICE = Advice(out_of_memory="lower -bs", unwritable="free space", loader_died="lower --num_workers")
+
+
+def raising(error):
+    def body():
+        raise error
+
+    return body
+
+
+def test_a_body_that_ends_well_gives_its_own_status_or_0(capsys):
+    assert exit_status("x.py", lambda: None) == 0
+    assert exit_status("x.py", lambda: 3) == 3
+    assert capsys.readouterr().err == ""
+
+
+def test_a_users_mistake_is_one_line_and_status_1(capsys):
+    assert exit_status("x.py", raising(MissingFileError("image a.jpg does not exist"))) == EXIT_MISTAKE == 1
+    assert capsys.readouterr().err == "x.py: error: image a.jpg does not exist\n"
+
+
+def test_in_all_processes_but_the_first_a_mistake_is_silent(capsys):
+    assert exit_status("main.py", raising(ConfigError("bad")), quiet=True) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_a_bug_keeps_its_traceback():
+    with pytest.raises(KeyError):
+        exit_status("x.py", raising(KeyError("settings")))
+    with pytest.raises(OSError):  # a full disk is a bug where the script gives no advice for it
+        exit_status("x.py", raising(OSError(errno.ENOSPC, "No space left on device", "out.csv")))
+
+
+def test_failures_of_the_machine_get_the_scripts_advice():
+    full = OSError(errno.ENOSPC, "No space left on device", "checkpoints/run")
+    assert user_message(full, ADVICE) == "checkpoints/run: No space left on device; free space"
+    memory = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore words")
+    assert user_message(memory, ADVICE) == "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB): lower -bs"
+    died = RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed.")
+    assert user_message(died, ADVICE) == (
+        "a data loading process died (DataLoader worker (pid 7) is killed by signal: Killed). lower --num_workers"
+    )
+    assert user_message(RuntimeError("shapes do not match"), ADVICE) is None
+    assert user_message(memory, Advice()) is None
+
+
+def test_a_root_script_is_printed_as_typed_from_here(monkeypatch, tmp_path):
+    monkeypatch.chdir(REPOSITORY)
+    assert command_line("main.py", ["--arch", "resnet18", "--img", "my photo.jpg"]) == (
+        "python main.py --arch resnet18 --img 'my photo.jpg'"
+    )
+    monkeypatch.chdir(tmp_path)  # outside the repository its path is whole
+    assert command_line("test_demo.py", ["-o", "s.csv"]) == f"python {REPOSITORY / 'test_demo.py'} -o s.csv"
+
+
+def test_a_root_script_runs_in_a_process_of_its_own_and_gives_its_status(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    assert run_script("make_synthetic.py", ["--out", "synthetic", "--layout", "koniq", "--count", "0"]) == 1
+    assert capfd.readouterr().err.startswith("make_synthetic.py: error: cannot make 0 images")
+    assert run_script("make_synthetic.py", "--out synthetic --count 2 --width 16 --height 12".split()) == 0
+    assert len(list((tmp_path / "synthetic" / "koniq10k" / "1024x768").iterdir())) == 2  # written from here
