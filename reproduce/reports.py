@@ -19,12 +19,12 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from IQAperformance import correlations
+from linearityiqa.data.info_files import SPLITS
 from linearityiqa.records.run_records import first_epoch_reaching, read_scores
 from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
 
 METRICS = ("SROCC", "PLCC")
-SPLITS = ("train", "val", "test")
 DEFAULT_THRESHOLDS = (0.8, 0.9)
 # The colours of the paper's figures, one per loss.
 COLOURS = {"MAE": "tab:orange", "MSE": "tab:blue", "MSE + BN": "tab:purple", "Norm-in-Norm": "tab:green"}
