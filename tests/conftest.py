@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import tempfile
 
 import pytest
 from data_helpers import synthetic_koniq_options
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.settings import run_settings
@@ -16,11 +15,11 @@ from linearityiqa.cli.settings import run_settings
 # instructions that ATEN_CPU_CAPABILITY selects: a cache written under one setting breaks runs
 # under another (C++ errors about at::vec, or NaN from vectors of the wrong width). So the suite
 # run under each setting compiles into a cache of its own.
+# (Importing the project already set the variable to inductor's default: only a folder the user
+# chose is kept.)
 _CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
-if _CAPABILITY and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
-        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{_CAPABILITY}"
-    )
+if _CAPABILITY and os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}_{_CAPABILITY}"
 
 
 @pytest.fixture(scope="session")
