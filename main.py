@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ignite.distributed as idist
-import numpy as np
 import torch
 from ignite.engine import Engine
 
@@ -42,11 +41,13 @@ from linearityiqa.cli import settings as adapt
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.quickstart import run_quickstart
 from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
+from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from linearityiqa.records.paths import results_file, resume_folder, run_outputs, scores_file
+from linearityiqa.records.paths import results_file, resume_folder, run_outputs
 from linearityiqa.records.run_lock import run_lock
-from linearityiqa.records.run_records import FINAL_TEST, EpochLog, write_scores
+from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
+from linearityiqa.records.writing import refuse_inputs
 from linearityiqa.training import handlers
 from linearityiqa.training.distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
 from linearityiqa.training.evaluation import Evaluation, metric_lines
@@ -75,9 +76,17 @@ def run_seed(settings: Mapping[str, Any]) -> int:
     return int(idist.broadcast(seed, src=0).item()) if idist.get_world_size() > 1 else int(seed.item())
 
 
-def data_loaders(settings: Mapping[str, Any], device: torch.device) -> Loaders:
+def refuse_overwriting_inputs(settings: Mapping[str, Any], source: DataSource) -> None:
+    """The checkpoint a run writes is none of the files it reads: its info file, its pretrained weights."""
+    inputs = [("info file", source.spec.info_path)]
+    weights = adapt.pretrained_weights(settings)
+    if isinstance(weights, str):
+        inputs.append(("pretrained weights file", weights))
+    refuse_inputs(settings["trained_model_file"], inputs, option="--trained_model_file")
+
+
+def data_loaders(settings: Mapping[str, Any], source: DataSource, device: torch.device) -> Loaders:
     """This process's train, val and test loaders of the experiment the settings describe."""
-    source = adapt.data_source(settings)
     loaders = get_data_loaders(
         source,
         split=adapt.training_split(settings, source),
@@ -91,7 +100,10 @@ def data_loaders(settings: Mapping[str, Any], device: torch.device) -> Loaders:
 def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
     # the model first: a wrong option should not wait for the images to be decoded
     model = IQAModel(**adapt.model_kwargs(settings), pretrained=adapt.pretrained_weights(settings)).to(device)
-    loaders = data_loaders(settings, device)
+    source = adapt.data_source(settings)
+    if not settings["evaluate"]:
+        refuse_overwriting_inputs(settings, source)
+    loaders = data_loaders(settings, source, device)
     distributed = idist.get_world_size() > 1
     if distributed:
         global_batchnorm(model, device)
@@ -195,10 +207,7 @@ def test_and_report(parts: RunParts, checkpoint: Mapping[str, Any], settings: Ma
     performance = parts.evaluations["test"].run(parts.loaders.test, checkpoint["k"], checkpoint["b"])
     say(*metric_lines(settings["dataset"], performance))
     if idist.get_rank() == 0:
-        results = results_file(settings["results_dir"], settings["run_name"])
-        os.makedirs(settings["results_dir"], exist_ok=True)
-        np.save(results, performance)
-        write_scores(scores_file(results), performance)
+        save_results(results_file(settings["results_dir"], settings["run_name"]), performance)
     return performance
 
 

@@ -8,11 +8,18 @@ python make_info.py csv --csv my_scores.csv --out data/MyDatainfo.mat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from linearityiqa.cli.scripts import exit_status
-from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
+from linearityiqa.data.info_builders import (
+    CLIVE_RELEASE_FILES,
+    clive_info_from_release,
+    koniq_info_from_csv,
+    user_info_from_csv,
+)
 from linearityiqa.data.info_files import IQAInfo, write_info
+from linearityiqa.records.writing import refuse_inputs
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -73,7 +80,16 @@ def describe(info: IQAInfo) -> str:
     return f"{len(info):,} images; {info.index.shape[1]:,} random orderings"
 
 
+def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what it is, its path) of each file the info file is built from."""
+    if args.source == "clive":
+        data = os.path.join(args.release, "Data")
+        return [("release file", os.path.join(data, f"{name}.mat")) for name in CLIVE_RELEASE_FILES]
+    return [("score file", args.csv)] + ([("sets file", args.sets)] if getattr(args, "sets", None) else [])
+
+
 def write(args: argparse.Namespace) -> None:
+    refuse_inputs(args.out, inputs(args), option="--out")
     info = build_info(args)
     write_info(args.out, info)
     print(f"wrote {args.out}: {describe(info)}")

@@ -14,12 +14,10 @@ The model is built without ImageNet weights (the checkpoint replaces them): no n
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -28,10 +26,11 @@ from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size, resolve
 from linearityiqa.cli import settings as adapt
 from linearityiqa.cli.options import get_test_dataset_parser
 from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
-from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, Split
+from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
 from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from linearityiqa.records.paths import dataset_results_file, scores_file
-from linearityiqa.records.run_records import write_scores
+from linearityiqa.records.run_records import save_results
+from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.scoring import image_sizing, load_scorer
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
@@ -40,9 +39,10 @@ EXTRA_METRICS = ("KROCC", "PLCC_logistic")
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 
 
-def test_loader(options: Mapping[str, Any], resize_hw: tuple[int, int] | None, device: torch.device) -> DataLoader:
+def test_loader(
+    options: Mapping[str, Any], source: DataSource, resize_hw: tuple[int, int] | None, device: torch.device
+) -> DataLoader:
     """The images to test on: the data set's own test split, or all of them."""
-    source = adapt.data_source(options)
     images = IQADataset(
         source,
         status="test",
@@ -51,6 +51,17 @@ def test_loader(options: Mapping[str, Any], resize_hw: tuple[int, int] | None, d
     )
     batch_size = evaluation_batch_size(options["eval_batch_size"], device)
     return evaluation_loader(images, batch_size=batch_size, num_workers=options["num_workers"] or 0)
+
+
+def results_file(options: Mapping[str, Any], checkpoint: str, source: DataSource) -> str:
+    """Where the metrics go, checked before the test: neither they nor the scores beside them may
+    be a file the test reads, and their folder must take new files."""
+    results = dataset_results_file(options["results_dir"], options["dataset"], checkpoint)
+    inputs = [("checkpoint", checkpoint), ("info file", source.spec.info_path)]
+    for output in (results, scores_file(results)):
+        refuse_inputs(output, inputs, option="--results_dir")
+    check_writable(results, what="the test's metrics", advice="free space, or pass another --results_dir")
+    return results
 
 
 def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +77,9 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
         resize_size_w=options["resize_size_w"],
         defaults=defaults,
     )
-    loader = test_loader(options, sizing.resize_hw, device)
+    source = adapt.data_source(options)
+    results = results_file(options, path, source)
+    loader = test_loader(options, source, sizing.resize_hw, device)
     evaluation = Evaluation(
         scorer.model,
         status="test",
@@ -80,10 +93,7 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
     with cudnn_mode(deterministic=False):
         performance = evaluation.run(loader, scorer.k, scorer.b)
     print("\n".join(metric_lines(options["dataset"], performance, METRICS_PRINTED + EXTRA_METRICS)))
-    results = dataset_results_file(options["results_dir"], options["dataset"], path)
-    os.makedirs(options["results_dir"], exist_ok=True)
-    np.save(results, performance)
-    write_scores(scores_file(results), performance)
+    save_results(results, performance)
     return performance
 
 

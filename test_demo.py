@@ -46,8 +46,8 @@ with collector_paused(__name__ == "__main__"):
     from linearityiqa.cli.options import get_demo_parser
     from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.data.image_store import ImageSizing
-    from linearityiqa.errors import ConfigError
     from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
     from linearityiqa.scoring import (
         ImageScore,
         Scorer,
@@ -60,6 +60,7 @@ with collector_paused(__name__ == "__main__"):
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
+OUTPUT_ADVICE = "pass another --output"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,20 +76,21 @@ def score(args: argparse.Namespace, *, defaults: dict) -> int:
     # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
     paths, scorer, sizing = prepare(args, defaults=defaults)
-    batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
-    with csv_output(args.output) as output:
-        results = score_images(
-            scorer,
-            paths,
-            sizing=sizing,
-            batch_size=batch_size,
-            max_pixels=args.max_pixels,
-            workers=args.num_workers,
-            progress=not single and (args.pbar or sys.stderr.isatty()),
-        )
-        if not single:
-            write_csv(results, output)
-    return print_score(results[0]) if single else report_failures(results)
+    if args.output is not None:
+        check_output(args.output, checkpoint=scorer_file(args), paths=paths)
+    results = score_images(
+        scorer,
+        paths,
+        sizing=sizing,
+        batch_size=evaluation_batch_size(args.eval_batch_size, scorer.device),
+        max_pixels=args.max_pixels,
+        workers=args.num_workers,
+        progress=not single and (args.pbar or sys.stderr.isatty()),
+    )
+    if single:
+        return print_score(results[0])
+    write_scores(results, args.output)
+    return report_failures(results)
 
 
 def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
@@ -96,7 +98,7 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
     paths = list_images(args.img_path, stdin=sys.stdin)
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
     scorer = load_scorer(
-        args.trained_model_file or RELEASED_CHECKPOINT,
+        scorer_file(args),
         requested=requested,
         defaults=defaults,
         device=resolve_device(args.device),
@@ -112,18 +114,25 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
     return paths, scorer, sizing
 
 
-@contextlib.contextmanager
-def csv_output(output: str | None) -> Iterator[TextIO]:
-    """The file --output names, or stdout; opened before scoring, so that a bad path fails at once."""
+def scorer_file(args: argparse.Namespace) -> str:
+    """The checkpoint --trained_model_file names, or the authors' released one."""
+    return args.trained_model_file or RELEASED_CHECKPOINT
+
+
+def check_output(output: str, *, checkpoint: str, paths: Sequence[str]) -> None:
+    """Before scoring: --output is none of the files read, and its folder takes a new file."""
+    inputs = [("checkpoint", checkpoint), *(("image", path) for path in paths)]
+    refuse_inputs(output, inputs, option="--output")
+    check_writable(output, what="the scores", advice=OUTPUT_ADVICE)
+
+
+def write_scores(results: Sequence[ImageScore], output: str | None) -> None:
+    """The CSV on standard output, or as the file --output names, written whole or not at all."""
     if output is None:
-        yield sys.stdout
+        write_csv(results, sys.stdout)
         return
-    try:
-        file = open(output, "w", newline="")
-    except OSError as error:
-        raise ConfigError(f"cannot write the scores to {output} ({error.strerror}): pass another --output") from None
-    with file:
-        yield file
+    with replacing(output, what="the scores", advice=OUTPUT_ADVICE, newline="") as file:
+        write_csv(results, file)
 
 
 def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:

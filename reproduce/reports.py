@@ -21,10 +21,12 @@ from scipy import stats
 from IQAperformance import correlations
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.records.run_records import first_epoch_reaching, read_scores
+from linearityiqa.records.writing import replacing
 from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
 
 METRICS = ("SROCC", "PLCC")
+ADVICE = "free space, or pass another --out"
 DEFAULT_THRESHOLDS = (0.8, 0.9)
 # The colours of the paper's figures, one per loss.
 COLOURS = {"MAE": "tab:orange", "MSE": "tab:blue", "MSE + BN": "tab:purple", "Norm-in-Norm": "tab:green"}
@@ -61,10 +63,12 @@ def write_report(
     figure = None
     if drawing is not None and results:
         figure = out / f"{experiment.name}.png"
-        drawing(results, thresholds).savefig(figure, dpi=120)
+        with replacing(figure, what="figure", advice=ADVICE, binary=True) as file:
+            drawing(results, thresholds).savefig(file, dpi=120, format="png")
     lines += table(results, thresholds) if results else ["No run has finished yet."]
     path = out / f"{experiment.name}.md"
-    path.write_text("\n".join(lines) + "\n")
+    with replacing(path, what="table", advice=ADVICE) as file:
+        file.write("\n".join(lines) + "\n")
     return Report(path, figure)
 
 

@@ -347,10 +347,13 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
             "-modelfile",
             checkpoints["ours"],
             "-o",
-            os.path.join(str(images), "no", "such", "folder.csv"),
+            os.path.join(str(images), "a.jpg", "scores.csv"),  # a file where a folder should be
         ],
     )
-    assert status == 1 and "cannot write the scores" in err
+    in_the_way = r"cannot write the scores .*a.jpg/scores.csv: a file is in the way of its folder; pass another"
+    assert status == 1 and re.search(in_the_way, err)
+    status, _, err = run_main(capsys, ["--img", str(images / "a.jpg"), "-modelfile", checkpoints["ours"], "-o", "."])
+    assert status == 1 and "cannot write the scores .: it is a folder; pass another --output" in err
 
 
 def test_a_batch_size_below_1_is_refused(checkpoints, images):

@@ -24,6 +24,8 @@ from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
 from linearityiqa.data.info_files import SPLITS, IQAInfo, leaves_its_folder
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
+# The release's files in Data/, each holding the variable of its name: names, MOS, their std.
+CLIVE_RELEASE_FILES = ("AllImages_release", "AllMOS_release", "AllStdDev_release")
 # Set names of the KonIQ-10k file; the short forms are accepted in users' files.
 SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": "val", "test": "test"}
 
@@ -76,9 +78,9 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
         seed: the seed of those orderings.
     """
     data_dir = Path(release_dir) / "Data"
-    names = [_cell_text(cell) for cell in _mat_variable(data_dir / "AllImages_release.mat").ravel()]
-    scores = _mat_variable(data_dir / "AllMOS_release.mat").ravel().astype(np.float64)
-    stds = _mat_variable(data_dir / "AllStdDev_release.mat").ravel().astype(np.float64)
+    images, mos, std = (_mat_variable(data_dir / f"{name}.mat").ravel() for name in CLIVE_RELEASE_FILES)
+    names = [_cell_text(cell) for cell in images]
+    scores, stds = mos.astype(np.float64), std.astype(np.float64)
     if not len(names) == len(scores) == len(stds):
         raise BadFileError(
             f"{data_dir}: AllImages_release has {len(names)} entries, AllMOS_release {len(scores)}, "

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.records.writing import replacing_path
 
 SPLITS = ("train", "val", "test")
 REQUIRED_KEYS = ("im_names", "subjective_scores", "subjective_scoresSTD", "ref_ids", "index")
@@ -179,16 +180,20 @@ def _check_index(info: IQAInfo, path: Path) -> None:
 def write_info(path: str | Path, info: IQAInfo) -> None:
     """Write `info` as MATLAB v7.3 does, so that MATLAB, the authors' code and `read_info` read it.
 
-    The file is written to a temporary name first and then renamed, so an interrupted run
-    never leaves a half-written info file behind.
+    The file is written whole or not at all (records/writing.py): an interrupted run never
+    leaves a half-written info file, and an earlier one stays as it was.
 
     Args:
         path: the `.mat` file to write; its folder is created if needed.
         info: what to write.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with replacing_path(path, what="info file", advice="free space, or pass another --out") as partial:
+        _write_hdf5(partial, info)
+        with open(partial, "r+b") as raw:
+            raw.write(_matlab_header())
+
+
+def _write_hdf5(partial: str, info: IQAInfo) -> None:
     with h5py.File(partial, "w", userblock_size=MATLAB_USERBLOCK_SIZE) as file:
         _write_names(file, info.im_names)
         for key, values in (
@@ -200,9 +205,6 @@ def write_info(path: str | Path, info: IQAInfo) -> None:
         _write_double(file, "index", np.asarray(info.index, dtype=np.float64))
         if info.split_sizes is not None:
             _write_double(file, "split_sizes", np.asarray(info.split_sizes, dtype=np.float64).reshape(1, 3))
-    with open(partial, "r+b") as raw:
-        raw.write(_matlab_header())
-    os.replace(partial, path)
 
 
 def _write_names(file: h5py.File, names: list[str]) -> None:

@@ -11,14 +11,14 @@ save never leaves a broken checkpoint behind.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
@@ -51,26 +51,10 @@ def training_checkpoint(
 
 
 def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
-    """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    partial = None
-    try:
-        os.makedirs(folder, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".partial")
-        with os.fdopen(handle, "wb") as file:
-            torch.save(dict(checkpoint), file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException as error:
-        if partial is not None and os.path.exists(partial):
-            os.remove(partial)
-        if isinstance(error, OSError):
-            raise OutputError(
-                f"cannot write checkpoint {path}: {error.strerror or error}; free space, or write "
-                f"it elsewhere (--trained_model_file); a checkpoint already there is kept"
-            ) from None
-        raise
+    """Write `checkpoint` to `path` whole or not at all (records/writing.py)."""
+    advice = "free space, or write it elsewhere (--trained_model_file)"
+    with replacing(path, what="checkpoint", advice=advice, binary=True) as file:
+        torch.save(dict(checkpoint), file)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:

@@ -20,11 +20,13 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from linearityiqa.errors import BadFileError, MissingFileError
+from linearityiqa.records.paths import scores_file
+from linearityiqa.records.writing import replacing
 
 EPOCH_COLUMNS = ("epoch", "split", "metric", "value")
 SCORE_COLUMNS = ("score", "prediction", "mapped")
@@ -39,7 +41,10 @@ class Series(NamedTuple):
 
 
 class EpochLog:
-    """Writes a run's `-epochs.csv` row by row, so an interrupted run keeps what it measured.
+    """Writes a run's `-epochs.csv` as the run goes, so an interrupted run keeps what it measured.
+
+    The whole file is written again with each addition, whole or not at all (records/writing.py):
+    an interrupt at any moment leaves the rows written before it.
 
     Args:
         path: the CSV file; its folder is created.
@@ -50,17 +55,19 @@ class EpochLog:
     def __init__(self, path: str, *, resume_after: int = 0):
         self.path = path
         kept = [row for row in _read_rows(path) if int(row["epoch"]) <= resume_after] if resume_after else []
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=EPOCH_COLUMNS)
-            writer.writeheader()
-            writer.writerows(kept)
+        self.rows = [tuple(row[column] for column in EPOCH_COLUMNS) for row in kept]
+        self._write()
 
     def add(self, epoch: int, split: str, metrics: Mapping[str, float]) -> None:
-        with open(self.path, "a", newline="") as file:
+        self.rows += [(epoch, split, name, f"{float(value):.6g}") for name, value in metrics.items()]
+        self._write()
+
+    def _write(self) -> None:
+        advice = "free space, or pass another --results_dir"
+        with replacing(self.path, what="the metrics of each epoch", advice=advice, newline="") as file:
             writer = csv.writer(file)
-            for name, value in metrics.items():
-                writer.writerow((epoch, split, name, f"{float(value):.6g}"))
+            writer.writerow(EPOCH_COLUMNS)
+            writer.writerows(self.rows)
 
 
 class EpochMetrics:
@@ -118,11 +125,20 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def save_results(path: str, performance: Mapping[str, Any]) -> None:
+    """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
+    scores beside them (`write_scores`), each whole or not at all."""
+    advice = "free space, or pass another --results_dir"
+    with replacing(path, what="the test's metrics", advice=advice, binary=True) as file:
+        np.save(file, dict(performance))
+    write_scores(scores_file(path), performance)
+
+
 def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
     """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
     columns = [np.asarray(performance[name]).reshape(-1) for name in ("sq", "pq_before", "pq")]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", newline="") as file:
+    advice = "free space, or pass another --results_dir"
+    with replacing(path, what="the per-image scores", advice=advice, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SCORE_COLUMNS)
         writer.writerows(zip(*(column.tolist() for column in columns)))

@@ -1,0 +1,105 @@
+"""Every file a script writes is written whole or not at all, and never over one of its inputs.
+
+A file is written to a temporary file beside it (`.<name>.<random>.partial`: the same folder, so
+that the rename never crosses file systems), flushed to the disk and renamed over its target
+once complete. An interrupt, a crash or a full disk leaves the earlier file as it was and no
+temporary file behind. An output that is the same file as one of the run's inputs (its
+checkpoint, an image, an info file) is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from linearityiqa.errors import ConfigError, IQAError, OutputError
+
+
+@contextlib.contextmanager
+def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
+    """A temporary path to write (by name) what replaces `path` when the block ends without error.
+
+    Args:
+        path: the file to write; its folder is made if needed.
+        what: names the file in the message of a failed write, e.g. "the scores".
+        advice: what to do then, e.g. "pass another --output".
+
+    Raises:
+        OutputError: the file cannot be written (a full disk, a read-only folder, a file where a
+            folder should be); the block should only write, so that an OSError in it is one of writing.
+    """
+    path = os.fspath(path)
+    partial = None
+    try:
+        partial = _temporary_beside(path)
+        yield partial
+        with open(partial, "rb") as written:  # on the disk before it takes the target's name
+            os.fsync(written.fileno())
+        os.replace(partial, path)
+    except BaseException as error:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+        if isinstance(error, OSError) and not isinstance(error, IQAError):
+            raise _cannot_write(path, what, advice, error) from None
+        raise
+
+
+@contextlib.contextmanager
+def replacing(
+    path: str | os.PathLike, *, what: str, advice: str, binary: bool = False, newline: str | None = None
+) -> Iterator[IO]:
+    """A file open for writing that replaces `path` when the block ends without error (see replacing_path)."""
+    with replacing_path(path, what=what, advice=advice) as partial:
+        text = {} if binary else {"newline": newline, "encoding": "utf-8"}
+        with open(partial, "wb" if binary else "w", **text) as file:
+            yield file
+
+
+def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
+    """Fail now, not after the work, when `path` cannot be written: a temporary file is made
+    beside it and removed."""
+    path = os.fspath(path)
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        os.remove(_temporary_beside(path))
+    except OSError as error:
+        raise _cannot_write(path, what, advice, error) from None
+
+
+def _temporary_beside(path: str) -> str:
+    """A new empty file in `path`'s folder (made if needed), named after it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
+        raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+    os.close(handle)
+    return partial
+
+
+def _cannot_write(path: str, what: str, advice: str, error: OSError) -> OutputError:
+    reason = error.strerror or str(error)
+    return OutputError(f"cannot write {what} {path}: {reason}; {advice}; a file there before is kept")
+
+
+def refuse_inputs(output: str | os.PathLike, inputs: Iterable[tuple[str, str | os.PathLike]], *, option: str) -> None:
+    """ConfigError if `output` is the same file as one of `inputs` ((what it is, its path) pairs),
+    which writing it would destroy; links and other names of one file count as the same file."""
+    try:
+        target = os.stat(output)
+    except OSError:
+        return  # nothing there yet: no input can be it
+    for what, path in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samestat(target, os.stat(path)):
+                raise ConfigError(
+                    f"{option} {os.fspath(output)} is the {what} {os.fspath(path)} itself, which writing it "
+                    f"would destroy: choose another {option}; nothing was written"
+                )

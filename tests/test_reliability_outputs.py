@@ -1,0 +1,164 @@
+"""Outputs never destroy inputs or earlier results, tried on purpose: an output that names a file
+the run reads is refused before anything is written, and an interrupt, a crash or a full disk
+while writing leaves the earlier file byte for byte as it was, with no temporary file beside it."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_helpers import save_plain_images, write_csv
+
+import main
+import make_info
+import test_demo as demo
+from IQAmodel import IQAModel
+from linearityiqa.data.info_builders import user_info_from_csv
+from linearityiqa.data.info_files import read_info, write_info
+from linearityiqa.errors import OutputError
+from linearityiqa.records.checkpoint import save_checkpoint
+from linearityiqa.records.run_records import EpochLog, EpochMetrics, save_results
+from linearityiqa.records.writing import replacing
+
+pytestmark = pytest.mark.reliability
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def folder_state(folder) -> dict[str, str]:
+    """Every file under `folder` (hidden ones too) and its hash."""
+    return {str(path.relative_to(folder)): sha256(path) for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory):
+    """A checkpoint of resnet18 and a folder of three images."""
+    folder = tmp_path_factory.mktemp("scoring")
+    torch.manual_seed(0)
+    model = IQAModel(arch="resnet18", pretrained=False)
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
+    save_checkpoint(str(folder / "model.pth"), {"model": model.state_dict(), "k": [1.0] * 3, "b": [0.0] * 3,
+                                                "settings": settings})  # fmt: skip
+    save_plain_images(folder / "images", {"a.jpg": (48, 32), "b.jpg": (48, 32), "c.jpg": (48, 32)})
+    return folder
+
+
+def demo_argv(scoring, output) -> list[str]:
+    return ["--img", str(scoring / "images"), "--trained_model_file", str(scoring / "model.pth"), "-o", str(output)]
+
+
+@pytest.mark.parametrize("output", ["model.pth", "images/b.jpg", "link to the model"])
+def test_scores_are_never_written_over_the_checkpoint_or_an_image(output, scoring, capsys):
+    link = scoring / "link to the model"
+    if not link.exists():
+        os.symlink(scoring / "model.pth", link)
+    before = folder_state(scoring)
+    assert demo.main(demo_argv(scoring, scoring / output)) == 1
+    err = capsys.readouterr().err
+    what = "image" if output.endswith(".jpg") else "checkpoint"
+    assert err.count("\n") == 1 and err.startswith(f"test_demo.py: error: --output {scoring / output} is the {what} ")
+    assert "choose another --output; nothing was written" in err
+    assert folder_state(scoring) == before
+
+
+def test_an_interrupt_while_scoring_leaves_the_earlier_scores_whole(scoring, tmp_path, monkeypatch):
+    scores = tmp_path / "scores.csv"
+    assert demo.main(demo_argv(scoring, scores)) == 0
+    before = folder_state(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "score_images", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.main(demo_argv(scoring, scores))
+    assert folder_state(tmp_path) == before
+
+
+def test_a_full_disk_under_the_scores_is_one_line_and_keeps_them(scoring, tmp_path, monkeypatch, capsys):
+    scores = tmp_path / "scores.csv"
+    assert demo.main(demo_argv(scoring, scores)) == 0
+    before = folder_state(tmp_path)
+    real = demo.write_csv
+
+    def full_disk(results, file):
+        real(results[:1], file)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo, "write_csv", full_disk)
+    capsys.readouterr()
+    assert demo.main(demo_argv(scoring, scores)) == 1
+    err = capsys.readouterr().err
+    assert err == (f"test_demo.py: error: cannot write the scores {scores}: No space left on device; "
+                   f"pass another --output; a file there before is kept\n")  # fmt: skip
+    assert folder_state(tmp_path) == before
+
+
+def test_make_info_refuses_to_write_over_its_score_file(tmp_path, capsys):
+    scores = write_csv(tmp_path / "scores.csv", ["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2]])
+    before = folder_state(tmp_path)
+    assert make_info.main(["csv", "--csv", str(scores), "--out", str(scores)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"make_info.py: error: --out {scores} is the score file {scores} itself") and "\n" == err[-1]
+    assert folder_state(tmp_path) == before
+
+
+def test_main_refuses_a_checkpoint_over_its_info_file_before_training(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    info = koniq[koniq.index("--data_info") + 1]
+    before = sha256(info)
+    argv = ["--arch", "resnet18", "--pretrained", "none", "-e", "1", "--num_workers", "0", *koniq]
+    assert main.main([*argv, "--trained_model_file", info]) == 1
+    err = capsys.readouterr().err
+    assert f"main.py: error: --trained_model_file {info} is the info file {info} itself" in err
+    assert "training on" not in capsys.readouterr().out and sha256(info) == before
+
+
+def test_an_interrupted_save_leaves_each_record_as_it_was(tmp_path, monkeypatch):
+    """The test's metrics and scores, the epochs' metrics, an info file and a checkpoint, each
+    interrupted halfway through its write."""
+    results = str(tmp_path / "run.npy")
+    save_results(results, {"sq": np.arange(3.0), "pq_before": np.ones((3, 1)), "pq": np.ones(3), "SROCC": 0.5})
+    log = EpochLog(str(tmp_path / "run-epochs.csv"))
+    log.add(1, "val", {"PLCC": 0.5})
+    scores = write_csv(tmp_path / "scores.csv", ["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2]])
+    write_info(tmp_path / "info.mat", user_info_from_csv(scores, num_orderings=2))
+    save_checkpoint(str(tmp_path / "model.pth"), {"model": {"w": torch.ones(2)}})
+    before = folder_state(tmp_path)
+
+    def halfway(file):
+        file.write(b"half" if "b" in file.mode else "half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", lambda file, *args, **kwargs: halfway(file))
+    with pytest.raises(KeyboardInterrupt):
+        save_results(results, {"sq": np.zeros(3), "pq_before": np.zeros((3, 1)), "pq": np.zeros(3)})
+    monkeypatch.setattr(torch, "save", lambda checkpoint, file: halfway(file))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(str(tmp_path / "model.pth"), {"model": {"w": torch.zeros(2)}})
+    monkeypatch.setattr("linearityiqa.data.info_files._write_hdf5", lambda partial, info: halfway(open(partial, "wb")))
+    with pytest.raises(KeyboardInterrupt):
+        write_info(tmp_path / "info.mat", user_info_from_csv(scores, num_orderings=3))
+    monkeypatch.setattr("csv.writer", halfway)
+    with pytest.raises(KeyboardInterrupt):
+        log.add(2, "val", {"PLCC": 0.6})
+    assert folder_state(tmp_path) == before
+    assert read_info(tmp_path / "info.mat").index.shape == (2, 2)
+    assert EpochMetrics(log.path).series("val", "PLCC").epochs == [1]
+
+
+def test_a_write_that_fails_names_the_file_and_keeps_it(tmp_path):
+    kept = tmp_path / "kept.csv"
+    kept.write_text("earlier\n")
+    with pytest.raises(OutputError) as error, replacing(kept, what="the table", advice="retry") as file:
+        file.write("new")
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert str(error.value) == f"cannot write the table {kept}: Disk quota exceeded; retry; a file there before is kept"
+    assert os.listdir(tmp_path) == ["kept.csv"] and kept.read_text() == "earlier\n"
