@@ -33,3 +33,16 @@ def koniq(tmp_path_factory) -> list[str]:
 def run_name():
     """The name main.py gives the run of a command line (its checkpoint's, results' and logs')."""
     return lambda argv: run_settings(get_args_parser().parse_args(argv))["run_name"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A reliability test fails when its case left a traceback on stderr, even if its own
+    assertions passed: every such case must end with one message (what the test read with
+    capsys or capfd itself, it checks itself)."""
+    report = yield
+    if report.when == "call" and report.passed and item.get_closest_marker("reliability"):
+        if "Traceback (most recent call last)" in report.capstderr:
+            report.outcome = "failed"
+            report.longrepr = "a traceback reached stderr in a reliability case:\n" + report.capstderr
+    return report

@@ -4,11 +4,16 @@ line that runs a root script, printed as a user types it and run as printed."""
 from __future__ import annotations
 
 import errno
+import platform
+import sys
+import tempfile
 
 import pytest
 import torch
 
 from linearityiqa.cli.scripts import (
+    EXIT_BUG,
+    EXIT_INTERRUPTED,
     EXIT_MISTAKE,
     REPOSITORY,
     Advice,
@@ -45,11 +50,52 @@ def test_in_all_processes_but_the_first_a_mistake_is_silent(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_bug_keeps_its_traceback():
-    with pytest.raises(KeyError):
-        exit_status("x.py", raising(KeyError("settings")))
-    with pytest.raises(OSError):  # a full disk is a bug where the script gives no advice for it
-        exit_status("x.py", raising(OSError(errno.ENOSPC, "No space left on device", "out.csv")))
+@pytest.mark.reliability
+def test_a_bug_is_one_line_naming_the_log_of_its_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["x.py", "--img", "a.jpg"])
+    assert exit_status("x.py", raising(KeyError("settings"))) == EXIT_BUG == 70
+    (log,) = tmp_path.glob("linearityiqa-x-*.log")
+    err = capsys.readouterr().err
+    assert err == (
+        "x.py: error: a bug of LinearityIQA, not a mistake of yours (KeyError: 'settings'); "
+        f"its traceback is in {log}: please report it with that file\n"
+    )
+    text = log.read_text()
+    assert text.startswith(f"command: x.py --img a.jpg\npython {platform.python_version()}, torch {torch.__version__}")
+    assert "Traceback (most recent call last)" in text and "in body" in text and text.endswith("KeyError: 'settings'\n")
+    # a full disk is a bug where the script gives no advice for it
+    assert exit_status("x.py", raising(OSError(errno.ENOSPC, "No space left on device", "out.csv"))) == EXIT_BUG
+
+
+@pytest.mark.reliability
+def test_a_bug_whose_log_cannot_be_written_shows_its_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not a folder"))
+    (tmp_path / "not a folder").write_text("")
+    assert exit_status("x.py", raising(ZeroDivisionError("division by zero"))) == EXIT_BUG
+    first, *trace = capsys.readouterr().err.splitlines()
+    assert first == (
+        "x.py: error: a bug of LinearityIQA, not a mistake of yours (ZeroDivisionError: division by zero); "
+        "please report it"
+    )
+    assert trace[0] == "Traceback (most recent call last):" and trace[-1] == "ZeroDivisionError: division by zero"
+
+
+@pytest.mark.reliability
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+    advice = Advice(interrupted="--resume continues from the last finished epoch")
+    assert exit_status("main.py", raising(KeyboardInterrupt()), advice) == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == (
+        "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch\n"
+    )
+    assert exit_status("main.py", raising(KeyboardInterrupt()), quiet=True) == 130
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.reliability
+def test_a_message_of_several_lines_is_printed_as_one(capsys):
+    assert exit_status("x.py", raising(ConfigError("cannot read a.mat:\n  unable to open\n"))) == 1
+    assert capsys.readouterr().err == "x.py: error: cannot read a.mat: unable to open\n"
 
 
 def test_failures_of_the_machine_get_the_scripts_advice():

@@ -4,7 +4,9 @@ Every script ends on a user's mistake the same way: one line `<script>: error: <
 standard error and exit status 1, never a traceback (`exit_status`). An IQAError says what is
 wrong in its own words; a file system that refuses an output, memory that runs out and a data
 loading process that dies are user-caused too, and each script says what to change about them
-(`Advice`). Any other error is a bug, and its traceback is shown.
+(`Advice`). Ctrl-C ends a script with one line and status 130. Any other error is a bug: one
+line says so and names the log file that holds its traceback (status 70, EX_SOFTWARE of BSD's
+sysexits.h), so that a report can include it and a user is not left with a wall of text.
 
 `main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
 in a process of its own (`run_script`): what they print is what runs.
@@ -17,16 +19,22 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from linearityiqa.acceleration import memory_error_summary, out_of_memory
-from linearityiqa.errors import IQAError
+from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
+EXIT_BUG = 70
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
 REPOSITORY = Path(__file__).resolve().parents[2]
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
@@ -41,11 +49,13 @@ class Advice:
         out_of_memory: after "out of memory (<allocator's words>): ".
         unwritable: after "<file>: <reason>; " when an output cannot be written.
         loader_died: after "a data loading process died (<torch's words>). ".
+        interrupted: after "interrupted; what was saved before is kept" when Ctrl-C stops the script.
     """
 
     out_of_memory: str | None = None
     unwritable: str | None = None
     loader_died: str | None = None
+    interrupted: str | None = None
 
 
 def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
@@ -64,20 +74,57 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
 
 def report_mistake(script: str, message: str) -> int:
     """Print a user's mistake as the script's one error line; the exit status that goes with it."""
-    print(f"{script}: error: {message}", file=sys.stderr)
+    # a message may quote another program's words, which can span lines
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"{script}: error: {line}", file=sys.stderr)
     return EXIT_MISTAKE
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
     """Run a script's body and return its exit status (None counts as 0); a user's mistake is
-    one line (none with `quiet`, for all processes of a run but the first) and status 1."""
+    one line (none with `quiet`, for all processes of a run but the first) and status 1, Ctrl-C
+    one line and status 130, a bug one line naming the log of its traceback and status 70."""
     try:
         return body() or 0
+    except KeyboardInterrupt:
+        if not quiet:
+            then = f"; {advice.interrupted}" if advice.interrupted else ""
+            print(f"{script}: interrupted; what was saved before is kept{then}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         message = user_message(error, advice)
         if message is None:
-            raise
+            return report_bug(script, error)
     return EXIT_MISTAKE if quiet else report_mistake(script, message)
+
+
+def report_bug(script: str, error: Exception) -> int:
+    """Say in one line that `error` is a bug and where its traceback is; the exit status."""
+    trace = "".join(traceback.format_exception(error))
+    log = bug_log(script, trace)
+    where = f"its traceback is in {log}: please report it with that file" if log else "please report it"
+    print(
+        f"{script}: error: a bug of LinearityIQA, not a mistake of yours ({type(error).__name__}: "
+        f"{first_line(error)}); {where}",
+        file=sys.stderr,
+    )
+    if log is None:  # the traceback must not be lost
+        print(trace, end="", file=sys.stderr)
+    return EXIT_BUG
+
+
+def bug_log(script: str, trace: str) -> str | None:
+    """Write a bug's traceback, with the command and versions a report needs, to a new file in the
+    temporary folder; its path, or None when it cannot be written (the traceback is then shown)."""
+    details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {torch.__version__}\n\n"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        handle, path = tempfile.mkstemp(prefix=f"linearityiqa-{os.path.splitext(script)[0]}-{stamp}-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as log:
+            log.write(details + trace)
+    except OSError:
+        return None
+    return path
 
 
 def own_the_pixel_limit() -> None:
