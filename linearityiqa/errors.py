@@ -7,6 +7,10 @@ catching `ValueError` or `FileNotFoundError` as they would anyway.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 
 class IQAError(Exception):
     """Base class: the message alone tells the user what is wrong and what to do."""
@@ -34,3 +38,36 @@ class TrainingDiverged(IQAError):
 
 class RunFailed(IQAError):
     """A run that `python -m reproduce` started ended with an error that its script has reported."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (library errors can span several), or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a regular file one can read, in a message's words ("does not exist",
+    "is a folder", ...), or None when it is one. Reading a named pipe or a device would wait for
+    a writer or never end, so they are refused by name, not opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "is a symbolic link that leads to no file" if os.path.islink(path) else "does not exist"
+    except OSError as error:  # a loop of links, a name too long, a folder that cannot be searched
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link that leads to no file (a loop of links)"
+        return f"cannot be opened ({error.strerror or error})"
+    for test, kind in _NOT_FILES:
+        if test(mode):
+            return f"is {kind}, not a file"
+    return None
+
+
+_NOT_FILES = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)

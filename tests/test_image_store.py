@@ -154,7 +154,8 @@ def test_an_unwritable_cache_says_what_to_do(images, tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"cannot write the image cache .*a file/t-native-.*\.npy .*"
-        r"pass another cache_dir, or pass cache_dir=None",
+        r"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
+        r"\(ImageLoading\(cache_dir=None\)\)",
     ):
         load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=tmp_path / "a file", verbose=False)
 

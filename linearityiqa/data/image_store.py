@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from stat import S_ISREG
+from tokenize import TokenError
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -30,7 +32,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from tqdm import tqdm
 
-from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
 CACHE_FORMAT_VERSION = 2
@@ -63,6 +65,10 @@ def _reading(path: str | Path) -> Iterator[None]:
 def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
     an image of more than `max_pixels` pixels, raised before a pixel of it is decoded."""
+    problem = file_problem(path)  # a named pipe would block Pillow's read, a device never end it
+    if problem is not None:
+        error = MissingFileError if problem == "does not exist" else BadFileError
+        raise error(f"image {path} {problem}: replace it with the image file")
     with _reading(path):
         image = Image.open(path)
     width, height = image.size
@@ -202,7 +208,7 @@ def load_images(
     file_stats = _stat_files(paths, im_dir)
     started = time.perf_counter()
     cache_path = _cache_path(Path(cache_dir), label, names, file_stats, sizing) if cache_dir is not None else None
-    store = _open_cache(cache_path, names) if cache_path is not None else None
+    store = _open_cache(cache_path, names, label=label, verbose=verbose) if cache_path is not None else None
     how = "mapped from cache"
     if store is None:
         store = _decode_all(
@@ -241,19 +247,22 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
     stats, missing = [], []
     for path in paths:
         try:
-            stat = path.stat()
-            stats.append((stat.st_size, stat.st_mtime_ns))
+            status = path.stat()
         except FileNotFoundError:
             missing.append(path)
+            continue
         except OSError as error:  # a loop of symbolic links, a folder it may not enter
             raise BadFileError(
                 f"cannot read image {path}: {error.strerror}; point it at a readable image file"
             ) from None
+        if not S_ISREG(status.st_mode):
+            raise BadFileError(f"image {path} {file_problem(path)}: replace it with the image file")
+        stats.append((status.st_size, status.st_mtime_ns))
     if missing:
         more = f" and {len(missing) - 1} more of the {len(paths)} images" if len(missing) > 1 else ""
         raise MissingFileError(
             f"image {missing[0]} not found{more}: link the data set's image folder to {im_dir} "
-            f"(ln -s /path/to/images {im_dir}) or pass its folder as im_dir"
+            f"(ln -s /path/to/images {im_dir}) or pass its folder (--im_dir)"
         )
     return stats
 
@@ -274,19 +283,99 @@ def _cache_path(
     return cache_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key}.npy"
 
 
-def _open_cache(cache_path: Path, names: list[str]) -> ImageStore | None:
-    """The cached store, or None when there is no complete cache for exactly these names."""
+class _DamagedCache(Exception):
+    """A cache file that is not what its name promises; it never leaves this module, which rebuilds the cache."""
+
+
+def _open_cache(cache_path: Path, names: list[str], *, label: str, verbose: bool) -> ImageStore | None:
+    """The cached store, or None when there is no complete, intact cache for exactly these names.
+
+    A cache is checked before its pixels are trusted: an interrupted copy, another file in its
+    place or a layout that disagrees with the buffer is reported in one line, and None makes
+    the caller decode the images again and write the cache over the damaged one.
+
+    Args:
+        cache_path: the `.npy` buffer; its layout is the `.json` file beside it.
+        names: the image names the cache must hold, in this order.
+        label: names the data set in the notice.
+        verbose: print the notice about a damaged cache.
+    """
     layout_path = cache_path.with_suffix(".json")
+    # The buffer is moved into place before its layout (_commit_cache): no layout, no cache yet.
     if not (cache_path.is_file() and layout_path.is_file()):
         return None
     try:
-        layout = json.loads(layout_path.read_text())
-    except ValueError:
+        shapes = _read_layout(layout_path, names)
+        # Python's integers: a damaged layout's sizes cannot overflow into the right total.
+        _check_buffer(cache_path, sum(height * width * channels for height, width, channels in shapes))
+    except _DamagedCache as damage:
+        if verbose:
+            print(f"{label}: the image cache at {cache_path} was damaged ({damage}) and is rebuilt")
         return None
-    if layout.get("names") != names:
-        return None
-    store = ImageStore(names=names, shapes=np.array(layout["shapes"]), pixels=None, cache_path=cache_path)
-    return store if store.pixels.size == store.nbytes else None
+    return ImageStore(names=names, shapes=np.array(shapes, dtype=np.int64), pixels=None, cache_path=cache_path)
+
+
+def _read_layout(layout_path: Path, names: list[str]) -> list[list[int]]:
+    """The (height, width, 3) of each of `names`, as the layout file gives them; _DamagedCache for a layout
+    file that does not."""
+    try:
+        layout = json.loads(layout_path.read_bytes())
+    except OSError as error:
+        raise _DamagedCache(f"its layout file cannot be read: {error.strerror}") from error
+    # ValueError also for text that is not UTF-8; RecursionError for brackets nested thousands deep.
+    except (ValueError, RecursionError) as error:
+        raise _DamagedCache(f"its layout file {layout_path.name} is not JSON") from error
+    if not (isinstance(layout, dict) and all(isinstance(layout.get(field), list) for field in ("names", "shapes"))):
+        raise _DamagedCache(f"its layout file {layout_path.name} lacks the names and shapes of the images")
+    if layout["names"] != names:
+        raise _DamagedCache(f"its layout file {layout_path.name} lists other images")
+    shapes = layout["shapes"]
+    if len(shapes) != len(names) or not all(_is_image_shape(shape) for shape in shapes):
+        raise _DamagedCache(f"its layout file {layout_path.name} does not give (height, width, 3) for each image")
+    return shapes
+
+
+def _is_image_shape(shape: object) -> bool:
+    # type() rather than isinstance(): JSON's true is a bool, and bool is an int to isinstance().
+    return (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(type(size) is int for size in shape)
+        and min(shape[:2]) >= 1
+        and shape[2] == 3
+    )
+
+
+def _check_buffer(cache_path: Path, length: int) -> None:
+    """Check, from its header and size alone, that the `.npy` file holds exactly `length` bytes of pixels."""
+    try:
+        with open(cache_path, "rb") as file:
+            shape, dtype = _npy_header(file)
+            data_start = file.tell()
+            size = os.fstat(file.fileno()).st_size
+    except OSError as error:
+        raise _DamagedCache(f"it cannot be read: {error.strerror}") from error
+    if dtype != np.uint8 or shape != (length,):
+        raise _DamagedCache(f"it holds {dtype} of shape {shape}, not the {length:,} bytes of pixels its layout gives")
+    if size != data_start + length:
+        raise _DamagedCache(f"it is {size:,} bytes long, not the {data_start + length:,} its header and layout give")
+
+
+def _npy_header(file: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype that a `.npy` file's header gives; _DamagedCache for a file that has none."""
+    try:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        else:
+            raise _DamagedCache(f"its .npy format version {version} is not one this project writes")
+    # numpy's words for a missing magic string or a header it cannot parse; its parser of old
+    # headers lets the tokenizer's error out as it is.
+    except (ValueError, TokenError) as error:
+        raise _DamagedCache(f"it is not a .npy file: {error}") from error
+    return shape, dtype
 
 
 def _decode_all(
@@ -327,7 +416,8 @@ def _decode_all(
             if isinstance(error, OSError) and not isinstance(error, IQAError):
                 raise ConfigError(
                     f"cannot write the image cache {cache_path} ({error}): free space there, "
-                    f"pass another cache_dir, or pass cache_dir=None to keep the images in memory only"
+                    f"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
+                    f"(ImageLoading(cache_dir=None))"
                 ) from error
             raise
     return _commit_cache(partial_path, cache_path, names, shapes)

@@ -23,7 +23,8 @@ from ignite.handlers.tensorboard_logger import TensorboardLogger
 from torch.utils.data import DataLoader
 
 from linearityiqa.acceleration import Precision
-from linearityiqa.records.checkpoint import save_checkpoint, training_checkpoint
+from linearityiqa.errors import BadFileError, ConfigError, first_line
+from linearityiqa.records.checkpoint import MODEL_SETTINGS, save_checkpoint, training_checkpoint
 from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
 from linearityiqa.records.run_records import EpochLog
 from linearityiqa.training.evaluation import (
@@ -34,6 +35,18 @@ from linearityiqa.training.evaluation import (
     criterion_score,
 )
 from linearityiqa.training.step import seed_everything
+
+# What a resumed run must share with the run that saved the state: the options that decide what
+# is trained. Others may change: --epochs, --num_workers, --device, --pbar, --eval_batch_size,
+# where files go, --compile, --pretrained (the saved weights replace the start), --skip_nonfinite
+# (to get past a NaN) and --resume itself.
+RESUMED_SETTINGS = MODEL_SETTINGS + (
+    "loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization", "gamma",
+    "dataset", "exp_id", "train_ratio", "train_and_val_ratio", "resize", "resize_size_h", "resize_size_w",
+    "augmentation", "angle", "crop_size_h", "crop_size_w", "hflip_p",
+    "batch_size", "accumulation_steps", "lr", "ft_lr_ratio", "weight_decay", "lr_decay", "overall_lr_decay",
+    "val_criterion", "test_during_training", "opt_level", "seed", "debug",
+)  # fmt: skip
 
 
 class Loaders(NamedTuple):
@@ -144,14 +157,36 @@ def attach_mean_loss(trainer: Engine, epoch_log: EpochLog) -> None:
         losses.clear()
 
 
-def resume_state(trainer: Engine, parts: RunParts) -> dict[str, Any]:
-    """The objects whose state --resume restores."""
+class RunSettings:
+    """The options that decide what a run trains, saved in its resume state so that --resume can
+    tell a run asked with other options (ignite's Checkpoint saves what has a state_dict).
+
+    Args:
+        settings: the run's settings; those named in RESUMED_SETTINGS are kept.
+    """
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.settings = {name: settings[name] for name in RESUMED_SETTINGS if name in settings}
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+
+def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The objects whose state --resume restores, and the settings it must agree with.
+
+    Args:
+        trainer: the engine, whose state holds the epoch.
+        parts: the run's model, optimizer, scheduler, best score and loss scaler.
+        settings: the run's settings.
+    """
     state = {
         "trainer": trainer,
         "model": parts.model,
         "optimizer": parts.optimizer,
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
+        "settings": RunSettings(settings),
     }
     if parts.precision.scaler is not None:
         state["scaler"] = parts.precision.scaler
@@ -159,10 +194,61 @@ def resume_state(trainer: Engine, parts: RunParts) -> dict[str, Any]:
 
 
 def load_resume_state(state: dict[str, Any], trained_model_file: str) -> None:
-    """Restore `state` from the latest whole epoch saved beside the checkpoint."""
+    """Restore `state` from the latest whole epoch saved beside the checkpoint, once it is known
+    to be a state of this run: readable, saved with the same settings, fitting its model.
+
+    Args:
+        state: what `resume_state` returned.
+        trained_model_file: the run's checkpoint, beside which its states are saved.
+
+    Raises:
+        BadFileError: the state file is damaged, or does not fit this run's objects.
+        ConfigError: the state was saved by a run with other options (the first is named).
+    """
     path = latest_resume_file(resume_folder(trained_model_file))
-    Checkpoint.load_objects(to_load=state, checkpoint=torch.load(path, map_location="cpu", weights_only=True))
+    saved = _read_resume_file(path)
+    _check_resumed_settings(saved.get("settings", {}), state["settings"].settings, path)
+    restored = {name: item for name, item in state.items() if name != "settings"}
+    try:
+        Checkpoint.load_objects(to_load=restored, checkpoint=saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        # states saved before they recorded their settings: a model of other options fails here
+        raise BadFileError(
+            f"--resume: the saved state at {path} does not fit this run ({first_line(error)}): pass the options "
+            f"it was trained with (--arch, --pool, --P6, --P7, --use_bn_end ...), or start anew without --resume"
+        ) from None
     say(f"resuming from {path} after epoch {state['trainer'].state.epoch}")
+
+
+def _read_resume_file(path: str) -> dict[str, Any]:
+    """The saved state as a dict; a file cut short or not a state is one line that names it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BadFileError(_damaged(path, first_line(error))) from None
+    if not isinstance(saved, dict):
+        raise BadFileError(_damaged(path, f"it holds a {type(saved).__name__}, not a dict of states"))
+    if not isinstance(saved.get("settings", {}), dict):
+        raise BadFileError(_damaged(path, "its settings are not a dict"))
+    return saved
+
+
+def _damaged(path: str, cause: str) -> str:
+    return (
+        f"--resume: the saved state at {path} is damaged ({cause}): delete it to resume from the state "
+        f"before it, if any (or delete its folder to start over), or pass the right --trained_model_file"
+    )
+
+
+def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], path: str) -> None:
+    """The first setting of RESUMED_SETTINGS that the saved state records otherwise is an error.
+    A setting it does not record (a state saved before a newer option) is not compared."""
+    for name, value in asked.items():
+        if name in saved and saved[name] != value:
+            raise ConfigError(
+                f"--resume: the saved state at {path} was trained with {name}={saved[name]!r}, this run asks "
+                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+            )
 
 
 def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:

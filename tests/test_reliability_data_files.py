@@ -1,0 +1,426 @@
+"""Files are data to check, not to trust: an info file in any layout but the authors' is one
+BadFileError line that names the file and the dataset, and a damaged image cache is rebuilt
+with a notice, never read as pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from data_helpers import save_plain_images, write_authors_info
+
+import main
+import test_dataset
+from IQAmodel import IQAModel
+from linearityiqa.data import image_store
+from linearityiqa.data.image_store import ImageSizing, decode_image, load_images
+from linearityiqa.data.info_files import read_info
+from linearityiqa.errors import BadFileError
+from linearityiqa.records.checkpoint import save_checkpoint
+
+pytestmark = pytest.mark.reliability
+
+NAMES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+REBUILD = "; rebuild it with make_info.py"
+# Marks where a message quotes HDF5's or numpy's own words, which differ between their versions.
+THEIR_WORDS = "…"
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_good_info(path: Path) -> Path:
+    """An info file of four images in the authors' layout, written independently of info_files.py."""
+    index = np.array([[1, 4], [2, 3], [3, 2], [4, 1]])
+    write_authors_info(path, NAMES, [1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], index)
+    return path
+
+
+def replace(file: h5py.File, key: str, data) -> None:
+    del file[key]
+    file[key] = data
+
+
+def point_name_at(file: h5py.File, entry: int, target) -> None:
+    """Make im_names entry `entry` (1-based) a reference to `target` (an HDF5 object, or None for a null one)."""
+    refs = file["im_names"][()]
+    refs[0, entry - 1] = target.ref if target is not None else h5py.Reference()
+    replace(file, "im_names", refs)
+
+
+def name_codes(file: h5py.File, entry: int, codes) -> None:
+    """Make im_names entry `entry` a char array of these uint16 codes."""
+    point_name_at(file, entry, file["#refs#"].create_dataset(f"odd{entry}", data=np.array(codes, dtype="<u2")))
+
+
+def dangling_name(file: h5py.File) -> None:
+    target = file["#refs#"].create_dataset("gone", data=np.array([[97]], dtype="<u2"))
+    point_name_at(file, 2, target)
+    del file["#refs#/gone"]
+
+
+def unreadable_index(file: h5py.File) -> None:
+    """A compressed index whose stored chunk is overwritten with bytes gzip cannot inflate."""
+    del file["index"]
+    chunk = file.create_dataset("index", data=np.array([[1, 4], [2, 3], [3, 2], [4, 1]], dtype=float), compression=9)
+    file.flush()
+    start, size = chunk.id.get_chunk_info(0).byte_offset, chunk.id.get_chunk_info(0).size
+    path = file.filename
+    file.close()
+    with open(path, "r+b") as raw:
+        raw.seek(start)
+        raw.write(b"\xff" * size)
+
+
+def group_instead(file: h5py.File, key: str) -> None:
+    del file[key]
+    file.create_group(key)
+
+
+def named_datatype(file: h5py.File, key: str) -> h5py.Datatype:
+    """A named datatype at `key`, in place of what was there."""
+    if key in file:
+        del file[key]
+    file[key] = np.dtype("<u2")
+    return file[key]
+
+
+def times(file: h5py.File, key: str) -> h5py.Dataset:
+    """A (1, 4) dataset of HDF5 times, a type NumPy has no dtype for, in place of what was at `key`."""
+    if key in file:
+        del file[key]
+    h5py.h5d.create(file.id, key.encode(), h5py.h5t.UNIX_D32LE, h5py.h5s.create_simple((1, 4)))
+    return file[key]
+
+
+def split_sizes(file: h5py.File, sizes) -> None:
+    file["split_sizes"] = np.array([sizes], dtype=float)
+
+
+def zero_images(file: h5py.File) -> None:
+    for key in ("im_names", "subjective_scores", "subjective_scoresSTD", "ref_ids"):
+        replace(file, key, file[key][()][:, :0])
+    replace(file, "index", np.zeros((0, 1)))
+
+
+def huge(file: h5py.File, key: str, shape: tuple[int, ...], dtype) -> None:
+    """A dataset that declares a huge shape and stores nothing (HDF5 fills it on reading)."""
+    del file[key]
+    file.create_dataset(key, shape=shape, dtype=dtype)
+
+
+# (what is wrong, how to make it so, the message after "<file>: ")
+INFO_FILE_CASES = [
+    # im_names stored another way than references
+    ("names as byte strings", lambda f: replace(f, "im_names", np.array([[n.encode() for n in NAMES]])),
+     "im_names holds text, not references to MATLAB char arrays" + REBUILD),
+    ("names as strings", lambda f: replace(f, "im_names", np.array([NAMES], dtype=h5py.string_dtype())),
+     "im_names holds text, not references to MATLAB char arrays" + REBUILD),
+    ("names as numbers", lambda f: replace(f, "im_names", np.ones((1, 4))),
+     "im_names holds values of type float64, not references to MATLAB char arrays" + REBUILD),
+    ("names as region references",
+     lambda f: replace(f, "im_names", np.array([[f["index"].regionref[0:1]] * 4], dtype=h5py.regionref_dtype)),
+     "im_names holds region references, not references to MATLAB char arrays" + REBUILD),
+    # references to the wrong kind of object
+    ("a null reference", lambda f: point_name_at(f, 2, None),
+     "im_names entry 2 is a null reference, not a reference to a MATLAB char array" + REBUILD),
+    ("a reference to a group", lambda f: point_name_at(f, 3, f["#refs#"]),
+     "im_names entry 3 is a reference to a group, not a reference to a MATLAB char array" + REBUILD),
+    ("a reference to a named datatype", lambda f: point_name_at(f, 1, named_datatype(f, "kind")),
+     "im_names entry 1 is a reference to a named datatype, not a reference to a MATLAB char array" + REBUILD),
+    ("a reference to floats", lambda f: point_name_at(f, 2, f["subjective_scores"]),
+     "im_names entry 2 refers to a (1, 4) array of values of type float64, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a reference to a 2-D array of codes", lambda f: name_codes(f, 4, np.full((3, 4), 97)),
+     "im_names entry 4 refers to a (3, 4) array of values of type uint16, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a reference to signed codes", lambda f: point_name_at(f, 2, f.create_dataset("s", data=np.full((5, 1), 97))),
+     "im_names entry 2 refers to a (5, 1) array of values of type int64, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a name of a million chars", lambda f: point_name_at(f, 2, f.create_dataset("h", shape=(10**6, 1), dtype="<u2")),
+     "im_names entry 2 refers to a (1000000, 1) array of values of type uint16, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a reference to a dataset without an array",
+     lambda f: point_name_at(f, 2, f.create_dataset("no array", data=h5py.Empty("<u2"))),
+     "im_names entry 2 refers to a () array of values of type uint16, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a reference to times", lambda f: point_name_at(f, 2, times(f, "when")),
+     "im_names entry 2 refers to a (1, 4) array of values of a type NumPy cannot hold, not a MATLAB char "
+     "array (one row of at most 4096 unsigned 16-bit codes)" + REBUILD),
+    ("a reference that leads nowhere", dangling_name,
+     f"im_names entry 2 is a reference that leads nowhere ({THEIR_WORDS}){REBUILD}"),
+    # names that are not text
+    ("an unpaired high surrogate", lambda f: name_codes(f, 2, [[0xD800], [97]]),
+     "im_names entry 2 is not UTF-16 text (illegal UTF-16 surrogate)" + REBUILD),
+    ("an unpaired low surrogate", lambda f: name_codes(f, 2, [[97], [0xDC00]]),
+     "im_names entry 2 is not UTF-16 text (illegal encoding)" + REBUILD),
+    ("a NUL in a name", lambda f: name_codes(f, 3, [[ord(c)] for c in "c\x00.jpg"]),
+     "im_names entry 3 ('c\\x00.jpg') holds a NUL character, which no file name can hold" + REBUILD),
+    # sizes and shapes
+    ("zero images", zero_images, "im_names lists no images" + REBUILD),
+    ("a billion images declared", lambda f: huge(f, "im_names", (1, 2**30), h5py.ref_dtype),
+     "im_names lists 1,073,741,824 images, more than the 16,777,216 this project reads" + REBUILD),
+    ("names in a 2 x 2 array", lambda f: replace(f, "im_names", f["im_names"][()].reshape(2, 2)),
+     "im_names has shape (2, 2), expected one row (1, N)" + REBUILD),
+    ("ref_ids in a 2 x 2 array", lambda f: replace(f, "ref_ids", np.array([[1.0, 2.0], [3.0, 4.0]])),
+     "ref_ids has shape (2, 2), expected one row (1, N)" + REBUILD),
+    ("scores in three dimensions", lambda f: replace(f, "subjective_scores", np.ones((1, 1, 4))),
+     "subjective_scores has shape (1, 1, 4), expected one row (1, N)" + REBUILD),
+    ("a scalar std", lambda f: replace(f, "subjective_scoresSTD", 1.0),
+     "subjective_scoresSTD has shape (), expected one row (1, N)" + REBUILD),
+    ("an index of one dimension", lambda f: replace(f, "index", np.arange(1.0, 5.0)),
+     "index has shape (4,), expected (4, M) with M >= 1" + REBUILD),
+    ("an index without columns", lambda f: replace(f, "index", np.zeros((4, 0))),
+     "index has shape (4, 0), expected (4, M) with M >= 1" + REBUILD),
+    ("an index of 2**26 columns declared", lambda f: huge(f, "index", (4, 2**26), float),
+     "index has shape (4, 67108864), more than the 134,217,728 entries this project reads" + REBUILD),
+    # a key that is not a dataset
+    ("im_names a group", lambda f: group_instead(f, "im_names"),
+     "im_names is a group, not a dataset" + REBUILD),
+    ("scores a group", lambda f: group_instead(f, "subjective_scores"),
+     "subjective_scores is a group, not a dataset" + REBUILD),
+    ("index a named datatype", lambda f: named_datatype(f, "index"),
+     "index is a named datatype, not a dataset" + REBUILD),
+    ("split_sizes without an array", lambda f: f.create_dataset("split_sizes", data=h5py.Empty("f8")),
+     "split_sizes is an empty dataset without an array" + REBUILD),
+    # text, booleans or complex numbers where numbers belong
+    ("scores as strings", lambda f: replace(f, "subjective_scores", np.array([["1", "2", "3", "4"]], dtype="S1")),
+     "subjective_scores holds text, not real numbers" + REBUILD),
+    ("stds as complex numbers", lambda f: replace(f, "subjective_scoresSTD", np.ones((1, 4), dtype=complex)),
+     "subjective_scoresSTD holds values of type complex128, not real numbers" + REBUILD),
+    ("scores as times", lambda f: times(f, "subjective_scores"),
+     "subjective_scores holds values of a type NumPy cannot hold, not real numbers" + REBUILD),
+    ("names as times", lambda f: times(f, "im_names"),
+     "im_names holds values of a type NumPy cannot hold, not references to MATLAB char arrays" + REBUILD),
+    ("ref_ids as booleans", lambda f: replace(f, "ref_ids", np.ones((1, 4), dtype=bool)),
+     "ref_ids holds values of type bool, not real numbers" + REBUILD),
+    ("split_sizes as strings", lambda f: f.create_dataset("split_sizes", data=np.array([[b"2", b"1", b"1"]])),
+     "split_sizes holds text, not real numbers" + REBUILD),
+    # numbers that are not ids or counts
+    ("an index with NaN", lambda f: replace(f, "index", np.array([[1, 4], [np.nan, 3], [3, 2], [4, 1]])),
+     "index row 2, column 1 is nan, not a whole number within ±2**53" + REBUILD),
+    ("an index with a fraction", lambda f: replace(f, "index", np.array([[1, 4], [2, 3], [3, 2.5], [4, 1]])),
+     "index row 3, column 2 is 2.5, not a whole number within ±2**53" + REBUILD),
+    ("ref_ids beyond float64's whole numbers", lambda f: replace(f, "ref_ids", np.array([[1, 2, 3, 1e300]])),
+     "ref_ids entry 4 is 1e+300, not a whole number within ±2**53" + REBUILD),
+    ("split_sizes infinite", lambda f: split_sizes(f, [2, np.inf, 1]),
+     "split_sizes entry 2 is inf, not a whole number within ±2**53" + REBUILD),
+    ("split_sizes a fraction", lambda f: split_sizes(f, [2, 1.5, 0.5]),
+     "split_sizes entry 2 is 1.5, not a whole number within ±2**53" + REBUILD),
+    ("split_sizes negative", lambda f: split_sizes(f, [5, -1, 0]),
+     "split_sizes [5, -1, 0] holds a negative number of images" + REBUILD),
+    ("split_sizes of four sets", lambda f: split_sizes(f, [1, 1, 1, 1]),
+     "split_sizes has shape (1, 4), expected (1, 3)" + REBUILD),
+    # a dataset HDF5 cannot read
+    ("an index HDF5 cannot inflate", unreadable_index, f"index cannot be read ({THEIR_WORDS}){REBUILD}"),
+]  # fmt: skip
+
+
+def assert_one_line(message: str, expected: str) -> None:
+    """The message is one line and reads `expected`, where THEIR_WORDS stands for a library's wording."""
+    assert "\n" not in message
+    head, marked, tail = expected.partition(THEIR_WORDS)
+    if marked:
+        assert message.startswith(head) and message.endswith(tail) and len(message) > len(head) + len(tail)
+    else:
+        assert message == expected
+
+
+@pytest.mark.parametrize(
+    "mutate, expected", [case[1:] for case in INFO_FILE_CASES], ids=[case[0] for case in INFO_FILE_CASES]
+)
+def test_an_info_file_off_the_layout_is_one_line_naming_file_and_dataset(tmp_path, mutate, expected):
+    path = write_good_info(tmp_path / "info.mat")
+    file = h5py.File(path, "r+")
+    mutate(file)
+    file.close()
+    with pytest.raises(BadFileError) as caught:
+        read_info(path)
+    assert_one_line(str(caught.value), f"{path}: {expected}")
+
+
+def test_a_link_to_nothing_is_a_missing_dataset(tmp_path):
+    path = write_good_info(tmp_path / "info.mat")
+    with h5py.File(path, "r+") as file:
+        del file["subjective_scores"]
+        file["subjective_scores"] = h5py.SoftLink("/nowhere")
+    with pytest.raises(BadFileError) as caught:
+        read_info(path)
+    expected = f"{path} lacks the dataset(s) subjective_scores of an info file: rebuild it with make_info.py"
+    assert str(caught.value) == expected
+
+
+def test_the_good_file_of_these_cases_reads(tmp_path):
+    path = write_good_info(tmp_path / "info.mat")
+    with h5py.File(path, "r+") as file:
+        split_sizes(file, [2, 1, 1])
+    info = read_info(path)
+    assert info.im_names == NAMES and info.split_sizes == (2, 1, 1) and info.index.dtype == np.int64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A resnet18 checkpoint with its settings, for test_dataset.py."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoint") / "model.pth"
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
+    save_checkpoint(str(path), {"model": IQAModel(arch="resnet18", pretrained=False).state_dict(), "k": [1.0] * 3,
+                                "b": [0.0] * 3, "settings": settings})  # fmt: skip
+    return path
+
+
+def script_argv(script: str, koniq: list[str], info: Path, checkpoint: Path) -> list[str]:
+    options = [*koniq[koniq.index("--im_dir") : koniq.index("--im_dir") + 2], "--data_info", str(info)]
+    if script == "main.py":
+        return ["--arch", "resnet18", "--pretrained", "none", "-e", "1", "--num_workers", "0", *options]
+    return ["--dataset", "KonIQ-10k", "--trained_model_file", str(checkpoint), "--num_workers", "0", *options]
+
+
+@pytest.mark.parametrize("script", ["main.py", "test_dataset.py"])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda f: point_name_at(f, 3, f["#refs#"]), "im_names entry 3 is a reference to a group"),
+        (lambda f: f["index"].__setitem__((1, 0), np.nan), "index row 2, column 1 is nan"),
+    ],
+    ids=["reference to a group", "index with NaN"],
+)
+def test_a_script_given_a_malformed_info_file_says_so_in_one_line(
+    script, mutate, expected, koniq, checkpoint, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    info = tmp_path / "KonIQ-10kinfo.mat"
+    info.write_bytes(Path(koniq[koniq.index("--data_info") + 1]).read_bytes())
+    with h5py.File(info, "r+") as file:
+        mutate(file)
+    before = sha256(info)
+    run = main.main if script == "main.py" else test_dataset.main
+    assert run(script_argv(script, koniq, info, checkpoint)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"{script}: error: {info}: {expected}") and err.endswith(f"{REBUILD}\n")
+    assert sha256(info) == before
+
+
+# The image cache
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    sizes = {"a.jpg": (20, 10), "b.jpg": (8, 6), "c.jpg": (20, 10)}
+    save_plain_images(folder, sizes)
+    return folder, list(sizes)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def cut_in_half(npy: Path, layout: Path) -> str:
+    whole = npy.read_bytes()
+    npy.write_bytes(whole[: len(whole) // 2])
+    return f"it is {len(whole) // 2:,} bytes long, not the {len(whole):,} its header and layout give"
+
+
+def one_byte_more(npy: Path, layout: Path) -> str:
+    whole = npy.read_bytes()
+    npy.write_bytes(whole + b"\x00")
+    return f"it is {len(whole) + 1:,} bytes long, not the {len(whole):,} its header and layout give"
+
+
+def garbage(npy: Path, layout: Path) -> str:
+    npy.write_bytes(b"GIF89a, not a buffer of pixels" * 100)
+    return f"it is not a .npy file: {THEIR_WORDS}"
+
+
+def cut_in_its_header(npy: Path, layout: Path) -> str:
+    npy.write_bytes(npy.read_bytes()[:40])
+    return f"it is not a .npy file: {THEIR_WORDS}"
+
+
+def floats_in_its_place(npy: Path, layout: Path) -> str:
+    # As many elements as the pixels, so that only the header's dtype gives it away.
+    npy.write_bytes(npy_bytes(np.zeros((200 + 48 + 200) * 3, dtype=np.float32)))
+    return "it holds float32 of shape (1344,), not the 1,344 bytes of pixels its layout gives"
+
+
+def layout_cut_short(npy: Path, layout: Path) -> str:
+    layout.write_bytes(layout.read_bytes()[:25])
+    return f"its layout file {layout.name} is not JSON"
+
+
+def layout_not_utf8(npy: Path, layout: Path) -> str:
+    layout.write_bytes(b"\xff\xfe\x00garbage")
+    return f"its layout file {layout.name} is not JSON"
+
+
+def layout_a_list(npy: Path, layout: Path) -> str:
+    layout.write_text("[1, 2, 3]")
+    return f"its layout file {layout.name} lacks the names and shapes of the images"
+
+
+def layout_of_other_images(npy: Path, layout: Path) -> str:
+    content = json.loads(layout.read_text())
+    layout.write_text(json.dumps({**content, "names": content["names"][::-1]}))
+    return f"its layout file {layout.name} lists other images"
+
+
+def layout_with_text_sizes(npy: Path, layout: Path) -> str:
+    content = json.loads(layout.read_text())
+    content["shapes"][1] = ["6", 8, 3]
+    layout.write_text(json.dumps(content))
+    return f"its layout file {layout.name} does not give (height, width, 3) for each image"
+
+
+def layout_disagreeing_with_the_buffer(npy: Path, layout: Path) -> str:
+    content = json.loads(layout.read_text())
+    content["shapes"][1] = [6, 9, 3]
+    layout.write_text(json.dumps(content))
+    return "it holds uint8 of shape (1344,), not the 1,362 bytes of pixels its layout gives"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        cut_in_half,
+        one_byte_more,
+        garbage,
+        cut_in_its_header,
+        floats_in_its_place,
+        layout_cut_short,
+        layout_not_utf8,
+        layout_a_list,
+        layout_of_other_images,
+        layout_with_text_sizes,
+        layout_disagreeing_with_the_buffer,
+    ],
+)
+def test_a_damaged_cache_is_rebuilt_with_a_notice(damage, images, tmp_path, monkeypatch, capsys):
+    folder, names = images
+    load = dict(sizing=ImageSizing(), label="t", cache_dir=tmp_path / "cache")
+    npy = load_images(folder, names, **load, verbose=False).cache_path
+    layout = npy.with_suffix(".json")
+    reason = damage(npy, layout)
+    store = load_images(folder, names, **load, verbose=True)
+    notice = capsys.readouterr().out.splitlines()[0]
+    assert_one_line(notice, f"t: the image cache at {npy} was damaged ({reason}) and is rebuilt")
+    for row, name in enumerate(names):
+        assert (store[row] == decode_image(folder / name, ImageSizing())).all()
+    # Whole again, with nothing beside it: the next load maps it, without a notice and without decoding.
+    assert sorted(path.name for path in npy.parent.iterdir()) == [layout.name, npy.name]
+    assert json.loads(layout.read_text()) == {"names": names, "shapes": [[10, 20, 3], [6, 8, 3], [10, 20, 3]]}
+    monkeypatch.setattr(image_store, "decode_image", lambda *args, **kwargs: pytest.fail("decoded again"))
+    again = load_images(folder, names, **load, verbose=True)
+    (summary,) = capsys.readouterr().out.splitlines()
+    assert summary.startswith(f"t: 3 images, 0.0 MiB as uint8, cached in {npy} (mapped from cache in ")
+    assert np.array_equal(np.load(npy), store.pixels) and np.array_equal(again.pixels, store.pixels)
