@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from IQAperformance import LEAST_FOR_CORRELATION
 from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import DataSource, Split
 from linearityiqa.data.image_store import ImageLoading, ImageStore, available_cores
@@ -96,7 +97,8 @@ class IQADataset(Dataset):
             if height < crop_h or width < crop_w:
                 raise ConfigError(
                     f"image {self.source.spec.im_dir / name} is {width}x{height} after loading, smaller than the "
-                    f"{crop_w}x{crop_h} training crop: lower crop_size_w/crop_size_h or resize the images"
+                    f"{crop_w}x{crop_h} training crop: lower the crop (--crop_size_w, --crop_size_h) or resize "
+                    f"the images (--resize)"
                 )
 
 
@@ -201,12 +203,13 @@ def get_data_loaders(
     """
     if batching.batch_size < 2:
         raise ConfigError(
-            f"batch_size is {batching.batch_size}: BatchNorm cannot train on batches of one image; use 2 or more"
+            f"the batch size (-bs) is {batching.batch_size}: BatchNorm cannot train on batches of one image; "
+            f"use 2 or more"
         )
     limits = {"train": DEBUG_TRAIN_BATCHES * batching.batch_size, "val": DEBUG_EVAL_IMAGES, "test": DEBUG_EVAL_IMAGES}
     max_items = {status: limits[status] if batching.debug else None for status in SPLITS}
     positions = {status: source.positions(status, split, max_items=max_items[status]) for status in SPLITS}
-    _check_not_empty(positions, source, split)
+    _check_split_sizes(positions, source, split)
     stored = np.sort(np.concatenate(list(positions.values()))) if batching.debug else np.arange(len(source.info))
     store = source.load_images(stored, loading)
     datasets = {
@@ -226,13 +229,21 @@ def get_data_loaders(
     return _make_loaders(datasets, batching, workers)
 
 
-def _check_not_empty(positions: dict[str, np.ndarray], source: DataSource, split: Split) -> None:
+def _check_split_sizes(positions: dict[str, np.ndarray], source: DataSource, split: Split) -> None:
+    """Before any image is decoded: every split has the images its use needs, two at least (a
+    training batch for BatchNorm; a correlation to choose the best model by, and to test)."""
+    if split.train_ratio is None:
+        how = "its own split"
+        advice = "give the data set more images, or choose ratios (--train_ratio, --train_and_val_ratio)"
+    else:
+        how = f"train_ratio={split.train_ratio}, train_and_val_ratio={split.train_and_val_ratio}"
+        advice = "choose ratios (--train_ratio, --train_and_val_ratio)"
     for status, members in positions.items():
-        if len(members) == 0 or (status == "train" and len(members) < 2):
+        if len(members) < LEAST_FOR_CORRELATION:
             raise ConfigError(
-                f"the {status} split of {source.name} has {len(members)} image(s) with "
-                f"train_ratio={split.train_ratio}, train_and_val_ratio={split.train_and_val_ratio}: "
-                f"choose ratios that leave images in every split"
+                f"the {status} split of {source.name} has {len(members)} image(s) with {how}, but it needs at "
+                f"least {LEAST_FOR_CORRELATION}: {advice} that leave {LEAST_FOR_CORRELATION} or more images in "
+                f"every split"
             )
 
 
@@ -246,7 +257,7 @@ def _check_batchable(train_set: IQADataset) -> None:
             raise ConfigError(
                 f"training images differ in size ({im_dir / train_set.im_names[0]} is "
                 f"{first[1]}x{first[0]}, {im_dir / train_set.im_names[item]} is {width}x{height}) "
-                f"and cannot form a batch: use resize, or augment to crop them"
+                f"and cannot form a batch: resize them (--resize), or crop them (--augment)"
             )
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 
 POOLING_METHODS = ("avg", "max", "min", "std", "maxmin", "mean-std")
 
@@ -161,13 +161,15 @@ def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
 
 
 def _load_local_weights(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise MissingFileError(f"pretrained weights file {path} does not exist: check the path")
+    problem = file_problem(path)
+    if problem is not None:
+        error = MissingFileError if problem == "does not exist" else BadFileError
+        raise error(f"pretrained weights file {path} {problem}: check the path (--pretrained)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise BadFileError(
-            f"cannot read pretrained weights from {path} ({error}): "
+            f"cannot read pretrained weights from {path} ({first_line(error)}): "
             f"it must be a torchvision state_dict saved with torch.save"
         ) from None
 

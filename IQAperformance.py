@@ -7,6 +7,7 @@ the mapping (k, b) is fitted by least squares; elsewhere the fitted mapping is a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -50,13 +51,22 @@ def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarra
     return parameters
 
 
+# Samples below which a metric is not defined: a correlation needs two, the logistic's four
+# parameters four (curve_fit refuses fewer). Below them the metric is NaN, "n/a" when printed.
+LEAST_FOR_CORRELATION = 2
+LEAST_FOR_LOGISTIC = 4
+
+
 def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
+    rmse = float(np.sqrt(np.mean((score - mapped) ** 2)))
+    if len(score) < LEAST_FOR_CORRELATION:
+        return {"SROCC": math.nan, "KROCC": math.nan, "PLCC": math.nan, "RMSE": rmse}
     return {
         "SROCC": float(stats.spearmanr(score, mapped)[0]),
         "KROCC": float(stats.kendalltau(score, mapped)[0]),
         "PLCC": float(stats.pearsonr(score, mapped)[0]),
-        "RMSE": float(np.sqrt(np.mean((score - mapped) ** 2))),
+        "RMSE": rmse,
     }
 
 
@@ -142,6 +152,8 @@ class IQAPerformance(Metric):
 
     @staticmethod
     def _logistic_results(suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
+        if len(sq) < LEAST_FOR_LOGISTIC:  # said before the evaluation starts (test_dataset.py)
+            return {f"PLCC{suffix}_logistic": math.nan, f"RMSE{suffix}_logistic": math.nan}
         parameters = fit_logistic_mapping(before, sq)
         if parameters is None:
             warnings.warn(
@@ -149,7 +161,7 @@ class IQAPerformance(Metric):
                 f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN",
                 stacklevel=2,
             )
-            return {f"PLCC{suffix}_logistic": float("nan"), f"RMSE{suffix}_logistic": float("nan")}
+            return {f"PLCC{suffix}_logistic": math.nan, f"RMSE{suffix}_logistic": math.nan}
         mapped = logistic_4(before, *parameters)
         return {
             f"PLCC{suffix}_logistic": float(stats.pearsonr(sq, mapped)[0]),

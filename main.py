@@ -14,6 +14,7 @@ The shape is that of ignite's examples: `main` starts the processes, `run` is on
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
+from torch.multiprocessing import ProcessExitedException
 
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
@@ -43,11 +45,12 @@ from linearityiqa.cli.quickstart import run_quickstart
 from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.info_files import SPLITS
+from linearityiqa.errors import RunFailed
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from linearityiqa.records.paths import results_file, resume_folder, run_outputs
 from linearityiqa.records.run_lock import run_lock
 from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
-from linearityiqa.records.writing import refuse_inputs
+from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.training import handlers
 from linearityiqa.training.distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
 from linearityiqa.training.evaluation import Evaluation, metric_lines
@@ -60,6 +63,7 @@ ADVICE = Advice(
     unwritable="check the space and permissions of the output folders (--trained_model_file, --results_dir, "
     "--log_dir); what was saved before is kept",
     loader_died="Often the memory ran out: lower --num_workers or -bs; --resume continues from the last finished epoch",
+    interrupted="--resume continues from the last finished epoch",
 )
 
 
@@ -112,7 +116,7 @@ def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
     optimizer = create_optimizer(
         model, lr=settings["lr"], ft_lr_ratio=settings["ft_lr_ratio"], weight_decay=settings["weight_decay"]
     )
-    step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"])
+    step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"], report=say)
     precision = choose_precision(settings["opt_level"], device)
     # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
     trained = compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
@@ -163,7 +167,7 @@ def build_trainer(
         skip_nonfinite=settings["skip_nonfinite"],
         report=say,
     )
-    state = handlers.resume_state(trainer, parts)
+    state = handlers.resume_state(trainer, parts, settings)
     if settings["resume"]:
         handlers.load_resume_state(state, settings["trained_model_file"])
     first = idist.get_rank() == 0
@@ -211,6 +215,17 @@ def test_and_report(parts: RunParts, checkpoint: Mapping[str, Any], settings: Ma
     return performance
 
 
+def check_outputs(settings: Mapping[str, Any]) -> None:
+    """Before the work: every folder the run writes to takes new files (or the option to change is named)."""
+    name = settings["run_name"]
+    outputs = [("the run's results", results_file(settings["results_dir"], name), "--results_dir")]
+    if not settings["evaluate"]:
+        outputs.append(("the checkpoint", settings["trained_model_file"], "--trained_model_file"))
+        outputs.append(("the TensorBoard log", os.path.join(settings["log_dir"], name), "--log_dir"))
+    for what, path, option in outputs:
+        check_writable(path, what=what, advice=f"free space, or pass another {option}")
+
+
 def remove_resume_state(settings: Mapping[str, Any]) -> None:
     """A finished run needs no resume state: two whole states of the model and optimizer, which
     would take twice the checkpoint's space (about 2 GB for resnext101_32x8d) for every run kept."""
@@ -225,6 +240,8 @@ def run(local_rank: int, settings: Mapping[str, Any]) -> None:
 
     def locked_training() -> None:
         outputs = run_outputs(settings["trained_model_file"], settings["results_dir"], settings["run_name"])
+        if first:
+            check_outputs(settings)
         lock = run_lock(outputs) if first else contextlib.nullcontext()
         with lock, cudnn_mode(deterministic=not settings["randomness"]):
             training(local_rank, settings)
@@ -238,13 +255,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.quickstart:
         return run_quickstart()
+    return exit_status("main.py", lambda: launch(args), ADVICE)
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Start the run's processes (one unless --nproc_per_node or torchrun asks for more); the exit status."""
     settings = adapt.run_settings(args)
     spawned = settings["nproc_per_node"] is not None and settings["nproc_per_node"] > 1
     backend = None
     if spawned or "WORLD_SIZE" in os.environ:  # started with --nproc_per_node or by torchrun
         backend = "nccl" if torch.cuda.is_available() and settings["device"] != "cpu" else "gloo"
-    # ignite announces every launch on stderr; a user's mistake must stay the only line there
+    # ignite announces every launch on stderr, and torch each process it stops after another
+    # ended: a user's mistake must stay the only line there
     logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
         with idist.Parallel(
             backend=backend, nproc_per_node=settings["nproc_per_node"] if spawned else None
@@ -252,10 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel.run(run, settings)
     except SystemExit as ended:
         return int(ended.code or 0)
-    except Exception as error:  # a spawned process ended with an error it has reported
-        if spawned and "SystemExit" in str(error):
-            return 1
-        raise
+    except ProcessExitedException as ended:
+        if ended.exit_code:  # the process said why before it ended (run)
+            return ended.exit_code
+        raise RunFailed(
+            f"a training process was killed ({ended.signal_name or 'no exit status'}); often the memory ran out: "
+            f"lower -bs or --num_workers; --resume continues from the last finished epoch"
+        ) from None
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from linearityiqa.cli.scripts import exit_status
+from linearityiqa.cli.scripts import Advice, exit_status
 from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 
@@ -66,7 +66,7 @@ def write(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    return exit_status("make_synthetic.py", lambda: write(args))
+    return exit_status("make_synthetic.py", lambda: write(args), Advice(unwritable="pass another --out"))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@
 
 A data set with a split of its own (KonIQ-10k) is tested on its test split (intra-dataset);
 any other on all its images (cross-dataset). The checkpoint's k, b map the predictions.
+Without --trained_model_file, the authors' released checkpoint is tested; or, given training
+options as the authors' script took them (`-lr 1e-4 -bs 8 -e 30 ...`), the checkpoint main.py
+saved for a KonIQ-10k run with them.
 The metrics are printed and saved to results/dataset=<name>-tested_on_<checkpoint>.npy, and
 the per-image scores to results/dataset=<name>-tested_on_<checkpoint>-scores.csv.
 The model is built without ImageNet weights (the checkpoint replaces them): no network.
@@ -15,18 +18,20 @@ The model is built without ImageNet weights (the checkpoint replaces them): no n
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from IQAdataset import IQADataset, evaluation_loader
+from IQAperformance import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
 from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size, resolve_device
 from linearityiqa.cli import settings as adapt
-from linearityiqa.cli.options import get_test_dataset_parser
+from linearityiqa.cli.options import get_test_dataset_parser, given_options
 from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
+from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from linearityiqa.records.paths import dataset_results_file, scores_file
 from linearityiqa.records.run_records import save_results
@@ -36,6 +41,11 @@ from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")
+# Options of a training run that name its checkpoint (records/paths.run_name), the model's aside.
+RUN_OPTIONS = frozenset(
+    {"loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization"}
+    | {"lr", "batch_size", "epochs", "ft_lr_ratio", "augmentation"}
+)
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 
 
@@ -43,14 +53,31 @@ def test_loader(
     options: Mapping[str, Any], source: DataSource, resize_hw: tuple[int, int] | None, device: torch.device
 ) -> DataLoader:
     """The images to test on: the data set's own test split, or all of them."""
+    split = Split() if source.has_own_split else ALL_FOR_TESTING
+    check_test_size(len(source.positions("test", split)), source)  # before a single image is decoded
     images = IQADataset(
         source,
         status="test",
-        split=Split() if source.has_own_split else ALL_FOR_TESTING,
+        split=split,
         loading=adapt.image_loading(options, resize_hw=resize_hw),
     )
     batch_size = evaluation_batch_size(options["eval_batch_size"], device)
     return evaluation_loader(images, batch_size=batch_size, num_workers=options["num_workers"] or 0)
+
+
+def check_test_size(count: int, source: DataSource) -> None:
+    """Before the test: enough images for a correlation, and a note when too few for the logistic fit."""
+    if count < LEAST_FOR_CORRELATION:
+        raise ConfigError(
+            f"{source.name} has {count} test image(s), but a correlation needs at least {LEAST_FOR_CORRELATION}: "
+            f"test on more images, or score them with test_demo.py"
+        )
+    if count < LEAST_FOR_LOGISTIC:
+        print(
+            f"test_dataset.py: note: {source.name} has {count} test images; the logistic fit needs at least "
+            f"{LEAST_FOR_LOGISTIC}, so PLCC_logistic and RMSE_logistic are n/a",
+            file=sys.stderr,
+        )
 
 
 def results_file(options: Mapping[str, Any], checkpoint: str, source: DataSource) -> str:
@@ -64,10 +91,24 @@ def results_file(options: Mapping[str, Any], checkpoint: str, source: DataSource
     return results
 
 
-def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def checkpoint_to_test(options: Mapping[str, Any], given: Set[str]) -> str:
+    """--trained_model_file; else, when a training option is given (the authors' spelling), the
+    checkpoint main.py saved for a KonIQ-10k run with those options; else the released one."""
+    if options["trained_model_file"]:
+        return options["trained_model_file"]
+    if not given & RUN_OPTIONS:
+        return RELEASED_CHECKPOINT
+    path = adapt.koniq_run_checkpoint(options)
+    print(f"testing {path}, the checkpoint of main.py's KonIQ-10k run with these options")
+    return path
+
+
+def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], given: Set[str]) -> dict[str, Any]:
     """Evaluate the checkpoint the options name on their data set; print and save the metrics."""
     device = resolve_device(options["device"])
-    path = options["trained_model_file"] or RELEASED_CHECKPOINT
+    path = checkpoint_to_test(options, given)
+    source = adapt.data_source(options)
+    results = results_file(options, path, source)
     requested = {name: options[name] for name in MODEL_SETTINGS}
     scorer = load_scorer(path, requested=requested, defaults=defaults, device=device, opt_level=options["opt_level"])
     sizing = image_sizing(
@@ -76,9 +117,8 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
         resize_size_h=options["resize_size_h"],
         resize_size_w=options["resize_size_w"],
         defaults=defaults,
+        max_pixels=options["max_pixels"],
     )
-    source = adapt.data_source(options)
-    results = results_file(options, path, source)
     loader = test_loader(options, source, sizing.resize_hw, device)
     evaluation = Evaluation(
         scorer.model,
@@ -101,10 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = get_test_dataset_parser()
     options = vars(parser.parse_args(argv))
     defaults = vars(parser.parse_args([]))
+    given = given_options(parser, argv)
     own_the_pixel_limit()
 
     def test() -> None:
-        test_checkpoint(options, defaults)
+        test_checkpoint(options, defaults, given)
 
     return exit_status("test_dataset.py", test, ADVICE)
 

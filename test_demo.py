@@ -7,7 +7,12 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
 A folder, a glob pattern or - (paths on stdin, one per line) is scored in batches and
 written as CSV (image,score,error) to --output or stdout, in input order. Exit status:
 0 all images scored; 1 nothing scored (the error is printed); 2 bad options (argparse);
-3 some images could not be scored (their rows name the error).
+3 some images could not be scored (their rows name the error); 70 a bug (cli/scripts.py).
+
+File names are taken as the operating system gives them: a name that is not valid UTF-8 (in a
+folder, or on stdin) is scored, and written to the CSV as its own bytes (Python's
+surrogateescape), so the row names the same file; read such a CSV with
+errors="surrogateescape".
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import contextlib
 import csv
 import gc
+import io
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
@@ -61,6 +67,8 @@ with collector_paused(__name__ == "__main__"):
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 OUTPUT_ADVICE = "pass another --output"
+# how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
+NAMES = "surrogateescape"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +103,8 @@ def score(args: argparse.Namespace, *, defaults: dict) -> int:
 
 def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
     """The images --img stands for, the checkpoint's model and how to size the images."""
-    paths = list_images(args.img_path, stdin=sys.stdin)
+    # bytes, where the stream has them: the names as the operating system gave them
+    paths = list_images(args.img_path, stdin=getattr(sys.stdin, "buffer", sys.stdin))
     requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
     scorer = load_scorer(
         scorer_file(args),
@@ -110,6 +119,7 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
         resize_size_h=args.resize_size_h,
         resize_size_w=args.resize_size_w,
         defaults=defaults,
+        max_pixels=args.max_pixels,
     )
     return paths, scorer, sizing
 
@@ -129,10 +139,26 @@ def check_output(output: str, *, checkpoint: str, paths: Sequence[str]) -> None:
 def write_scores(results: Sequence[ImageScore], output: str | None) -> None:
     """The CSV on standard output, or as the file --output names, written whole or not at all."""
     if output is None:
-        write_csv(results, sys.stdout)
+        with names_as_bytes(sys.stdout) as stdout:
+            write_csv(results, stdout)
         return
-    with replacing(output, what="the scores", advice=OUTPUT_ADVICE, newline="") as file:
+    with replacing(output, what="the scores", advice=OUTPUT_ADVICE, newline="", errors=NAMES) as file:
         write_csv(results, file)
+
+
+@contextlib.contextmanager
+def names_as_bytes(stream: TextIO) -> Iterator[TextIO]:
+    """`stream` as UTF-8 text in which file names that are not valid UTF-8 keep their own bytes."""
+    if not hasattr(stream, "buffer"):  # a stream of str only (io.StringIO) takes any str as it is
+        yield stream
+        return
+    stream.flush()
+    wrapper = io.TextIOWrapper(stream.buffer, encoding="utf-8", errors=NAMES, newline="", write_through=True)
+    try:
+        yield wrapper
+    finally:
+        wrapper.flush()
+        wrapper.detach()  # the stream's own buffer stays open
 
 
 def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:

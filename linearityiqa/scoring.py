@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -36,9 +36,9 @@ from linearityiqa.acceleration import (
 )
 from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, available_cores, decode_image, decoded_shape
-from linearityiqa.data.image_transforms import to_uint8_tensor
-from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError
-from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, model_settings
+from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
+from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
@@ -105,7 +105,7 @@ def load_scorer(
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
     checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
-    k, b = _linear_mapping(checkpoint, trained_model_file)
+    k, b = linear_mapping(checkpoint, trained_model_file)
     # Built on the meta device, the model skips a random initialisation that the checkpoint
     # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
@@ -125,21 +125,14 @@ def load_scorer(
     )
 
 
-def _linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
-    try:
-        k, b = [float(v) for v in checkpoint["k"]], [float(v) for v in checkpoint["b"]]
-    except (KeyError, TypeError, ValueError):
-        k = b = []
-    if len(k) != 3 or len(b) != 3:
-        raise BadFileError(
-            f"checkpoint {path} holds no linear mapping (k, b) of its three heads: "
-            f"use a checkpoint saved by main.py or released by the authors"
-        )
-    return k, b
-
-
 def image_sizing(
-    recorded: Mapping[str, Any], *, resize: bool, resize_size_h: int, resize_size_w: int, defaults: Mapping[str, Any]
+    recorded: Mapping[str, Any],
+    *,
+    resize: bool,
+    resize_size_h: int,
+    resize_size_w: int,
+    defaults: Mapping[str, Any],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageSizing:
     """How to size images: as the checkpoint records, unless an option says otherwise.
 
@@ -150,6 +143,7 @@ def image_sizing(
         resize_size_h: --resize_size_h.
         resize_size_w: --resize_size_w.
         defaults: the three options' defaults.
+        max_pixels: the most pixels a resized image may have (--max_pixels).
     """
     asked = {"resize": resize, "resize_size_h": resize_size_h, "resize_size_w": resize_size_w}
     # An option left at its default defers to the checkpoint; an option that was given wins.
@@ -159,11 +153,7 @@ def image_sizing(
     if not chosen["resize"]:
         return ImageSizing()
     height, width = int(chosen["resize_size_h"]), int(chosen["resize_size_w"])
-    if height < 1 or width < 1:
-        raise ConfigError(
-            f"cannot resize images to {height} x {width} pixels: pass positive --resize_size_h and --resize_size_w"
-        )
-    return ImageSizing(resize_hw=(height, width))
+    return ImageSizing(resize_hw=checked_resize_hw(height, width, max_pixels=max_pixels))
 
 
 def is_single_image(source: str) -> bool:
@@ -171,32 +161,28 @@ def is_single_image(source: str) -> bool:
     return source != "-" and os.path.isfile(source)
 
 
-def list_images(source: str, *, stdin: TextIO) -> list[str]:
+def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
     """The image paths --img stands for.
 
     Args:
         source: an image file; a folder (its files with an image extension, sorted; not
             recursive); a glob pattern (its matching files, sorted; ** recurses); or - for
             paths read from `stdin`, one per line, in their order.
-        stdin: where - reads the paths from.
+        stdin: where - reads the paths from: lines of text, or of bytes as the operating system
+            names files (decoded as it does, os.fsdecode: a name that is not valid UTF-8 keeps
+            its bytes as surrogate escapes, and still opens its file).
     """
     if source == "-":
-        paths = [line.strip() for line in stdin if line.strip()]
+        lines = (os.fsdecode(line) if isinstance(line, bytes) else line for line in stdin)
+        paths = [line.strip() for line in lines if line.strip()]
         if not paths:
             raise ConfigError("no image paths on standard input: pass one path per line")
         return paths
     if os.path.isdir(source):
-        names = sorted(
-            name
-            for name in os.listdir(source)
-            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name))
-        )
-        if not names:
-            raise MissingFileError(f"folder {source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        return [os.path.join(source, name) for name in names]
+        return _folder_images(source)
     if os.path.isfile(source):
         return [source]
-    if any(char in source for char in "*?["):
+    if any(char in source for char in "*?[") and not os.path.lexists(source):
         paths = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
         if not paths:
             raise MissingFileError(
@@ -204,9 +190,21 @@ def list_images(source: str, *, stdin: TextIO) -> list[str]:
             )
         return paths
     raise MissingFileError(
-        f"image {source} does not exist: pass an image, a folder, a glob pattern or - "
+        f"image {source} {file_problem(source)}: pass an image, a folder, a glob pattern or - "
         f"(for paths on standard input) as --img"
     )
+
+
+def _folder_images(folder: str) -> list[str]:
+    """A folder's image files, sorted by name; not its subfolders, nor pipes or devices named like images."""
+    names = sorted(
+        name
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
+    )
+    if not names:
+        raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [os.path.join(folder, name) for name in names]
 
 
 def score_images(
@@ -253,13 +251,13 @@ def score_images(
 
 def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int] | IQAError:
     """(height, width) after sizing, from the header alone; or the error that stops the image."""
-    if not os.path.isfile(path):
-        if os.path.islink(path):
-            return BadFileError(
-                f"image {path} is a symbolic link that leads to no file (a loop of links, "
-                f"or a missing target): point it at the image"
-            )
-        return MissingFileError(f"image {path} does not exist")
+    problem = file_problem(path)
+    if problem is not None:
+        return (
+            MissingFileError(f"image {path} {problem}")
+            if problem == "does not exist"
+            else BadFileError(f"image {path} {problem}: pass the image file itself")
+        )
     if sizing.resize_hw is not None:
         return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     try:

@@ -192,7 +192,7 @@ def test_clive_errors(clive_release, tmp_path):
     scipy.io.savemat(release / "Data" / "AllMOS_release.mat", {"Other": np.zeros((1, 19))})
     with pytest.raises(BadFileError, match="holds no variable AllMOS_release"):
         clive_info_from_release(release)
-    with pytest.raises(ConfigError, match="num_orderings is 0"):
+    with pytest.raises(ConfigError, match=r"num_orderings \(make_info.py's --orderings\) is 0"):
         clive_info_from_release(clive_release, num_orderings=0)
 
 

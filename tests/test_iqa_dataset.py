@@ -105,7 +105,7 @@ def test_a_crop_larger_than_the_images_names_one(koniq):
     with pytest.raises(
         ConfigError,
         match=r"image .*\.jpg is 48x32 after loading, smaller than the 40x40 "
-        r"training crop: lower crop_size_w/crop_size_h or resize",
+        r"training crop: lower the crop \(--crop_size_w, --crop_size_h\) or resize",
     ):
         IQADataset(source, status="train", loading=IN_MEMORY, augmentation=crop(40, 40))
 
@@ -198,9 +198,11 @@ def test_debug_keeps_five_batches_and_five_images_and_decodes_only_those(tmp_pat
 
 
 def test_loaders_refuse_what_would_break_training(tmp_path):
-    source = make_user_data_set(tmp_path, {"train": 4, "val": 1, "test": 1}, odd_sizes=[2])
+    source = make_user_data_set(tmp_path, {"train": 4, "val": 2, "test": 2}, odd_sizes=[2])
     pairs = Batching(batch_size=2, num_workers=0)
-    with pytest.raises(ConfigError, match="batch_size is 1: BatchNorm cannot train on batches of one image"):
+    with pytest.raises(
+        ConfigError, match=r"the batch size \(-bs\) is 1: BatchNorm cannot train on batches of one image"
+    ):
         get_data_loaders(source, loading=IN_MEMORY, batching=Batching(batch_size=1, num_workers=0))
     with pytest.raises(ConfigError, match=r"training images differ in size \(.*0.jpg is 24x16, .*2.jpg is 26x16\)"):
         get_data_loaders(source, loading=IN_MEMORY, batching=pairs)
@@ -209,6 +211,11 @@ def test_loaders_refuse_what_would_break_training(tmp_path):
     with pytest.raises(ConfigError, match="the val split of mine has 0 image"):
         get_data_loaders(
             source, split=Split(train_ratio=0.5, train_and_val_ratio=0.5), loading=IN_MEMORY, batching=pairs
+        )
+    # one test image: no correlation can be computed on it (8 images: 4 train, 3 val, 1 test)
+    with pytest.raises(ConfigError, match=r"the test split of mine has 1 image\(s\) .* it needs at least 2"):
+        get_data_loaders(
+            source, split=Split(train_ratio=0.5, train_and_val_ratio=0.875), loading=IN_MEMORY, batching=pairs
         )
 
 

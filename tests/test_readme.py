@@ -81,7 +81,7 @@ def test_the_files_and_folders_the_readme_names_are_there():
 def test_the_data_loading_example_runs(tmp_path, monkeypatch):
     """The Python of "Point the loaders at it", after the README's commands that make its data (smaller)."""
     monkeypatch.chdir(tmp_path)
-    assert make_synthetic.main(["--out", "data/synthetic", "--count", "12", "--width", "64", "--height", "48"]) == 0
+    assert make_synthetic.main(["--out", "data/synthetic", "--count", "24", "--width", "64", "--height", "48"]) == 0
     sets = "data/synthetic/koniq10k/koniq10k_distributions_sets.csv"
     assert make_info.main(["koniq", "--csv", sets, "--out", "data/synthetic/KonIQ-10kinfo.mat"]) == 0
     example = README.split("Point the loaders at it")[1].split("```python\n")[1].split("```")[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from typing import Callable
 
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
@@ -168,7 +169,11 @@ def data_options() -> argparse.ArgumentParser:
         default=None,
         help="folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)",
     )
-    group.add_argument("--cache_dir", default=DEFAULT_CACHE_DIR, help="folder of the decoded-image cache")
+    group.add_argument(
+        "--cache_dir",
+        default=DEFAULT_CACHE_DIR,
+        help="folder of the decoded-image cache; none keeps the images in memory only, decoded on every run",
+    )
     group.add_argument(
         "--max_pixels",
         type=POSITIVE_INT,
@@ -179,9 +184,11 @@ def data_options() -> argparse.ArgumentParser:
     return parser
 
 
-def training_options() -> argparse.ArgumentParser:
-    parser = _group("training")
-    group = parser.add_argument_group("training")
+def schedule_options() -> argparse.ArgumentParser:
+    """What a run trains with and its name records (with the model and loss options). test_dataset.py
+    takes them too, as the authors' did, to find the checkpoint that main.py saved for them."""
+    parser = _group("training schedule")
+    group = parser.add_argument_group("training schedule")
     group.add_argument("-bs", "--batch_size", type=POSITIVE_INT, default=8, help="training batch size")
     group.add_argument(
         "--lr", "-lr", "--learning_rate", dest="lr", type=POSITIVE, default=1e-4, help="learning rate of the heads"
@@ -195,6 +202,24 @@ def training_options() -> argparse.ArgumentParser:
         default=0.1,
         help="learning rate of the backbone relative to lr; 0 freezes it",
     )
+    group.add_argument(
+        "-augment",
+        "--augmentation",
+        "--augment",
+        dest="augmentation",
+        action="store_true",
+        help="random rotation, horizontal flip and crop of training images",
+    )
+    group.add_argument("-ag", "--angle", type=NON_NEGATIVE, default=2, help="largest rotation in degrees")
+    group.add_argument("-cs_h", "--crop_size_h", type=POSITIVE_INT, default=498, help="height of the training crop")
+    group.add_argument("-cs_w", "--crop_size_w", type=POSITIVE_INT, default=498, help="width of the training crop")
+    group.add_argument("-hp", "--hflip_p", type=SHARE, default=0.5, help="probability of a horizontal flip")
+    return parser
+
+
+def training_options() -> argparse.ArgumentParser:
+    parser = _group("training")
+    group = parser.add_argument_group("training")
     group.add_argument(
         "-accum", "--accumulation_steps", type=POSITIVE_INT, default=1, help="batches per optimizer step"
     )
@@ -237,18 +262,6 @@ def training_options() -> argparse.ArgumentParser:
         choices=("SROCC", "PLCC", "RMSE"),
         help="validation metric that selects the best model",
     )
-    group.add_argument(
-        "-augment",
-        "--augmentation",
-        "--augment",
-        dest="augmentation",
-        action="store_true",
-        help="random rotation, horizontal flip and crop of training images",
-    )
-    group.add_argument("-ag", "--angle", type=NON_NEGATIVE, default=2, help="largest rotation in degrees")
-    group.add_argument("-cs_h", "--crop_size_h", type=POSITIVE_INT, default=498, help="height of the training crop")
-    group.add_argument("-cs_w", "--crop_size_w", type=POSITIVE_INT, default=498, help="width of the training crop")
-    group.add_argument("-hp", "--hflip_p", type=SHARE, default=0.5, help="probability of a horizontal flip")
     group.add_argument(
         "-tdt",
         "--test_during_training",
@@ -353,15 +366,24 @@ def build_parser(
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """main.py's parser: every option."""
-    groups = [model_options(), loss_options(), data_options(), training_options(), run_options(), results_options()]
+    groups = [
+        model_options(),
+        loss_options(),
+        data_options(),
+        schedule_options(),
+        training_options(),
+        run_options(),
+        results_options(),
+    ]
     return build_parser("Train the LinearityIQA model (Li et al., ACM MM 2020).", groups, add_help)
 
 
 def get_test_dataset_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """test_dataset.py's parser: the model, its checkpoint and the data set to test on."""
+    """test_dataset.py's parser: the model, its checkpoint and the data set to test on, and (as in
+    the authors' script) the loss and schedule options that name the checkpoint of a training run."""
     return build_parser(
         "Test a trained checkpoint on a data set.",
-        [model_options(), data_options(), run_options(), results_options()],
+        [model_options(), loss_options(), schedule_options(), data_options(), run_options(), results_options()],
         add_help,
     )
 
@@ -373,3 +395,11 @@ def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
         [model_options(), data_options(), run_options(), demo_options()],
         add_help,
     )
+
+
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
+    """The options (by dest) that a command line gives, as opposed to those left at their defaults."""
+    unset = object()
+    # argparse sets a default only where the namespace has no value yet
+    namespace = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), unset))
+    return {dest for dest, value in vars(parser.parse_args(argv, namespace)).items() if value is not unset}

@@ -18,7 +18,7 @@ from IQAdataset import Batching
 from linearityiqa.acceleration import evaluation_batch_size
 from linearityiqa.data.dataset_registry import KONIQ_HW, DataSource, Split
 from linearityiqa.data.image_store import ImageLoading
-from linearityiqa.data.image_transforms import TrainAugmentation
+from linearityiqa.data.image_transforms import TrainAugmentation, checked_resize_hw
 from linearityiqa.records.checkpoint import MODEL_SETTINGS
 from linearityiqa.records.paths import default_checkpoint, run_name
 from linearityiqa.training.evaluation import val_criterion_for
@@ -29,13 +29,25 @@ LOSS_SETTINGS = ("loss_type", "alpha", "beta", "p", "q", "monotonicity_regulariz
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """main.py's options as plain types, with what the paper's code derived from them: the
     validation criterion, the run's name and its checkpoint's path."""
-    settings = dict(vars(args))
+    settings = with_stored_size(vars(args))
     settings["val_criterion"] = val_criterion_for(args.val_criterion, args.beta)
-    if args.dataset == "KonIQ-10k" and not args.resize:  # stored size, as the run name records it
-        settings["resize_size_h"], settings["resize_size_w"] = KONIQ_HW
     settings["run_name"] = run_name(settings)
     settings["trained_model_file"] = args.trained_model_file or default_checkpoint(settings["run_name"])
     return settings
+
+
+def with_stored_size(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options, with KonIQ-10k's stored size as the size when they do not resize: the run name records it."""
+    settings = dict(options)
+    if settings["dataset"] == "KonIQ-10k" and not settings["resize"]:
+        settings["resize_size_h"], settings["resize_size_w"] = KONIQ_HW
+    return settings
+
+
+def koniq_run_checkpoint(options: Mapping[str, Any]) -> str:
+    """The checkpoint main.py saves for a KonIQ-10k run with these model, loss and schedule options:
+    what the authors' test_dataset.py tested when no checkpoint was named."""
+    return default_checkpoint(run_name(with_stored_size({**options, "dataset": "KonIQ-10k"})))
 
 
 def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,13 +82,18 @@ def image_loading(
 ) -> ImageLoading:
     """How the data set's images are decoded and cached, at `resize_hw` (None: their own size)."""
     return ImageLoading(
-        resize_hw=resize_hw, cache_dir=options["cache_dir"], max_pixels=options["max_pixels"], verbose=verbose
+        resize_hw=resize_hw,
+        cache_dir=None if options["cache_dir"] == "none" else options["cache_dir"],
+        max_pixels=options["max_pixels"],
+        verbose=verbose,
     )
 
 
 def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
     """(height, width) that --resize asks for, or None."""
-    return (options["resize_size_h"], options["resize_size_w"]) if options["resize"] else None
+    if not options["resize"]:
+        return None
+    return checked_resize_hw(options["resize_size_h"], options["resize_size_w"], max_pixels=options["max_pixels"])
 
 
 def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:

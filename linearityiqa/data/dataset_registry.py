@@ -14,7 +14,7 @@ import numpy as np
 
 from linearityiqa.data.image_store import ImageLoading, ImageSizing, ImageStore, load_images
 from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios
-from linearityiqa.errors import ConfigError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
 # KonIQ-10k's official split: training, validation and test images.
 KONIQ_SPLIT_SIZES = (7058, 1000, 2015)
@@ -90,11 +90,13 @@ def get_dataset_spec(
 
 def check_linked(spec: DatasetSpec) -> None:
     """A data set is usable when its info file and its image folder are where the spec says."""
-    missing = [
-        path
-        for path, there in ((spec.info_path, spec.info_path.is_file()), (spec.im_dir, spec.im_dir.is_dir()))
-        if not there
-    ]
+    info_problem = file_problem(spec.info_path)
+    if info_problem is not None and info_problem != "does not exist":
+        raise BadFileError(f"info file {spec.info_path} {info_problem}: pass the info file itself as --data_info")
+    if spec.im_dir.exists() and not spec.im_dir.is_dir():
+        raise BadFileError(f"image folder {spec.im_dir} is not a folder: pass the folder of the images as --im_dir")
+    there = ((spec.info_path, info_problem is None), (spec.im_dir, spec.im_dir.is_dir()))
+    missing = [path for path, present in there if not present]
     if missing:
         raise MissingFileError(
             f"{spec.name} is not set up ({missing[0]} not found): link its images to {spec.im_dir} and build "

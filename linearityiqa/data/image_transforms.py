@@ -20,11 +20,31 @@ import numpy as np
 import torch
 from PIL import Image
 
+from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS
+from linearityiqa.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Normalizing a uint8 value v as (v / 255 - mean) / std in one multiply and one subtract.
 _SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
 _SHIFT = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
+
+
+def checked_resize_hw(height: int, width: int, *, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a resize, refused before any memory is taken for it when it is not a size
+    at all, or larger than any image may be: the pixel limit of images (--max_pixels), or Pillow's
+    threshold where that limit was lowered (to refuse large inputs, not to shrink what they become)."""
+    if height < 1 or width < 1:
+        raise ConfigError(
+            f"cannot resize images to {height} x {width} pixels: pass positive --resize_size_h and --resize_size_w"
+        )
+    limit = max(max_pixels, DEFAULT_MAX_PIXELS)
+    if height * width > limit:
+        raise ConfigError(
+            f"resizing images to {height} x {width} makes {height * width:,} pixels each, more than the limit of "
+            f"{limit:,} (--max_pixels): pass a smaller --resize_size_h/--resize_size_w, or raise --max_pixels"
+        )
+    return height, width
 
 
 @dataclass(frozen=True)

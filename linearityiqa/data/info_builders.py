@@ -22,7 +22,7 @@ import scipy.io
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
 from linearityiqa.data.info_files import SPLITS, IQAInfo, leaves_its_folder
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
 # The release's files in Data/, each holding the variable of its name: names, MOS, their std.
 CLIVE_RELEASE_FILES = ("AllImages_release", "AllMOS_release", "AllStdDev_release")
@@ -99,8 +99,22 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The lower-cased header and the rows with their line numbers."""
-    if not path.is_file():
-        raise MissingFileError(f"score file {path} not found: check the path")
+    problem = file_problem(path)
+    if problem is not None:
+        raise MissingFileError(f"score file {path} {problem}: check the path")
+    try:
+        header, rows = _read_rows(path)
+    except UnicodeDecodeError as error:
+        raise BadFileError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at byte {error.start}): "
+            f"save it as UTF-8 (CSV UTF-8 in a spreadsheet)"
+        ) from None
+    if not rows:
+        raise BadFileError(f"{path} has no data rows")
+    return header, rows
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         header = [column.strip().lower() for column in next(reader, [])]
@@ -108,8 +122,6 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         for fields in reader:
             if any(field.strip() for field in fields):
                 rows.append((reader.line_num, dict(zip(header, (field.strip() for field in fields)))))
-    if not rows:
-        raise BadFileError(f"{path} has no data rows")
     return header, rows
 
 
@@ -207,7 +219,7 @@ def _info_with_random_orderings(
     names: list[str], scores: np.ndarray, stds: np.ndarray, num_orderings: int, seed: int
 ) -> IQAInfo:
     if num_orderings < 1:
-        raise ConfigError(f"num_orderings is {num_orderings}; it needs to be at least 1")
+        raise ConfigError(f"num_orderings (make_info.py's --orderings) is {num_orderings}; it needs to be at least 1")
     ref_ids = np.arange(1, len(names) + 1)
     rng = np.random.default_rng(seed)
     index = rng.permuted(np.tile(ref_ids[:, None], (1, num_orderings)), axis=0)

@@ -11,17 +11,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from linearityiqa.errors import MissingFileError
+from linearityiqa.errors import ConfigError, MissingFileError
+from linearityiqa.records.writing import cut_to_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 # ignite's Checkpoint names each saved state after its epoch; a file of another name is the
 # temporary file of a save that was cut short (ignite writes one, then renames it).
 RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
+# Most file systems take names of up to 255 bytes; a run's longest files add 11 to its name.
+LONGEST_FILE_NAME = 255
+LONGEST_NAME = LONGEST_FILE_NAME - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
@@ -36,7 +41,25 @@ def run_name(settings: Mapping[str, Any]) -> str:
         ("monotonicity=", s["monotonicity_regularization"]), ("lr=", s["lr"]), ("bs=", s["batch_size"]),
         ("e=", s["epochs"]), ("opt_level=", s["opt_level"]), ("EXP", s["exp_id"]),
     ]  # fmt: skip
-    return "-".join(f"{label}{value}" for label, value in fields)
+    check_name_part("--dataset", s["dataset"])
+    name = "-".join(f"{label}{value}" for label, value in fields)
+    if len(os.fsencode(name)) > LONGEST_NAME:
+        raise ConfigError(
+            f"the run's name, which its checkpoint and results files take, would be {len(os.fsencode(name))} "
+            f"bytes long, more than the {LONGEST_NAME} a file name can hold with its suffixes: shorten --dataset"
+        )
+    return name
+
+
+def check_name_part(option: str, value: str) -> None:
+    """An option's value that becomes part of a file name cannot hold a path separator (it would
+    put the file in another folder) or a NUL byte (no file name can)."""
+    separators = {os.sep, os.altsep, "\0"} - {None}
+    if any(char in str(value) for char in separators):
+        raise ConfigError(
+            f"{option} {value!r} becomes part of file names, so it cannot hold '/' (nor a NUL byte): "
+            f"name it without one"
+        )
 
 
 def default_checkpoint(name: str) -> str:
@@ -60,8 +83,15 @@ def scores_file(results: str) -> str:
 
 
 def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
-    """test_dataset.py's metrics of a checkpoint on a data set."""
-    return os.path.join(results_dir, f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}.npy")
+    """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy,
+    as the authors named it, unless with "-scores.csv" that is longer than a file name can be (main.py's
+    checkpoints are named after all their settings): the end of the name is then a hash of it."""
+    check_name_part("--dataset", dataset)
+    name = f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}"
+    if len(os.fsencode(name)) > LONGEST_NAME:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+        name = f"{cut_to_bytes(name, LONGEST_NAME - len(digest) - 1)}-{digest}"
+    return os.path.join(results_dir, f"{name}.npy")
 
 
 def run_outputs(trained_model_file: str, results_dir: str, name: str) -> list[str]:

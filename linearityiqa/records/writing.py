@@ -18,6 +18,9 @@ from typing import IO
 
 from linearityiqa.errors import ConfigError, IQAError, OutputError
 
+# 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
+_LONGEST_PREFIX_NAME = 255 - 2 - 8 - len(".partial")
+
 
 @contextlib.contextmanager
 def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
@@ -51,11 +54,18 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
 
 @contextlib.contextmanager
 def replacing(
-    path: str | os.PathLike, *, what: str, advice: str, binary: bool = False, newline: str | None = None
+    path: str | os.PathLike,
+    *,
+    what: str,
+    advice: str,
+    binary: bool = False,
+    newline: str | None = None,
+    errors: str = "strict",
 ) -> Iterator[IO]:
-    """A file open for writing that replaces `path` when the block ends without error (see replacing_path)."""
+    """A file open for writing that replaces `path` when the block ends without error (see
+    replacing_path); text goes in UTF-8, with `errors` as `open` takes them."""
     with replacing_path(path, what=what, advice=advice) as partial:
-        text = {} if binary else {"newline": newline, "encoding": "utf-8"}
+        text = {} if binary else {"newline": newline, "encoding": "utf-8", "errors": errors}
         with open(partial, "wb" if binary else "w", **text) as file:
             yield file
 
@@ -79,9 +89,22 @@ def _temporary_beside(path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=".partial")
     os.close(handle)
     return partial
+
+
+def _temporary_prefix(path: str) -> str:
+    """ ".<name>.", the name cut short where the whole would make the temporary file's name (with
+    mkstemp's 8 random characters and ".partial") longer than a file system takes: 255 bytes."""
+    return f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
+
+
+def cut_to_bytes(name: str, limit: int) -> str:
+    """`name` without the characters at its end that make it longer than `limit` bytes as a file name."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
 
 
 def _cannot_write(path: str, what: str, advice: str, error: OSError) -> OutputError:

@@ -72,8 +72,13 @@ class Evaluation:
 
 
 def metric_lines(dataset: str, performance: Mapping[str, Any], names: Sequence[str] = METRICS_PRINTED) -> list[str]:
-    """`<dataset>, SROCC: 0.937` lines, as the paper's code printed them."""
-    return [f"{dataset}, {name}: {performance[name]:.3f}" for name in names]
+    """`<dataset>, SROCC: 0.937` lines, as the paper's code printed them; `n/a` for a metric that is
+    not defined (too few images for it, or constant predictions)."""
+    return [f"{dataset}, {name}: {_shown(performance[name])}" for name in names]
+
+
+def _shown(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def criterion_score(performance: Mapping[str, Any], criterion: str) -> float:

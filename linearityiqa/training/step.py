@@ -27,14 +27,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float) -> int:
+def lr_step_size(
+    epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
+) -> int:
     """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all.
 
     With the defaults (30 epochs, lr_decay 0.1, overall 0.01) the rate drops at epochs 10 and 20.
+    More decays than epochs (lr_decay 0.9 over 3 epochs) would round the step to 0 epochs, which
+    no schedule can take: it is raised to 1, a decay after every epoch, and `report` says so.
     """
     if lr_decay == 1 or epochs < 3:
         return epochs
-    return int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
+    step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
+    if step < 1 and report is not None:
+        report(
+            f"note: {epochs} epochs are too few for an overall decay of {overall_lr_decay:g} in steps of "
+            f"{lr_decay:g}: the learning rate decays after every epoch, to {lr_decay ** (epochs - 1):.3g} "
+            f"of its start in the last"
+        )
+    return max(step, 1)
 
 
 def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
