@@ -108,12 +108,30 @@ def pooled_channels_factor(pool: str) -> int:
     return 2 if pool in ("maxmin", "mean-std") else 1
 
 
+# The most weights a side output's first layer may have (its inputs x 1024): 4 GiB in float32,
+# eleven pyramid levels of resnext101_32x8d's layer3 or eight of its layer4 with mean-std
+# pooling. More is a mistake, refused before the layer is allocated.
+_LARGEST_HEAD = 2**30
+_HEAD_WIDTH = 1024
+
+
+def _pooled_features(name: str, levels: int, channels: int) -> int:
+    """The length of a side output's pooled features: each pyramid level p pools p x p bins of `channels`."""
+    features = channels * sum(p * p for p in range(1, levels + 1))
+    if features * _HEAD_WIDTH > _LARGEST_HEAD:
+        raise ConfigError(
+            f"{name}={levels} pyramid levels make {features:,} pooled features, and the head that reduces them "
+            f"{features * _HEAD_WIDTH * 4 / 2**30:,.0f} GiB of weights: pass fewer levels (--{name})"
+        )
+    return features
+
+
 def _reduction_head(in_features: int) -> nn.Sequential:
     """`dr6` / `dr7`: pooled features to 64 dimensions."""
     return nn.Sequential(
-        nn.Linear(in_features, 1024),
-        nn.BatchNorm1d(1024),
-        nn.Linear(1024, 256),
+        nn.Linear(in_features, _HEAD_WIDTH),
+        nn.BatchNorm1d(_HEAD_WIDTH),
+        nn.Linear(_HEAD_WIDTH, 256),
         nn.BatchNorm1d(256),
         nn.Linear(256, 64),
         nn.BatchNorm1d(64),
@@ -230,8 +248,8 @@ class IQAModel(nn.Module):
         )
         self.features = nn.Sequential(*layers)
         c = pooled_channels_factor(pool)
-        self.dr6 = _reduction_head(channels6 * c * sum(p * p for p in range(1, P6 + 1)))
-        self.dr7 = _reduction_head(channels7 * c * sum(p * p for p in range(1, P7 + 1)))
+        self.dr6 = _reduction_head(_pooled_features("P6", P6, channels6 * c))
+        self.dr7 = _reduction_head(_pooled_features("P7", P7, channels7 * c))
         self.regr6 = _regression_head(64, use_bn_end)
         self.regr7 = _regression_head(64, use_bn_end)
         self.regression = _regression_head(64 * 2, use_bn_end)

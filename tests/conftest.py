@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from data_helpers import synthetic_koniq_options
+from data_helpers import save_plain_images, synthetic_koniq_options
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from linearityiqa.cli.options import get_args_parser
@@ -27,6 +27,15 @@ def koniq(tmp_path_factory) -> list[str]:
     """A 30-image synthetic KonIQ-10k of 128x96 JPEGs in its official layout (21 training, 3
     validation and 6 test images), with its info file: the options that point a script at it."""
     return synthetic_koniq_options(tmp_path_factory.mktemp("koniq"), count=30, seed=1)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A folder of three small JPEGs, two of one size; (the folder, their names)."""
+    folder = tmp_path / "images"
+    sizes = {"a.jpg": (20, 10), "b.jpg": (8, 6), "c.jpg": (20, 10)}
+    save_plain_images(folder, sizes)
+    return folder, list(sizes)
 
 
 @pytest.fixture(scope="session")

@@ -64,14 +64,6 @@ def test_square_size_applies_to_other_sizes_first(tmp_path):
     assert both.tag() == "sq50-20x30" and ImageSizing().tag() == "native"
 
 
-@pytest.fixture
-def images(tmp_path):
-    folder = tmp_path / "images"
-    sizes = {"a.jpg": (20, 10), "b.jpg": (8, 6), "c.jpg": (20, 10)}
-    save_plain_images(folder, sizes)
-    return folder, list(sizes)
-
-
 def test_store_holds_each_image_as_decoded(images):
     folder, names = images
     store = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=None, verbose=False)

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from data_helpers import save_plain_images, write_authors_info
+from data_helpers import write_authors_info
 
 import main
 import test_dataset
@@ -310,14 +310,6 @@ def test_a_script_given_a_malformed_info_file_says_so_in_one_line(
 
 
 # The image cache
-
-
-@pytest.fixture
-def images(tmp_path):
-    folder = tmp_path / "images"
-    sizes = {"a.jpg": (20, 10), "b.jpg": (8, 6), "c.jpg": (20, 10)}
-    save_plain_images(folder, sizes)
-    return folder, list(sizes)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

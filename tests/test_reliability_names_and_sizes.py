@@ -257,3 +257,15 @@ def test_pretrained_weights_that_are_a_pipe_or_a_folder_are_named_so(koniq, tmp_
     assert capsys.readouterr().err == (
         f"main.py: error: pretrained weights file {weights} is {what}, not a file: check the path (--pretrained)\n"
     )
+
+
+def test_absurd_pyramid_levels_are_refused_before_the_heads_are_allocated(koniq, tmp_path, capsys):
+    argv = ["--arch", "resnet18", "--pretrained", "none", "-e", "1", "--P7", "3000", *koniq]
+    argv += ["--trained_model_file", str(tmp_path / "m.pth"), "--results_dir", str(tmp_path / "r")]
+    assert main.main(argv + ["--log_dir", str(tmp_path / "l")]) == 1
+    # layer4 of resnet18: 512 channels x (1 + 4 + ... + 3000^2) cells; its head's first layer x 1024 in float32
+    features = 512 * sum(p * p for p in range(1, 3001))
+    assert capsys.readouterr().err == (
+        f"main.py: error: P7=3000 pyramid levels make {features:,} pooled features, and the head that reduces "
+        f"them {features * 1024 * 4 / 2**30:,.0f} GiB of weights: pass fewer levels (--P7)\n"
+    )

@@ -148,15 +148,8 @@ def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float
 
 def _check_weights(state: Any, path: str) -> None:
     """`state` maps weight names to tensors, and its float tensors hold finite numbers only."""
-    if not isinstance(state, Mapping):
-        raise BadFileError(
-            f"checkpoint {path}: 'model' is {_kind(state)}, not a mapping of weight names to tensors: {_USE_ANOTHER}"
-        )
+    _check_named(state, "model", "a mapping of weight names to tensors", "a weight name", path)
     for name, tensor in state.items():
-        if not isinstance(name, str):
-            raise BadFileError(
-                f"checkpoint {path}: 'model' has the key {_shown(name)}, not a weight name: {_USE_ANOTHER}"
-            )
         if not isinstance(tensor, torch.Tensor):
             raise BadFileError(f"checkpoint {path}: weight {name!r} is {_kind(tensor)}, not a tensor: {_USE_ANOTHER}")
         # One vectorized pass per tensor, cheap: 25 ms for resnet50's 100 MB, 80 ms for
@@ -199,17 +192,19 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _check_named(value: Any, field: str, expected: str, key: str, path: str) -> None:
+    """`value`, the checkpoint's `field`, is a mapping whose keys are all strings."""
+    if not isinstance(value, Mapping):
+        raise BadFileError(f"checkpoint {path}: '{field}' is {_kind(value)}, not {expected}: {_USE_ANOTHER}")
+    for name in value:
+        if not isinstance(name, str):
+            raise BadFileError(f"checkpoint {path}: '{field}' has the key {_shown(name)}, not {key}: {_USE_ANOTHER}")
+
+
 def _check_settings(settings: Any, path: str) -> None:
     """`settings` is a dict of option names, and the settings that rebuild the model have their options' types."""
-    if not isinstance(settings, dict):
-        raise BadFileError(
-            f"checkpoint {path}: 'settings' is {_kind(settings)}, not a dict of the run's options: {_USE_ANOTHER}"
-        )
+    _check_named(settings, "settings", "a dict of the run's options", "an option name", path)
     for name, value in settings.items():
-        if not isinstance(name, str):
-            raise BadFileError(
-                f"checkpoint {path}: 'settings' has the key {_shown(name)}, not an option name: {_USE_ANOTHER}"
-            )
         kind = _SETTING_TYPES.get(name)
         if kind is not None and not _is_option_value(value, kind):
             raise BadFileError(
