@@ -237,6 +237,8 @@ def run(local_rank: int, settings: Mapping[str, Any]) -> None:
     """One process: a user's mistake is one line (from the first process) and exit status 1."""
     first = idist.get_rank() == 0
     own_the_pixel_limit()  # in every process: spawned ones start anew
+    # ignite logs the exception that ends a run, which exit_status reports itself in one line
+    logging.getLogger("ignite.engine.engine.Engine").setLevel(logging.CRITICAL)
 
     def locked_training() -> None:
         outputs = run_outputs(settings["trained_model_file"], settings["results_dir"], settings["run_name"])

@@ -5,7 +5,7 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
 A folder, a glob pattern or - (paths on stdin, one per line) is scored in batches and
-written as CSV (image,score,error) to --output or stdout, in input order. Exit status:
+written as CSV (image,score,error) to --output or stdout (also --output -), in input order. Exit status:
 0 all images scored; 1 nothing scored (the error is printed); 2 bad options (argparse);
 3 some images could not be scored (their rows name the error); 70 a bug (cli/scripts.py).
 
@@ -67,6 +67,7 @@ with collector_paused(__name__ == "__main__"):
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 OUTPUT_ADVICE = "pass another --output"
+STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
 # how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
 NAMES = "surrogateescape"
 
@@ -84,7 +85,7 @@ def score(args: argparse.Namespace, *, defaults: dict) -> int:
     # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
     paths, scorer, sizing = prepare(args, defaults=defaults)
-    if args.output is not None:
+    if args.output not in (None, STDOUT):
         check_output(args.output, checkpoint=scorer_file(args), paths=paths)
     results = score_images(
         scorer,
@@ -138,7 +139,7 @@ def check_output(output: str, *, checkpoint: str, paths: Sequence[str]) -> None:
 
 def write_scores(results: Sequence[ImageScore], output: str | None) -> None:
     """The CSV on standard output, or as the file --output names, written whole or not at all."""
-    if output is None:
+    if output in (None, STDOUT):
         with names_as_bytes(sys.stdout) as stdout:
             write_csv(results, stdout)
         return

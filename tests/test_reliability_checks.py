@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import save_plain_images
 
 import main
 import make_synthetic
@@ -191,3 +192,34 @@ def test_make_synthetic_into_a_file_is_one_line(tmp_path, capsys):
         f"pass another --out\n"
     )
     assert (tmp_path / "a file").read_text() == "kept"
+
+
+def test_a_checkpoint_path_ending_in_a_slash_is_refused_before_training(koniq, tmp_path, capsys):
+    argv = train_argv(koniq, tmp_path)
+    argv[argv.index("--trained_model_file") + 1] = f"{tmp_path / 'new folder'}/"
+    assert main.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert err == (
+        f"main.py: error: cannot write the checkpoint {tmp_path / 'new folder'}/: it names a folder (it ends with a "
+        f"slash), not a file; free space, or pass another --trained_model_file; a file there before is kept\n"
+    )
+    assert "epoch" not in out
+
+
+def test_a_loss_that_turns_nan_is_one_line_on_stderr(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(main, "IQALoss", lambda **kwargs: lambda y_pred, y: y_pred[2].sum() * float("nan"))
+    assert main.main(train_argv(koniq, tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("main.py: error: the loss is nan at iteration 1 (epoch 1)") and err.count("\n") == 1
+
+
+def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    checkpoint = {"model": IQAModel(arch="resnet18", pretrained=False).state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}
+    save_checkpoint(str(tmp_path / "model.pth"), {**checkpoint, "settings": {"arch": "resnet18"}})
+    save_plain_images(tmp_path / "images", {"a.jpg": (48, 32)})
+    monkeypatch.chdir(tmp_path)
+    assert demo.main(["--img", "images", "--trained_model_file", "model.pth", "-o", "-"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "image,score,error" and out[1].startswith(os.path.join("images", "a.jpg") + ",")
+    assert not os.path.exists("-")

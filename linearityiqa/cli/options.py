@@ -351,7 +351,10 @@ def demo_options() -> argparse.ArgumentParser:
         help="an image, a folder, a glob pattern, or - for a list of paths on stdin",
     )
     group.add_argument(
-        "-o", "--output", default=None, help="CSV file for the scores of several images (default: standard output)"
+        "-o",
+        "--output",
+        default=None,
+        help="CSV file for the scores of several images, or - for standard output (default: standard output)",
     )
     return parser
 

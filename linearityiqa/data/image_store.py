@@ -414,8 +414,10 @@ def _decode_all(
             with contextlib.suppress(OSError):
                 partial_path.unlink()
             if isinstance(error, OSError) and not isinstance(error, IQAError):
+                in_the_way = isinstance(error, (FileExistsError, NotADirectoryError))
+                reason = "a file is in the way of its folder" if in_the_way else error.strerror or error
                 raise ConfigError(
-                    f"cannot write the image cache {cache_path} ({error}): free space there, "
+                    f"cannot write the image cache {cache_path} ({reason}): free space there, "
                     f"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
                     f"(ImageLoading(cache_dir=None))"
                 ) from error

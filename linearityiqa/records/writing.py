@@ -84,6 +84,8 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
 
 def _temporary_beside(path: str) -> str:
     """A new empty file in `path`'s folder (made if needed), named after it."""
+    if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
+        raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
