@@ -536,7 +536,13 @@ def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEF
     """
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         image.load()
-        rgb = _to_rgb(as_displayed(image))
+        return sized_rgb(image, sizing)
+
+
+def sized_rgb(image: Image.Image, sizing: ImageSizing) -> np.ndarray:
+    """A loaded PIL image as decode_image decodes a file: turned as its EXIF orientation says, in
+    RGB, sized; an RGB uint8 H x W x 3 array."""
+    rgb = _to_rgb(as_displayed(image))
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
         rgb = F.resize(rgb, [sizing.square_size, sizing.square_size], interpolation=InterpolationMode.BILINEAR)
     if sizing.resize_hw is not None:
