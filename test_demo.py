@@ -51,7 +51,7 @@ with collector_paused(__name__ == "__main__"):
     from linearityiqa.acceleration import evaluation_batch_size, resolve_device
     from linearityiqa.cli.options import get_demo_parser
     from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
-    from linearityiqa.data.image_store import ImageSizing
+    from linearityiqa.data.decoding import ImageSizing
     from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
     from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
     from linearityiqa.scoring import (

@@ -128,7 +128,7 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
     """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
     from IQAmodel import IQAModel
     from linearityiqa.acceleration import prepare_images, set_memory_format, uses_channels_last
-    from linearityiqa.data.image_store import ImageSizing, decode_image
+    from linearityiqa.data.decoding import ImageSizing, decode_image
     from linearityiqa.data.image_transforms import to_uint8_tensor
     from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 

@@ -37,7 +37,7 @@ from linearityiqa.acceleration import (
     uses_channels_last,
 )
 from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
 from linearityiqa.data.image_transforms import to_uint8_tensor
 from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import MODEL_SETTINGS

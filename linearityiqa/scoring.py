@@ -35,7 +35,8 @@ from linearityiqa.acceleration import (
     uses_channels_last,
 )
 from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, available_cores, decode_image, decoded_shape
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, decoded_shape
+from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
 from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings

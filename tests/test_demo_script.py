@@ -25,7 +25,7 @@ from torchvision import transforms
 import test_demo as demo
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, evaluation_batch_size
-from linearityiqa.data.image_store import ImageSizing
+from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import save_checkpoint
 from linearityiqa.scoring import Scorer, load_scorer, score_images

@@ -13,7 +13,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
 from linearityiqa.data import image_store
-from linearityiqa.data.image_store import ImageSizing, ImageStore, decode_image, load_images
+from linearityiqa.data.decoding import ImageSizing, decode_image, sized_rgb
+from linearityiqa.data.image_store import ImageStore, load_images
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 
@@ -163,3 +164,14 @@ def test_store_views_share_one_buffer():
     store = ImageStore(names=["a", "b"], shapes=np.array([[2, 3, 3], [1, 2, 3]]), pixels=pixels)
     assert store[1].tolist() == [[[18, 19, 20], [21, 22, 23]]]
     assert np.shares_memory(store[0], pixels)
+
+
+def test_decoding_resizes_as_torchvision_resizes_a_pil_image():
+    """data/decoding.py resizes with Pillow alone (the ONNX path imports no torch); torchvision's
+    resize of a PIL image, which the paper's code used, gives the same pixels."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        height, width, to_h, to_w = (int(size) for size in rng.integers(3, 200, size=4))
+        image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+        expected = np.asarray(F.resize(image, [to_h, to_w], interpolation=InterpolationMode.BILINEAR))
+        assert np.array_equal(sized_rgb(image, ImageSizing(resize_hw=(to_h, to_w))), expected)

@@ -22,7 +22,8 @@ from linearityiqa.cli.settings import (
     training_split,
 )
 from linearityiqa.data.dataset_registry import DataSource, Split, get_dataset_spec
-from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageLoading
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
+from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation
 from linearityiqa.data.info_files import IQAInfo
 

@@ -19,7 +19,8 @@ import main
 import test_dataset
 from IQAmodel import IQAModel
 from linearityiqa.data import image_store
-from linearityiqa.data.image_store import ImageSizing, decode_image, load_images
+from linearityiqa.data.decoding import ImageSizing, decode_image
+from linearityiqa.data.image_store import load_images
 from linearityiqa.data.info_files import read_info
 from linearityiqa.errors import BadFileError
 from linearityiqa.records.checkpoint import save_checkpoint

@@ -18,7 +18,8 @@ from PIL import Image
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision
 from linearityiqa.cli.scripts import own_the_pixel_limit
-from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, load_images, open_image
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, open_image
+from linearityiqa.data.image_store import load_images
 from linearityiqa.errors import IQAError
 from linearityiqa.scoring import Scorer, score_images
 

@@ -17,7 +17,8 @@ from typing import Callable
 from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
 from IQAmodel import POOLING_METHODS
 from linearityiqa.acceleration import COMPILE_MODES, OPT_LEVELS
-from linearityiqa.data.image_store import DEFAULT_CACHE_DIR, DEFAULT_MAX_PIXELS
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
+from linearityiqa.data.image_store import DEFAULT_CACHE_DIR
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):

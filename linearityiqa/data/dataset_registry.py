@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from linearityiqa.data.image_store import ImageLoading, ImageSizing, ImageStore, load_images
+from linearityiqa.data.decoding import ImageSizing
+from linearityiqa.data.image_store import ImageLoading, ImageStore, load_images
 from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 

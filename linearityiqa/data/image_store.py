@@ -17,7 +17,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
@@ -27,59 +26,19 @@ from tokenize import TokenError
 from typing import BinaryIO, Callable
 
 import numpy as np
-from PIL import Image, ImageOps
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
 from tqdm import tqdm
 
+from linearityiqa.data.decoding import (
+    DEFAULT_MAX_PIXELS,
+    ImageSizing,
+    decode_image,
+    decoded_shape,
+)
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
 CACHE_FORMAT_VERSION = 2
-EXIF_ORIENTATION_TAG = 0x0112
-# Orientations 5-8 turn the stored pixels by 90 degrees for display: width and height swap.
-TURNING_ORIENTATIONS = {5, 6, 7, 8}
-# Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
-SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-# Pillow's threshold (a 9459 x 9459 image): above it Pillow only warns, and refuses twice as many.
-# A warning is no answer for a file that may be a decompression bomb, so the limit is ours:
-# one threshold, and an error that names the image and the option that raises it. The scripts
-# switch Pillow's own check off (cli.scripts.own_the_pixel_limit), so that ours is the only one.
-DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_CACHE_DIR = "data/cache"
-
-
-# What Pillow raises for a file it cannot read: unknown format, truncated data, a broken header.
-PILLOW_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-@contextlib.contextmanager
-def _reading(path: str | Path) -> Iterator[None]:
-    """Pillow's errors while the block reads the image, as one BadFileError naming the file."""
-    try:
-        yield
-    except PILLOW_ERRORS as error:
-        raise _undecodable(Path(path), error) from error
-
-
-def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
-    an image of more than `max_pixels` pixels, raised before a pixel of it is decoded."""
-    problem = file_problem(path)  # a named pipe would block Pillow's read, a device never end it
-    if problem is not None:
-        error = MissingFileError if problem == "does not exist" else BadFileError
-        raise error(f"image {path} {problem}: replace it with the image file")
-    with _reading(path):
-        image = Image.open(path)
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise BadFileError(
-            f"image {path} declares {width} x {height} pixels, more than the limit of {max_pixels:,} "
-            f"(--max_pixels): a small file that declares a huge image can exhaust the memory "
-            f"(a decompression bomb); if you trust this image, raise --max_pixels"
-        )
-    return image
 
 
 @dataclass(frozen=True)
@@ -99,33 +58,6 @@ class ImageLoading:
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int | None = None
     verbose: bool = True
-
-
-@dataclass(frozen=True)
-class ImageSizing:
-    """How decoded images are sized.
-
-    Args:
-        square_size: images not of square_size x square_size are first resized to it (CLIVE).
-        resize_hw: then, if given, every image is resized to this (height, width).
-    """
-
-    square_size: int | None = None
-    resize_hw: tuple[int, int] | None = None
-
-    def output_hw(self, width: int, height: int) -> tuple[int, int]:
-        """(height, width) of a decoded image whose file is width x height."""
-        if self.resize_hw is not None:
-            return self.resize_hw
-        if self.square_size is not None:
-            return self.square_size, self.square_size
-        return height, width
-
-    def tag(self) -> str:
-        """A short name for cache file names, e.g. "native", "sq500-498x664"."""
-        parts = [f"sq{self.square_size}"] if self.square_size else []
-        parts += [f"{self.resize_hw[0]}x{self.resize_hw[1]}"] if self.resize_hw else []
-        return "-".join(parts) or "native"
 
 
 class ImageStore:
@@ -497,70 +429,3 @@ def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.
     partial_layout.write_text(json.dumps({"names": names, "shapes": shapes.tolist()}))
     os.replace(partial_layout, layout_path)
     return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
-
-
-def decoded_shape(
-    path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[int, int, int]:
-    """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
-    with open_image(path, max_pixels=max_pixels) as image, _reading(path):
-        width, height = displayed_size(image)
-    return (*sizing.output_hw(width, height), 3)
-
-
-def displayed_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) as a viewer shows the image: its stored size, turned by its EXIF orientation."""
-    width, height = image.size
-    return (height, width) if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS else (width, height)
-
-
-def as_displayed(image: Image.Image) -> Image.Image:
-    """The image turned and mirrored as its EXIF orientation tag says, as photo viewers show it.
-
-    A camera stores a portrait photo as landscape pixels with a tag; scoring the stored pixels
-    would score the photo on its side. The paper's code ignored the tag; an image without one
-    (as the CLIVE photo the paper's demo scores) decodes to the same pixels either way.
-    """
-    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1:
-        return image  # no tag, or upright: no copy
-    return ImageOps.exif_transpose(image)
-
-
-def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode one image to an RGB uint8 H x W x 3 array, sized as the paper's code sized it.
-
-    Args:
-        path: the image file.
-        sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
-        max_pixels: refuse images of more pixels than this (see open_image).
-    """
-    with open_image(path, max_pixels=max_pixels) as image, _reading(path):
-        image.load()
-        return sized_rgb(image, sizing)
-
-
-def sized_rgb(image: Image.Image, sizing: ImageSizing) -> np.ndarray:
-    """A loaded PIL image as decode_image decodes a file: turned as its EXIF orientation says, in
-    RGB, sized; an RGB uint8 H x W x 3 array."""
-    rgb = _to_rgb(as_displayed(image))
-    if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
-        rgb = F.resize(rgb, [sizing.square_size, sizing.square_size], interpolation=InterpolationMode.BILINEAR)
-    if sizing.resize_hw is not None:
-        rgb = F.resize(rgb, list(sizing.resize_hw), interpolation=InterpolationMode.BILINEAR)
-    return np.asarray(rgb)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in SIXTEEN_BIT_MODES:
-        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    if image.mode == "F":
-        raise ValueError("floating-point pixels (mode F) are not supported")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _undecodable(path: Path, error: BaseException) -> BadFileError:
-    return BadFileError(
-        f"cannot decode image {path} ({error}): replace it with an intact 8-bit image "
-        f"(for a download, extract the file again)"
-    )

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from linearityiqa.data.image_store import DEFAULT_MAX_PIXELS
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
