@@ -52,17 +52,10 @@ with collector_paused(__name__ == "__main__"):
     from linearityiqa.cli.options import get_demo_parser
     from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.data.decoding import ImageSizing
+    from linearityiqa.image_scoring import ImageScore, is_single_image, list_images
     from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
     from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
-    from linearityiqa.scoring import (
-        ImageScore,
-        Scorer,
-        image_sizing,
-        is_single_image,
-        list_images,
-        load_scorer,
-        score_images,
-    )
+    from linearityiqa.scoring import Scorer, image_sizing, load_scorer, score_images
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3

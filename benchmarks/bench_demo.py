@@ -194,8 +194,9 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     """(command wall seconds, its images/s, images/s of score_images alone) for the folder."""
     from linearityiqa.acceleration import evaluation_batch_size
     from linearityiqa.cli.options import get_demo_parser
+    from linearityiqa.image_scoring import list_images
     from linearityiqa.records.checkpoint import MODEL_SETTINGS
-    from linearityiqa.scoring import image_sizing, list_images, load_scorer, score_images
+    from linearityiqa.scoring import image_sizing, load_scorer, score_images
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]

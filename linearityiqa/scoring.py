@@ -1,27 +1,20 @@
-"""Score images with a trained checkpoint: the library behind test_demo.py.
+"""Score images with a trained checkpoint in PyTorch: the library behind test_demo.py.
 
 A score is the fused head's output mapped onto the training data's scale with the
-checkpoint's first linear mapping: k[0] * y + b[0]. Images are decoded and normalized as
-the data sets decode them (data/image_store.decode_image), in a pool of threads that runs
-ahead of the forward pass, and go to the device as uint8, to be normalized there
-(acceleration.py). Images of different sizes cannot share a batch, so batches are formed
-among images of equal size after resizing (data/batches.py); results come back in input
-order, with a message instead of a score for an image that failed.
+checkpoint's first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint
+was trained as; `score_images` scores files with it through image_scoring.py, which decodes
+them as the data sets do, batches images of one size and keeps the input order. Images go to
+the device as uint8, to be normalized there (acceleration.py).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
-from tqdm import tqdm
 
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import (
@@ -34,16 +27,10 @@ from linearityiqa.acceleration import (
     set_memory_format,
     uses_channels_last,
 )
-from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, decoded_shape
-from linearityiqa.data.image_store import available_cores
-from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
-from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
+from linearityiqa.data.image_transforms import checked_resize_hw
+from linearityiqa.image_scoring import ImageScore, score_files
 from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# Batches decoded ahead of the one in the forward pass: enough to hide decoding, little memory.
-_BATCHES_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -73,15 +60,6 @@ class Scorer:
         with torch.inference_mode():
             batch = prepare_images(images, self.device, channels_last=self.channels_last)
             return forward_fn(self.precision, self.device)(self.model, batch)[2].reshape(-1).tolist()
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    """The outcome for one image: a score, or the message saying why there is none."""
-
-    path: str
-    score: float | None = None
-    error: str | None = None
 
 
 def load_scorer(
@@ -157,55 +135,26 @@ def image_sizing(
     return ImageSizing(resize_hw=checked_resize_hw(height, width, max_pixels=max_pixels))
 
 
-def is_single_image(source: str) -> bool:
-    """Whether --img names one image file (not a folder, a glob pattern or - for stdin)."""
-    return source != "-" and os.path.isfile(source)
+@dataclass(frozen=True)
+class TorchBackend:
+    """The PyTorch model as image_scoring's backend: batches of decoded images to mapped scores."""
 
+    scorer: Scorer
 
-def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
-    """The image paths --img stands for.
+    @property
+    def where(self) -> str:
+        return self.scorer.device.type
 
-    Args:
-        source: an image file; a folder (its files with an image extension, sorted; not
-            recursive); a glob pattern (its matching files, sorted; ** recurses); or - for
-            paths read from `stdin`, one per line, in their order.
-        stdin: where - reads the paths from: lines of text, or of bytes as the operating system
-            names files (decoded as it does, os.fsdecode: a name that is not valid UTF-8 keeps
-            its bytes as surrogate escapes, and still opens its file).
-    """
-    if source == "-":
-        lines = (os.fsdecode(line) if isinstance(line, bytes) else line for line in stdin)
-        paths = [line.strip() for line in lines if line.strip()]
-        if not paths:
-            raise ConfigError("no image paths on standard input: pass one path per line")
-        return paths
-    if os.path.isdir(source):
-        return _folder_images(source)
-    if os.path.isfile(source):
-        return [source]
-    if any(char in source for char in "*?[") and not os.path.lexists(source):
-        paths = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
-        if not paths:
-            raise MissingFileError(
-                f"no file matches {source}: check the pattern (quote it, so that the shell does not expand it)"
-            )
-        return paths
-    raise MissingFileError(
-        f"image {source} {file_problem(source)}: pass an image, a folder, a glob pattern or - "
-        f"(for paths on standard input) as --img"
-    )
+    def scores(self, images: np.ndarray) -> list[float]:
+        batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
+        k, b = self.scorer.k[0], self.scorer.b[0]
+        return [k * y + b for y in self.scorer.fused_predictions(batch)]
 
-
-def _folder_images(folder: str) -> list[str]:
-    """A folder's image files, sorted by name; not its subfolders, nor pipes or devices named like images."""
-    names = sorted(
-        name
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
-    )
-    if not names:
-        raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, name) for name in names]
+    def too_large(self, error: Exception) -> bool:
+        if not out_of_memory(error):
+            return False
+        release_cached_memory(self.scorer.device)
+        return True
 
 
 def score_images(
@@ -218,123 +167,14 @@ def score_images(
     progress: bool = False,
     workers: int | None = None,
 ) -> list[ImageScore]:
-    """Score images in batches of equal-sized images; one result per path, in input order.
-
-    Args:
-        scorer: the model, its device, precision and mapping (load_scorer).
-        paths: the image files.
-        sizing: how images are resized before scoring.
-        batch_size: most images per forward pass.
-        max_pixels: refuse images of more pixels than this (see image_store.open_image).
-        progress: show a progress bar on stderr.
-        workers: decoding threads (default: one per core, at most 8).
-    """
-    measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
-    load = partial(_load, sizing=sizing, max_pixels=max_pixels)
-    results: list[ImageScore | None] = [None] * len(paths)
-    # Threads suffice: Pillow releases the GIL while it decodes and resizes.
-    with (
-        ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
-        tqdm(total=len(paths), desc="scoring", unit="img", disable=not progress) as bar,
-    ):
-        sizes = list(pool.map(measure, paths))
-        for index, size in enumerate(sizes):
-            if isinstance(size, IQAError):
-                results[index] = ImageScore(paths[index], error=str(size))
-                bar.update()
-        batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], batch_size)
-        for indices, loaded in _decoded_batches(pool, batches, paths, load):
-            for index, result in _score_batch(scorer, paths, indices, loaded):
-                results[index] = result
-            bar.update(len(indices))
-    return results
-
-
-def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int] | IQAError:
-    """(height, width) after sizing, from the header alone; or the error that stops the image."""
-    problem = file_problem(path)
-    if problem is not None:
-        return (
-            MissingFileError(f"image {path} {problem}")
-            if problem == "does not exist"
-            else BadFileError(f"image {path} {problem}: pass the image file itself")
-        )
-    if sizing.resize_hw is not None:
-        return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
-    try:
-        height, width, _ = decoded_shape(path, sizing, max_pixels=max_pixels)
-    except BadFileError as error:
-        return error
-    return height, width
-
-
-def _decoded_batches(
-    pool: ThreadPoolExecutor,
-    batches: Iterable[list[int]],
-    paths: Sequence[str],
-    load: Callable[[str], torch.Tensor | IQAError],
-) -> Iterator[tuple[list[int], list[torch.Tensor | IQAError]]]:
-    """Each batch's images as tensors (or errors), decoding up to _BATCHES_AHEAD batches ahead."""
-    pending: deque[tuple[list[int], list[Future]]] = deque()
-    for batch in batches:
-        pending.append((batch, [pool.submit(load, paths[index]) for index in batch]))
-        if len(pending) > _BATCHES_AHEAD:
-            yield _gathered(*pending.popleft())
-    while pending:
-        yield _gathered(*pending.popleft())
-
-
-def _gathered(indices: list[int], futures: list[Future]) -> tuple[list[int], list[torch.Tensor | IQAError]]:
-    return indices, [future.result() for future in futures]
-
-
-def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> torch.Tensor | IQAError:
-    try:
-        return to_uint8_tensor(decode_image(path, sizing, max_pixels=max_pixels))
-    except IQAError as error:
-        return error
-
-
-def _score_batch(
-    scorer: Scorer, paths: Sequence[str], indices: Sequence[int], loaded: Sequence[torch.Tensor | IQAError]
-) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of each image of one batch."""
-    by_shape: dict[torch.Size, list[int]] = {}
-    for index, item in zip(indices, loaded):
-        if isinstance(item, IQAError):
-            yield index, ImageScore(paths[index], error=str(item))
-        else:
-            # A header that lies about the size would otherwise break torch.stack.
-            by_shape.setdefault(item.shape, []).append(index)
-    tensors = dict(zip(indices, loaded))
-    for group in by_shape.values():
-        yield from _score_group(scorer, paths, group, [tensors[index] for index in group])
-
-
-def _score_group(
-    scorer: Scorer, paths: Sequence[str], group: Sequence[int], images: Sequence[torch.Tensor]
-) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of images of one size, scored together; a batch that runs out of memory is
-    scored again one image at a time, and an image that alone does gets a message."""
-    try:
-        fused = scorer.fused_predictions(torch.stack(list(images)))
-    except IQAError as error:  # e.g. images too small for the model's pyramid pooling
-        yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
-        return
-    except RuntimeError as error:
-        if not out_of_memory(error):
-            raise
-        release_cached_memory(scorer.device)
-        if len(group) > 1:
-            for index, image in zip(group, images):
-                yield from _score_group(scorer, paths, [index], [image])
-            return
-        height, width = images[0].shape[-2:]
-        message = (
-            f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {scorer.device.type}: "
-            f"score it with --resize (or on a machine with more memory)"
-        )
-        yield group[0], ImageScore(paths[group[0]], error=message)
-        return
-    k, b = scorer.k[0], scorer.b[0]
-    yield from ((index, ImageScore(paths[index], score=k * y + b)) for index, y in zip(group, fused))
+    """Score image files with the model, in batches of equal-sized images; one result per path,
+    in input order (image_scoring.score_files, which says what each argument does)."""
+    return score_files(
+        TorchBackend(scorer),
+        paths,
+        sizing=sizing,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        progress=progress,
+        workers=workers,
+    )
