@@ -20,13 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from linearityiqa.choices import LOSS_TYPE_ALIASES, LOSS_TYPES
 from linearityiqa.errors import ConfigError
 
 eps = 1e-8
-
-LOSS_TYPES = ("norm-in-norm", "mae", "mse", "linearity", "min-max-norm", "mean-norm", "scaling")
-# The paper's commands call norm-in-norm by the norm it takes, and MAE by its torch name.
-LOSS_TYPE_ALIASES = {"Lp": "norm-in-norm", "l1": "mae"}
 
 
 def _as_columns(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from linearityiqa.choices import POOLING_METHODS
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
-
-POOLING_METHODS = ("avg", "max", "min", "std", "maxmin", "mean-std")
 
 # Children after which the side outputs are taken, and their channel counts.
 # ResNets take the output of layer3 and layer4; their channels are read off the model.

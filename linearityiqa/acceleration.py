@@ -19,12 +19,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from linearityiqa.choices import COMPILE_MODES, OPT_LEVELS
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 
-OPT_LEVELS = ("O0", "O1", "bf16")
 GPU_EVAL_BATCH_SIZE = 32
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass

@@ -14,9 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Callable
 
-from IQAloss import LOSS_TYPE_ALIASES, LOSS_TYPES
-from IQAmodel import POOLING_METHODS
-from linearityiqa.acceleration import COMPILE_MODES, OPT_LEVELS
+from linearityiqa.choices import COMPILE_MODES, LOSS_TYPE_ALIASES, LOSS_TYPES, OPT_LEVELS, POOLING_METHODS
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.data.image_store import DEFAULT_CACHE_DIR
 

@@ -24,12 +24,11 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-from linearityiqa.acceleration import memory_error_summary, out_of_memory
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
@@ -64,8 +63,11 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
         return str(error)
     if advice.unwritable and isinstance(error, OSError) and error.errno in WRITE_FAILURES:
         return f"{error.filename}: {error.strerror}; {advice.unwritable}"
-    if advice.out_of_memory and out_of_memory(error):
-        return f"out of memory ({memory_error_summary(error)}): {advice.out_of_memory}"
+    if advice.out_of_memory and "torch" in sys.modules:  # only PyTorch's allocators raise these
+        from linearityiqa.acceleration import memory_error_summary, out_of_memory
+
+        if out_of_memory(error):
+            return f"out of memory ({memory_error_summary(error)}): {advice.out_of_memory}"
     # torch's words: "DataLoader worker (pid N) is killed by signal: Killed." and the like
     if advice.loader_died and isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker"):
         return f"a data loading process died ({str(error).rstrip('.')}). {advice.loader_died}"
@@ -116,7 +118,7 @@ def report_bug(script: str, error: Exception) -> int:
 def bug_log(script: str, trace: str) -> str | None:
     """Write a bug's traceback, with the command and versions a report needs, to a new file in the
     temporary folder; its path, or None when it cannot be written (the traceback is then shown)."""
-    details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {torch.__version__}\n\n"
+    details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {_version('torch')}\n\n"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         handle, path = tempfile.mkstemp(prefix=f"linearityiqa-{os.path.splitext(script)[0]}-{stamp}-", suffix=".log")
@@ -125,6 +127,14 @@ def bug_log(script: str, trace: str) -> str | None:
     except OSError:
         return None
     return path
+
+
+def _version(package: str) -> str:
+    """An installed package's version, read without importing it (the ONNX path never loads PyTorch)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def own_the_pixel_limit() -> None:
