@@ -24,6 +24,7 @@ import gc
 import io
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 
@@ -47,15 +48,15 @@ def collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-with collector_paused(__name__ == "__main__"):
-    from linearityiqa.acceleration import evaluation_batch_size, resolve_device
-    from linearityiqa.cli.options import get_demo_parser
+PAUSE_COLLECTOR = __name__ == "__main__"
+
+with collector_paused(PAUSE_COLLECTOR):
+    from linearityiqa.cli.options import get_demo_parser, given_options
     from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.data.decoding import ImageSizing
-    from linearityiqa.image_scoring import ImageScore, is_single_image, list_images
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.errors import ConfigError
+    from linearityiqa.image_scoring import Backend, ImageScore, is_single_image, list_images, score_files
     from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
-    from linearityiqa.scoring import Scorer, image_sizing, load_scorer, score_images
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
@@ -63,28 +64,47 @@ OUTPUT_ADVICE = "pass another --output"
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
 # how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
 NAMES = "surrogateescape"
+# What an ONNX model records itself, and PyTorch's options: not for --onnx.
+NOT_WITH_ONNX = (
+    "trained_model_file", "arch", "pool", "use_bn_end", "P6", "P7", "resize", "resize_size_h", "resize_size_w",
+    "device", "opt_level",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Model:
+    """What scores the images: the backend, how images are sized for it, the file it was read
+    from (what it is, its path) and the images per batch."""
+
+    backend: Backend
+    sizing: ImageSizing
+    source: tuple[str, str]
+    batch_size: int
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = get_demo_parser()
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
+    given = given_options(parser, argv)
     own_the_pixel_limit()
-    return exit_status(SCRIPT, lambda: score(args, defaults=defaults))
+    return exit_status(SCRIPT, lambda: score(args, defaults=defaults, given=given))
 
 
-def score(args: argparse.Namespace, *, defaults: dict) -> int:
+def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     """Score the images --img stands for; the exit status."""
     # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
-    paths, scorer, sizing = prepare(args, defaults=defaults)
+    # bytes, where the stream has them: the names as the operating system gave them
+    paths = list_images(args.img_path, stdin=getattr(sys.stdin, "buffer", sys.stdin))
+    model = onnx_model(args, given) if args.onnx else torch_model(args, defaults)
     if args.output not in (None, STDOUT):
-        check_output(args.output, checkpoint=scorer_file(args), paths=paths)
-    results = score_images(
-        scorer,
+        check_output(args.output, model=model.source, paths=paths)
+    results = score_files(
+        model.backend,
         paths,
-        sizing=sizing,
-        batch_size=evaluation_batch_size(args.eval_batch_size, scorer.device),
+        sizing=model.sizing,
+        batch_size=model.batch_size,
         max_pixels=args.max_pixels,
         workers=args.num_workers,
         progress=not single and (args.pbar or sys.stderr.isatty()),
@@ -95,14 +115,17 @@ def score(args: argparse.Namespace, *, defaults: dict) -> int:
     return report_failures(results)
 
 
-def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Scorer, ImageSizing]:
-    """The images --img stands for, the checkpoint's model and how to size the images."""
-    # bytes, where the stream has them: the names as the operating system gave them
-    paths = list_images(args.img_path, stdin=getattr(sys.stdin, "buffer", sys.stdin))
-    requested = {name: getattr(args, name) for name in MODEL_SETTINGS}
+def torch_model(args: argparse.Namespace, defaults: dict) -> Model:
+    """The checkpoint's model in PyTorch, imported here: with --onnx PyTorch is never loaded."""
+    with collector_paused(PAUSE_COLLECTOR):
+        from linearityiqa.acceleration import evaluation_batch_size, resolve_device
+        from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+        from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer
+
+    path = args.trained_model_file or RELEASED_CHECKPOINT
     scorer = load_scorer(
-        scorer_file(args),
-        requested=requested,
+        path,
+        requested={name: getattr(args, name) for name in MODEL_SETTINGS},
         defaults=defaults,
         device=resolve_device(args.device),
         opt_level=args.opt_level,
@@ -115,17 +138,30 @@ def prepare(args: argparse.Namespace, *, defaults: dict) -> tuple[list[str], Sco
         defaults=defaults,
         max_pixels=args.max_pixels,
     )
-    return paths, scorer, sizing
+    batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
+    return Model(TorchBackend(scorer), sizing, ("checkpoint", path), batch_size)
 
 
-def scorer_file(args: argparse.Namespace) -> str:
-    """The checkpoint --trained_model_file names, or the authors' released one."""
-    return args.trained_model_file or RELEASED_CHECKPOINT
+def onnx_model(args: argparse.Namespace, given: set[str]) -> Model:
+    """The exported model in onnxruntime; its file records the model and the resize."""
+    with collector_paused(PAUSE_COLLECTOR):
+        from linearityiqa.onnx_scoring import load_onnx
+
+    clashing = [name for name in NOT_WITH_ONNX if name in given]
+    if clashing:
+        options = ", ".join(f"--{name}" for name in clashing)
+        raise ConfigError(
+            f"{options}: an ONNX model records its model and resize, and runs on the CPU in onnxruntime; "
+            f"drop them (export again with export_onnx.py to change the model or its resize)"
+        )
+    backend = load_onnx(args.onnx)
+    # one image at a time by default, as on PyTorch's CPU path, where it measured fastest
+    return Model(backend, backend.sizing(), ("ONNX model", args.onnx), args.eval_batch_size or 1)
 
 
-def check_output(output: str, *, checkpoint: str, paths: Sequence[str]) -> None:
+def check_output(output: str, *, model: tuple[str, str], paths: Sequence[str]) -> None:
     """Before scoring: --output is none of the files read, and its folder takes a new file."""
-    inputs = [("checkpoint", checkpoint), *(("image", path) for path in paths)]
+    inputs = [model, *(("image", path) for path in paths)]
     refuse_inputs(output, inputs, option="--output")
     check_writable(output, what="the scores", advice=OUTPUT_ADVICE)
 

@@ -76,7 +76,7 @@ def test_an_interrupt_while_scoring_leaves_the_earlier_scores_whole(scoring, tmp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "score_images", interrupted)
+    monkeypatch.setattr(demo, "score_files", interrupted)
     capsys.readouterr()
     assert demo.main(demo_argv(scoring, scores)) == 130
     assert capsys.readouterr().err == "test_demo.py: interrupted; what was saved before is kept\n"

@@ -355,6 +355,12 @@ def demo_options() -> argparse.ArgumentParser:
         default=None,
         help="CSV file for the scores of several images, or - for standard output (default: standard output)",
     )
+    group.add_argument(
+        "--onnx",
+        default=None,
+        help="score with this ONNX model (written by export_onnx.py) in onnxruntime, without PyTorch; "
+        "it records the model and its resize (default: the PyTorch checkpoint)",
+    )
     return parser
 
 

@@ -1,0 +1,124 @@
+"""Score images with an exported ONNX model in onnxruntime, without PyTorch.
+
+export_onnx.py writes a graph that takes N x 3 x H x W uint8 images (`images`), normalizes
+them inside, and answers the mapped score k[0] * y + b[0] (`score`) and the three raw outputs
+(`heads`); its metadata records the model's settings and the size images are resized to, so
+scoring needs no flags. Images are decoded by data/decoding.py, the same pixels as the PyTorch
+path's, and scored by image_scoring.score_files. Nothing here imports PyTorch: a server or a
+laptop needs Pillow, NumPy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from linearityiqa.data.decoding import ImageSizing
+from linearityiqa.errors import BadFileError, MissingFileError, file_problem, first_line
+
+FORMAT = "1"
+# The metadata export_onnx.py records; scoring reads all of them.
+METADATA_KEYS = (
+    "linearityiqa_format", "arch", "pool", "use_bn_end", "P6", "P7",
+    "resize", "resize_size_h", "resize_size_w", "k", "b",
+)  # fmt: skip
+_REEXPORT = "export it again with export_onnx.py"
+
+
+@dataclass(frozen=True)
+class OnnxBackend:
+    """An ONNX model in an onnxruntime session, as image_scoring's backend.
+
+    Args:
+        session: the onnxruntime InferenceSession.
+        settings: the model's settings, from the file's metadata.
+    """
+
+    session: object
+    settings: Mapping[str, str]
+    where: str = "onnxruntime"
+
+    def scores(self, images: np.ndarray) -> list[float]:
+        """Mapped scores of N x H x W x 3 uint8 images."""
+        batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        (scores,) = self.session.run(["score"], {"images": batch})
+        return [float(score) for score in scores.reshape(-1)]
+
+    def too_large(self, error: Exception) -> bool:
+        # onnxruntime's words when an allocation fails: "Failed to allocate memory for requested buffer ..."
+        return isinstance(error, MemoryError) or "Failed to allocate memory" in str(error)
+
+    def sizing(self) -> ImageSizing:
+        """How images are resized before scoring: as the model was exported."""
+        if self.settings["resize"] != "true":
+            return ImageSizing()
+        return ImageSizing(resize_hw=(int(self.settings["resize_size_h"]), int(self.settings["resize_size_w"])))
+
+
+def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
+    """An exported model, checked to be one of export_onnx.py's.
+
+    Args:
+        path: the .onnx file.
+        threads: onnxruntime's threads within an operator (None: its default, one per core).
+
+    Raises:
+        MissingFileError: the file does not exist.
+        BadFileError: it is not an ONNX model, or not one that export_onnx.py wrote.
+    """
+    import onnxruntime  # here: the PyTorch path never needs it
+
+    problem = file_problem(path)
+    if problem is not None:
+        error = MissingFileError if problem == "does not exist" else BadFileError
+        raise error(f"ONNX model {path} {problem}: pass the file export_onnx.py wrote (--onnx)")
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
+        raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
+    settings = _checked_metadata(session.get_modelmeta().custom_metadata_map, path)
+    _check_signature(session, path)
+    return OnnxBackend(session=session, settings=settings)
+
+
+def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
+    """The settings export_onnx.py recorded, each of the form scoring relies on."""
+    missing = [key for key in METADATA_KEYS if key not in metadata]
+    if missing:
+        raise BadFileError(
+            f"ONNX model {path} lacks the metadata {', '.join(missing)}: it was not written by export_onnx.py; "
+            f"{_REEXPORT}"
+        )
+    if metadata["linearityiqa_format"] != FORMAT:
+        raise BadFileError(
+            f"ONNX model {path} is of format {metadata['linearityiqa_format']!r}, this version reads {FORMAT!r}: "
+            f"{_REEXPORT}"
+        )
+    if metadata["resize"] not in ("true", "false") or not all(
+        metadata[key].isdigit() for key in ("resize_size_h", "resize_size_w")
+    ):
+        raise BadFileError(f"ONNX model {path} records no valid resize in its metadata: {_REEXPORT}")
+    for key in ("k", "b"):
+        try:
+            values = json.loads(metadata[key])
+        except ValueError:
+            values = None
+        if not (isinstance(values, list) and len(values) == 3):
+            raise BadFileError(f"ONNX model {path} records {key} as {metadata[key]!r}, not 3 numbers: {_REEXPORT}")
+    return dict(metadata)
+
+
+def _check_signature(session: object, path: str) -> None:
+    """The graph takes uint8 `images` and answers `score`, as export_onnx.py builds it."""
+    inputs = {item.name: item.type for item in session.get_inputs()}
+    outputs = {item.name for item in session.get_outputs()}
+    if inputs != {"images": "tensor(uint8)"} or "score" not in outputs:
+        raise BadFileError(
+            f"ONNX model {path} takes {inputs} and answers {sorted(outputs)}, not uint8 images to a score: {_REEXPORT}"
+        )
