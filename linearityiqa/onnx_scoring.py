@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from linearityiqa.data.decoding import ImageSizing
-from linearityiqa.errors import BadFileError, MissingFileError, file_problem, first_line
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 
 FORMAT = "1"
 # The metadata export_onnx.py records; scoring reads all of them.
@@ -45,6 +45,12 @@ class OnnxBackend:
         """Mapped scores of N x H x W x 3 uint8 images."""
         batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         (scores,) = self.session.run(["score"], {"images": batch})
+        if np.isnan(scores).any():  # the graph's answer where PyTorch refuses images too small to pool
+            height, width = images.shape[1:3]
+            raise ConfigError(
+                f"images of {width}x{height} are too small for the model's pyramid levels: export it with a "
+                f"larger --resize (or with fewer levels, --P6 and --P7)"
+            )
         return [float(score) for score in scores.reshape(-1)]
 
     def too_large(self, error: Exception) -> bool:
@@ -76,6 +82,7 @@ def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
         error = MissingFileError if problem == "does not exist" else BadFileError
         raise error(f"ONNX model {path} {problem}: pass the file export_onnx.py wrote (--onnx)")
     options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
     if threads is not None:
         options.intra_op_num_threads = threads
     try:

@@ -163,3 +163,17 @@ def test_a_write_that_fails_names_the_file_and_keeps_it(tmp_path):
         raise OSError(errno.EDQUOT, "Disk quota exceeded")
     assert str(error.value) == f"cannot write the table {kept}: Disk quota exceeded; retry; a file there before is kept"
     assert os.listdir(tmp_path) == ["kept.csv"] and kept.read_text() == "earlier\n"
+
+
+def test_a_written_file_gets_the_permissions_of_a_new_file_or_of_the_one_it_replaces(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with replacing(tmp_path / "new.csv", what="the scores", advice="-") as file:
+            file.write("a\n")
+        assert os.stat(tmp_path / "new.csv").st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+        os.chmod(tmp_path / "new.csv", 0o640)
+        with replacing(tmp_path / "new.csv", what="the scores", advice="-") as file:
+            file.write("b\n")
+        assert os.stat(tmp_path / "new.csv").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(mask)

@@ -155,9 +155,7 @@ def data_options() -> argparse.ArgumentParser:
         default=0.8,
         help="share of training and validation images (KonIQ-10k uses its official split)",
     )
-    group.add_argument("-rs", "--resize", action="store_true", help="resize images to resize_size_h x resize_size_w")
-    group.add_argument("-rs_h", "--resize_size_h", type=POSITIVE_INT, default=498, help="height after resizing")
-    group.add_argument("-rs_w", "--resize_size_w", type=POSITIVE_INT, default=664, help="width after resizing")
+    _add_resize_options(group)
     group.add_argument(
         "--data_info",
         default=None,
@@ -181,6 +179,13 @@ def data_options() -> argparse.ArgumentParser:
         "bombs (default: Pillow's threshold, a 9459 x 9459 image)",
     )
     return parser
+
+
+def _add_resize_options(group: argparse._ArgumentGroup) -> None:
+    """--resize, -rs_h and -rs_w: defined once, for the data options and for export_onnx.py's resize options."""
+    group.add_argument("-rs", "--resize", action="store_true", help="resize images to resize_size_h x resize_size_w")
+    group.add_argument("-rs_h", "--resize_size_h", type=POSITIVE_INT, default=498, help="height after resizing")
+    group.add_argument("-rs_w", "--resize_size_w", type=POSITIVE_INT, default=664, help="width after resizing")
 
 
 def schedule_options() -> argparse.ArgumentParser:
@@ -364,6 +369,22 @@ def demo_options() -> argparse.ArgumentParser:
     return parser
 
 
+def resize_options() -> argparse.ArgumentParser:
+    """The resize of the data options alone, for a script that reads no data set."""
+    parser = _group("resize")
+    _add_resize_options(parser.add_argument_group("resize"))
+    return parser
+
+
+def export_options() -> argparse.ArgumentParser:
+    parser = _group("export")
+    group = parser.add_argument_group("export")
+    group.add_argument(
+        "-o", "--output", required=True, help="the ONNX file to write, e.g. model.onnx (default: none; required)"
+    )
+    return parser
+
+
 def build_parser(
     description: str, groups: list[argparse.ArgumentParser], add_help: bool = True
 ) -> argparse.ArgumentParser:
@@ -401,6 +422,15 @@ def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return build_parser(
         "Score the quality of images with a trained checkpoint.",
         [model_options(), data_options(), run_options(), demo_options()],
+        add_help,
+    )
+
+
+def get_export_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """export_onnx.py's parser: the model, its checkpoint, the resize and the ONNX file to write."""
+    return build_parser(
+        "Export a trained checkpoint to ONNX, to score images in onnxruntime.",
+        [model_options(), resize_options(), export_options()],
         add_help,
     )
 

@@ -42,6 +42,7 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
         yield partial
         with open(partial, "rb") as written:  # on the disk before it takes the target's name
             os.fsync(written.fileno())
+        os.chmod(partial, _mode_for(path))
         os.replace(partial, path)
     except BaseException as error:
         if partial is not None:
@@ -107,6 +108,16 @@ def cut_to_bytes(name: str, limit: int) -> str:
     while len(os.fsencode(name)) > limit:
         name = name[:-1]
     return name
+
+
+def _mode_for(path: str) -> int:
+    """The permissions the file gets: those of the file it replaces, else what the process's umask
+    gives a new file (mkstemp makes its temporary file readable by its owner only)."""
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _cannot_write(path: str, what: str, advice: str, error: OSError) -> OutputError:

@@ -1,0 +1,70 @@
+"""Export a trained checkpoint to ONNX, to score images in onnxruntime without PyTorch.
+
+    python export_onnx.py --trained_model_file checkpoints/p1q2.pth --arch resnext101_32x8d --resize -o model.onnx
+    python test_demo.py --onnx model.onnx --img data/1000.JPG
+
+The model's settings and resize are taken as test_demo.py takes them: from the checkpoint where
+it records them, else from the options (the authors' files record none). The file takes uint8
+images, N x 3 x H x W (any H x W without --resize, the resize's with it), and gives each image's
+score and the three heads' raw outputs; its metadata records the model, the resize and the linear
+mappings (linearityiqa/onnx_export.py). The export runs on the CPU in float32, and the file is
+written whole or not at all. Exit status: 0 written; 1 a mistake, which one line names (nothing is
+written); 2 bad options (argparse); 70 a bug (cli/scripts.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from linearityiqa.api import load
+from linearityiqa.cli.options import get_export_parser
+from linearityiqa.cli.scripts import exit_status
+from linearityiqa.onnx_export import export_onnx
+from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
+from linearityiqa.records.writing import check_writable, refuse_inputs
+
+SCRIPT = "export_onnx.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_export_parser().parse_args(argv)
+    return exit_status(SCRIPT, lambda: export(args))
+
+
+def export(args: argparse.Namespace) -> None:
+    """Check --output, load the checkpoint on the CPU, write the ONNX file and say how to use it."""
+    checkpoint = args.trained_model_file or RELEASED_CHECKPOINT
+    refuse_inputs(args.output, [("checkpoint", checkpoint)], option="--output")
+    check_writable(args.output, what="the ONNX model", advice="pass another --output")
+    model = load(
+        checkpoint,
+        arch=args.arch,
+        pool=args.pool,
+        use_bn_end=args.use_bn_end,
+        P6=args.P6,
+        P7=args.P7,
+        resize=args.resize,
+        resize_size_h=args.resize_size_h,
+        resize_size_w=args.resize_size_w,
+        device="cpu",
+        opt_level="O0",
+    )
+    metadata = export_onnx(model, args.output)
+    output = shlex.quote(args.output)
+    print(
+        f"wrote {args.output} ({metadata['arch']}, {sizing_words(metadata)}): "
+        f"score with python test_demo.py --onnx {output} --img ..."
+    )
+
+
+def sizing_words(metadata: dict[str, str]) -> str:
+    """What images the file takes, from its metadata: "images resized to 498x664" or "images of any size"."""
+    if metadata["resize"] == "true":
+        return f"images resized to {metadata['resize_size_h']}x{metadata['resize_size_w']}"
+    return "images of any size"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Export a trained model to ONNX: one file that scores images in onnxruntime, without PyTorch.
+
+The graph takes `images`, an N x 3 x H x W uint8 batch (N free; H and W free when the model
+scores images at their own size, the resize's otherwise), normalizes it as every script does
+(image_transforms.normalize), runs IQAModel in float32 and gives two outputs: `score`, the fused
+head mapped with the checkpoint's first linear mapping, k[0] * pq + b[0] (float32, N), and
+`heads`, the three raw outputs pq6, pq7, pq (float32, N x 3).
+
+The spatial pyramid pooling is rewritten for the export. SPSP pools level p with a kernel of
+int(size / p); ONNX's pooling operators take their kernel as a constant, so both of PyTorch's
+exporters bake in the kernel of the example image and score every other size wrongly (the
+TorchScript exporter silently; torch.export fixes H and W instead). Here a level is the map cut
+into p x p cells by a reshape and reduced over each cell: the same arithmetic, with the cell
+size computed in the graph from the map's size. An image too small for the pyramid levels, which
+the PyTorch model refuses, scores NaN (onnxruntime cannot raise an error of its own).
+
+The file's metadata_props (all strings) tell the scoring side what it holds: `linearityiqa_format`
+("1"), the model's settings (`arch`, `pool`, `use_bn_end`, `P6`, `P7`), the sizing of its images
+(`resize`, `resize_size_h`, `resize_size_w`; "false", "0", "0" without a resize) and the linear
+mappings of the three heads (`k`, `b`, JSON lists).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from IQAmodel import IQAModel, supported_archs
+from linearityiqa.api import QualityModel
+from linearityiqa.data.decoding import ImageSizing
+from linearityiqa.data.image_transforms import normalize
+from linearityiqa.errors import ConfigError, first_line
+from linearityiqa.records.writing import replacing_path
+
+FORMAT_VERSION = "1"
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("score", "heads")
+# Protocol buffers hold at most 2 GiB; a model above it would need its weights in a second file.
+_LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself
+
+
+def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | None = None) -> dict[str, str]:
+    """Write `model` as an ONNX file that scores uint8 images, whole or not at all.
+
+    The export runs on the CPU in float32, on a copy of the model's weights, whatever device and
+    precision `model` scores with.
+
+    Args:
+        model: a trained model (linearityiqa.load).
+        path: the .onnx file to write; its folder is made if needed.
+        opset: the ONNX opset to target (default: the exporter's).
+
+    Returns:
+        The metadata written into the file (see the module's docstring).
+
+    Raises:
+        ConfigError: a resize too small for the model's pyramid levels; a model too large for one file.
+        OutputError: `path` cannot be written (an earlier file there is kept).
+    """
+    settings = network_settings(model)
+    _check_resize_pools(settings, model.sizing)
+    network = OnnxScoring(_cpu_float32_copy(model.scorer.model, settings), k=model.scorer.k[0], b=model.scorer.b[0])
+    proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
+    metadata = onnx_metadata(settings, model.sizing, k=model.scorer.k, b=model.scorer.b)
+    onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
+    onnx.checker.check_model(proto, full_check=True)
+    with replacing_path(path, what="the ONNX model", advice="pass another --output") as partial:
+        onnx.save_model(proto, partial)
+    return metadata
+
+
+class OnnxScoring(nn.Module):
+    """IQAModel behind the normalization of uint8 images, with pooling that any image size exports with.
+
+    Args:
+        model: the IQAModel, on the CPU in float32 and in eval mode.
+        k: slope of the fused head's linear mapping (the checkpoint's k[0]).
+        b: its intercept (b[0]).
+    """
+
+    def __init__(self, model: IQAModel, *, k: float, b: float):
+        super().__init__()
+        self.model, self.k, self.b = model, k, b
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`score` (N) and `heads` (N x 3: pq6, pq7, pq) of an N x 3 x H x W uint8 batch."""
+        model = self.model
+        x = normalize(images)
+        # IQAModel.extract_features, with the pooling of pooled_cells; the second tap is the last layer.
+        for index, layer in enumerate(model.features):
+            x = layer(x)
+            if index == model.id1:
+                f6 = model.dr6(spatial_pyramid(x, model.P6, model.pool))
+        f7 = model.dr7(spatial_pyramid(x, model.P7, model.pool))
+        heads = torch.cat((model.regr6(f6), model.regr7(f7), model.regression(torch.cat((f6, f7), dim=1))), dim=1)
+        return self.k * heads[:, 2] + self.b, heads
+
+
+def spatial_pyramid(x: torch.Tensor, levels: int, method: str) -> torch.Tensor:
+    """IQAmodel.SPSP, in operations whose sizes the ONNX graph computes from the feature map's.
+
+    Args:
+        x: feature map, N x C x H x W.
+        levels: pyramid levels P.
+        method: one of IQAmodel.POOLING_METHODS.
+    """
+    return torch.cat([pooled_cells(x, p, method).reshape(x.shape[0], -1) for p in range(1, levels + 1)], dim=1)
+
+
+def pooled_cells(x: torch.Tensor, p: int, method: str) -> torch.Tensor:
+    """Level p of the pyramid: N x C' x p x p, as SPSP's pooling with kernel = stride = int(size / p).
+
+    On every map SPSP accepts, that pooling cuts the first p * int(size / p) rows and columns into
+    p x p cells; a map it refuses (too small for p cells of that size) pools to NaN here.
+    """
+    n, c, height, width = x.shape
+    cell_h, cell_w = height // p, width // p
+    cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
+    return _reduced(cells, method) + _nan_unless_tiled(height, width, p)
+
+
+def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
+    """N x C x p x h x p x w cells reduced over each cell's h x w values, by `method`."""
+    within = (3, 5)
+    if method == "avg":
+        return cells.mean(dim=within)
+    if method == "max":
+        return cells.amax(dim=within)
+    if method == "min":
+        return cells.amin(dim=within)
+    if method == "maxmin":
+        return torch.cat((cells.amax(dim=within), cells.amin(dim=within)), dim=1)
+    # std and mean-std: sqrt(E[x^2] - E[x]^2) clipped at 0, as IQAmodel._std_pool
+    mean = cells.mean(dim=within)
+    std = torch.sqrt(torch.relu((cells * cells).mean(dim=within) - mean * mean))
+    return std if method == "std" else torch.cat((mean, std), dim=1)
+
+
+def _nan_unless_tiled(height: int, width: int, p: int) -> torch.Tensor:
+    """0, or NaN for a map that SPSP refuses, so that its image scores NaN rather than a number.
+
+    A side of size s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when
+    rest < cell (which also rules out cell = 0): IQAmodel._pool_size's test, in the graph.
+    """
+    cell_h, cell_w = height // p, width // p
+    tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
+    return torch.where(tiles.all(), 0.0, float("nan"))
+
+
+def network_settings(model: QualityModel) -> dict[str, Any]:
+    """arch, pool, use_bn_end, P6 and P7 of the model: read off the network, arch recorded by the
+    checkpoint or (the authors' files record none) found from the backbone's weight shapes."""
+    network = model.scorer.model
+    settings = {
+        "pool": network.pool,
+        "use_bn_end": isinstance(network.regression, nn.Sequential),
+        "P6": network.P6,
+        "P7": network.P7,
+    }
+    arch = model.scorer.recorded.get("arch") or _matching_arch(network)
+    return {"arch": arch, **settings}
+
+
+def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
+    """Refuse a resize too small for the model's pyramid levels, whose file would score every image NaN.
+
+    Args:
+        settings: the model's arch, pool, use_bn_end, P6 and P7.
+        sizing: how the model's images are sized.
+    """
+    if sizing.resize_hw is None:
+        return
+    height, width = sizing.resize_hw
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no arithmetic
+            IQAModel(**settings, pretrained=False).eval()(torch.empty(1, 3, height, width))
+    except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
+        raise ConfigError(
+            f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
+            f"pass a larger --resize_size_h and --resize_size_w"
+        ) from None
+
+
+def _matching_arch(network: IQAModel) -> str:
+    """The one supported backbone whose feature layers have the weight names and shapes of `network`'s."""
+    shapes = _weight_shapes(network.features)
+    matches = [arch for arch in supported_archs() if _backbone_shapes(arch) == shapes]
+    if len(matches) != 1:
+        raise ConfigError(f"cannot tell the model's backbone from its weights (matches: {matches or 'none'})")
+    return matches[0]
+
+
+@functools.cache
+def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """The weight names and shapes of IQAModel's feature layers on `arch`."""
+    with torch.device("meta"):  # shapes without memory: 0.05 s an arch, once a process
+        return _weight_shapes(IQAModel(arch=arch, pretrained=False).features)
+
+
+def _weight_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
+def _cpu_float32_copy(network: IQAModel, settings: dict[str, Any]) -> IQAModel:
+    """A new IQAModel with the weights of `network`, on the CPU in float32 and contiguous, in eval
+    mode; `network` itself (maybe on a GPU, in channels_last) is left as it is."""
+    size = sum(tensor.numel() * 4 for tensor in network.state_dict().values())
+    if size > _LARGEST_MODEL_BYTES:
+        raise ConfigError(
+            f"the model has {size / 2**30:.1f} GiB of weights, more than one ONNX file holds (2 GiB): "
+            f"score it with PyTorch (test_demo.py --trained_model_file)"
+        )
+    with torch.device("meta"):  # allocated once, by to_empty, and filled from `network`
+        copy = IQAModel(**settings, pretrained=False)
+    copy.to_empty(device="cpu")
+    copy.load_state_dict(network.state_dict())
+    return copy.eval()
+
+
+def onnx_metadata(settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float]) -> dict[str, str]:
+    """The metadata_props of the ONNX file, every value a string.
+
+    Args:
+        settings: the model's arch, pool, use_bn_end, P6 and P7.
+        sizing: how the model's images are sized.
+        k: slopes of the three heads' linear mappings.
+        b: their intercepts.
+    """
+    height, width = sizing.resize_hw or (0, 0)
+    return {
+        "linearityiqa_format": FORMAT_VERSION,
+        "arch": settings["arch"],
+        "pool": settings["pool"],
+        "use_bn_end": json.dumps(bool(settings["use_bn_end"])),
+        "P6": str(settings["P6"]),
+        "P7": str(settings["P7"]),
+        "resize": json.dumps(sizing.resize_hw is not None),
+        "resize_size_h": str(height),
+        "resize_size_w": str(width),
+        "k": json.dumps([float(value) for value in k]),
+        "b": json.dumps([float(value) for value in b]),
+    }
+
+
+def _example_images(settings: dict[str, Any], sizing: ImageSizing) -> torch.Tensor:
+    """The batch the graph is traced with: 2 images (a batch of 1 would fix N to 1), of the
+    resize's size, else of a size whose feature maps every pyramid level can pool."""
+    if sizing.resize_hw is not None:
+        height, width = sizing.resize_hw
+    else:
+        # The last tap's map, 1/32 of the image, is levels^2 (+1) cells a side; H != W, so the two stay apart.
+        levels = max(settings["P6"], settings["P7"], 2)
+        height, width = 32 * levels**2, 32 * (levels**2 + 1)
+    return torch.zeros(2, 3, height, width, dtype=torch.uint8)
+
+
+def _exported_proto(
+    network: OnnxScoring, example: torch.Tensor, sizing: ImageSizing, opset: int | None
+) -> onnx.ModelProto:
+    """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory."""
+    axes = {0: torch.export.Dim("batch")}
+    if sizing.resize_hw is None:
+        axes.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
+    program = torch.onnx.export(
+        network,
+        (example,),
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes={"images": axes},
+        external_data=False,
+        verbose=False,
+    )
+    return program.model_proto

@@ -1,0 +1,151 @@
+"""test_demo.py --onnx: an exported model scored in onnxruntime gives the PyTorch path's lines,
+CSV and exit statuses, without loading PyTorch; a file that is not such a model is one line."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from data_helpers import save_plain_images
+from onnx import TensorProto, helper
+
+import linearityiqa
+import test_demo as demo
+from IQAmodel import IQAModel
+from linearityiqa.onnx_export import export_onnx
+from linearityiqa.records.checkpoint import save_checkpoint
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A resnet18 checkpoint, its exports with a resize and without, and images of two sizes
+    (one of them broken)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
+    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+    save_checkpoint(str(folder / "model.pth"), {"model": weights, "k": K, "b": B, "settings": settings})
+    for name, sizing in (("resized", {"resize": True, "resize_size_h": 40, "resize_size_w": 56}), ("native", {})):
+        export_onnx(linearityiqa.load(folder / "model.pth", device="cpu", **sizing), folder / f"{name}.onnx")
+    save_plain_images(folder / "images", {"a.jpg": (48, 32), "b.jpg": (64, 40), "c.jpg": (48, 32)})
+    (folder / "images" / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.parametrize("name, pytorch_options", [("resized", ["--resize", "-rs_h", "40", "-rs_w", "56"]),
+                                                    ("native", [])])  # fmt: skip
+def test_onnx_scores_are_pytorchs_in_the_same_csv(exported, name, pytorch_options, tmp_path, capsys):
+    images = str(exported / "images")
+    pytorch = ["--img", images, "--trained_model_file", str(exported / "model.pth"), *pytorch_options]
+    assert demo.main([*pytorch, "-o", str(tmp_path / "pytorch.csv")]) == 3  # the broken image
+    assert demo.main(["--img", images, "--onnx", str(exported / f"{name}.onnx"), "-o", str(tmp_path / "onnx.csv")]) == 3
+    expected, got = csv_rows(tmp_path / "pytorch.csv"), csv_rows(tmp_path / "onnx.csv")
+    assert [row["image"] for row in got] == [row["image"] for row in expected]
+    assert [row["error"] for row in got] == [row["error"] for row in expected]
+    scored = [(float(a["score"]), float(b["score"])) for a, b in zip(got, expected) if b["score"]]
+    assert len(scored) == 3
+    np.testing.assert_allclose(*zip(*scored), rtol=1e-4)
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings[-1] == "test_demo.py: 1 of 4 images could not be scored"
+
+
+def test_one_image_prints_the_papers_line(exported, capsys):
+    image = str(exported / "images" / "a.jpg")
+    assert demo.main(["--img", image, "--onnx", str(exported / "resized.onnx")]) == 0
+    onnx_line = capsys.readouterr().out
+    resize = ["--resize", "-rs_h", "40", "-rs_w", "56"]
+    assert demo.main(["--img", image, "--trained_model_file", str(exported / "model.pth"), *resize]) == 0
+    pytorch_line = capsys.readouterr().out
+    prefix = "The image quality score is "
+    assert onnx_line.startswith(prefix) and pytorch_line.startswith(prefix)
+    assert float(onnx_line[len(prefix) :]) == pytest.approx(float(pytorch_line[len(prefix) :]), rel=1e-4)
+
+
+def test_the_onnx_path_never_loads_pytorch(exported, tmp_path):
+    script = (
+        "import sys, test_demo\n"
+        f"status = test_demo.main(['--img', {str(exported / 'images' / 'a.jpg')!r}, '--onnx', "
+        f"{str(exported / 'resized.onnx')!r}, '-o', {str(tmp_path / 's.csv')!r}])\n"
+        "print(status, sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'torchvision')))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True, check=True)
+    assert ran.stdout == "0 []\n"
+    assert float(csv_rows(tmp_path / "s.csv")[0]["score"])
+
+
+def write_foreign_onnx(path: Path) -> None:
+    """A valid ONNX model that export_onnx.py did not write: uint8 images to their mean."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["images"], ["floats"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["floats"], ["score"], keepdims=0)],
+        "foreign",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("kind", ["garbage", "foreign", "folder", "missing", "pytorch options", "output is the model"])
+def test_what_is_not_an_exported_model_is_one_line(exported, kind, tmp_path, capsys):
+    model = tmp_path / "model.onnx"
+    extra = []
+    if kind == "garbage":
+        model.write_bytes(b"\x08\x07 not protobuf at all")
+    elif kind == "foreign":
+        write_foreign_onnx(model)
+    elif kind == "folder":
+        model.mkdir()
+    elif kind == "pytorch options":
+        model = exported / "resized.onnx"
+        extra = ["--arch", "resnet50", "--device", "cpu"]
+    elif kind == "output is the model":
+        model = exported / "native.onnx"
+        extra = ["-o", str(model)]
+    before = model.read_bytes() if model.is_file() else None
+    assert demo.main(["--img", str(exported / "images"), "--onnx", str(model), *extra]) == 1
+    err = capsys.readouterr().err
+    expected = {
+        "garbage": f"test_demo.py: error: cannot read ONNX model {model} (",
+        "foreign": f"test_demo.py: error: ONNX model {model} lacks the metadata linearityiqa_format, arch, pool,",
+        "folder": f"test_demo.py: error: ONNX model {model} is a folder, not a file: pass the file export_onnx.py",
+        "missing": f"test_demo.py: error: ONNX model {model} does not exist: pass the file export_onnx.py wrote",
+        "pytorch options": "test_demo.py: error: --arch, --device: an ONNX model records its model and resize",
+        "output is the model": f"test_demo.py: error: --output {model} is the ONNX model {model} itself",
+    }[kind]
+    assert err.startswith(expected) and err.count("\n") == 1 and "Traceback" not in err
+    assert (model.read_bytes() if model.is_file() else None) == before
+    assert not os.path.exists(tmp_path / "scores.csv")
+
+
+def test_an_image_too_small_for_the_pyramid_is_its_rows_error(tmp_path, capsys):
+    torch.manual_seed(0)
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 2}
+    weights = IQAModel(**settings, pretrained=False).state_dict()
+    save_checkpoint(str(tmp_path / "model.pth"), {"model": weights, "k": K, "b": B, "settings": settings})
+    export_onnx(linearityiqa.load(tmp_path / "model.pth", device="cpu"), tmp_path / "model.onnx")
+    save_plain_images(tmp_path / "images", {"large.jpg": (128, 128), "small.jpg": (24, 24)})
+    argv = ["--img", str(tmp_path / "images"), "--onnx", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "s.csv")]
+    assert demo.main(argv) == 3
+    large, small = csv_rows(tmp_path / "s.csv")
+    assert float(large["score"]) and large["error"] == ""
+    assert small["score"] == "" and small["error"] == (
+        "images of 24x24 are too small for the model's pyramid levels: export it with a larger --resize "
+        "(or with fewer levels, --P6 and --P7)"
+    )
+    assert "[E:onnxruntime" not in capsys.readouterr().err
