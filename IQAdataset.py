@@ -232,18 +232,18 @@ def get_data_loaders(
 def _check_split_sizes(positions: dict[str, np.ndarray], source: DataSource, split: Split) -> None:
     """Before any image is decoded: every split has the images its use needs, two at least (a
     training batch for BatchNorm; a correlation to choose the best model by, and to test)."""
+    least = LEAST_FOR_CORRELATION
     if split.train_ratio is None:
         how = "its own split"
-        advice = "give the data set more images, or choose ratios (--train_ratio, --train_and_val_ratio)"
+        advice = "its info file fixes the split (ratios do not apply to it): give each split more images"
     else:
         how = f"train_ratio={split.train_ratio}, train_and_val_ratio={split.train_and_val_ratio}"
-        advice = "choose ratios (--train_ratio, --train_and_val_ratio)"
+        advice = f"choose ratios (--train_ratio, --train_and_val_ratio) that leave {least} or more images in each split"
     for status, members in positions.items():
-        if len(members) < LEAST_FOR_CORRELATION:
+        if len(members) < least:
             raise ConfigError(
                 f"the {status} split of {source.name} has {len(members)} image(s) with {how}, but it needs at "
-                f"least {LEAST_FOR_CORRELATION}: {advice} that leave {LEAST_FOR_CORRELATION} or more images in "
-                f"every split"
+                f"least {least}: {advice}"
             )
 
 

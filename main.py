@@ -40,14 +40,14 @@ from linearityiqa.acceleration import (
     uses_channels_last,
 )
 from linearityiqa.cli import settings as adapt
-from linearityiqa.cli.options import get_args_parser
+from linearityiqa.cli.options import get_args_parser, given_options
 from linearityiqa.cli.quickstart import run_quickstart
-from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
+from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit, report_mistake
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.info_files import SPLITS
-from linearityiqa.errors import RunFailed
+from linearityiqa.errors import ConfigError, RunFailed
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from linearityiqa.records.paths import results_file, resume_folder, run_outputs
+from linearityiqa.records.paths import epochs_file, results_file, resume_folder, run_outputs, scores_file
 from linearityiqa.records.run_lock import run_lock
 from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
 from linearityiqa.records.writing import check_writable, refuse_inputs
@@ -81,12 +81,19 @@ def run_seed(settings: Mapping[str, Any]) -> int:
 
 
 def refuse_overwriting_inputs(settings: Mapping[str, Any], source: DataSource) -> None:
-    """The checkpoint a run writes is none of the files it reads: its info file, its pretrained weights."""
+    """The files a run writes are none of the files it reads: its info file, its pretrained
+    weights, its images (a stat each, and only for an output that exists already)."""
     inputs = [("info file", source.spec.info_path)]
     weights = adapt.pretrained_weights(settings)
     if isinstance(weights, str):
         inputs.append(("pretrained weights file", weights))
-    refuse_inputs(settings["trained_model_file"], inputs, option="--trained_model_file")
+    inputs += [("image", source.spec.im_dir / name) for name in source.info.im_names]
+    results = results_file(settings["results_dir"], settings["run_name"])
+    logged = epochs_file(settings["results_dir"], settings["run_name"])
+    outputs = [("--trained_model_file", settings["trained_model_file"])]
+    outputs += [("--results_dir", path) for path in (results, logged, scores_file(results))]
+    for option, output in outputs:
+        refuse_inputs(output, inputs, option=option)
 
 
 def data_loaders(settings: Mapping[str, Any], source: DataSource, device: torch.device) -> Loaders:
@@ -108,6 +115,11 @@ def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
     if not settings["evaluate"]:
         refuse_overwriting_inputs(settings, source)
     loaders = data_loaders(settings, source, device)
+    if settings["accumulation_steps"] > len(loaders.train):
+        raise ConfigError(
+            f"-accum {settings['accumulation_steps']} batches per step is more than the {len(loaders.train)} "
+            f"batches of an epoch: no step would ever be taken; lower -accum (or -bs)"
+        )
     distributed = idist.get_world_size() > 1
     if distributed:
         global_batchnorm(model, device)
@@ -237,8 +249,6 @@ def run(local_rank: int, settings: Mapping[str, Any]) -> None:
     """One process: a user's mistake is one line (from the first process) and exit status 1."""
     first = idist.get_rank() == 0
     own_the_pixel_limit()  # in every process: spawned ones start anew
-    # ignite logs the exception that ends a run, which exit_status reports itself in one line
-    logging.getLogger("ignite.engine.engine.Engine").setLevel(logging.CRITICAL)
 
     def locked_training() -> None:
         outputs = run_outputs(settings["trained_model_file"], settings["results_dir"], settings["run_name"])
@@ -254,9 +264,13 @@ def run(local_rank: int, settings: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     if args.quickstart:
-        return run_quickstart()
+        others = sorted(given_options(parser, argv) - {"quickstart"})
+        if others:  # the quick start runs its own commands: options for them would be ignored
+            return report_mistake("main.py", f"--quickstart takes no other option (given: --{', --'.join(others)})")
+        return exit_status("main.py", run_quickstart, ADVICE)
     return exit_status("main.py", lambda: launch(args), ADVICE)
 
 
@@ -264,6 +278,11 @@ def launch(args: argparse.Namespace) -> int:
     """Start the run's processes (one unless --nproc_per_node or torchrun asks for more); the exit status."""
     settings = adapt.run_settings(args)
     spawned = settings["nproc_per_node"] is not None and settings["nproc_per_node"] > 1
+    if spawned and settings["nproc_per_node"] > settings["batch_size"]:  # before starting them all
+        raise ConfigError(
+            f"--nproc_per_node {settings['nproc_per_node']} processes cannot share a batch of {settings['batch_size']} "
+            f"images (-bs): use at most {settings['batch_size']} processes, or a larger batch"
+        )
     backend = None
     if spawned or "WORLD_SIZE" in os.environ:  # started with --nproc_per_node or by torchrun
         backend = "nccl" if torch.cuda.is_available() and settings["device"] != "cpu" else "gloo"

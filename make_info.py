@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from linearityiqa.cli.scripts import exit_status
+from linearityiqa.cli.scripts import Advice, exit_status
 from linearityiqa.data.info_builders import (
     CLIVE_RELEASE_FILES,
     clive_info_from_release,
@@ -97,7 +97,7 @@ def write(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    return exit_status("make_info.py", lambda: write(args))
+    return exit_status("make_info.py", lambda: write(args), Advice(out_of_memory="lower --orderings"))
 
 
 if __name__ == "__main__":

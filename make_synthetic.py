@@ -14,7 +14,9 @@ from pathlib import Path
 
 from linearityiqa.cli.scripts import Advice, exit_status
 from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.errors import ConfigError
 
 OFFICIAL_SIZES = {"koniq": KONIQ_HW[::-1], "clive": (CLIVE_SIDE, CLIVE_SIDE)}  # width, height
 FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
@@ -52,12 +54,28 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+# Far above KonIQ-10k's 10,073 images: a synthetic set is for trying things out.
+MOST_IMAGES = 100_000
+
+
+def check_size(count: int, width: int, height: int) -> None:
+    """Before anything is written: a size that is one, and images no larger than any image may be."""
+    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
+        raise ConfigError(
+            f"--width {width} --height {height}: images must be at least 1 x 1 and at most "
+            f"{DEFAULT_MAX_PIXELS:,} pixels (--max_pixels' default); pass another size"
+        )
+    if count > MOST_IMAGES:
+        raise ConfigError(f"--count {count} is more than the {MOST_IMAGES:,} images a synthetic set makes")
+
+
 def write(args: argparse.Namespace) -> None:
     layouts = ["koniq", "clive"] if args.layout == "both" else [args.layout]
     writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
     for layout in layouts:
-        width = args.width or OFFICIAL_SIZES[layout][0]
-        height = args.height or OFFICIAL_SIZES[layout][1]
+        width = OFFICIAL_SIZES[layout][0] if args.width is None else args.width
+        height = OFFICIAL_SIZES[layout][1] if args.height is None else args.height
+        check_size(args.count, width, height)
         folder = Path(args.out) / FOLDERS[layout]
         started = time.perf_counter()
         writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)

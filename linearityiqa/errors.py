@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 
 
@@ -40,9 +41,12 @@ class RunFailed(IQAError):
     """A run that `python -m reproduce` started ended with an error that its script has reported."""
 
 
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (library errors can span several), or its type when it has none."""
-    text = str(error).strip()
+    text = _TERMINAL_CODES.sub("", str(error)).strip()  # PyTorch colours some of its messages
     return text.splitlines()[0] if text else type(error).__name__
 
 

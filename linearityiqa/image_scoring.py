@@ -82,7 +82,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
     if os.path.isfile(source):
         return [source]
     if any(char in source for char in "*?[") and not os.path.lexists(source):
-        paths = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+        paths = sorted(path for path in glob.glob(source, recursive=True) if _file_or_link(path))
         if not paths:
             raise MissingFileError(
                 f"no file matches {source}: check the pattern (quote it, so that the shell does not expand it)"
@@ -94,12 +94,17 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
     )
 
 
+def _file_or_link(path: str) -> bool:
+    """A file, or a symbolic link that leads to none (kept, so that its row says so), not a folder."""
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+
+
 def _folder_images(folder: str) -> list[str]:
     """A folder's image files, sorted by name; not its subfolders, nor pipes or devices named like images."""
     names = sorted(
         name
         for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
+        if name.lower().endswith(IMAGE_EXTENSIONS) and _file_or_link(os.path.join(folder, name))
     )
     if not names:
         raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")

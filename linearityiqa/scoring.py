@@ -29,6 +29,7 @@ from linearityiqa.acceleration import (
 )
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.data.image_transforms import checked_resize_hw
+from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.image_scoring import ImageScore, score_files
 from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings
 
@@ -88,8 +89,17 @@ def load_scorer(
     # Built on the meta device, the model skips a random initialisation that the checkpoint
     # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
-    with torch.device("meta"):
-        model = IQAModel(**settings, pretrained=False)
+    try:
+        with torch.device("meta"):
+            model = IQAModel(**settings, pretrained=False)
+    except ConfigError as error:
+        recorded = {name: settings[name] for name in checkpoint.get("settings") or {} if name in settings}
+        if not recorded:
+            raise
+        raise BadFileError(
+            f"checkpoint {trained_model_file} records settings this version cannot build, {recorded} ({error}); "
+            f"it was not saved by main.py: use a checkpoint main.py saved"
+        ) from None
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)

@@ -66,16 +66,17 @@ def test_an_output_folder_that_is_a_file_is_named_before_training(koniq, tmp_pat
     assert [path.name for path in files_in(tmp_path)] == ["a file"] and (tmp_path / "a file").read_text() == "kept"
 
 
-@pytest.mark.parametrize("script", ["main.py", "test_dataset.py"])
-def test_a_data_set_name_with_a_path_separator_is_refused(koniq, tmp_path, script, capsys):
+@pytest.mark.parametrize("script, name", [("main.py", "mine/2024"), ("test_dataset.py", "mine/2024"),
+                                          ("main.py", "My\nSet")])  # fmt: skip
+def test_a_data_set_name_with_a_path_separator_is_refused(koniq, tmp_path, script, name, capsys):
     if script == "main.py":
-        assert main.main(train_argv(koniq, tmp_path, "--dataset", "mine/2024")) == 1
+        assert main.main(train_argv(koniq, tmp_path, "--dataset", name)) == 1
     else:
         checkpoint = ["--trained_model_file", str(tmp_path / "absent.pth"), "--results_dir", str(tmp_path / "r")]
-        assert test_dataset.main(SMALL[:2] + koniq + checkpoint + ["--dataset", "mine/2024"]) == 1
+        assert test_dataset.main(SMALL[:2] + koniq + checkpoint + ["--dataset", name]) == 1
     assert capsys.readouterr().err == (
-        f"{script}: error: --dataset 'mine/2024' becomes part of file names, so it cannot hold '/' "
-        f"(nor a NUL byte): name it without one\n"
+        f"{script}: error: --dataset {name!r} becomes part of file names, so it cannot hold '/' "
+        f"(nor a line break, a tab or another control character): name it without one\n"
     )
     assert files_in(tmp_path) == []
 

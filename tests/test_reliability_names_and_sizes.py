@@ -209,7 +209,7 @@ def test_a_split_too_small_for_its_metrics_is_refused_before_decoding(tmp_path, 
     assert capsys.readouterr().err == (
         "main.py: error: the test split of mine has 1 image(s) with train_ratio=0.5, train_and_val_ratio=0.875, "
         "but it needs at least 2: choose ratios (--train_ratio, --train_and_val_ratio) that leave 2 or more "
-        "images in every split\n"
+        "images in each split\n"
     )
     assert not cache.exists() and not (tmp_path / "model.pth").exists()
 

@@ -15,6 +15,7 @@ in a process of its own (`run_script`): what they print is what runs.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shlex
 import subprocess
@@ -62,7 +63,10 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     if isinstance(error, IQAError):
         return str(error)
     if advice.unwritable and isinstance(error, OSError) and error.errno in WRITE_FAILURES:
-        return f"{error.filename}: {error.strerror}; {advice.unwritable}"
+        where = f"{error.filename}: " if error.filename else "an output: "
+        return f"{where}{error.strerror}; {advice.unwritable}"
+    if advice.out_of_memory and isinstance(error, MemoryError):  # NumPy's, Python's
+        return f"out of memory ({first_line(error)}): {advice.out_of_memory}"
     if advice.out_of_memory and "torch" in sys.modules:  # only PyTorch's allocators raise these
         from linearityiqa.acceleration import memory_error_summary, out_of_memory
 
@@ -86,6 +90,8 @@ def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Ad
     """Run a script's body and return its exit status (None counts as 0); a user's mistake is
     one line (none with `quiet`, for all processes of a run but the first) and status 1, Ctrl-C
     one line and status 130, a bug one line naming the log of its traceback and status 70."""
+    # ignite logs the exception that ends an engine's run, which this reports itself, in one line
+    logging.getLogger("ignite.engine.engine.Engine").setLevel(logging.CRITICAL)
     try:
         return body() or 0
     except KeyboardInterrupt:

@@ -150,6 +150,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _undecodable(path: Path, error: BaseException) -> BadFileError:
+    if isinstance(error, PermissionError):
+        return BadFileError(f"cannot read image {path} (permission denied): give this user read access to it")
     return BadFileError(
         f"cannot decode image {path} ({error}): replace it with an intact 8-bit image "
         f"(for a download, extract the file again)"

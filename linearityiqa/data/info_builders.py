@@ -109,6 +109,11 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
             f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at byte {error.start}): "
             f"save it as UTF-8 (CSV UTF-8 in a spreadsheet)"
         ) from None
+    except csv.Error as error:  # e.g. a field longer than the csv module's limit: an unclosed quote
+        raise BadFileError(f"{path} is not a CSV file it can read ({error}): check its quotes") from None
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise BadFileError(f"{path} has the column {', '.join(repeated)} twice (case aside): keep one")
     if not rows:
         raise BadFileError(f"{path} has no data rows")
     return header, rows
@@ -149,10 +154,12 @@ def _names_and_scores(
                 f"{path} line {line}: image_name {name!r} is not a path inside the image folder; "
                 f"list names relative to it, without '..' or a leading /"
             )
+        if not name.isprintable():  # a NUL, a line break or a tab: no image is named so by accident
+            raise BadFileError(f"{path} line {line}: image_name {name!r} holds a control character; fix the name")
         first_line[name] = line
         names.append(name)
         scores.append(_finite(path, line, row, score_column))
-        stds.append(_finite(path, line, row, std_column) if std_column else 0.0)
+        stds.append(_spread(path, line, row, std_column) if std_column else 0.0)
     return names, np.array(scores), np.array(stds)
 
 
@@ -164,6 +171,14 @@ def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise BadFileError(f"{path} line {line}: {column} {text!r} is not a finite number")
+    return value
+
+
+def _spread(path: Path, line: int, row: dict[str, str], column: str) -> float:
+    """A standard deviation: finite, and not negative."""
+    value = _finite(path, line, row, column)
+    if value < 0:
+        raise BadFileError(f"{path} line {line}: {column} {row[column]!r} is negative, which no spread of scores is")
     return value
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError, file_problem, first_line
 from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
@@ -74,7 +74,13 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
     """Write `checkpoint` to `path` whole or not at all (records/writing.py)."""
     advice = "free space, or write it elsewhere (--trained_model_file)"
     with replacing(path, what="checkpoint", advice=advice, binary=True) as file:
-        torch.save(dict(checkpoint), file)
+        try:
+            torch.save(dict(checkpoint), file)
+        except RuntimeError as error:  # torch's zip writer: "unexpected pos ..." where a write fell short
+            raise OutputError(
+                f"cannot write checkpoint {path}: PyTorch's writer failed ({first_line(error)}), most often for "
+                f"a full disk; {advice}; a file there before is kept"
+            ) from None
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
@@ -122,7 +128,13 @@ def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
             f"checkpoint {path} holds {_kind(checkpoint)}, not a dict with the model's state: {_USE_ANOTHER}"
         )
     if "model" not in checkpoint:
-        raise BadFileError(f"checkpoint {path} holds no 'model' state: it is not a checkpoint of this model")
+        weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
+        hint = (
+            "it holds weights alone (a state_dict): save {'model': state_dict, 'k': k, 'b': b}, as main.py does"
+            if weights_only
+            else "it is not a checkpoint of this model; use one saved by main.py or released by the authors"
+        )
+        raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint}")
     _check_weights(checkpoint["model"], path)
     checkpoint["model"] = _without_wrapper_prefixes(checkpoint["model"])
     # The authors' files hold k and b as floats or as 1-element tensors; from here on they are floats.

@@ -54,11 +54,11 @@ def run_name(settings: Mapping[str, Any]) -> str:
 def check_name_part(option: str, value: str) -> None:
     """An option's value that becomes part of a file name cannot hold a path separator (it would
     put the file in another folder) or a NUL byte (no file name can)."""
-    separators = {os.sep, os.altsep, "\0"} - {None}
-    if any(char in str(value) for char in separators):
+    separators = {os.sep, os.altsep} - {None}
+    if any(char in separators or not char.isprintable() for char in str(value)):
         raise ConfigError(
-            f"{option} {value!r} becomes part of file names, so it cannot hold '/' (nor a NUL byte): "
-            f"name it without one"
+            f"{option} {value!r} becomes part of file names, so it cannot hold '/' (nor a line break, a tab or "
+            f"another control character): name it without one"
         )
 
 

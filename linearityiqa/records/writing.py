@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from linearityiqa.errors import ConfigError, IQAError, OutputError
+from linearityiqa.errors import ConfigError, IQAError, OutputError, file_problem
 
 # 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
 _LONGEST_PREFIX_NAME = 255 - 2 - 8 - len(".partial")
@@ -38,6 +38,7 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
     path = os.fspath(path)
     partial = None
     try:
+        path = _target(path)
         partial = _temporary_beside(path)
         yield partial
         with open(partial, "rb") as written:  # on the disk before it takes the target's name
@@ -76,17 +77,27 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
     beside it and removed."""
     path = os.fspath(path)
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, "it is a folder")
-        os.remove(_temporary_beside(path))
+        os.remove(_temporary_beside(_target(path)))
     except OSError as error:
         raise _cannot_write(path, what, advice, error) from None
 
 
-def _temporary_beside(path: str) -> str:
-    """A new empty file in `path`'s folder (made if needed), named after it."""
+def _target(path: str) -> str:
+    """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
+    stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
+    pipe or a folder is refused: renaming over one would replace it (as root, /dev/null itself)."""
     if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    problem = file_problem(target)
+    if problem not in (None, "does not exist"):
+        where = "" if target == path else f"it leads to {target}, which "
+        raise FileExistsError(errno.EEXIST, f"{where or 'it '}{problem}")
+    return target
+
+
+def _temporary_beside(path: str) -> str:
+    """A new empty file in `path`'s folder (made if needed), named after it."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -118,10 +118,11 @@ def attach_validation(
                 best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings)
                 save_checkpoint(settings["trained_model_file"], best)
             progress.best_score, progress.best_epoch = score, epoch
-            say(f"epoch {epoch}: best model saved, val {criterion} {score:.3f}")
+            say(f"epoch {epoch}: best model saved, val {criterion} {validated[criterion]:.3f}")
         else:
-            best = f"best {progress.best_score:.3f} at epoch {progress.best_epoch}"
-            say(f"epoch {epoch}: val {criterion} {score:.3f}, {best}")
+            # the criterion's score is |SROCC|, |PLCC| or -RMSE: its size is the metric's value
+            best = f"best {abs(progress.best_score):.3f} at epoch {progress.best_epoch}"
+            say(f"epoch {epoch}: val {criterion} {validated[criterion]:.3f}, {best}")
         parts.scheduler.step()
 
 
