@@ -199,7 +199,13 @@ def _build_backbone(arch: str, pretrained: bool | str) -> nn.Module:
         try:
             model.load_state_dict(imagenet_state_dict(arch, pretrained))
         except RuntimeError as error:  # names or shapes of another model
-            raise BadFileError(f"the pretrained weights do not fit {arch}: {error}") from None
+            # torch lists every missing and unexpected name: thousands of characters for a checkpoint
+            words = " ".join(str(error).split())
+            shown = words if len(words) <= 200 else words[:200] + " ..."
+            raise BadFileError(
+                f"the pretrained weights do not fit {arch} ({shown}): --pretrained takes torchvision's ImageNet "
+                f"weights of --arch (a state_dict), not a checkpoint of this project"
+            ) from None
     return model
 
 

@@ -353,7 +353,7 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
     in_the_way = r"cannot write the scores .*a.jpg/scores.csv: a file is in the way of its folder; pass another"
     assert status == 1 and re.search(in_the_way, err)
     status, _, err = run_main(capsys, ["--img", str(images / "a.jpg"), "-modelfile", checkpoints["ours"], "-o", "."])
-    assert status == 1 and "cannot write the scores .: it is a folder; pass another --output" in err
+    assert status == 1 and "cannot write the scores .: it is a folder, not a file; pass another --output" in err
 
 
 def test_a_batch_size_below_1_is_refused(checkpoints, images):

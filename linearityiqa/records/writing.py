@@ -90,7 +90,8 @@ def _target(path: str) -> str:
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")
     target = os.path.realpath(path) if os.path.islink(path) else path
     problem = file_problem(target)
-    if problem not in (None, "does not exist"):
+    # "is a folder", "is a named pipe", ...; a path that cannot be reached is _temporary_beside's to name
+    if problem is not None and problem.startswith("is "):
         where = "" if target == path else f"it leads to {target}, which "
         raise FileExistsError(errno.EEXIST, f"{where or 'it '}{problem}")
     return target
