@@ -30,8 +30,6 @@ from PIL import Image
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import (
     choose_precision,
-    forward_fn,
-    prepare_images,
     resolve_device,
     set_memory_format,
     uses_channels_last,
@@ -130,11 +128,7 @@ class QualityModel:
 
     def _predict(self, batch: torch.Tensor, heads: bool) -> list[Any]:
         """Scores (or Predictions) of an N x 3 x H x W batch."""
-        scorer = self.scorer
-        with torch.inference_mode():
-            prepared = prepare_images(batch, scorer.device, channels_last=scorer.channels_last)
-            outputs = forward_fn(scorer.precision, scorer.device)(scorer.model, prepared)
-        columns = torch.cat([output.float().reshape(-1, 1) for output in outputs], dim=1).cpu().tolist()
+        columns = self.scorer.head_outputs(batch)
         k, b = self.scorer.k[0], self.scorer.b[0]
         if not heads:
             return [k * row[2] + b for row in columns]

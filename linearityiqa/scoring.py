@@ -56,11 +56,17 @@ class Scorer:
     precision: Precision
     channels_last: bool
 
-    def fused_predictions(self, images: torch.Tensor) -> list[float]:
-        """The fused head's outputs (before the mapping) for an N x 3 x H x W uint8 batch."""
+    def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
+        """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
+        N x 3 x H x W batch (uint8, or float normalized already)."""
         with torch.inference_mode():
             batch = prepare_images(images, self.device, channels_last=self.channels_last)
-            return forward_fn(self.precision, self.device)(self.model, batch)[2].reshape(-1).tolist()
+            outputs = forward_fn(self.precision, self.device)(self.model, batch)
+        return torch.cat([output.float().reshape(-1, 1) for output in outputs], dim=1).cpu().tolist()
+
+    def fused_predictions(self, images: torch.Tensor) -> list[float]:
+        """The fused head's outputs (before the mapping) for an N x 3 x H x W uint8 batch."""
+        return [row[2] for row in self.head_outputs(images)]
 
 
 def load_scorer(
