@@ -52,7 +52,13 @@ from linearityiqa.records.run_lock import run_lock
 from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
 from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.training import handlers
-from linearityiqa.training.distributed import GlobalBatchLoss, global_batchnorm, shard_loaders
+from linearityiqa.training.distributed import (
+    GlobalBatchLoss,
+    global_batchnorm,
+    plan_processes,
+    shard_loaders,
+    start_processes,
+)
 from linearityiqa.training.evaluation import Evaluation, metric_lines
 from linearityiqa.training.handlers import Loaders, RunParts, say
 from linearityiqa.training.step import create_optimizer, create_trainer, lr_step_size, seed_everything
@@ -283,18 +289,25 @@ def launch(args: argparse.Namespace) -> int:
             f"--nproc_per_node {settings['nproc_per_node']} processes cannot share a batch of {settings['batch_size']} "
             f"images (-bs): use at most {settings['batch_size']} processes, or a larger batch"
         )
-    backend = None
-    if spawned or "WORLD_SIZE" in os.environ:  # started with --nproc_per_node or by torchrun
-        backend = "nccl" if torch.cuda.is_available() and settings["device"] != "cpu" else "gloo"
     # ignite announces every launch on stderr, and torch each process it stops after another
     # ended: a user's mistake must stay the only line there
     logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
-        with idist.Parallel(
-            backend=backend, nproc_per_node=settings["nproc_per_node"] if spawned else None
-        ) as parallel:
-            parallel.run(run, settings)
+        if spawned:
+            plan = plan_processes(settings["nproc_per_node"], device_name=settings["device"])
+            if plan.shared_gpus:
+                say(
+                    f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
+                    f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster"
+                )
+            start_processes(run, (settings,), plan)
+        else:
+            backend = None
+            if "WORLD_SIZE" in os.environ:  # started by torchrun: one process per GPU
+                backend = "nccl" if torch.cuda.is_available() and settings["device"] != "cpu" else "gloo"
+            with idist.Parallel(backend=backend) as parallel:
+                parallel.run(run, settings)
     except SystemExit as ended:
         return int(ended.code or 0)
     except ProcessExitedException as ended:

@@ -18,10 +18,15 @@ from linearityiqa.training import step as training
 from linearityiqa.training.distributed import (
     GlobalBatchLoss,
     GlobalBatchNorm,
+    ProcessPlan,
     ShardedBatches,
     _evaluation_shard,
     global_batchnorm,
+    plan_processes,
+    start_processes,
 )
+
+ON_TWO_CPU_PROCESSES = ProcessPlan(processes=2, backend="gloo", gpus=0)
 
 
 def _batch(seed=1, nan=False):
@@ -73,8 +78,7 @@ def _saved_by_rank0(local_rank, path, steps):
 
 def _in_two_processes(tmp_path, steps):
     path = str(tmp_path / "rank0.pt")
-    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
-        parallel.run(_saved_by_rank0, path, steps)
+    start_processes(_saved_by_rank0, (path, steps), ON_TWO_CPU_PROCESSES)
     return torch.load(path, weights_only=True)
 
 
@@ -136,3 +140,56 @@ def test_main_trains_and_tests_on_two_processes(koniq, run_name, tmp_path, monke
     assert len(results["sq"]) == 6  # every test image once, gathered from both processes
     checkpoint = torch.load(os.path.join("checkpoints", name), weights_only=True)
     assert "features.1.running_mean" in checkpoint["model"]
+
+
+@pytest.mark.parametrize(
+    "processes, device_name, gpus, plan",
+    [
+        (2, None, 2, ProcessPlan(2, "nccl", 2)),  # a GPU each
+        (4, None, 8, ProcessPlan(4, "nccl", 4)),
+        (2, "cuda", 1, ProcessPlan(2, "gloo", 1)),  # sharing one: NCCL takes one process per GPU
+        (3, None, 2, ProcessPlan(3, "gloo", 2)),
+        (2, "cpu", 1, ProcessPlan(2, "gloo", 0)),
+        (2, None, 0, ProcessPlan(2, "gloo", 0)),
+    ],
+)
+def test_processes_get_a_gpu_each_or_share_them_over_gloo(monkeypatch, processes, device_name, gpus, plan):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert plan_processes(processes, device_name=device_name) == plan
+    assert plan.shared_gpus == (0 < plan.gpus < processes)
+
+
+def _report_environment(local_rank, path):
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "CUDA_VISIBLE_DEVICES")
+    seen = {name: os.environ.get(name) for name in names}
+    seen.update(rank=idist.get_rank(), world_size=idist.get_world_size(), device=str(idist.device()))
+    torch.save(seen, f"{path}.{idist.get_rank()}")
+
+
+def test_cpu_processes_see_no_gpu_and_know_their_rank(tmp_path, monkeypatch):
+    """On a machine with one GPU, ignite would move the process of local rank 1 onto a second GPU."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    start_processes(_report_environment, (str(tmp_path / "seen"),), ON_TWO_CPU_PROCESSES)
+    for rank in (0, 1):
+        seen = torch.load(tmp_path / f"seen.{rank}", weights_only=True)
+        assert seen == {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "CUDA_VISIBLE_DEVICES": "",
+            "rank": rank,
+            "world_size": 2,
+            "device": "cpu",
+        }
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # this process's environment is as it was
+
+
+@pytest.mark.reliability
+def test_a_master_port_that_is_no_number_is_one_line(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MASTER_PORT", "http")
+    command = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0"
+    assert main.main([*command.split(), "--nproc_per_node", "2", *koniq]) == 1
+    err = capsys.readouterr().err
+    assert err == "main.py: error: MASTER_PORT='http' is no port number: unset it, or set it to a free port\n"

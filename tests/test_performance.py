@@ -13,6 +13,7 @@ from ignite.engine import Engine
 
 from IQAperformance import IQAPerformance, logistic_4
 from linearityiqa.errors import ConfigError
+from linearityiqa.training.distributed import ProcessPlan, start_processes
 
 MOS = torch.tensor([1.0, 2.0, 3.0, 4.0])
 # the model's output order: first side head, second side head, fused head
@@ -151,8 +152,7 @@ def _distributed_evaluation(local_rank, result_file):
 
 def test_gathers_the_samples_of_every_process(tmp_path):
     result_file = str(tmp_path / "rank0.pt")
-    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
-        parallel.run(_distributed_evaluation, result_file)
+    start_processes(_distributed_evaluation, (result_file,), ProcessPlan(processes=2, backend="gloo", gpus=0))
     gathered = torch.load(result_file, weights_only=False)
     _, everything = _rank_share(0)
     single = evaluate(IQAPerformance(), everything)

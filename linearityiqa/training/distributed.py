@@ -9,19 +9,109 @@ together give exactly the gradient of the loss of the whole batch.
 
 On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
+
+`start_processes` starts the processes themselves: process i on GPU i % (the GPUs there are),
+so that more processes than GPUs share them, or all on the CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import ignite.distributed as idist
 import torch
 import torch.distributed as dist
+import torch.multiprocessing
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from linearityiqa.acceleration import resolve_device
 from linearityiqa.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """How the processes of one machine train together.
+
+    Args:
+        processes: how many.
+        backend: the process group's: nccl, or gloo (CPU tensors, or CUDA tensors on a shared GPU).
+        gpus: the GPUs they use, process i GPU i % gpus; 0 for the CPU.
+    """
+
+    processes: int
+    backend: str
+    gpus: int
+
+    @property
+    def shared_gpus(self) -> bool:
+        return 0 < self.gpus < self.processes
+
+
+def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
+    """NCCL when each process has a GPU of its own; gloo when processes share a GPU (NCCL refuses
+    two processes on one GPU) or run on the CPU (--device cpu, or no GPU)."""
+    gpus = torch.cuda.device_count() if resolve_device(device_name).type == "cuda" else 0
+    gpus = min(gpus, processes)
+    return ProcessPlan(processes, "nccl" if gpus == processes else "gloo", gpus)
+
+
+def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
+    """Run fn(local_rank, *args) in `plan.processes` spawned processes, each inside ignite's
+    distributed context; returns when all have ended.
+
+    A process that ends with an exit status raises torch's ProcessExitedException here. CPU
+    processes see no GPU: ignite would otherwise move each onto the GPU of its rank's number.
+    """
+    hidden = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}
+    with _environment(hidden):
+        torch.multiprocessing.start_processes(
+            _process, args=(fn, tuple(args), plan, _free_port()), nprocs=plan.processes, start_method="spawn"
+        )
+
+
+def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, port: int) -> None:
+    # torchrun's variables: ignite reads them, and LOCAL_RANK is the GPU it moves the process to
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(plan.processes),
+        LOCAL_RANK=str(rank % plan.gpus if plan.gpus else rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    with idist.Parallel(backend=plan.backend) as parallel:
+        parallel.run(fn, *args)
+
+
+def _free_port() -> int:
+    """MASTER_PORT if set, else a port free now (ignite's fixed default would clash between two runs)."""
+    if "MASTER_PORT" in os.environ:
+        port = os.environ["MASTER_PORT"]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"MASTER_PORT={port!r} is no port number: unset it, or set it to a free port")
+        return int(port)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """The process's environment with `variables` set while the block runs (spawned processes inherit it)."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class _AllReduceSum(torch.autograd.Function):
