@@ -1,0 +1,155 @@
+"""The scripts on the GPU: main.py for two epochs in float16 with loss scaling, its checkpoint
+(written from CUDA tensors) read by a process that sees no GPU, and test_dataset.py and
+test_demo.py scoring on the GPU as float32 one image at a time does."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gpu_helpers import exact_float32
+from scipy import stats
+
+import main
+import test_dataset as dataset_script
+import test_demo as demo_script
+from linearityiqa.acceleration import choose_precision
+from linearityiqa.records.paths import dataset_results_file, epochs_file, results_file, scores_file
+from linearityiqa.records.run_records import read_scores
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ["--arch", "resnet18", "-rs", "-rs_h", "64", "-rs_w", "96", "--num_workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def o1_run(device, koniq_60, tmp_path_factory, run_name):
+    """main.py for 2 epochs with --opt_level O1 on the device: (its command line, its stdout, its folder)."""
+    folder = tmp_path_factory.mktemp("o1_run")
+    argv = (
+        MODEL
+        + ["--pretrained", "none"]
+        + koniq_60
+        + ["-bs", "8", "-e", "2", "--opt_level", "O1", "--device", device.type]
+    )
+    argv += ["--trained_model_file", str(folder / "model.pth"), "--results_dir", str(folder / "results")]
+    argv += ["--log_dir", str(folder / "runs")]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main.main(argv)
+    assert status == 0, printed.getvalue()
+    return argv, printed.getvalue(), folder, run_name(argv)
+
+
+def test_main_trains_two_epochs_in_float16_with_loss_scaling(device, o1_run):
+    _, printed, folder, name = o1_run
+    assert f"training on 1 x {device.type} in {choose_precision('O1', device).name}" in printed
+    checkpoint = torch.load(folder / "model.pth", weights_only=True)  # where it was saved from
+    assert {tensor.device.type for tensor in checkpoint["model"].values()} == {device.type}
+    if device.type == "cuda":
+        assert checkpoint["scaler"]["scale"] > 0 and checkpoint["scaler"]["_growth_tracker"] >= 0
+    rows = Path(epochs_file(str(folder / "results"), name)).read_text().splitlines()[1:]
+    logged = {tuple(row.split(",")[:2]) for row in rows}
+    assert {("1", "train"), ("2", "train"), ("1", "val"), ("2", "val")} < logged and len(logged) == 5
+    assert logged & {("1", "final_test"), ("2", "final_test")}
+    results = np.load(results_file(str(folder / "results"), name), allow_pickle=True).item()
+    assert len(results["sq"]) == 12 and np.isfinite(results["PLCC"])
+
+
+def test_a_checkpoint_saved_on_the_gpu_scores_in_a_process_without_one(device, o1_run, koniq_60, tmp_path):
+    """The CPU process scores as the GPU does in float32 one image at a time (TF32 off)."""
+    _, _, folder, _ = o1_run
+    images = koniq_60[koniq_60.index("--im_dir") + 1]
+    command = [sys.executable, "test_demo.py", "--img", images, "-modelfile", str(folder / "model.pth")]
+    hidden = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(
+        [*command, "--device", "cpu", "-o", str(tmp_path / "cpu.csv")], cwd=ROOT, env=hidden, capture_output=True
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    with exact_float32():
+        demo(
+            ["--img", images, "-modelfile", str(folder / "model.pth"), "--device", device.type],
+            tmp_path / "gpu.csv",
+            "-optl",
+            "O0",
+            "-ebs",
+            "1",
+        )
+    on_cpu, on_gpu = read_demo(tmp_path / "cpu.csv"), read_demo(tmp_path / "gpu.csv")
+    assert on_cpu.keys() == on_gpu.keys() and len(on_cpu) == 60
+    names = sorted(on_cpu)
+    np.testing.assert_allclose([on_gpu[n] for n in names], [on_cpu[n] for n in names], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("opt_level", ["O1", "bf16"])
+def test_test_demo_scores_batches_in_reduced_precision_as_float32(device, o1_run, koniq_60, tmp_path, opt_level):
+    """test_demo.py's GPU default (batches of 32 under autocast) against float32 one at a time."""
+    _, _, folder, _ = o1_run
+    images = koniq_60[koniq_60.index("--im_dir") + 1]
+    common = ["--img", images, "-modelfile", str(folder / "model.pth"), "--device", device.type]
+    with exact_float32():
+        demo(common, tmp_path / "float32.csv", "-optl", "O0", "-ebs", "1")
+    demo(common, tmp_path / "reduced.csv", "-optl", opt_level, "-ebs", "32")
+    plain, reduced = read_demo(tmp_path / "float32.csv"), read_demo(tmp_path / "reduced.csv")
+    names = sorted(plain)
+    assert_close_predictions(np.array([reduced[n] for n in names]), np.array([plain[n] for n in names]))
+
+
+@pytest.mark.parametrize("opt_level", ["O1", "bf16"])
+def test_test_dataset_metrics_in_batches_under_autocast_stay_within_1e_3(device, o1_run, tmp_path, opt_level):
+    """test_dataset.py on the GPU (batches under autocast) against the paper's float32 one image
+    at a time on the CPU: the metrics move by less than 1e-3."""
+    argv, _, folder, _ = o1_run
+    data = argv[argv.index("--data_info") : argv.index("--cache_dir") + 2]
+    common = ["--dataset", "KonIQ-10k", *MODEL, *data, "--trained_model_file", str(folder / "model.pth")]
+    plain = dataset_metrics(common + ["--device", "cpu", "-optl", "O0", "-ebs", "1"], tmp_path / "float32")
+    reduced = dataset_metrics(
+        common + ["--device", device.type, "-optl", opt_level, "-ebs", "32"], tmp_path / opt_level
+    )
+    assert_close_predictions(reduced["prediction"], plain["prediction"])
+    assert abs(reduced["PLCC"] - plain["PLCC"]) < 1e-3
+    assert abs(reduced["RMSE"] / plain["RMSE"] - 1) < 1e-3
+    noise = np.abs(reduced["prediction"] - plain["prediction"]).max()
+    gaps = np.diff(np.sort(plain["prediction"]))
+    print(
+        f"{opt_level}: SROCC {plain['SROCC']:.6f} -> {reduced['SROCC']:.6f}; "
+        f"smallest gap {gaps.min():.3g}, noise {noise:.3g}"
+    )
+    if gaps.min() > 2 * noise:  # no two images close enough for the rounding to swap them
+        assert reduced["SROCC"] == plain["SROCC"]
+
+
+def dataset_metrics(argv: list[str], results_dir: Path) -> dict:
+    """test_dataset.py's metrics and per-image predictions."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert dataset_script.main([*argv, "--results_dir", str(results_dir)]) == 0, printed.getvalue()
+    checkpoint = argv[argv.index("--trained_model_file") + 1]
+    results = dataset_results_file(str(results_dir), "KonIQ-10k", checkpoint)
+    metrics = np.load(results, allow_pickle=True).item()
+    return {**metrics, "prediction": read_scores(scores_file(results))["prediction"]}
+
+
+def demo(argv: list[str], output: Path, *options: str) -> None:
+    assert demo_script.main([*argv, *options, "-o", str(output)]) == 0
+
+
+def read_demo(path: Path) -> dict[str, float]:
+    table = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    assert not any(table["error"]), path
+    return {str(image): float(score) for image, score in zip(table["image"], table["score"])}
+
+
+def assert_close_predictions(reduced: np.ndarray, plain: np.ndarray) -> None:
+    """float16 keeps 11 bits, bfloat16 8: predictions within a few parts in a thousand of their
+    size, and in step with float32's."""
+    noise = np.abs(reduced - plain).max()
+    print(f"largest difference {noise:.3g}; size {np.abs(plain).max():.3g}, spread {plain.std():.3g}")
+    assert noise < 1e-2 * np.abs(plain).max()
+    assert stats.pearsonr(reduced, plain)[0] > 0.999
