@@ -1,39 +1,87 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md's GPU section in one run of about 6 minutes on one H100 or H200.
+# The GPU tests, then every benchmark of BENCHMARKS.md's GPU section, in one run of at most
+# $BUDGET seconds (default 480; 1800 with QUICK=1) on one H100 or H200, all written to one folder.
 #
-#   bash benchmarks/run_gpu.sh [OUTPUT_DIR]      # tables go to OUTPUT_DIR/*.md (default: benchmark-results)
-#   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine, in minutes
+#   bash benchmarks/run_gpu.sh [OUTPUT_DIR]      # OUTPUT_DIR (default: benchmark-results) gets:
+#       environment.md (GPU, driver, versions), gpu-tests.log (pytest tests/gpu), and a table per
+#       benchmark: train_step.md, evaluation.md, epoch.md, compile.md, loading.md
+#   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine; without
+#                                                # a GPU the tests run as a dry run on the CPU
 #   PYTHON=.venv/bin/python bash benchmarks/run_gpu.sh   # another interpreter than python3
 #
-# The steps run from the most to the least wanted, each under its own time limit, so that a
-# borrowed GPU that must be handed back still yields the first tables. Generated images and
-# caches go to $WORK (default: a temporary folder), shared by the steps.
+# Wheels in .whl/ (the packages a machine lacks, e.g. pytorch-ignite and tensorboardX on this
+# workplace's GPU machine; BENCHMARKS.md says how to fetch them) are installed first, into a
+# temporary folder. The steps run from the most to the least wanted, each under its own time
+# limit and none past the budget, so that a borrowed GPU that must be handed back still yields
+# the first results. Generated images and caches go to $WORK (default: a temporary folder).
 set -u
+cd "$(dirname "$0")/.."
 out=${1:-benchmark-results}
 work=${WORK:-$(mktemp -d)}
+python=${PYTHON:-python3}
+[ "${QUICK:-0}" = 1 ] && budget=${BUDGET:-1800} || budget=${BUDGET:-480}
+deadline=$((SECONDS + budget))
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" .whl/*.whl || exit 1
+    export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+run_for() {  # run_for NAME SECONDS COMMAND...: its output into $out/NAME, within its limit and the budget
+    local name=$1 limit=$2
+    shift 2
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 20 ]; then
+        echo "== $name: skipped, the budget is spent" | tee "$out/$name"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name (at most $limit s): $*"
+    timeout "$limit" "$@" 2>&1 | tee "$out/$name"
+}
 
 step() {  # step NAME SECONDS MODULE ARGS...: one benchmark, its table into $out/NAME.md
     local name=$1 limit=$2
     shift 2
-    echo "== $name (at most $limit s): ${PYTHON:-python3} -m $*"
-    timeout "$limit" "${PYTHON:-python3}" -m "$@" 2>&1 | tee "$out/$name.md"
+    run_for "$name.md" "$limit" "$python" -m "$@"
+}
+
+environment() {
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    else
+        echo "no nvidia-smi"
+    fi
+    "$python" -c 'import torch, ignite, sys; print("python", sys.version.split()[0], "torch", torch.__version__,
+        "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), "ignite", ignite.__version__,
+        "GPU", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")'
+}
+environment 2>&1 | tee "$out/environment.md"
+
+gpu_tests() {
+    local dry_run=()
+    "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' || dry_run=(env LINEARITYIQA_GPU_TESTS=cpu)
+    run_for gpu-tests.log "$1" "${dry_run[@]}" "$python" -m pytest tests/gpu -rA -o log_level=WARNING --durations=10 -p no:cacheprovider
 }
 
 if [ "${QUICK:-0}" = 1 ]; then
+    gpu_tests 600
     model=(--arch resnet18 --height 64 --width 96)
     step train_step 300 benchmarks.bench_train_step "${model[@]}" --warmup 1 --steps 2
     step evaluation 300 benchmarks.bench_eval "${model[@]}" --images 24 --work-dir "$work"
     step epoch 300 benchmarks.bench_epoch "${model[@]}" --crop 48 --images 24 --warmup 1 --steps 2 --work-dir "$work"
-    step loading 300 benchmarks.bench_loading --count 24 --width 256 --height 192 --items 20 --work-dir "$work"
     step compile 600 benchmarks.bench_train_step "${model[@]}" --warmup 2 --steps 2 --settings fp32 fp32-compile
+    step loading 300 benchmarks.bench_loading --count 24 --width 256 --height 192 --items 20 --work-dir "$work"
     exit 0
 fi
 
-step train_step 130 benchmarks.bench_train_step --steps 15 \
+gpu_tests 180
+step train_step 100 benchmarks.bench_train_step --steps 15 \
     --settings fp32 fp32-rn o1 o1-cl o1-cl-rn bf16-cl-rn o1-cl-rn-bs32
-step evaluation 90 benchmarks.bench_eval --images 512 --work-dir "$work"
-step epoch 60 benchmarks.bench_epoch --images 1024 --work-dir "$work"
-step loading 80 benchmarks.bench_loading --count 2500 --items 100 --work-dir "$work"
-step compile 170 benchmarks.bench_train_step --warmup 3 --steps 15 --settings fp32 o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
+step evaluation 60 benchmarks.bench_eval --images 512 --work-dir "$work"
+step epoch 70 benchmarks.bench_epoch --images 1024 --work-dir "$work"
+step compile 150 benchmarks.bench_train_step --warmup 3 --steps 15 --settings o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
+step loading 40 benchmarks.bench_loading --count 1000 --items 100 --work-dir "$work"

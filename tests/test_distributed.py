@@ -183,13 +183,3 @@ def test_cpu_processes_see_no_gpu_and_know_their_rank(tmp_path, monkeypatch):
             "device": "cpu",
         }
     assert "CUDA_VISIBLE_DEVICES" not in os.environ  # this process's environment is as it was
-
-
-@pytest.mark.reliability
-def test_a_master_port_that_is_no_number_is_one_line(koniq, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MASTER_PORT", "http")
-    command = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0"
-    assert main.main([*command.split(), "--nproc_per_node", "2", *koniq]) == 1
-    err = capsys.readouterr().err
-    assert err == "main.py: error: MASTER_PORT='http' is no port number: unset it, or set it to a free port\n"

@@ -222,3 +222,11 @@ def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "image,score,error" and out[1].startswith(os.path.join("images", "a.jpg") + ",")
     assert not os.path.exists("-")
+
+
+@pytest.mark.reliability
+def test_a_master_port_that_is_no_number_is_one_line(koniq, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MASTER_PORT", "http")
+    assert main.main(train_argv(koniq, tmp_path, "--nproc_per_node", "2", "--device", "cpu")) == 1
+    err = capsys.readouterr().err
+    assert err == "main.py: error: MASTER_PORT='http' is no port number: unset it, or set it to a free port\n"
