@@ -64,7 +64,13 @@ environment 2>&1 | tee "$out/environment.md"
 gpu_tests() {
     local dry_run=()
     "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' || dry_run=(env LINEARITYIQA_GPU_TESTS=cpu)
-    run_for gpu-tests.log "$1" "${dry_run[@]}" "$python" -m pytest tests/gpu -rA -o log_level=WARNING --durations=10 -p no:cacheprovider
+    # the processes' test last: a collective that hangs would keep the others from running; each
+    # test's name is printed as it ends, and a test that runs past 120 s prints where it is
+    local last=tests/gpu/test_cuda_processes.py files=()
+    for file in tests/gpu/test_*.py; do [ "$file" != "$last" ] && files+=("$file"); done
+    files+=("$last")
+    run_for gpu-tests.log "$1" "${dry_run[@]}" "$python" -m pytest "${files[@]}" -v -rA -o log_level=WARNING \
+        -o faulthandler_timeout=120 --durations=10 -p no:cacheprovider
 }
 
 if [ "${QUICK:-0}" = 1 ]; then

