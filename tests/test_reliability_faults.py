@@ -4,6 +4,7 @@ so far intact and one message, and a killed run resumes to the metrics of an unb
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -280,3 +281,41 @@ def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koni
     argv = small_run(koniq, epochs=2)
     assert main.main(argv) == 0
     assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie that nobody reaped has stopped)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table of Linux's /proc")
+def test_sigterm_to_a_run_of_two_processes_stops_them_too(koniq, tmp_path):
+    """By default SIGTERM would end the parent alone and leave its two processes training."""
+    process = _start(small_run(koniq, epochs=200) + ["--nproc_per_node", "2", "--device", "cpu"], tmp_path)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "checkpoints").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first epoch's checkpoint: both processes are training
+    workers = [pid for pid in _children(process.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    stderr = process.stderr.read().decode()
+    assert stderr == (
+        "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch\n"
+    )
+    assert not any(_running(pid) for pid in workers)

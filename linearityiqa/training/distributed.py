@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -66,12 +68,51 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
 
     A process that ends with an exit status raises torch's ProcessExitedException here. CPU
     processes see no GPU: ignite would otherwise move each onto the GPU of its rank's number.
+    SIGTERM to this process is taken as Ctrl-C (KeyboardInterrupt), and the processes still
+    running are stopped: by default it would end this process alone and leave them training.
     """
     hidden = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}
-    with _environment(hidden):
-        torch.multiprocessing.start_processes(
-            _process, args=(fn, tuple(args), plan, _free_port()), nprocs=plan.processes, start_method="spawn"
+    with _environment(hidden):  # the processes inherit it as they start
+        context = torch.multiprocessing.start_processes(
+            _process,
+            args=(fn, tuple(args), plan, _free_port()),
+            nprocs=plan.processes,
+            start_method="spawn",
+            join=False,
         )
+    with _sigterm_as_interrupt():
+        try:
+            while not context.join():
+                pass
+        finally:
+            _stop(context.processes)
+
+
+def _stop(processes: Sequence) -> None:
+    """SIGTERM to each process still running, then SIGKILL to any that outlives 10 seconds."""
+    running = [process for process in processes if process.is_alive()]
+    for process in running:
+        process.terminate()
+    for process in running:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, port: int) -> None:
