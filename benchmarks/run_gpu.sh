@@ -8,6 +8,9 @@
 #   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine; without
 #                                                # a GPU the tests run as a dry run on the CPU
 #   PYTHON=.venv/bin/python bash benchmarks/run_gpu.sh   # another interpreter than python3
+#   STEPS="gpu-tests compile" GPU_TESTS="-k compile" bash benchmarks/run_gpu.sh   # a second, shorter
+#       call: only the steps named (gpu-tests train_step evaluation epoch compile loading), and
+#       pytest's options for the tests
 #
 # Wheels in .whl/ (the packages a machine lacks, e.g. pytorch-ignite and tensorboardX on this
 # workplace's GPU machine; BENCHMARKS.md says how to fetch them) are installed first, into a
@@ -32,6 +35,7 @@ fi
 run_for() {  # run_for NAME SECONDS COMMAND...: its output into $out/NAME, within its limit and the budget
     local name=$1 limit=$2
     shift 2
+    case " ${STEPS:-${name%.*}} " in *" ${name%.*} "*) ;; *) return ;; esac
     local left=$((deadline - SECONDS))
     if [ "$left" -lt 20 ]; then
         echo "== $name: skipped, the budget is spent" | tee "$out/$name"
@@ -69,8 +73,9 @@ gpu_tests() {
     local last=tests/gpu/test_cuda_processes.py files=()
     for file in tests/gpu/test_*.py; do [ "$file" != "$last" ] && files+=("$file"); done
     files+=("$last")
+    # shellcheck disable=SC2086  # GPU_TESTS holds several of pytest's options
     run_for gpu-tests.log "$1" "${dry_run[@]}" "$python" -m pytest "${files[@]}" -v -rA -o log_level=WARNING \
-        -o faulthandler_timeout=120 --durations=10 -p no:cacheprovider
+        -o faulthandler_timeout=120 --durations=10 -p no:cacheprovider ${GPU_TESTS:-}
 }
 
 if [ "${QUICK:-0}" = 1 ]; then
