@@ -186,10 +186,11 @@ def build_trainer(
         report=say,
     )
     state = handlers.resume_state(trainer, parts, settings)
+    saved_name = None
     if settings["resume"]:
-        handlers.load_resume_state(state, settings["trained_model_file"])
+        saved_name = handlers.load_resume_state(state, settings["trained_model_file"], epochs=settings["epochs"])
     first = idist.get_rank() == 0
-    epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch) if first else None
+    epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     handlers.reseed_each_epoch(trainer, seed)
     # after each epoch: validate first, so that the saved resume state holds the best model so far
     handlers.attach_validation(trainer, parts, settings, epoch_log)

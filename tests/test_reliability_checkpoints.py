@@ -19,7 +19,7 @@ import main
 import test_dataset
 import test_demo as demo
 from IQAmodel import IQAModel
-from linearityiqa.records.paths import latest_resume_file, resume_folder
+from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
 
 pytestmark = pytest.mark.reliability
 
@@ -253,3 +253,33 @@ def test_resume_with_the_same_options_goes_on(recorded, run_copy, koniq, capsys)
     assert main.main(run_argv(koniq, run_copy, "--resume", "--pbar", "-ebs", "2")) == 0
     out = capsys.readouterr().out
     assert f"resuming from {state} after epoch 1" in out and "epoch 2:" in out
+
+
+def test_a_longer_run_resumed_keeps_the_epochs_so_far(run_copy, koniq, run_name, capsys):
+    """-e 3 resumes the run of -e 2, whose name (e= is part of it) is another: its epochs so far
+    are carried from its file into the longer run's, and its own file is left as it was."""
+    shorter, longer = run_argv(koniq, run_copy), run_argv(koniq, run_copy, "--resume", "-e", "3")
+    earlier = Path(epochs_file(str(run_copy / "results"), run_name(shorter)))
+    before = earlier.read_text()
+    capsys.readouterr()
+    assert main.main(longer) == 0
+    later = Path(epochs_file(str(run_copy / "results"), run_name(longer)))
+    out = capsys.readouterr().out
+    assert f"note: the state was saved by the run {run_name(shorter)}; its epochs so far are kept in {later}\n" in out
+    assert earlier.read_text() == before
+    rows = later.read_text().splitlines()[1:]
+    first_epoch = [line for line in before.splitlines()[1:] if line.startswith(("1,train,", "1,val,"))]
+    assert first_epoch and [row for row in rows if row.startswith(("1,train,", "1,val,"))] == first_epoch
+    assert {row.split(",")[0] for row in rows if ",val," in row} == {"1", "2", "3"}
+
+
+def test_resuming_with_fewer_epochs_than_the_state_finished_is_one_line(run_copy, koniq, capsys):
+    state = resume_file(run_copy)
+    saved = torch.load(state, weights_only=True)
+    saved["trainer"].update(max_epochs=5, iteration=3 * saved["trainer"]["epoch_length"])  # 3 of 5 finished
+    torch.save(saved, state)
+    assert main.main(run_argv(koniq, run_copy, "--resume")) == 1
+    assert capsys.readouterr().err == (
+        f"main.py: error: --resume: the saved state at {state} has finished 3 epochs, more than the 2 asked for "
+        f"(-e): pass -e 3 or more\n"
+    )

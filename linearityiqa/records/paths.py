@@ -111,6 +111,7 @@ def latest_resume_file(folder: str) -> str:
     if not epochs:
         raise MissingFileError(
             f"nothing to resume in {folder}: the run finished (a finished run's state is removed) "
-            f"or never completed an epoch; run without --resume to train it from the start"
+            f"or never completed an epoch; run without --resume to train it from the start (a run of another "
+            f"-e saves under its own name: pass its --trained_model_file to train it longer)"
         )
     return os.path.join(folder, epochs[max(epochs)])

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from linearityiqa.acceleration import Precision
 from linearityiqa.errors import BadFileError, ConfigError, first_line
 from linearityiqa.records.checkpoint import MODEL_SETTINGS, save_checkpoint, training_checkpoint
-from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
+from linearityiqa.records.paths import check_name_part, epochs_file, latest_resume_file, resume_folder
 from linearityiqa.records.run_records import EpochLog
 from linearityiqa.training.evaluation import (
     IDENTITY_MAPPING,
@@ -136,10 +136,18 @@ def _mapping_of(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLo
     return fitted["k"], fitted["b"]
 
 
-def open_epoch_log(settings: Mapping[str, Any], resumed_epoch: int) -> EpochLog:
-    """The run's -epochs.csv file, started anew, or keeping the finished epochs of a resumed run."""
+def open_epoch_log(settings: Mapping[str, Any], resumed_epoch: int, saved_name: str | None = None) -> EpochLog:
+    """The run's -epochs.csv file, started anew, or keeping the finished epochs of a resumed run:
+    from the file of the name the run had (`saved_name`) when a longer -e renamed it."""
     path = epochs_file(settings["results_dir"], settings["run_name"])
-    return EpochLog(path, resume_after=resumed_epoch if settings["resume"] else 0)
+    if not settings["resume"]:
+        return EpochLog(path)
+    earlier = path
+    if saved_name is not None and saved_name != settings["run_name"]:
+        check_name_part("the resume state's run name", saved_name)
+        earlier = epochs_file(settings["results_dir"], saved_name)
+        say(f"note: the state was saved by the run {saved_name}; its epochs so far are kept in {path}")
+    return EpochLog(path, resume_after=resumed_epoch, kept_from=earlier)
 
 
 def attach_mean_loss(trainer: Engine, epoch_log: EpochLog) -> None:
@@ -160,7 +168,8 @@ def attach_mean_loss(trainer: Engine, epoch_log: EpochLog) -> None:
 
 class RunSettings:
     """The options that decide what a run trains, saved in its resume state so that --resume can
-    tell a run asked with other options (ignite's Checkpoint saves what has a state_dict).
+    tell a run asked with other options (ignite's Checkpoint saves what has a state_dict), and
+    the run's name, under which its files so far are (a longer run resumed takes another name).
 
     Args:
         settings: the run's settings; those named in RESUMED_SETTINGS are kept.
@@ -168,9 +177,10 @@ class RunSettings:
 
     def __init__(self, settings: Mapping[str, Any]):
         self.settings = {name: settings[name] for name in RESUMED_SETTINGS if name in settings}
+        self.run_name = settings.get("run_name")
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(self.settings)
+        return {**self.settings, "run_name": self.run_name}
 
 
 def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,17 +204,20 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
     return state
 
 
-def load_resume_state(state: dict[str, Any], trained_model_file: str) -> None:
+def load_resume_state(state: dict[str, Any], trained_model_file: str, *, epochs: int) -> str | None:
     """Restore `state` from the latest whole epoch saved beside the checkpoint, once it is known
-    to be a state of this run: readable, saved with the same settings, fitting its model.
+    to be a state of this run: readable, saved with the same settings, fitting its model. Returns
+    the name the run had (None in a state saved before states recorded it).
 
     Args:
         state: what `resume_state` returned.
         trained_model_file: the run's checkpoint, beside which its states are saved.
+        epochs: the epochs asked for (-e), at least those the state has finished.
 
     Raises:
         BadFileError: the state file is damaged, or does not fit this run's objects.
-        ConfigError: the state was saved by a run with other options (the first is named).
+        ConfigError: the state was saved by a run with other options (the first is named), or
+            has finished more epochs than asked for.
     """
     path = latest_resume_file(resume_folder(trained_model_file))
     saved = _read_resume_file(path)
@@ -218,7 +231,15 @@ def load_resume_state(state: dict[str, Any], trained_model_file: str) -> None:
             f"--resume: the saved state at {path} does not fit this run ({first_line(error)}): pass the options "
             f"it was trained with (--arch, --pool, --P6, --P7, --use_bn_end ...), or start anew without --resume"
         ) from None
-    say(f"resuming from {path} after epoch {state['trainer'].state.epoch}")
+    finished = state["trainer"].state.epoch
+    if finished > epochs:
+        raise ConfigError(
+            f"--resume: the saved state at {path} has finished {finished} epochs, more than the {epochs} asked "
+            f"for (-e): pass -e {finished} or more"
+        )
+    say(f"resuming from {path} after epoch {finished}")
+    name = saved.get("settings", {}).get("run_name")
+    return name if isinstance(name, str) else None
 
 
 def _read_resume_file(path: str) -> dict[str, Any]:
