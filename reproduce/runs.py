@@ -49,18 +49,22 @@ class Data:
     Args:
         description: what it is, for the reports.
         makers: per data set (KonIQ-10k, CLIVE), a function that returns the options selecting
-            it, making the data set first if need be: only the data sets a run uses are made.
+            it, making the data set first if need be and its keyword `make` is True: only the data
+            sets a run uses are made.
         substitutions: options that replace the paper's for this data (empty for the real sets).
     """
 
-    def __init__(self, description: str, makers: dict[str, Callable[[], list[str]]], substitutions: list[str]):
+    def __init__(self, description: str, makers: dict[str, Callable[..., list[str]]], substitutions: list[str]):
         self.description, self.substitutions = description, substitutions
         self._makers = makers
         self._options: dict[str, list[str]] = {}
 
-    def options(self, dataset: str) -> list[str]:
+    def options(self, dataset: str, *, make: bool = True) -> list[str]:
+        """The options selecting `dataset`; with `make` False nothing is made (the runs' names need none)."""
+        if not make:
+            return self._makers[dataset](make=False)
         if dataset not in self._options:
-            self._options[dataset] = self._makers[dataset]()
+            self._options[dataset] = self._makers[dataset](make=True)
         return self._options[dataset]
 
 
@@ -83,9 +87,12 @@ def real_data() -> Data:
     """KonIQ-10k and CLIVE where the README's Data section sets them up."""
     for name in ("KonIQ-10k", CROSS_DATASET):
         check_linked(get_dataset_spec(name))
-    return Data(
-        "KonIQ-10k and CLIVE", {name: partial(list, ("--dataset", name)) for name in ("KonIQ-10k", CROSS_DATASET)}, []
-    )
+    return Data("KonIQ-10k and CLIVE", {name: partial(_named, name) for name in ("KonIQ-10k", CROSS_DATASET)}, [])
+
+
+def _named(name: str, *, make: bool) -> list[str]:
+    """The options of a real data set, which is set up already (make changes nothing)."""
+    return ["--dataset", name]
 
 
 def real_data_present() -> bool:
@@ -166,7 +173,8 @@ class Runner:
         return finished
 
     def main_argv(self, run: Run) -> list[str]:
-        argv = self.common + self.data.options(run.dataset) + self.extra + list(run.options) + self.device
+        argv = self.common + self.data.options(run.dataset, make=self.train) + self.extra + list(run.options)
+        argv += self.device
         argv = fold_options(argv + (["--test_during_training"] if run.test_curves else []))
         name = run_settings(get_args_parser().parse_args(argv))["run_name"]
         return argv + [

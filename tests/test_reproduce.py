@@ -20,7 +20,9 @@ from reproduce.reports import _paired_test
 from reproduce.runs import Data, Runner, _resumed, fold_options
 
 PAPER = "--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 --arch"
-REAL = Data("KonIQ-10k and CLIVE", {name: lambda name=name: ["--dataset", name] for name in ("KonIQ-10k", "CLIVE")}, [])
+# the real data sets as options, without checking that they are set up
+SELECTED = {name: lambda name=name, make=True: ["--dataset", name] for name in ("KonIQ-10k", "CLIVE")}
+REAL = Data("KonIQ-10k and CLIVE", SELECTED, [])
 # Tiny: 30 KonIQ-10k images (21 train, 3 val, 6 test), 12 CLIVE images, 32x32, 2 epochs.
 TINY = ["--data", "synthetic", "--count", "30", "--clive_count", "12", "--size", "32", "--epochs", "2"]
 
@@ -287,6 +289,7 @@ def test_report_only_trains_nothing_and_says_what_is_missing(tmp_path, monkeypat
     assert "main.py --dataset" not in out and out.count("not run yet") == 4
     assert "No run has finished yet." in (out_dir() / "table2.md").read_text()
     assert not (out_dir() / "checkpoints").exists()
+    assert not (tmp_path / "data").exists()  # no data set made for runs that are not trained
 
 
 @pytest.mark.parametrize(

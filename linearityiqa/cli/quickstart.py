@@ -34,10 +34,11 @@ TRAINING = (
 ).split()
 
 
-def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
-    """A synthetic KonIQ-10k under `root` (made on first use, reused after) as main.py options."""
+def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int, make: bool = True) -> list[str]:
+    """A synthetic KonIQ-10k under `root` (made on first use unless `make` is False, reused after)
+    as main.py options."""
     info, download = root / "KonIQ-10kinfo.mat", root / "koniq10k"
-    if not info.is_file():
+    if make and not info.is_file():
         write_info(
             info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height, seed=seed))
         )
@@ -53,10 +54,11 @@ def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: in
     ]
 
 
-def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int) -> list[str]:
-    """A synthetic CLIVE under `root` (made on first use, reused after) as main.py or test_dataset.py options."""
+def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int, make: bool = True) -> list[str]:
+    """A synthetic CLIVE under `root` (made on first use unless `make` is False, reused after) as
+    main.py or test_dataset.py options."""
     info, release = root / "CLIVEinfo.mat", root / "ChallengeDB_release"
-    if not info.is_file():
+    if make and not info.is_file():
         write_clive_layout(release, count=count, width=width, height=height, seed=seed)
         write_info(info, clive_info_from_release(release))
     return [
