@@ -60,7 +60,9 @@ LEAST_FOR_LOGISTIC = 4
 def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
     rmse = float(np.sqrt(np.mean((score - mapped) ** 2)))
-    if len(score) < LEAST_FOR_CORRELATION:
+    # no correlation is defined with fewer than 2 values or with a constant side (a model whose
+    # predictions collapsed, scores all alike): NaN, printed n/a, without SciPy's warning
+    if len(score) < LEAST_FOR_CORRELATION or np.ptp(score) == 0 or np.ptp(mapped) == 0:
         return {"SROCC": math.nan, "KROCC": math.nan, "PLCC": math.nan, "RMSE": rmse}
     return {
         "SROCC": float(stats.spearmanr(score, mapped)[0]),

@@ -4,6 +4,7 @@ nothing, use inside an ignite engine, and gathering across processes."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import ignite.distributed as idist
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from IQAperformance import IQAPerformance, logistic_4
+from IQAperformance import IQAPerformance, correlations, logistic_4
 from linearityiqa.errors import ConfigError
 from linearityiqa.training.distributed import ProcessPlan, start_processes
 
@@ -159,3 +160,15 @@ def test_gathers_the_samples_of_every_process(tmp_path):
     np.testing.assert_allclose(gathered["sq"], single["sq"], rtol=1e-6)
     for key in ("SROCC", "PLCC", "RMSE", "k", "b"):
         assert gathered[key] == pytest.approx(single[key])
+
+
+@pytest.mark.parametrize("constant", ["predictions", "scores"])
+def test_a_constant_side_has_no_correlation_and_no_warning(constant):
+    """A model whose predictions collapsed, or scores all alike: NaN (printed n/a), quietly."""
+    varied, flat = np.array([1.0, 2.0, 4.0, 3.0]), np.full(4, 5.0)
+    score, mapped = (varied, flat) if constant == "predictions" else (flat, varied)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = correlations(score, mapped)
+    assert all(math.isnan(results[name]) for name in ("SROCC", "KROCC", "PLCC"))
+    assert results["RMSE"] == pytest.approx(math.sqrt(np.mean((score - mapped) ** 2)))
