@@ -10,7 +10,7 @@ runs in a fresh process each time, as a user pays for it, and so does the breakd
 imports are only cold in a new interpreter. The breakdown takes the steps of
 scoring.load_scorer one by one; what remains of the command's time is Python's own start and
 exit. Folder scoring is timed twice: the whole command on the folder (at the default
---eval_batch_size), and score_images alone on a model already loaded.
+--eval_batch_size), and image_scoring.score_files alone on a model already loaded.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namesp
 
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
-    """Seconds of each step of scoring one image, as scoring.load_scorer and score_images take them."""
+    """Seconds of each step of scoring one image, as scoring.load_scorer and image_scoring.score_files take them."""
     from IQAmodel import IQAModel
     from linearityiqa.acceleration import prepare_images, set_memory_format, uses_channels_last
     from linearityiqa.data.decoding import ImageSizing, decode_image
@@ -191,12 +191,12 @@ def one_image(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace
 
 
 def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(command wall seconds, its images/s, images/s of score_images alone) for the folder."""
+    """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
     from linearityiqa.acceleration import evaluation_batch_size
     from linearityiqa.cli.options import get_demo_parser
-    from linearityiqa.image_scoring import list_images
+    from linearityiqa.image_scoring import list_images, score_files
     from linearityiqa.records.checkpoint import MODEL_SETTINGS
-    from linearityiqa.scoring import image_sizing, load_scorer, score_images
+    from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
@@ -210,7 +210,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     paths = list_images(str(folder), stdin=sys.stdin)
 
     def score(chosen: list[str]) -> None:
-        score_images(scorer, chosen, sizing=sizing, batch_size=batch_size)
+        score_files(TorchBackend(scorer), chosen, sizing=sizing, batch_size=batch_size)
 
     score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
     _, seconds = timed_result(lambda: score(paths))
@@ -265,7 +265,7 @@ def main(args: argparse.Namespace) -> None:
 
         if args.images:
             print(f"\nFolder of {args.images} JPEGs, --resize to {size}, default --eval_batch_size\n")
-            print_header("arch", "setting", "command s", "command images/s", "score_images images/s")
+            print_header("arch", "setting", "command s", "command images/s", "score_files images/s")
             for arch, checkpoint in checkpoints.items():
                 wall, command_rate, scoring_rate = folder_rates(folder, arch, checkpoint, args)
                 print_row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")

@@ -2,14 +2,14 @@
 
 A score is the fused head's output mapped onto the training data's scale with the
 checkpoint's first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint
-was trained as; `score_images` scores files with it through image_scoring.py, which decodes
+was trained as; `image_scoring.score_files(TorchBackend(scorer), ...)` scores files with it, decoding
 them as the data sets do, batches images of one size and keeps the input order. Images go to
 the device as uint8, to be normalized there (acceleration.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,6 @@ from linearityiqa.acceleration import (
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.data.image_transforms import checked_resize_hw
 from linearityiqa.errors import BadFileError, ConfigError
-from linearityiqa.image_scoring import ImageScore, score_files
 from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings
 
 
@@ -171,26 +170,3 @@ class TorchBackend:
             return False
         release_cached_memory(self.scorer.device)
         return True
-
-
-def score_images(
-    scorer: Scorer,
-    paths: Sequence[str],
-    *,
-    sizing: ImageSizing,
-    batch_size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = False,
-    workers: int | None = None,
-) -> list[ImageScore]:
-    """Score image files with the model, in batches of equal-sized images; one result per path,
-    in input order (image_scoring.score_files, which says what each argument does)."""
-    return score_files(
-        TorchBackend(scorer),
-        paths,
-        sizing=sizing,
-        batch_size=batch_size,
-        max_pixels=max_pixels,
-        progress=progress,
-        workers=workers,
-    )

@@ -27,8 +27,9 @@ from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, evaluation_batch_size
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.errors import ConfigError
+from linearityiqa.image_scoring import score_files
 from linearityiqa.records.checkpoint import save_checkpoint
-from linearityiqa.scoring import Scorer, load_scorer, score_images
+from linearityiqa.scoring import Scorer, TorchBackend, load_scorer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGE = REPO.parent / "shared" / "reference" / "1000.JPG"
@@ -174,10 +175,10 @@ def test_batches_score_as_one_by_one(images, model, resize_hw):
         channels_last=False,
     )
     sizing = ImageSizing(resize_hw=resize_hw)
-    batched = score_images(scorer, paths, sizing=sizing, batch_size=3)
+    batched = score_files(TorchBackend(scorer), paths, sizing=sizing, batch_size=3)
     assert [result.path for result in batched] == paths
     for path, result in zip(paths, batched):
-        alone = score_images(scorer, [path], sizing=sizing, batch_size=1)[0]
+        alone = score_files(TorchBackend(scorer), [path], sizing=sizing, batch_size=1)[0]
         assert result.error is None and result.score == pytest.approx(alone.score, abs=TOLERANCE)
     assert len({round(result.score, 3) for result in batched}) == 6  # six images, told apart
 
@@ -359,7 +360,7 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
 def test_a_batch_size_below_1_is_refused(checkpoints, images):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="batch size 0 is not positive: pass --eval_batch_size 1 or more"):
-        score_images(scorer, [str(images / "a.jpg")], sizing=ImageSizing(), batch_size=0)
+        score_files(TorchBackend(scorer), [str(images / "a.jpg")], sizing=ImageSizing(), batch_size=0)
 
 
 def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
@@ -371,7 +372,7 @@ def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
 def test_a_cpu_scores_in_channels_last_as_in_the_plain_layout(checkpoints, images, model):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    [result] = score_images(scorer, [str(images / "f.jpg")], sizing=ImageSizing(), batch_size=1)
+    [result] = score_files(TorchBackend(scorer), [str(images / "f.jpg")], sizing=ImageSizing(), batch_size=1)
     assert result.score == pytest.approx(expected_score(model, images / "f.jpg"), abs=TOLERANCE)
 
 

@@ -139,7 +139,9 @@ def test_fused_adam_takes_the_steps_of_foreach_adam(device):
         fused.step()
         foreach.step()
     for (name, mine), theirs in zip(fused_model.named_parameters(), foreach_model.parameters()):
-        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7, msg=name)
+        # one kernel and a loop of kernels may round the update (about LR a step) in other orders:
+        # a thousandth of a step apart, or float32's spacing of the weight itself
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=LR * 1e-3, msg=name)
 
 
 def list_like(group: dict, model: torch.nn.Module, like: torch.nn.Module) -> list[torch.Tensor]:
