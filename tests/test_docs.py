@@ -102,12 +102,18 @@ def test_the_readme_is_a_front_page():
     assert len(TEXTS[README].split()) <= 2000
 
 
-def test_every_page_of_the_manual_is_in_the_nav():
+def test_every_page_of_the_manual_is_in_the_nav_and_what_it_includes_is_there():
     config = (REPO / "mkdocs.yml").read_text()
     nav = config.split("\nnav:\n")[1].split("\n\n")[0]
     listed = re.findall(r"^\s*- (?:[^:\n]+: )?(\S+\.md)\s*$", nav, re.M)
     assert sorted(listed) == sorted(page.relative_to(DOCS).as_posix() for page in PAGES)
     assert len(listed) == len(set(listed))
+    # a page may include a marked section of another file (pymdownx.snippets): the README's Layout, say
+    included = re.findall(r'^--8<-- "([^":]+):([\w-]+)"$', "\n".join(TEXTS[page] for page in PAGES), re.M)
+    assert included and all(
+        f"[start:{section}]" in (REPO / name).read_text() and f"[end:{section}]" in (REPO / name).read_text()
+        for name, section in included
+    ), included
 
 
 def test_the_python_examples_run(tmp_path, monkeypatch):
