@@ -14,6 +14,7 @@ optimal linear rescaling by rho (the variant l').
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Callable
 
 import torch
@@ -60,10 +61,29 @@ def _weighted_terms(
     return total / (alpha[0] + alpha[1])
 
 
-def _lp_error(err: torch.Tensor, p: float, scale: float, exponent: bool) -> torch.Tensor:
+def normalized(v: torch.Tensor, q: float, detach: bool = False) -> torch.Tensor:
+    """The paper's first two steps for one vector: centre it by its mean a, then divide it by its
+    q-norm ||v - a||_q (plus eps): the normalized scores v'' = (v - a) / ||v - a||_q.
+
+    With `detach` the mean and the norm are taken as constants in the backward pass.
+    """
+    centred = v - _statistics_input(v, detach).mean()
+    return centred / (eps + torch.linalg.vector_norm(_statistics_input(centred, detach), ord=q))
+
+
+def norm_in_norm_bound(N: int, p: float, q: float) -> float:
+    """The largest ||yhat'' - y''||_p of two normalized vectors of N values: 2^max(1, 1/q) N^max(0, 1/p - 1/q).
+
+    Dividing by it puts the loss in [0, 1] whatever N, p and q are.
+    """
+    return 2 ** max(1, 1 / q) * N ** max(0, 1 / p - 1 / q)
+
+
+def lp_distance(err: torch.Tensor, p: float, bound: float, exponent: bool = True) -> torch.Tensor:
+    """The paper's third step: l = (||err||_p / bound)^p (without `exponent`, ||err||_p / bound)."""
     if p < 1:  # |x|^p has an unbounded gradient at 0 when p < 1
         err = err + eps
-    loss = torch.linalg.vector_norm(err, ord=p) / scale
+    loss = torch.linalg.vector_norm(err, ord=p) / bound
     return loss**p if exponent else loss
 
 
@@ -76,16 +96,15 @@ def norm_loss_with_normalization(
     detach: bool = False,
     exponent: bool = True,
 ) -> torch.Tensor:
-    """The norm-in-norm loss (paper, Eqs. 4-8).
-
-    Each of y_pred and y is centred by its mean and divided by its q-norm; the loss is
-    the p-norm of their difference, divided by its upper bound
-    2^max(1, 1/q) * N^max(0, 1/p - 1/q) (so it lies in [0, 1]) and raised to the power p.
+    """The norm-in-norm loss (paper, Sec. 3.1, Eqs. 4-8), in its three steps: statistics and
+    normalization of both vectors (`normalized`), then the p-norm of their difference divided by
+    its upper bound (`norm_in_norm_bound`) and raised to the power p (`lp_distance`).
 
     Args:
         y_pred: predicted scores, N x 1.
         y: subjective scores, N x 1.
-        alpha: weights of l and of the variant l' (with rho * yhat'' in place of yhat'').
+        alpha: weights of l and of the variant l' (with rho * yhat'' in place of yhat'', rho the
+            cosine of yhat'' and y'', which is their PLCC).
         p: order of the norm of the error.
         q: order of the norm used for normalization.
         detach: take the mean and norm of y_pred as constants.
@@ -95,16 +114,13 @@ def norm_loss_with_normalization(
     N = y_pred.size(0)
     if N < 2:
         return _zero_with_grad(y_pred)
-    stats_of = _statistics_input(y_pred, detach)
-    y_pred = y_pred - stats_of.mean()
-    y_pred = y_pred / (eps + torch.linalg.vector_norm(_statistics_input(y_pred, detach), ord=q))
-    y = y - y.mean()
-    y = y / (eps + torch.linalg.vector_norm(y, ord=q))
-    scale = 2 ** max(1, 1 / q) * N ** max(0, 1 / p - 1 / q)
+    y_pred = normalized(y_pred, q, detach)
+    y = normalized(y, q)
+    bound = norm_in_norm_bound(N, p, q)
     return _weighted_terms(
         alpha,
-        lambda: _lp_error(y_pred - y, p, scale, exponent),
-        lambda: _lp_error(_batch_cosine(y_pred, y) * y_pred - y, p, scale, exponent),
+        lambda: lp_distance(y_pred - y, p, bound, exponent),
+        lambda: lp_distance(_batch_cosine(y_pred, y) * y_pred - y, p, bound, exponent),
     )
 
 
@@ -174,6 +190,16 @@ def norm_loss_with_scaling(
     y_pred = y_pred / (eps + torch.linalg.vector_norm(_statistics_input(y_pred, detach), ord=p))
     y = y / (eps + torch.linalg.vector_norm(y, ord=p))
     return _normalized_mse(y_pred, y, alpha, divisor=4)
+
+
+def mae_loss(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error, the baseline the paper compares with."""
+    return F.l1_loss(*_as_columns(y_pred, y))
+
+
+def mse_loss(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, the other baseline."""
+    return F.mse_loss(*_as_columns(y_pred, y))
 
 
 def monotonicity_regularization(y_pred: torch.Tensor, y: torch.Tensor, detach: bool = False) -> torch.Tensor:
@@ -246,6 +272,7 @@ class IQALoss(nn.Module):
         self.monotonicity_regularization = monotonicity_regularization
         self.gamma = gamma
         self.detach = detach
+        self.batch_loss = self._bound_batch_loss()
 
     def forward(self, y_pred: Sequence[torch.Tensor], y: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Args:
@@ -259,27 +286,22 @@ class IQALoss(nn.Module):
         for head in (2, 0, 1):
             if self.beta[head] > 0:
                 prediction = y_pred[head].to(torch.promote_types(y_pred[head].dtype, torch.float32))
-                total = total + self.beta[head] * self.head_loss(prediction, mos)
+                loss = self.batch_loss(prediction, mos)
+                if self.monotonicity_regularization:
+                    loss = loss + self.gamma * monotonicity_regularization(prediction, mos, detach=self.detach)
+                total = total + self.beta[head] * loss
         return total
 
-    def head_loss(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch loss of one head, with its regularizer."""
-        loss = self._batch_loss(y_pred, y)
-        if self.monotonicity_regularization:
-            loss = loss + self.gamma * monotonicity_regularization(y_pred, y, detach=self.detach)
-        return loss
-
-    def _batch_loss(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.loss_type == "mae":
-            return F.l1_loss(*_as_columns(y_pred, y))
-        if self.loss_type == "mse":
-            return F.mse_loss(*_as_columns(y_pred, y))
-        if self.loss_type == "norm-in-norm":
-            return norm_loss_with_normalization(y_pred, y, alpha=self.alpha, p=self.p, q=self.q, detach=self.detach)
-        if self.loss_type == "linearity":
-            return linearity_induced_loss(y_pred, y, alpha=self.alpha, detach=self.detach)
-        if self.loss_type == "min-max-norm":
-            return norm_loss_with_min_max_normalization(y_pred, y, alpha=self.alpha, detach=self.detach)
-        if self.loss_type == "mean-norm":
-            return norm_loss_with_mean_normalization(y_pred, y, alpha=self.alpha, detach=self.detach)
-        return norm_loss_with_scaling(y_pred, y, alpha=self.alpha, p=self.p, detach=self.detach)
+    def _bound_batch_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The batch loss of `loss_type` with this loss's settings bound (a partial adds no call to the stack)."""
+        alpha, detach = self.alpha, self.detach
+        losses = {
+            "mae": mae_loss,
+            "mse": mse_loss,
+            "norm-in-norm": partial(norm_loss_with_normalization, alpha=alpha, p=self.p, q=self.q, detach=detach),
+            "linearity": partial(linearity_induced_loss, alpha=alpha, detach=detach),
+            "min-max-norm": partial(norm_loss_with_min_max_normalization, alpha=alpha, detach=detach),
+            "mean-norm": partial(norm_loss_with_mean_normalization, alpha=alpha, detach=detach),
+            "scaling": partial(norm_loss_with_scaling, alpha=alpha, p=self.p, detach=detach),
+        }
+        return losses[self.loss_type]

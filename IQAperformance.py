@@ -20,7 +20,6 @@ from scipy import optimize, special, stats
 
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.errors import ConfigError
-from linearityiqa.training.distributed import gather_rows
 
 # Head i of the reported metrics (no suffix, 1, 2) and its index in the model's output.
 HEADS = (("", 2), ("1", 0), ("2", 1))
@@ -130,10 +129,10 @@ class IQAPerformance(Metric):
     def compute(self) -> dict:
         if not self._rows:
             raise ConfigError("IQAPerformance has no data: run it over at least one batch before compute()")
-        rows = torch.cat(self._rows)
-        if idist.get_world_size() > 1:  # the samples of every process
-            rows = gather_rows(rows.to(idist.device())).cpu()
-        columns = rows.numpy().T
+        rows = torch.cat(self._rows).cpu().numpy()
+        if idist.get_world_size() > 1:  # the samples of every process, in rank order (shares may differ in size)
+            rows = np.concatenate(idist.all_gather(rows))
+        columns = rows.T
         sq, sq_std = columns[0], columns[1]
         results = {"sq": sq, "sq_std": sq_std}
         for head, (suffix, _) in enumerate(HEADS):

@@ -8,33 +8,37 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 
-The shape is that of ignite's examples: `main` starts the processes, `run` is one process,
-`training` builds the run's parts once and attaches its handlers (linearityiqa/training/).
+This file is the method, in the shape of ignite's examples: `main` parses the options and
+launches `training` in each process; `training` builds the model, the loaders, Adam's two
+parameter groups and the loss, and runs the trainer, whose `train_step` is forward, loss,
+backward, step; after each epoch `attach_validation` keeps the best model; `final_test` fits
+k, b and tests. The loss is IQAloss.py's `IQALoss`, the model IQAmodel.py's `IQAModel`.
+What only guards the run (one-line errors, locks, output checks, resume states, logs, several
+processes) is attached around this path from linearityiqa/training/.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import logging
-import os
-import shutil
+import math
+import random
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import ignite.distributed as idist
+import numpy as np
 import torch
-from ignite.engine import Engine
-from torch.multiprocessing import ProcessExitedException
+from ignite.engine import Engine, Events
 
 from IQAdataset import get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import (
+    Precision,
+    batch_preparation,
     choose_precision,
     compile_model,
-    cudnn_mode,
     resolve_device,
     set_memory_format,
     uses_channels_last,
@@ -42,26 +46,18 @@ from linearityiqa.acceleration import (
 from linearityiqa.cli import settings as adapt
 from linearityiqa.cli.options import get_args_parser, given_options
 from linearityiqa.cli.quickstart import run_quickstart
-from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit, report_mistake
-from linearityiqa.data.dataset_registry import DataSource
+from linearityiqa.cli.scripts import Advice, errors_reported, exit_status, report_mistake
 from linearityiqa.data.info_files import SPLITS
-from linearityiqa.errors import ConfigError, RunFailed
-from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from linearityiqa.records.paths import epochs_file, results_file, resume_folder, run_outputs, scores_file
-from linearityiqa.records.run_lock import run_lock
+from linearityiqa.errors import ConfigError
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint, training_checkpoint
+from linearityiqa.records.paths import results_file
 from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
-from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.training import handlers
-from linearityiqa.training.distributed import (
-    GlobalBatchLoss,
-    global_batchnorm,
-    plan_processes,
-    shard_loaders,
-    start_processes,
-)
-from linearityiqa.training.evaluation import Evaluation, metric_lines
-from linearityiqa.training.handlers import Loaders, RunParts, say
-from linearityiqa.training.step import create_optimizer, create_trainer, lr_step_size, seed_everything
+from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
+from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
+from linearityiqa.training.guards import run_guards
+from linearityiqa.training.handlers import Loaders, RunParts, record, remove_resume_state, say
+from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
 
 ADVICE = Advice(
     out_of_memory="lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images (--resize, "
@@ -73,78 +69,26 @@ ADVICE = Advice(
 )
 
 
-def choose_device(requested: str | None) -> torch.device:
-    """The process's GPU when several processes train, else the --device asked for."""
-    return idist.device() if idist.get_world_size() > 1 else resolve_device(requested)
-
-
-def run_seed(settings: Mapping[str, Any]) -> int:
-    """--seed, or with --randomness a random seed: one for all processes, which must draw the same batches."""
-    if not settings["randomness"]:
-        return settings["seed"]
-    seed = torch.randint(0, 2**31 - 1, (1,))
-    return int(idist.broadcast(seed, src=0).item()) if idist.get_world_size() > 1 else int(seed.item())
-
-
-def refuse_overwriting_inputs(settings: Mapping[str, Any], source: DataSource) -> None:
-    """The files a run writes are none of the files it reads: its info file, its pretrained
-    weights, its images (a stat each, and only for an output that exists already)."""
-    inputs = [("info file", source.spec.info_path)]
-    weights = adapt.pretrained_weights(settings)
-    if isinstance(weights, str):
-        inputs.append(("pretrained weights file", weights))
-    inputs += [("image", source.spec.im_dir / name) for name in source.info.im_names]
-    results = results_file(settings["results_dir"], settings["run_name"])
-    logged = epochs_file(settings["results_dir"], settings["run_name"])
-    outputs = [("--trained_model_file", settings["trained_model_file"])]
-    outputs += [("--results_dir", path) for path in (results, logged, scores_file(results))]
-    for option, output in outputs:
-        refuse_inputs(output, inputs, option=option)
-
-
-def data_loaders(settings: Mapping[str, Any], source: DataSource, device: torch.device) -> Loaders:
-    """This process's train, val and test loaders of the experiment the settings describe."""
-    loaders = get_data_loaders(
-        source,
-        split=adapt.training_split(settings, source),
-        loading=adapt.image_loading(settings, resize_hw=adapt.resize_hw(settings), verbose=idist.get_rank() == 0),
-        augmentation=adapt.train_augmentation(settings),
-        batching=adapt.batching(settings, device),
-    )
-    return Loaders(*shard_loaders(*loaders, batch_size=settings["batch_size"]))
-
-
-def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
-    # the model first: a wrong option should not wait for the images to be decoded
-    model = IQAModel(**adapt.model_kwargs(settings), pretrained=adapt.pretrained_weights(settings)).to(device)
-    source = adapt.data_source(settings)
-    if not settings["evaluate"]:
-        refuse_overwriting_inputs(settings, source)
-    loaders = data_loaders(settings, source, device)
-    if settings["accumulation_steps"] > len(loaders.train):
-        raise ConfigError(
-            f"-accum {settings['accumulation_steps']} batches per step is more than the {len(loaders.train)} "
-            f"batches of an epoch: no step would ever be taken; lower -accum (or -bs)"
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options and run `training` in each of the run's processes; the exit status."""
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.quickstart:
+        others = sorted(given_options(parser, argv) - {"quickstart"})
+        if others:  # the quick start runs its own commands: options for them would be ignored
+            return report_mistake("main.py", f"--quickstart takes no other option (given: --{', --'.join(others)})")
+        return exit_status("main.py", run_quickstart, ADVICE)
+    with errors_reported("main.py", ADVICE) as ended:
+        settings = adapt.run_settings(args)
+        ended.status = launch(
+            training,
+            settings,
+            around=partial(run_guards, script="main.py", advice=ADVICE),
+            processes=settings["nproc_per_node"],
+            device_name=settings["device"],
+            batch_size=settings["batch_size"],
         )
-    distributed = idist.get_world_size() > 1
-    if distributed:
-        global_batchnorm(model, device)
-    channels_last = uses_channels_last(device)
-    set_memory_format(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
-    optimizer = create_optimizer(
-        model, lr=settings["lr"], ft_lr_ratio=settings["ft_lr_ratio"], weight_decay=settings["weight_decay"]
-    )
-    step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"], report=say)
-    precision = choose_precision(settings["opt_level"], device)
-    # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
-    trained = compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
-    evaluated = model if distributed else trained
-    evaluations = {
-        status: Evaluation(evaluated, status=status, device=device, precision=precision, channels_last=channels_last)
-        for status in SPLITS
-    }
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings["lr_decay"])
-    return RunParts(model, trained, optimizer, scheduler, loaders, evaluations, precision, channels_last)
+    return ended.status
 
 
 def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,20 +112,146 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
             logger.close()
 
 
+def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
+    """The model, its loaders, optimizer, learning-rate schedule and evaluators, built once."""
+    # the model first: a wrong option should not wait for the images to be decoded
+    model = IQAModel(**adapt.model_kwargs(settings), pretrained=adapt.pretrained_weights(settings)).to(device)
+    loaders = get_dataflow(settings, device)
+    distributed = idist.get_world_size() > 1
+    if distributed:
+        global_batchnorm(model, device)
+    channels_last = uses_channels_last(device)
+    set_memory_format(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
+    optimizer = create_optimizer(
+        model, lr=settings["lr"], ft_lr_ratio=settings["ft_lr_ratio"], weight_decay=settings["weight_decay"]
+    )
+    step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"], report=say)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings["lr_decay"])
+    precision = choose_precision(settings["opt_level"], device)
+    # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
+    trained = compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
+    evaluated = model if distributed else trained
+    evaluations = {
+        status: Evaluation(evaluated, status=status, device=device, precision=precision, channels_last=channels_last)
+        for status in SPLITS
+    }
+    return RunParts(model, trained, optimizer, scheduler, loaders, evaluations, precision, channels_last)
+
+
+def get_dataflow(settings: Mapping[str, Any], device: torch.device) -> Loaders:
+    """This process's train, val and test loaders of the experiment the settings describe."""
+    source = adapt.data_source(settings)
+    loaders = get_data_loaders(
+        source,
+        split=adapt.training_split(settings, source),
+        loading=adapt.image_loading(settings, resize_hw=adapt.resize_hw(settings), verbose=idist.get_rank() == 0),
+        augmentation=adapt.train_augmentation(settings),
+        batching=adapt.batching(settings, device),
+    )
+    train = loaders[0]
+    if settings["accumulation_steps"] > len(train):
+        raise ConfigError(
+            f"-accum {settings['accumulation_steps']} batches per step is more than the {len(train)} "
+            f"batches of an epoch: no step would ever be taken; lower -accum (or -bs)"
+        )
+    return Loaders(*shard_loaders(*loaders, batch_size=settings["batch_size"]))
+
+
+def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with the paper's parameter groups: the five heads at lr, the backbone at lr * ft_lr_ratio.
+
+    With ft_lr_ratio 0 the backbone's weights are frozen (no gradients are computed for them);
+    its BatchNorm statistics still follow the data in training mode, as in the paper's code.
+    """
+    if ft_lr_ratio == 0:
+        model.features.requires_grad_(False)
+    heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
+    groups = [{"params": list(head.parameters())} for head in heads]
+    groups.append({"params": list(model.features.parameters()), "lr": lr * ft_lr_ratio})
+    # On CUDA one fused kernel updates all parameters: the same Adam, without a launch per tensor.
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def lr_step_size(
+    epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
+) -> int:
+    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all.
+
+    With the defaults (30 epochs, lr_decay 0.1, overall 0.01) the rate drops at epochs 10 and 20.
+    More decays than epochs (lr_decay 0.9 over 3 epochs) would round the step to 0 epochs, which
+    no schedule can take: it is raised to 1, a decay after every epoch, and `report` says so.
+    """
+    if lr_decay == 1 or epochs < 3:
+        return epochs
+    step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
+    if step < 1 and report is not None:
+        report(
+            f"note: {epochs} epochs are too few for an overall decay of {overall_lr_decay:g} in steps of "
+            f"{lr_decay:g}: the learning rate decays after every epoch, to {lr_decay ** (epochs - 1):.3g} "
+            f"of its start in the last"
+        )
+    return max(step, 1)
+
+
+def create_trainer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable,
+    *,
+    device: torch.device,
+    precision: Precision,
+    accumulation_steps: int,
+    channels_last: bool = False,
+    skip_nonfinite: bool = False,
+    report: Callable[[str], None] = print,
+) -> Engine:
+    """The trainer: each iteration is `train_step`, ignite's supervised step (float16 loss scaling,
+    gradient accumulation over `accumulation_steps` batches); its output is the batch's loss.
+
+    Batches arrive as uint8 and are normalized on `device` (acceleration.batch_preparation). A
+    NaN or infinite loss stops the run before any weight changes, or with `skip_nonfinite` its
+    batch gives no gradient (training/nonfinite.py).
+    """
+    prepare = batch_preparation(channels_last)
+    scaler = precision.scaler or torch.amp.GradScaler(enabled=False)  # float32: no loss scaling
+    nonfinite = NonFiniteLosses(model, skip=skip_nonfinite, report=report)
+
+    def train_step(engine: Engine, batch: Sequence[Any]) -> float:
+        if (engine.state.iteration - 1) % accumulation_steps == 0:
+            optimizer.zero_grad()
+        model.train()
+        images, targets = prepare(batch, device, non_blocking=True)
+        with precision.autocast(device):
+            y_pred = model(images)
+        loss = loss_fn(y_pred, targets)
+        value = loss.item()
+        if nonfinite.admits(value, engine):
+            scaler.scale(loss / accumulation_steps).backward()
+        if engine.state.iteration % accumulation_steps == 0 and has_gradients(optimizer):
+            scaler.step(optimizer)
+            scaler.update()
+        return value
+
+    trainer = Engine(train_step)
+    nonfinite.attach(trainer)
+    return trainer
+
+
 def build_trainer(
     parts: RunParts, settings: Mapping[str, Any], device: torch.device, seed: int
 ) -> tuple[Engine, EpochLog | None]:
-    """The trainer, resumed with --resume, and what it does after each epoch; the run's -epochs.csv
-    log (in the first process only)."""
-    loss = GlobalBatchLoss(IQALoss(**adapt.loss_kwargs(settings)))
+    """The trainer of the paper's loss, resumed with --resume, and what it does after each epoch;
+    the run's -epochs.csv log (in the first process only)."""
+    loss = global_batch_loss(IQALoss(**adapt.loss_kwargs(settings)))
     trainer = create_trainer(
         parts.trained,
         parts.optimizer,
         loss,
         device=device,
         precision=parts.precision,
-        channels_last=parts.channels_last,
         accumulation_steps=settings["accumulation_steps"],
+        channels_last=parts.channels_last,
         skip_nonfinite=settings["skip_nonfinite"],
         report=say,
     )
@@ -191,15 +261,55 @@ def build_trainer(
         saved_name = handlers.load_resume_state(state, settings["trained_model_file"], epochs=settings["epochs"])
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
-    handlers.reseed_each_epoch(trainer, seed)
+    # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: seed_everything(seed + engine.state.epoch))
     # after each epoch: validate first, so that the saved resume state holds the best model so far
-    handlers.attach_validation(trainer, parts, settings, epoch_log)
+    attach_validation(trainer, parts, settings, epoch_log)
     handlers.attach_resume_saver(trainer, state, settings["trained_model_file"])
     if first:
         handlers.attach_mean_loss(trainer, epoch_log)
     if settings["pbar"] and first:
         handlers.attach_progress_bars(trainer, parts.evaluations)
     return trainer, epoch_log
+
+
+def attach_validation(
+    trainer: Engine, parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None
+) -> None:
+    """After each epoch: validate, keep the best model by --val_criterion, and step the learning rate."""
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def validate(engine: Engine) -> None:
+        epoch, criterion = engine.state.epoch, settings["val_criterion"]
+        k, b = epoch_mapping(parts, settings, epoch_log, epoch)
+        validated = parts.evaluations["val"].run(parts.loaders.val, k, b)
+        record(epoch_log, epoch, "val", validated)
+        score = criterion_score(validated, criterion)
+        if settings["test_during_training"]:
+            record(epoch_log, epoch, "test", parts.evaluations["test"].run(parts.loaders.test, k, b))
+        progress = parts.progress
+        if progress.improved_by(score):
+            if idist.get_rank() == 0:
+                scaler = parts.precision.scaler
+                best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings)
+                save_checkpoint(settings["trained_model_file"], best)
+            progress.best_score, progress.best_epoch = score, epoch
+            say(f"epoch {epoch}: best model saved, val {criterion} {validated[criterion]:.3f}")
+        else:
+            # the criterion's score is |SROCC|, |PLCC| or -RMSE: its size is the metric's value
+            best = f"best {abs(progress.best_score):.3f} at epoch {progress.best_epoch}"
+            say(f"epoch {epoch}: val {criterion} {validated[criterion]:.3f}, {best}")
+        parts.scheduler.step()
+
+
+def epoch_mapping(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None, epoch: int):
+    """The k, b that map this epoch's predictions: fitted on the training set with
+    --test_during_training, else the identity (the final test fits them once)."""
+    if not settings["test_during_training"]:
+        return IDENTITY_MAPPING
+    fitted = parts.evaluations["train"].run(parts.loaders.train)
+    record(epoch_log, epoch, "train", fitted)
+    return fitted["k"], fitted["b"]
 
 
 def final_test(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None) -> dict[str, Any]:
@@ -214,11 +324,12 @@ def final_test(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog
         if idist.get_rank() == 0:
             save_checkpoint(path, checkpoint)
     performance = test_and_report(parts, checkpoint, settings)
-    handlers.record(epoch_log, parts.progress.best_epoch, FINAL_TEST, performance)
+    record(epoch_log, parts.progress.best_epoch, FINAL_TEST, performance)
     return performance
 
 
 def evaluate_only(parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """--evaluate: test the checkpoint the run saved, with its own k, b."""
     path = settings["trained_model_file"]
     checkpoint = load_checkpoint(path)
     load_model_state(parts.model, checkpoint, path, settings=adapt.model_kwargs(settings))
@@ -234,91 +345,24 @@ def test_and_report(parts: RunParts, checkpoint: Mapping[str, Any], settings: Ma
     return performance
 
 
-def check_outputs(settings: Mapping[str, Any]) -> None:
-    """Before the work: every folder the run writes to takes new files (or the option to change is named)."""
-    name = settings["run_name"]
-    outputs = [("the run's results", results_file(settings["results_dir"], name), "--results_dir")]
-    if not settings["evaluate"]:
-        outputs.append(("the checkpoint", settings["trained_model_file"], "--trained_model_file"))
-        outputs.append(("the TensorBoard log", os.path.join(settings["log_dir"], name), "--log_dir"))
-    for what, path, option in outputs:
-        check_writable(path, what=what, advice=f"free space, or pass another {option}")
+def choose_device(requested: str | None) -> torch.device:
+    """The process's GPU when several processes train, else the --device asked for."""
+    return idist.device() if idist.get_world_size() > 1 else resolve_device(requested)
 
 
-def remove_resume_state(settings: Mapping[str, Any]) -> None:
-    """A finished run needs no resume state: two whole states of the model and optimizer, which
-    would take twice the checkpoint's space (about 2 GB for resnext101_32x8d) for every run kept."""
-    if idist.get_rank() == 0:
-        shutil.rmtree(resume_folder(settings["trained_model_file"]), ignore_errors=True)
+def run_seed(settings: Mapping[str, Any]) -> int:
+    """--seed, or with --randomness a random seed: one for all processes, which must draw the same batches."""
+    if not settings["randomness"]:
+        return settings["seed"]
+    seed = torch.randint(0, 2**31 - 1, (1,))
+    return int(idist.broadcast(seed, src=0).item()) if idist.get_world_size() > 1 else int(seed.item())
 
 
-def run(local_rank: int, settings: Mapping[str, Any]) -> None:
-    """One process: a user's mistake is one line (from the first process) and exit status 1."""
-    first = idist.get_rank() == 0
-    own_the_pixel_limit()  # in every process: spawned ones start anew
-
-    def locked_training() -> None:
-        outputs = run_outputs(settings["trained_model_file"], settings["results_dir"], settings["run_name"])
-        if first:
-            check_outputs(settings)
-        lock = run_lock(outputs) if first else contextlib.nullcontext()
-        with lock, cudnn_mode(deterministic=not settings["randomness"]):
-            training(local_rank, settings)
-
-    status = exit_status("main.py", locked_training, ADVICE, quiet=not first)
-    if status:
-        raise SystemExit(status)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    if args.quickstart:
-        others = sorted(given_options(parser, argv) - {"quickstart"})
-        if others:  # the quick start runs its own commands: options for them would be ignored
-            return report_mistake("main.py", f"--quickstart takes no other option (given: --{', --'.join(others)})")
-        return exit_status("main.py", run_quickstart, ADVICE)
-    return exit_status("main.py", lambda: launch(args), ADVICE)
-
-
-def launch(args: argparse.Namespace) -> int:
-    """Start the run's processes (one unless --nproc_per_node or torchrun asks for more); the exit status."""
-    settings = adapt.run_settings(args)
-    spawned = settings["nproc_per_node"] is not None and settings["nproc_per_node"] > 1
-    if spawned and settings["nproc_per_node"] > settings["batch_size"]:  # before starting them all
-        raise ConfigError(
-            f"--nproc_per_node {settings['nproc_per_node']} processes cannot share a batch of {settings['batch_size']} "
-            f"images (-bs): use at most {settings['batch_size']} processes, or a larger batch"
-        )
-    # ignite announces every launch on stderr, and torch each process it stops after another
-    # ended: a user's mistake must stay the only line there
-    logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
-    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
-    try:
-        if spawned:
-            plan = plan_processes(settings["nproc_per_node"], device_name=settings["device"])
-            if plan.shared_gpus:
-                say(
-                    f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
-                    f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster"
-                )
-            start_processes(run, (settings,), plan)
-        else:
-            backend = None
-            if "WORLD_SIZE" in os.environ:  # started by torchrun: one process per GPU
-                backend = "nccl" if torch.cuda.is_available() and settings["device"] != "cpu" else "gloo"
-            with idist.Parallel(backend=backend) as parallel:
-                parallel.run(run, settings)
-    except SystemExit as ended:
-        return int(ended.code or 0)
-    except ProcessExitedException as ended:
-        if ended.exit_code:  # the process said why before it ended (run)
-            return ended.exit_code
-        raise RunFailed(
-            f"a training process was killed ({ended.signal_name or 'no exit status'}); often the memory ran out: "
-            f"lower -bs or --num_workers; --resume continues from the last finished epoch"
-        ) from None
-    return 0
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 if __name__ == "__main__":

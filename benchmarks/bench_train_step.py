@@ -3,7 +3,7 @@
     python -m benchmarks.bench_train_step                      # GPU: resnext101_32x8d, batch 8, 498x664
     python -m benchmarks.bench_train_step --arch resnet18 --height 96 --width 128 --steps 5   # CPU, seconds
 
-Each setting builds the model afresh and runs main.py's own trainer (training.step.create_trainer:
+Each setting builds the model afresh and runs main.py's own trainer (main.create_trainer:
 uint8 batch normalized on the device, autocast, loss scaling, Adam) on one uint8 batch that
 already sits on the device, so the input pipeline plays no part (see bench_epoch for that).
 The first setting, float32 with deterministic cuDNN, is the paper's code without apex; every
@@ -23,7 +23,7 @@ from benchmarks.common import format_memory, machine, peak_memory_gib, print_hea
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import choose_precision, compile_model, cudnn_mode, set_memory_format
-from linearityiqa.training.step import create_optimizer, create_trainer
+from main import create_optimizer, create_trainer
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ class Precision:
     autocast_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None
 
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The block in which the model runs: under autocast on `device`, or as it is in float32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
+
 
 def resolve_device(name: str | None) -> torch.device:
     """The device named by --device; None picks CUDA when PyTorch sees a GPU."""
@@ -99,11 +105,9 @@ def evaluation_batch_size(requested: int | None, device: torch.device) -> int:
 
 def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:
     """model(x) under the precision's autocast (IQAModel's heads run, and answer, in float32)."""
-    if precision.autocast_dtype is None:
-        return lambda model, x: model(x)
 
     def forward(model: nn.Module, x: torch.Tensor) -> Any:
-        with torch.autocast(device.type, dtype=precision.autocast_dtype):
+        with precision.autocast(device):
             return model(x)
 
     return forward

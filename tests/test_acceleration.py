@@ -19,7 +19,7 @@ from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 from linearityiqa.training.evaluation import Evaluation
-from linearityiqa.training.step import create_optimizer, create_trainer
+from main import create_optimizer, create_trainer
 
 CPU = torch.device("cpu")
 HEADS = (("", "pq"), ("1", "pq1"), ("2", "pq2"))  # a head's metric suffix and its mapped predictions

@@ -15,7 +15,6 @@ from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa import acceleration
 from linearityiqa.errors import ConfigError
-from linearityiqa.training import step as training
 from linearityiqa.training.distributed import (
     GlobalBatchLoss,
     GlobalBatchNorm,
@@ -47,8 +46,8 @@ def _training(batches, skip_nonfinite=False):
     if world_size > 1:
         global_batchnorm(model, torch.device("cpu"))
     trained = idist.auto_model(model) if world_size > 1 else model
-    optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
-    trainer = training.create_trainer(
+    optimizer = main.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
+    trainer = main.create_trainer(
         trained,
         optimizer,
         GlobalBatchLoss(IQALoss()),

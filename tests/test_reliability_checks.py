@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import save_checkpoint
 from linearityiqa.records.paths import dataset_results_file, epochs_file, scores_file
 from linearityiqa.records.run_records import EpochMetrics, save_results
-from linearityiqa.training.step import lr_step_size
+from main import lr_step_size
 
 pytestmark = pytest.mark.reliability
 
@@ -160,6 +161,18 @@ def test_a_bug_while_training_is_one_line_naming_its_log(koniq, tmp_path, monkey
     )
     assert "Traceback" not in "\n".join(err) and log.read_text().endswith("KeyError: 'trainer'\n")
     assert not list((tmp_path / "results").glob("*.lock"))  # the run's lock went with it
+
+
+def test_with_linearityiqa_traceback_a_bug_while_training_propagates_whole(koniq, tmp_path, monkeypatch, capsys):
+    """For whoever changes the code: the bug reaches the caller (python -m pdb stops there), the lock is gone."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("LINEARITYIQA_TRACEBACK", "1")
+    monkeypatch.setattr(main, "build_trainer", lambda *args: {}["trainer"])
+    with pytest.raises(KeyError, match="trainer") as raised:
+        main.main(train_argv(koniq, tmp_path))
+    assert any(frame.name == "training" for frame in traceback.extract_tb(raised.tb))  # where it happened
+    assert not list(tmp_path.glob("linearityiqa-main-*.log")) and "error" not in capsys.readouterr().err
+    assert not list((tmp_path / "results").glob("*.lock"))
 
 
 def test_names_too_long_for_a_file_are_cut_and_told_apart_by_a_hash(tmp_path):

@@ -25,9 +25,8 @@ from linearityiqa.errors import MissingFileError, OutputError
 from linearityiqa.records.checkpoint import load_checkpoint, save_checkpoint
 from linearityiqa.records.paths import RESUME_FILE, epochs_file, latest_resume_file
 from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
-from linearityiqa.training import handlers
 from linearityiqa.training.evaluation import METRICS_PRINTED, criterion_score
-from linearityiqa.training.step import TrainingStep
+from linearityiqa.training.nonfinite import NonFiniteLosses
 
 pytestmark = pytest.mark.reliability
 
@@ -124,10 +123,10 @@ def test_the_allocators_failures_are_told_from_other_errors():
 def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
 
-    def too_big(self, engine, batch):
+    def too_big(self, loss, engine):  # raised within the training step
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)\nmore")
 
-    monkeypatch.setattr(TrainingStep, "__call__", too_big)
+    monkeypatch.setattr(NonFiniteLosses, "admits", too_big)
     assert main.main(small_run(koniq, epochs=1)) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
@@ -277,7 +276,7 @@ def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koni
     # a model that predicts one constant has no correlation: SROCC and PLCC are NaN every epoch
     monkeypatch.chdir(tmp_path)
     assert criterion_score({"SROCC": float("nan")}, "SROCC") == -math.inf
-    monkeypatch.setattr(handlers, "criterion_score", lambda performance, criterion: float("nan"))
+    monkeypatch.setattr(main, "criterion_score", lambda performance, criterion: float("nan"))
     argv = small_run(koniq, epochs=2)
     assert main.main(argv) == 0
     assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2

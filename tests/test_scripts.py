@@ -46,6 +46,26 @@ def test_a_users_mistake_is_one_line_and_status_1(capsys):
     assert capsys.readouterr().err == "x.py: error: image a.jpg does not exist\n"
 
 
+@pytest.mark.parametrize("setting", ["1", "yes"])
+def test_with_linearityiqa_traceback_a_bug_propagates_and_writes_no_log(setting, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("LINEARITYIQA_TRACEBACK", setting)
+    with pytest.raises(KeyError, match="settings"):
+        exit_status("x.py", raising(KeyError("settings")))
+    assert capsys.readouterr().err == "" and not list(tmp_path.iterdir())
+    # a user's mistake is still one line: the variable is for bugs only
+    assert exit_status("x.py", raising(ConfigError("bad"))) == EXIT_MISTAKE
+    assert capsys.readouterr().err == "x.py: error: bad\n"
+
+
+def test_linearityiqa_traceback_of_0_or_empty_keeps_the_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for setting in ("0", ""):
+        monkeypatch.setenv("LINEARITYIQA_TRACEBACK", setting)
+        assert exit_status("x.py", raising(KeyError("settings"))) == EXIT_BUG
+        assert "a bug of LinearityIQA" in capsys.readouterr().err
+
+
 def test_in_all_processes_but_the_first_a_mistake_is_silent(capsys):
     assert exit_status("main.py", raising(ConfigError("bad")), quiet=True) == 1
     assert capsys.readouterr().err == ""

@@ -1,6 +1,6 @@
-"""linearityiqa/training/step.py, TrainingStep: ignite's supervised step (loss scaling, gradient accumulation), which
-looks at the loss before its backward pass: a NaN loss stops the run before any weight changes,
-or with skip_nonfinite gives no gradient and no optimizer step."""
+"""main.py's train_step (with training/nonfinite.py): ignite's supervised step (loss scaling,
+gradient accumulation), which looks at the loss before its backward pass: a NaN loss stops the
+run before any weight changes, or with skip_nonfinite gives no gradient and no optimizer step."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 from ignite.engine import Events, create_supervised_trainer
 
+import main as T
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa import acceleration as A
 from linearityiqa.errors import TrainingDiverged
-from linearityiqa.training import step as T
 
 pytestmark = pytest.mark.reliability
 

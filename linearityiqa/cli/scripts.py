@@ -7,6 +7,8 @@ loading process that dies are user-caused too, and each script says what to chan
 (`Advice`). Ctrl-C ends a script with one line and status 130. Any other error is a bug: one
 line says so and names the log file that holds its traceback (status 70, EX_SOFTWARE of BSD's
 sysexits.h), so that a report can include it and a user is not left with a wall of text.
+Whoever is changing the code sets LINEARITYIQA_TRACEBACK=1: a bug then propagates with its
+whole traceback (and `python -m pdb` stops at it).
 
 `main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
 in a process of its own (`run_script`): what they print is what runs.
@@ -35,6 +37,7 @@ from linearityiqa.errors import IQAError, first_line
 EXIT_MISTAKE = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
+TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
 REPOSITORY = Path(__file__).resolve().parents[2]
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
@@ -87,23 +90,56 @@ def report_mistake(script: str, message: str) -> int:
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
-    """Run a script's body and return its exit status (None counts as 0); a user's mistake is
-    one line (none with `quiet`, for all processes of a run but the first) and status 1, Ctrl-C
-    one line and status 130, a bug one line naming the log of its traceback and status 70."""
-    # ignite logs the exception that ends an engine's run, which this reports itself, in one line
-    logging.getLogger("ignite.engine.engine.Engine").setLevel(logging.CRITICAL)
-    try:
-        return body() or 0
-    except KeyboardInterrupt:
-        if not quiet:
-            then = f"; {advice.interrupted}" if advice.interrupted else ""
-            print(f"{script}: interrupted; what was saved before is kept{then}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as error:
-        message = user_message(error, advice)
+    """Run a script's body and return its exit status (None counts as 0), its errors reported as
+    `errors_reported` says."""
+    with errors_reported(script, advice, quiet=quiet) as ended:
+        ended.status = body() or 0
+    return ended.status
+
+
+class errors_reported:  # lower case as contextlib.suppress is: it names a `with` block
+    """A block whose errors end the script as its user should see them, in `status`: a user's
+    mistake is one line (none with `quiet`, for all processes of a run but the first) and status
+    1, Ctrl-C one line and status 130, a bug one line naming the log of its traceback and status
+    70; with LINEARITYIQA_TRACEBACK=1 a bug propagates instead, its whole traceback on stderr.
+
+    As a `with` block, not a call, it adds no frame to the stack of what it wraps.
+    """
+
+    def __init__(self, script: str, advice: Advice = Advice(), *, quiet: bool = False):
+        self.script, self.advice, self.quiet = script, advice, quiet
+        self.status = 0
+
+    def __enter__(self) -> errors_reported:
+        # ignite logs the exception that ends an engine's run, which this reports itself, in one line
+        logging.getLogger("ignite.engine.engine.Engine").setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> bool:
+        if error is None:
+            return False
+        if isinstance(error, KeyboardInterrupt):
+            if not self.quiet:
+                then = f"; {self.advice.interrupted}" if self.advice.interrupted else ""
+                print(f"{self.script}: interrupted; what was saved before is kept{then}", file=sys.stderr)
+            self.status = EXIT_INTERRUPTED
+            return True
+        if not isinstance(error, Exception):  # SystemExit and the like end the script as they would
+            return False
+        message = user_message(error, self.advice)
         if message is None:
-            return report_bug(script, error)
-    return EXIT_MISTAKE if quiet else report_mistake(script, message)
+            if tracebacks_shown():
+                return False
+            self.status = report_bug(self.script, error)
+        else:
+            self.status = EXIT_MISTAKE if self.quiet else report_mistake(self.script, message)
+        return True
+
+
+def tracebacks_shown() -> bool:
+    """Whether a bug propagates with its traceback (LINEARITYIQA_TRACEBACK=1), for whoever is changing
+    the code, instead of becoming one line and a log file."""
+    return os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0")
 
 
 def report_bug(script: str, error: Exception) -> int:

@@ -17,22 +17,95 @@ so that more processes than GPUs share them, or all on the CPU.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 import torch.multiprocessing
 from torch import nn
+from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Sampler
 
 from linearityiqa.acceleration import resolve_device
-from linearityiqa.errors import ConfigError
+from linearityiqa.errors import ConfigError, RunFailed
+
+
+def launch(
+    fn: Callable[[int, Any], Any],
+    settings: Any,
+    *,
+    around: Callable[[Any], contextlib.AbstractContextManager],
+    processes: int | None,
+    device_name: str | None,
+    batch_size: int,
+) -> int:
+    """Run fn(local_rank, settings) in each process of a run, inside `around(settings)`; the exit status.
+
+    One process unless `processes` (--nproc_per_node) asks for more, which are started here, or
+    torchrun started this one among others. A process that ends with an exit status (SystemExit,
+    as `around` raises for a user's mistake) gives the status; one killed is a RunFailed.
+
+    Args:
+        fn: the run's body, called in every process.
+        settings: passed to `fn` and `around` as it is.
+        around: the context manager each process runs `fn` in (training/guards.run_guards).
+        processes: how many processes to start on this machine; None or 1: this one.
+        device_name: --device, which decides between GPUs and CPU processes.
+        batch_size: the training batch, which the processes share.
+    """
+    spawned = processes is not None and processes > 1
+    if spawned and processes > batch_size:  # before starting them all
+        raise ConfigError(
+            f"--nproc_per_node {processes} processes cannot share a batch of {batch_size} "
+            f"images (-bs): use at most {batch_size} processes, or a larger batch"
+        )
+    # ignite announces every launch on stderr, and torch each process it stops after another
+    # ended: a user's mistake must stay the only line there
+    logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    try:
+        if spawned:
+            _start(fn, settings, around, plan_processes(processes, device_name=device_name))
+        elif "WORLD_SIZE" in os.environ:  # started by torchrun: one process per GPU
+            backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
+            with idist.Parallel(backend=backend) as parallel:
+                parallel.run(_inside, fn, settings, around)
+        else:
+            with around(settings):
+                fn(0, settings)
+    except SystemExit as ended:
+        return int(ended.code or 0)
+    except ProcessExitedException as ended:
+        if ended.exit_code:  # the process said why before it ended (`around`)
+            return ended.exit_code
+        raise RunFailed(
+            f"a training process was killed ({ended.signal_name or 'no exit status'}); often the memory ran out: "
+            f"lower -bs or --num_workers; --resume continues from the last finished epoch"
+        ) from None
+    return 0
+
+
+def _start(fn: Callable, settings: Any, around: Callable, plan: ProcessPlan) -> None:
+    if plan.shared_gpus:
+        print(
+            f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
+            f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster",
+            flush=True,
+        )
+    start_processes(_inside, (fn, settings, around), plan)
+
+
+def _inside(local_rank: int, fn: Callable, settings: Any, around: Callable) -> None:
+    with around(settings):
+        fn(local_rank, settings)
 
 
 @dataclass(frozen=True)
@@ -208,6 +281,11 @@ def gather_rows(rows: torch.Tensor) -> torch.Tensor:
         return rows
     counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
     return _AllGather.apply(rows, counts, idist.get_rank())
+
+
+def global_batch_loss(loss: nn.Module) -> nn.Module:
+    """`loss` of the whole batch when several processes share it (GlobalBatchLoss); `loss` itself in one."""
+    return GlobalBatchLoss(loss) if idist.get_world_size() > 1 else loss
 
 
 class GlobalBatchLoss(nn.Module):

@@ -1,15 +1,17 @@
-"""What a training run does besides its steps, as ignite handlers of its trainer: validate and
-keep the best model after each epoch, record each epoch's metrics, save the whole state for
---resume, reseed every epoch, and log to TensorBoard and progress bars.
+"""What a training run does besides the method, as ignite handlers of its trainer: record each
+epoch's metrics, save the whole state for --resume and restore it, and log to TensorBoard and
+progress bars.
 
-main.py's `training()` builds a run's parts once (`RunParts`) and attaches these; each handler
-takes the settings it reads from the run's settings, the options as plain types.
+main.py builds a run's parts once (`RunParts`) and attaches these around its own trainer and
+validation; each handler takes the settings it reads from the run's settings, the options as
+plain types.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,17 +26,10 @@ from torch.utils.data import DataLoader
 
 from linearityiqa.acceleration import Precision
 from linearityiqa.errors import BadFileError, ConfigError, first_line
-from linearityiqa.records.checkpoint import MODEL_SETTINGS, save_checkpoint, training_checkpoint
+from linearityiqa.records.checkpoint import MODEL_SETTINGS
 from linearityiqa.records.paths import check_name_part, epochs_file, latest_resume_file, resume_folder
 from linearityiqa.records.run_records import EpochLog
-from linearityiqa.training.evaluation import (
-    IDENTITY_MAPPING,
-    METRICS_PRINTED,
-    Evaluation,
-    Progress,
-    criterion_score,
-)
-from linearityiqa.training.step import seed_everything
+from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
 
 # What a resumed run must share with the run that saved the state: the options that decide what
 # is trained. Others may change: --epochs, --num_workers, --device, --pbar, --eval_batch_size,
@@ -95,45 +90,6 @@ def record(epoch_log: EpochLog | None, epoch: int, split: str, performance: Mapp
     """Add an evaluation's metrics to the -epochs.csv file (None in processes that write none)."""
     if epoch_log is not None:
         epoch_log.add(epoch, split, {name: performance[name] for name in METRICS_PRINTED})
-
-
-def attach_validation(
-    trainer: Engine, parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None
-) -> None:
-    """After each epoch: validate, keep the best model, and step the learning rate."""
-
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def validate(engine: Engine) -> None:
-        epoch, criterion = engine.state.epoch, settings["val_criterion"]
-        k, b = _mapping_of(parts, settings, epoch_log, epoch)
-        validated = parts.evaluations["val"].run(parts.loaders.val, k, b)
-        record(epoch_log, epoch, "val", validated)
-        score = criterion_score(validated, criterion)
-        if settings["test_during_training"]:
-            record(epoch_log, epoch, "test", parts.evaluations["test"].run(parts.loaders.test, k, b))
-        progress = parts.progress
-        if progress.improved_by(score):
-            if idist.get_rank() == 0:
-                scaler = parts.precision.scaler
-                best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings)
-                save_checkpoint(settings["trained_model_file"], best)
-            progress.best_score, progress.best_epoch = score, epoch
-            say(f"epoch {epoch}: best model saved, val {criterion} {validated[criterion]:.3f}")
-        else:
-            # the criterion's score is |SROCC|, |PLCC| or -RMSE: its size is the metric's value
-            best = f"best {abs(progress.best_score):.3f} at epoch {progress.best_epoch}"
-            say(f"epoch {epoch}: val {criterion} {validated[criterion]:.3f}, {best}")
-        parts.scheduler.step()
-
-
-def _mapping_of(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None, epoch: int):
-    """The k, b that map this epoch's predictions: fitted on the training set with
-    --test_during_training, else the identity (the final test fits them once)."""
-    if not settings["test_during_training"]:
-        return IDENTITY_MAPPING
-    fitted = parts.evaluations["train"].run(parts.loaders.train)
-    record(epoch_log, epoch, "train", fitted)
-    return fitted["k"], fitted["b"]
 
 
 def open_epoch_log(settings: Mapping[str, Any], resumed_epoch: int, saved_name: str | None = None) -> EpochLog:
@@ -310,6 +266,8 @@ def attach_progress_bars(trainer: Engine, evaluations: Mapping[str, Evaluation])
         ProgressBar(persist=False, desc=status).attach(evaluation.engine)
 
 
-def reseed_each_epoch(trainer: Engine, seed: int) -> None:
-    """Seed every epoch from its number, so a resumed run draws what an uninterrupted one would."""
-    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: seed_everything(seed + engine.state.epoch))
+def remove_resume_state(settings: Mapping[str, Any]) -> None:
+    """A finished run needs no resume state: two whole states of the model and optimizer, which
+    would take twice the checkpoint's space (about 2 GB for resnext101_32x8d) for every run kept."""
+    if idist.get_rank() == 0:
+        shutil.rmtree(resume_folder(settings["trained_model_file"]), ignore_errors=True)

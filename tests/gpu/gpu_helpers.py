@@ -14,7 +14,7 @@ from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, choose_precision, cudnn_mode, set_memory_format
 from linearityiqa.errors import TrainingDiverged
-from linearityiqa.training.step import create_optimizer, create_trainer
+from main import create_optimizer, create_trainer
 
 HEIGHT, WIDTH = 96, 128
 LR = 1e-3

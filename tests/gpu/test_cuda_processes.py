@@ -12,7 +12,6 @@ import main
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, cudnn_mode
-from linearityiqa.training import step as training
 from linearityiqa.training.distributed import GlobalBatchLoss, global_batchnorm, plan_processes, start_processes
 
 
@@ -31,8 +30,8 @@ def _two_steps(device_type: str) -> tuple[float, dict]:
     if idist.get_world_size() > 1:
         global_batchnorm(model, device)
     trained = idist.auto_model(model) if idist.get_world_size() > 1 else model
-    optimizer = training.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
-    trainer = training.create_trainer(
+    optimizer = main.create_optimizer(model, lr=1e-3, ft_lr_ratio=0.1, weight_decay=0)
+    trainer = main.create_trainer(
         trained,
         optimizer,
         GlobalBatchLoss(IQALoss()),

@@ -22,7 +22,7 @@ from gpu_helpers import (
 
 from linearityiqa.acceleration import Precision, choose_precision, compile_model, cudnn_mode
 from linearityiqa.errors import TrainingDiverged
-from linearityiqa.training.step import create_optimizer
+from main import create_optimizer
 
 CPU = torch.device("cpu")
 # How close each precision's three steps come to float32's. float16 and TF32 (which cuDNN's float32
