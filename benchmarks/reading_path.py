@@ -20,19 +20,20 @@ from pathlib import Path
 from types import FrameType
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+MAIN_MODULE = ("main.py", "<module>")
 
 
 def project_frames(frame: FrameType | None) -> list[tuple[str, str]]:
-    """(file relative to the repository, function) of each project frame, outermost first, this
-    script's own left out."""
+    """(file relative to the repository, function) of each project frame from main.py's module
+    frame in, outermost first: what calls main.py (this script, a test) is left out."""
     frames = []
     while frame is not None:
         path = Path(frame.f_code.co_filename).resolve()
-        ours = path.is_relative_to(REPOSITORY) and not path.is_relative_to(REPOSITORY / ".venv")
-        if ours and path != Path(__file__).resolve():
+        if path.is_relative_to(REPOSITORY) and not path.is_relative_to(REPOSITORY / ".venv"):
             frames.append((str(path.relative_to(REPOSITORY)), frame.f_code.co_name))
         frame = frame.f_back
-    return frames[::-1]
+    frames.reverse()
+    return frames[frames.index(MAIN_MODULE) :] if MAIN_MODULE in frames else frames
 
 
 def frames_to_loss(argv: list[str]) -> list[tuple[str, str]]:

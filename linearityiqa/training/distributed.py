@@ -10,8 +10,9 @@ together give exactly the gradient of the loss of the whole batch.
 On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 
-`start_processes` starts the processes themselves: process i on GPU i % (the GPUs there are),
-so that more processes than GPUs share them, or all on the CPU.
+`launch` runs a run's body in each of its processes, inside its guards: in this process alone,
+in the processes torchrun started, or in those `start_processes` starts (process i on GPU
+i % the GPUs there are, so that more processes than GPUs share them, or all on the CPU).
 """
 
 from __future__ import annotations
