@@ -32,6 +32,7 @@ from linearityiqa.cli.options import get_test_dataset_parser, given_options
 from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
 from linearityiqa.errors import ConfigError
+from linearityiqa.options import run_named
 from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from linearityiqa.records.paths import dataset_results_file, scores_file
 from linearityiqa.records.run_records import save_results
@@ -42,10 +43,7 @@ from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")
 # Options of a training run that name its checkpoint (records/paths.run_name), the model's aside.
-RUN_OPTIONS = frozenset(
-    {"loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization"}
-    | {"lr", "batch_size", "epochs", "ft_lr_ratio", "augmentation"}
-)
+RUN_OPTIONS = frozenset(run_named("loss") + run_named("training schedule"))
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 
 

@@ -3,21 +3,32 @@ with the paper's defaults, under both spellings of the authors' flags, into the 
 
 from __future__ import annotations
 
+import argparse
+import inspect
+import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import test_dataset as dataset_script
 from IQAdataset import Batching
-from linearityiqa.cli.options import get_args_parser, get_demo_parser, get_test_dataset_parser
+from IQAloss import IQALoss
+from linearityiqa import options as table
+from linearityiqa.cli.options import get_args_parser, get_demo_parser, get_export_parser, get_test_dataset_parser
 from linearityiqa.cli.settings import (
+    LOSS_SETTINGS,
     batching,
     image_loading,
     loss_kwargs,
     model_kwargs,
     pretrained_weights,
     resize_hw,
+    run_settings,
     train_augmentation,
     training_split,
 )
@@ -26,6 +37,8 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation
 from linearityiqa.data.info_files import IQAInfo
+from linearityiqa.records import checkpoint
+from linearityiqa.records.paths import run_name
 
 README_TRAIN = [
     "python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -170,16 +183,13 @@ def test_the_later_release_spellings():
     assert get_demo_parser().parse_args(["--img_path", "a.jpg"]).img_path == "a.jpg"
 
 
-def test_help_shows_every_option_with_its_default(capsys):
-    for parser in (get_args_parser(), get_test_dataset_parser(), get_demo_parser()):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["--help"])
-        text = " ".join(capsys.readouterr().out.split())
-        for action in parser._actions:
-            if action.help is None or action.dest == "help":
-                continue
+def test_help_shows_every_option_it_lists_with_its_default(capsys):
+    for parser in (get_args_parser(), get_test_dataset_parser(), get_demo_parser(), get_export_parser()):
+        text = " ".join(help_text(parser, capsys).split())
+        listed = [action for action in parser._actions if action.help is not argparse.SUPPRESS]
+        for action in listed:
             assert action.option_strings[-1] in text
-        assert text.count("(default:") == len([a for a in parser._actions if a.dest != "help"])
+        assert text.count("(default:") == len([action for action in listed if action.dest != "help"])
 
 
 def test_speed_options_are_shared_where_they_apply():
@@ -281,3 +291,185 @@ def test_the_ratios_split_a_data_set_without_a_split_of_its_own(tmp_path):
     assert training_split(options, koniq) == Split(exp_id=3)
     clive = DataSource(get_dataset_spec("CLIVE"), info)
     assert training_split(options, clive) == Split(exp_id=3, train_ratio=0.5, train_and_val_ratio=0.75)
+
+
+def help_text(parser, capsys):
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    return capsys.readouterr().out
+
+
+# What each script reads (grep options[, settings[ and args. in it and in the library it calls),
+# written out: its --help lists these and no others.
+MODEL = {"arch", "pool", "use_bn_end", "P6", "P7", "trained_model_file"}
+RESIZE = {"resize", "resize_size_h", "resize_size_w"}
+EVALUATION = {"max_pixels", "eval_batch_size", "opt_level", "device", "num_workers"}
+LISTED = {
+    "main.py": MODEL
+    | RESIZE
+    | {"loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization", "gamma"}
+    | {"dataset", "exp_id", "train_ratio", "train_and_val_ratio", "data_info", "im_dir", "cache_dir"}
+    | {"augmentation", "angle", "crop_size_h", "crop_size_w", "hflip_p", "batch_size", "lr", "epochs", "ft_lr_ratio"}
+    | {"accumulation_steps", "skip_nonfinite", "weight_decay", "lr_decay", "overall_lr_decay", "randomness"}
+    | {"compile", "val_criterion", "test_during_training", "evaluate", "log_dir", "resume", "quickstart"}
+    | {"nproc_per_node", "pretrained", "seed", "debug", "pbar", "results_dir"}
+    | EVALUATION,
+    # the options that name a training run's checkpoint (records/paths.run_name), the data set and results
+    "test_dataset.py": MODEL
+    | RESIZE
+    | EVALUATION
+    | {"loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization"}
+    | {"augmentation", "batch_size", "lr", "epochs", "ft_lr_ratio", "dataset", "exp_id"}
+    | {"data_info", "im_dir", "cache_dir", "results_dir"},
+    "test_demo.py": MODEL | RESIZE | EVALUATION | {"pbar", "img_path", "output", "onnx"},
+    "export_onnx.py": MODEL | RESIZE | {"output"},
+}
+# What each script accepted before without using it: still parsed, left out of its --help.
+HIDDEN = {
+    "main.py": set(),
+    "test_dataset.py": {"gamma", "train_ratio", "train_and_val_ratio", "angle", "crop_size_h", "crop_size_w"}
+    | {"hflip_p", "seed", "debug", "pbar"},
+    "test_demo.py": {"dataset", "exp_id", "train_ratio", "train_and_val_ratio", "data_info", "im_dir", "cache_dir"}
+    | {"seed", "debug"},
+    "export_onnx.py": set(),
+}
+PARSERS = {
+    "main.py": get_args_parser,
+    "test_dataset.py": get_test_dataset_parser,
+    "test_demo.py": get_demo_parser,
+    "export_onnx.py": get_export_parser,
+}
+FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+
+
+@pytest.mark.parametrize("script", table.SCRIPTS)
+def test_each_scripts_help_lists_exactly_the_options_it_uses(script, capsys):
+    parser = PARSERS[script]()
+    shown = {action.dest for action in parser._actions if action.help is not argparse.SUPPRESS} - {"help"}
+    hidden = {action.dest for action in parser._actions if action.help is argparse.SUPPRESS}
+    assert (shown, hidden) == (LISTED[script], HIDDEN[script])
+    # the text itself: every flag of a listed option, and no flag of another (--seed is in --randomness's words)
+    listed_flags = {"-h", "--help"} | {flag for row in table.OPTIONS if row.dest in shown for flag in row.flags}
+    assert set(FLAG.findall(help_text(parser, capsys))) - {"--seed"} == listed_flags - {"--seed"}
+
+
+def test_the_scripts_help_leaves_out_what_they_ignore(capsys):
+    demo = help_text(get_demo_parser(), capsys)
+    assert "--train_ratio" not in demo and "--exp_id" not in demo and "--cache_dir" not in demo and "-bs" not in demo
+    assert "--img" in demo and "--max_pixels" in demo
+    training = help_text(get_args_parser(), capsys)
+    assert "--img" not in training and "--onnx" not in training
+    tests = help_text(get_test_dataset_parser(), capsys)
+    assert "--gamma" not in tests and "--seed" not in tests and "--lr" in tests and "--loss_type" in tests
+    # the groups keep their titles
+    assert "\ntraining schedule:\n" in tests and "\nloss:\n" in tests and "\ndata:\n" in demo
+    export = help_text(get_export_parser(), capsys)
+    assert "\nresize:\n" in export and "\nexport:\n" in export and "--dataset" not in export
+
+
+def test_an_option_left_out_of_a_scripts_help_is_still_accepted_as_before():
+    demo = get_demo_parser().parse_args(
+        "--dataset CLIVE -eid 2 -tr 0.5 -tvr 0.9 --data_info i.mat --im_dir d --cache_dir none --seed 3 -debug".split()
+    )
+    assert (demo.dataset, demo.exp_id, demo.train_ratio, demo.train_and_val_ratio) == ("CLIVE", 2, 0.5, 0.9)
+    assert (demo.data_info, demo.im_dir, demo.cache_dir, demo.seed, demo.debug) == ("i.mat", "d", "none", 3, True)
+    tests = get_test_dataset_parser().parse_args(
+        "-g 0.5 -tr 0.7 -ag 5 -cs_h 320 -cs_w 300 -hp 0 --seed 1 -pbar".split()
+    )
+    assert (tests.gamma, tests.train_ratio, tests.angle, tests.crop_size_h, tests.crop_size_w) == (
+        0.5,
+        0.7,
+        5,
+        320,
+        300,
+    )
+    assert (tests.hflip_p, tests.seed, tests.pbar, tests.debug, tests.train_and_val_ratio) == (0, 1, True, False, 0.8)
+    # checked as before: a hidden option's bad value is the same argparse error
+    with pytest.raises(SystemExit):
+        get_demo_parser().parse_args(["-tr", "2"])
+
+
+def test_what_a_script_did_not_accept_it_still_refuses(capsys):
+    for script, argv in [("test_demo.py", ["-bs", "2"]), ("test_demo.py", ["-lt", "mae"]), ("main.py", ["--img", "a"])]:
+        with pytest.raises(SystemExit):
+            PARSERS[script]().parse_args(argv)
+    with pytest.raises(SystemExit):
+        get_export_parser().parse_args(["--dataset", "CLIVE", "-o", "m.onnx"])
+    with pytest.raises(SystemExit):
+        get_export_parser().parse_args([])
+    assert "the following arguments are required: -o/--output" in capsys.readouterr().err
+    assert get_export_parser().parse_args(["-o", "m.onnx", "-rs"]).output == "m.onnx"
+
+
+def test_the_table_defines_each_option_and_each_flag_once():
+    dests = [row.dest for row in table.OPTIONS]
+    flags = [flag for row in table.OPTIONS for flag in row.flags]
+    assert len(dests) == len(set(dests)) == 60 and len(flags) == len(set(flags))
+    for row in table.OPTIONS:
+        assert row.group in table.GROUPS and row.takes and not row.takes & row.accepts
+        assert row.takes | row.accepts <= set(table.SCRIPTS) and set(row.elsewhere) <= row.takes
+        assert row.help.strip() and all(FLAG.fullmatch(flag) for flag in row.flags)
+    # every row is some script's: the parsers together hold the table
+    parsed = {action.dest for make in PARSERS.values() for action in make()._actions} - {"help"}
+    assert parsed == set(dests)
+
+
+def test_the_lists_derived_from_the_table_are_those_written_out_before():
+    model = ("arch", "pool", "use_bn_end", "P6", "P7")
+    assert table.MODEL_SETTINGS == checkpoint.MODEL_SETTINGS == model
+    assert table.RESUMED == model + (
+        "loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization", "gamma",
+        "dataset", "exp_id", "train_ratio", "train_and_val_ratio", "resize", "resize_size_h", "resize_size_w",
+        "augmentation", "angle", "crop_size_h", "crop_size_w", "hflip_p",
+        "batch_size", "accumulation_steps", "lr", "ft_lr_ratio", "weight_decay", "lr_decay", "overall_lr_decay",
+        "val_criterion", "test_during_training", "opt_level", "seed", "debug",
+    )  # fmt: skip
+    types = {"arch": str, "pool": str, "use_bn_end": bool, "P6": int, "P7": int}
+    assert checkpoint._SETTING_TYPES == {**types, "resize": bool, "resize_size_h": int, "resize_size_w": int}
+    assert list(checkpoint._SETTING_TYPES) == [*model, "resize", "resize_size_h", "resize_size_w"]
+    loss = {"loss_type", "alpha", "beta", "p", "q", "monotonicity_regularization", "gamma", "detach"}
+    assert set(LOSS_SETTINGS) == loss == set(inspect.signature(IQALoss).parameters)
+    assert dataset_script.RUN_OPTIONS == {
+        "loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization",
+        "lr", "batch_size", "epochs", "ft_lr_ratio", "augmentation",
+    }  # fmt: skip
+
+
+# Names that the hand-written formula of records/paths.run_name gave before the table, byte for byte.
+RUN_NAMES = [
+    (
+        "",
+        "resnext101_32x8d-avg-bn_end=False-loss=norm-in-norm-p=1-q=2-detach-False-ft_lr_ratio=0.1-alpha=[1, 0]-"
+        "beta=[0.1, 0.1, 1]-KonIQ-10k-res=False-768x1024-aug=False-monotonicity=False-lr=0.0001-bs=8-e=30-"
+        "opt_level=O1-EXP0",
+    ),
+    (
+        README_TRAIN[1].split(" ", 2)[2],
+        "resnext101_32x8d-avg-bn_end=False-loss=Lp-p=1.0-q=2.0-detach-False-ft_lr_ratio=0.1-alpha=[1.0, 0.1]-"
+        "beta=[0.1, 0.1, 1]-KonIQ-10k-res=True-498x664-aug=False-monotonicity=False-lr=0.0001-bs=8-e=30-"
+        "opt_level=O1-EXP0",
+    ),
+    (
+        "-ds CLIVE -arch resnet18 -pl mean-std -ubne -lt mae -p 2.5 -q 1 -detach -monoreg -a 1 0.5 -b 0 0 1 -flr 0 "
+        "-rs -rs_h 384 -rs_w 512 -augment -lr 3e-05 -bs 4 -e 3 -optl bf16 -eid 7",
+        "resnet18-mean-std-bn_end=True-loss=mae-p=2.5-q=1.0-detach-True-ft_lr_ratio=0.0-alpha=[1.0, 0.5]-"
+        "beta=[0.0, 0.0, 1.0]-CLIVE-res=True-384x512-aug=True-monotonicity=True-lr=3e-05-bs=4-e=3-opt_level=bf16-EXP7",
+    ),
+    (
+        "-ds MyData -pl maxmin -lt linearity -b 0.5 0.25 1 -optl O0 -rs -g 0.5 -ag 9 -wd 0.1 --seed 2",
+        "resnext101_32x8d-maxmin-bn_end=False-loss=linearity-p=1-q=2-detach-False-ft_lr_ratio=0.1-alpha=[1, 0]-"
+        "beta=[0.5, 0.25, 1.0]-MyData-res=True-498x664-aug=False-monotonicity=False-lr=0.0001-bs=8-e=30-"
+        "opt_level=O0-EXP0",
+    ),
+]
+
+
+@pytest.mark.parametrize("command, name", RUN_NAMES)
+def test_the_run_name_from_the_table_is_the_hand_written_ones(command, name):
+    settings = run_settings(get_args_parser().parse_args(command.split()))
+    assert settings["run_name"] == run_name(settings) == name
+
+
+def test_the_table_loads_no_pytorch():
+    check = "import linearityiqa.options, linearityiqa.cli.options, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).parents[1])

@@ -19,11 +19,9 @@ from linearityiqa.acceleration import evaluation_batch_size
 from linearityiqa.data.dataset_registry import KONIQ_HW, DataSource, Split
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation, checked_resize_hw
-from linearityiqa.records.checkpoint import MODEL_SETTINGS
+from linearityiqa.options import LOSS_SETTINGS, MODEL_SETTINGS
 from linearityiqa.records.paths import default_checkpoint, run_name
 from linearityiqa.training.evaluation import val_criterion_for
-
-LOSS_SETTINGS = ("loss_type", "alpha", "beta", "p", "q", "monotonicity_regularization", "gamma", "detach")
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,7 +49,7 @@ def koniq_run_checkpoint(options: Mapping[str, Any]) -> str:
 
 
 def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQAModel's architecture arguments."""
+    """IQAModel's architecture arguments: the model options that a checkpoint records."""
     return {name: options[name] for name in MODEL_SETTINGS}
 
 
@@ -61,7 +59,7 @@ def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
 
 
 def loss_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQALoss's arguments."""
+    """IQALoss's arguments: the options of the loss group."""
     return {name: options[name] for name in LOSS_SETTINGS}
 
 

@@ -22,27 +22,19 @@ from typing import Any
 
 import torch
 
+from linearityiqa import options
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError, file_problem, first_line
 from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
-# Settings that determine the model's architecture; a checkpoint's own win over defaults.
-MODEL_SETTINGS = ("arch", "pool", "use_bn_end", "P6", "P7")
+# Settings that determine the model's architecture, from the table of options; a checkpoint's own win over defaults.
+MODEL_SETTINGS = options.MODEL_SETTINGS
 # Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # The recorded settings that rebuild a model and size its images, with the type of their option
-# (cli/options.py); the integers are positive there too.
-_SETTING_TYPES = {
-    "arch": str,
-    "pool": str,
-    "use_bn_end": bool,
-    "P6": int,
-    "P7": int,
-    "resize": bool,
-    "resize_size_h": int,
-    "resize_size_w": int,
-}
+# (linearityiqa/options.py); the integers are positive there too.
+_SETTING_TYPES = options.RECORDED_TYPES
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "a positive integer"}
 # What to do about a file that no code of this project or of the authors' wrote.
 _USE_ANOTHER = "use a checkpoint saved by main.py or released by the authors"

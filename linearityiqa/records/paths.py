@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from linearityiqa.errors import ConfigError, MissingFileError
+from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes
 
 CHECKPOINT_DIR = "checkpoints"
@@ -30,19 +31,10 @@ LONGEST_NAME = LONGEST_FILE_NAME - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
-    """The name of a run's checkpoint, results and logs: its settings, in the paper's order."""
-    s = settings
-    # a table of (label, value), kept a few fields to a line by `fmt: skip`
-    fields: list[tuple[str, Any]] = [
-        ("", s["arch"]), ("", s["pool"]), ("bn_end=", s["use_bn_end"]), ("loss=", s["loss_type"]),
-        ("p=", s["p"]), ("q=", s["q"]), ("detach-", s["detach"]), ("ft_lr_ratio=", s["ft_lr_ratio"]),
-        ("alpha=", s["alpha"]), ("beta=", s["beta"]), ("", s["dataset"]), ("res=", s["resize"]),
-        ("", f"{s['resize_size_h']}x{s['resize_size_w']}"), ("aug=", s["augmentation"]),
-        ("monotonicity=", s["monotonicity_regularization"]), ("lr=", s["lr"]), ("bs=", s["batch_size"]),
-        ("e=", s["epochs"]), ("opt_level=", s["opt_level"]), ("EXP", s["exp_id"]),
-    ]  # fmt: skip
-    check_name_part("--dataset", s["dataset"])
-    name = "-".join(f"{label}{value}" for label, value in fields)
+    """The name of a run's checkpoint, results and logs: its settings, in the paper's order
+    (the options' `run_name` in linearityiqa/options.py)."""
+    check_name_part("--dataset", settings["dataset"])
+    name = "-".join(label + "x".join(f"{settings[dest]}" for dest in dests) for label, dests in RUN_NAME)
     if len(os.fsencode(name)) > LONGEST_NAME:
         raise ConfigError(
             f"the run's name, which its checkpoint and results files take, would be {len(os.fsencode(name))} "
