@@ -26,22 +26,10 @@ from torch.utils.data import DataLoader
 
 from linearityiqa.acceleration import Precision
 from linearityiqa.errors import BadFileError, ConfigError, first_line
-from linearityiqa.records.checkpoint import MODEL_SETTINGS
+from linearityiqa.options import RESUMED
 from linearityiqa.records.paths import check_name_part, epochs_file, latest_resume_file, resume_folder
 from linearityiqa.records.run_records import EpochLog
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
-
-# What a resumed run must share with the run that saved the state: the options that decide what
-# is trained. Others may change: --epochs, --num_workers, --device, --pbar, --eval_batch_size,
-# where files go, --compile, --pretrained (the saved weights replace the start), --skip_nonfinite
-# (to get past a NaN) and --resume itself.
-RESUMED_SETTINGS = MODEL_SETTINGS + (
-    "loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization", "gamma",
-    "dataset", "exp_id", "train_ratio", "train_and_val_ratio", "resize", "resize_size_h", "resize_size_w",
-    "augmentation", "angle", "crop_size_h", "crop_size_w", "hflip_p",
-    "batch_size", "accumulation_steps", "lr", "ft_lr_ratio", "weight_decay", "lr_decay", "overall_lr_decay",
-    "val_criterion", "test_during_training", "opt_level", "seed", "debug",
-)  # fmt: skip
 
 
 class Loaders(NamedTuple):
@@ -128,11 +116,11 @@ class RunSettings:
     the run's name, under which its files so far are (a longer run resumed takes another name).
 
     Args:
-        settings: the run's settings; those named in RESUMED_SETTINGS are kept.
+        settings: the run's settings; those named in RESUMED are kept.
     """
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.settings = {name: settings[name] for name in RESUMED_SETTINGS if name in settings}
+        self.settings = {name: settings[name] for name in RESUMED if name in settings}
         self.run_name = settings.get("run_name")
 
     def state_dict(self) -> dict[str, Any]:
@@ -219,7 +207,7 @@ def _damaged(path: str, cause: str) -> str:
 
 
 def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], path: str) -> None:
-    """The first setting of RESUMED_SETTINGS that the saved state records otherwise is an error.
+    """The first setting of RESUMED that the saved state records otherwise is an error.
     A setting it does not record (a state saved before a newer option) is not compared."""
     for name, value in asked.items():
         if name in saved and saved[name] != value:
