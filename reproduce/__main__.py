@@ -43,7 +43,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--data",
         choices=("auto", "real", "synthetic"),
         default="auto",
-        help="real: KonIQ-10k and CLIVE as README, Data sets them up; synthetic: generated "
+        help="real: KonIQ-10k and CLIVE as docs/data.md sets them up; synthetic: generated "
         "stand-ins, trained from scratch; auto: real when both are set up",
     )
     parser.add_argument(

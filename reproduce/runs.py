@@ -84,7 +84,7 @@ class SyntheticSizes:
 
 
 def real_data() -> Data:
-    """KonIQ-10k and CLIVE where the README's Data section sets them up."""
+    """KonIQ-10k and CLIVE where the manual's Data page (docs/data.md) sets them up."""
     for name in ("KonIQ-10k", CROSS_DATASET):
         check_linked(get_dataset_spec(name))
     return Data("KonIQ-10k and CLIVE", {name: partial(_named, name) for name in ("KonIQ-10k", CROSS_DATASET)}, [])

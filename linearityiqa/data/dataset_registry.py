@@ -101,7 +101,7 @@ def check_linked(spec: DatasetSpec) -> None:
     if missing:
         raise MissingFileError(
             f"{spec.name} is not set up ({missing[0]} not found): link its images to {spec.im_dir} and build "
-            f"{spec.info_path} with make_info.py (README, Data), or pass --im_dir and --data_info; "
+            f"{spec.info_path} with make_info.py (docs/data.md), or pass --im_dir and --data_info; "
             f"python main.py --quickstart tries everything on synthetic data"
         )
 

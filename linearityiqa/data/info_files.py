@@ -86,7 +86,7 @@ def read_info(path: str | Path) -> IQAInfo:
     problem = file_problem(path)
     if problem == "does not exist":
         raise MissingFileError(
-            f"info file {path} not found: build it with make_info.py (see README, Data) "
+            f"info file {path} not found: build it with make_info.py (see docs/data.md) "
             f"or pass the path of your info file"
         )
     if problem is not None:
