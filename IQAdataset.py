@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from IQAperformance import LEAST_FOR_CORRELATION
+from linearityiqa.choices import LEAST_FOR_CORRELATION
 from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import DataSource, Split
 from linearityiqa.data.image_store import ImageLoading, ImageStore, available_cores

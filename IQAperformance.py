@@ -18,6 +18,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 from scipy import optimize, special, stats
 
+from linearityiqa.choices import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.errors import ConfigError
 
@@ -48,12 +49,6 @@ def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarra
     except RuntimeError:
         return None
     return parameters
-
-
-# Samples below which a metric is not defined: a correlation needs two, the logistic's four
-# parameters four (curve_fit refuses fewer). Below them the metric is NaN, "n/a" when printed.
-LEAST_FOR_CORRELATION = 2
-LEAST_FOR_LOGISTIC = 4
 
 
 def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:

@@ -13,3 +13,7 @@ POOLING_METHODS = ("avg", "max", "min", "std", "maxmin", "mean-std")
 OPT_LEVELS = ("O0", "O1", "bf16")
 # acceleration.py: torch.compile's modes.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# IQAperformance.py: samples below which a metric is not defined: a correlation needs two, the
+# logistic's four parameters four (curve_fit refuses fewer). Below them the metric is NaN, "n/a" when printed.
+LEAST_FOR_CORRELATION = 2
+LEAST_FOR_LOGISTIC = 4

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from IQAdataset import Batching
 from linearityiqa.acceleration import evaluation_batch_size
 from linearityiqa.data.dataset_registry import KONIQ_HW, DataSource, Split
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation, checked_resize_hw
 from linearityiqa.options import LOSS_SETTINGS, MODEL_SETTINGS
+from linearityiqa.paper import IQAdataset
 from linearityiqa.records.paths import default_checkpoint, run_name
 from linearityiqa.training.evaluation import val_criterion_for
 
@@ -103,9 +103,9 @@ def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:
     )
 
 
-def batching(options: Mapping[str, Any], device: torch.device) -> Batching:
+def batching(options: Mapping[str, Any], device: torch.device) -> IQAdataset.Batching:
     """How the loaders batch: -bs for training, --eval_batch_size (or the device's default) elsewhere."""
-    return Batching(
+    return IQAdataset.Batching(
         batch_size=options["batch_size"],
         eval_batch_size=evaluation_batch_size(options["eval_batch_size"], device),
         num_workers=options["num_workers"],

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from ignite.engine import create_supervised_evaluator
 
-from IQAperformance import IQAPerformance
 from linearityiqa.acceleration import Precision, batch_preparation, forward_fn
+from linearityiqa.paper import IQAperformance
 
 # What the paper's code printed and logged of each evaluation.
 METRICS_PRINTED = ("SROCC", "PLCC", "RMSE", "SROCC1", "PLCC1", "RMSE1", "SROCC2", "PLCC2", "RMSE2")
@@ -53,7 +53,7 @@ class Evaluation:
         channels_last: bool = False,
         logistic: bool = False,
     ):
-        self.metric = IQAPerformance(status=status, logistic=logistic)
+        self.metric = IQAperformance.IQAPerformance(status=status, logistic=logistic)
         self.engine = create_supervised_evaluator(
             model,
             metrics={"IQA_performance": self.metric},
