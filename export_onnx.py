@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import warnings
 
 from linearityiqa.api import load
 from linearityiqa.cli.options import get_export_parser
@@ -38,19 +39,23 @@ def export(args: argparse.Namespace) -> None:
     checkpoint = args.trained_model_file or RELEASED_CHECKPOINT
     refuse_inputs(args.output, [("checkpoint", checkpoint)], option="--output")
     check_writable(args.output, what="the ONNX model", advice="pass another --output")
-    model = load(
-        checkpoint,
-        arch=args.arch,
-        pool=args.pool,
-        use_bn_end=args.use_bn_end,
-        P6=args.P6,
-        P7=args.P7,
-        resize=args.resize,
-        resize_size_h=args.resize_size_h,
-        resize_size_w=args.resize_size_w,
-        device="cpu",
-        opt_level="O0",
-    )
+    with warnings.catch_warnings(record=True) as notes:  # e.g. load's note on an authors' file without --resize
+        warnings.simplefilter("always")
+        model = load(
+            checkpoint,
+            arch=args.arch,
+            pool=args.pool,
+            use_bn_end=args.use_bn_end,
+            P6=args.P6,
+            P7=args.P7,
+            resize=args.resize,
+            resize_size_h=args.resize_size_h,
+            resize_size_w=args.resize_size_w,
+            device="cpu",
+            opt_level="O0",
+        )
+    for note in notes:
+        print(f"{SCRIPT}: note: {note.message}", file=sys.stderr)
     metadata = export_onnx(model, args.output)
     output = shlex.quote(args.output)
     print(

@@ -52,6 +52,7 @@ from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint, training_checkpoint
 from linearityiqa.records.paths import results_file
 from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
+from linearityiqa.records.scale import TrainingScale
 from linearityiqa.training import handlers
 from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
 from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
@@ -290,8 +291,9 @@ def attach_validation(
         progress = parts.progress
         if progress.improved_by(score):
             if idist.get_rank() == 0:
-                scaler = parts.precision.scaler
-                best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings)
+                scaler, train_set = parts.precision.scaler, parts.loaders.train.dataset
+                scale = TrainingScale.of(train_set.source.name, train_set.mos)  # the scale k, b map scores onto
+                best = training_checkpoint(parts.model, parts.optimizer, scaler, k, b, settings, scale=scale)
                 save_checkpoint(settings["trained_model_file"], best)
             progress.best_score, progress.best_epoch = score, epoch
             say(f"epoch {epoch}: best model saved, val {criterion} {validated[criterion]:.3f}")

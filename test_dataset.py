@@ -37,7 +37,7 @@ from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
 from linearityiqa.records.paths import dataset_results_file, scores_file
 from linearityiqa.records.run_records import save_results
 from linearityiqa.records.writing import check_writable, refuse_inputs
-from linearityiqa.scoring import image_sizing, load_scorer
+from linearityiqa.scoring import image_sizing, load_scorer, resize_note
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
@@ -117,6 +117,9 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], giv
         defaults=defaults,
         max_pixels=options["max_pixels"],
     )
+    note = resize_note(scorer, sizing, path)
+    if note:
+        print(f"test_dataset.py: note: {note}", file=sys.stderr)
     loader = test_loader(options, source, sizing.resize_hw, device)
     evaluation = Evaluation(
         scorer.model,

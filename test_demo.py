@@ -5,7 +5,8 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
 A folder, a glob pattern or - (paths on stdin, one per line) is scored in batches and
-written as CSV (image,score,error) to --output or stdout (also --output -), in input order. Exit status:
+written as CSV (image,score,error) to --output or stdout (also --output -), in input order,
+after a first line, "# score: ...", that says what the scores are on (records/scale.py). Exit status:
 0 all images scored; 1 nothing scored (the error is printed); 2 bad options (argparse);
 3 some images could not be scored (their rows name the error); 70 a bug (cli/scripts.py).
 
@@ -56,6 +57,7 @@ with collector_paused(PAUSE_COLLECTOR):
     from linearityiqa.data.decoding import ImageSizing
     from linearityiqa.errors import ConfigError
     from linearityiqa.image_scoring import Backend, ImageScore, is_single_image, list_images, score_files
+    from linearityiqa.records.scale import TrainingScale, score_comment
     from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
 
 SCRIPT = "test_demo.py"
@@ -74,12 +76,13 @@ NOT_WITH_ONNX = (
 @dataclass(frozen=True)
 class Model:
     """What scores the images: the backend, how images are sized for it, the file it was read
-    from (what it is, its path) and the images per batch."""
+    from (what it is, its path), the images per batch and the scale of its scores."""
 
     backend: Backend
     sizing: ImageSizing
     source: tuple[str, str]
     batch_size: int
+    scale: TrainingScale | None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +114,7 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     )
     if single:
         return print_score(results[0])
-    write_scores(results, args.output)
+    write_scores(results, args.output, comment=score_comment(model.scale))
     return report_failures(results)
 
 
@@ -120,7 +123,7 @@ def torch_model(args: argparse.Namespace, defaults: dict) -> Model:
     with collector_paused(PAUSE_COLLECTOR):
         from linearityiqa.acceleration import evaluation_batch_size, resolve_device
         from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-        from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer
+        from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer, resize_note
 
     path = args.trained_model_file or RELEASED_CHECKPOINT
     scorer = load_scorer(
@@ -138,8 +141,11 @@ def torch_model(args: argparse.Namespace, defaults: dict) -> Model:
         defaults=defaults,
         max_pixels=args.max_pixels,
     )
+    note = resize_note(scorer, sizing, path)
+    if note:
+        print(f"{SCRIPT}: note: {note}", file=sys.stderr)
     batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
-    return Model(TorchBackend(scorer), sizing, ("checkpoint", path), batch_size)
+    return Model(TorchBackend(scorer), sizing, ("checkpoint", path), batch_size, scorer.scale)
 
 
 def onnx_model(args: argparse.Namespace, given: set[str]) -> Model:
@@ -156,7 +162,7 @@ def onnx_model(args: argparse.Namespace, given: set[str]) -> Model:
         )
     backend = load_onnx(args.onnx)
     # one image at a time by default, as on PyTorch's CPU path, where it measured fastest
-    return Model(backend, backend.sizing(), ("ONNX model", args.onnx), args.eval_batch_size or 1)
+    return Model(backend, backend.sizing(), ("ONNX model", args.onnx), args.eval_batch_size or 1, backend.scale())
 
 
 def check_output(output: str, *, model: tuple[str, str], paths: Sequence[str]) -> None:
@@ -166,14 +172,14 @@ def check_output(output: str, *, model: tuple[str, str], paths: Sequence[str]) -
     check_writable(output, what="the scores", advice=OUTPUT_ADVICE)
 
 
-def write_scores(results: Sequence[ImageScore], output: str | None) -> None:
+def write_scores(results: Sequence[ImageScore], output: str | None, *, comment: str) -> None:
     """The CSV on standard output, or as the file --output names, written whole or not at all."""
     if output in (None, STDOUT):
         with names_as_bytes(sys.stdout) as stdout:
-            write_csv(results, stdout)
+            write_csv(results, stdout, comment=comment)
         return
     with replacing(output, what="the scores", advice=OUTPUT_ADVICE, newline="", errors=NAMES) as file:
-        write_csv(results, file)
+        write_csv(results, file, comment=comment)
 
 
 @contextlib.contextmanager
@@ -191,8 +197,10 @@ def names_as_bytes(stream: TextIO) -> Iterator[TextIO]:
         wrapper.detach()  # the stream's own buffer stays open
 
 
-def write_csv(results: Sequence[ImageScore], file: TextIO) -> None:
-    """One row image,score,error per image; a failed image has no score, a scored one no error."""
+def write_csv(results: Sequence[ImageScore], file: TextIO, *, comment: str) -> None:
+    """`comment`, what the scores mean, then one row image,score,error per image; a failed image
+    has no score, a scored one no error."""
+    file.write(comment + "\n")
     writer = csv.writer(file, lineterminator="\n")
     writer.writerow(["image", "score", "error"])
     writer.writerows(

@@ -10,15 +10,17 @@
     model.score("a.jpg", heads=True)        # Prediction(score, heads): the three raw outputs too
 
 A score is the fused head's output mapped with the checkpoint's first linear mapping,
-k[0] * y + b[0]. Files, PIL images and arrays are decoded, turned upright, converted to RGB and
-resized by the same code as test_demo.py's (data/image_store.py), and normalized on the device
-as every script does (acceleration.prepare_images): a score here equals test_demo.py's.
+k[0] * y + b[0], onto the scale of its training MOS (`model.scale`), and is not clipped. Files,
+PIL images and arrays are decoded, turned upright, converted to RGB and resized by the same
+code as test_demo.py's (data/image_store.py), and normalized on the device as every script
+does (acceleration.prepare_images): a score here equals test_demo.py's.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
@@ -27,7 +29,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from IQAmodel import IQAModel
 from linearityiqa.acceleration import (
     choose_precision,
     resolve_device,
@@ -38,11 +39,13 @@ from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
 from linearityiqa.data.image_transforms import to_uint8_tensor
 from linearityiqa.errors import ConfigError
+from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import MODEL_SETTINGS
-from linearityiqa.scoring import Scorer, image_sizing, load_scorer
+from linearityiqa.records.scale import TrainingScale
+from linearityiqa.scoring import Scorer, image_sizing, load_scorer, resize_note
 
 # The model's settings when neither the caller nor the checkpoint gives them: IQAModel's own defaults.
-MODEL_DEFAULTS = {name: inspect.signature(IQAModel).parameters[name].default for name in MODEL_SETTINGS}
+MODEL_DEFAULTS = {name: inspect.signature(IQAmodel.IQAModel).parameters[name].default for name in MODEL_SETTINGS}
 # The paper's resize (--resize, -rs_h, -rs_w), off unless asked for or recorded.
 SIZING_DEFAULTS = {"resize": False, "resize_size_h": 498, "resize_size_w": 664}
 
@@ -76,6 +79,12 @@ class QualityModel:
     @property
     def device(self) -> torch.device:
         return self.scorer.device
+
+    @property
+    def scale(self) -> TrainingScale | None:
+        """What the scores are on: the training set's MOS (data set, lowest, highest, mean, higher
+        is better), as the checkpoint records it; None for the authors' files, which record none."""
+        return self.scorer.scale
 
     def score(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, *, heads: bool = False) -> Any:
         """The quality score of one image, or a list of scores for several.
@@ -188,13 +197,16 @@ def load(
         defaults=defaults,
         max_pixels=max_pixels,
     )
+    note = resize_note(scorer, sizing, os.fspath(trained_model_file)) if trained_model_file is not None else None
+    if note:
+        warnings.warn(note, stacklevel=2)
     return QualityModel(scorer=scorer, sizing=sizing, max_pixels=max_pixels, batch_size=batch_size)
 
 
 def _untrained_scorer(settings: Mapping[str, Any], device: torch.device, opt_level: str) -> Scorer:
     """The model with random weights (no download) and the identity mapping."""
     channels_last = uses_channels_last(device)
-    model = IQAModel(**settings, pretrained=False).to(device).eval()
+    model = IQAmodel.IQAModel(**settings, pretrained=False).to(device).eval()
     return Scorer(
         model=set_memory_format(model, channels_last=channels_last),
         k=[1.0] * 3,
@@ -203,4 +215,5 @@ def _untrained_scorer(settings: Mapping[str, Any], device: torch.device, opt_lev
         recorded={},
         precision=choose_precision(opt_level, device),
         channels_last=channels_last,
+        settings=dict(settings),
     )

@@ -22,7 +22,6 @@ mappings of the three heads (`k`, `b`, JSON lists).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import Any
@@ -31,11 +30,12 @@ import onnx
 import torch
 from torch import nn
 
-from IQAmodel import IQAModel, supported_archs
 from linearityiqa.api import QualityModel
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError, first_line
+from linearityiqa.paper import IQAmodel
+from linearityiqa.records.scale import TrainingScale
 from linearityiqa.records.writing import replacing_path
 
 FORMAT_VERSION = "1"
@@ -67,7 +67,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
     _check_resize_pools(settings, model.sizing)
     network = OnnxScoring(_cpu_float32_copy(model.scorer.model, settings), k=model.scorer.k[0], b=model.scorer.b[0])
     proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
-    metadata = onnx_metadata(settings, model.sizing, k=model.scorer.k, b=model.scorer.b)
+    metadata = onnx_metadata(settings, model.sizing, k=model.scorer.k, b=model.scorer.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
     with replacing_path(path, what="the ONNX model", advice="pass another --output") as partial:
@@ -84,7 +84,7 @@ class OnnxScoring(nn.Module):
         b: its intercept (b[0]).
     """
 
-    def __init__(self, model: IQAModel, *, k: float, b: float):
+    def __init__(self, model: IQAmodel.IQAModel, *, k: float, b: float):
         super().__init__()
         self.model, self.k, self.b = model, k, b
 
@@ -154,8 +154,8 @@ def _nan_unless_tiled(height: int, width: int, p: int) -> torch.Tensor:
 
 
 def network_settings(model: QualityModel) -> dict[str, Any]:
-    """arch, pool, use_bn_end, P6 and P7 of the model: read off the network, arch recorded by the
-    checkpoint or (the authors' files record none) found from the backbone's weight shapes."""
+    """arch, pool, use_bn_end, P6 and P7 of the model: read off the network, arch as it was built
+    (recorded by the checkpoint or, for the authors' files, recognized from its weights)."""
     network = model.scorer.model
     settings = {
         "pool": network.pool,
@@ -163,8 +163,7 @@ def network_settings(model: QualityModel) -> dict[str, Any]:
         "P6": network.P6,
         "P7": network.P7,
     }
-    arch = model.scorer.recorded.get("arch") or _matching_arch(network)
-    return {"arch": arch, **settings}
+    return {"arch": model.scorer.settings["arch"], **settings}
 
 
 def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
@@ -179,7 +178,7 @@ def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
     height, width = sizing.resize_hw
     try:
         with torch.device("meta"):  # shapes only: no memory, no arithmetic
-            IQAModel(**settings, pretrained=False).eval()(torch.empty(1, 3, height, width))
+            IQAmodel.IQAModel(**settings, pretrained=False).eval()(torch.empty(1, 3, height, width))
     except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
         raise ConfigError(
             f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
@@ -187,27 +186,7 @@ def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
         ) from None
 
 
-def _matching_arch(network: IQAModel) -> str:
-    """The one supported backbone whose feature layers have the weight names and shapes of `network`'s."""
-    shapes = _weight_shapes(network.features)
-    matches = [arch for arch in supported_archs() if _backbone_shapes(arch) == shapes]
-    if len(matches) != 1:
-        raise ConfigError(f"cannot tell the model's backbone from its weights (matches: {matches or 'none'})")
-    return matches[0]
-
-
-@functools.cache
-def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
-    """The weight names and shapes of IQAModel's feature layers on `arch`."""
-    with torch.device("meta"):  # shapes without memory: 0.05 s an arch, once a process
-        return _weight_shapes(IQAModel(arch=arch, pretrained=False).features)
-
-
-def _weight_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
-
-
-def _cpu_float32_copy(network: IQAModel, settings: dict[str, Any]) -> IQAModel:
+def _cpu_float32_copy(network: IQAmodel.IQAModel, settings: dict[str, Any]) -> IQAmodel.IQAModel:
     """A new IQAModel with the weights of `network`, on the CPU in float32 and contiguous, in eval
     mode; `network` itself (maybe on a GPU, in channels_last) is left as it is."""
     size = sum(tensor.numel() * 4 for tensor in network.state_dict().values())
@@ -217,13 +196,20 @@ def _cpu_float32_copy(network: IQAModel, settings: dict[str, Any]) -> IQAModel:
             f"score it with PyTorch (test_demo.py --trained_model_file)"
         )
     with torch.device("meta"):  # allocated once, by to_empty, and filled from `network`
-        copy = IQAModel(**settings, pretrained=False)
+        copy = IQAmodel.IQAModel(**settings, pretrained=False)
     copy.to_empty(device="cpu")
     copy.load_state_dict(network.state_dict())
     return copy.eval()
 
 
-def onnx_metadata(settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float]) -> dict[str, str]:
+def onnx_metadata(
+    settings: dict[str, Any],
+    sizing: ImageSizing,
+    *,
+    k: list[float],
+    b: list[float],
+    scale: TrainingScale | None = None,
+) -> dict[str, str]:
     """The metadata_props of the ONNX file, every value a string.
 
     Args:
@@ -231,8 +217,10 @@ def onnx_metadata(settings: dict[str, Any], sizing: ImageSizing, *, k: list[floa
         sizing: how the model's images are sized.
         k: slopes of the three heads' linear mappings.
         b: their intercepts.
+        scale: the scale of the scores, as JSON under `scale` where the checkpoint records it.
     """
     height, width = sizing.resize_hw or (0, 0)
+    recorded = {} if scale is None else {"scale": json.dumps(scale.fields())}
     return {
         "linearityiqa_format": FORMAT_VERSION,
         "arch": settings["arch"],
@@ -245,6 +233,7 @@ def onnx_metadata(settings: dict[str, Any], sizing: ImageSizing, *, k: list[floa
         "resize_size_w": str(width),
         "k": json.dumps([float(value) for value in k]),
         "b": json.dumps([float(value) for value in b]),
+        **recorded,
     }
 
 

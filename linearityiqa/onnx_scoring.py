@@ -18,6 +18,7 @@ import numpy as np
 
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
+from linearityiqa.records.scale import TrainingScale, recorded_scale
 
 FORMAT = "1"
 # The metadata export_onnx.py records; scoring reads all of them.
@@ -56,6 +57,12 @@ class OnnxBackend:
     def too_large(self, error: Exception) -> bool:
         # onnxruntime's words when an allocation fails: "Failed to allocate memory for requested buffer ..."
         return isinstance(error, MemoryError) or "Failed to allocate memory" in str(error)
+
+    def scale(self) -> TrainingScale | None:
+        """The scale of the scores, where the file records it (metadata `scale`, optional)."""
+        if "scale" not in self.settings:
+            return None
+        return recorded_scale(json.loads(self.settings["scale"]), "metadata 'scale'", _REEXPORT)  # checked at load
 
     def sizing(self) -> ImageSizing:
         """How images are resized before scoring: as the model was exported."""
@@ -118,6 +125,12 @@ def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
             values = None
         if not (isinstance(values, list) and len(values) == 3):
             raise BadFileError(f"ONNX model {path} records {key} as {metadata[key]!r}, not 3 numbers: {_REEXPORT}")
+    if "scale" in metadata:  # optional: files of the authors' checkpoints have none
+        try:
+            fields = json.loads(metadata["scale"])
+        except ValueError:
+            fields = metadata["scale"]
+        recorded_scale(fields, f"ONNX model {path}: metadata 'scale'", _REEXPORT)
     return dict(metadata)
 
 

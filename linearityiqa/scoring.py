@@ -9,14 +9,14 @@ the device as uint8, to be normalized there (acceleration.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from IQAmodel import IQAModel
 from linearityiqa.acceleration import (
     Precision,
     choose_precision,
@@ -30,7 +30,18 @@ from linearityiqa.acceleration import (
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.data.image_transforms import checked_resize_hw
 from linearityiqa.errors import BadFileError, ConfigError
-from linearityiqa.records.checkpoint import linear_mapping, load_checkpoint, load_model_state, model_settings
+from linearityiqa.paper import IQAmodel
+from linearityiqa.records.checkpoint import (
+    linear_mapping,
+    load_checkpoint,
+    load_model_state,
+    model_settings,
+    training_scale,
+)
+from linearityiqa.records.scale import TrainingScale
+
+# The size the authors' released checkpoints were trained and tested at (--resize, -rs_h, -rs_w).
+RELEASED_RESIZE_HW = (498, 664)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class Scorer:
         recorded: the settings the checkpoint records ({} for the authors' files).
         precision: the autocast the model runs under.
         channels_last: whether the model (and so its input) is in channels_last.
+        settings: the arch, pool, use_bn_end, P6 and P7 the model was built with.
+        scale: the scale of the scores (records/checkpoint.TrainingScale), where the checkpoint records it.
     """
 
     model: torch.nn.Module
@@ -54,6 +67,8 @@ class Scorer:
     recorded: Mapping[str, Any]
     precision: Precision
     channels_last: bool
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    scale: TrainingScale | None = None
 
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
         """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
@@ -89,6 +104,9 @@ def load_scorer(
     # Mapped, the weights are copied once, into the model, instead of first into memory of their
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
     checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
+    if "arch" not in (checkpoint.get("settings") or {}):  # the authors' files: the weights tell the arch
+        arch = weights_arch(checkpoint["model"], requested["arch"], defaults["arch"], path=trained_model_file)
+        requested = {**requested, "arch": arch}
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
     k, b = linear_mapping(checkpoint, trained_model_file)
     # Built on the meta device, the model skips a random initialisation that the checkpoint
@@ -96,7 +114,7 @@ def load_scorer(
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
     try:
         with torch.device("meta"):
-            model = IQAModel(**settings, pretrained=False)
+            model = IQAmodel.IQAModel(**settings, pretrained=False)
     except ConfigError as error:
         recorded = {name: settings[name] for name in checkpoint.get("settings") or {} if name in settings}
         if not recorded:
@@ -116,6 +134,55 @@ def load_scorer(
         recorded=dict(checkpoint.get("settings") or {}),
         precision=choose_precision(opt_level, device),
         channels_last=channels_last,
+        settings=settings,
+        scale=training_scale(checkpoint),
+    )
+
+
+def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:
+    """The backbone whose weight names and shapes the checkpoint's `features` have, for a
+    checkpoint that records no arch (the authors' files): the arch asked for where it fits them
+    (one model built to check), else the one supported arch that does.
+
+    Args:
+        state: the checkpoint's weights.
+        asked: the arch asked for (--arch).
+        default: its default: an arch other than it was given, and must then fit the weights.
+        path: the checkpoint, which the error message names.
+
+    Returns `asked` where no supported arch fits (the strict load then names the mismatch).
+    """
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items() if name.startswith("features.")}
+    if _backbone_shapes(asked) == shapes:
+        return asked
+    matches = [arch for arch in IQAmodel.supported_archs() if arch != asked and _backbone_shapes(arch) == shapes]
+    if len(matches) != 1:
+        return asked
+    if asked != default:
+        raise ConfigError(
+            f"checkpoint {path} holds the weights of {matches[0]}, but --arch {asked} was asked for: "
+            f"leave --arch out (the weights tell it) or pass --arch {matches[0]}"
+        )
+    return matches[0]
+
+
+@functools.cache
+def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of IQAModel's `features` weights on `arch`, as its state_dict names them."""
+    with torch.device("meta"):  # shapes without memory: 0.05 s an arch, once a process
+        model = IQAmodel.IQAModel(arch=arch, pretrained=False)
+    return {f"features.{name}": tuple(tensor.shape) for name, tensor in model.features.state_dict().items()}
+
+
+def resize_note(scorer: Scorer, sizing: ImageSizing, trained_model_file: str) -> str | None:
+    """What to say when an authors'-format checkpoint (one that records no settings) scores images
+    at another size than its release's: those scores are not the paper's. None otherwise."""
+    if scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
+        return None
+    height, width = RELEASED_RESIZE_HW
+    return (
+        f"{trained_model_file} records no settings, as the authors' released checkpoints, which were trained at "
+        f"{height}x{width} (--resize): scores of images at other sizes are not the paper's"
     )
 
 

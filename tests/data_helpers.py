@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import h5py
@@ -68,3 +69,13 @@ def synthetic_koniq_options(root: Path, *, count: int, seed: int, width: int = 1
         "--cache_dir",
         str(root / "cache"),
     ]
+
+
+SCORE_COMMENT = "# score: k*y+b of the fused head, on "
+
+
+def read_scores(text: str) -> list[dict]:
+    """The rows of test_demo.py's CSV, after its first line, which says what the scores are on."""
+    comment, _, table = text.partition("\n")
+    assert comment.startswith(SCORE_COMMENT), comment
+    return list(csv.DictReader(io.StringIO(table)))

@@ -3,13 +3,12 @@ whatever form the image comes in."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from data_helpers import save_plain_images
+from data_helpers import read_scores, save_plain_images
 from PIL import Image
 
 import hubconf
@@ -17,7 +16,7 @@ import linearityiqa
 import test_demo as demo
 from IQAmodel import IQAModel
 from linearityiqa.data.image_transforms import normalize
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.errors import ConfigError, MissingFileError
 from linearityiqa.records.checkpoint import save_checkpoint
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -41,8 +40,7 @@ def trained(tmp_path_factory):
 
 def demo_scores(argv, tmp_path) -> list[float]:
     assert demo.main([*argv, "-o", str(tmp_path / "scores.csv"), "-ebs", "1"]) == 0
-    with open(tmp_path / "scores.csv", newline="") as file:
-        return [float(row["score"]) for row in csv.DictReader(file)]
+    return [float(row["score"]) for row in read_scores((tmp_path / "scores.csv").read_text())]
 
 
 @pytest.mark.parametrize(
@@ -105,8 +103,11 @@ def test_batches_keep_the_input_order_and_heads_give_the_raw_outputs(trained):
 def test_settings_given_are_checked_against_the_checkpoint(trained):
     with pytest.raises(ConfigError, match=r"was trained with arch='resnet18', but arch='resnet34' was asked for"):
         linearityiqa.load(trained / "ours.pth", arch="resnet34", device="cpu")
-    with pytest.raises(BadFileError, match=r"does not fit the model built with arch=resnext101_32x8d"):
-        linearityiqa.load(trained / "authors.pth", device="cpu")  # the authors' files record nothing
+    # the authors' files record nothing: the arch is read off the weights, and one given must fit them
+    with pytest.warns(UserWarning, match=r"authors.pth records no settings, .* trained at 498x664 \(--resize\)"):
+        assert linearityiqa.load(trained / "authors.pth", device="cpu").scorer.settings["arch"] == "resnet18"
+    with pytest.raises(ConfigError, match=r"holds the weights of resnet18, but --arch resnet34 was asked for"):
+        linearityiqa.load(trained / "authors.pth", arch="resnet34", device="cpu")
     with pytest.raises(MissingFileError, match=r"checkpoint .*absent.pth does not exist"):
         linearityiqa.load(trained / "absent.pth", device="cpu")
 

@@ -18,12 +18,10 @@ from torch import nn
 
 import export_onnx
 import linearityiqa
-from IQAmodel import POOLING_METHODS, IQAModel, supported_archs
+from IQAmodel import POOLING_METHODS
 from linearityiqa.api import QualityModel
-from linearityiqa.data.image_store import ImageSizing
 from linearityiqa.errors import ConfigError
 from linearityiqa.onnx_export import export_onnx as export
-from linearityiqa.onnx_export import network_settings
 
 K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
 # Each model with the size of its test images: resnet18 with two pyramid levels on both taps, whose
@@ -130,16 +128,6 @@ def test_the_metadata_is_what_the_scoring_side_reads(exported):
     assert [(item.name, item.type) for item in entry.session.get_inputs()] == [("images", "tensor(uint8)")]
     outputs = [(item.name, item.type, item.shape) for item in entry.session.get_outputs()]
     assert outputs == [("score", "tensor(float)", ["batch"]), ("heads", "tensor(float)", ["batch", 3])]
-
-
-def test_the_backbone_is_told_from_the_weights_when_the_checkpoint_records_none():
-    scorer = linearityiqa.load(None, arch="resnet18", device="cpu").scorer
-    settings = {"pool": "maxmin", "use_bn_end": True, "P6": 2, "P7": 3}
-    for arch in supported_archs():
-        with torch.device("meta"):
-            network = IQAModel(arch=arch, **settings, pretrained=False)
-        model = QualityModel(scorer=dataclasses.replace(scorer, model=network, recorded={}), sizing=ImageSizing())
-        assert network_settings(model) == {"arch": arch, **settings}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ CSV and exit statuses, without loading PyTorch; a file that is not such a model 
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from data_helpers import save_plain_images
+from data_helpers import read_scores, save_plain_images
 from onnx import TensorProto, helper
 
 import linearityiqa
@@ -43,8 +42,7 @@ def exported(tmp_path_factory):
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))
+    return read_scores(path.read_text())
 
 
 @pytest.mark.parametrize("name, pytorch_options", [("resized", ["--resize", "-rs_h", "40", "-rs_w", "56"]),

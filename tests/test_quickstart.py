@@ -4,12 +4,13 @@ and one epoch; tests/test_learning.py checks that the full settings learn.)"""
 
 from __future__ import annotations
 
-import csv
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from data_helpers import read_scores
 
 from linearityiqa.cli import quickstart
 
@@ -56,8 +57,7 @@ def test_quickstart_trains_tests_and_scores_printing_each_command(tmp_path):
         assert command[0] == "python" and (tmp_path / command[1]).resolve() == REPO / script, title
     assert commands[STEPS[0][0]][2:4] == ["--arch", "resnet18"]
     assert (tmp_path / quickstart.CHECKPOINT).is_file()
-    with open(tmp_path / quickstart.SCORES, newline="") as file:
-        rows = list(csv.DictReader(file))
+    rows = read_scores((tmp_path / quickstart.SCORES).read_text())
     assert len(rows) == 6 and all(row["score"] and not row["error"] for row in rows)
     # a second run reuses the data sets it made
     made = (tmp_path / quickstart.ROOT / "KonIQ-10kinfo.mat").stat().st_mtime_ns

@@ -3,13 +3,14 @@
 A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; their
 released files also hold apex's `amp` state) plus `settings`, the run's options as plain
 Python types, so test_dataset.py and test_demo.py rebuild the model without repeating
-flags. Everything in it loads with `torch.load(weights_only=True)`: opening a checkpoint
-cannot run code. Files are written to a temporary name and renamed, so a crash during a
-save never leaves a broken checkpoint behind.
+flags, and `scale`, the scale its scores are on (`TrainingScale`). Everything in it loads
+with `torch.load(weights_only=True)`: opening a checkpoint cannot run code. Files are written
+to a temporary name and renamed, so a crash during a save never leaves a broken checkpoint behind.
 
 A loaded file is data to check, not to trust (`load_checkpoint`): a model of weight names and
 tensors, every float weight finite (a run that diverged saves NaN, which would score as nan),
-k and b three finite numbers, the recorded settings of the options' types. Each violation is
+k and b three finite numbers, the recorded settings of the options' types, the scale's fields
+of theirs. Each violation is
 one line that names the file and the field.
 """
 
@@ -24,6 +25,7 @@ import torch
 
 from linearityiqa import options
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError, file_problem, first_line
+from linearityiqa.records.scale import TrainingScale, recorded_scale
 from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
@@ -47,15 +49,18 @@ def training_checkpoint(
     k: Sequence[float],
     b: Sequence[float],
     settings: Mapping[str, Any],
+    *,
+    scale: TrainingScale,
 ) -> dict[str, Any]:
     """What main.py saves of its best model: the authors' keys, the loss scaler's state (if it
-    scales the loss) and the run's settings."""
+    scales the loss), the run's settings and the scale of its scores."""
     checkpoint = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "k": list(k),
         "b": list(b),
         "settings": dict(settings),
+        "scale": scale.fields(),
     }
     if scaler is not None:
         checkpoint["scaler"] = scaler.state_dict()
@@ -138,7 +143,16 @@ def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
             checkpoint[name] = _mapping_values(checkpoint[name], name, path)
     if "settings" in checkpoint:
         _check_settings(checkpoint["settings"], path)
+    if "scale" in checkpoint:
+        recorded_scale(checkpoint["scale"], f"checkpoint {path}: 'scale'", _USE_ANOTHER)
     return checkpoint
+
+
+def training_scale(checkpoint: Mapping[str, Any]) -> TrainingScale | None:
+    """The scale of a checkpoint that `load_checkpoint` has checked; None where it records none
+    (the authors' files, and this project's from before it was recorded)."""
+    scale = checkpoint.get("scale")
+    return None if scale is None else recorded_scale(scale, "'scale'", _USE_ANOTHER)
 
 
 def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:

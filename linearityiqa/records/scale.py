@@ -1,0 +1,97 @@
+"""The scale a model's scores are on: that of its training set's mean opinion scores (MOS).
+
+main.py's final test fits k, b so that k * y + b of the fused head's output y matches the
+training MOS, so a score is on their scale: higher means better quality, and a score is not
+clipped to their range (an image unlike the training ones can score outside it). Checkpoints
+record the scale (`scale`), ONNX files too (metadata `scale`); the authors' released
+checkpoints record none. Free of PyTorch: ONNX scoring reads it too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from linearityiqa.errors import BadFileError
+
+FIELDS = ("dataset", "mos_min", "mos_max", "mos_mean", "higher_is_better")
+_NUMBERS = FIELDS[1:4]
+
+
+@dataclass(frozen=True)
+class TrainingScale:
+    """The scale of a model's scores.
+
+    Args:
+        dataset: the data set trained on (--dataset).
+        mos_min: the lowest MOS of the training images.
+        mos_max: the highest.
+        mos_mean: their mean.
+        higher_is_better: whether a higher MOS is a better quality (true of a MOS; a data set of
+            difference scores, DMOS, would have it the other way round).
+    """
+
+    dataset: str
+    mos_min: float
+    mos_max: float
+    mos_mean: float
+    higher_is_better: bool = True
+
+    @classmethod
+    def of(cls, dataset: str, mos: Iterable[Any]) -> TrainingScale:
+        """The scale of the training MOS `mos` (numbers, an array or a tensor) of `dataset`."""
+        values = [float(value) for value in mos]
+        return cls(dataset, min(values), max(values), math.fsum(values) / len(values))
+
+    def fields(self) -> dict[str, Any]:
+        """The scale as plain Python types, as files record it."""
+        return asdict(self)
+
+    def words(self) -> str:
+        """The scale as a sentence's end: "KonIQ-10k's training MOS (3.91 to 88.39, mean 58.73), higher is better"."""
+        direction = "higher is better" if self.higher_is_better else "lower is better"
+        numbers = f"{self.mos_min:.4g} to {self.mos_max:.4g}, mean {self.mos_mean:.4g}"
+        return f"{self.dataset}'s training MOS ({numbers}), {direction}"
+
+
+def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
+    """A file's recorded scale, checked: a data set's name, three finite numbers in order
+    (min <= mean <= max) and whether higher is better.
+
+    Args:
+        fields: what the file holds as its scale.
+        where: the file and field, which the error message begins with ("checkpoint x.pth: 'scale'").
+        advice: what to do about a bad scale.
+    """
+    if not isinstance(fields, Mapping):
+        raise BadFileError(f"{where} is a {type(fields).__name__}, not a dict of {', '.join(FIELDS)}: {advice}")
+    missing = [name for name in FIELDS if name not in fields]
+    if missing:
+        raise BadFileError(f"{where} lacks {', '.join(missing)}: {advice}")
+    if not isinstance(fields["dataset"], str) or not isinstance(fields["higher_is_better"], bool):
+        raise BadFileError(
+            f"{where} holds dataset {fields['dataset']!r} and higher_is_better {fields['higher_is_better']!r}, "
+            f"not a string and true or false: {advice}"
+        )
+    numbers = [fields[name] for name in _NUMBERS]
+    if not all(_is_finite_number(number) for number in numbers):
+        shown = ", ".join(f"{name} {fields[name]!r}" for name in _NUMBERS)
+        raise BadFileError(f"{where} holds {shown}, not three finite numbers: {advice}")
+    low, high, mean = (float(number) for number in numbers)
+    if not low <= mean <= high:
+        raise BadFileError(
+            f"{where} has mos_min {low:g}, mos_mean {mean:g} and mos_max {high:g}: not in that order: {advice}"
+        )
+    return TrainingScale(fields["dataset"], low, high, mean, fields["higher_is_better"])
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def score_comment(scale: TrainingScale | None) -> str:
+    """What a score means, in one line for the top of a file of scores."""
+    on = f"on {scale.words()}" if scale else "on the scale of the training MOS, which this model does not record"
+    return " ".join(f"# score: k*y+b of the fused head, {on}; not clipped to that range".split())  # one line
