@@ -16,6 +16,7 @@ from tensorboardX.proto import event_pb2
 import main
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.settings import run_settings
+from linearityiqa.data.dataset_registry import DataSource, Split
 from linearityiqa.records.paths import epochs_file
 from linearityiqa.records.run_records import EpochMetrics, read_scores
 from linearityiqa.training.evaluation import METRICS_PRINTED
@@ -58,6 +59,16 @@ def test_readme_training_commands_train_select_and_test(command, koniq, run_name
     checkpoint = torch.load(os.path.join("checkpoints", name), weights_only=True)
     assert {"model", "optimizer", "k", "b", "settings"} <= set(checkpoint)
     assert checkpoint["k"] != [1.0, 1.0, 1.0]  # the mapping was fitted on the training set at the end
+    # the scale k, b map onto: the 21 official training images' MOS, read here from the info file itself
+    source = DataSource.open("KonIQ-10k", data_info=koniq[1], im_dir=koniq[3])
+    mos = source.info.scores[source.positions("train", Split())]
+    assert len(mos) == 21 and checkpoint["scale"] == {
+        "dataset": "KonIQ-10k",
+        "mos_min": pytest.approx(float(mos.min()), rel=1e-6),
+        "mos_max": pytest.approx(float(mos.max()), rel=1e-6),
+        "mos_mean": pytest.approx(float(mos.mean()), rel=1e-6),
+        "higher_is_better": True,
+    }
     assert checkpoint["settings"]["arch"] == "resnet18" and checkpoint["settings"]["alpha"] == (
         [1.0, 0.1] if "--alpha" in command else [1, 0]
     )

@@ -28,17 +28,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
 from PIL import Image
 
+from linearityiqa import paper
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
 TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
-REPOSITORY = Path(__file__).resolve().parents[2]
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
@@ -191,13 +190,18 @@ def own_the_pixel_limit() -> None:
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
-    """The command that runs a root script (main.py, test_dataset.py, ...) from the current folder."""
-    path = REPOSITORY / script
+    """The command that runs one of the paper's scripts (main.py, test_dataset.py, ...): from a clone
+    as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
+    if paper.INSTALLED:
+        from linearityiqa.cli.console import COMMAND_OF_SCRIPT
+
+        return shlex.join(["linearityiqa", COMMAND_OF_SCRIPT[script], *argv])
+    path = paper.script_path(script)
     shown = os.path.relpath(path)
     return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
 
 
 def run_script(script: str, argv: Sequence[str]) -> int:
-    """Run a root script with `argv` in a new Python process, as a user would; its exit status."""
+    """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
     sys.stdout.flush()
-    return subprocess.run([sys.executable, str(REPOSITORY / script), *argv], check=False).returncode
+    return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode

@@ -1,0 +1,81 @@
+"""The `linearityiqa` command: one program for what users run, each subcommand one of the paper's scripts.
+
+    linearityiqa score photo.jpg --trained_model_file p1q2.pth      # test_demo.py --img photo.jpg ...
+    linearityiqa test --dataset CLIVE --trained_model_file p1q2.pth  # test_dataset.py
+    linearityiqa train --dataset KonIQ-10k --resize ...              # main.py
+    linearityiqa export-onnx --trained_model_file p1q2.pth -o m.onnx # export_onnx.py
+    linearityiqa make-info koniq --csv koniq10k_distributions_sets.csv  # make_info.py
+
+A subcommand is its script, run as `python <script> <options>` runs it, in this process's place
+(os.execv on POSIX): the same options, output, signals and exit statuses, from a clone (the
+files at its root) or an installed wheel (linearityiqa/paper/). `score` takes its images (a
+file, a folder, a glob pattern or -) first, without --img, as well as with it. This module
+imports neither PyTorch nor a script: `linearityiqa --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from linearityiqa import __version__, paper
+
+
+class Command(NamedTuple):
+    """A subcommand: the script it runs and the line `linearityiqa --help` gives it."""
+
+    script: str
+    summary: str
+
+
+COMMANDS = {
+    "score": Command("test_demo.py", "score images with a trained checkpoint or an ONNX file (test_demo.py)"),
+    "test": Command("test_dataset.py", "test a checkpoint on a data set: SROCC, PLCC, ... (test_dataset.py)"),
+    "train": Command("main.py", "train the model with the norm-in-norm loss (main.py)"),
+    "export-onnx": Command("export_onnx.py", "export a checkpoint to ONNX, for onnxruntime (export_onnx.py)"),
+    "make-info": Command("make_info.py", "build a data set's info file from its download or a CSV (make_info.py)"),
+}
+COMMAND_OF_SCRIPT = {command.script: name for name, command in COMMANDS.items()}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command's own parser: the subcommands and --version. Each subcommand's options are its
+    script's (`linearityiqa score --help` is test_demo.py's --help)."""
+    parser = argparse.ArgumentParser(
+        prog="linearityiqa",
+        description="LinearityIQA (Li, Jiang, Jiang, ACM MM 2020): image quality scores, training and tests.",
+        epilog="Run `linearityiqa COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        commands.add_parser(name, help=command.summary, add_help=False)
+    return parser
+
+
+def script_command(command: str, arguments: Sequence[str]) -> list[str]:
+    """The Python command line that runs `command`'s script with `arguments`."""
+    arguments = list(arguments)
+    if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
+        arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
+    return [sys.executable, str(paper.script_path(COMMANDS[command].script)), *arguments]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] not in COMMANDS:
+        get_parser().parse_args(arguments)  # --help, --version, or argparse's words for what is missing
+        return 2  # not reached: each of those exits
+    command = script_command(arguments[0], arguments[1:])
+    sys.stdout.flush()
+    if os.name == "posix":
+        os.execv(command[0], command)  # the script takes this process's place; no return
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
