@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from packaging.requirements import Requirement
 
@@ -27,6 +26,7 @@ from IQAmodel import IQAModel
 from linearityiqa import paper
 from linearityiqa.cli import console
 
+tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PAPER_FILES = [f"{name}.py" for name in paper.MODULES] + list(paper.SCRIPTS)

@@ -8,6 +8,7 @@ import platform
 import sys
 import tempfile
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,6 @@ from linearityiqa.cli.scripts import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_MISTAKE,
-    REPOSITORY,
     Advice,
     command_line,
     exit_status,
@@ -24,6 +24,8 @@ from linearityiqa.cli.scripts import (
     user_message,
 )
 from linearityiqa.errors import ConfigError, MissingFileError
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 ADVICE = Advice(out_of_memory="lower -bs", unwritable="free space", loader_died="lower --num_workers")
 
