@@ -82,7 +82,7 @@ def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
     low, high, mean = (float(number) for number in numbers)
     if not low <= mean <= high:
         raise BadFileError(
-            f"{where} has mos_min {low:g}, mos_mean {mean:g} and mos_max {high:g}: not in that order: {advice}"
+            f"{where} has mos_min {low:g}, mos_mean {mean:g} and mos_max {high:g}, not in that order: {advice}"
         )
     return TrainingScale(fields["dataset"], low, high, mean, fields["higher_is_better"])
 
