@@ -232,8 +232,9 @@ def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
     save_plain_images(tmp_path / "images", {"a.jpg": (48, 32)})
     monkeypatch.chdir(tmp_path)
     assert demo.main(["--img", "images", "--trained_model_file", "model.pth", "-o", "-"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "image,score,error" and out[1].startswith(os.path.join("images", "a.jpg") + ",")
+    comment, *out = capsys.readouterr().out.splitlines()
+    assert comment.startswith("# score: ") and out[0] == "image,score,error"
+    assert out[1].startswith(os.path.join("images", "a.jpg") + ",")
     assert not os.path.exists("-")
 
 

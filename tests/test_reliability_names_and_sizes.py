@@ -83,8 +83,9 @@ def test_a_folder_with_a_name_that_is_not_utf8_is_scored_into_the_csv_as_its_byt
     assert capsys.readouterr().err == ""
     raw = output.read_bytes()
     assert bytes(scoring / "images") + b"/" + NOT_UTF8 + b"," in raw  # the name's own bytes, not "?" or "\\xe9"
-    rows = output.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-    assert rows[0] == "image,score,error" and [row.rsplit(",", 2)[0] for row in rows[1:]] == [
+    comment, *rows = output.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    assert comment.startswith("# score: ") and rows[0] == "image,score,error"
+    assert [row.rsplit(",", 2)[0] for row in rows[1:]] == [
         str(scoring / "images" / "b.jpg"),
         strange_path(scoring),
     ]
@@ -96,8 +97,8 @@ def test_names_on_standard_input_that_are_not_utf8_are_scored(scoring, monkeypat
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(listed)))
     assert demo.main(demo_argv(scoring, "-")) == 0
     out, err = capsysbinary.readouterr()
-    lines = out.splitlines()
-    assert err == b"" and lines[0] == b"image,score,error" and len(lines) == 3
+    comment, *lines = out.splitlines()
+    assert err == b"" and comment.startswith(b"# score: ") and lines[0] == b"image,score,error" and len(lines) == 3
     assert lines[1].startswith(bytes(scoring / "images") + b"/" + NOT_UTF8 + b",")
     assert np.isfinite(float(lines[1].split(b",")[1])) and lines[1].endswith(b",")  # a score, no error
 
@@ -121,7 +122,7 @@ def test_a_pipe_among_the_listed_images_spoils_only_its_own_row(scoring, tmp_pat
     monkeypatch.setattr("sys.stdin", io.StringIO(listed))
     with at_most(30):
         assert demo.main(demo_argv(scoring, "-", "-o", str(tmp_path / "s.csv"))) == 3
-    rows = list(csv.reader((tmp_path / "s.csv").read_text().splitlines()))
+    rows = list(csv.reader((tmp_path / "s.csv").read_text().splitlines()[1:]))  # after the "# score:" line
     pipe = str(scoring / "pipe.jpg")
     assert rows[1] == [pipe, "", f"image {pipe} is a named pipe, not a file: pass the image file itself"]
     assert rows[2][0] == str(scoring / "images" / "b.jpg") and float(rows[2][1]) and rows[2][2] == ""
