@@ -22,7 +22,6 @@ import warnings
 from linearityiqa.api import load
 from linearityiqa.cli.options import get_export_parser
 from linearityiqa.cli.scripts import exit_status
-from linearityiqa.onnx_export import export_onnx
 from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
 from linearityiqa.records.writing import check_writable, refuse_inputs
 
@@ -36,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def export(args: argparse.Namespace) -> None:
     """Check --output, load the checkpoint on the CPU, write the ONNX file and say how to use it."""
+    from linearityiqa.onnx_export import export_onnx  # here: without the [export] extra, one line says so
+
     checkpoint = args.trained_model_file or RELEASED_CHECKPOINT
     refuse_inputs(args.output, [("checkpoint", checkpoint)], option="--output")
     check_writable(args.output, what="the ONNX model", advice="pass another --output")

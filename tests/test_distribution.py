@@ -25,6 +25,7 @@ import linearityiqa
 from IQAmodel import IQAModel
 from linearityiqa import paper
 from linearityiqa.cli import console
+from linearityiqa.cli.scripts import EXTRAS
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +108,12 @@ def test_every_bound_of_the_distribution_is_the_clones():
     assert {str(Requirement(line)) for line in library} <= requirement_lines(REPO / "requirements.txt")
     assert {str(Requirement(line)) for line in extras["docs"]} == requirement_lines(REPO / "requirements-docs.txt")
     assert "hatchling>=1.27" in requirement_lines(REPO / "requirements.txt")  # builds the wheel without network
+
+
+def test_the_extras_a_missing_module_names_install_it():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for module, extra in EXTRAS.items():
+        assert module in {Requirement(line).name for line in extras[extra]}, module
 
 
 def test_in_a_clone_the_packages_names_are_the_root_files_objects():

@@ -150,3 +150,21 @@ def test_a_root_script_runs_in_a_process_of_its_own_and_gives_its_status(tmp_pat
     assert capfd.readouterr().err.startswith("make_synthetic.py: error: cannot make 0 images")
     assert run_script("make_synthetic.py", "--out synthetic --count 2 --width 16 --height 12".split()) == 0
     assert len(list((tmp_path / "synthetic" / "koniq10k" / "1024x768").iterdir())) == 2  # written from here
+
+
+@pytest.mark.parametrize(
+    "error, extra",
+    [
+        (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "onnx"),
+        (ModuleNotFoundError("No module named 'onnx.checker'", name="onnx.checker"), "export"),
+        # ignite's TensorBoard logger, which names no module of its own
+        (ModuleNotFoundError("This contrib module requires either tensorboardX or torch >= 1.2.0."), "train"),
+    ],
+)
+def test_a_missing_optional_dependency_names_the_extra_that_installs_it(error, extra):
+    module = "tensorboardX" if extra == "train" else error.name.split(".")[0]
+    assert user_message(error) == (
+        f"{module} is not installed, which this needs: pip install 'linearityiqa[{extra}]' "
+        f"(in a clone: pip install -r requirements.txt)"
+    )
+    assert user_message(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None  # not ours: a bug

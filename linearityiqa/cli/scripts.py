@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +39,9 @@ EXIT_MISTAKE = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
 TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
+# The optional dependencies, by the module a script imports, and the extra of pyproject.toml that installs each:
+# one that is missing is the user's to install, not a bug.
+EXTRAS = {"tensorboardX": "train", "onnxruntime": "onnx", "onnx": "export", "onnxscript": "export"}
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
@@ -64,6 +68,12 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     """The line that tells the user what happened and what to do, or None for an error that is a bug."""
     if isinstance(error, IQAError):
         return str(error)
+    missing = missing_extra(error)
+    if missing:
+        return (
+            f"{missing} is not installed, which this needs: pip install 'linearityiqa[{EXTRAS[missing]}]' "
+            f"(in a clone: pip install -r requirements.txt)"
+        )
     if advice.unwritable and isinstance(error, OSError) and error.errno in WRITE_FAILURES:
         where = f"{error.filename}: " if error.filename else "an output: "
         return f"{where}{error.strerror}; {advice.unwritable}"
@@ -78,6 +88,17 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     if advice.loader_died and isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker"):
         return f"a data loading process died ({str(error).rstrip('.')}). {advice.loader_died}"
     return None
+
+
+def missing_extra(error: BaseException) -> str | None:
+    """The optional dependency (a key of EXTRAS) whose absence `error` reports, or None."""
+    if not isinstance(error, ModuleNotFoundError):
+        return None
+    if error.name is not None:
+        name = error.name.split(".")[0]
+        return name if name in EXTRAS else None
+    # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
+    return next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
 
 
 def report_mistake(script: str, message: str) -> int:
