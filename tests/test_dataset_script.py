@@ -97,7 +97,12 @@ def test_readme_commands_test_the_right_images(dataset, data, model, tmp_path, m
         + ["-rs_h", "64", "-rs_w", "96"]
     )
     assert script.main(argv) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    # the CLIVE command tests an authors'-layout file, here at 64x96: a note that these are not the paper's sizes
+    noted = "records no settings, as the authors' released checkpoints, which were trained at 498x664 (--resize)"
+    note = f"test_dataset.py: note: checkpoints/p1q2plus0.1variant.pth {noted}"
+    assert (note in captured.err) == (dataset == "CLIVE")
     assert [line.split(":")[0] for line in out[-11:]] == [
         f"{dataset}, {name}" for name in script.METRICS_PRINTED + script.EXTRA_METRICS
     ]
