@@ -144,7 +144,12 @@ def test_the_authors_checkpoint_exports_with_its_resize_through_main(authors_che
     argv = ["--trained_model_file", str(authors_checkpoint), "--arch", "resnet18", "--resize", "-rs_h", "64", "-rs_w"]
     assert export_onnx.main([*argv, "96", "-o", str(output)]) == 0
     use = f"score with python test_demo.py --onnx {output} --img ..."
-    assert capsys.readouterr().out == f"wrote {output} (resnet18, images resized to 64x96): {use}\n"
+    captured = capsys.readouterr()
+    assert captured.out == f"wrote {output} (resnet18, images resized to 64x96): {use}\n"
+    assert captured.err == (
+        f"export_onnx.py: note: {authors_checkpoint} records no settings, as the authors' released checkpoints, "
+        f"which were trained at 498x664 (--resize): scores of images at other sizes are not the paper's\n"
+    )
     metadata = onnxruntime.InferenceSession(str(output)).get_modelmeta().custom_metadata_map
     assert (metadata["arch"], metadata["resize"], metadata["resize_size_h"], metadata["resize_size_w"]) == (
         "resnet18", "true", "64", "96",
@@ -152,7 +157,8 @@ def test_the_authors_checkpoint_exports_with_its_resize_through_main(authors_che
     assert (json.loads(metadata["k"]), json.loads(metadata["b"])) == (K, B)
     session = onnxruntime.InferenceSession(str(output))
     assert [item.shape for item in session.get_inputs()] == [["batch", 3, 64, 96]]
-    model = linearityiqa.load(authors_checkpoint, arch="resnet18", resize=True, resize_size_h=64, resize_size_w=96)
+    with pytest.warns(UserWarning, match=r"records no settings, as the authors' released checkpoints"):  # at 64x96
+        model = linearityiqa.load(authors_checkpoint, arch="resnet18", resize=True, resize_size_h=64, resize_size_w=96)
     assert_scores_as_pytorch(session, model, images(1, 64, 96))
     assert_scores_as_pytorch(session, model, images(3, 64, 96, seed=1))
     with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument, match="Got invalid dimensions"):
