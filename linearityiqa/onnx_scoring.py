@@ -44,15 +44,19 @@ class OnnxBackend:
 
     def scores(self, images: np.ndarray) -> list[float]:
         """Mapped scores of N x H x W x 3 uint8 images."""
+        return self.scores_and_heads(images)[0]
+
+    def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
+        """Mapped scores of N x H x W x 3 uint8 images, and their three heads (pq6, pq7, pq) unmapped."""
         batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-        (scores,) = self.session.run(["score"], {"images": batch})
+        scores, heads = self.session.run(["score", "heads"], {"images": batch})
         if np.isnan(scores).any():  # the graph's answer where PyTorch refuses images too small to pool
             height, width = images.shape[1:3]
             raise ConfigError(
                 f"images of {width}x{height} are too small for the model's pyramid levels: export it with a "
                 f"larger --resize (or with fewer levels, --P6 and --P7)"
             )
-        return [float(score) for score in scores.reshape(-1)]
+        return [float(score) for score in scores.reshape(-1)], [tuple(map(float, row)) for row in heads]
 
     def too_large(self, error: Exception) -> bool:
         # onnxruntime's words when an allocation fails: "Failed to allocate memory for requested buffer ..."

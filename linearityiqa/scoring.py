@@ -78,10 +78,6 @@ class Scorer:
             outputs = forward_fn(self.precision, self.device)(self.model, batch)
         return torch.cat([output.float().reshape(-1, 1) for output in outputs], dim=1).cpu().tolist()
 
-    def fused_predictions(self, images: torch.Tensor) -> list[float]:
-        """The fused head's outputs (before the mapping) for an N x 3 x H x W uint8 batch."""
-        return [row[2] for row in self.head_outputs(images)]
-
 
 def load_scorer(
     trained_model_file: str,
@@ -228,9 +224,13 @@ class TorchBackend:
         return self.scorer.device.type
 
     def scores(self, images: np.ndarray) -> list[float]:
+        return self.scores_and_heads(images)[0]
+
+    def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
+        heads = [tuple(row) for row in self.scorer.head_outputs(batch)]
         k, b = self.scorer.k[0], self.scorer.b[0]
-        return [k * y + b for y in self.scorer.fused_predictions(batch)]
+        return [k * pq + b for _, _, pq in heads], heads
 
     def too_large(self, error: Exception) -> bool:
         if not out_of_memory(error):

@@ -228,14 +228,14 @@ def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_
         paths.append(str(tmp_path / name))
     backend = TorchBackend(scorer)
     alone = [score_files(backend, [path], sizing=ImageSizing(), batch_size=1)[0].score for path in paths[:2]]
-    real = Scorer.fused_predictions
+    real = Scorer.head_outputs
 
     def short_of_memory(self, images):
         if len(images) > 1 or images.shape[-1] > 32:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return real(self, images)
 
-    monkeypatch.setattr(Scorer, "fused_predictions", short_of_memory)
+    monkeypatch.setattr(Scorer, "head_outputs", short_of_memory)
     results = score_files(TorchBackend(scorer), paths, sizing=ImageSizing(), batch_size=4)
     assert [result.score for result in results[:2]] == pytest.approx(alone, abs=1e-5)
     assert results[2].score is None

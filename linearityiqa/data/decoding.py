@@ -9,6 +9,7 @@ paper's code. Nothing here imports PyTorch: the ONNX scoring path decodes with t
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from linearityiqa.data.remote import is_uri, read_bytes
 from linearityiqa.errors import BadFileError, MissingFileError, file_problem
 
 EXIF_ORIENTATION_TAG = 0x0112
@@ -39,18 +41,23 @@ def _reading(path: str | Path) -> Iterator[None]:
     try:
         yield
     except PILLOW_ERRORS as error:
-        raise _undecodable(Path(path), error) from error
+        raise _undecodable(path, error) from error
 
 
 def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
-    an image of more than `max_pixels` pixels, raised before a pixel of it is decoded."""
-    problem = file_problem(path)  # a named pipe would block Pillow's read, a device never end it
-    if problem is not None:
-        error = MissingFileError if problem == "does not exist" else BadFileError
-        raise error(f"image {path} {problem}: replace it with the image file")
+    an image of more than `max_pixels` pixels, raised before a pixel of it is decoded. A URI's
+    file (data/remote.py) is read whole first."""
+    if is_uri(str(path)):
+        source = io.BytesIO(read_bytes(str(path)))
+    else:
+        problem = file_problem(path)  # a named pipe would block Pillow's read, a device never end it
+        if problem is not None:
+            error = MissingFileError if problem == "does not exist" else BadFileError
+            raise error(f"image {path} {problem}: replace it with the image file")
+        source = path
     with _reading(path):
-        image = Image.open(path)
+        image = Image.open(source)
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -149,7 +156,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _undecodable(path: Path, error: BaseException) -> BadFileError:
+def _undecodable(path: str | Path, error: BaseException) -> BadFileError:
     if isinstance(error, PermissionError):
         return BadFileError(f"cannot read image {path} (permission denied): give this user read access to it")
     return BadFileError(

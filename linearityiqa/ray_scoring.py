@@ -1,0 +1,166 @@
+"""Score images on a Ray cluster with Ray Data: test_demo.py --ray.
+
+The images are cut into the windows of the plain path (image_scoring.WINDOW), one row of a Ray
+Dataset each, and scored by a pool of actors, each of which loads the model once (one actor per
+GPU with PyTorch; CPU actors with --onnx or on a cluster without GPUs). An actor scores a window
+as the plain path does (image_scoring.score_windows: the project's decoder in a pool of threads,
+batches of images of one size), so a row's score is the plain path's. Paths go to the actors and
+rows come back; pixels never cross the cluster. The driver gets the rows in input order
+(Ray Data's preserve_order) and hands them on a window at a time, to be written as they come
+(records/score_output.py), which is what lets --resume continue a run on Ray too.
+
+Ray retries what a dead worker was doing (its actors restart and their tasks are run again),
+and the driver checks that each row comes once, in order. The model file and the images must be
+readable at the same paths on every node (a shared file system, or URIs of an object store),
+and every node needs this project installed; a local cluster started for the run has both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from linearityiqa.errors import ConfigError
+from linearityiqa.image_scoring import ImageScore, score_windows
+from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
+
+# CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
+CPUS_PER_WORKER = 4
+
+
+def ray_windows(
+    model: ModelFile,
+    paths: Sequence[str],
+    *,
+    address: str | None,
+    workers: int | None,
+    heads: bool,
+    start: int,
+    window: int,
+) -> Iterator[list[ImageScore]]:
+    """The results of paths[start:], a window at a time and in input order, scored on Ray.
+
+    Args:
+        model: the model each actor loads; its device is chosen here (cuda for GPU actors).
+        paths: every image of the run.
+        address: the cluster's (as ray.init takes it: "auto", "ray://head:10001", ...), or None
+            to start a local one for the run.
+        workers: model actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs).
+        heads: give each result the three heads' outputs too.
+        start: the first image to score, a multiple of `window`.
+        window: images per window.
+    """
+    import ray
+
+    _connect(ray, address)
+    try:
+        dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
+        rows = _ordered_rows(dataset, start=start)
+        yield from _windows(rows, paths, start=start, window=window, heads=heads)
+    finally:
+        ray.shutdown()
+
+
+def _connect(ray, address: str | None) -> None:
+    try:
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            log_to_driver=True,
+        )
+    except ConnectionError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}): check --ray's address") from None
+
+
+def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, heads, start, window):
+    """The Dataset of every window's rows: index, error (bytes, empty for none), score, heads."""
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if model.kind == CHECKPOINT and model.device != "cpu" else 0
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = workers or gpus or max(1, cpus // CPUS_PER_WORKER)
+    threads = max(1, cpus // count)
+    if gpus and count > gpus:
+        raise ConfigError(f"--ray_workers {count}: the cluster has {gpus} GPUs, one per worker: pass at most {gpus}")
+    # names as the operating system's bytes: Arrow's strings are UTF-8, and a name need not be
+    items = [
+        {"first": first, "paths": [os.fsencode(path) for path in paths[first : first + window]]}
+        for first in range(start, len(paths), window)
+    ]
+    windows = ray.data.from_items(items, override_num_blocks=len(items))
+    return windows.map_batches(
+        WindowScorer,
+        fn_constructor_kwargs={"model": model.on(device="cuda" if gpus else "cpu", threads=threads), "heads": heads},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=count),
+        num_gpus=1 if gpus else 0,
+        num_cpus=threads,
+    )
+
+
+class WindowScorer:
+    """A Ray actor's work: load the model once, then score one window per call."""
+
+    def __init__(self, model: ModelFile, heads: bool) -> None:
+        self.loaded, self.spec, self.heads = open_model(model), model, heads
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        (first,), (names,) = batch["first"], batch["paths"]
+        paths = [os.fsdecode(bytes(name)) for name in names]
+        (results,) = score_windows(
+            self.loaded.backend,
+            paths,
+            sizing=self.loaded.sizing,
+            batch_size=self.loaded.batch_size,
+            max_pixels=self.spec.max_pixels,
+            workers=self.spec.threads,
+            heads=self.heads,
+            window=len(paths),
+        )
+        return _columns(results, first=int(first), heads=self.heads)
+
+
+def _columns(results: Sequence[ImageScore], *, first: int, heads: bool) -> dict[str, np.ndarray]:
+    columns = {
+        "index": np.arange(first, first + len(results), dtype=np.int64),
+        "score": np.array([np.nan if result.score is None else result.score for result in results]),
+        "error": np.array([os.fsencode(result.error or "") for result in results], dtype=object),
+    }
+    if heads:
+        columns["heads"] = np.array([result.heads or (np.nan, np.nan, np.nan) for result in results])
+    return columns
+
+
+def _ordered_rows(dataset, *, start: int) -> Iterator[tuple[int, float, str, tuple | None]]:
+    """(index, score, error, heads) of each row as the driver receives them, checked to come once each, in order."""
+    expected = start
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for at, index in enumerate(batch["index"].tolist()):
+            if index != expected:
+                raise RuntimeError(f"Ray gave the row of image {index} where image {expected}'s was due")
+            heads = tuple(batch["heads"][at].tolist()) if "heads" in batch else None
+            yield index, float(batch["score"][at]), os.fsdecode(bytes(batch["error"][at])), heads
+            expected += 1
+
+
+def _windows(rows, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
+    """The rows as image_scoring's results, cut into the windows they were scored in."""
+    results: list[ImageScore] = []
+    end = start
+    for index, score, error, outputs in rows:
+        if error:
+            results.append(ImageScore(paths[index], error=error))
+        else:
+            results.append(ImageScore(paths[index], score=score, heads=outputs if heads else None))
+        end = index + 1
+        if len(results) == window or end == len(paths):
+            yield results
+            results = []
+    if end != len(paths):
+        raise RuntimeError(f"Ray's rows ended at image {end} of {len(paths)}")

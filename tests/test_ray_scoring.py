@@ -1,0 +1,116 @@
+"""test_demo.py --ray on a local Ray cluster of two CPUs (conftest.ray_address): the plain path's rows,
+in CSV and Parquet, a worker killed mid-run, a plain run resumed on Ray, and a cluster started
+for the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from data_helpers import read_scores, scoring_folder
+
+import test_demo as demo
+from linearityiqa.errors import MissingFileError
+from linearityiqa.ray_scoring import _users_mistake
+from linearityiqa.records import score_output
+
+REPO = Path(__file__).resolve().parents[1]
+K, B = [50.0, 1.0, 1.0], [10.0, 0.0, 0.0]
+# Ray's workers may use other thread counts than the plain path: float32 rounding, times k[0] = 50
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory):
+    folder = scoring_folder(tmp_path_factory.mktemp("ray_scoring"), k=K, b=B)
+    assert demo.main(argv(folder, folder / "plain.csv")) == demo.EXIT_SOME_FAILED
+    return folder
+
+
+def argv(scoring, output, *more) -> list[str]:
+    return ["--img", str(scoring / "images"), "-modelfile", str(scoring / "model.pth"), "-o", str(output),
+            "--window", "4", *more]  # fmt: skip
+
+
+def assert_plain_rows(scoring, rows):
+    """`rows` (dicts of image, score, error) are the plain path's, each once and in order."""
+    plain = read_scores((scoring / "plain.csv").read_text())
+    assert [row["image"] for row in rows] == [row["image"] for row in plain]
+    assert [row["error"] or "" for row in rows] == [row["error"] for row in plain]
+    for row, expected in zip(rows, plain):
+        if expected["score"]:
+            assert float(row["score"]) == pytest.approx(float(expected["score"]), abs=TOLERANCE)
+
+
+def test_ray_gives_the_plain_paths_rows_in_csv_and_parquet(scoring, ray_address, tmp_path):
+    import pyarrow.parquet as parquet
+
+    csv_file, parquet_file = tmp_path / "scores.csv", tmp_path / "scores.parquet"
+    assert demo.main(argv(scoring, csv_file, "--ray", ray_address, "--ray_workers", "2")) == demo.EXIT_SOME_FAILED
+    assert demo.main(argv(scoring, parquet_file, "--ray", ray_address)) == demo.EXIT_SOME_FAILED
+    assert csv_file.read_text().partition("\n")[0] == (scoring / "plain.csv").read_text().partition("\n")[0]
+    assert_plain_rows(scoring, read_scores(csv_file.read_text()))
+    assert_plain_rows(scoring, parquet.read_table(parquet_file).to_pylist())
+
+
+def actor_processes() -> list[int]:
+    listed = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listed.splitlines() if "MapWorker(MapBatches(WindowScorer))" in line]
+
+
+@pytest.mark.reliability
+def test_a_worker_killed_mid_run_is_replaced_and_no_row_is_lost_or_doubled(scoring, ray_address, tmp_path):
+    output = tmp_path / "scores.csv"
+    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", ray_address)]
+    command[command.index("4")] = "2"  # --window 2: many windows, so that the kill comes in the middle
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows, killed = tmp_path / "scores.csv.partial" / "scores.csv", []
+    deadline = time.monotonic() + 180
+    while not killed and process.poll() is None and time.monotonic() < deadline:
+        if rows.exists() and rows.read_text().count("\n") >= 4:  # two windows written
+            for pid in actor_processes():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=300)
+    assert killed and process.returncode == demo.EXIT_SOME_FAILED, err
+    assert_plain_rows(scoring, read_scores(output.read_text()))
+
+
+def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path, monkeypatch):
+    output = tmp_path / "scores.csv"
+    write = score_output.ScoreWriter.write
+
+    def interrupt_after_two(writer, window):
+        if writer.done == 8:
+            raise KeyboardInterrupt
+        write(writer, window)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(score_output.ScoreWriter, "write", interrupt_after_two)
+        assert demo.main(argv(scoring, output)) == 130
+    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", "--resume")]
+    # RAY_ADDRESS would make ray.init join a cluster: --ray without an address starts one of its own
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
+    assert resumed.returncode == demo.EXIT_SOME_FAILED, resumed.stderr
+    assert "--resume: 8 of 30 images were scored before; scoring the rest" in resumed.stderr
+    assert_plain_rows(scoring, read_scores(output.read_text()))
+
+
+def test_a_workers_mistake_is_found_in_rays_wrapping():
+    mistake = MissingFileError("checkpoint x.pth does not exist")
+
+    class Wrapped(Exception):  # as Ray wraps what a task raised: the task's error as `cause`
+        cause = mistake
+
+    try:
+        raise Wrapped from ValueError("Ray's own words")
+    except Wrapped as error:
+        assert _users_mistake(error) is mistake
+    assert _users_mistake(ValueError("a bug")) is None

@@ -1,0 +1,248 @@
+"""test_demo.py's output at scale: rows written a window at a time, --resume after SIGINT and SIGKILL,
+Parquet files and folders, lists of paths and URIs. The Ray path is test_ray_scoring.py's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from data_helpers import read_scores, scoring_folder
+
+import test_demo as demo
+from linearityiqa.records import score_output
+
+REPO = Path(__file__).resolve().parents[1]
+K, B = [50.0, 1.0, 1.0], [10.0, 0.0, 0.0]
+WINDOW = ["--window", "4"]
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory):
+    return scoring_folder(tmp_path_factory.mktemp("at_scale"), k=K, b=B)
+
+
+def argv(scoring, output, *more) -> list[str]:
+    return ["--img", str(scoring / "images"), "-modelfile", str(scoring / "model.pth"), "-o", str(output), *WINDOW,
+            *more]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(scoring, tmp_path_factory):
+    """The CSV of an uninterrupted run, with the window the tests use."""
+    output = tmp_path_factory.mktemp("reference") / "scores.csv"
+    assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
+    return output.read_bytes()
+
+
+def test_rows_are_on_the_disk_a_window_at_a_time_and_the_output_appears_at_the_end(scoring, reference, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    output = tmp_path / "scores.csv"
+    output.write_text("an earlier output\n")
+    partial = tmp_path / "scores.csv.partial" / "scores.csv"
+    seen = []
+    real = score_output.ScoreWriter.write
+
+    def watched(writer, window):
+        real(writer, window)
+        seen.append((len(read_scores(partial.read_text())), output.read_text()))
+
+    monkeypatch.setattr(score_output.ScoreWriter, "write", watched)
+    assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
+    assert seen == [(rows, "an earlier output\n") for rows in (4, 8, 12, 16, 20, 24, 28, 30)]
+    assert output.read_bytes() == reference and not partial.parent.exists()
+    rows = read_scores(reference.decode())
+    assert [row["image"] for row in rows] == [str(scoring / "images" / f"{index:02d}.jpg") for index in range(30)]
+    assert [index for index, row in enumerate(rows) if row["error"]] == [15] and rows[15]["score"] == ""
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_a_run_stopped_by_a_signal_goes_on_with_resume_to_the_uninterrupted_output(stop, scoring, reference,
+                                                                                    tmp_path):  # fmt: skip
+    output = tmp_path / "scores.csv"
+    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--window", "2")]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    rows = tmp_path / "scores.csv.partial" / "scores.csv"
+    deadline = time.monotonic() + 120
+    while not (rows.exists() and rows.read_text().count("\n") >= 4) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until two windows (two lines of header) are on the disk
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL)
+    if stop == signal.SIGINT:
+        assert err.endswith("test_demo.py: interrupted; what was saved before is kept; pass --resume to go on "
+                            "from the rows written\n")  # fmt: skip
+    kept = len(read_scores(rows.read_text()))
+    assert not output.exists() and 2 <= kept < 30
+    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == demo.EXIT_SOME_FAILED
+    assert f"test_demo.py: note: --resume: {kept - kept % 2} of 30 images were scored before" in resumed.stderr
+    # --window 2 batches as --window 4 does here: one image per batch on a CPU
+    assert output.read_bytes() == reference and not rows.parent.exists()
+
+
+def interrupted_run(scoring, output, *more, windows=2):
+    """A partial run of `windows` windows, as Ctrl-C after them leaves it."""
+    real = score_output.ScoreWriter.write
+    written = []
+
+    def interrupt_after(writer, window):
+        if len(written) == windows:
+            raise KeyboardInterrupt
+        real(writer, window)
+        written.append(window)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(score_output.ScoreWriter, "write", interrupt_after)
+        assert demo.main(argv(scoring, output, *more)) == 130
+
+
+@pytest.mark.reliability
+def test_a_window_cut_short_by_a_crash_is_scored_again(scoring, reference, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    interrupted_run(scoring, output)
+    rows = tmp_path / "scores.csv.partial" / "scores.csv"
+    with open(rows, "a") as file:  # half of a third window, its last row cut in the middle
+        file.write(f"{scoring / 'images' / '08.jpg'},11.5,\n{scoring / 'images' / '09.jpg'},12.")
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED
+    assert "--resume: 8 of 30 images were scored before; scoring the rest" in capsys.readouterr().err
+    assert output.read_bytes() == reference
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "change, differs",
+    [
+        (["-modelfile", "{other}"], "another model (checkpoint {model}, sha256 "),
+        (["--resize", "-rs_h", "64", "-rs_w", "96"], "another resize (native; this run: 64x96)"),
+        (["--heads"], "another --heads (False; this run: True)"),
+        (["--img", "{glob}"], "another input list (30 images; this run: 20 images)"),
+    ],
+)
+def test_resume_refuses_a_partial_run_of_other_options_in_one_line(change, differs, scoring, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    interrupted_run(scoring, output)
+    before = (tmp_path / "scores.csv.partial" / "scores.csv").read_bytes()
+    names = {"other": scoring / "other.pth", "model": scoring / "model.pth", "glob": scoring / "images" / "[01]*.jpg"}
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), *[word.format(**names) for word in change], "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"test_demo.py: error: --resume: {output}.partial was scored with")
+    assert differs.format(**names) in err and err.endswith(f"or remove {output}.partial to score from the start\n")
+    assert (tmp_path / "scores.csv.partial" / "scores.csv").read_bytes() == before
+
+
+@pytest.mark.reliability
+def test_a_partial_run_is_never_lost_to_a_run_without_resume(scoring, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    interrupted_run(scoring, output)
+    capsys.readouterr()
+    assert demo.main(argv(scoring, output)) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: {output}.partial holds an interrupted run of these scores: pass --resume to "
+        f"continue it, or remove it to score from the start\n"
+    )
+    assert len(read_scores((tmp_path / "scores.csv.partial" / "scores.csv").read_text())) == 8
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda run: run.write_text("{"), "it cannot be read as JSON"),
+        (lambda run: run.write_text(json.dumps({**json.loads(run.read_text()), "window": 0})), "its window is 0"),
+        (lambda run: run.write_text(json.dumps({"kind": "something else"})), "it is not a linearityiqa scoring run"),
+    ],
+)
+def test_a_damaged_record_of_a_partial_run_is_one_line(damage, why, scoring, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    interrupted_run(scoring, output)
+    record = tmp_path / "scores.csv.partial" / "_run.json"
+    damage(record)
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"test_demo.py: error: partial run {record} is damaged ({why}")
+    assert err.endswith(f"): remove {output}.partial to score from the start\n") and err.count("\n") == 1
+
+
+def test_resume_with_nothing_to_resume_scores_from_the_start(scoring, reference, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED
+    assert f"--resume: no interrupted run in {output}.partial; scoring from the start" in capsys.readouterr().err
+    assert output.read_bytes() == reference
+
+
+def test_parquet_files_and_folders_hold_the_csv_rows_and_the_heads(scoring, reference, tmp_path):
+    import pyarrow.dataset as dataset
+    import pyarrow.parquet as parquet
+
+    file, folder = tmp_path / "scores.parquet", tmp_path / "shards"
+    interrupted_run(scoring, file, "--heads")  # Parquet resumes from its shards
+    assert demo.main([*argv(scoring, file, "--heads"), "--resume"]) == demo.EXIT_SOME_FAILED
+    assert demo.main(argv(scoring, f"{folder}{os.sep}")) == demo.EXIT_SOME_FAILED
+    expected = read_scores(reference.decode())
+    table = parquet.read_table(file)
+    assert table.column_names == ["image", "score", "error", "pq6", "pq7", "pq"]
+    assert parquet.ParquetFile(file).schema_arrow.metadata[b"linearityiqa.score"].startswith(b"k*y+b of the fused head")
+    shards = dataset.dataset(folder, format="parquet").to_table()  # _run.json is skipped by Parquet readers
+    assert sorted(os.listdir(folder)) == ["_run.json", *[f"part-{number:06d}.parquet" for number in range(8)]]
+    for rows in (table.to_pylist(), shards.to_pylist()):
+        assert [row["image"] for row in rows] == [row["image"] for row in expected]
+        assert [row["score"] for row in rows] == [float(row["score"]) if row["score"] else None for row in expected]
+        assert [row["error"] for row in rows] == [row["error"] or None for row in expected]
+    for row in table.to_pylist():  # the fused head mapped with k[0], b[0] is the score
+        assert row["score"] is None or row["score"] == pytest.approx(K[0] * row["pq"] + B[0], abs=1e-9)
+
+
+def test_a_list_of_paths_in_csv_or_parquet_is_scored_in_its_order(scoring, reference, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    listed = tmp_path / "list.parquet"
+    rows = read_scores(reference.decode())
+    parquet.write_table(pa.table({"id": range(30), "path": [row["image"] for row in rows]}), listed)
+    for source in (listed, tmp_path / "earlier.csv"):
+        (tmp_path / "earlier.csv").write_bytes(reference)  # an output of test_demo.py lists its images too
+        output = tmp_path / f"from-{source.suffix[1:]}.csv"
+        assert demo.main(["--img", str(source), "-modelfile", str(scoring / "model.pth"), "-o", str(output),
+                          *WINDOW]) == demo.EXIT_SOME_FAILED  # fmt: skip
+        assert output.read_bytes() == reference
+
+
+@pytest.mark.reliability
+def test_a_list_without_a_column_of_paths_is_one_line(scoring, tmp_path, capsys):
+    listed = tmp_path / "list.csv"
+    listed.write_text("id,name\n1,a.jpg\n")
+    assert demo.main(["--img", str(listed), "-modelfile", str(scoring / "model.pth")]) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: list {listed} has columns id, name, none of them image or path: name the column "
+        f"of image paths image\n"
+    )
+
+
+def test_images_named_by_uri_are_read_with_pyarrow(scoring, reference, tmp_path):
+    output = tmp_path / "scores.csv"
+    folder = (scoring / "images").as_uri()
+    assert demo.main(["--img", folder, "-modelfile", str(scoring / "model.pth"), "-o", str(output), *WINDOW]) == 3
+    got, expected = read_scores(output.read_text()), read_scores(reference.decode())
+    assert [row["image"] for row in got] == [f"file://{row['image']}" for row in expected]
+    assert [row["score"] for row in got] == [row["score"] for row in expected]
+    assert got[15]["error"].startswith(f"cannot decode image file://{scoring / 'images' / '15.jpg'} (")
+
+
+def test_heads_on_standard_output_are_columns_of_the_csv(scoring, reference, capsys):
+    assert demo.main([*argv(scoring, "-"), "--heads"]) == demo.EXIT_SOME_FAILED
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.partition("\n")[2])))
+    assert list(rows[0]) == ["image", "score", "error", "pq6", "pq7", "pq"]
+    assert [row["score"] for row in rows] == [row["score"] for row in read_scores(reference.decode())]
+    assert rows[15]["pq"] == "" and float(rows[0]["score"]) == pytest.approx(K[0] * float(rows[0]["pq"]) + B[0])
