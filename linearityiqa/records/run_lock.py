@@ -79,7 +79,11 @@ def _owner(lock: str) -> Owner:
     return Owner(int(fields[0]), start, " ".join(fields[2:]))
 
 
-def _acquire(lock: str) -> None:
+# what a run whose output another run is writing can do instead of waiting
+TRAINING_ADVICE = "give this run outputs of its own (--trained_model_file, --results_dir)"
+
+
+def _acquire(lock: str, advice: str) -> None:
     folder = os.path.dirname(os.path.abspath(lock))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -97,9 +101,8 @@ def _acquire(lock: str) -> None:
             if owner.pid and owner != this_process() and _alive(owner):
                 output = lock[: -len(".lock")]
                 raise ConfigError(
-                    f"another run ({owner}) is writing {output}: wait for it to end, or give this "
-                    f"run outputs of its own (--trained_model_file, --results_dir); if no run is "
-                    f"writing it, delete {lock}"
+                    f"another run ({owner}) is writing {output}: wait for it to end, or {advice}; "
+                    f"if no run is writing it, delete {lock}"
                 ) from None
             with contextlib.suppress(FileNotFoundError):
                 os.remove(lock)
@@ -112,13 +115,14 @@ def _acquire(lock: str) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(outputs: Sequence[str]) -> Iterator[None]:
-    """Hold `<output>.lock` for each output while the block runs; ConfigError if a live run holds one."""
+def run_lock(outputs: Sequence[str], *, advice: str = TRAINING_ADVICE) -> Iterator[None]:
+    """Hold `<output>.lock` for each output while the block runs; ConfigError if a live run holds
+    one, whose message ends with `advice`, what to do instead of waiting."""
     held = []
     try:
         for output in outputs:
             lock = output + ".lock"
-            _acquire(lock)
+            _acquire(lock, advice)
             held.append(lock)
         yield
     finally:

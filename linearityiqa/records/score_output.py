@@ -238,6 +238,11 @@ class ScoreWriter:
         if not text.startswith(header):
             raise _damaged(path, "its first lines are not the scores' header")
         rows = _complete_rows(text[len(header) :])
+        width = len(COLUMNS) + (len(HEAD_COLUMNS) if self.run.heads else 0)
+        if rows and len(rows[-1]) != width:  # one cut short at a line break inside a quoted name
+            rows.pop()
+        if any(len(row) != width for row in rows):
+            raise _damaged(path, f"a row of it has not the {width} columns of the header")
         for count in _window_counts(len(rows), self.run.window):
             body = csv_rows(rows[:count])
             if text.startswith(body, len(header)):

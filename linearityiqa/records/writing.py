@@ -82,6 +82,11 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
         raise _cannot_write(path, what, advice, error) from None
 
 
+def write_target(path: str | os.PathLike) -> str:
+    """The file that writing `path` replaces (see _target); OutputError-free: the OSError says why not."""
+    return _target(os.fspath(path))
+
+
 def _target(path: str) -> str:
     """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
     stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
