@@ -4,11 +4,14 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
 
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
-A folder, a glob pattern or - (paths on stdin, one per line) is scored in batches and
-written as CSV (image,score,error) to --output or stdout (also --output -), in input order,
-after a first line, "# score: ...", that says what the scores are on (records/scale.py). Exit status:
-0 all images scored; 1 nothing scored (the error is printed); 2 bad options (argparse);
-3 some images could not be scored (their rows name the error); 70 a bug (cli/scripts.py).
+A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin, one per line) is
+scored in batches, in input order, a window of images at a time, each written as it is done:
+to --output (CSV, a .parquet file or a folder of Parquet shards; records/score_output.py), or
+as CSV to stdout (also --output -). A CSV's first line, "# score: ...", says what the scores are
+on (records/scale.py). An interrupted run keeps its rows beside --output, and --resume goes on
+from them; --ray scores on a Ray cluster (ray_scoring.py). Exit status: 0 all images scored;
+1 nothing scored (the error is printed); 2 bad options (argparse); 3 some images could not be
+scored (their rows name the error); 70 a bug (cli/scripts.py); 130 interrupted.
 
 File names are taken as the operating system gives them: a name that is not valid UTF-8 (in a
 folder, or on stdin) is scored, and written to the CSV as its own bytes (Python's
@@ -20,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import gc
 import io
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TextIO
 
 
@@ -53,16 +54,24 @@ PAUSE_COLLECTOR = __name__ == "__main__"
 
 with collector_paused(PAUSE_COLLECTOR):
     from linearityiqa.cli.options import get_demo_parser, given_options
-    from linearityiqa.cli.scripts import exit_status, own_the_pixel_limit, report_mistake
-    from linearityiqa.data.decoding import ImageSizing
+    from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.errors import ConfigError
-    from linearityiqa.image_scoring import Backend, ImageScore, is_single_image, list_images, score_files
-    from linearityiqa.records.scale import TrainingScale, score_comment
-    from linearityiqa.records.writing import check_writable, refuse_inputs, replacing
+    from linearityiqa.image_scoring import ImageScore, is_single_image, list_images, score_windows
+    from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, Model, ModelFile, open_model
+    from linearityiqa.records.scale import score_comment
+    from linearityiqa.records.score_output import (
+        ScoringRun,
+        csv_header,
+        csv_rows,
+        file_sha256,
+        paths_sha256,
+        result_rows,
+        score_writer,
+    )
+    from linearityiqa.records.writing import refuse_inputs
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
-OUTPUT_ADVICE = "pass another --output"
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
 # how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
 NAMES = "surrogateescape"
@@ -73,113 +82,144 @@ NOT_WITH_ONNX = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Model:
-    """What scores the images: the backend, how images are sized for it, the file it was read
-    from (what it is, its path), the images per batch and the scale of its scores."""
-
-    backend: Backend
-    sizing: ImageSizing
-    source: tuple[str, str]
-    batch_size: int
-    scale: TrainingScale | None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = get_demo_parser()
     args = parser.parse_args(argv)
     defaults = vars(parser.parse_args([]))
     given = given_options(parser, argv)
     own_the_pixel_limit()
-    return exit_status(SCRIPT, lambda: score(args, defaults=defaults, given=given))
+    table = args.output not in (None, STDOUT)
+    advice = Advice(interrupted="pass --resume to go on from the rows written" if table else None)
+    return exit_status(SCRIPT, lambda: score(args, defaults=defaults, given=given), advice)
 
 
 def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     """Score the images --img stands for; the exit status."""
-    # --output asks for CSV whatever --img is; without it one image file gets the paper's line.
+    # --output asks for a table whatever --img is; without it one image file gets the paper's line.
     single = is_single_image(args.img_path) and args.output is None
+    check_table_options(args, given, single=single)
     # bytes, where the stream has them: the names as the operating system gave them
     paths = list_images(args.img_path, stdin=getattr(sys.stdin, "buffer", sys.stdin))
-    model = onnx_model(args, given) if args.onnx else torch_model(args, defaults)
-    if args.output not in (None, STDOUT):
-        check_output(args.output, model=model.source, paths=paths)
-    results = score_files(
+    spec = model_file(args, defaults, given)
+    with collector_paused(PAUSE_COLLECTOR):
+        model = open_model(spec)  # on the driver too with --ray: its errors are one line, before the cluster starts
+    if model.note:
+        print(f"{SCRIPT}: note: {model.note}", file=sys.stderr)
+    if single:
+        return print_score(next(windows(args, spec, model, paths, start=0, window=1))[0])
+    if args.output in (None, STDOUT):
+        return write_to_stdout(args, spec, model, paths)
+    refuse_inputs(args.output, [(spec.kind, spec.path), *(("image", path) for path in paths)], option="--output")
+    run = scoring_run(args, spec, model, paths)
+    with on_ray(args.ray), score_writer(args.output, run, paths=paths, resume=args.resume) as writer:
+        for note in writer.notes:
+            print(f"{SCRIPT}: note: {note}", file=sys.stderr)
+        for window in windows(args, spec, model, paths, start=writer.done, window=writer.run.window):
+            writer.write(window)
+            warn_failures(window)
+        writer.finish()
+    return report_failures(writer.failed, len(paths))
+
+
+def check_table_options(args: argparse.Namespace, given: set[str], *, single: bool) -> None:
+    """The options of a table of scores, refused where there is none or they cannot apply."""
+    if args.resume and args.output in (None, STDOUT):
+        raise ConfigError("--resume goes on from the partial output beside --output: pass --output FILE")
+    if single and ({"heads", "ray", "ray_workers"} & given):
+        raise ConfigError("--heads, --ray and --ray_workers make a table of scores: pass --output FILE too")
+    if "ray_workers" in given and args.ray is None:
+        raise ConfigError("--ray_workers is the number of workers of --ray: pass --ray too")
+
+
+def model_file(args: argparse.Namespace, defaults: dict, given: set[str]) -> ModelFile:
+    """The model and how to load it, from the options."""
+    common = {"eval_batch_size": args.eval_batch_size, "max_pixels": args.max_pixels}
+    if args.onnx:
+        clashing = [name for name in NOT_WITH_ONNX if name in given]
+        if clashing:
+            options = ", ".join(f"--{name}" for name in clashing)
+            raise ConfigError(
+                f"{options}: an ONNX model records its model and resize, and runs on the CPU in onnxruntime; "
+                f"drop them (export again with export_onnx.py to change the model or its resize)"
+            )
+        return ModelFile(ONNX, args.onnx, **common)
+    with collector_paused(PAUSE_COLLECTOR):
+        from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
+    return ModelFile(
+        CHECKPOINT,
+        args.trained_model_file or RELEASED_CHECKPOINT,
+        device=args.device,
+        opt_level=args.opt_level,
+        requested={name: getattr(args, name) for name in MODEL_OPTIONS},
+        defaults={name: defaults[name] for name in MODEL_OPTIONS},
+        **common,
+    )
+
+
+def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str]) -> ScoringRun:
+    """What this run scores and how, as --resume checks it."""
+    return ScoringRun(
+        model=f"{spec.kind} {spec.path}",
+        model_sha256=file_sha256(spec.path),
+        precision=spec.precision,
+        resize=model.sizing.tag(),
+        max_pixels=args.max_pixels,
+        images=len(paths),
+        images_sha256=paths_sha256(paths),
+        heads=args.heads,
+        window=args.window,
+        comment=score_comment(model.scale),
+    )
+
+
+def on_ray(address: str | None) -> contextlib.AbstractContextManager:
+    """Connected to the cluster --ray names while the block runs; nothing without --ray."""
+    if address is None:
+        return contextlib.nullcontext()
+    from linearityiqa.ray_scoring import ray_cluster
+
+    return ray_cluster(address or None)
+
+
+def windows(
+    args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str], *, start: int, window: int
+) -> Iterator[list[ImageScore]]:
+    """The results of paths[start:], a window at a time, in this process or on Ray."""
+    if args.ray is not None:
+        from linearityiqa.ray_scoring import ray_windows
+
+        return ray_windows(
+            spec,
+            paths,
+            workers=args.ray_workers,
+            heads=args.heads,
+            start=start,
+            window=window,
+        )
+    return score_windows(
         model.backend,
         paths,
         sizing=model.sizing,
         batch_size=model.batch_size,
         max_pixels=args.max_pixels,
         workers=args.num_workers,
-        progress=not single and (args.pbar or sys.stderr.isatty()),
+        progress=len(paths) > 1 and (args.pbar or sys.stderr.isatty()),
+        heads=args.heads,
+        start=start,
+        window=window,
     )
-    if single:
-        return print_score(results[0])
-    write_scores(results, args.output, comment=score_comment(model.scale))
-    return report_failures(results)
 
 
-def torch_model(args: argparse.Namespace, defaults: dict) -> Model:
-    """The checkpoint's model in PyTorch, imported here: with --onnx PyTorch is never loaded."""
-    with collector_paused(PAUSE_COLLECTOR):
-        from linearityiqa.acceleration import evaluation_batch_size, resolve_device
-        from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-        from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer, resize_note
-
-    path = args.trained_model_file or RELEASED_CHECKPOINT
-    scorer = load_scorer(
-        path,
-        requested={name: getattr(args, name) for name in MODEL_SETTINGS},
-        defaults=defaults,
-        device=resolve_device(args.device),
-        opt_level=args.opt_level,
-    )
-    sizing = image_sizing(
-        scorer.recorded,
-        resize=args.resize,
-        resize_size_h=args.resize_size_h,
-        resize_size_w=args.resize_size_w,
-        defaults=defaults,
-        max_pixels=args.max_pixels,
-    )
-    note = resize_note(scorer, sizing, path)
-    if note:
-        print(f"{SCRIPT}: note: {note}", file=sys.stderr)
-    batch_size = evaluation_batch_size(args.eval_batch_size, scorer.device)
-    return Model(TorchBackend(scorer), sizing, ("checkpoint", path), batch_size, scorer.scale)
-
-
-def onnx_model(args: argparse.Namespace, given: set[str]) -> Model:
-    """The exported model in onnxruntime; its file records the model and the resize."""
-    with collector_paused(PAUSE_COLLECTOR):
-        from linearityiqa.onnx_scoring import load_onnx
-
-    clashing = [name for name in NOT_WITH_ONNX if name in given]
-    if clashing:
-        options = ", ".join(f"--{name}" for name in clashing)
-        raise ConfigError(
-            f"{options}: an ONNX model records its model and resize, and runs on the CPU in onnxruntime; "
-            f"drop them (export again with export_onnx.py to change the model or its resize)"
-        )
-    backend = load_onnx(args.onnx)
-    # one image at a time by default, as on PyTorch's CPU path, where it measured fastest
-    return Model(backend, backend.sizing(), ("ONNX model", args.onnx), args.eval_batch_size or 1, backend.scale())
-
-
-def check_output(output: str, *, model: tuple[str, str], paths: Sequence[str]) -> None:
-    """Before scoring: --output is none of the files read, and its folder takes a new file."""
-    inputs = [model, *(("image", path) for path in paths)]
-    refuse_inputs(output, inputs, option="--output")
-    check_writable(output, what="the scores", advice=OUTPUT_ADVICE)
-
-
-def write_scores(results: Sequence[ImageScore], output: str | None, *, comment: str) -> None:
-    """The CSV on standard output, or as the file --output names, written whole or not at all."""
-    if output in (None, STDOUT):
-        with names_as_bytes(sys.stdout) as stdout:
-            write_csv(results, stdout, comment=comment)
-        return
-    with replacing(output, what="the scores", advice=OUTPUT_ADVICE, newline="", errors=NAMES) as file:
-        write_csv(results, file, comment=comment)
+def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str]) -> int:
+    """The CSV on standard output, a window of rows at a time."""
+    failed = 0
+    with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
+        stdout.write(csv_header(score_comment(model.scale), heads=args.heads))
+        for window in windows(args, spec, model, paths, start=0, window=args.window):
+            stdout.write(csv_rows(result_rows(window, heads=args.heads)))
+            stdout.flush()
+            failed += warn_failures(window)
+    return report_failures(failed, len(paths))
 
 
 @contextlib.contextmanager
@@ -197,17 +237,6 @@ def names_as_bytes(stream: TextIO) -> Iterator[TextIO]:
         wrapper.detach()  # the stream's own buffer stays open
 
 
-def write_csv(results: Sequence[ImageScore], file: TextIO, *, comment: str) -> None:
-    """`comment`, what the scores mean, then one row image,score,error per image; a failed image
-    has no score, a scored one no error."""
-    file.write(comment + "\n")
-    writer = csv.writer(file, lineterminator="\n")
-    writer.writerow(["image", "score", "error"])
-    writer.writerows(
-        [result.path, "" if result.score is None else result.score, result.error or ""] for result in results
-    )
-
-
 def print_score(result: ImageScore) -> int:
     """The paper's line for one image; an image that cannot be scored is an error."""
     if result.error:
@@ -216,14 +245,19 @@ def print_score(result: ImageScore) -> int:
     return 0
 
 
-def report_failures(results: Sequence[ImageScore]) -> int:
-    """Warn on stderr about each image without a score; the exit status."""
+def warn_failures(results: Sequence[ImageScore]) -> int:
+    """Warn on stderr about each image without a score; how many there were."""
     failed = [result for result in results if result.error]
     for result in failed:
         print(f"{SCRIPT}: warning: {result.error}", file=sys.stderr)
+    return len(failed)
+
+
+def report_failures(failed: int, total: int) -> int:
+    """The exit status of a run in which `failed` of `total` images could not be scored."""
     if not failed:
         return 0
-    print(f"{SCRIPT}: {len(failed)} of {len(results)} images could not be scored", file=sys.stderr)
+    print(f"{SCRIPT}: {failed} of {total} images could not be scored", file=sys.stderr)
     return EXIT_SOME_FAILED
 
 

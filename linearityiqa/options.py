@@ -32,6 +32,8 @@ DEMO = "test_demo.py"
 EXPORT = "export_onnx.py"
 SCRIPTS = (MAIN, TEST_DATASET, DEMO, EXPORT)
 # The help groups, in the order --help lists them; export_onnx.py's resize options have a group of their own.
+# test_demo.py --window's default: images scored and written together (image_scoring.py)
+SCORING_WINDOW = 1024
 GROUPS = ("model", "loss", "data", "training schedule", "training", "run", "results", "demo", "resize", "export")
 
 
@@ -636,9 +638,16 @@ OPTIONS = (
         ("--resume",),
         "continue an interrupted run from its last epoch (same options as the run)",
         "training",
-        _MAIN,
+        frozenset({MAIN, DEMO}),
         default=False,
         action="store_true",
+        elsewhere={
+            DEMO: {
+                "group": "demo",
+                "help": "continue an interrupted run from the partial output beside --output (<output>.partial), "
+                "scoring only the images it has no row of (same model, resize and images as the run)",
+            }
+        },
     ),
     Option(
         "quickstart",
@@ -749,7 +758,8 @@ OPTIONS = (
     Option(
         "output",
         ("-o", "--output"),
-        "CSV file for the scores of several images, or - for standard output (default: standard output)",
+        "where the scores of several images go, written as they come: a CSV file, a .parquet file, a folder "
+        "(a name ending in /) of Parquet shards, or - for CSV on standard output (default: standard output)",
         "demo",
         frozenset({DEMO, EXPORT}),
         elsewhere={
@@ -767,6 +777,43 @@ OPTIONS = (
         "model and its resize (default: the PyTorch checkpoint)",
         "demo",
         _DEMO,
+    ),
+    Option(
+        "heads",
+        ("--heads",),
+        "add the three heads' outputs before any mapping (pq6, pq7, pq) as columns of --output",
+        "demo",
+        _DEMO,
+        default=False,
+        action="store_true",
+    ),
+    Option(
+        "window",
+        ("--window",),
+        "images scored and written to --output together: an interrupted run loses at most one window, and a "
+        "resumed run keeps the window it began with",
+        "demo",
+        _DEMO,
+        default=SCORING_WINDOW,
+        type=POSITIVE_INT,
+    ),
+    Option(
+        "ray",
+        ("--ray",),
+        "score on the Ray cluster at this address (auto, ray://head:10001, ...) with Ray Data, or, with no "
+        "address, on a local one started for the run (default: in this process)",
+        "demo",
+        _DEMO,
+        nargs="?",
+        const="",
+    ),
+    Option(
+        "ray_workers",
+        ("--ray_workers",),
+        "model workers with --ray (default: one per GPU of the cluster, else one per 4 CPUs)",
+        "demo",
+        _DEMO,
+        type=POSITIVE_INT,
     ),
 )
 

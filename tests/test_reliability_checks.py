@@ -137,7 +137,7 @@ def test_a_bug_in_a_script_is_one_line_naming_its_log(tmp_path, monkeypatch, cap
     def broken(*args, **kwargs):
         return 1 / 0
 
-    monkeypatch.setattr(demo, "torch_model", broken)
+    monkeypatch.setattr(demo, "open_model", broken)
     save_plain_images(tmp_path / "images", {"a.jpg": (16, 16)})
     assert demo.main(["--img", str(tmp_path / "images")]) == 70
     (log,) = tmp_path.glob("linearityiqa-test_demo-*.log")

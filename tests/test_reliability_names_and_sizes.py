@@ -112,7 +112,8 @@ def test_a_pipe_or_a_device_as_the_image_is_named_as_such_and_never_read(scoring
     with at_most(30):
         assert demo.main(demo_argv(scoring, path)) == 1
     assert capsys.readouterr().err == (
-        f"test_demo.py: error: image {path} {problem}: pass an image, a folder, a glob pattern or - "
+        f"test_demo.py: error: image {path} {problem}: pass an image, a folder, a glob pattern, a CSV or Parquet "
+        f"list of paths or - "
         f"(for paths on standard input) as --img\n"
     )
 

@@ -21,6 +21,7 @@ from IQAmodel import IQAModel
 from linearityiqa.data.info_builders import user_info_from_csv
 from linearityiqa.data.info_files import read_info, write_info
 from linearityiqa.errors import OutputError
+from linearityiqa.records import score_output
 from linearityiqa.records.checkpoint import save_checkpoint
 from linearityiqa.records.run_records import EpochLog, EpochMetrics, save_results
 from linearityiqa.records.writing import replacing
@@ -71,35 +72,45 @@ def test_scores_are_never_written_over_the_checkpoint_or_an_image(output, scorin
 def test_an_interrupt_while_scoring_leaves_the_earlier_scores_whole(scoring, tmp_path, monkeypatch, capsys):
     scores = tmp_path / "scores.csv"
     assert demo.main(demo_argv(scoring, scores)) == 0
-    before = folder_state(tmp_path)
+    earlier = scores.read_bytes()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+        yield
 
-    monkeypatch.setattr(demo, "score_files", interrupted)
-    capsys.readouterr()
-    assert demo.main(demo_argv(scoring, scores)) == 130
-    assert capsys.readouterr().err == "test_demo.py: interrupted; what was saved before is kept\n"
-    assert folder_state(tmp_path) == before
+    with monkeypatch.context() as patch:
+        patch.setattr(demo, "score_windows", interrupted)
+        capsys.readouterr()
+        assert demo.main(demo_argv(scoring, scores)) == 130
+    assert capsys.readouterr().err == (
+        "test_demo.py: interrupted; what was saved before is kept; pass --resume to go on from the rows written\n"
+    )
+    assert scores.read_bytes() == earlier
+    partial = tmp_path / "scores.csv.partial"
+    assert sorted(path.name for path in partial.iterdir()) == ["_run.json", "scores.csv"]
+    assert (partial / "scores.csv").read_bytes() == b"".join(earlier.splitlines(keepends=True)[:2])  # no rows yet
+    assert demo.main([*demo_argv(scoring, scores), "--resume"]) == 0
+    assert scores.read_bytes() == earlier and not partial.exists()
 
 
 def test_a_full_disk_under_the_scores_is_one_line_and_keeps_them(scoring, tmp_path, monkeypatch, capsys):
     scores = tmp_path / "scores.csv"
     assert demo.main(demo_argv(scoring, scores)) == 0
-    before = folder_state(tmp_path)
-    real = demo.write_csv
+    earlier = scores.read_bytes()
 
-    def full_disk(results, file, **keywords):
-        real(results[:1], file, **keywords)
+    def full_disk(file):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(demo, "write_csv", full_disk)
-    capsys.readouterr()
-    assert demo.main(demo_argv(scoring, scores)) == 1
-    err = capsys.readouterr().err
-    assert err == (f"test_demo.py: error: cannot write the scores {scores}: No space left on device; "
-                   f"pass another --output; a file there before is kept\n")  # fmt: skip
-    assert folder_state(tmp_path) == before
+    with monkeypatch.context() as patch:
+        patch.setattr(score_output, "_sync", full_disk)
+        capsys.readouterr()
+        assert demo.main(demo_argv(scoring, scores)) == 1
+    rows = tmp_path / "scores.csv.partial" / "scores.csv"
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: cannot write the scores {rows}: No space left on device; the rows of 0 images are "
+        f"kept there: make room, then pass --resume to go on\n"
+    )
+    assert scores.read_bytes() == earlier
 
 
 def test_make_info_refuses_to_write_over_its_score_file(tmp_path, capsys):
