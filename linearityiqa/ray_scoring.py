@@ -17,13 +17,14 @@ and every node needs this project installed; a local cluster started for the run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from linearityiqa.errors import ConfigError
+from linearityiqa.errors import ConfigError, IQAError
 from linearityiqa.image_scoring import ImageScore, score_windows
 from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
 
@@ -35,19 +36,17 @@ def ray_windows(
     model: ModelFile,
     paths: Sequence[str],
     *,
-    address: str | None,
     workers: int | None,
     heads: bool,
     start: int,
     window: int,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:], a window at a time and in input order, scored on Ray.
+    """The results of paths[start:], a window at a time and in input order, scored on the Ray
+    cluster this process is connected to (`ray_cluster`).
 
     Args:
         model: the model each actor loads; its device is chosen here (cuda for GPU actors).
         paths: every image of the run.
-        address: the cluster's (as ray.init takes it: "auto", "ray://head:10001", ...), or None
-            to start a local one for the run.
         workers: model actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs).
         heads: give each result the three heads' outputs too.
         start: the first image to score, a multiple of `window`.
@@ -55,11 +54,37 @@ def ray_windows(
     """
     import ray
 
+    dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
+    rows = _ordered_rows(dataset, start=start)
+    try:
+        yield from _windows(rows, paths, start=start, window=window, heads=heads)
+    except Exception as error:
+        mistake = _users_mistake(error)
+        if mistake is None:
+            raise
+        raise type(mistake)(f"on a Ray worker: {mistake}") from None
+
+
+def _users_mistake(error: BaseException) -> IQAError | None:
+    """The IQAError a worker raised, where `error` (Ray's wrapping of it) has one among its causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, IQAError):
+            return error
+        seen.add(id(error))
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None) -> Iterator[None]:
+    """Connected to the Ray cluster at `address` (or to a local one, started now, for None) while
+    the block runs: what ray_windows needs."""
+    import ray
+
     _connect(ray, address)
     try:
-        dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
-        rows = _ordered_rows(dataset, start=start)
-        yield from _windows(rows, paths, start=start, window=window, heads=heads)
+        yield
     finally:
         ray.shutdown()
 
@@ -67,7 +92,7 @@ def ray_windows(
 def _connect(ray, address: str | None) -> None:
     try:
         ray.init(
-            address=address or None,
+            address=address or "local",  # "local": a new cluster, not one that `ray start` began here
             include_dashboard=False,
             logging_level=logging.WARNING,
             configure_logging=True,
@@ -95,7 +120,11 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
     windows = ray.data.from_items(items, override_num_blocks=len(items))
     return windows.map_batches(
         WindowScorer,
-        fn_constructor_kwargs={"model": model.on(device="cuda" if gpus else "cpu", threads=threads), "heads": heads},
+        fn_constructor_kwargs={
+            "model": model.on(device="cuda" if gpus else "cpu", threads=threads),
+            "heads": heads,
+            "folder": os.getcwd(),
+        },
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=count),
@@ -105,12 +134,27 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
 
 
 class WindowScorer:
-    """A Ray actor's work: load the model once, then score one window per call."""
+    """A Ray actor's work: load the model once, then score one window per call.
 
-    def __init__(self, model: ModelFile, heads: bool) -> None:
-        self.loaded, self.spec, self.heads = open_model(model), model, heads
+    Args:
+        model: the model to load.
+        heads: give each row the three heads' outputs too.
+        folder: the driver's current folder, the actor's too where it exists (a local cluster, a
+            shared file system), so that relative paths name the files they name there.
+    """
+
+    def __init__(self, model: ModelFile, heads: bool, folder: str) -> None:
+        if os.path.isdir(folder):
+            os.chdir(folder)
+        self.model, self.heads, self.loaded, self.failure = model, heads, None, None
+        try:
+            self.loaded = open_model(model)
+        except IQAError as error:  # raised with each window: an actor that dies while it starts is restarted, forever
+            self.failure = error
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.failure is not None:
+            raise self.failure
         (first,), (names,) = batch["first"], batch["paths"]
         paths = [os.fsdecode(bytes(name)) for name in names]
         (results,) = score_windows(
@@ -118,8 +162,8 @@ class WindowScorer:
             paths,
             sizing=self.loaded.sizing,
             batch_size=self.loaded.batch_size,
-            max_pixels=self.spec.max_pixels,
-            workers=self.spec.threads,
+            max_pixels=self.model.max_pixels,
+            workers=self.model.threads,
             heads=self.heads,
             window=len(paths),
         )

@@ -41,7 +41,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that 
 TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
 # The optional dependencies, by the module a script imports, and the extra of pyproject.toml that installs each:
 # one that is missing is the user's to install, not a bug.
-EXTRAS = {"tensorboardX": "train", "onnxruntime": "onnx", "onnx": "export", "onnxscript": "export"}
+EXTRAS = {
+    "tensorboardX": "train",
+    "onnxruntime": "onnx",
+    "onnx": "export",
+    "onnxscript": "export",
+    "pyarrow": "scale",
+    "ray": "scale",
+}
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
