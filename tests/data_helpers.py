@@ -79,3 +79,22 @@ def read_scores(text: str) -> list[dict]:
     comment, _, table = text.partition("\n")
     assert comment.startswith(SCORE_COMMENT), comment
     return list(csv.DictReader(io.StringIO(table)))
+
+
+def scoring_folder(folder: Path, *, k: list[float], b: list[float]) -> Path:
+    """`folder` with two resnet18 checkpoints (model.pth, other.pth, of other weights; mappings
+    `k`, `b`) and images/: 30 JPEGs of two sizes, 00.jpg to 29.jpg, of which 15.jpg is a text file."""
+    import torch
+
+    from IQAmodel import IQAModel
+    from linearityiqa.records.checkpoint import save_checkpoint
+
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
+    for name, seed in (("model.pth", 0), ("other.pth", 1)):
+        torch.manual_seed(seed)
+        weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+        save_checkpoint(str(folder / name), {"model": weights, "k": k, "b": b, "settings": settings})
+    sizes = {f"{index:02d}.jpg": (96, 64) if index % 3 else (64, 48) for index in range(30)}
+    save_plain_images(folder / "images", sizes, seed=4)
+    (folder / "images" / "15.jpg").write_text("not a JPEG")
+    return folder

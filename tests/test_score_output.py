@@ -63,17 +63,22 @@ def test_rows_are_on_the_disk_a_window_at_a_time_and_the_output_appears_at_the_e
     assert [index for index, row in enumerate(rows) if row["error"]] == [15] and rows[15]["score"] == ""
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
 def test_a_run_stopped_by_a_signal_goes_on_with_resume_to_the_uninterrupted_output(stop, scoring, reference,
                                                                                     tmp_path):  # fmt: skip
     output = tmp_path / "scores.csv"
     command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--window", "2")]
-    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's Ctrl-C sends it, also where this suite runs in the background (where the shell ignores it)
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     rows = tmp_path / "scores.csv.partial" / "scores.csv"
     deadline = time.monotonic() + 120
     while not (rows.exists() and rows.read_text().count("\n") >= 4) and time.monotonic() < deadline:
-        time.sleep(0.01)  # until two windows (two lines of header) are on the disk
+        time.sleep(0.01)  # until a window is on the disk (two lines of header, two rows)
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL)
@@ -246,3 +251,45 @@ def test_heads_on_standard_output_are_columns_of_the_csv(scoring, reference, cap
     assert list(rows[0]) == ["image", "score", "error", "pq6", "pq7", "pq"]
     assert [row["score"] for row in rows] == [row["score"] for row in read_scores(reference.decode())]
     assert rows[15]["pq"] == "" and float(rows[0]["score"]) == pytest.approx(K[0] * float(rows[0]["pq"]) + B[0])
+
+
+@pytest.fixture(scope="module")
+def object_store(scoring):
+    """A local S3 server (moto's) holding the images under s3://photos/set/; the variables that lead
+    pyarrow's S3 file system to it."""
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}"}  # fmt: skip
+    store = fs.S3FileSystem(
+        access_key="testing", secret_key="testing", region="us-east-1", endpoint_override=f"http://{host}:{port}",
+        allow_bucket_creation=True,
+    )  # fmt: skip
+    store.create_dir("photos")
+    for image in sorted((scoring / "images").iterdir()):
+        with store.open_output_stream(f"photos/set/{image.name}") as file:
+            file.write(image.read_bytes())
+    yield settings
+    server.stop()
+
+
+def test_images_on_an_s3_object_store_score_as_local_ones(object_store, scoring, reference, tmp_path, monkeypatch):
+    for name, value in object_store.items():
+        monkeypatch.setenv(name, value)
+    output = tmp_path / "scores.csv"
+    model = ["-modelfile", str(scoring / "model.pth"), *WINDOW]
+    assert demo.main(["--img", "s3://photos/set/", *model, "-o", str(output)]) == demo.EXIT_SOME_FAILED
+    got, expected = read_scores(output.read_text()), read_scores(reference.decode())
+    assert [row["image"] for row in got] == [f"s3://photos/set/{index:02d}.jpg" for index in range(30)]
+    assert [row["score"] for row in got] == [row["score"] for row in expected]
+    assert got[15]["error"].startswith("cannot decode image s3://photos/set/15.jpg (")
+    listed = tmp_path / "list.csv"
+    listed.write_text("image\ns3://photos/set/00.jpg\ns3://photos/set/gone.jpg\n")
+    assert demo.main(["--img", str(listed), *model, "-o", str(output)]) == demo.EXIT_SOME_FAILED
+    rows = read_scores(output.read_text())
+    assert rows[0]["score"] == expected[0]["score"]
+    assert rows[1]["error"] == "image s3://photos/set/gone.jpg does not exist"
