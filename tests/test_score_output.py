@@ -180,6 +180,25 @@ def test_a_damaged_record_of_a_partial_run_is_one_line(damage, why, scoring, tmp
     assert err.endswith(f"): remove {output}.partial to score from the start\n") and err.count("\n") == 1
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "folder, message",
+    [
+        ("./", "--output ./ is a folder that a run cannot replace: name a new folder, e.g. scores/"),
+        ("/", "--output / is a folder that a run cannot replace: name a new folder, e.g. scores/"),
+        ("{images}/", "--output {images}/ holds files other than scores this project wrote: pass another --output"),
+    ],
+)
+def test_a_folder_of_shards_never_replaces_a_folder_that_holds_other_files(folder, message, scoring, tmp_path,
+                                                                            monkeypatch, capsys):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("a file of the user's")
+    images = scoring / "images"
+    assert demo.main(argv(scoring, folder.format(images=images))) == 1
+    assert capsys.readouterr().err == f"test_demo.py: error: {message.format(images=images)}\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] and len(list(images.iterdir())) == 30
+
+
 def test_resume_with_nothing_to_resume_scores_from_the_start(scoring, reference, tmp_path, capsys):
     output = tmp_path / "scores.csv"
     assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED

@@ -76,6 +76,8 @@ def _checked_output(output: str) -> str:
     if output_format(output) != SHARDS:
         check_writable(output, what="the scores", advice=ADVICE)
         output = write_target(output)
+    elif os.path.basename(output.rstrip(os.sep)) in ("", ".", ".."):  # the folder a run is in, or the root
+        raise ConfigError(f"--output {output} is a folder that a run cannot replace: name a new folder, e.g. scores/")
     elif os.path.exists(output) and not os.path.isdir(output):
         raise ConfigError(f"--output {output} names a folder, but a file is there: {ADVICE}")
     elif os.path.isdir(output) and os.listdir(output) and not os.path.isfile(os.path.join(output, RUN_FILE)):
