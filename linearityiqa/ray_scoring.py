@@ -54,6 +54,8 @@ def ray_windows(
     """
     import ray
 
+    if start >= len(paths):  # a partial run that wrote every row: nothing is left for the cluster
+        return
     dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
     rows = _ordered_rows(dataset, start=start)
     try:

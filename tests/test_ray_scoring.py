@@ -103,6 +103,22 @@ def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path,
     assert_plain_rows(scoring, read_scores(output.read_text()))
 
 
+def test_a_run_that_stopped_after_its_last_row_is_finished_without_work(scoring, ray_address, tmp_path, monkeypatch):
+    import pyarrow.parquet as parquet
+
+    output = tmp_path / "scores.parquet"
+
+    def interrupted(writer):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(score_output.ScoreWriter, "finish", interrupted)  # every row written, none made the output
+        assert demo.main(argv(scoring, output)) == 130
+    assert not output.exists()
+    assert demo.main(argv(scoring, output, "--ray", ray_address, "--resume")) == demo.EXIT_SOME_FAILED
+    assert_plain_rows(scoring, parquet.read_table(output).to_pylist())
+
+
 def test_a_workers_mistake_is_found_in_rays_wrapping():
     mistake = MissingFileError("checkpoint x.pth does not exist")
 
