@@ -56,7 +56,7 @@ with collector_paused(PAUSE_COLLECTOR):
     from linearityiqa.cli.options import get_demo_parser, given_options
     from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.errors import ConfigError
-    from linearityiqa.image_scoring import ImageScore, is_single_image, list_images, score_windows
+    from linearityiqa.image_scoring import ImageScore, is_path_list, is_single_image, list_images, score_windows
     from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, Model, ModelFile, open_model
     from linearityiqa.records.scale import score_comment
     from linearityiqa.records.score_output import (
@@ -109,7 +109,9 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
         return print_score(next(windows(args, spec, model, paths, start=0, window=1))[0])
     if args.output in (None, STDOUT):
         return write_to_stdout(args, spec, model, paths)
-    refuse_inputs(args.output, [(spec.kind, spec.path), *(("image", path) for path in paths)], option="--output")
+    listed = [("list of images", args.img_path)] if is_path_list(args.img_path) else []
+    inputs = [(spec.kind, spec.path), *listed, *(("image", path) for path in paths)]
+    refuse_inputs(args.output, inputs, option="--output")
     run = scoring_run(args, spec, model, paths)
     with on_ray(args.ray), score_writer(args.output, run, paths=paths, resume=args.resume) as writer:
         for note in writer.notes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -30,6 +31,8 @@ from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
 
 # CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
 CPUS_PER_WORKER = 4
+# Seconds to wait for a cluster's address to answer before saying it does not
+CONNECT_TIMEOUT = 10
 
 
 def ray_windows(
@@ -92,6 +95,7 @@ def ray_cluster(address: str | None) -> Iterator[None]:
 
 
 def _connect(ray, address: str | None) -> None:
+    _check_answers(address)
     try:
         ray.init(
             address=address or "local",  # "local": a new cluster, not one that `ray start` began here
@@ -102,6 +106,20 @@ def _connect(ray, address: str | None) -> None:
         )
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}): check --ray's address") from None
+
+
+def _check_answers(address: str | None) -> None:
+    """ConfigError, at once, where nothing listens at a host:port address (ray.init would try for minutes)."""
+    host, _, port = (address or "").split("://")[-1].rpartition(":")  # ray://head:10001 and head:6379 alike
+    if not host or not port.isdigit():
+        return  # "auto", a local cluster, or a form that Ray reads its own way
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise ConfigError(
+            f"nothing answers at {address} ({error.strerror or error}): check --ray's address and that the cluster "
+            f"is up (ray status on its head node)"
+        ) from None
 
 
 def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, heads, start, window):

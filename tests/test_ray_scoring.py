@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,6 +118,21 @@ def test_a_run_that_stopped_after_its_last_row_is_finished_without_work(scoring,
     assert not output.exists()
     assert demo.main(argv(scoring, output, "--ray", ray_address, "--resume")) == demo.EXIT_SOME_FAILED
     assert_plain_rows(scoring, parquet.read_table(output).to_pylist())
+
+
+@pytest.mark.reliability
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(scoring, tmp_path, capsys):
+    with socket.socket() as probe:  # a port that nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    assert demo.main(argv(scoring, tmp_path / "scores.csv", "--ray", f"127.0.0.1:{port}")) == 1
+    assert time.monotonic() - started < 60  # ray.init alone tries for minutes
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: nothing answers at 127.0.0.1:{port} (Connection refused): check --ray's address and "
+        f"that the cluster is up (ray status on its head node)\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no partial run begun
 
 
 def test_a_workers_mistake_is_found_in_rays_wrapping():

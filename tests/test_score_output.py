@@ -4,6 +4,7 @@ Parquet files and folders, lists of paths and URIs. The Ray path is test_ray_sco
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -241,6 +242,24 @@ def test_a_list_of_paths_in_csv_or_parquet_is_scored_in_its_order(scoring, refer
         assert demo.main(["--img", str(source), "-modelfile", str(scoring / "model.pth"), "-o", str(output),
                           *WINDOW]) == demo.EXIT_SOME_FAILED  # fmt: skip
         assert output.read_bytes() == reference
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["list.csv", "list.parquet"])
+def test_an_output_over_its_list_of_images_is_refused(name, scoring, reference, tmp_path, capsys):
+    listed = tmp_path / name
+    if name.endswith(".csv"):
+        listed.write_bytes(reference)  # an earlier output lists its images
+    else:
+        assert demo.main(argv(scoring, listed)) == demo.EXIT_SOME_FAILED
+    before = hashlib.sha256(listed.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert demo.main(["--img", str(listed), "-modelfile", str(scoring / "model.pth"), "-o", str(listed)]) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: --output {listed} is the list of images {listed} itself, which writing it would "
+        f"destroy: choose another --output; nothing was written\n"
+    )
+    assert hashlib.sha256(listed.read_bytes()).hexdigest() == before and sorted(tmp_path.iterdir()) == [listed]
 
 
 @pytest.mark.reliability
