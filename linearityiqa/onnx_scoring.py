@@ -11,12 +11,15 @@ laptop needs Pillow, NumPy and onnxruntime only.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from linearityiqa.data.decoding import ImageSizing
+from linearityiqa.choices import POOLING_METHODS
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 
@@ -27,6 +30,8 @@ METADATA_KEYS = (
     "resize", "resize_size_h", "resize_size_w", "k", "b",
 )  # fmt: skip
 _REEXPORT = "export it again with export_onnx.py"
+# torchvision's model names (resnet50, resnext101_32x8d, ...): the word an arch is recorded as
+_ARCH_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
     except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
     settings = _checked_metadata(session.get_modelmeta().custom_metadata_map, path)
-    _check_signature(session, path)
+    _check_signature(session, path, settings)
     return OnnxBackend(session=session, settings=settings)
 
 
@@ -122,13 +127,17 @@ def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
         metadata[key].isdigit() for key in ("resize_size_h", "resize_size_w")
     ):
         raise BadFileError(f"ONNX model {path} records no valid resize in its metadata: {_REEXPORT}")
+    _check_resize(metadata, path)
+    _check_model_settings(metadata, path)
     for key in ("k", "b"):
         try:
             values = json.loads(metadata[key])
         except ValueError:
             values = None
-        if not (isinstance(values, list) and len(values) == 3):
-            raise BadFileError(f"ONNX model {path} records {key} as {metadata[key]!r}, not 3 numbers: {_REEXPORT}")
+        if not (isinstance(values, list) and len(values) == 3 and all(map(_finite_number, values))):
+            raise BadFileError(
+                f"ONNX model {path} records {key} as {metadata[key]!r}, not 3 finite numbers: {_REEXPORT}"
+            )
     if "scale" in metadata:  # optional: files of the authors' checkpoints have none
         try:
             fields = json.loads(metadata["scale"])
@@ -138,11 +147,60 @@ def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
     return dict(metadata)
 
 
-def _check_signature(session: object, path: str) -> None:
-    """The graph takes uint8 `images` and answers `score`, as export_onnx.py builds it."""
-    inputs = {item.name: item.type for item in session.get_inputs()}
-    outputs = {item.name for item in session.get_outputs()}
-    if inputs != {"images": "tensor(uint8)"} or "score" not in outputs:
+def _check_resize(metadata: Mapping[str, str], path: str) -> None:
+    """A recorded resize is of 1 pixel a side or more, and within the pixel limit of decoding."""
+    height, width = int(metadata["resize_size_h"]), int(metadata["resize_size_w"])
+    if metadata["resize"] == "true" and not (height >= 1 and width >= 1 and height * width <= DEFAULT_MAX_PIXELS):
         raise BadFileError(
-            f"ONNX model {path} takes {inputs} and answers {sorted(outputs)}, not uint8 images to a score: {_REEXPORT}"
+            f"ONNX model {path} records a resize to {width}x{height} (resize_size_w x resize_size_h), not 1 to "
+            f"{DEFAULT_MAX_PIXELS:,} pixels: {_REEXPORT}"
+        )
+
+
+def _check_model_settings(metadata: Mapping[str, str], path: str) -> None:
+    """The model's settings, as export_onnx.py writes them: known words and whole numbers."""
+    wrong = [
+        key
+        for key, valid in (
+            ("arch", _ARCH_NAME.fullmatch(metadata["arch"])),
+            ("pool", metadata["pool"] in POOLING_METHODS),
+            ("use_bn_end", metadata["use_bn_end"] in ("true", "false")),
+            ("P6", metadata["P6"].isdigit() and int(metadata["P6"]) >= 1),
+            ("P7", metadata["P7"].isdigit() and int(metadata["P7"]) >= 1),
+        )
+        if not valid
+    ]
+    if wrong:
+        shown = ", ".join(f"{key} {metadata[key]!r}" for key in wrong)
+        raise BadFileError(f"ONNX model {path} records settings no model of this project has ({shown}): {_REEXPORT}")
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_signature(session: object, path: str, settings: Mapping[str, str]) -> None:
+    """The graph takes N x 3 x H x W uint8 `images` (H x W the recorded resize, where it is fixed)
+    and answers N float `score` and N x 3 float `heads`, as export_onnx.py builds it."""
+    inputs = {item.name: item for item in session.get_inputs()}
+    outputs = {item.name: item for item in session.get_outputs()}
+    shape = {name: (item.type, len(item.shape)) for name, item in {**inputs, **outputs}.items()}
+    expected = {"images": ("tensor(uint8)", 4), "score": ("tensor(float)", 1), "heads": ("tensor(float)", 2)}
+    if shape != expected:
+        raise BadFileError(
+            f"ONNX model {path} takes {sorted(inputs)} and answers {sorted(outputs)} ({shape}), not uint8 images "
+            f"to a score and three heads: {_REEXPORT}"
+        )
+    _, channels, *size = inputs["images"].shape
+    recorded = [int(settings["resize_size_h"]), int(settings["resize_size_w"])]
+    fixed = [dim if isinstance(dim, int) else None for dim in size]
+    if channels != 3 or (settings["resize"] == "true" and fixed not in ([None, None], recorded)):
+        raise BadFileError(
+            f"ONNX model {path} takes images of {inputs['images'].shape[1:]} (channels, height, width), where its "
+            f"metadata records 3 channels resized to {recorded[0]}x{recorded[1]}: {_REEXPORT}"
+        )
+    if settings["resize"] == "false" and fixed != [None, None]:
+        raise BadFileError(
+            f"ONNX model {path} takes images of one size only, {size[0]}x{size[1]}, where its metadata records no "
+            f"resize: {_REEXPORT}"
         )

@@ -131,6 +131,35 @@ def test_what_is_not_an_exported_model_is_one_line(exported, kind, tmp_path, cap
     assert not os.path.exists(tmp_path / "scores.csv")
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "changed, message",
+    [
+        ({"resize_size_h": "0", "resize_size_w": "0"}, "records a resize to 0x0 (resize_size_w x resize_size_h), "
+         "not 1 to 89,478,485 pixels"),
+        ({"resize_size_h": "60000", "resize_size_w": "60000"}, "records a resize to 60000x60000 (resize_size_w x "
+         "resize_size_h), not 1 to 89,478,485 pixels"),
+        ({"resize_size_w": "57"}, "takes images of [3, 40, 56] (channels, height, width), where its metadata records "
+         "3 channels resized to 40x57"),
+        ({"k": "[NaN, 1, 1]"}, "records k as '[NaN, 1, 1]', not 3 finite numbers"),
+        ({"pool": "median", "P7": "0"}, "records settings no model of this project has (pool 'median', P7 '0')"),
+    ],
+)  # fmt: skip
+def test_metadata_out_of_range_or_against_the_graph_is_one_line_at_load(exported, changed, message, tmp_path,
+                                                                         capsys):  # fmt: skip
+    proto = onnx.load(str(exported / "resized.onnx"))
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    helper.set_model_props(proto, {**metadata, **changed})
+    model = tmp_path / "model.onnx"
+    onnx.save(proto, str(model))
+    before = model.read_bytes()
+    assert demo.main(["--img", str(exported / "images"), "--onnx", str(model), "-o", str(tmp_path / "s.csv")]) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: ONNX model {model} {message}: export it again with export_onnx.py\n"
+    )
+    assert model.read_bytes() == before and sorted(tmp_path.iterdir()) == [model]
+
+
 def test_an_image_too_small_for_the_pyramid_is_its_rows_error(tmp_path, capsys):
     torch.manual_seed(0)
     settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 2}
