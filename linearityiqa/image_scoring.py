@@ -128,10 +128,26 @@ def listed_paths(path: str) -> list[str]:
     paths = read(column)
     if not paths:
         raise ConfigError(f"list {path} names no images: add a row for each image")
+    first_row: dict[str, int] = {}
     for row, value in enumerate(paths, start=1):
-        if not isinstance(value, str) or not value.strip():
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise BadFileError(f"row {row} of list {path} has no path in column {column}: fill it in or remove the row")
+        if not isinstance(value, str):
+            raise BadFileError(
+                f"row {row} of list {path} holds {value!r} ({type(value).__name__}) in column {column}, not a path: "
+                f"write the column as text"
+            )
+        same = first_row.setdefault(_one_name(value), row)
+        if same != row:
+            raise BadFileError(
+                f"rows {same} and {row} of list {path} name the same image, {value}: remove one (an image has one row)"
+            )
     return paths
+
+
+def _one_name(path: str) -> str:
+    """One spelling of a listed image: ./a.jpg and a.jpg, a//b.jpg and a/b.jpg are one file (a URI is as written)."""
+    return path if is_uri(path) else os.path.normpath(path)
 
 
 def _path_column(columns: Sequence[str], path: str) -> str:

@@ -263,6 +263,28 @@ def test_an_output_over_its_list_of_images_is_refused(name, scoring, reference, 
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        (["a.jpg", "./b.jpg", "b.jpg"], "rows 2 and 3 of list {listed} name the same image, b.jpg: remove one (an "
+         "image has one row)"),
+        (["a.jpg", None], "row 2 of list {listed} has no path in column path: fill it in or remove the row"),
+        ([7, 8], "row 1 of list {listed} holds 7 (int) in column path, not a path: write the column as text"),
+    ],
+)  # fmt: skip
+def test_a_list_with_a_repeated_missing_or_non_text_path_is_one_line(paths, message, scoring, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    listed = tmp_path / "list.parquet"
+    parquet.write_table(pa.table({"path": pa.array(paths)}), listed)
+    model = ["-modelfile", str(scoring / "model.pth")]
+    assert demo.main(["--img", str(listed), *model, "-o", str(tmp_path / "s.csv")]) == 1
+    assert capsys.readouterr().err == f"test_demo.py: error: {message.format(listed=listed)}\n"
+    assert sorted(tmp_path.iterdir()) == [listed]
+
+
+@pytest.mark.reliability
 def test_a_list_without_a_column_of_paths_is_one_line(scoring, tmp_path, capsys):
     listed = tmp_path / "list.csv"
     listed.write_text("id,name\n1,a.jpg\n")
