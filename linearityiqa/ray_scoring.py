@@ -126,8 +126,9 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
     """The Dataset of every window's rows: index, error (bytes, empty for none), score, heads."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    gpus = int(ray.cluster_resources().get("GPU", 0)) if model.kind == CHECKPOINT and model.device != "cpu" else 0
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if model.kind == CHECKPOINT and model.device != "cpu" else 0
+    cpus = int(resources.get("CPU", 1))
     count = workers or gpus or max(1, cpus // CPUS_PER_WORKER)
     threads = max(1, cpus // count)
     if gpus and count > gpus:

@@ -323,8 +323,9 @@ class ScoreWriter:
         shards = [os.path.join(self.partial, name) for name in self._shards()]
         with replacing_path(self.output, what="the scores", advice=ADVICE) as path:
             with parquet.ParquetWriter(path, _schema(self.run)) as writer:
-                for first in range(0, len(shards), max(1, ROW_GROUP // self.run.window)):
-                    group = shards[first : first + max(1, ROW_GROUP // self.run.window)]
+                per_group = max(1, ROW_GROUP // self.run.window)  # shards of one window each
+                for first in range(0, len(shards), per_group):
+                    group = shards[first : first + per_group]
                     writer.write_table(pa.concat_tables(parquet.read_table(shard) for shard in group))
 
     def _become_the_folder(self) -> None:
