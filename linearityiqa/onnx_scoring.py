@@ -21,6 +21,7 @@ import numpy as np
 from linearityiqa.choices import POOLING_METHODS
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
+from linearityiqa.onnx_protobuf import Malformed, external_tensor
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 
 FORMAT = "1"
@@ -101,13 +102,34 @@ def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
     options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
     if threads is not None:
         options.intra_op_num_threads = threads
+    model = _self_contained(path)
     try:
-        session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
     settings = _checked_metadata(session.get_modelmeta().custom_metadata_map, path)
     _check_signature(session, path, settings)
     return OnnxBackend(session=session, settings=settings)
+
+
+def _self_contained(path: str) -> bytes:
+    """The file's bytes, refused where a tensor's data lies in another file (onnx_protobuf.py).
+
+    onnxruntime gets these bytes, not the path: it opens no file beside the model, and scores
+    the very bytes that were checked."""
+    with open(path, "rb") as file:
+        model = file.read()
+    try:
+        external = external_tensor(model)
+    except Malformed as error:
+        raise BadFileError(f"cannot read ONNX model {path} (not a protobuf encoding: {error}): {_REEXPORT}") from None
+    if external is not None:
+        name, location = external
+        raise BadFileError(
+            f"ONNX model {path} keeps the weights of tensor {name!r} in another file ({location or 'unnamed'}), "
+            f"which scoring does not read: {_REEXPORT}, which writes one self-contained file"
+        )
+    return model
 
 
 def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:

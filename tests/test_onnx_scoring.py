@@ -19,6 +19,7 @@ import linearityiqa
 import test_demo as demo
 from IQAmodel import IQAModel
 from linearityiqa.onnx_export import export_onnx
+from linearityiqa.onnx_protobuf import Malformed, external_tensor
 from linearityiqa.records.checkpoint import save_checkpoint
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -158,6 +159,50 @@ def test_metadata_out_of_range_or_against_the_graph_is_one_line_at_load(exported
         f"test_demo.py: error: ONNX model {model} {message}: export it again with export_onnx.py\n"
     )
     assert model.read_bytes() == before and sorted(tmp_path.iterdir()) == [model]
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("location", ["weights.bin", "../../etc/passwd"])
+def test_weights_kept_in_another_file_are_refused_before_onnxruntime_opens_it(exported, location, tmp_path, capsys):
+    proto = onnx.load(str(exported / "resized.onnx"))
+    model = tmp_path / "model.onnx"
+    if location == "weights.bin":  # as onnx saves a model past protobuf's 2 GB
+        onnx.save_model(proto, str(model), save_as_external_data=True, location=location, size_threshold=0)
+    else:  # a hand-made file that would have onnxruntime read any file as weights
+        tensor = proto.graph.initializer[0]
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value=location)
+        onnx.save(proto, str(model))
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert demo.main(["--img", str(exported / "images"), "--onnx", str(model), "-o", str(tmp_path / "s.csv")]) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: ONNX model {model} keeps the weights of tensor '{proto.graph.initializer[0].name}' in "
+        f"another file ({location}), which scoring does not read: export it again with export_onnx.py, which writes "
+        f"one self-contained file\n"
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def a_constant_in_subgraphs(*, outside: bool) -> tuple[bytes, bytes]:
+    """A model whose tensor lies in a Constant of an If's branches, and a model of that branch."""
+    value = helper.make_tensor("value", TensorProto.FLOAT, [1], [0.0])
+    if outside:
+        value.ClearField("float_data")
+        value.data_location = TensorProto.EXTERNAL
+        value.external_data.add(key="location", value="w.bin")
+    output = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]
+    branch = helper.make_graph([helper.make_node("Constant", [], ["y"], value=value)], "branch", [], output)
+    choice = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)
+    graph = helper.make_graph([choice], "outer", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])], output)
+    return helper.make_model(graph).SerializeToString(), helper.make_model(branch).SerializeToString()
+
+
+def test_a_tensor_outside_is_found_however_deep_and_garbage_is_no_model():
+    assert [external_tensor(model) for model in a_constant_in_subgraphs(outside=True)] == [("value", "w.bin")] * 2
+    assert [external_tensor(model) for model in a_constant_in_subgraphs(outside=False)] == [None, None]
+    with pytest.raises(Malformed):
+        external_tensor(b"\x3a\xff\xff\xff\x0f")  # a graph field 4 GB long in a file of 5 bytes
 
 
 def test_an_image_too_small_for_the_pyramid_is_its_rows_error(tmp_path, capsys):
