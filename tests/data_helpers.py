@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def write_authors_info(path: Path, names: list[str], scores: list[float], stds: 
         file["subjective_scoresSTD"] = np.array([stds], dtype=np.float64)
         file["ref_ids"] = np.arange(1, len(names) + 1, dtype=np.float64).reshape(1, -1)
         file["index"] = np.asarray(index, dtype=np.float64)
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes: what the reliability tests compare before and after."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
-from data_helpers import KONIQ_REFERENCE_CSV, write_csv
+from data_helpers import KONIQ_REFERENCE_CSV, sha256, write_csv
 
 import make_info
-from linearityiqa.data.dataset_registry import DataSource, Split, get_dataset_spec
+from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES, DataSource, Split, get_dataset_spec
 from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv
 from linearityiqa.data.info_files import read_info, write_info
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
@@ -130,16 +132,26 @@ def test_user_csv_with_and_without_optional_columns(tmp_path):
         (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", "high"]], r"line 3: mos 'high' is not a finite number"),
         (["image_name", "mos"], [["a.jpg", "nan"]], r"line 2: mos 'nan' is not a finite number"),
         (["image_name", "mos", "std"], [["a.jpg", 1, "inf"]], r"line 2: std 'inf' is not a finite number"),
-        (["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2], ["a.jpg", 3]], "lines 2 and 4 both list image a.jpg"),
-        (["image_name", "mos"], [["", 1]], "line 2: image_name is empty"),
+        (
+            ["image_name", "mos"],
+            [["a.jpg", 1], ["b.jpg", 2], ["a.jpg", 3]],
+            "lines 2 and 4 both name image 'a.jpg'; fix",
+        ),
+        (["image_name", "mos"], [["", 1]], "line 2: image name '' is empty; fix the file"),
+        (
+            ["image_name", "mos"],
+            [["./a.jpg", 1], ["b.jpg", 2], ["a.jpg", 3]],
+            r"lines 2 and 4 both name image 'a.jpg' \(written './a.jpg' and 'a.jpg'\); fix the file",
+        ),
+        (["image_name", "mos"], [["a.jpg", 1], ["./", 2]], "line 3: image name './' names the image folder itself"),
         (["image_name", "mos", "set"], [["a.jpg", 1, "tarin"]], "line 2: set 'tarin' is not one of training"),
         (["image_name", "mos"], [], "has no data rows"),
         (
             ["image_name", "mos"],
             [["a.jpg", 1], ["../../etc/passwd", 2]],
-            "line 3: image_name '../../etc/passwd' is not a path inside the image folder",
+            r"line 3: image name '../../etc/passwd' is not a path inside the image folder \(relative to it, without",
         ),
-        (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image_name '/etc/passwd' is not a path inside"),
+        (["image_name", "mos"], [["/etc/passwd", 1]], "line 2: image name '/etc/passwd' is not a path inside"),
         (["image_name;mos"], [["a.jpg;1"]], r"has no column image_name, mos \(its columns: image_name;mos\)"),
     ],
 )
@@ -218,3 +230,52 @@ def test_make_info_reports_a_bad_file_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr == f"make_info.py: error: {bad} line 2: mos 'x' is not a finite number\n"
     assert not (tmp_path / "o.mat").exists()
+
+
+def test_names_are_kept_in_normal_form_by_every_builder_and_read_back_so(koniq_download, tmp_path):
+    mine = write_csv(tmp_path / "mine.csv", ["image_name", "mos"], [["./x/./a.jpg", 1], ["sub//b.jpg", 2]])
+    info = user_info_from_csv(mine, num_orderings=2)
+    assert info.im_names == ["x/a.jpg", "sub/b.jpg"]
+    write_info(tmp_path / "mine.mat", info)
+    assert read_info(tmp_path / "mine.mat").im_names == info.im_names
+    sets = koniq_download / "koniq10k_distributions_sets.csv"
+    respelled = [["./" + row["image_name"], row["set"]] for row in _rows(sets)]
+    scores = koniq_download / "koniq10k_scores_and_distributions.csv"
+    official = koniq_info_from_csv(scores, sets_csv=sets)
+    spelled = koniq_info_from_csv(scores, sets_csv=write_csv(tmp_path / "sets.csv", ["image_name", "set"], respelled))
+    assert spelled.im_names == official.im_names and spelled.split_sizes == official.split_sizes
+    assert spelled.index.tolist() == official.index.tolist()
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name, problem", [
+    ("../../etc/passwd", "is not a path inside the image folder (relative to it, without '..' or a leading /)"),
+    ("./1.bmp", "and 9 both name image '1.bmp' (written '1.bmp' and './1.bmp')"),
+])  # fmt: skip
+def test_make_info_clive_refuses_a_name_its_reader_would_in_one_line(clive_release, name, problem, tmp_path, capsys):
+    release = _copy_release(clive_release, tmp_path / "release")
+    images = release / "Data" / "AllImages_release.mat"
+    cells = scipy.io.loadmat(images)["AllImages_release"]
+    first_kept = cells[CLIVE_TRAINING_EXAMPLES, 0][0]
+    cells[CLIVE_TRAINING_EXAMPLES + 1, 0] = np.array([name])
+    scipy.io.savemat(images, {"AllImages_release": cells})
+    out = tmp_path / "CLIVEinfo.mat"
+    write_info(out, clive_info_from_release(clive_release, num_orderings=2))  # an earlier file, to keep
+    before = {path: sha256(path) for path in [out, *sorted((release / "Data").iterdir())]}
+    assert make_info.main(["clive", "--release", str(release), "--out", str(out)]) == 1
+    where = f"make_info.py: error: {images} entr"
+    expected = f"{where}y 9: image name {name!r} {problem}" if ".." in name else f"{where}ies 8 {problem}"
+    assert first_kept == "1.bmp" and capsys.readouterr().err == f"{expected}; use the files of the release\n"
+    assert {path: sha256(path) for path in before} == before and sorted(tmp_path.iterdir()) == [out, release]
+
+
+@pytest.mark.reliability
+def test_write_info_refuses_names_that_read_info_would(tmp_path):
+    info = user_info_from_csv(write_csv(tmp_path / "mine.csv", ["image_name", "mos"], [["a.jpg", 1], ["b.jpg", 2]]))
+    for names, problem in ((["a.jpg", "../b.jpg"], "entry 2: image name '../b.jpg' is not a path inside"),
+                           (["a.jpg", "./a.jpg"], "entries 1 and 2 both name image 'a.jpg'")):  # fmt: skip
+        with pytest.raises(
+            BadFileError, match=re.escape(f"info file {tmp_path / 'i.mat'} to write: im_names {problem}")
+        ):
+            write_info(tmp_path / "i.mat", replace(info, im_names=names))
+    assert not (tmp_path / "i.mat").exists()

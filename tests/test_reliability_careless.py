@@ -146,7 +146,7 @@ def test_a_dangling_link_in_a_folder_gets_its_row(scoring, tmp_path, capsys):
     [
         (["image_name", "mos", "MOS"], [["a.jpg", 1, 2]], "has the column mos twice (case aside): keep one"),
         (["image_name", "mos", "std"], [["a.jpg", 1, -1]], "line 2: std '-1' is negative, which no spread of"),
-        (["image_name", "mos"], [["a\tb.jpg", 1]], r"line 2: image_name 'a\tb.jpg' holds a control character"),
+        (["image_name", "mos"], [["a\tb.jpg", 1]], r"line 2: image name 'a\tb.jpg' holds a control character"),
         (["image_name", "mos"], [['"' + "a" * 200_000, 1]], "is not a CSV file it can read (field larger than"),
     ],
 )

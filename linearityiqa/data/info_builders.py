@@ -21,7 +21,8 @@ import numpy as np
 import scipy.io
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
-from linearityiqa.data.info_files import SPLITS, IQAInfo, leaves_its_folder
+from linearityiqa.data.image_names import checked_names
+from linearityiqa.data.info_files import SPLITS, IQAInfo
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
 # The release's files in Data/, each holding the variable of its name: names, MOS, their std.
@@ -93,7 +94,7 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
         )
     kept = slice(CLIVE_TRAINING_EXAMPLES, None)
     names, scores, stds = names[kept], scores[kept], stds[kept]
-    _check_mat_entries(data_dir, names, scores, stds)
+    names = _check_mat_entries(data_dir, names, scores, stds)
     return _info_with_random_orderings(names, scores, stds, num_orderings, seed)
 
 
@@ -141,26 +142,16 @@ def _names_and_scores(
     path: Path, rows: list[tuple[int, dict[str, str]]], score_column: str, std_column: str | None
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Image names, scores and stds (0 without a std column), each row checked."""
-    names, scores, stds = [], [], []
-    first_line: dict[str, int] = {}
-    for line, row in rows:
-        name = row.get("image_name", "")
-        if not name:
-            raise BadFileError(f"{path} line {line}: image_name is empty")
-        if name in first_line:
-            raise BadFileError(f"{path} lines {first_line[name]} and {line} both list image {name}; keep one")
-        if leaves_its_folder(name):
-            raise BadFileError(
-                f"{path} line {line}: image_name {name!r} is not a path inside the image folder; "
-                f"list names relative to it, without '..' or a leading /"
-            )
-        if not name.isprintable():  # a NUL, a line break or a tab: no image is named so by accident
-            raise BadFileError(f"{path} line {line}: image_name {name!r} holds a control character; fix the name")
-        first_line[name] = line
-        names.append(name)
-        scores.append(_finite(path, line, row, score_column))
-        stds.append(_spread(path, line, row, std_column) if std_column else 0.0)
+    names = _image_names(path, rows)
+    scores = [_finite(path, line, row, score_column) for line, row in rows]
+    stds = [_spread(path, line, row, std_column) if std_column else 0.0 for line, row in rows]
     return names, np.array(scores), np.array(stds)
+
+
+def _image_names(path: Path, rows: list[tuple[int, dict[str, str]]]) -> list[str]:
+    """The image_name of each row, by the rule of image_names.py (normal forms, each image once)."""
+    names = [row.get("image_name", "") for _, row in rows]
+    return checked_names(names, where=str(path), unit="line", advice="fix the file", numbers=[line for line, _ in rows])
 
 
 def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
@@ -193,19 +184,15 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
     """The split of each of `names`, from a file that must list exactly the same images."""
     header, rows = _read_csv(sets_csv)
     _require_columns(sets_csv, header, ["image_name", "set"])
+    listed = _image_names(sets_csv, rows)
     scored = set(names)
     set_of_name: dict[str, str] = {}
-    line_of_name: dict[str, int] = {}
-    for line, row in rows:
-        name = row.get("image_name", "")
-        if name in line_of_name:
-            raise BadFileError(f"{sets_csv} lines {line_of_name[name]} and {line} both list image {name}; keep one")
+    for name, (line, row) in zip(listed, rows):
         if name not in scored:
             raise BadFileError(
                 f"split count does not add up: {sets_csv} line {line} lists image {name}, "
                 f"which {scores_csv} does not score; use the sets file of the same release"
             )
-        line_of_name[name] = line
         set_of_name[name] = _set_of(sets_csv, line, row)
     unassigned = [name for name in names if name not in set_of_name]
     if unassigned:
@@ -259,19 +246,18 @@ def _cell_text(cell: np.ndarray) -> str:
     return str(values[0]).strip() if values.size else ""
 
 
-def _check_mat_entries(data_dir: Path, names: list[str], scores: np.ndarray, stds: np.ndarray) -> None:
-    """Check the kept entries; messages count entries as the release files do, from 1."""
-    seen: dict[str, int] = {}
-    for entry, (name, score, std) in enumerate(zip(names, scores, stds), start=CLIVE_TRAINING_EXAMPLES + 1):
-        if not name:
-            raise BadFileError(f"{data_dir / 'AllImages_release.mat'} entry {entry} has no image name")
-        if name in seen:
-            raise BadFileError(
-                f"{data_dir / 'AllImages_release.mat'} entries {seen[name]} and {entry} both name image {name}"
-            )
-        seen[name] = entry
+def _check_mat_entries(data_dir: Path, names: list[str], scores: np.ndarray, stds: np.ndarray) -> list[str]:
+    """The kept entries checked, and their names in normal form; messages count entries as the
+    release files do, from 1."""
+    entries = range(CLIVE_TRAINING_EXAMPLES + 1, CLIVE_TRAINING_EXAMPLES + 1 + len(names))
+    release = "use the files of the release"
+    normal_names = checked_names(
+        names, where=str(data_dir / "AllImages_release.mat"), unit="entry", advice=release, numbers=entries
+    )
+    for entry, name, score, std in zip(entries, normal_names, scores, stds):
         for key, value in (("AllMOS_release", score), ("AllStdDev_release", std)):
             if not math.isfinite(value):
                 raise BadFileError(
-                    f"{data_dir / (key + '.mat')} entry {entry} ({name}) is {value}, not a finite number"
+                    f"{data_dir / (key + '.mat')} entry {entry} ({name}) is {value}, not a finite number; {release}"
                 )
+    return normal_names

@@ -21,14 +21,14 @@ ends in one BadFileError that names the file and the dataset.
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from linearityiqa.data.image_names import checked_names
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 from linearityiqa.records.writing import replacing_path
 
@@ -38,6 +38,7 @@ OPTIONAL_KEYS = ("split_sizes",)
 # MATLAB v7.3 files are HDF5 files behind a 512-byte header that MATLAB checks before opening.
 MATLAB_USERBLOCK_SIZE = 512
 REBUILD = "rebuild it with make_info.py"
+WRITABLE = "give write_info names by the rule of linearityiqa/data/image_names.py"
 # Far above any IQA data set (KonIQ-10k has 10,073 images), and low enough that a file which
 # declares a huge shape without storing it (HDF5 allows that) is refused before memory is set
 # aside for it.
@@ -101,7 +102,7 @@ def read_info(path: str | Path) -> IQAInfo:
     with file:
         info = _read_open_info(file, path)
     _check_info(info, path)
-    return info
+    return replace(info, im_names=_normal_names(info.im_names, path))
 
 
 def _bad(path: Path, key: str, problem: str) -> BadFileError:
@@ -301,29 +302,11 @@ def _check_info(info: IQAInfo, path: Path) -> None:
                 f"{path}: {key} entry {entry + 1} ({info.im_names[entry]}) is {values[entry]}, "
                 f"not a finite number (of float32's range); fix the source scores and rebuild the file"
             )
-    _check_names(info.im_names, path)
     _check_index(info, path)
 
 
-def leaves_its_folder(name: str) -> bool:
-    """Whether an image name points outside the folder it is relative to (absolute, or through ..)."""
-    # The ".." test on the text first spares building a Path for each of KonIQ's 10,073 names.
-    return not name or os.path.isabs(name) or (".." in name and ".." in Path(name).parts)
-
-
-def _check_names(names: list[str], path: Path) -> None:
-    first_entry: dict[str, int] = {}
-    for entry, name in enumerate(names, start=1):
-        if name in first_entry:
-            raise _bad(path, "im_names", f"entries {first_entry[name]} and {entry} both name image {name}")
-        if leaves_its_folder(name):
-            raise _bad(
-                path,
-                "im_names",
-                f"entry {entry} names image {name!r}, which is not a path inside the image folder; "
-                f"names must be relative to it, without '..'",
-            )
-        first_entry[name] = entry
+def _normal_names(names: list[str], path: Path) -> list[str]:
+    return checked_names(names, where=f"{path}: im_names", unit="entry", advice=REBUILD)
 
 
 def _check_index(info: IQAInfo, path: Path) -> None:
@@ -348,8 +331,10 @@ def write_info(path: str | Path, info: IQAInfo) -> None:
         path: the `.mat` file to write; its folder is created if needed.
         info: what to write.
     """
+    # the reader's rule, so that what is written reads back; the names are written in normal form
+    names = checked_names(info.im_names, where=f"info file {path} to write: im_names", unit="entry", advice=WRITABLE)
     with replacing_path(path, what="info file", advice="free space, or pass another --out") as partial:
-        _write_hdf5(partial, info)
+        _write_hdf5(partial, replace(info, im_names=names))
         with open(partial, "r+b") as raw:
             raw.write(_matlab_header())
 

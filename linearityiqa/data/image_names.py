@@ -1,0 +1,73 @@
+"""The one rule for the names of a data set's images.
+
+It is applied wherever a list of names is built (make_info.py's builders, `write_info`) and
+wherever one is read (info files), so that no builder writes a file its reader refuses. A name
+is text without control characters, a path relative to the image folder that stays inside it
+(not absolute, no `..` part), and is kept in its normal form: `./a.jpg` and `a//b.jpg` are the
+images `a.jpg` and `a/b.jpg`. Two names whose normal forms are equal name one image, which a
+list may hold only once.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import unicodedata
+from collections.abc import Sequence
+
+from linearityiqa.errors import BadFileError
+
+PLURAL = {"line": "lines", "entry": "entries"}
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name an image of a data set (a phrase to follow the name), or None."""
+    if not name:
+        return "is empty"
+    # isprintable() first: the categories are looked up only for the rare name it is false for
+    # (a non-breaking space, say, is a fair part of a file name; a tab or a NUL is not).
+    categories = set() if name.isprintable() else {unicodedata.category(char) for char in name}
+    if "Cc" in categories:
+        return "holds a control character (a tab, a line break, a NUL ...)"
+    if "Cs" in categories:
+        return "is not valid text (it holds half of a UTF-16 pair)"
+    # The ".." test on the text first spares splitting each of KonIQ's 10,073 names.
+    if name.startswith("/") or (".." in name and ".." in name.split("/")):
+        return "is not a path inside the image folder (relative to it, without '..' or a leading /)"
+    if posixpath.normpath(name) == ".":
+        return "names the image folder itself, not an image in it"
+    return None
+
+
+def checked_names(
+    names: Sequence[str], *, where: str, unit: str, advice: str, numbers: Sequence[int] | None = None
+) -> list[str]:
+    """`names` in their normal forms, or a BadFileError naming the first one that breaks the rule.
+
+    Args:
+        names: the names as a file lists them.
+        where: what the message starts with: the file, and the dataset in it if any.
+        unit: what the file counts its names by ("line", "entry"); the message says "line 4".
+        advice: what to do, the end of the message.
+        numbers: the line or entry number of each name (by default 1, 2, ...).
+    """
+    numbers = range(1, len(names) + 1) if numbers is None else numbers
+    first: dict[str, int] = {}
+    normal_names = []
+    for position, (name, number) in enumerate(zip(names, numbers)):
+        problem = name_problem(name)
+        if problem is not None:
+            raise BadFileError(f"{where} {unit} {number}: image name {name!r} {problem}; {advice}")
+        normal = posixpath.normpath(name)
+        if normal in first:
+            raise BadFileError(
+                _twice(where, unit, advice, (names[first[normal]], name), (numbers[first[normal]], number))
+            )
+        first[normal] = position
+        normal_names.append(normal)
+    return normal_names
+
+
+def _twice(where: str, unit: str, advice: str, spellings: tuple[str, str], numbers: tuple[int, int]) -> str:
+    normal = posixpath.normpath(spellings[0])
+    spelled = "" if spellings[0] == spellings[1] else f" (written {spellings[0]!r} and {spellings[1]!r})"
+    return f"{where} {PLURAL[unit]} {numbers[0]} and {numbers[1]} both name image {normal!r}{spelled}; {advice}"
