@@ -7,6 +7,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,8 @@ from linearityiqa.records import score_output
 from linearityiqa.records.checkpoint import save_checkpoint
 from linearityiqa.records.run_records import EpochLog, EpochMetrics, save_results
 from linearityiqa.records.writing import replacing
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.reliability
 
@@ -149,13 +155,16 @@ def test_an_interrupted_save_leaves_each_record_as_it_was(tmp_path, monkeypatch)
         file.write(b"half" if "b" in file.mode else "half")
         raise KeyboardInterrupt
 
+    def interrupt():
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(np, "save", lambda file, *args, **kwargs: halfway(file))
     with pytest.raises(KeyboardInterrupt):
         save_results(results, {"sq": np.zeros(3), "pq_before": np.zeros((3, 1)), "pq": np.zeros(3)})
     monkeypatch.setattr(torch, "save", lambda checkpoint, file: halfway(file))
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(str(tmp_path / "model.pth"), {"model": {"w": torch.zeros(2)}})
-    monkeypatch.setattr("linearityiqa.data.info_files._write_hdf5", lambda partial, info: halfway(open(partial, "wb")))
+    monkeypatch.setattr("linearityiqa.data.info_files._matlab_header", interrupt)  # its temporary file just made
     with pytest.raises(KeyboardInterrupt):
         write_info(tmp_path / "info.mat", user_info_from_csv(scores, num_orderings=3))
     monkeypatch.setattr("csv.writer", halfway)
@@ -164,6 +173,34 @@ def test_an_interrupted_save_leaves_each_record_as_it_was(tmp_path, monkeypatch)
     assert folder_state(tmp_path) == before
     assert read_info(tmp_path / "info.mat").index.shape == (2, 2)
     assert EpochMetrics(log.path).series("val", "PLCC").epochs == [1]
+
+
+def past_a_size_of(limit: int):
+    """A child process's files cannot grow past `limit` bytes: a write beyond fails with EFBIG, as
+    one on a full disk fails with ENOSPC, whichever library makes it."""
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error, not the signal that kills by default
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limited
+
+
+def test_an_info_file_that_cannot_be_written_whole_is_one_line_and_keeps_the_earlier(tmp_path):
+    names = [[f"{number:05d}.jpg", number] for number in range(3000)]  # an info file of about 1.2 MB
+    scores = write_csv(tmp_path / "scores.csv", ["image_name", "mos"], names)
+    out = tmp_path / "info.mat"
+    write_info(out, user_info_from_csv(write_csv(tmp_path / "two.csv", ["image_name", "mos"], names[:2])))
+    before = folder_state(tmp_path)
+    command = [sys.executable, str(REPO / "make_info.py"), "csv", "--csv", str(scores), "--out", str(out)]
+    # HDF5 writing to the file itself crashed here (status -11), leaving its temporary file behind.
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=past_a_size_of(200_000))
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"make_info.py: error: cannot write info file {out}: File too large; free space, or pass another --out; "
+        f"a file there before is kept\n",
+    )
+    assert folder_state(tmp_path) == before and len(read_info(out).im_names) == 2
 
 
 def test_a_write_that_fails_names_the_file_and_keeps_it(tmp_path):

@@ -333,14 +333,21 @@ def write_info(path: str | Path, info: IQAInfo) -> None:
     """
     # the reader's rule, so that what is written reads back; the names are written in normal form
     names = checked_names(info.im_names, where=f"info file {path} to write: im_names", unit="entry", advice=WRITABLE)
+    image = _hdf5_image(replace(info, im_names=names))
     with replacing_path(path, what="info file", advice="free space, or pass another --out") as partial:
-        _write_hdf5(partial, replace(info, im_names=names))
-        with open(partial, "r+b") as raw:
-            raw.write(_matlab_header())
+        with open(partial, "wb") as raw:
+            raw.write(_matlab_header())  # the user block, which the in-memory image leaves out
+            raw.write(image)
 
 
-def _write_hdf5(partial: str, info: IQAInfo) -> None:
-    with h5py.File(partial, "w", userblock_size=MATLAB_USERBLOCK_SIZE) as file:
+def _hdf5_image(info: IQAInfo) -> bytes:
+    """The HDF5 file's bytes, built in memory: HDF5's own writes to a disk that fills (or to a
+    file past its size limit) can crash the process, while Python's write raises an OSError,
+    which replacing_path turns into one line and a file left as it was."""
+    # the core driver keeps the file in memory; without a backing store the name is never opened
+    with h5py.File(
+        "info-in-memory.h5", "w", driver="core", backing_store=False, userblock_size=MATLAB_USERBLOCK_SIZE
+    ) as file:
         _write_names(file, info.im_names)
         for key, values in (
             ("subjective_scores", info.scores),
@@ -351,6 +358,8 @@ def _write_hdf5(partial: str, info: IQAInfo) -> None:
         _write_double(file, "index", np.asarray(info.index, dtype=np.float64))
         if info.split_sizes is not None:
             _write_double(file, "split_sizes", np.asarray(info.split_sizes, dtype=np.float64).reshape(1, 3))
+        file.flush()
+        return file.id.get_file_image()
 
 
 def _write_names(file: h5py.File, names: list[str]) -> None:
