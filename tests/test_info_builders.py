@@ -279,3 +279,26 @@ def test_write_info_refuses_names_that_read_info_would(tmp_path):
         ):
             write_info(tmp_path / "i.mat", replace(info, im_names=names))
     assert not (tmp_path / "i.mat").exists()
+
+
+@pytest.mark.reliability
+def test_make_info_refuses_what_the_reader_would_take_as_too_large_in_one_line(tmp_path, capsys):
+    long_name = "a" * 5000 + ".jpg"
+    rows = [["a.jpg", 1], ["b.jpg", 2], [long_name, 3]]
+    mine = write_csv(tmp_path / "mine.csv", ["image_name", "mos"], rows)
+    assert make_info.main(["csv", "--csv", str(mine), "--out", str(tmp_path / "i.mat")]) == 1
+    assert capsys.readouterr().err == (
+        f"make_info.py: error: {mine} line 4: image name '{'a' * 60}'...'{'a' * 26}.jpg' (5,004 characters) is longer "
+        f"than the 4,096 UTF-16 codes an info file holds; fix the file\n"
+    )
+    mine = write_csv(tmp_path / "mine.csv", ["image_name", "mos"], rows[:2])
+    orderings = 2**26 + 1  # twice that is one more index entry than the reader takes
+    assert (
+        make_info.main(["csv", "--csv", str(mine), "--out", str(tmp_path / "i.mat"), "--orderings", f"{orderings}"])
+        == 1
+    )
+    assert capsys.readouterr().err == (
+        "make_info.py: error: num_orderings (make_info.py's --orderings): 2 images x 67,108,865 orderings are more "
+        "than the 134,217,728 index entries an info file may hold; keep to 67,108,864 orderings or fewer\n"
+    )
+    assert sorted(tmp_path.iterdir()) == [mine]

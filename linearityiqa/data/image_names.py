@@ -17,6 +17,10 @@ from collections.abc import Sequence
 from linearityiqa.errors import BadFileError
 
 PLURAL = {"line": "lines", "entry": "entries"}
+# The longest name an info file holds (MATLAB char arrays of UTF-16 codes), far beyond any file
+# system's 255 bytes per part.
+MAX_NAME_LENGTH = 4096
+SHOWN = 120  # characters of a name a message quotes
 
 
 def name_problem(name: str) -> str | None:
@@ -30,6 +34,8 @@ def name_problem(name: str) -> str | None:
         return "holds a control character (a tab, a line break, a NUL ...)"
     if "Cs" in categories:
         return "is not valid text (it holds half of a UTF-16 pair)"
+    if len(name) > MAX_NAME_LENGTH // 2 and len(name.encode("utf-16-le")) > 2 * MAX_NAME_LENGTH:
+        return f"is longer than the {MAX_NAME_LENGTH:,} UTF-16 codes an info file holds"
     # The ".." test on the text first spares splitting each of KonIQ's 10,073 names.
     if name.startswith("/") or (".." in name and ".." in name.split("/")):
         return "is not a path inside the image folder (relative to it, without '..' or a leading /)"
@@ -56,7 +62,7 @@ def checked_names(
     for position, (name, number) in enumerate(zip(names, numbers)):
         problem = name_problem(name)
         if problem is not None:
-            raise BadFileError(f"{where} {unit} {number}: image name {name!r} {problem}; {advice}")
+            raise BadFileError(f"{where} {unit} {number}: image name {_shown(name)} {problem}; {advice}")
         normal = posixpath.normpath(name)
         if normal in first:
             raise BadFileError(
@@ -65,6 +71,13 @@ def checked_names(
         first[normal] = position
         normal_names.append(normal)
     return normal_names
+
+
+def _shown(name: str) -> str:
+    """The name as a message quotes it: whole, unless it would fill the screen."""
+    if len(name) <= SHOWN:
+        return repr(name)
+    return f"{name[: SHOWN // 2]!r}...{name[-SHOWN // 4 :]!r} ({len(name):,} characters)"
 
 
 def _twice(where: str, unit: str, advice: str, spellings: tuple[str, str], numbers: tuple[int, int]) -> str:

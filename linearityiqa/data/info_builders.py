@@ -22,7 +22,7 @@ import scipy.io
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
 from linearityiqa.data.image_names import checked_names
-from linearityiqa.data.info_files import SPLITS, IQAInfo
+from linearityiqa.data.info_files import SPLITS, IQAInfo, size_problem
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
 # The release's files in Data/, each holding the variable of its name: names, MOS, their std.
@@ -222,6 +222,9 @@ def _info_with_random_orderings(
 ) -> IQAInfo:
     if num_orderings < 1:
         raise ConfigError(f"num_orderings (make_info.py's --orderings) is {num_orderings}; it needs to be at least 1")
+    too_large = size_problem(len(names), num_orderings)
+    if too_large is not None:  # found before the orderings take their memory
+        raise ConfigError(f"num_orderings (make_info.py's --orderings): {too_large}")
     ref_ids = np.arange(1, len(names) + 1)
     rng = np.random.default_rng(seed)
     index = rng.permuted(np.tile(ref_ids[:, None], (1, num_orderings)), axis=0)

@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from linearityiqa.data.image_names import checked_names
+from linearityiqa.data.image_names import MAX_NAME_LENGTH, checked_names
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 from linearityiqa.records.writing import replacing_path
 
@@ -44,7 +44,6 @@ WRITABLE = "give write_info names by the rule of linearityiqa/data/image_names.p
 # aside for it.
 MAX_IMAGES = 2**24
 MAX_INDEX_ENTRIES = 2**27
-MAX_NAME_LENGTH = 4096
 # float64 holds every whole number up to 2**53; beyond it an id may not be the one written.
 MAX_ID = 2**53
 
@@ -196,6 +195,20 @@ def _image_count(im_names: h5py.Dataset, path: Path) -> int:
     return count
 
 
+def size_problem(count: int, orderings: int) -> str | None:
+    """What makes an info file of `count` images and `orderings` index columns one `read_info`
+    refuses, or None; builders ask before they draw the orderings."""
+    if count > MAX_IMAGES:
+        return f"{count:,} images, more than the {MAX_IMAGES:,} an info file may list"
+    if count * orderings > MAX_INDEX_ENTRIES:
+        fewer = max(1, MAX_INDEX_ENTRIES // count)
+        return (
+            f"{count:,} images x {orderings:,} orderings are more than the {MAX_INDEX_ENTRIES:,} index entries an "
+            f"info file may hold; keep to {fewer:,} orderings or fewer"
+        )
+    return None
+
+
 def _check_shapes(datasets: dict[str, h5py.Dataset], count: int, path: Path) -> None:
     """Check that every dataset has the shape `count` images need, before any of them is read."""
     for key in ("subjective_scores", "subjective_scoresSTD", "ref_ids"):
@@ -333,6 +346,9 @@ def write_info(path: str | Path, info: IQAInfo) -> None:
     """
     # the reader's rule, so that what is written reads back; the names are written in normal form
     names = checked_names(info.im_names, where=f"info file {path} to write: im_names", unit="entry", advice=WRITABLE)
+    too_large = size_problem(len(names), np.shape(info.index)[1])
+    if too_large is not None:
+        raise ConfigError(f"info file {path} to write: {too_large}")
     image = _hdf5_image(replace(info, im_names=names))
     with replacing_path(path, what="info file", advice="free space, or pass another --out") as partial:
         with open(partial, "wb") as raw:
