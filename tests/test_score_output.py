@@ -200,6 +200,29 @@ def test_a_folder_of_shards_never_replaces_a_folder_that_holds_other_files(folde
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] and len(list(images.iterdir())) == 30
 
 
+@pytest.mark.reliability
+def test_a_shard_of_other_columns_is_refused_before_it_is_merged(scoring, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    output = tmp_path / "scores.parquet"
+    interrupted_run(scoring, output)
+    shard = tmp_path / "scores.parquet.partial" / "part-000001.parquet"
+    rows = parquet.read_table(shard)
+    parquet.write_table(
+        rows.set_column(1, "score", pa.array([str(score) for score in rows["score"].to_pylist()])), shard
+    )
+    before = {path.name: path.read_bytes() for path in shard.parent.iterdir()}
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == 1
+    assert capsys.readouterr().err == (
+        f"test_demo.py: error: partial run {shard} is damaged (its columns are image (string), score (string), "
+        f"error (string), not image (string), score (double), error (string)): remove {output}.partial to score "
+        f"from the start\n"
+    )
+    assert {path.name: path.read_bytes() for path in shard.parent.iterdir()} == before and not output.exists()
+
+
 def test_resume_with_nothing_to_resume_scores_from_the_start(scoring, reference, tmp_path, capsys):
     output = tmp_path / "scores.csv"
     assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED

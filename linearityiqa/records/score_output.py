@@ -265,9 +265,11 @@ class ScoreWriter:
             if int(SHARD.match(name).group(1)) != number:
                 raise _damaged(self.partial, f"shard {number} is missing before {name}")
             try:
-                table = parquet.read_table(path, columns=["image", "error"])
+                table = parquet.read_table(path)
             except (OSError, ValueError) as error:
                 raise _damaged(path, f"it is no Parquet file ({error})") from None
+            if not table.schema.equals(_schema(self.run)):  # the shards are merged as they are
+                raise _damaged(path, f"its columns are {_columns(table.schema)}, not {_columns(_schema(self.run))}")
             self._check_names(table.column("image").to_pylist(), path, first=len(errors))
             if table.num_rows != self.run.window and len(errors) + table.num_rows < self.run.images:
                 raise _damaged(path, f"it holds {table.num_rows} rows, not a window of {self.run.window}")
@@ -407,6 +409,10 @@ def _schema(run: ScoringRun):
     types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
     types += [(name, pa.float64()) for name in HEAD_COLUMNS] if run.heads else []
     return pa.schema(types, metadata={"linearityiqa.score": run.comment.removeprefix("# score: ")})
+
+
+def _columns(schema) -> str:
+    return ", ".join(f"{field.name} ({field.type})" for field in schema)
 
 
 def _recorded_run(path: str) -> ScoringRun:
