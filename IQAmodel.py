@@ -20,23 +20,23 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from linearityiqa.choices import POOLING_METHODS
+from linearityiqa.choices import POOLING_METHODS, RESNET_FAMILIES
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 
-# Children after which the side outputs are taken, and their channel counts.
+# Children after which the side outputs are taken, and their channel counts (the keys are
+# choices.FEATURES_ONLY_ARCHS, which the ONNX path checks without torchvision).
 # ResNets take the output of layer3 and layer4; their channels are read off the model.
 _FEATURES_ONLY_ARCHS = {
     "alexnet": {"ids": (9, 12), "channels": (256, 256)},
     "vgg16": {"ids": (23, 30), "channels": (512, 512)},
 }
 _RESNET_IDS = (6, 7)
-_RESNET_PREFIXES = ("resnet", "resnext", "wide_resnet")
 
 
 def supported_archs() -> list[str]:
     """Names of the torchvision backbones this model can be built on."""
     names = torchvision.models.list_models(module=torchvision.models)
-    return sorted(n for n in names if n in _FEATURES_ONLY_ARCHS or n.startswith(_RESNET_PREFIXES))
+    return sorted(n for n in names if n in _FEATURES_ONLY_ARCHS or n.startswith(RESNET_FAMILIES))
 
 
 def _check_pooling_method(method: str) -> None:

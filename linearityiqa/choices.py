@@ -9,6 +9,9 @@ LOSS_TYPES = ("norm-in-norm", "mae", "mse", "linearity", "min-max-norm", "mean-n
 LOSS_TYPE_ALIASES = {"Lp": "norm-in-norm", "l1": "mae"}
 # IQAmodel.py: how SPSP pools each cell of the pyramid.
 POOLING_METHODS = ("avg", "max", "min", "std", "maxmin", "mean-std")
+# IQAmodel.py: the torchvision backbones the model is built on: these by name, ResNets by family.
+FEATURES_ONLY_ARCHS = ("alexnet", "vgg16")
+RESNET_FAMILIES = ("resnet", "resnext", "wide_resnet")
 # acceleration.py: float32, float16 autocast with loss scaling (the paper's apex O1), bfloat16.
 OPT_LEVELS = ("O0", "O1", "bf16")
 # acceleration.py: torch.compile's modes.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linearityiqa.choices import POOLING_METHODS
+from linearityiqa.choices import FEATURES_ONLY_ARCHS, POOLING_METHODS, RESNET_FAMILIES
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 from linearityiqa.onnx_protobuf import Malformed, external_tensor
@@ -184,7 +184,7 @@ def _check_model_settings(metadata: Mapping[str, str], path: str) -> None:
     wrong = [
         key
         for key, valid in (
-            ("arch", _ARCH_NAME.fullmatch(metadata["arch"])),
+            ("arch", _is_arch_name(metadata["arch"])),
             ("pool", metadata["pool"] in POOLING_METHODS),
             ("use_bn_end", metadata["use_bn_end"] in ("true", "false")),
             ("P6", metadata["P6"].isdigit() and int(metadata["P6"]) >= 1),
@@ -195,6 +195,11 @@ def _check_model_settings(metadata: Mapping[str, str], path: str) -> None:
     if wrong:
         shown = ", ".join(f"{key} {metadata[key]!r}" for key in wrong)
         raise BadFileError(f"ONNX model {path} records settings no model of this project has ({shown}): {_REEXPORT}")
+
+
+def _is_arch_name(arch: str) -> bool:
+    """The name of a backbone IQAmodel.py builds on (torchvision's list is not at hand here)."""
+    return bool(_ARCH_NAME.fullmatch(arch)) and (arch in FEATURES_ONLY_ARCHS or arch.startswith(RESNET_FAMILIES))
 
 
 def _finite_number(value: object) -> bool:

@@ -12,12 +12,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torchvision
 from data_helpers import read_scores, save_plain_images
 from onnx import TensorProto, helper
 
 import linearityiqa
 import test_demo as demo
-from IQAmodel import IQAModel
+from IQAmodel import IQAModel, supported_archs
+from linearityiqa import onnx_scoring
 from linearityiqa.onnx_export import export_onnx
 from linearityiqa.onnx_protobuf import Malformed, external_tensor
 from linearityiqa.records.checkpoint import save_checkpoint
@@ -144,6 +146,7 @@ def test_what_is_not_an_exported_model_is_one_line(exported, kind, tmp_path, cap
          "3 channels resized to 40x57"),
         ({"k": "[NaN, 1, 1]"}, "records k as '[NaN, 1, 1]', not 3 finite numbers"),
         ({"pool": "median", "P7": "0"}, "records settings no model of this project has (pool 'median', P7 '0')"),
+        ({"arch": "densenet121"}, "records settings no model of this project has (arch 'densenet121')"),
     ],
 )  # fmt: skip
 def test_metadata_out_of_range_or_against_the_graph_is_one_line_at_load(exported, changed, message, tmp_path,
@@ -203,6 +206,11 @@ def test_a_tensor_outside_is_found_however_deep_and_garbage_is_no_model():
     assert [external_tensor(model) for model in a_constant_in_subgraphs(outside=False)] == [None, None]
     with pytest.raises(Malformed):
         external_tensor(b"\x3a\xff\xff\xff\x0f")  # a graph field 4 GB long in a file of 5 bytes
+
+
+def test_the_archs_an_onnx_file_may_record_are_those_the_model_builds_on():
+    every = torchvision.models.list_models(module=torchvision.models)
+    assert [arch for arch in every if onnx_scoring._is_arch_name(arch)] == supported_archs()
 
 
 def test_an_image_too_small_for_the_pyramid_is_its_rows_error(tmp_path, capsys):
