@@ -97,11 +97,13 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     device = choose_device(settings["device"])
     seed = run_seed(settings)
     seed_everything(seed)
+    # before the model and the images: a --resume that cannot go on is refused at once
+    resumed = handlers.read_resume_state(settings) if settings["resume"] and not settings["evaluate"] else None
     parts = build_parts(settings, device)
     if settings["evaluate"]:
         return evaluate_only(parts, settings)
     say(f"training on {idist.get_world_size()} x {device.type} in {parts.precision.name}")
-    trainer, epoch_log = build_trainer(parts, settings, device, seed)
+    trainer, epoch_log = build_trainer(parts, settings, device, seed, resumed)
     logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
     try:
         trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
@@ -240,10 +242,14 @@ def create_trainer(
 
 
 def build_trainer(
-    parts: RunParts, settings: Mapping[str, Any], device: torch.device, seed: int
+    parts: RunParts,
+    settings: Mapping[str, Any],
+    device: torch.device,
+    seed: int,
+    resumed: handlers.SavedState | None = None,
 ) -> tuple[Engine, EpochLog | None]:
-    """The trainer of the paper's loss, resumed with --resume, and what it does after each epoch;
-    the run's -epochs.csv log (in the first process only)."""
+    """The trainer of the paper's loss, resumed from `resumed` (the state --resume read), and what
+    it does after each epoch; the run's -epochs.csv log (in the first process only)."""
     loss = global_batch_loss(IQALoss(**adapt.loss_kwargs(settings)))
     trainer = create_trainer(
         parts.trained,
@@ -258,8 +264,8 @@ def build_trainer(
     )
     state = handlers.resume_state(trainer, parts, settings)
     saved_name = None
-    if settings["resume"]:
-        saved_name = handlers.load_resume_state(state, settings["trained_model_file"], epochs=settings["epochs"])
+    if resumed is not None:
+        saved_name = handlers.load_resume_state(state, resumed, epochs=settings["epochs"])
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would

@@ -216,6 +216,41 @@ def test_resume_with_other_options_names_the_first_that_differs(option, saved, a
     assert "epoch 2" not in out and folder_state(interrupted) == before
 
 
+def loaders_that_must_not_run(monkeypatch) -> list:
+    """main's loaders, which decode and cache the images, made to fail: the calls they got."""
+    calls = []
+
+    def load(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("the images are loaded before --resume is checked")
+
+    monkeypatch.setattr(main, "get_data_loaders", load)
+    return calls
+
+
+def test_resume_with_other_options_is_refused_before_any_image_is_loaded(interrupted, koniq, monkeypatch, capsys):
+    before = folder_state(interrupted)
+    loaded = loaders_that_must_not_run(monkeypatch)
+    capsys.readouterr()
+    assert main.main(run_argv(koniq, interrupted, "--resume", "--arch", "resnet34")) == 1
+    assert capsys.readouterr().err == (
+        f"main.py: error: --resume: the saved state at {resume_file(interrupted)} was trained with arch='resnet18', "
+        f"this run asks for arch='resnet34': pass the same options, or start anew without --resume\n"
+    )
+    assert loaded == [] and folder_state(interrupted) == before
+
+
+def test_resume_with_nothing_to_resume_is_refused_before_any_image_is_loaded(koniq, tmp_path, monkeypatch, capsys):
+    loaded = loaders_that_must_not_run(monkeypatch)
+    assert main.main(run_argv(koniq, tmp_path, "--resume")) == 1
+    assert capsys.readouterr().err == (
+        f"main.py: error: nothing to resume in {tmp_path / 'model.pth.resume'}: the run finished (a finished run's "
+        f"state is removed) or never completed an epoch; run without --resume to train it from the start (a run "
+        f"of another -e saves under its own name: pass its --trained_model_file to train it longer)\n"
+    )
+    assert loaded == [] and not (tmp_path / "model.pth").exists()
+
+
 def test_a_resume_state_cut_short_is_one_line_that_names_it(run_copy, koniq, capsys):
     state = resume_file(run_copy)
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import sha256
+from ignite.engine import Events
 
 import main
 from linearityiqa.acceleration import out_of_memory
@@ -318,3 +320,161 @@ def test_sigterm_to_a_run_of_two_processes_stops_them_too(koniq, tmp_path):
         "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch\n"
     )
     assert not any(_running(pid) for pid in workers)
+
+
+# Saves that fail inside torch.save. PyTorch's zip writer turns what its file's write raised (the
+# OSError of a full disk, the KeyboardInterrupt of Ctrl-C) into its own RuntimeError: these
+# fakes make the write fail inside the real torch.save, so that the error main.py sees is torch's.
+
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+RESUME_ADVICE = (
+    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
+    "from the last state saved; a file there before is kept"
+)
+WRITER_WORDS = "[enforce fail at inline_container.cc:672] . unexpected pos 25912832 vs 25912728"
+
+
+class _FailingWrites:
+    """A file for torch.save whose third write raises `raised`: the first bytes are written."""
+
+    def __init__(self, file, raised: BaseException):
+        self.file, self.raised, self.writes = file, raised, 0
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes == 3:
+            raise self.raised
+        return self.file.write(data)
+
+    def flush(self):
+        self.file.flush()
+
+
+def writes_then(raised: BaseException):
+    """A failure for fail_in_save: the real torch.save, whose file's write raises `raised` partway."""
+    return lambda real_save, obj, file: real_save(obj, _FailingWrites(file, raised))
+
+
+def writer_fails(real_save, obj, file):
+    """A failure for fail_in_save: torch's writer in its own words, after some bytes (where it writes to a path)."""
+    file.write(b"PK\x03\x04 the first bytes")
+    raise RuntimeError(WRITER_WORDS)
+
+
+def files(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (a run's lock and temporary files aside) and its sha256."""
+    found = [path for path in sorted(folder.rglob("*")) if path.is_file()]
+    return {str(path.relative_to(folder)): sha256(path) for path in found if path.suffix not in (".lock", ".partial")}
+
+
+def said(capsys) -> list[str]:
+    """main.py's lines on stderr (the decoding's progress bar aside, which a first decoding shows)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("main.py:")]
+
+
+def written_into(file, folder: Path) -> bool:
+    """Whether torch.save's `file` (a temporary file, records/writing.py) is in `folder`."""
+    return os.path.realpath(os.path.dirname(file.name)) == os.path.realpath(folder)
+
+
+def fail_in_save(monkeypatch, *, folder: Path, save: int, failure, watched: Path) -> dict[str, str]:
+    """Make the `save`-th torch.save into `folder` fail as `failure` does; the files under
+    `watched` at that moment (filled in then), which must all be there, unchanged, after it."""
+    real_save, saves, before = torch.save, [], {}
+
+    def save_or_fail(obj, file, *args, **kwargs):
+        if written_into(file, folder):
+            saves.append(file.name)
+            if len(saves) == save:
+                before.update(files(watched))
+                return failure(real_save, obj, file)
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_or_fail)
+    return before
+
+
+def test_a_full_disk_at_the_first_resume_save_leaves_no_empty_folder(koniq, run_name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=1)
+    checkpoints = tmp_path / "checkpoints"
+    resume = checkpoints / (run_name(argv) + ".resume")
+    kept = fail_in_save(monkeypatch, folder=resume, save=1, failure=writes_then(ENOSPC), watched=checkpoints)
+    assert main.main(argv) == 1
+    assert said(capsys) == [
+        f"main.py: error: cannot write the resume state checkpoints/{run_name(argv)}.resume/checkpoint_1.pt: "
+        f"No space left on device; {RESUME_ADVICE}"
+    ]
+    # an empty folder would read as a run that had saved states, to whoever looks at it
+    assert not resume.exists() and files(checkpoints) == kept and list(kept) == [run_name(argv)]
+    assert main.main([*argv, "--resume"]) == 1  # the failing save was the first only
+    (message,) = said(capsys)
+    assert message.startswith(f"main.py: error: nothing to resume in checkpoints/{resume.name}: the run finished")
+    assert files(checkpoints) == kept
+
+
+@pytest.mark.parametrize(("epochs", "saved", "save"), [(2, "state", 2), (1, "checkpoint", 2)])
+def test_ctrl_c_inside_torch_save_is_an_interrupt_that_keeps_the_file_before(
+    epochs, saved, save, koniq, run_name, tmp_path, monkeypatch, capsys
+):
+    """Into the state of epoch 2 (the first is kept), or into the checkpoint the final test saves
+    with its fitted k and b (the best of epoch 1 is kept)."""
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=epochs)
+    checkpoints = tmp_path / "checkpoints"
+    folder = checkpoints / (run_name(argv) + ".resume") if saved == "state" else checkpoints
+    interrupt = writes_then(KeyboardInterrupt())
+    kept = fail_in_save(monkeypatch, folder=folder, save=save, failure=interrupt, watched=checkpoints)
+    assert main.main(argv) == 130
+    assert said(capsys) == [
+        "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch"
+    ]
+    assert files(checkpoints) == kept and not list(checkpoints.rglob("*.partial"))
+    assert f"{run_name(argv)}.resume/checkpoint_1.pt" in kept  # what --resume goes on from
+
+
+def test_pytorchs_writer_failing_in_a_resume_save_is_one_line_and_keeps_the_state_before(
+    koniq, run_name, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=2)
+    checkpoints = tmp_path / "checkpoints"
+    resume = checkpoints / (run_name(argv) + ".resume")
+    kept = fail_in_save(monkeypatch, folder=resume, save=2, failure=writer_fails, watched=checkpoints)
+    assert main.main(argv) == 1
+    assert said(capsys) == [
+        f"main.py: error: cannot write the resume state checkpoints/{resume.name}/checkpoint_2.pt: PyTorch's "
+        f"writer failed ({WRITER_WORDS}), most often for a full disk; {RESUME_ADVICE}"
+    ]
+    assert files(checkpoints) == kept and f"{resume.name}/checkpoint_1.pt" in kept
+
+
+def test_one_resume_state_is_kept_and_the_one_before_removed_only_once_it_is_saved(
+    koniq, run_name, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    argv = small_run(koniq, epochs=3)
+    resume = tmp_path / "checkpoints" / (run_name(argv) + ".resume")
+    while_saving, after_saving = [], []
+    real_save = torch.save
+
+    def observed_save(obj, file, *args, **kwargs):
+        if written_into(file, resume):
+            while_saving.append(sorted(files(resume)))
+        return real_save(obj, file, *args, **kwargs)
+
+    def observed(build_trainer):
+        def build(*args, **kwargs):
+            trainer, epoch_log = build_trainer(*args, **kwargs)  # after its saver: the epoch's state is saved
+            trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: after_saving.append(sorted(files(resume))))
+            return trainer, epoch_log
+
+        return build
+
+    monkeypatch.setattr(torch, "save", observed_save)
+    monkeypatch.setattr(main, "build_trainer", observed(main.build_trainer))
+    monkeypatch.setattr(main, "remove_resume_state", lambda settings: None)  # a finished run removes it
+    assert main.main(argv) == 0
+    # a kill while a state is written leaves the one before it whole
+    assert while_saving == [[], ["checkpoint_1.pt"], ["checkpoint_2.pt"]]
+    assert after_saving == [["checkpoint_1.pt"], ["checkpoint_2.pt"], ["checkpoint_3.pt"]]

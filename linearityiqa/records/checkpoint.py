@@ -69,18 +69,41 @@ def training_checkpoint(
 
 def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
     """Write `checkpoint` to `path` whole or not at all (records/writing.py)."""
-    advice = "free space, or write it elsewhere (--trained_model_file)"
-    with replacing(path, what="checkpoint", advice=advice, binary=True) as file:
+    save_file(path, checkpoint, what="checkpoint", advice="free space, or write it elsewhere (--trained_model_file)")
+
+
+def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
+    """torch.save `contents` to `path` whole or not at all (records/writing.py): a full disk is
+    one line naming `what` and `path`, with `advice`; Ctrl-C stays Ctrl-C."""
+    with replacing(path, what=what, advice=advice, binary=True) as file:
         try:
-            torch.save(dict(checkpoint), file)
+            torch.save(dict(contents), file)
         except RuntimeError as error:
-            if "inline_container" not in str(error):  # not torch's zip writer: a bug, not the disk
+            failure = _write_failure(error, f"{what} {path}", advice)
+            if failure is None:  # not torch's zip writer: a bug, not the disk
                 raise
-            # the writer's words where a write fell short: "[enforce fail at inline_container.cc] unexpected pos"
-            raise OutputError(
-                f"cannot write checkpoint {path}: PyTorch's writer failed ({first_line(error)}), most often for "
-                f"a full disk; {advice}; a file there before is kept"
-            ) from None
+            raise failure from None
+
+
+def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseException | None:
+    """What a RuntimeError of torch.save stands for, or None where it is not one of writing.
+
+    PyTorch's zip writer turns whatever its file's write raised (the file's OSError for a full
+    disk, the KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc]
+    unexpected pos" error, the original one being its __context__: that one is the failure.
+    """
+    cause = error.__context__
+    while cause is not None:
+        if isinstance(cause, (KeyboardInterrupt, OSError)):
+            return cause  # replacing() makes the OSError its one line; Ctrl-C ends the script as Ctrl-C does
+        cause = cause.__context__
+    if "inline_container" not in str(error):
+        return None
+    # the writer's own words, where it writes to a path: "unexpected pos", "file write failed"
+    return OutputError(
+        f"cannot write {named}: PyTorch's writer failed ({first_line(error)}), most often for "
+        f"a full disk; {advice}; a file there before is kept"
+    )
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 `python -m reproduce` find results by these names, so they never change.
 
     checkpoints/<run name>                      the best model (main.py; --trained_model_file)
-    checkpoints/<run name>.resume/              the whole state after each epoch, for --resume
+    checkpoints/<run name>.resume/              the whole state after the latest epoch, for --resume
     <results_dir>/<run name>.npy                the final test's metrics
     <results_dir>/<run name>-epochs.csv         every epoch's metrics (run_records.EpochLog)
     <results_dir>/<run name>-scores.csv         the final test's per-image scores
@@ -22,8 +22,8 @@ from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes
 
 CHECKPOINT_DIR = "checkpoints"
-# ignite's Checkpoint names each saved state after its epoch; a file of another name is the
-# temporary file of a save that was cut short (ignite writes one, then renames it).
+# Each saved state is named after its epoch, as ignite's Checkpoint named them; a file of another
+# name is the temporary file of a save that was cut short (each is written to one, then renamed).
 RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
 # Most file systems take names of up to 255 bytes; a run's longest files add 11 to its name.
 LONGEST_FILE_NAME = 255

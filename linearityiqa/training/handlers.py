@@ -1,6 +1,6 @@
 """What a training run does besides the method, as ignite handlers of its trainer: record each
-epoch's metrics, save the whole state for --resume and restore it, and log to TensorBoard and
-progress bars.
+epoch's metrics, save the whole state for --resume and restore it (read before the images are
+decoded), and log to TensorBoard and progress bars.
 
 main.py builds a run's parts once (`RunParts`) and attaches these around its own trainer and
 validation; each handler takes the settings it reads from the run's settings, the options as
@@ -9,8 +9,10 @@ plain types.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,16 +22,25 @@ from typing import Any, NamedTuple
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, ProgressBar, global_step_from_engine
+from ignite.handlers import Checkpoint, ProgressBar, global_step_from_engine
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 from torch.utils.data import DataLoader
 
 from linearityiqa.acceleration import Precision
 from linearityiqa.errors import BadFileError, ConfigError, first_line
 from linearityiqa.options import RESUMED
-from linearityiqa.records.paths import check_name_part, epochs_file, latest_resume_file, resume_folder
+from linearityiqa.records.checkpoint import save_file
+from linearityiqa.records.paths import RESUME_FILE, check_name_part, epochs_file, latest_resume_file, resume_folder
 from linearityiqa.records.run_records import EpochLog
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
+
+# What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
+_RESUME_ADVICE = (
+    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
+    "from the last state saved"
+)
+# The temporary file of a resume state's save that a kill cut short (records/writing.py names it).
+_CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
 
 
 class Loaders(NamedTuple):
@@ -148,24 +159,49 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
     return state
 
 
-def load_resume_state(state: dict[str, Any], trained_model_file: str, *, epochs: int) -> str | None:
-    """Restore `state` from the latest whole epoch saved beside the checkpoint, once it is known
-    to be a state of this run: readable, saved with the same settings, fitting its model. Returns
-    the name the run had (None in a state saved before states recorded it).
+@dataclass(frozen=True)
+class SavedState:
+    """A resume state read from its file, saved with the run's settings.
+
+    Args:
+        path: the file.
+        saved: what it holds: each object's state, by the names of `resume_state`.
+    """
+
+    path: str
+    saved: dict[str, Any]
+
+
+def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
+    """The latest whole state saved beside the run's checkpoint, once it is known to be readable
+    and saved with the same settings: read before the model is built and the images decoded,
+    which a --resume that cannot go on would wait for.
+
+    Raises:
+        MissingFileError: no epoch of the run was saved.
+        BadFileError: the state file is damaged.
+        ConfigError: the state was saved by a run with other options (the first is named).
+    """
+    path = latest_resume_file(resume_folder(settings["trained_model_file"]))
+    saved = _read_resume_file(path)
+    _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
+    return SavedState(path, saved)
+
+
+def load_resume_state(state: dict[str, Any], resumed: SavedState, *, epochs: int) -> str | None:
+    """Restore `state` from the state `read_resume_state` read, once it fits this run's objects.
+    Returns the name the run had (None in a state saved before states recorded it).
 
     Args:
         state: what `resume_state` returned.
-        trained_model_file: the run's checkpoint, beside which its states are saved.
+        resumed: what `read_resume_state` returned.
         epochs: the epochs asked for (-e), at least those the state has finished.
 
     Raises:
-        BadFileError: the state file is damaged, or does not fit this run's objects.
-        ConfigError: the state was saved by a run with other options (the first is named), or
-            has finished more epochs than asked for.
+        BadFileError: the state does not fit this run's objects.
+        ConfigError: the state has finished more epochs than asked for.
     """
-    path = latest_resume_file(resume_folder(trained_model_file))
-    saved = _read_resume_file(path)
-    _check_resumed_settings(saved.get("settings", {}), state["settings"].settings, path)
+    path, saved = resumed.path, resumed.saved
     restored = {name: item for name, item in state.items() if name != "settings"}
     try:
         Checkpoint.load_objects(to_load=restored, checkpoint=saved)
@@ -183,6 +219,7 @@ def load_resume_state(state: dict[str, Any], trained_model_file: str, *, epochs:
         )
     say(f"resuming from {path} after epoch {finished}")
     name = saved.get("settings", {}).get("run_name")
+    saved.clear()  # the states are in the run's objects now: no second copy for the whole run
     return name if isinstance(name, str) else None
 
 
@@ -218,14 +255,42 @@ def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], 
 
 
 def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
-    """Save the whole state after each epoch (the last two are kept), for --resume."""
-    saver = Checkpoint(
-        state,
-        DiskSaver(resume_folder(trained_model_file), require_empty=False),
-        n_saved=2,
-        global_step_transform=global_step_from_engine(trainer),
-    )
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, saver)
+    """Save the whole state after each epoch, for --resume (in the first process only)."""
+    folder = resume_folder(trained_model_file)
+    if idist.get_rank() == 0:
+        trainer.add_event_handler(
+            Events.EPOCH_COMPLETED, lambda engine: save_resume_state(state, folder, epoch=engine.state.epoch)
+        )
+
+
+def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
+    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole or not at all, and only
+    then remove the states of earlier epochs: at any moment one whole state is on the disk, and
+    only one (each holds the model and the optimizer: 1 GB for resnext101_32x8d).
+
+    A save that fails leaves the folder as it was: no temporary file, the state before kept,
+    and no empty folder where the first one failed.
+    """
+    path = os.path.join(folder, f"checkpoint_{epoch}.pt")
+    # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
+    states = {name: item.state_dict() for name, item in state.items()}
+    try:
+        save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
+    except BaseException:
+        with contextlib.suppress(OSError):  # only an empty folder can be removed so
+            os.rmdir(folder)
+        raise
+    _remove_earlier_states(folder, kept=os.path.basename(path))
+
+
+def _remove_earlier_states(folder: str, *, kept: str) -> None:
+    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut
+    short: another run's states too, which a run without --resume replaces (--resume would
+    otherwise take a later epoch of that run, with this run's checkpoint)."""
+    for name in os.listdir(folder):
+        if name != kept and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
 
 
 def attach_logging(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> TensorboardLogger:
@@ -255,7 +320,7 @@ def attach_progress_bars(trainer: Engine, evaluations: Mapping[str, Evaluation])
 
 
 def remove_resume_state(settings: Mapping[str, Any]) -> None:
-    """A finished run needs no resume state: two whole states of the model and optimizer, which
-    would take twice the checkpoint's space (about 2 GB for resnext101_32x8d) for every run kept."""
+    """A finished run needs no resume state: a whole state of the model and optimizer, which
+    would take the checkpoint's space again (about 1 GB for resnext101_32x8d) for every run kept."""
     if idist.get_rank() == 0:
         shutil.rmtree(resume_folder(settings["trained_model_file"]), ignore_errors=True)
