@@ -26,39 +26,41 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Callable
 
-import ignite.distributed as idist
-import numpy as np
-import torch
-from ignite.engine import Engine, Events
+from linearityiqa.cli.scripts import Advice, errors_reported, exit_status, imports_checked, report_mistake
 
-from IQAdataset import get_data_loaders
-from IQAloss import IQALoss
-from IQAmodel import IQAModel
-from linearityiqa.acceleration import (
-    Precision,
-    batch_preparation,
-    choose_precision,
-    compile_model,
-    resolve_device,
-    set_memory_format,
-    uses_channels_last,
-)
-from linearityiqa.cli import settings as adapt
-from linearityiqa.cli.options import get_args_parser, given_options
-from linearityiqa.cli.quickstart import run_quickstart
-from linearityiqa.cli.scripts import Advice, errors_reported, exit_status, report_mistake
-from linearityiqa.data.info_files import SPLITS
-from linearityiqa.errors import ConfigError
-from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint, training_checkpoint
-from linearityiqa.records.paths import results_file
-from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
-from linearityiqa.records.scale import TrainingScale
-from linearityiqa.training import handlers
-from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
-from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
-from linearityiqa.training.guards import run_guards
-from linearityiqa.training.handlers import Loaders, RunParts, record, remove_resume_state, say
-from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
+with imports_checked("main.py", __name__):  # a missing dependency is one line, not a traceback
+    import ignite.distributed as idist
+    import numpy as np
+    import torch
+    from ignite.engine import Engine, Events
+
+    from IQAdataset import get_data_loaders
+    from IQAloss import IQALoss
+    from IQAmodel import IQAModel
+    from linearityiqa.acceleration import (
+        Precision,
+        batch_preparation,
+        choose_precision,
+        compile_model,
+        resolve_device,
+        set_memory_format,
+        uses_channels_last,
+    )
+    from linearityiqa.cli import settings as adapt
+    from linearityiqa.cli.options import get_args_parser, given_options
+    from linearityiqa.cli.quickstart import run_quickstart
+    from linearityiqa.data.info_files import SPLITS
+    from linearityiqa.errors import ConfigError
+    from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint, training_checkpoint
+    from linearityiqa.records.paths import results_file
+    from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
+    from linearityiqa.records.scale import TrainingScale
+    from linearityiqa.training import handlers
+    from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
+    from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
+    from linearityiqa.training.guards import run_guards
+    from linearityiqa.training.handlers import Loaders, RunParts, record, remove_resume_state, say
+    from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
 
 ADVICE = Advice(
     out_of_memory="lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images (--resize, "

@@ -11,15 +11,17 @@ import argparse
 import os
 import sys
 
-from linearityiqa.cli.scripts import Advice, exit_status
-from linearityiqa.data.info_builders import (
-    CLIVE_RELEASE_FILES,
-    clive_info_from_release,
-    koniq_info_from_csv,
-    user_info_from_csv,
-)
-from linearityiqa.data.info_files import IQAInfo, write_info
-from linearityiqa.records.writing import refuse_inputs
+from linearityiqa.cli.scripts import Advice, exit_status, imports_checked
+
+with imports_checked("make_info.py", __name__):  # a missing dependency is one line, not a traceback
+    from linearityiqa.data.info_builders import (
+        CLIVE_RELEASE_FILES,
+        clive_info_from_release,
+        koniq_info_from_csv,
+        user_info_from_csv,
+    )
+    from linearityiqa.data.info_files import IQAInfo, write_info
+    from linearityiqa.records.writing import refuse_inputs
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

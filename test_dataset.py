@@ -21,24 +21,26 @@ import sys
 from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
+from linearityiqa.cli.scripts import Advice, exit_status, imports_checked, own_the_pixel_limit
 
-from IQAdataset import IQADataset, evaluation_loader
-from IQAperformance import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
-from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size, resolve_device
-from linearityiqa.cli import settings as adapt
-from linearityiqa.cli.options import get_test_dataset_parser, given_options
-from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit
-from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
-from linearityiqa.errors import ConfigError
-from linearityiqa.options import run_named
-from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-from linearityiqa.records.paths import dataset_results_file, scores_file
-from linearityiqa.records.run_records import save_results
-from linearityiqa.records.writing import check_writable, refuse_inputs
-from linearityiqa.scoring import image_sizing, load_scorer, resize_note
-from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
+with imports_checked("test_dataset.py", __name__):  # a missing dependency is one line, not a traceback
+    import torch
+    from torch.utils.data import DataLoader
+
+    from IQAdataset import IQADataset, evaluation_loader
+    from IQAperformance import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
+    from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size, resolve_device
+    from linearityiqa.cli import settings as adapt
+    from linearityiqa.cli.options import get_test_dataset_parser, given_options
+    from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
+    from linearityiqa.errors import ConfigError
+    from linearityiqa.options import run_named
+    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.records.paths import dataset_results_file, scores_file
+    from linearityiqa.records.run_records import save_results
+    from linearityiqa.records.writing import check_writable, refuse_inputs
+    from linearityiqa.scoring import image_sizing, load_scorer, resize_note
+    from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")

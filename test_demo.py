@@ -29,6 +29,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
+from linearityiqa.cli.scripts import Advice, exit_status, imports_checked, own_the_pixel_limit, report_mistake
+
 
 @contextlib.contextmanager
 def collector_paused(pause: bool) -> Iterator[None]:
@@ -52,9 +54,9 @@ def collector_paused(pause: bool) -> Iterator[None]:
 
 PAUSE_COLLECTOR = __name__ == "__main__"
 
-with collector_paused(PAUSE_COLLECTOR):
+# a missing dependency is one line, not a traceback
+with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR):
     from linearityiqa.cli.options import get_demo_parser, given_options
-    from linearityiqa.cli.scripts import Advice, exit_status, own_the_pixel_limit, report_mistake
     from linearityiqa.errors import ConfigError
     from linearityiqa.image_scoring import ImageScore, is_path_list, is_single_image, list_images, score_windows
     from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, Model, ModelFile, open_model

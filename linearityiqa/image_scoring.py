@@ -183,7 +183,7 @@ def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
 
 
 def _parquet_column(path: str) -> tuple[list[str], Callable[[str], list]]:
-    import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/scripts.EXTRAS)
+    import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/installation.EXTRAS)
 
     try:
         file = parquet.ParquetFile(path)

@@ -25,7 +25,7 @@ import linearityiqa
 from IQAmodel import IQAModel
 from linearityiqa import paper
 from linearityiqa.cli import console
-from linearityiqa.cli.scripts import EXTRAS
+from linearityiqa.cli.installation import DEPENDENCIES, EXTRAS
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
 REPO = Path(__file__).resolve().parents[1]
@@ -116,6 +116,13 @@ def test_the_extras_a_missing_module_names_install_it():
         assert module in {Requirement(line).name for line in extras[extra]}, module
 
 
+def test_the_dependencies_a_missing_module_names_are_the_distributions():
+    required = {Requirement(line).name for line in PYPROJECT["project"]["dependencies"]}
+    cloned = {Requirement(line).name for line in requirement_lines(REPO / "requirements.txt")}
+    assert set(DEPENDENCIES.values()) == required | {"matplotlib"}  # reproduce's figures: a clone's only
+    assert set(DEPENDENCIES.values()) <= cloned
+
+
 def test_in_a_clone_the_packages_names_are_the_root_files_objects():
     assert not paper.INSTALLED and paper.FOLDER == REPO
     assert linearityiqa.IQAModel is IQAmodel.IQAModel and linearityiqa.IQALoss is IQAloss.IQALoss
@@ -196,3 +203,22 @@ def test_score_takes_its_images_first_or_with_img():
         "--dataset",
         "CLIVE",
     ]
+
+
+@pytest.mark.reliability
+def test_a_partial_installation_is_one_line_naming_the_reinstall(wheel, tmp_path):
+    # The wheel installed, then a module that test_demo.py imports and the script of `linearityiqa test` lost.
+    target = tmp_path / "site"
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    package = target / "linearityiqa"
+    lost = [package / "records" / "score_output.py", package / "paper" / "test_dataset.py"]
+    for path in lost:
+        path.unlink()
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(PYTHONPATH=str(target), PATH=f"{target / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    reinstall = f"pip install --force-reinstall --no-deps 'linearityiqa @ {wheel.as_uri()}'"
+    for (command, script), path in zip([("score", "test_demo.py"), ("test", "linearityiqa")], lost):
+        done = run(["linearityiqa", command, "--help"], cwd=tmp_path, env=environment)
+        message = f"the installed LinearityIQA is incomplete: {path} is missing; reinstall it: {reinstall}"
+        assert (done.returncode, done.stderr) == (1, f"{script}: error: {message}\n")

@@ -4,7 +4,9 @@ line that runs a root script, printed as a user types it and run as printed."""
 from __future__ import annotations
 
 import errno
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 from importlib import metadata
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from linearityiqa import paper
 from linearityiqa.cli.scripts import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
@@ -20,6 +23,7 @@ from linearityiqa.cli.scripts import (
     Advice,
     command_line,
     exit_status,
+    imports_checked,
     run_script,
     user_message,
 )
@@ -153,18 +157,138 @@ def test_a_root_script_runs_in_a_process_of_its_own_and_gives_its_status(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "error, extra",
+    "error, module",
     [
-        (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "onnx"),
-        (ModuleNotFoundError("No module named 'onnx.checker'", name="onnx.checker"), "export"),
+        (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "onnxruntime"),
         # ignite's TensorBoard logger, which names no module of its own
-        (ModuleNotFoundError("This contrib module requires either tensorboardX or torch >= 1.2.0."), "train"),
+        (ModuleNotFoundError("This contrib module requires either tensorboardX or torch >= 1.2.0."), "tensorboardX"),
     ],
 )
-def test_a_missing_optional_dependency_names_the_extra_that_installs_it(error, extra):
-    module = "tensorboardX" if extra == "train" else error.name.split(".")[0]
-    assert user_message(error) == (
-        f"{module} is not installed, which this needs: pip install 'linearityiqa[{extra}]' "
-        f"(in a clone: pip install -r requirements.txt)"
-    )
+def test_in_a_clone_a_missing_optional_dependency_is_installed_by_the_requirements(error, module, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    assert user_message(error) == f"{module} is not installed, which this needs: pip install -r requirements.txt"
     assert user_message(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None  # not ours: a bug
+
+
+BLOCKER = """
+import os, sys
+from importlib.abc import MetaPathFinder
+
+class Blocked(MetaPathFinder):  # what Python raises for a module that is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == os.environ["BLOCKED_MODULE"]:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def run_without(module: str, command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`command` run from the clone in an environment where `module` is not installed (a sitecustomize blocks it)."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "BLOCKED_MODULE": module}
+    return subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.reliability
+def test_a_dependency_missing_at_a_scripts_top_is_one_line_naming_its_pip_command(tmp_path):
+    # linearityiqa test runs test_dataset.py, whose first lines import torch, then ignite.
+    done = run_without("ignite", [sys.executable, "-m", "linearityiqa", "test", "--help"], tmp_path)
+    assert (done.returncode, done.stderr) == (
+        EXIT_MISTAKE,
+        "test_dataset.py: error: pytorch-ignite (import ignite) is not installed, which LinearityIQA needs: "
+        "pip install -r requirements.txt\n",
+    )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("raised", ["ImportError", "OSError"])
+def test_a_dependency_that_fails_to_import_is_one_line_naming_its_reinstall(raised, tmp_path):
+    # h5py installed without the HDF5 library it loads: its own __init__ raises, naming no module
+    # (an OSError as ctypes raises it, or an ImportError).
+    (tmp_path / "h5py").mkdir()
+    (tmp_path / "h5py" / "__init__.py").write_text(
+        f'raise {raised}("libhdf5.so.310: cannot open shared object file: No such file or directory")\n'
+    )
+    out = tmp_path / "synthetic"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "make_synthetic.py", "--out", str(out), "--count", "2"]
+    done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (
+        EXIT_MISTAKE,
+        "make_synthetic.py: error: h5py is installed but an import of it fails (libhdf5.so.310: cannot open shared "
+        "object file: No such file or directory); reinstall it: pip install --force-reinstall 'h5py>=3.8'\n",
+    )
+    assert not out.exists()
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (ModuleNotFoundError("No module named 'scipy'", name="scipy"),
+         "scipy is not installed, which LinearityIQA needs: pip install -r requirements.txt"),
+        (ModuleNotFoundError("No module named 'onnx.checker'", name="onnx.checker"),
+         "onnx is installed but an import of it fails (No module named 'onnx.checker'); "
+         "reinstall it: pip install --force-reinstall 'onnx>=1.17'"),
+    ],
+)  # fmt: skip
+def test_in_a_clone_a_dependency_is_installed_by_its_requirements_line(error, message, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    assert user_message(error) == message
+
+
+def fake_wheel(folder: Path, *, recorded: list[str], direct_url: str) -> metadata.Distribution:
+    """The metadata pip writes for an installed wheel of LinearityIQA: its dependencies, files and origin."""
+    info = folder / "linearityiqa-0.9.0.dist-info"
+    info.mkdir(parents=True)
+    requires = ["pytorch-ignite<0.6,>=0.5", 'onnxruntime>=1.20; extra == "onnx"']
+    (info / "METADATA").write_text("Name: linearityiqa\nVersion: 0.9.0\n" + "".join(f"Requires-Dist: {line}\n"
+                                    for line in requires))  # fmt: skip
+    (info / "RECORD").write_text("".join(f"{path},sha256=x,1\n" for path in recorded))
+    (info / "direct_url.json").write_text(direct_url)
+    return metadata.PathDistribution(info)
+
+
+GIT_ORIGIN = '{"url": "https://example.org/linearityiqa.git", "vcs_info": {"vcs": "git", "commit_id": "0123abc"}}'
+
+
+@pytest.mark.reliability
+def test_from_a_wheel_each_missing_part_names_the_pip_command_that_mends_it(tmp_path, monkeypatch):
+    # Installed from git as the manual says: what is missing is installed again from there.
+    wheel = fake_wheel(tmp_path, recorded=["linearityiqa/data/synthetic.py"], direct_url=GIT_ORIGIN)
+    monkeypatch.setattr(metadata, "distribution", lambda name: wheel)
+    monkeypatch.setattr(paper, "INSTALLED", True)
+    source = "@ git+https://example.org/linearityiqa.git@0123abc'"
+    assert user_message(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime")) == (
+        f"onnxruntime is not installed, which this needs: pip install 'linearityiqa[onnx] {source}"
+    )
+    assert user_message(ModuleNotFoundError("No module named 'ignite'", name="ignite")) == (
+        "pytorch-ignite (import ignite) is not installed, which LinearityIQA needs: "
+        "pip install 'pytorch-ignite<0.6,>=0.5'"
+    )
+    missing = ModuleNotFoundError("No module named 'linearityiqa.data.synthetic'", name="linearityiqa.data.synthetic")
+    assert user_message(missing) == (
+        f"the installed LinearityIQA is incomplete: {tmp_path / 'linearityiqa/data/synthetic.py'} is missing; "
+        f"reinstall it: pip install --force-reinstall --no-deps 'linearityiqa {source}"
+    )
+    # a module the wheel never had is imported by a bug of the code
+    assert user_message(ModuleNotFoundError("No module named 'linearityiqa.nope'", name="linearityiqa.nope")) is None
+
+
+@pytest.mark.reliability
+def test_an_import_that_fails_in_the_projects_own_code_is_a_bug(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SystemExit) as ended:
+        with imports_checked("x.py", "__main__"):
+            from linearityiqa.errors import NoSuchError
+    assert ended.value.code == EXIT_BUG
+    assert capsys.readouterr().err.startswith(
+        "x.py: error: a bug of LinearityIQA, not a mistake of yours (ImportError: cannot import name 'NoSuchError' "
+        "from 'linearityiqa.errors'"
+    )
+    assert user_message(ModuleNotFoundError("No module named 'linearityiqa.nope'", name="linearityiqa.nope")) is None
+    # imported by another module (a test), a script's imports raise as they would
+    with pytest.raises(ImportError, match="NoSuchError"):
+        with imports_checked("x.py", "x"):
+            from linearityiqa.errors import NoSuchError  # noqa: F401

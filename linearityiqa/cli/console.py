@@ -22,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from linearityiqa import __version__, paper
+from linearityiqa import __version__
+from linearityiqa.cli.scripts import errors_reported
 
 
 class Command(NamedTuple):
@@ -58,11 +59,21 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def script_command(command: str, arguments: Sequence[str]) -> list[str]:
-    """The Python command line that runs `command`'s script with `arguments`."""
+    """The Python command line that runs `command`'s script with `arguments`.
+
+    Raises:
+        ModuleNotFoundError: the script is not there (an incomplete installation), as Python
+            would raise it for a module of the package.
+    """
+    from linearityiqa import paper
+
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
-    return [sys.executable, str(paper.script_path(COMMANDS[command].script)), *arguments]
+    script = paper.script_path(COMMANDS[command].script)
+    if not script.is_file():
+        raise ModuleNotFoundError(f"No module named {script.stem!r}", name=f"linearityiqa.paper.{script.stem}")
+    return [sys.executable, str(script), *arguments]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments or arguments[0] not in COMMANDS:
         get_parser().parse_args(arguments)  # --help, --version, or argparse's words for what is missing
         return 2  # not reached: each of those exits
-    command = script_command(arguments[0], arguments[1:])
+    with errors_reported("linearityiqa") as ended:  # an incomplete installation is one line
+        command = script_command(arguments[0], arguments[1:])
+    if ended.status:
+        return ended.status
     sys.stdout.flush()
     if os.name == "posix":
         os.execv(command[0], command)  # the script takes this process's place; no return

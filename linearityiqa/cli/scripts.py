@@ -10,6 +10,11 @@ sysexits.h), so that a report can include it and a user is not left with a wall 
 Whoever is changing the code sets LINEARITYIQA_TRACEBACK=1: a bug then propagates with its
 whole traceback (and `python -m pdb` stops at it).
 
+An installation that lacks something (a dependency, an extra, a module of an installed
+LinearityIQA) is one line with the pip command that mends it (cli/installation.py). A script
+imports what it needs inside `imports_checked`, so that even an import at its top ends so; this
+module imports nothing outside the standard library at its own top, so that it can say so.
+
 `main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
 in a process of its own (`run_script`): what they print is what runs.
 """
@@ -19,7 +24,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -30,25 +34,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from PIL import Image
-
-from linearityiqa import paper
+from linearityiqa.cli.installation import failed_dependency, import_problem
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
 TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
-# The optional dependencies, by the module a script imports, and the extra of pyproject.toml that installs each:
-# one that is missing is the user's to install, not a bug.
-EXTRAS = {
-    "tensorboardX": "train",
-    "onnxruntime": "onnx",
-    "onnx": "export",
-    "onnxscript": "export",
-    "pyarrow": "scale",
-    "ray": "scale",
-}
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
@@ -75,12 +67,9 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     """The line that tells the user what happened and what to do, or None for an error that is a bug."""
     if isinstance(error, IQAError):
         return str(error)
-    missing = missing_extra(error)
-    if missing:
-        return (
-            f"{missing} is not installed, which this needs: pip install 'linearityiqa[{EXTRAS[missing]}]' "
-            f"(in a clone: pip install -r requirements.txt)"
-        )
+    problem = import_problem(error)
+    if problem:
+        return problem
     if advice.unwritable and isinstance(error, OSError) and error.errno in WRITE_FAILURES:
         where = f"{error.filename}: " if error.filename else "an output: "
         return f"{where}{error.strerror}; {advice.unwritable}"
@@ -95,17 +84,6 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     if advice.loader_died and isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker"):
         return f"a data loading process died ({str(error).rstrip('.')}). {advice.loader_died}"
     return None
-
-
-def missing_extra(error: BaseException) -> str | None:
-    """The optional dependency (a key of EXTRAS) whose absence `error` reports, or None."""
-    if not isinstance(error, ModuleNotFoundError):
-        return None
-    if error.name is not None:
-        name = error.name.split(".")[0]
-        return name if name in EXTRAS else None
-    # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
-    return next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
 
 
 def report_mistake(script: str, message: str) -> int:
@@ -163,6 +141,32 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
         return True
 
 
+class imports_checked(errors_reported):
+    """The imports at the top of a script that runs as a program (`module` is its __name__,
+    "__main__"): one that fails ends the process as `errors_reported` reports it (a missing or
+    broken dependency is one line, status 1), not with a traceback from the line that imports it.
+    The imports of a script that another module imports (a test) raise as usual.
+    """
+
+    def __init__(self, script: str, module: str):
+        super().__init__(script)
+        self.active = module == "__main__"
+
+    def __enter__(self) -> imports_checked:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> bool:
+        if not self.active:
+            return False
+        if isinstance(error, Exception) and not isinstance(error, ImportError) and failed_dependency(error):
+            # a dependency's own code failing as it is imported (torch's OSError for a library it cannot load)
+            failed = ImportError(first_line(error))
+            error = failed.with_traceback(error.__traceback__)
+        if super().__exit__(kind, error, trace):
+            raise SystemExit(self.status)
+        return False
+
+
 def tracebacks_shown() -> bool:
     """Whether a bug propagates with its traceback (LINEARITYIQA_TRACEBACK=1), for whoever is changing
     the code, instead of becoming one line and a log file."""
@@ -190,12 +194,17 @@ def bug_log(script: str, trace: str) -> str | None:
     details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {_version('torch')}\n\n"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
-        handle, path = tempfile.mkstemp(prefix=f"linearityiqa-{os.path.splitext(script)[0]}-{stamp}-", suffix=".log")
+        handle, path = tempfile.mkstemp(prefix=f"linearityiqa-{_log_name(script)}-{stamp}-", suffix=".log")
         with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as log:
             log.write(details + trace)
     except OSError:
         return None
     return path
+
+
+def _log_name(script: str) -> str:
+    """The script in a log file's name: "main" for main.py, "reproduce" for `python -m reproduce`."""
+    return os.path.splitext(script.split()[-1])[0]
 
 
 def _version(package: str) -> str:
@@ -214,12 +223,16 @@ def own_the_pixel_limit() -> None:
     them) and refuse larger ones in its own words, whatever --max_pixels says. Only scripts call
     this: it changes Pillow for the whole process.
     """
+    from PIL import Image
+
     Image.MAX_IMAGE_PIXELS = None
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
     """The command that runs one of the paper's scripts (main.py, test_dataset.py, ...): from a clone
     as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
+    from linearityiqa import paper
+
     if paper.INSTALLED:
         from linearityiqa.cli.console import COMMAND_OF_SCRIPT
 
@@ -231,5 +244,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
 
 def run_script(script: str, argv: Sequence[str]) -> int:
     """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
+    from linearityiqa import paper
+
     sys.stdout.flush()
     return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode
