@@ -3,6 +3,8 @@
     python make_synthetic.py --out data/synthetic
 writes data/synthetic/koniq10k (like the KonIQ-10k download) and data/synthetic/ChallengeDB_release
 (like the CLIVE release); make_info.py then builds their info files as for the real data sets.
+Run again into the same --out, it replaces what it wrote there before and removes the images it
+does not write again; it writes nothing into a folder that holds files it did not write.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from linearityiqa.cli.scripts import Advice, exit_status
-from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
-from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
+from linearityiqa.cli.scripts import Advice, exit_status, imports_checked
 from linearityiqa.errors import ConfigError
+
+with imports_checked("make_synthetic.py", __name__):  # a missing dependency is one line, not a traceback
+    from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
+    from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
+    from linearityiqa.data.synthetic import earlier_files, write_clive_layout, write_koniq_layout
 
 OFFICIAL_SIZES = {"koniq": KONIQ_HW[::-1], "clive": (CLIVE_SIDE, CLIVE_SIDE)}  # width, height
 FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
@@ -70,16 +74,30 @@ def check_size(count: int, width: int, height: int) -> None:
 
 
 def write(args: argparse.Namespace) -> None:
+    """Write each layout asked for, once every one of them has been checked (sizes, and a folder
+    holding no files but an earlier run's)."""
     layouts = ["koniq", "clive"] if args.layout == "both" else [args.layout]
+    sizes = {layout: layout_size(args, layout) for layout in layouts}
+    folders = {layout: Path(args.out) / FOLDERS[layout] for layout in layouts}
+    earlier = {}
+    for layout in layouts:
+        check_size(args.count, *sizes[layout])
+        earlier[layout] = earlier_files(folders[layout], layout)
     writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
     for layout in layouts:
-        width = OFFICIAL_SIZES[layout][0] if args.width is None else args.width
-        height = OFFICIAL_SIZES[layout][1] if args.height is None else args.height
-        check_size(args.count, width, height)
-        folder = Path(args.out) / FOLDERS[layout]
+        (width, height), folder = sizes[layout], folders[layout]
         started = time.perf_counter()
         writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)
-        print(f"wrote {folder}: {args.count} images of {width}x{height} in {time.perf_counter() - started:.1f} s")
+        removed = len(earlier[layout] - earlier_files(folder, layout))
+        also = f"; removed {removed} file(s) of an earlier run that this one did not write" if removed else ""
+        print(f"wrote {folder}: {args.count} images of {width}x{height} in {time.perf_counter() - started:.1f} s{also}")
+
+
+def layout_size(args: argparse.Namespace, layout: str) -> tuple[int, int]:
+    """(width, height) of the layout's images: the options', else the layout's own."""
+    width = OFFICIAL_SIZES[layout][0] if args.width is None else args.width
+    height = OFFICIAL_SIZES[layout][1] if args.height is None else args.height
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from data_helpers import save_plain_images, sha256
 from PIL import Image
 
 import make_synthetic
+from linearityiqa.data import synthetic
 from linearityiqa.data.synthetic import (
     BLUR_RADIUS_AT_FULL,
     Degradation,
@@ -151,3 +154,91 @@ def test_make_synthetic_rejects_an_empty_data_set(tmp_path, capsys):
     assert make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("make_synthetic.py: error: cannot make 0 images of 1024x768") and err.count("\n") == 1
+
+
+SMALL = ["--count", "6", "--width", "8", "--height", "8"]
+
+
+def contents(folder: Path) -> dict[str, str]:
+    """Every file under `folder`, by its path relative to it: its SHA-256."""
+    return {path.relative_to(folder).as_posix(): sha256(path) for path in folder.rglob("*") if path.is_file()}
+
+
+def koniq_images_named(folder: Path) -> set[str]:
+    return {f"1024x768/{row[0]}" for row in _rows(folder / "koniq10k_distributions_sets.csv")[1:]}
+
+
+@pytest.mark.reliability
+def test_a_smaller_run_into_the_same_folder_leaves_only_what_it_wrote(tmp_path, capsys):
+    # A glob over the folder finds the images of the last run, and only those.
+    assert make_synthetic.main(["--out", str(tmp_path), *SMALL]) == 0
+    assert make_synthetic.main(["--out", str(tmp_path), *SMALL, "--count", "2", "--seed", "1"]) == 0
+    koniq, clive = tmp_path / "koniq10k", tmp_path / "ChallengeDB_release"
+    images = {path for path in contents(koniq) if path.startswith("1024x768/")}
+    assert images == koniq_images_named(koniq) and len(images) == 2
+    cells = scipy.io.loadmat(clive / "Data" / "AllImages_release.mat")["AllImages_release"]
+    names = [str(cell[0][0]) for cell in cells]
+    assert sorted(path.name for path in (clive / "Images").rglob("*.*")) == sorted(names) and len(names) == 9
+    out = capsys.readouterr().out
+    assert f"wrote {koniq}: 2 images of 8x8 in " in out and "removed 6 file(s) of an earlier run" in out
+    assert "removed 4 file(s) of an earlier run" in out  # CLIVE's 3.bmp to 6.bmp: its names recur
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("theirs", ["1024x768/1000000001.jpg", "notes.txt", "synthetic_files.txt"])
+def test_a_folder_holding_files_it_did_not_write_is_refused_and_left_as_it_was(theirs, tmp_path, capsys):
+    # A real KonIQ-10k download has the generator's names: only what a run recorded is its own.
+    koniq = tmp_path / "koniq10k"
+    save_plain_images(koniq / Path(theirs).parent, {Path(theirs).name: (8, 8)})
+    before = contents(tmp_path)
+    assert make_synthetic.main(["--out", str(tmp_path), *SMALL]) == 1
+    assert capsys.readouterr().err == (
+        f"make_synthetic.py: error: {koniq} holds 1 file(s) that no synthetic data set wrote, e.g. {koniq / theirs}: "
+        "write the data set into a new or empty folder (make_synthetic.py --out), or one it wrote before; "
+        "nothing was written or removed\n"
+    )
+    assert contents(tmp_path) == before
+
+
+@pytest.mark.reliability
+def test_a_file_added_to_a_folder_it_wrote_stops_the_next_run(tmp_path, capsys):
+    # Both layouts are checked before either is written: CLIVE's folder holds a photo of the user's.
+    assert make_synthetic.main(["--out", str(tmp_path), *SMALL]) == 0
+    save_plain_images(tmp_path / "ChallengeDB_release" / "Images", {"7.bmp.jpg": (8, 8)})
+    before = contents(tmp_path)
+    assert make_synthetic.main(["--out", str(tmp_path), *SMALL, "--seed", "1"]) == 1
+    assert "7.bmp.jpg: write the data set into a new or empty folder" in capsys.readouterr().err
+    assert contents(tmp_path) == before
+
+
+@pytest.mark.reliability
+def test_a_record_naming_files_elsewhere_removes_none_of_them(tmp_path):
+    # The record is read as names of the generator's own pattern: nothing outside the folder, nothing else.
+    save_plain_images(tmp_path, {"photo.jpg": (8, 8)})
+    kept = sha256(tmp_path / "photo.jpg")
+    lines = [synthetic.RECORD_HEADER, "../photo.jpg", "1024x768/../../photo.jpg"]
+    (tmp_path / "koniq10k").mkdir()
+    (tmp_path / "koniq10k" / synthetic.RECORD).write_text("\n".join(lines) + "\n")
+    write_koniq_layout(tmp_path / "koniq10k", count=2, width=8, height=8)
+    assert sha256(tmp_path / "photo.jpg") == kept
+
+
+@pytest.mark.reliability
+def test_an_interrupted_run_leaves_no_file_unrecorded(tmp_path, monkeypatch, capsys):
+    # Ctrl-C after 3 images: the next run into the folder still finds every file its own.
+    calls = iter(range(1000))
+
+    def degrade_then_stop(*args):
+        if next(calls) == 3:
+            raise KeyboardInterrupt
+        return degrade(*args)
+
+    monkeypatch.setattr(synthetic, "degrade", degrade_then_stop)
+    assert make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", *SMALL]) == 130
+    assert len(contents(tmp_path / "koniq10k")) == 4  # 3 images and the record
+    monkeypatch.setattr(synthetic, "degrade", degrade)
+    assert make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", *SMALL, "--seed", "1"]) == 0
+    koniq = tmp_path / "koniq10k"
+    images = {path for path in contents(koniq) if path.startswith("1024x768/")}
+    assert images == koniq_images_named(koniq) and len(images) == 6
+    assert "make_synthetic.py: interrupted; what was saved before is kept" in capsys.readouterr().err

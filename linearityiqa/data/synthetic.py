@@ -15,12 +15,21 @@ KonIQ-10k layout (`write_koniq_layout`):
 CLIVE layout (`write_clive_layout`):
     <out>/Images/<n>.bmp and <n>.JPG, <out>/Images/trainingImages/t1.bmp .. t7.bmp
     <out>/Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat
+Both record the files they write in <out>/synthetic_files.txt (`RECORD`), and write nothing into a
+folder holding files that no earlier run recorded: a later run into the folder replaces what an
+earlier one wrote and removes the images it does not write again, so that the folder holds what
+the last run made, and a folder of the user's own (their photos, a real download) is left as it is.
+Each file is written whole or not at all (records/writing.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +38,8 @@ import scipy.io
 from PIL import Image, ImageDraw, ImageFilter
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES, KONIQ_IMAGES, KONIQ_SPLIT_SIZES
-from linearityiqa.errors import ConfigError
+from linearityiqa.errors import ConfigError, file_problem
+from linearityiqa.records.writing import replacing, replacing_path
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,20 @@ def rate_on_five_point_scale(quality: float, rng: np.random.Generator) -> np.nda
     return np.bincount(opinions.astype(int), minlength=6)[1:]
 
 
+KONIQ_SCORE_FILES = ("koniq10k_distributions_sets.csv", "koniq10k_scores_and_distributions.csv")
+CLIVE_MAT_FILES = ("AllImages_release", "AllMOS_release", "AllStdDev_release")
+# The list of the files a run wrote, in the folder it wrote them to, and the line it starts with.
+RECORD = "synthetic_files.txt"
+RECORD_HEADER = "# files LinearityIQA's synthetic data set wrote here (linearityiqa/data/synthetic.py), one a line"
+# What each layout writes, relative to its folder: a recorded name that is none of these is not trusted.
+LAYOUT_FILES = {
+    "koniq": re.compile(r"1024x768/[0-9]+\.jpg|koniq10k_(distributions_sets|scores_and_distributions)\.csv"),
+    "clive": re.compile(r"Images/[0-9]+\.(bmp|JPG)|Images/trainingImages/t[0-9]+\.bmp|Data/All[A-Za-z]+_release\.mat"),
+}
+# What an interrupted write leaves beside its file (records/writing.py): `.<name>.<8 random characters>.partial`.
+_TEMPORARY = re.compile(r"(?P<folder>(.*/)?)\.(?P<name>[^/]+)\.[a-z0-9_]{8}\.partial")
+
+
 def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768, seed: int = 0) -> Path:
     """Write `count` rated JPEG images and the two KonIQ-10k score files.
 
@@ -163,17 +187,20 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     """
     _check_size(count, width, height, minimum_count=1)
     out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    earlier = earlier_files(out_dir, "koniq")
     image_dir = out_dir / "1024x768"
     image_dir.mkdir(parents=True, exist_ok=True)
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
     sets = _koniq_sets(rng, count)
     rows = []
-    for name, image_set in zip(names, sets):
-        degradation = draw_degradation(rng)
-        image = degrade(render_scene(rng, width, height), degradation, rng)
-        image.save(image_dir / name, format="JPEG", quality=95)
-        rows.append((name, rate_on_five_point_scale(quality_of(degradation), rng), image_set))
-    return _write_koniq_csvs(out_dir, rows)
+    written = [f"1024x768/{name}" for name in names] + list(KONIQ_SCORE_FILES)
+    with _recorded_run(out_dir, earlier=earlier, written=written):
+        for name, image_set in zip(names, sets):
+            degradation = draw_degradation(rng)
+            image = degrade(render_scene(rng, width, height), degradation, rng)
+            _save(image, image_dir / name, format="JPEG", quality=95)
+            rows.append((name, rate_on_five_point_scale(quality_of(degradation), rng), image_set))
+        return _write_koniq_csvs(out_dir, rows)
 
 
 def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
@@ -185,10 +212,9 @@ def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
 
 
 def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) -> Path:
-    sets_path = out_dir / "koniq10k_distributions_sets.csv"
-    scores_path = out_dir / "koniq10k_scores_and_distributions.csv"
+    sets_path, scores_path = (out_dir / name for name in KONIQ_SCORE_FILES)
     counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
-    with open(sets_path, "w", newline="") as sets_file, open(scores_path, "w", newline="") as scores_file:
+    with _replacing(sets_path, newline="") as sets_file, _replacing(scores_path, newline="") as scores_file:
         sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
         sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
         scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
@@ -224,23 +250,25 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
     """
     _check_size(count, width, height, minimum_count=1)
     out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    earlier = earlier_files(out_dir, "clive")
     (out_dir / "Images" / "trainingImages").mkdir(parents=True, exist_ok=True)
     (out_dir / "Data").mkdir(parents=True, exist_ok=True)
     names = [f"t{k}.bmp" for k in range(1, CLIVE_TRAINING_EXAMPLES + 1)]
     names += [f"{k}.JPG" if k % 5 == 0 else f"{k}.bmp" for k in range(1, count + 1)]
+    paths = [f"Images/trainingImages/{name}" if name.startswith("t") else f"Images/{name}" for name in names]
     means, stds = [], []
-    for name in names:
-        degradation = draw_degradation(rng)
-        image = degrade(render_scene(rng, width, height), degradation, rng)
-        folder = out_dir / "Images" / ("trainingImages" if name.startswith("t") else "")
-        if name.endswith(".JPG"):
-            image.save(folder / name, format="JPEG", quality=95)
-        else:
-            image.save(folder / name, format="BMP")
-        opinions = np.clip(100 * quality_of(degradation) + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
-        means.append(opinions.mean())
-        stds.append(opinions.std(ddof=1))
-    _write_clive_mats(out_dir / "Data", names, np.array(means), np.array(stds))
+    with _recorded_run(out_dir, earlier=earlier, written=paths + [f"Data/{name}.mat" for name in CLIVE_MAT_FILES]):
+        for name, path in zip(names, paths):
+            degradation = draw_degradation(rng)
+            image = degrade(render_scene(rng, width, height), degradation, rng)
+            if name.endswith(".JPG"):
+                _save(image, out_dir / path, format="JPEG", quality=95)
+            else:
+                _save(image, out_dir / path, format="BMP")
+            opinions = np.clip(100 * quality_of(degradation) + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
+            means.append(opinions.mean())
+            stds.append(opinions.std(ddof=1))
+        _write_clive_mats(out_dir / "Data", names, np.array(means), np.array(stds))
     return out_dir
 
 
@@ -248,9 +276,10 @@ def _write_clive_mats(data_dir: Path, names: list[str], means: np.ndarray, stds:
     # MATLAB v5 files as in the release: a column cell array of names, 1xN rows of numbers.
     cells = np.empty((len(names), 1), dtype=object)
     cells[:, 0] = names
-    scipy.io.savemat(data_dir / "AllImages_release.mat", {"AllImages_release": cells})
-    scipy.io.savemat(data_dir / "AllMOS_release.mat", {"AllMOS_release": means.reshape(1, -1)})
-    scipy.io.savemat(data_dir / "AllStdDev_release.mat", {"AllStdDev_release": stds.reshape(1, -1)})
+    values = dict(zip(CLIVE_MAT_FILES, (cells, means.reshape(1, -1), stds.reshape(1, -1))))
+    for name in CLIVE_MAT_FILES:
+        with _replacing(data_dir / f"{name}.mat", binary=True) as file:
+            scipy.io.savemat(file, {name: values[name]})
 
 
 def _check_size(count: int, width: int, height: int, minimum_count: int) -> None:
@@ -259,3 +288,88 @@ def _check_size(count: int, width: int, height: int, minimum_count: int) -> None
             f"cannot make {count} images of {width}x{height}: need at least {minimum_count} image(s) "
             f"of at least 8x8 pixels"
         )
+
+
+def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
+    """The files (paths relative to `out_dir`) that earlier runs of `layout` ("koniq" or "clive")
+    recorded writing there and are still there, with the temporary files an interrupted write left.
+
+    Raises:
+        ConfigError: the folder holds a file that no run recorded: the user's own, which a run
+            would write over or mix with its own; nothing has been written then.
+    """
+    folder = Path(out_dir)
+    present = _files_under(folder)
+    recorded = _read_record(folder, LAYOUT_FILES[layout]) if RECORD in present else None
+    ours = set() if recorded is None else recorded | {RECORD}
+    foreign = [path for path in present if path not in ours and not _temporary_of(path, ours)]
+    if foreign:
+        raise ConfigError(
+            f"{folder} holds {len(foreign)} file(s) that no synthetic data set wrote, e.g. {folder / foreign[0]}: "
+            f"write the data set into a new or empty folder (make_synthetic.py --out), or one it wrote before; "
+            f"nothing was written or removed"
+        )
+    return {path for path in present if path != RECORD}
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every entry under `folder` that is not a folder (a link to one included, not followed), as
+    paths relative to it; none where `folder` is not a folder (writing it then says why)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for root, folders, files in os.walk(folder, onerror=_raise):
+        links = [name for name in folders if os.path.islink(os.path.join(root, name))]
+        found += [Path(root, name).relative_to(folder).as_posix() for name in files + links]
+    return sorted(found)
+
+
+def _raise(error: OSError) -> None:
+    raise error  # a folder that cannot be listed may hold files of the user's
+
+
+def _read_record(folder: Path, names: re.Pattern) -> set[str] | None:
+    """The files that the record in `folder` names and its layout writes (`names`); None where the
+    file of that name is not a record (a file of the user's)."""
+    path = folder / RECORD
+    if file_problem(path) is not None:  # a named pipe would never be read to its end
+        return None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or lines[0] != RECORD_HEADER:
+        return None
+    return {line for line in lines[1:] if names.fullmatch(line)}
+
+
+def _temporary_of(path: str, ours: set[str]) -> bool:
+    """Whether `path` is a temporary file that an interrupted write of one of `ours` left."""
+    match = _TEMPORARY.fullmatch(path)
+    return match is not None and f"{match['folder']}{match['name']}" in ours
+
+
+@contextlib.contextmanager
+def _recorded_run(folder: Path, *, earlier: set[str], written: list[str]) -> Iterator[None]:
+    """Record the files the block writes before it starts, with the earlier runs' (an interrupted
+    run leaves no file unrecorded); once it has written them, remove the earlier files it did not
+    write again and record its own alone."""
+    _write_record(folder, earlier | set(written))
+    yield
+    for path in sorted(earlier - set(written)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(folder / path)
+    _write_record(folder, written)
+
+
+def _write_record(folder: Path, paths: Iterable[str]) -> None:
+    lines = [RECORD_HEADER, *sorted(path for path in paths if not _TEMPORARY.fullmatch(path))]
+    with _replacing(folder / RECORD) as file:
+        file.write("\n".join(lines) + "\n")
+
+
+def _replacing(path: Path, **kwargs):
+    return replacing(path, what="a file of the synthetic data set", advice="write it into another folder", **kwargs)
+
+
+def _save(image: Image.Image, path: Path, **options) -> None:
+    """Save `image` whole or not at all (in a temporary file renamed to `path` once written)."""
+    with replacing_path(path, what="a synthetic image", advice="write the data set into another folder") as partial:
+        image.save(partial, **options)
