@@ -15,18 +15,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from linearityiqa.cli.options import POSITIVE_INT, SHARE
-from linearityiqa.cli.scripts import exit_status
-from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
-from reproduce.reports import DEFAULT_THRESHOLDS, write_report
-from reproduce.runs import Runner, SyntheticSizes, check_sizes, real_data, real_data_present, synthetic_data
+from linearityiqa.cli.scripts import exit_status, imports_checked
+
+# How its messages start, as argparse's do (its prog): the command a user typed.
+COMMAND = "python -m reproduce"
+
+with imports_checked(COMMAND, __name__):  # a missing dependency (matplotlib, say) is one line, not a traceback
+    from linearityiqa.cli.options import POSITIVE_INT, SHARE
+    from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
+    from reproduce.reports import DEFAULT_THRESHOLDS, write_report
+    from reproduce.runs import Runner, SyntheticSizes, check_sizes, real_data, real_data_present, synthetic_data
 
 PAPER_EPOCHS, SYNTHETIC_EPOCHS = 30, 10
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reproduce",
+        prog=COMMAND,
         add_help=add_help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Reproduce the paper's figures and tables: train their runs (skipping finished ones), "
@@ -118,7 +123,7 @@ def make_runner(args: argparse.Namespace, extra: list[str]) -> tuple[Runner, str
 def main(argv: Sequence[str] | None = None) -> int:
     own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(own)
-    return exit_status("reproduce", lambda: reproduce_experiments(args, extra))
+    return exit_status(COMMAND, lambda: reproduce_experiments(args, extra))
 
 
 def reproduce_experiments(args: argparse.Namespace, extra: list[str]) -> None:

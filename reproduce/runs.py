@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from linearityiqa.choices import LEAST_FOR_CORRELATION
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.quickstart import synthetic_clive, synthetic_koniq
 from linearityiqa.cli.scripts import command_line, run_script
@@ -281,9 +282,25 @@ def _call(script: str, argv: list[str], progress: str, run: Run) -> None:
         raise RunFailed(f"{script} stopped on the run above ({_describe(run)}); its message says why")
 
 
+# The smallest synthetic stand-in the runs work on, by option: the value, and why. main.py needs two
+# images in each split (a correlation to choose the best epoch by, and to test): the fewest KonIQ-10k
+# images that its shares (70:10:20) leave two validation images is 16, the fewest CLIVE images that
+# main.py's 60:20:20 split of the t-test does it for is 8 (tests/test_reproduce.py checks both).
+SMALLEST_SIZES = {
+    "count": (16, f"synthetic KonIQ-10k images, the fewest whose 70:10:20 split leaves {LEAST_FOR_CORRELATION} "
+              "images in each of training, validation and test (11, 2, 3), as main.py needs"),
+    "clive_count": (8, f"synthetic CLIVE images, the fewest whose 60:20:20 split (the t-test's) leaves "
+                    f"{LEAST_FOR_CORRELATION} images in each (4, 2, 2), as main.py needs"),
+    "size": (32, "pixels a side, ResNet-18's stride: smaller images leave its last layers feature maps of padding"),
+}  # fmt: skip
+
+
 def check_sizes(sizes: SyntheticSizes) -> None:
-    if sizes.count < 20 or sizes.clive_count < 10 or sizes.size < 32:
-        raise ConfigError(
-            f"synthetic sizes too small: --count {sizes.count} (at least 20), --clive_count "
-            f"{sizes.clive_count} (at least 10), --size {sizes.size} (at least 32)"
-        )
+    """ConfigError naming each option whose value is below the smallest the runs work on, as typed."""
+    small = [
+        f"--{option} {getattr(sizes, option)} is too small: use at least {least} {why}"
+        for option, (least, why) in SMALLEST_SIZES.items()
+        if getattr(sizes, option) < least
+    ]
+    if small:
+        raise ConfigError("; ".join(small))

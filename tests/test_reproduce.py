@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ import pytest
 import torch
 
 from IQAperformance import correlations
+from linearityiqa.choices import LEAST_FOR_CORRELATION
+from linearityiqa.cli.options import get_args_parser
+from linearityiqa.data.info_files import split_sizes_from_ratios
+from linearityiqa.data.synthetic import _koniq_sets
 from linearityiqa.records.paths import dataset_results_file, epochs_file
 from linearityiqa.records.run_records import EpochLog, EpochMetrics, read_scores
 from reproduce.__main__ import main as reproduce
@@ -295,7 +300,7 @@ def test_report_only_trains_nothing_and_says_what_is_missing(tmp_path, monkeypat
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["figure1", "--data", "synthetic", "--count", "5"], "synthetic sizes too small: --count 5 (at least 20)"),
+        (["figure1", "--data", "synthetic", "--count", "5"], "--count 5 is too small: use at least 16 "),
         (["figure1", "--data", "real"], "KonIQ-10k is not set up"),
         (["figure1"] + TINY + ["--", "--nope", "1"], "'--nope' is not a main.py option"),
     ],
@@ -304,4 +309,52 @@ def test_mistakes_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert reproduce(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("reproduce: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("python -m reproduce: error: ") and message in err and err.count("\n") == 1
+
+
+KONIQ_TOO_FEW = (
+    "--count 15 is too small: use at least 16 synthetic KonIQ-10k images, the fewest whose 70:10:20 split leaves "
+    "2 images in each of training, validation and test (11, 2, 3), as main.py needs"
+)
+CLIVE_TOO_FEW = (
+    "--clive_count 7 is too small: use at least 8 synthetic CLIVE images, the fewest whose 60:20:20 split "
+    "(the t-test's) leaves 2 images in each (4, 2, 2), as main.py needs"
+)
+TOO_SMALL = "--size 31 is too small: use at least 32 pixels a side, ResNet-18's stride: smaller images leave its last "
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "sizes, messages",
+    [
+        (["--count", "15"], [KONIQ_TOO_FEW]),
+        (["--clive_count", "7", "--size", "31", "--count", "16"], [CLIVE_TOO_FEW, TOO_SMALL]),
+    ],
+)
+def test_sizes_too_small_name_only_those_as_typed(sizes, messages, tmp_path, monkeypatch, capsys):
+    # Before any data set is made: nothing is written.
+    monkeypatch.chdir(tmp_path)
+    assert reproduce(["figure1", "--data", "synthetic", *sizes]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m reproduce: error: " + "; ".join(messages)) and err.count("\n") == 1
+    assert "--count 16" not in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.reliability
+def test_a_command_line_mistake_starts_as_its_other_messages(capsys):
+    # argparse names the command by its prog: the one prefix of every message of `python -m reproduce`.
+    with pytest.raises(SystemExit) as ended:
+        reproduce(["figure1", "--count", "0"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("python -m reproduce: error: argument --count: ")
+
+
+def test_the_smallest_sizes_are_the_fewest_images_the_splits_allow():
+    # What the message says of 16 and 8, by the generator's KonIQ-10k shares and main.py's CLIVE ratios.
+    least = LEAST_FOR_CORRELATION
+    koniq = {count: Counter(_koniq_sets(np.random.default_rng(0), count)) for count in (15, 16)}
+    assert [koniq[16][name] for name in ("training", "validation", "test")] == [11, 2, 3]
+    assert koniq[15]["validation"] < least
+    ratios = vars(get_args_parser().parse_args([]))
+    clive = {n: split_sizes_from_ratios(n, ratios["train_ratio"], ratios["train_and_val_ratio"]) for n in (7, 8)}
+    assert clive[8] == (4, 6) and clive[7][1] - clive[7][0] < least
