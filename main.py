@@ -267,7 +267,7 @@ def build_trainer(
     state = handlers.resume_state(trainer, parts, settings)
     saved_name = None
     if resumed is not None:
-        saved_name = handlers.load_resume_state(state, resumed, epochs=settings["epochs"])
+        saved_name = handlers.load_resume_state(state, resumed)
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would

@@ -308,13 +308,15 @@ def test_a_longer_run_resumed_keeps_the_epochs_so_far(run_copy, koniq, run_name,
     assert {row.split(",")[0] for row in rows if ",val," in row} == {"1", "2", "3"}
 
 
-def test_resuming_with_fewer_epochs_than_the_state_finished_is_one_line(run_copy, koniq, capsys):
+def test_fewer_epochs_than_the_state_finished_is_one_line_before_any_image(run_copy, koniq, monkeypatch, capsys):
     state = resume_file(run_copy)
     saved = torch.load(state, weights_only=True)
     saved["trainer"].update(max_epochs=5, iteration=3 * saved["trainer"]["epoch_length"])  # 3 of 5 finished
     torch.save(saved, state)
+    loaded = loaders_that_must_not_run(monkeypatch)
     assert main.main(run_argv(koniq, run_copy, "--resume")) == 1
     assert capsys.readouterr().err == (
         f"main.py: error: --resume: the saved state at {state} has finished 3 epochs, more than the 2 asked for "
         f"(-e): pass -e 3 or more\n"
     )
+    assert loaded == []

@@ -180,26 +180,43 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     Raises:
         MissingFileError: no epoch of the run was saved.
         BadFileError: the state file is damaged.
-        ConfigError: the state was saved by a run with other options (the first is named).
+        ConfigError: the state was saved by a run with other options (the first is named), or has
+            finished more epochs than asked for (-e).
     """
     path = latest_resume_file(resume_folder(settings["trained_model_file"]))
     saved = _read_resume_file(path)
     _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
+    finished = _finished_epochs(saved.get("trainer"))
+    if finished > settings["epochs"]:
+        raise ConfigError(
+            f"--resume: the saved state at {path} has finished {finished} epochs, more than the "
+            f"{settings['epochs']} asked for (-e): pass -e {finished} or more"
+        )
     return SavedState(path, saved)
 
 
-def load_resume_state(state: dict[str, Any], resumed: SavedState, *, epochs: int) -> str | None:
+def _finished_epochs(trainer: object) -> int:
+    """The epochs a saved trainer state has finished, as ignite's Engine.state_dict records them
+    (0 where it records none: restoring it then says what is wrong)."""
+    if not isinstance(trainer, dict):
+        return 0
+    if isinstance(trainer.get("epoch"), int):
+        return trainer["epoch"]
+    iteration, length = trainer.get("iteration"), trainer.get("epoch_length")
+    whole = all(isinstance(value, int) and not isinstance(value, bool) for value in (iteration, length))
+    return iteration // length if whole and length > 0 else 0
+
+
+def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
     """Restore `state` from the state `read_resume_state` read, once it fits this run's objects.
     Returns the name the run had (None in a state saved before states recorded it).
 
     Args:
         state: what `resume_state` returned.
         resumed: what `read_resume_state` returned.
-        epochs: the epochs asked for (-e), at least those the state has finished.
 
     Raises:
         BadFileError: the state does not fit this run's objects.
-        ConfigError: the state has finished more epochs than asked for.
     """
     path, saved = resumed.path, resumed.saved
     restored = {name: item for name, item in state.items() if name != "settings"}
@@ -211,13 +228,7 @@ def load_resume_state(state: dict[str, Any], resumed: SavedState, *, epochs: int
             f"--resume: the saved state at {path} does not fit this run ({first_line(error)}): pass the options "
             f"it was trained with (--arch, --pool, --P6, --P7, --use_bn_end ...), or start anew without --resume"
         ) from None
-    finished = state["trainer"].state.epoch
-    if finished > epochs:
-        raise ConfigError(
-            f"--resume: the saved state at {path} has finished {finished} epochs, more than the {epochs} asked "
-            f"for (-e): pass -e {finished} or more"
-        )
-    say(f"resuming from {path} after epoch {finished}")
+    say(f"resuming from {path} after epoch {state['trainer'].state.epoch}")
     name = saved.get("settings", {}).get("run_name")
     saved.clear()  # the states are in the run's objects now: no second copy for the whole run
     return name if isinstance(name, str) else None
