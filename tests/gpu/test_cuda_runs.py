@@ -5,6 +5,7 @@ test_demo.py scoring on the GPU as float32 one image at a time does."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import os
 import subprocess
@@ -186,9 +187,11 @@ def demo(argv: list[str], output: Path, *options: str) -> None:
 
 
 def read_demo(path: Path) -> dict[str, float]:
-    table = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    assert not any(table["error"]), path
-    return {str(image): float(score) for image, score in zip(table["image"], table["score"])}
+    """test_demo.py's scores by image, after its "# score:" line."""
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(line for line in file if not line.startswith("#")))
+    assert rows and not any(row["error"] for row in rows), path
+    return {row["image"]: float(row["score"]) for row in rows}
 
 
 def assert_close_predictions(reduced: np.ndarray, plain: np.ndarray) -> None:
