@@ -17,6 +17,7 @@ a measurement.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import socket
@@ -80,6 +81,8 @@ def steady(command: list[str], small: Path, large: Path, counts: tuple[int, int]
         _, seconds = run_seconds([*command, "--img", str(folder), "-o", str(output)])
         output.unlink()
         times.append(seconds)
+    if times[1] <= times[0]:  # a run's noise outweighs the extra images: too few of them to tell a rate
+        return math.nan, math.nan
     rate = (counts[1] - counts[0]) / (times[1] - times[0])
     return rate, times[1] - counts[1] / rate
 
@@ -87,7 +90,10 @@ def steady(command: list[str], small: Path, large: Path, counts: tuple[int, int]
 def measure(way: str, command: list[str], small: Path, large: Path, args: argparse.Namespace, work: Path) -> float:
     """The steady rate of one way, its row printed."""
     rate, fixed = steady(command, small, large, (args.small, args.images), work)
-    print_row(way, f"{rate:.2f}", f"{fixed:.1f}", f"{fixed + args.images / rate:.1f}")
+    if math.isnan(rate):
+        print_row(way, "n/a (pass more --images)", "n/a", "n/a")
+    else:
+        print_row(way, f"{rate:.2f}", f"{fixed:.1f}", f"{fixed + args.images / rate:.1f}")
     return rate
 
 
@@ -160,6 +166,9 @@ def main(args: argparse.Namespace) -> None:
 
 def projection(per_worker: float, source: str, efficiency: float, cap: float) -> None:
     """A cluster's images/s: workers x `per_worker` x `efficiency`, at most `cap` (the driver's rows/s)."""
+    if not (per_worker > 0 and efficiency > 0):
+        print("\nNo projection: a steady rate was not told apart from the noise of a run (pass more --images)")
+        return
     print(
         f"\nProjection (arithmetic, not a measurement): {per_worker:,.1f} images/s a worker ({source}) x workers x "
         f"{efficiency:.2f}, at most the {cap:,.0f} rows/s the driver writes\n"

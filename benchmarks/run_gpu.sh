@@ -4,12 +4,12 @@
 #
 #   bash benchmarks/run_gpu.sh [OUTPUT_DIR]      # OUTPUT_DIR (default: benchmark-results) gets:
 #       environment.md (GPU, driver, versions), gpu-tests.log (pytest tests/gpu), and a table per
-#       benchmark: train_step.md, evaluation.md, epoch.md, compile.md, loading.md
+#       benchmark: train_step.md, evaluation.md, epoch.md, scoring.md, scale.md, compile.md, loading.md
 #   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine; without
 #                                                # a GPU the tests run as a dry run on the CPU
 #   PYTHON=.venv/bin/python bash benchmarks/run_gpu.sh   # another interpreter than python3
 #   STEPS="gpu-tests compile" GPU_TESTS="-k compile" bash benchmarks/run_gpu.sh   # a second, shorter
-#       call: only the steps named (gpu-tests train_step evaluation epoch compile loading), and
+#       call: only the steps named (gpu-tests train_step evaluation epoch scoring scale compile loading), and
 #       pytest's options for the tests
 #
 # Wheels in .whl/ (the packages a machine lacks, e.g. pytorch-ignite and tensorboardX on this
@@ -78,12 +78,24 @@ gpu_tests() {
         -o faulthandler_timeout=120 --durations=10 -p no:cacheprovider ${GPU_TESTS:-}
 }
 
+scale() {  # scale SECONDS ARGS...: test_demo.py on Ray beside its own process, where Ray is installed
+    # (its wheels outgrow what one call to a borrowed machine can carry)
+    if "$python" -c 'import ray, pyarrow' 2>/dev/null; then
+        step scale "$@"
+    else
+        echo "== scale: skipped, no ray and pyarrow here" | tee "$out/scale.md"
+    fi
+}
+
 if [ "${QUICK:-0}" = 1 ]; then
     gpu_tests 600
     model=(--arch resnet18 --height 64 --width 96)
     step train_step 300 benchmarks.bench_train_step "${model[@]}" --warmup 1 --steps 2
     step evaluation 300 benchmarks.bench_eval "${model[@]}" --images 24 --work-dir "$work"
     step epoch 300 benchmarks.bench_epoch "${model[@]}" --crop 48 --images 24 --warmup 1 --steps 2 --work-dir "$work"
+    small=(--resize_size_h 64 --resize_size_w 96 --width 128 --height 96)
+    step scoring 300 benchmarks.bench_demo --archs resnet18 --repeats 1 --images 8 "${small[@]}"
+    scale 300 benchmarks.bench_scale --arch resnet18 --images 8 --small 4 --window 4 "${small[@]}"
     step compile 600 benchmarks.bench_train_step "${model[@]}" --warmup 2 --steps 2 --settings fp32 fp32-compile
     step loading 300 benchmarks.bench_loading --count 24 --width 256 --height 192 --items 20 --work-dir "$work"
     exit 0
@@ -94,5 +106,7 @@ step train_step 100 benchmarks.bench_train_step --steps 15 \
     --settings fp32 fp32-rn o1 o1-cl o1-cl-rn bf16-cl-rn o1-cl-rn-bs32
 step evaluation 60 benchmarks.bench_eval --images 512 --work-dir "$work"
 step epoch 70 benchmarks.bench_epoch --images 1024 --work-dir "$work"
+step scoring 90 benchmarks.bench_demo --archs resnext101_32x8d --repeats 1 --images 512
+scale 90 benchmarks.bench_scale --arch resnext101_32x8d --images 1024 --small 128 --window 128
 step compile 150 benchmarks.bench_train_step --warmup 3 --steps 15 --settings o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
 step loading 40 benchmarks.bench_loading --count 1000 --items 100 --work-dir "$work"
