@@ -6,14 +6,13 @@ line before the work it would spoil (or, for a link, writes where the link leads
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from data_helpers import save_plain_images, write_csv
+from data_helpers import save_plain_images, sha256, write_csv
 
 import main
 import make_info
@@ -29,10 +28,6 @@ from linearityiqa.records.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.reliability
 SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ released layout and a resume with the same options go on working."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import save_plain_images
+from data_helpers import save_plain_images, sha256
 from ignite.engine import Events
 
 import main
@@ -26,10 +25,6 @@ pytestmark = pytest.mark.reliability
 SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1, "resize": True,
             "resize_size_h": 48, "resize_size_w": 64}  # fmt: skip
 NAN, INF = float("nan"), float("inf")
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def folder_state(folder) -> dict[str, str]:

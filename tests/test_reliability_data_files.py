@@ -4,7 +4,6 @@ with a notice, never read as pixels."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -13,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from data_helpers import write_authors_info
+from data_helpers import sha256, write_authors_info
 
 import main
 import test_dataset
@@ -31,10 +30,6 @@ NAMES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 REBUILD = "; rebuild it with make_info.py"
 # Marks where a message quotes HDF5's or numpy's own words, which differ between their versions.
 THEIR_WORDS = "…"
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_good_info(path: Path) -> Path:

@@ -5,7 +5,6 @@ while writing leaves the earlier file byte for byte as it was, with no temporary
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import resource
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_helpers import save_plain_images, write_csv
+from data_helpers import save_plain_images, sha256, write_csv
 
 import main
 import make_info
@@ -33,10 +32,6 @@ from linearityiqa.records.writing import replacing
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.reliability
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def folder_state(folder) -> dict[str, str]:
