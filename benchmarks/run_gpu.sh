@@ -12,11 +12,11 @@
 #       call: only the steps named (gpu-tests train_step evaluation epoch scoring scale compile loading), and
 #       pytest's options for the tests
 #
-# Wheels in .whl/ (the packages a machine lacks, e.g. pytorch-ignite and tensorboardX on this
-# workplace's GPU machine; BENCHMARKS.md says how to fetch them) are installed first, into a
-# temporary folder. The steps run from the most to the least wanted, each under its own time
-# limit and none past the budget, so that a borrowed GPU that must be handed back still yields
-# the first results. Generated images and caches go to $WORK (default: a temporary folder).
+# Wheels in .whl/ (the packages a machine lacks: on this workplace's GPU machine pytorch-ignite,
+# tensorboardX and Ray, which `python -m benchmarks.gpu_wheels fetch` fetches and packs) are
+# installed first, into a temporary folder. The steps run from the most to the least wanted,
+# each under its own time limit and none past the budget, so that a borrowed GPU that must be
+# handed back still yields the first results. Generated images and caches go to $WORK (default: a temporary folder).
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmark-results}
@@ -27,8 +27,10 @@ deadline=$((SECONDS + budget))
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
 
-if compgen -G ".whl/*.whl" >/dev/null; then
-    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" .whl/*.whl || exit 1
+if compgen -G ".whl/*.whl*" >/dev/null; then
+    "$python" -m benchmarks.gpu_wheels unpack .whl "$work/wheels" >/dev/null || exit 1
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$work/wheels"/*.whl || exit 1
+    rm -r "$work/wheels"
     export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
