@@ -8,7 +8,8 @@ fresh process: the difference of their times is the time of the extra images, so
 rate (images/s) and the fixed cost of a run (start, model loading, and for Ray connecting and
 starting the workers) come apart. Ray runs on a local cluster started once here with `ray
 start` (its start is timed on its own), as a cluster a user has running, after the plain path is
-timed alone. The projection for
+timed alone. On a machine with GPUs, each worker holds one, as test_demo.py --ray gives it: one
+GPU is timed with one worker alone. The projection for
 a cluster multiplies a per-worker rate by the number of workers and by the efficiency
 measured here (Ray's steady rate over the plain path's, with one worker); it is arithmetic, not
 a measurement.
@@ -27,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks.bench_demo import run_seconds, write_checkpoint, write_images
 from benchmarks.common import machine, print_header, print_row
 
@@ -34,6 +37,9 @@ from benchmarks.common import machine, print_header, print_row
 CLUSTER_SIZES = (1, 8, 64, 512)
 # Seconds a new cluster is left alone before it is timed: it starts idle workers of its own at first.
 SETTLE = 10
+# The `ray` command, also where Ray was installed into a folder of its own (pip --target), whose
+# scripts are not beside the interpreter.
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -66,11 +72,16 @@ def free_port() -> int:
 def start_cluster(cpus: int) -> tuple[str, float]:
     """(the address of a local Ray cluster of `cpus` CPUs, seconds `ray start` took)."""
     address = f"127.0.0.1:{free_port()}"
-    ray = str(Path(sys.executable).with_name("ray"))
-    command = [ray, "start", "--head", f"--port={address.rsplit(':', 1)[1]}", f"--num-cpus={cpus}",
+    command = [*RAY, "start", "--head", f"--port={address.rsplit(':', 1)[1]}", f"--num-cpus={cpus}",
                "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
     _, seconds = run_seconds(command)
     return address, seconds
+
+
+def ray_workers() -> tuple[int, ...]:
+    """The worker counts timed: 1 and 2, or as many as there are GPUs, up to 2 (a worker holds one)."""
+    gpus = torch.cuda.device_count()
+    return tuple(range(1, min(gpus, 2) + 1)) if gpus else (1, 2)
 
 
 def steady(command: list[str], small: Path, large: Path, counts: tuple[int, int], work: Path) -> tuple[float, float]:
@@ -145,12 +156,12 @@ def main(args: argparse.Namespace) -> None:
         address, started = start_cluster(cores)
         try:
             time.sleep(SETTLE)
-            for workers in (1, 2):
+            for workers in ray_workers():
                 way = f"--ray ADDRESS --ray_workers {workers}"
                 command = [*plain, "--ray", address, "--ray_workers", str(workers)]
                 rates[way] = measure(way, command, small, large, args, work)
         finally:
-            subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+            subprocess.run([*RAY, "stop", "--force"], capture_output=True)
         print(f"\n`ray start` of a local cluster of {cores} CPUs: {started:.1f} s")
         written = writer_rates(work)
     print("\nRows the driver writes per second (200,000 rows in windows of 1024): " +
