@@ -64,24 +64,25 @@ environment() {
     "$python" -c 'import torch, ignite, sys; print("python", sys.version.split()[0], "torch", torch.__version__,
         "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), "ignite", ignite.__version__,
         "GPU", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")'
+    "$python" -c 'import ray, pyarrow; print("ray", ray.__version__, "pyarrow", pyarrow.__version__)' 2>/dev/null ||
+        echo "no ray or pyarrow"
 }
 environment 2>&1 | tee "$out/environment.md"
 
 gpu_tests() {
     local dry_run=()
     "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' || dry_run=(env LINEARITYIQA_GPU_TESTS=cpu)
-    # the processes' test last: a collective that hangs would keep the others from running; each
-    # test's name is printed as it ends, and a test that runs past 120 s prints where it is
-    local last=tests/gpu/test_cuda_processes.py files=()
-    for file in tests/gpu/test_*.py; do [ "$file" != "$last" ] && files+=("$file"); done
-    files+=("$last")
+    # the processes' test and Ray's last: a collective or a cluster that hangs would keep the others
+    # from running; each test's name is printed as it ends, and a test past 120 s prints where it is
+    local last=(tests/gpu/test_cuda_processes.py tests/gpu/test_cuda_ray.py) files=()
+    for file in tests/gpu/test_*.py; do [[ " ${last[*]} " != *" $file "* ]] && files+=("$file"); done
+    files+=("${last[@]}")
     # shellcheck disable=SC2086  # GPU_TESTS holds several of pytest's options
     run_for gpu-tests.log "$1" "${dry_run[@]}" "$python" -m pytest "${files[@]}" -v -rA -o log_level=WARNING \
         -o faulthandler_timeout=120 --durations=10 -p no:cacheprovider ${GPU_TESTS:-}
 }
 
 scale() {  # scale SECONDS ARGS...: test_demo.py on Ray beside its own process, where Ray is installed
-    # (its wheels outgrow what one call to a borrowed machine can carry)
     if "$python" -c 'import ray, pyarrow' 2>/dev/null; then
         step scale "$@"
     else

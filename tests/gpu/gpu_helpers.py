@@ -1,15 +1,20 @@
-"""What the GPU tests share: the precisions of a dry run, exact float32, and a few training steps
-of resnet18 on small batches through main.py's trainer."""
+"""What the GPU tests share: the precisions of a dry run, exact float32, a few training steps of
+resnet18 on small batches through main.py's trainer, and test_demo.py's scores held to float32's."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 from ignite.engine import Events
+from scipy import stats
 
+import test_demo as demo_script
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, choose_precision, cudnn_mode, set_memory_format
@@ -18,6 +23,8 @@ from main import create_optimizer, create_trainer
 
 HEIGHT, WIDTH = 96, 128
 LR = 1e-3
+# the model of the scripts' runs: resnet18 at 64x96, loaded in the main process
+MODEL = ["--arch", "resnet18", "-rs", "-rs_h", "64", "-rs_w", "96", "--num_workers", "0"]
 
 
 def precision_for(opt_level: str, device: torch.device) -> Precision:
@@ -138,3 +145,24 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def updates(after: dict[str, torch.Tensor], before: dict[str, torch.Tensor]) -> torch.Tensor:
     """How far the steps moved every weight, flat."""
     return torch.cat([(after[name] - before[name]).flatten() for name in before])
+
+
+def demo(argv: list[str], output: Path, *options: str) -> None:
+    assert demo_script.main([*argv, *options, "-o", str(output)]) == 0
+
+
+def read_demo(path: Path) -> dict[str, float]:
+    """test_demo.py's scores by image, after its "# score:" line."""
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(line for line in file if not line.startswith("#")))
+    assert rows and not any(row["error"] for row in rows), path
+    return {row["image"]: float(row["score"]) for row in rows}
+
+
+def assert_close_predictions(reduced: np.ndarray, plain: np.ndarray) -> None:
+    """float16 keeps 11 bits, bfloat16 8: predictions within a few parts in a thousand of their
+    size, and in step with float32's."""
+    noise = np.abs(reduced - plain).max()
+    print(f"largest difference {noise:.3g}; size {np.abs(plain).max():.3g}, spread {plain.std():.3g}")
+    assert noise < 1e-2 * np.abs(plain).max()
+    assert stats.pearsonr(reduced, plain)[0] > 0.995

@@ -1,11 +1,10 @@
 """The scripts on the GPU: main.py for two epochs in float16 with loss scaling, its checkpoint
-(written from CUDA tensors) read by a process that sees no GPU, and test_dataset.py and
-test_demo.py scoring on the GPU as float32 one image at a time does."""
+(written from CUDA tensors) read by a process that sees no GPU, and test_dataset.py, test_demo.py
+and the `linearityiqa score` command scoring on the GPU as float32 one image at a time does."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import os
 import subprocess
@@ -15,12 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gpu_helpers import exact_float32, precision_for
-from scipy import stats
+from gpu_helpers import MODEL, assert_close_predictions, demo, exact_float32, precision_for, read_demo
 
-import main
 import test_dataset as dataset_script
-import test_demo as demo_script
 from IQAdataset import Batching, get_data_loaders
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision, choose_precision, set_memory_format
@@ -31,26 +27,6 @@ from linearityiqa.records.paths import dataset_results_file, epochs_file, result
 from linearityiqa.training.evaluation import Evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ["--arch", "resnet18", "-rs", "-rs_h", "64", "-rs_w", "96", "--num_workers", "0"]
-
-
-@pytest.fixture(scope="module")
-def o1_run(device, koniq_60, tmp_path_factory, run_name):
-    """main.py for 2 epochs with --opt_level O1 on the device: (its command line, its stdout, its folder)."""
-    folder = tmp_path_factory.mktemp("o1_run")
-    argv = (
-        MODEL
-        + ["--pretrained", "none"]
-        + koniq_60
-        + ["-bs", "8", "-e", "2", "--opt_level", "O1", "--device", device.type]
-    )
-    argv += ["--trained_model_file", str(folder / "model.pth"), "--results_dir", str(folder / "results")]
-    argv += ["--log_dir", str(folder / "runs")]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = main.main(argv)
-    assert status == 0, printed.getvalue()
-    return argv, printed.getvalue(), folder, run_name(argv)
 
 
 def test_main_trains_two_epochs_in_float16_with_loss_scaling(device, o1_run):
@@ -182,22 +158,18 @@ def with_predictions(metrics: dict) -> dict:
     return {**metrics, "pred": np.ravel(metrics["pq_before"])}
 
 
-def demo(argv: list[str], output: Path, *options: str) -> None:
-    assert demo_script.main([*argv, *options, "-o", str(output)]) == 0
-
-
-def read_demo(path: Path) -> dict[str, float]:
-    """test_demo.py's scores by image, after its "# score:" line."""
-    with open(path, newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(line for line in file if not line.startswith("#")))
-    assert rows and not any(row["error"] for row in rows), path
-    return {row["image"]: float(row["score"]) for row in rows}
-
-
-def assert_close_predictions(reduced: np.ndarray, plain: np.ndarray) -> None:
-    """float16 keeps 11 bits, bfloat16 8: predictions within a few parts in a thousand of their
-    size, and in step with float32's."""
-    noise = np.abs(reduced - plain).max()
-    print(f"largest difference {noise:.3g}; size {np.abs(plain).max():.3g}, spread {plain.std():.3g}")
-    assert noise < 1e-2 * np.abs(plain).max()
-    assert stats.pearsonr(reduced, plain)[0] > 0.995
+def test_the_console_command_scores_on_the_gpu_as_test_demo_does(device, o1_run, koniq_60, tmp_path):
+    """`linearityiqa score` (`python -m linearityiqa` in a clone, the function the installed
+    command runs) with test_demo.py's GPU defaults, against float32 one image at a time."""
+    _, _, folder, _ = o1_run
+    images = koniq_60[koniq_60.index("--im_dir") + 1]
+    model = ["--trained_model_file", str(folder / "model.pth"), "--device", device.type]
+    command = [sys.executable, "-m", "linearityiqa", "score", images, *model, "-o", str(tmp_path / "console.csv")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    with exact_float32():
+        demo(["--img", images, *model], tmp_path / "float32.csv", "-optl", "O0", "-ebs", "1")
+    plain, console = read_demo(tmp_path / "float32.csv"), read_demo(tmp_path / "console.csv")
+    assert console.keys() == plain.keys() and len(plain) == 60
+    names = sorted(plain)
+    assert_close_predictions(np.array([console[n] for n in names]), np.array([plain[n] for n in names]))
