@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from data_helpers import save_plain_images, synthetic_koniq_options
+from data_helpers import local_ray_cluster, save_plain_images, synthetic_koniq_options
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from linearityiqa.cli.options import get_args_parser
@@ -45,20 +41,9 @@ def images(tmp_path):
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory):
     """The address of a local Ray cluster of two CPUs, started once for the tests that use one and
-    stopped after them (RAY_AUTH_MODE=disabled: its drivers are the tests' own processes)."""
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    with socket.socket() as probe:  # a free port for the cluster's control store
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ray = [str(Path(sys.executable).with_name("ray"))]
-    started = subprocess.run(
-        [*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path_factory.mktemp("ray"),
-    )  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    yield f"127.0.0.1:{port}"
-    subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120)
+    stopped after them."""
+    with local_ray_cluster(tmp_path_factory.mktemp("ray"), "--num-cpus=2", "--num-gpus=0") as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

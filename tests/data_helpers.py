@@ -1,15 +1,25 @@
-"""Helpers shared by the data-layer tests: files in the authors' and the official layouts."""
+"""Helpers shared by the tests: files in the authors' and the official layouts, and a local Ray cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 from PIL import Image
+
+# the `ray` command, also where Ray was installed into a folder of its own (pip --target), whose
+# scripts are not beside the interpreter
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 # The real KonIQ-10k file, kept beside the repository (../shared/reference) and never committed.
 KONIQ_REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "koniq10k_distributions_sets.csv"
@@ -104,3 +114,21 @@ def scoring_folder(folder: Path, *, k: list[float], b: list[float]) -> Path:
     save_plain_images(folder / "images", sizes, seed=4)
     (folder / "images" / "15.jpg").write_text("not a JPEG")
     return folder
+
+
+@contextlib.contextmanager
+def local_ray_cluster(folder: Path, *options: str) -> Iterator[str]:
+    """A local Ray cluster started with `ray start` in `folder` (and `options`), stopped after the
+    block: its address. RAY_AUTH_MODE=disabled, for this process and its children: the cluster's
+    drivers are the tests' own processes."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    with socket.socket() as probe:  # a free port for the cluster's control store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = [*RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", *options]
+    started = subprocess.run(start, capture_output=True, text=True, timeout=120, cwd=folder)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([*RAY, "stop", "--force"], capture_output=True, timeout=120)

@@ -4,8 +4,6 @@ last: Ray is the piece of this machine's software most likely to hang in a sandb
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import local_ray_cluster
 from gpu_helpers import assert_close_predictions, demo, exact_float32, read_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,22 +24,14 @@ def ray_cluster(tmp_path):
     """A local Ray cluster started as a user starts one, which finds the machine's GPUs itself:
     its address. Where Ray is not installed, the test is skipped."""
     pytest.importorskip("ray")
-    environment = dict(os.environ, RAY_AUTH_MODE="disabled")  # the drivers are this test's processes
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command, wherever Ray was installed
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    start = [*ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats"]
-    started = subprocess.run(start, capture_output=True, text=True, timeout=LIMIT, cwd=tmp_path, env=environment)
-    assert started.returncode == 0, started.stderr
-    yield f"127.0.0.1:{port}", environment
-    subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=LIMIT, env=environment)
+    with local_ray_cluster(tmp_path) as address:
+        yield address
 
 
 def test_ray_scores_on_the_one_gpu_as_test_demo_does(device, o1_run, koniq_60, tmp_path, ray_cluster):
     """test_demo.py --ray on a cluster of this machine: an actor per GPU (one more is refused, for
     want of a GPU), scoring under test_demo.py's GPU defaults as float32 does."""
-    address, environment = ray_cluster
+    address = ray_cluster
     _, _, folder, _ = o1_run
     images = koniq_60[koniq_60.index("--im_dir") + 1]
     model = ["--img", images, "-modelfile", str(folder / "model.pth"), "--device", device.type]
@@ -48,7 +39,7 @@ def test_ray_scores_on_the_one_gpu_as_test_demo_does(device, o1_run, koniq_60, t
 
     def scored(output: Path, *more: str) -> subprocess.CompletedProcess:
         run = [*command, "-o", str(output), *more]
-        return subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT, env=environment)
+        return subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT)
 
     if device.type == "cuda":
         gpus = torch.cuda.device_count()
