@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
-from data_helpers import local_ray_cluster, save_plain_images, synthetic_koniq_options
+from data_helpers import RESNET18_SETTINGS, local_ray_cluster, save_plain_images, synthetic_koniq_options
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from linearityiqa.cli.options import get_args_parser
@@ -44,6 +45,22 @@ def ray_address(tmp_path_factory):
     stopped after them."""
     with local_ray_cluster(tmp_path_factory.mktemp("ray"), "--num-cpus=2", "--num-gpus=0") as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def resnet18_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of resnet18 with random weights (seed 0), the identity mapping (k = 1, b = 0) and
+    its settings, saved once for the whole test run: tests read it and never write it."""
+    import torch
+
+    from IQAmodel import IQAModel
+    from linearityiqa.records.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("resnet18") / "model.pth"
+    torch.manual_seed(0)
+    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+    save_checkpoint(str(path), {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3, "settings": RESNET18_SETTINGS})
+    return path
 
 
 @pytest.fixture(scope="session")

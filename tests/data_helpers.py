@@ -23,6 +23,8 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 # The real KonIQ-10k file, kept beside the repository (../shared/reference) and never committed.
 KONIQ_REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "koniq10k_distributions_sets.csv"
+# the settings a checkpoint of IQAModel(arch="resnet18") records
+RESNET18_SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
 
 
 def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float], index: np.ndarray) -> None:
@@ -105,11 +107,10 @@ def scoring_folder(folder: Path, *, k: list[float], b: list[float]) -> Path:
     from IQAmodel import IQAModel
     from linearityiqa.records.checkpoint import save_checkpoint
 
-    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
     for name, seed in (("model.pth", 0), ("other.pth", 1)):
         torch.manual_seed(seed)
         weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
-        save_checkpoint(str(folder / name), {"model": weights, "k": k, "b": b, "settings": settings})
+        save_checkpoint(str(folder / name), {"model": weights, "k": k, "b": b, "settings": RESNET18_SETTINGS})
     sizes = {f"{index:02d}.jpg": (96, 64) if index % 3 else (64, 48) for index in range(30)}
     save_plain_images(folder / "images", sizes, seed=4)
     (folder / "images" / "15.jpg").write_text("not a JPEG")
