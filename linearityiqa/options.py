@@ -49,7 +49,7 @@ def number(
         maximum: the value must be at most this.
     """
     bounds = " and ".join(
-        f"{word} {bound:g}"
+        f"{word} {bound}"
         for word, bound in (("above", above), ("at least", minimum), ("at most", maximum))
         if bound is not None
     )

@@ -185,9 +185,33 @@ def test_accumulating_more_batches_than_an_epoch_has_is_refused(koniq, tmp_path,
     assert not (tmp_path / "m.pth").exists()
 
 
-def test_make_synthetic_refuses_sizes_it_cannot_make(tmp_path, capsys):
-    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--width", "0", "--count", "3"]) == 1
-    assert "--width 0 --height 768: images must be at least 1 x 1" in capsys.readouterr().err
-    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--count", "100000000000"]) == 1
-    assert "--count 100000000000 is more than the 100,000 images" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--width", "0"], "argument --width: 0 is out of range: it must be an integer at least 1"),
+        (["--count", "100000000000"], "argument --count: 100000000000 is out of range"),
+        (
+            ["--seed", "-5"],
+            "argument --seed: -5 is out of range: it must be an integer at least 0 and at most 4294967295",
+        ),
+        (["--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
+    ],
+)
+def test_make_synthetic_refuses_numbers_out_of_range_as_it_parses_them(argv, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        make_synthetic.main(["--out", str(tmp_path / "s"), *argv])
+    assert ended.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_make_synthetic_refuses_images_larger_than_any_image_may_be(tmp_path, capsys):
+    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--width", "10000", "--height", "10000"]) == 1
+    assert "--width 10000 --height 10000: images must be at most 89,478,485 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv", [["--seed", "-3"], ["--seed", "4294967296"], ["--orderings", "0"]])
+def test_make_info_refuses_numbers_out_of_range_as_it_parses_them(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        make_info.main(["csv", "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "i.mat"), *argv])
+    assert ended.value.code == 2 and f"argument {argv[0]}: {argv[1]} is out of range" in capsys.readouterr().err
