@@ -215,3 +215,25 @@ def test_make_info_refuses_numbers_out_of_range_as_it_parses_them(argv, tmp_path
     with pytest.raises(SystemExit) as ended:
         make_info.main(["csv", "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "i.mat"), *argv])
     assert ended.value.code == 2 and f"argument {argv[0]}: {argv[1]} is out of range" in capsys.readouterr().err
+
+
+def save_wrong_contents(folder: Path) -> dict[str, Path]:
+    """Files of the right name and the wrong content: empty, text, a tensor, a list."""
+    files = {name: folder / f"{name}.pth" for name in ("empty", "text", "tensor", "list")}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("hello world\n")
+    torch.save(torch.zeros(3), files["tensor"])
+    torch.save([1, 2], files["list"])
+    return files
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "tensor", "list"])
+def test_a_pretrained_weights_file_of_the_wrong_content_is_one_line_naming_it(content, koniq, tmp_path, capsys):
+    weights = save_wrong_contents(tmp_path)[content]
+    argv = ["--arch", "resnet18", "--pretrained", str(weights), "-e", "1", *koniq, "--log_dir", str(tmp_path / "l")]
+    argv += ["--trained_model_file", str(tmp_path / "m.pth"), "--results_dir", str(tmp_path / "r")]
+    assert main.main(argv) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert line.startswith("main.py: error: ") and f"pretrained weights file {weights}" in line
+    assert "torchvision state_dict saved with torch.save" in line
+    assert not (tmp_path / "m.pth").exists()

@@ -17,7 +17,6 @@ from ignite.engine import Events
 import main
 import test_dataset
 import test_demo as demo
-from IQAmodel import IQAModel
 from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
 
 pytestmark = pytest.mark.reliability
@@ -33,9 +32,8 @@ def folder_state(folder) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def weights():
-    torch.manual_seed(0)
-    return IQAModel(arch="resnet18", pretrained=False).state_dict()
+def weights(resnet18_checkpoint):
+    return torch.load(resnet18_checkpoint, weights_only=True)["model"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +98,7 @@ BROKEN = [
      f": setting resize_size_h is 48.0 (a float), {POSITIVE}"),
     ("resize_size_w a str", "settings", "resize_size_w", "64", f": setting resize_size_w is '64' (a str), {POSITIVE}"),
     ("resize_size_h zero", "settings", "resize_size_h", 0, f": setting resize_size_h is 0 (an int), {POSITIVE}"),
-    ("not a dict", None, None, [1.0], " holds a list of 1 item, not a dict with the model's state"),
+    ("not a dict", None, None, [1.0], " holds a list of 1 item, not a dict: use a checkpoint saved by main.py"),
 ]  # fmt: skip
 
 

@@ -116,23 +116,48 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
             file must stay unchanged while they are in use (save_checkpoint replaces a file, it
             never rewrites one). A file in the legacy format, which cannot be mapped, is read.
     """
+    checkpoint = read_torch_file(
+        path,
+        what="checkpoint",
+        advice="check --trained_model_file, or train a model with main.py first",
+        expected="a checkpoint saved by main.py or released by the authors",
+        map_location=map_location,
+        mmap=mmap,
+    )
+    return _checked_checkpoint(checkpoint, path)
+
+
+def read_torch_file(
+    path: str, *, what: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """The dict that a file written by torch.save holds, loaded with `weights_only=True`: opening it runs no code.
+    Any failure to is one line that names the file as `what` and says what to do.
+
+    Args:
+        path: the file.
+        what: what the file is, in a message ("checkpoint").
+        advice: what to do when it does not exist or is not a file.
+        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
+        map_location: where its tensors go.
+        mmap: map the file's tensors into memory (see load_checkpoint); a file in the legacy
+            format, which cannot be mapped, is read.
+    """
     problem = file_problem(path)
-    if problem == "does not exist":
-        raise MissingFileError(
-            f"checkpoint {path} does not exist: check --trained_model_file, or train a model with main.py first"
-        )
     if problem is not None:
-        raise BadFileError(f"checkpoint {path} {problem}: pass the checkpoint file itself (--trained_model_file)")
+        error = MissingFileError if problem == "does not exist" else BadFileError
+        raise error(f"{what} {path} {problem}: {advice}")
     try:
         # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
-        checkpoint = torch.load(
+        contents = torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
         )
-    except Exception as error:
+    except Exception as error:  # pickle's, zipfile's and torch's words for a file that is not one of torch.save
         raise BadFileError(
-            f"cannot read checkpoint {path} ({first_line(error)}): the file is damaged or not a PyTorch checkpoint"
+            f"cannot read {what} {path} ({first_line(error)}): the file is damaged or not {expected}"
         ) from None
-    return _checked_checkpoint(checkpoint, path)
+    if not isinstance(contents, dict):
+        raise BadFileError(f"{what} {path} holds {_kind(contents)}, not a dict: use {expected}")
+    return contents
 
 
 def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
@@ -146,10 +171,6 @@ def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
     Raises:
         BadFileError: the first field that cannot be used, in one line.
     """
-    if not isinstance(checkpoint, dict):
-        raise BadFileError(
-            f"checkpoint {path} holds {_kind(checkpoint)}, not a dict with the model's state: {_USE_ANOTHER}"
-        )
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
         hint = (
