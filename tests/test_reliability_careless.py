@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from data_helpers import save_plain_images, sha256, write_csv
 import main
 import make_info
 import make_synthetic
+import test_dataset
 import test_demo as demo
-from IQAmodel import IQAModel
 from linearityiqa.cli.scripts import Advice, user_message
 from linearityiqa.data.decoding import _undecodable
 from linearityiqa.data.info_files import IQAInfo, read_info, write_info
@@ -31,12 +32,10 @@ SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7
 
 
 @pytest.fixture(scope="module")
-def scoring(tmp_path_factory):
+def scoring(tmp_path_factory, resnet18_checkpoint):
     folder = tmp_path_factory.mktemp("careless")
-    torch.manual_seed(0)
-    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
-    save_checkpoint(str(folder / "model.pth"), {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3, "settings": SETTINGS})
-    torch.save(weights, folder / "weights.pth")
+    shutil.copy(resnet18_checkpoint, folder / "model.pth")
+    torch.save(torch.load(resnet18_checkpoint, weights_only=True)["model"], folder / "weights.pth")
     save_plain_images(folder / "images", {"a.jpg": (48, 32)})
     return folder
 
@@ -237,3 +236,23 @@ def test_a_pretrained_weights_file_of_the_wrong_content_is_one_line_naming_it(co
     assert line.startswith("main.py: error: ") and f"pretrained weights file {weights}" in line
     assert "torchvision state_dict saved with torch.save" in line
     assert not (tmp_path / "m.pth").exists()
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "tensor", "list"])
+def test_a_checkpoint_of_the_wrong_content_is_one_line_naming_it(content, scoring, tmp_path, capsys):
+    checkpoint = save_wrong_contents(tmp_path)[content]
+    assert demo.main(["--img", str(scoring / "images"), "--trained_model_file", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("test_demo.py: error: ") and f"checkpoint {checkpoint}" in err
+    assert "a checkpoint saved by main.py or released by the authors" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"subjective_scores,1,2,3\n"])
+def test_an_info_file_of_the_wrong_content_is_one_line_naming_it(content, koniq, resnet18_checkpoint, tmp_path, capsys):
+    info = tmp_path / "info.mat"
+    info.write_bytes(content)
+    argv = [*koniq, "--data_info", str(info), "--trained_model_file", str(resnet18_checkpoint)]
+    assert test_dataset.main([*argv, "--results_dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"test_dataset.py: error: {info} is not an HDF5 (MATLAB v7.3) file")
+    assert "rebuild it with make_info.py" in err
