@@ -16,9 +16,10 @@ DEFAULTS = {"arch": "resnext101_32x8d", "pool": "avg", "use_bn_end": False, "P6"
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return IQAModel(arch="resnet18", pretrained=False).eval()
+def model(resnet18_checkpoint):
+    model = IQAModel(arch="resnet18", pretrained=False).eval()
+    model.load_state_dict(torch.load(resnet18_checkpoint, weights_only=True)["model"])
+    return model
 
 
 def test_saves_and_loads_with_settings(tmp_path, model):

@@ -6,6 +6,7 @@ or tested; an error that is a bug is one line that names the log holding its tra
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import traceback
 from pathlib import Path
@@ -19,7 +20,6 @@ import main
 import make_synthetic
 import test_dataset
 import test_demo as demo
-from IQAmodel import IQAModel
 from linearityiqa.cli.options import get_args_parser, get_test_dataset_parser
 from linearityiqa.cli.settings import koniq_run_checkpoint, run_settings
 from linearityiqa.errors import ConfigError
@@ -100,15 +100,14 @@ def test_a_learning_rate_step_that_rounds_to_0_is_raised_to_1_and_said(koniq, tm
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory, resnet18_checkpoint):
     """A folder holding, under the name main.py gives it, the checkpoint of the KonIQ-10k run that
     the authors' test_dataset.py spelling below names."""
     folder = tmp_path_factory.mktemp("authors")
-    torch.manual_seed(0)
-    model = IQAModel(arch="resnet18", pretrained=False)
+    weights = torch.load(resnet18_checkpoint, weights_only=True)["model"]
     options = vars(get_test_dataset_parser().parse_args(AUTHORS_TEST))
     path = folder / koniq_run_checkpoint(options)
-    save_checkpoint(str(path), {"model": model.state_dict(), "k": [1.0] * 3, "b": [0.0] * 3})
+    save_checkpoint(str(path), {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3})
     return folder, path
 
 
@@ -225,10 +224,8 @@ def test_a_loss_that_turns_nan_is_one_line_on_stderr(koniq, tmp_path, monkeypatc
     assert err.startswith("main.py: error: the loss is nan at iteration 1 (epoch 1)") and err.count("\n") == 1
 
 
-def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
-    torch.manual_seed(0)
-    checkpoint = {"model": IQAModel(arch="resnet18", pretrained=False).state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}
-    save_checkpoint(str(tmp_path / "model.pth"), {**checkpoint, "settings": {"arch": "resnet18"}})
+def test_output_dash_is_standard_output(resnet18_checkpoint, tmp_path, monkeypatch, capsys):
+    shutil.copy(resnet18_checkpoint, tmp_path / "model.pth")
     save_plain_images(tmp_path / "images", {"a.jpg": (48, 32)})
     monkeypatch.chdir(tmp_path)
     assert demo.main(["--img", "images", "--trained_model_file", "model.pth", "-o", "-"]) == 0
