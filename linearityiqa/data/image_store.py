@@ -263,14 +263,15 @@ def _decode_all(
     workers: int,
     verbose: bool,
 ) -> ImageStore:
+    """Decode every image into memory, or into a new cache file at `cache_path`."""
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shapes = np.array(
             list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)), dtype=np.int64
         )
-        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
+        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         if cache_path is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
 
@@ -282,7 +283,17 @@ def _decode_all(
         partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            _decode_to_npy(partial_path, paths, shapes, offsets, decode, pool, label, verbose)
+            # Writing to the file measured twice as fast here as filling a memory map of it.
+            header = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
+            data_start = header.offset
+            del header
+
+            def write(row: int, decoded: np.ndarray) -> None:
+                with open(partial_path, "r+b") as file:
+                    file.seek(data_start + int(offsets[row]))
+                    file.write(decoded)
+
+            _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
         except BaseException as error:
             # Also when there is no partial file, or not even its folder.
             with contextlib.suppress(OSError):
@@ -299,30 +310,6 @@ def _decode_all(
     return _commit_cache(partial_path, cache_path, names, shapes)
 
 
-def _decode_to_npy(
-    partial: Path,
-    paths: list[Path],
-    shapes: np.ndarray,
-    offsets: np.ndarray,
-    decode: Callable[[Path], np.ndarray],
-    pool: ThreadPoolExecutor,
-    label: str,
-    verbose: bool,
-) -> None:
-    """Write the images into a flat `.npy` file, each at its offset."""
-    # Writing to the file measured twice as fast here as filling a memory map of it.
-    header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
-    data_start = header.offset
-    del header
-
-    def write(row: int, decoded: np.ndarray) -> None:
-        with open(partial, "r+b") as file:
-            file.seek(data_start + int(offsets[row]))
-            file.write(decoded)
-
-    _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
-
-
 def _decode_each(
     paths: list[Path],
     shapes: np.ndarray,
@@ -333,10 +320,17 @@ def _decode_each(
     write: Callable[[int, np.ndarray], None],
 ) -> None:
     """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
-    futures = [
-        pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), decode, write)
-        for row, path in enumerate(paths)
-    ]
+
+    def decode_row(row: int) -> None:
+        decoded, (height, width, _) = decode(paths[row]), shapes[row]
+        if decoded.shape[:2] != (height, width):
+            raise BadFileError(
+                f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
+                f"{width}x{height} its header gives: replace it with an intact copy"
+            )
+        write(row, decoded)
+
+    futures = [pool.submit(decode_row, row) for row in range(len(paths))]
     try:
         with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
             for future in as_completed(futures):
@@ -345,22 +339,6 @@ def _decode_each(
     finally:
         for future in futures:
             future.cancel()
-
-
-def _decode_row(
-    row: int,
-    path: Path,
-    shape: tuple[int, int, int],
-    decode: Callable[[Path], np.ndarray],
-    write: Callable[[int, np.ndarray], None],
-) -> None:
-    decoded = decode(path)
-    if decoded.shape != shape:
-        raise BadFileError(
-            f"image {path} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
-            f"{shape[1]}x{shape[0]} its header gives: replace it with an intact copy"
-        )
-    write(row, decoded)
 
 
 def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.ndarray) -> ImageStore:
