@@ -162,11 +162,10 @@ def _numbers(file: h5py.File, key: str, path: Path) -> np.ndarray:
     """A dataset of real numbers as float64, a row but for the index (text, booleans and complex numbers
     would convert silently)."""
     with _reading(path, key):
-        values = _dataset(file, key)[()]
-        if np.asarray(values).dtype.kind not in "iuf":
-            raise _OffLayout(f"holds {np.asarray(values).dtype}, not real numbers")
-        values = np.asarray(values, dtype=np.float64)
-        return values if key == "index" else _row_of(values)
+        values = np.asarray(_dataset(file, key)[()])
+        if values.dtype.kind not in "iuf":
+            raise _OffLayout(f"holds {values.dtype}, not real numbers")
+        return values.astype(np.float64) if key == "index" else _row_of(values.astype(np.float64))
 
 
 def _row_of(values: np.ndarray) -> np.ndarray:
