@@ -153,8 +153,13 @@ def _row(
     name: int | tuple[int, str] | None = None,
     **fields: Any,
 ) -> Option:
-    """An Option from its table row: `flags` space-separated, `name` its NamePart as place or (place, label),
-    and a default of False making it a switch (store_true).
+    """An Option from its row of the table.
+
+    Args:
+        dest, group, takes, help: as Option has them.
+        flags: every spelling accepted, separated by spaces.
+        name: its part of a run's name: the place, or (place, label); None for none.
+        fields: Option's other fields; a default of False makes the option a switch (store_true).
     """
     if fields.get("default") is False:
         fields["action"] = "store_true"
