@@ -21,7 +21,8 @@ import torchvision
 from torch import nn
 
 from linearityiqa.choices import POOLING_METHODS, RESNET_FAMILIES
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
+from linearityiqa.records.checkpoint import read_torch_file
 
 # Children after which the side outputs are taken, and their channel counts (the keys are
 # choices.FEATURES_ONLY_ARCHS, which the ONNX path checks without torchvision).
@@ -178,17 +179,12 @@ def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
 
 
 def _load_local_weights(path: str) -> dict:
-    problem = file_problem(path)
-    if problem is not None:
-        error = MissingFileError if problem == "does not exist" else BadFileError
-        raise error(f"pretrained weights file {path} {problem}: check the path (--pretrained)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BadFileError(
-            f"cannot read pretrained weights from {path} ({first_line(error)}): "
-            f"it must be a torchvision state_dict saved with torch.save"
-        ) from None
+    return read_torch_file(
+        path,
+        what="pretrained weights file",
+        advice="check the path (--pretrained)",
+        expected="a torchvision state_dict saved with torch.save",
+    )
 
 
 def _build_backbone(arch: str, pretrained: bool | str) -> nn.Module:

@@ -21,6 +21,7 @@ with imports_checked("make_info.py", __name__):  # a missing dependency is one l
         user_info_from_csv,
     )
     from linearityiqa.data.info_files import IQAInfo, write_info
+    from linearityiqa.options import POSITIVE_INT, SEED
     from linearityiqa.records.writing import refuse_inputs
 
 
@@ -60,11 +61,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def _add_ordering_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--orderings",
-        type=int,
+        type=POSITIVE_INT,
         default=1000,
         help="random orderings of the images, one per experiment id (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the orderings (default: %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the orderings (default: %(default)s)")
 
 
 def build_info(args: argparse.Namespace) -> IQAInfo:

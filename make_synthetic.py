@@ -21,6 +21,10 @@ with imports_checked("make_synthetic.py", __name__):  # a missing dependency is 
     from linearityiqa.data.dataset_registry import CLIVE_SIDE, KONIQ_HW
     from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
     from linearityiqa.data.synthetic import earlier_files, write_clive_layout, write_koniq_layout
+    from linearityiqa.options import POSITIVE_INT, SEED, number
+
+# Far above KonIQ-10k's 10,073 images: a synthetic set is for trying things out.
+MOST_IMAGES = 100_000
 
 OFFICIAL_SIZES = {"koniq": KONIQ_HW[::-1], "clive": (CLIVE_SIDE, CLIVE_SIDE)}  # width, height
 FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
@@ -41,36 +45,33 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--count",
-        type=int,
+        type=number(int, minimum=1, maximum=MOST_IMAGES),
         default=200,
         help="rated images per layout; CLIVE adds its 7 training examples (default: %(default)s)",
     )
     parser.add_argument(
-        "--width", type=int, default=None, help="image width (default: the layout's own, 1024 for koniq, 500 for clive)"
+        "--width",
+        type=POSITIVE_INT,
+        default=None,
+        help="image width (default: the layout's own, 1024 for koniq, 500 for clive)",
     )
     parser.add_argument(
         "--height",
-        type=int,
+        type=POSITIVE_INT,
         default=None,
         help="image height (default: the layout's own, 768 for koniq, 500 for clive)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default: %(default)s)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of everything random (default: %(default)s)")
     return parser
 
 
-# Far above KonIQ-10k's 10,073 images: a synthetic set is for trying things out.
-MOST_IMAGES = 100_000
-
-
-def check_size(count: int, width: int, height: int) -> None:
-    """Before anything is written: a size that is one, and images no larger than any image may be."""
-    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
+def check_size(width: int, height: int) -> None:
+    """Before anything is written: images no larger than any image may be."""
+    if width * height > DEFAULT_MAX_PIXELS:
         raise ConfigError(
-            f"--width {width} --height {height}: images must be at least 1 x 1 and at most "
+            f"--width {width} --height {height}: images must be at most "
             f"{DEFAULT_MAX_PIXELS:,} pixels (--max_pixels' default); pass another size"
         )
-    if count > MOST_IMAGES:
-        raise ConfigError(f"--count {count} is more than the {MOST_IMAGES:,} images a synthetic set makes")
 
 
 def write(args: argparse.Namespace) -> None:
@@ -81,7 +82,7 @@ def write(args: argparse.Namespace) -> None:
     folders = {layout: Path(args.out) / FOLDERS[layout] for layout in layouts}
     earlier = {}
     for layout in layouts:
-        check_size(args.count, *sizes[layout])
+        check_size(*sizes[layout])
         earlier[layout] = earlier_files(folders[layout], layout)
     writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
     for layout in layouts:

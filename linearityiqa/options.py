@@ -31,13 +31,13 @@ TEST_DATASET = "test_dataset.py"
 DEMO = "test_demo.py"
 EXPORT = "export_onnx.py"
 SCRIPTS = (MAIN, TEST_DATASET, DEMO, EXPORT)
-# The help groups, in the order --help lists them; export_onnx.py's resize options have a group of their own.
 # test_demo.py --window's default: images scored and written together (image_scoring.py)
 SCORING_WINDOW = 1024
+# The help groups, in the order --help lists them; export_onnx.py's resize options have a group of their own.
 GROUPS = ("model", "loss", "data", "training schedule", "training", "run", "results", "demo", "resize", "export")
 
 
-def _number(
+def number(
     kind: type, *, above: float | None = None, minimum: float | None = None, maximum: float | None = None
 ) -> Callable[[str], int | float]:
     """An argparse type: a finite int or float within bounds, or an argparse error that names them.
@@ -49,13 +49,9 @@ def _number(
         maximum: the value must be at most this.
     """
     bounds = " and ".join(
-        bound
-        for bound in (
-            f"above {above:g}" if above is not None else "",
-            f"at least {minimum:g}" if minimum is not None else "",
-            f"at most {maximum:g}" if maximum is not None else "",
-        )
-        if bound
+        f"{word} {bound}"
+        for word, bound in (("above", above), ("at least", minimum), ("at most", maximum))
+        if bound is not None
     )
     noun = "an integer" if kind is int else "a number"
 
@@ -76,12 +72,13 @@ def _number(
     return parse
 
 
-POSITIVE_INT = _number(int, minimum=1)
-NON_NEGATIVE_INT = _number(int, minimum=0)
-POSITIVE = _number(float, above=0)
-NON_NEGATIVE = _number(float, minimum=0)
-SHARE = _number(float, minimum=0, maximum=1)  # ratios of a data set, probabilities
-DECAY = _number(float, above=0, maximum=1)  # learning-rate factors
+POSITIVE_INT = number(int, minimum=1)
+NON_NEGATIVE_INT = number(int, minimum=0)
+POSITIVE = number(float, above=0)
+NON_NEGATIVE = number(float, minimum=0)
+SHARE = number(float, minimum=0, maximum=1)  # ratios of a data set, probabilities
+DECAY = number(float, above=0, maximum=1)  # learning-rate factors
+SEED = number(int, minimum=0, maximum=2**32 - 1)  # what numpy's and torch's generators accept
 
 
 @dataclass(frozen=True)
@@ -146,6 +143,30 @@ class Option:
         return dataclasses.replace(self, **self.elsewhere.get(script, {}))
 
 
+def _row(
+    dest: str,
+    flags: str,
+    group: str,
+    takes: frozenset[str],
+    help: str,
+    *,
+    name: int | tuple[int, str] | None = None,
+    **fields: Any,
+) -> Option:
+    """An Option from its row of the table.
+
+    Args:
+        dest, group, takes, help: as Option has them.
+        flags: every spelling accepted, separated by spaces.
+        name: its part of a run's name: the place, or (place, label); None for none.
+        fields: Option's other fields; a default of False makes the option a switch (store_true).
+    """
+    if fields.get("default") is False:
+        fields["action"] = "store_true"
+    run_name = None if name is None else NamePart(*name) if isinstance(name, tuple) else NamePart(name)
+    return Option(dest, tuple(flags.split()), help, group, takes, run_name=run_name, **fields)
+
+
 _ALL = frozenset(SCRIPTS)
 _MAIN = frozenset({MAIN})
 # test_dataset.py takes the options that name a training run, to find the checkpoint it saved.
@@ -154,668 +175,178 @@ _EVALUATING = frozenset({MAIN, TEST_DATASET, DEMO})
 _TEST = frozenset({TEST_DATASET})
 _DEMO = frozenset({DEMO})
 _TEST_AND_DEMO = frozenset({TEST_DATASET, DEMO})
+_MAIN_AND_DEMO = frozenset({MAIN, DEMO})
 _RESIZE_GROUP = {EXPORT: {"group": "resize"}}
 
 # The rows are in the order of the resume check (RESUMED); --help lists each group's rows in this order too.
+# A table, formatted by hand: a row's first line names the option, its second says what follows from it.
+# fmt: off
 OPTIONS = (
-    Option(
-        "arch",
-        ("--arch", "-arch", "--architecture"),
-        "torchvision backbone: a ResNet/ResNeXt, alexnet or vgg16",
-        "model",
-        _ALL,
-        default="resnext101_32x8d",
-        run_name=NamePart(0),
-        resumed=True,
-        recorded=str,
-    ),
-    Option(
-        "pool",
-        ("-pl", "--pool"),
-        "SPSP pooling method",
-        "model",
-        _ALL,
-        default="avg",
-        choices=POOLING_METHODS,
-        run_name=NamePart(1),
-        resumed=True,
-        recorded=str,
-    ),
-    Option(
-        "use_bn_end",
-        ("-ubne", "--use_bn_end"),
-        "BatchNorm1d after each regressor",
-        "model",
-        _ALL,
-        default=False,
-        action="store_true",
-        run_name=NamePart(2, "bn_end="),
-        resumed=True,
-        recorded=bool,
-    ),
-    Option(
-        "P6",
-        ("-P6", "--P6"),
-        "pyramid levels of the layer3 output",
-        "model",
-        _ALL,
-        default=1,
-        type=POSITIVE_INT,
-        resumed=True,
-        recorded=int,
-    ),
-    Option(
-        "P7",
-        ("-P7", "--P7"),
-        "pyramid levels of the layer4 output",
-        "model",
-        _ALL,
-        default=1,
-        type=POSITIVE_INT,
-        resumed=True,
-        recorded=int,
-    ),
-    Option(
-        "trained_model_file",
-        ("-modelfile", "--trained_model_file"),
-        "checkpoint to write (main.py) or to read (tests, demo); main.py names it after its settings in "
-        "checkpoints/ when not given",
-        "model",
-        _ALL,
-    ),
-    Option(
-        "loss_type",
-        ("-lt", "--loss_type"),
-        "training loss; Lp is the paper README's name for norm-in-norm",
-        "loss",
-        _NAMING,
-        default="norm-in-norm",
-        choices=LOSS_TYPES + tuple(LOSS_TYPE_ALIASES),
-        run_name=NamePart(3, "loss="),
-        resumed=True,
-    ),
-    Option(
-        "alpha",
-        ("-a", "--alpha"),
-        "weights of the loss l and of its variant l'",
-        "loss",
-        _NAMING,
-        default=[1, 0],
-        type=NON_NEGATIVE,
-        nargs=2,
-        run_name=NamePart(8, "alpha="),
-        resumed=True,
-    ),
-    Option(
-        "beta",
-        ("-b", "--beta"),
-        "weights of the layer3 head, the layer4 head and the fused head",
-        "loss",
-        _NAMING,
-        default=[0.1, 0.1, 1],
-        type=NON_NEGATIVE,
-        nargs=3,
-        run_name=NamePart(9, "beta="),
-        resumed=True,
-    ),
-    Option(
-        "p",
-        ("-p", "--p"),
-        "order of the norm of the error",
-        "loss",
-        _NAMING,
-        default=1,
-        type=POSITIVE,
-        run_name=NamePart(4, "p="),
-        resumed=True,
-    ),
-    Option(
-        "q",
-        ("-q", "--q"),
-        "order of the normalization norm",
-        "loss",
-        _NAMING,
-        default=2,
-        type=POSITIVE,
-        run_name=NamePart(5, "q="),
-        resumed=True,
-    ),
-    Option(
-        "detach",
-        ("-detach", "--detach"),
-        "take the statistics of the predictions as constants in the backward pass",
-        "loss",
-        _NAMING,
-        default=False,
-        action="store_true",
-        run_name=NamePart(6, "detach-"),
-        resumed=True,
-    ),
-    Option(
-        "monotonicity_regularization",
-        ("-monoreg", "--monotonicity_regularization"),
-        "add the monotonicity regularizer",
-        "loss",
-        _NAMING,
-        default=False,
-        action="store_true",
-        run_name=NamePart(14, "monotonicity="),
-        resumed=True,
-    ),
-    Option(
-        "gamma",
-        ("-g", "--gamma"),
-        "weight of the monotonicity regularizer",
-        "loss",
-        _MAIN,
-        accepts=_TEST,
-        default=0.1,
-        type=NON_NEGATIVE,
-        resumed=True,
-    ),
-    Option(
-        "dataset",
-        ("-ds", "--dataset"),
-        "KonIQ-10k, CLIVE, or your own data set",
-        "data",
-        _NAMING,
-        accepts=_DEMO,
-        default="KonIQ-10k",
-        run_name=NamePart(10),
-        resumed=True,
-    ),
-    Option(
-        "exp_id",
-        ("-eid", "--exp_id"),
-        "which split of the info file to use",
-        "data",
-        _NAMING,
-        accepts=_DEMO,
-        default=0,
-        type=NON_NEGATIVE_INT,
-        run_name=NamePart(19, "EXP"),
-        resumed=True,
-    ),
-    Option(
-        "train_ratio",
-        ("-tr", "--train_ratio"),
-        "share of training images (KonIQ-10k uses its official split)",
-        "data",
-        _MAIN,
-        accepts=_TEST_AND_DEMO,
-        default=0.6,
-        type=SHARE,
-        resumed=True,
-    ),
-    Option(
-        "train_and_val_ratio",
-        ("-tvr", "--train_and_val_ratio"),
-        "share of training and validation images (KonIQ-10k uses its official split)",
-        "data",
-        _MAIN,
-        accepts=_TEST_AND_DEMO,
-        default=0.8,
-        type=SHARE,
-        resumed=True,
-    ),
-    Option(
-        "resize",
-        ("-rs", "--resize"),
-        "resize images to resize_size_h x resize_size_w",
-        "data",
-        _ALL,
-        default=False,
-        action="store_true",
-        run_name=NamePart(11, "res="),
-        resumed=True,
-        recorded=bool,
-        elsewhere=_RESIZE_GROUP,
-    ),
-    Option(
-        "resize_size_h",
-        ("-rs_h", "--resize_size_h"),
-        "height after resizing",
-        "data",
-        _ALL,
-        default=498,
-        type=POSITIVE_INT,
-        run_name=NamePart(12),
-        resumed=True,
-        recorded=int,
-        elsewhere=_RESIZE_GROUP,
-    ),
-    Option(
-        "resize_size_w",
-        ("-rs_w", "--resize_size_w"),
-        "width after resizing",
-        "data",
-        _ALL,
-        default=664,
-        type=POSITIVE_INT,
-        run_name=NamePart(12),
-        resumed=True,
-        recorded=int,
-        elsewhere=_RESIZE_GROUP,
-    ),
-    Option(
-        "data_info",
-        ("--data_info",),
-        "info file of the data set (default of KonIQ-10k and CLIVE: data/<dataset>info.mat)",
-        "data",
-        _NAMING,
-        accepts=_DEMO,
-    ),
-    Option(
-        "im_dir",
-        ("--im_dir",),
-        "folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)",
-        "data",
-        _NAMING,
-        accepts=_DEMO,
-    ),
-    Option(
-        "cache_dir",
-        ("--cache_dir",),
-        "folder of the decoded-image cache; none keeps the images in memory only, decoded on every run",
-        "data",
-        _NAMING,
-        accepts=_DEMO,
-        default=DEFAULT_CACHE_DIR,
-    ),
-    Option(
-        "max_pixels",
-        ("--max_pixels",),
-        "refuse images of more pixels (width x height) than this, which may be decompression bombs "
-        "(default: Pillow's threshold, a 9459 x 9459 image)",
-        "data",
-        _EVALUATING,
-        default=DEFAULT_MAX_PIXELS,
-        type=POSITIVE_INT,
-    ),
-    Option(
-        "augmentation",
-        ("-augment", "--augmentation", "--augment"),
-        "random rotation, horizontal flip and crop of training images",
-        "training schedule",
-        _NAMING,
-        default=False,
-        action="store_true",
-        run_name=NamePart(13, "aug="),
-        resumed=True,
-    ),
-    Option(
-        "angle",
-        ("-ag", "--angle"),
-        "largest rotation in degrees",
-        "training schedule",
-        _MAIN,
-        accepts=_TEST,
-        default=2,
-        type=NON_NEGATIVE,
-        resumed=True,
-    ),
-    Option(
-        "crop_size_h",
-        ("-cs_h", "--crop_size_h"),
-        "height of the training crop",
-        "training schedule",
-        _MAIN,
-        accepts=_TEST,
-        default=498,
-        type=POSITIVE_INT,
-        resumed=True,
-    ),
-    Option(
-        "crop_size_w",
-        ("-cs_w", "--crop_size_w"),
-        "width of the training crop",
-        "training schedule",
-        _MAIN,
-        accepts=_TEST,
-        default=498,
-        type=POSITIVE_INT,
-        resumed=True,
-    ),
-    Option(
-        "hflip_p",
-        ("-hp", "--hflip_p"),
-        "probability of a horizontal flip",
-        "training schedule",
-        _MAIN,
-        accepts=_TEST,
-        default=0.5,
-        type=SHARE,
-        resumed=True,
-    ),
-    Option(
-        "batch_size",
-        ("-bs", "--batch_size"),
-        "training batch size",
-        "training schedule",
-        _NAMING,
-        default=8,
-        type=POSITIVE_INT,
-        run_name=NamePart(16, "bs="),
-        resumed=True,
-    ),
+    _row("arch", "--arch -arch --architecture", "model", _ALL,
+         "torchvision backbone: a ResNet/ResNeXt, alexnet or vgg16",
+         default="resnext101_32x8d", name=0, resumed=True, recorded=str),
+    _row("pool", "-pl --pool", "model", _ALL, "SPSP pooling method",
+         default="avg", choices=POOLING_METHODS, name=1, resumed=True, recorded=str),
+    _row("use_bn_end", "-ubne --use_bn_end", "model", _ALL, "BatchNorm1d after each regressor",
+         default=False, name=(2, "bn_end="), resumed=True, recorded=bool),
+    _row("P6", "-P6 --P6", "model", _ALL, "pyramid levels of the layer3 output",
+         default=1, type=POSITIVE_INT, resumed=True, recorded=int),
+    _row("P7", "-P7 --P7", "model", _ALL, "pyramid levels of the layer4 output",
+         default=1, type=POSITIVE_INT, resumed=True, recorded=int),
+    _row("trained_model_file", "-modelfile --trained_model_file", "model", _ALL,
+         "checkpoint to write (main.py) or to read (tests, demo); main.py names it after its settings in "
+         "checkpoints/ when not given"),
+    _row("loss_type", "-lt --loss_type", "loss", _NAMING,
+         "training loss; Lp is the paper README's name for norm-in-norm",
+         default="norm-in-norm", choices=LOSS_TYPES + tuple(LOSS_TYPE_ALIASES), name=(3, "loss="), resumed=True),
+    _row("alpha", "-a --alpha", "loss", _NAMING, "weights of the loss l and of its variant l'",
+         default=[1, 0], type=NON_NEGATIVE, nargs=2, name=(8, "alpha="), resumed=True),
+    _row("beta", "-b --beta", "loss", _NAMING, "weights of the layer3 head, the layer4 head and the fused head",
+         default=[0.1, 0.1, 1], type=NON_NEGATIVE, nargs=3, name=(9, "beta="), resumed=True),
+    _row("p", "-p --p", "loss", _NAMING, "order of the norm of the error",
+         default=1, type=POSITIVE, name=(4, "p="), resumed=True),
+    _row("q", "-q --q", "loss", _NAMING, "order of the normalization norm",
+         default=2, type=POSITIVE, name=(5, "q="), resumed=True),
+    _row("detach", "-detach --detach", "loss", _NAMING,
+         "take the statistics of the predictions as constants in the backward pass",
+         default=False, name=(6, "detach-"), resumed=True),
+    _row("monotonicity_regularization", "-monoreg --monotonicity_regularization", "loss", _NAMING,
+         "add the monotonicity regularizer", default=False, name=(14, "monotonicity="), resumed=True),
+    _row("gamma", "-g --gamma", "loss", _MAIN, "weight of the monotonicity regularizer",
+         accepts=_TEST, default=0.1, type=NON_NEGATIVE, resumed=True),
+    _row("dataset", "-ds --dataset", "data", _NAMING, "KonIQ-10k, CLIVE, or your own data set",
+         accepts=_DEMO, default="KonIQ-10k", name=10, resumed=True),
+    _row("exp_id", "-eid --exp_id", "data", _NAMING, "which split of the info file to use",
+         accepts=_DEMO, default=0, type=NON_NEGATIVE_INT, name=(19, "EXP"), resumed=True),
+    _row("train_ratio", "-tr --train_ratio", "data", _MAIN,
+         "share of training images (KonIQ-10k uses its official split)",
+         accepts=_TEST_AND_DEMO, default=0.6, type=SHARE, resumed=True),
+    _row("train_and_val_ratio", "-tvr --train_and_val_ratio", "data", _MAIN,
+         "share of training and validation images (KonIQ-10k uses its official split)",
+         accepts=_TEST_AND_DEMO, default=0.8, type=SHARE, resumed=True),
+    _row("resize", "-rs --resize", "data", _ALL, "resize images to resize_size_h x resize_size_w",
+         default=False, name=(11, "res="), resumed=True, recorded=bool, elsewhere=_RESIZE_GROUP),
+    _row("resize_size_h", "-rs_h --resize_size_h", "data", _ALL, "height after resizing",
+         default=498, type=POSITIVE_INT, name=12, resumed=True, recorded=int, elsewhere=_RESIZE_GROUP),
+    _row("resize_size_w", "-rs_w --resize_size_w", "data", _ALL, "width after resizing",
+         default=664, type=POSITIVE_INT, name=12, resumed=True, recorded=int, elsewhere=_RESIZE_GROUP),
+    _row("data_info", "--data_info", "data", _NAMING,
+         "info file of the data set (default of KonIQ-10k and CLIVE: data/<dataset>info.mat)", accepts=_DEMO),
+    _row("im_dir", "--im_dir", "data", _NAMING,
+         "folder of the images (default of KonIQ-10k and CLIVE: <dataset> in the repo root)", accepts=_DEMO),
+    _row("cache_dir", "--cache_dir", "data", _NAMING,
+         "folder of the decoded-image cache; none keeps the images in memory only, decoded on every run",
+         accepts=_DEMO, default=DEFAULT_CACHE_DIR),
+    _row("max_pixels", "--max_pixels", "data", _EVALUATING,
+         "refuse images of more pixels (width x height) than this, which may be decompression bombs "
+         "(default: Pillow's threshold, a 9459 x 9459 image)", default=DEFAULT_MAX_PIXELS, type=POSITIVE_INT),
+    _row("augmentation", "-augment --augmentation --augment", "training schedule", _NAMING,
+         "random rotation, horizontal flip and crop of training images",
+         default=False, name=(13, "aug="), resumed=True),
+    _row("angle", "-ag --angle", "training schedule", _MAIN, "largest rotation in degrees",
+         accepts=_TEST, default=2, type=NON_NEGATIVE, resumed=True),
+    _row("crop_size_h", "-cs_h --crop_size_h", "training schedule", _MAIN, "height of the training crop",
+         accepts=_TEST, default=498, type=POSITIVE_INT, resumed=True),
+    _row("crop_size_w", "-cs_w --crop_size_w", "training schedule", _MAIN, "width of the training crop",
+         accepts=_TEST, default=498, type=POSITIVE_INT, resumed=True),
+    _row("hflip_p", "-hp --hflip_p", "training schedule", _MAIN, "probability of a horizontal flip",
+         accepts=_TEST, default=0.5, type=SHARE, resumed=True),
+    _row("batch_size", "-bs --batch_size", "training schedule", _NAMING, "training batch size",
+         default=8, type=POSITIVE_INT, name=(16, "bs="), resumed=True),
     # a row of the training group among the schedule's, where the resume check has compared it
-    Option(
-        "accumulation_steps",
-        ("-accum", "--accumulation_steps"),
-        "batches per optimizer step",
-        "training",
-        _MAIN,
-        default=1,
-        type=POSITIVE_INT,
-        resumed=True,
-    ),
-    Option(
-        "lr",
-        ("--lr", "-lr", "--learning_rate"),
-        "learning rate of the heads",
-        "training schedule",
-        _NAMING,
-        default=1e-4,
-        type=POSITIVE,
-        run_name=NamePart(15, "lr="),
-        resumed=True,
-    ),
+    _row("accumulation_steps", "-accum --accumulation_steps", "training", _MAIN, "batches per optimizer step",
+         default=1, type=POSITIVE_INT, resumed=True),
+    _row("lr", "--lr -lr --learning_rate", "training schedule", _NAMING, "learning rate of the heads",
+         default=1e-4, type=POSITIVE, name=(15, "lr="), resumed=True),
     # not resumed: a resumed run may train for more epochs than it started with
-    Option(
-        "epochs",
-        ("-e", "--epochs"),
-        "training epochs",
-        "training schedule",
-        _NAMING,
-        default=30,
-        type=POSITIVE_INT,
-        run_name=NamePart(17, "e="),
-    ),
-    Option(
-        "ft_lr_ratio",
-        ("--ft_lr_ratio", "-flr"),
-        "learning rate of the backbone relative to lr; 0 freezes it",
-        "training schedule",
-        _NAMING,
-        default=0.1,
-        type=NON_NEGATIVE,
-        run_name=NamePart(7, "ft_lr_ratio="),
-        resumed=True,
-    ),
-    Option(
-        "skip_nonfinite",
-        ("--skip_nonfinite",),
-        "skip a step whose loss is NaN or infinite (reported at the end of its epoch) instead of stopping the "
-        "run there",
-        "training",
-        _MAIN,
-        default=False,
-        action="store_true",
-    ),
-    Option(
-        "weight_decay",
-        ("-wd", "--weight_decay"),
-        "weight decay",
-        "training",
-        _MAIN,
-        default=0.0,
-        type=NON_NEGATIVE,
-        resumed=True,
-    ),
-    Option(
-        "lr_decay",
-        ("-lrd", "--lr_decay"),
-        "learning rate factor at each step",
-        "training",
-        _MAIN,
-        default=0.1,
-        type=DECAY,
-        resumed=True,
-    ),
-    Option(
-        "overall_lr_decay",
-        ("-olrd", "--overall_lr_decay"),
-        "learning rate factor over the whole run, which sets the step length",
-        "training",
-        _MAIN,
-        default=0.01,
-        type=DECAY,
-        resumed=True,
-    ),
-    Option(
-        "randomness",
-        ("-rn", "--randomness"),
-        "a random seed and cuDNN benchmark mode (fastest kernels, not deterministic) instead of --seed and "
-        "deterministic cuDNN",
-        "training",
-        _MAIN,
-        default=False,
-        action="store_true",
-    ),
-    Option(
-        "compile",
-        ("--compile",),
-        "compile the model with torch.compile in this mode (default mode when given without one; "
-        "reduce-overhead adds CUDA graphs); the first steps take minutes (default: not compiled)",
-        "training",
-        _MAIN,
-        nargs="?",
-        const="default",
-        choices=COMPILE_MODES,
-    ),
-    Option(
-        "val_criterion",
-        ("-valc", "--val_criterion"),
-        "validation metric that selects the best model",
-        "training",
-        _MAIN,
-        default="SROCC",
-        choices=("SROCC", "PLCC", "RMSE"),
-        resumed=True,
-    ),
-    Option(
-        "test_during_training",
-        ("-tdt", "--test_during_training"),
-        "evaluate the train and test sets every epoch and map with k, b fitted there",
-        "training",
-        _MAIN,
-        default=False,
-        action="store_true",
-        resumed=True,
-    ),
-    Option(
-        "evaluate",
-        ("-eval", "--evaluate"),
-        "only test the trained checkpoint",
-        "training",
-        _MAIN,
-        default=False,
-        action="store_true",
-    ),
-    Option("log_dir", ("-logd", "--log_dir"), "TensorBoard folder", "training", _MAIN, default="runs"),
-    Option(
-        "resume",
-        ("--resume",),
-        "continue an interrupted run from its last epoch (same options as the run)",
-        "training",
-        frozenset({MAIN, DEMO}),
-        default=False,
-        action="store_true",
-        elsewhere={
-            DEMO: {
-                "group": "demo",
-                "help": "continue an interrupted run from the partial output beside --output (<output>.partial), "
-                "scoring only the images it has no row of (same model, resize and images as the run)",
-            }
-        },
-    ),
-    Option(
-        "quickstart",
-        ("--quickstart",),
-        "make a synthetic KonIQ-10k and CLIVE, train, test and score on them: the whole pipeline on a CPU in "
-        "minutes, before downloading anything",
-        "training",
-        _MAIN,
-        default=False,
-        action="store_true",
-    ),
-    Option(
-        "nproc_per_node",
-        ("--nproc_per_node",),
-        "processes to start on this machine, one per GPU (or CPU processes with gloo); under torchrun leave it "
-        "out (default: one process)",
-        "training",
-        _MAIN,
-        type=POSITIVE_INT,
-    ),
-    Option(
-        "pretrained",
-        ("--pretrained",),
-        "backbone start: imagenet (torchvision's cache, downloaded on first use), a local weights file, or none "
-        "(random, for smoke runs)",
-        "training",
-        _MAIN,
-        default="imagenet",
-    ),
-    Option(
-        "eval_batch_size",
-        ("-ebs", "--eval_batch_size"),
-        "images per forward pass in validation, testing and scoring; images of one size share a batch "
-        "(default: 32 on a GPU; 1 on a CPU, which runs fastest so)",
-        "run",
-        _EVALUATING,
-        type=POSITIVE_INT,
-    ),
-    Option(
-        "opt_level",
-        ("-optl", "--opt_level"),
-        "O0: float32; O1: autocast float16, with loss scaling in training (the paper); bf16: autocast "
-        "bfloat16. CUDA only: on a CPU every level runs in float32",
-        "run",
-        _EVALUATING,
-        default="O1",
-        choices=OPT_LEVELS,
-        run_name=NamePart(18, "opt_level="),
-        resumed=True,
-    ),
-    Option("device", ("--device",), "device (default: cuda if available)", "run", _EVALUATING, choices=("cpu", "cuda")),
-    Option(
-        "num_workers",
-        ("--num_workers",),
-        "data loading processes (default: one per core, at most 8)",
-        "run",
-        _EVALUATING,
-        type=NON_NEGATIVE_INT,
-    ),
-    Option(
-        "seed",
-        ("--seed",),
-        "random seed",
-        "run",
-        _MAIN,
-        accepts=_TEST_AND_DEMO,
-        default=19920517,
-        type=int,
-        resumed=True,
-    ),
-    Option(
-        "debug",
-        ("-debug", "--debug"),
-        "5 training batches and 5 val/test images",
-        "run",
-        _MAIN,
-        accepts=_TEST_AND_DEMO,
-        default=False,
-        action="store_true",
-        resumed=True,
-    ),
-    Option(
-        "pbar",
-        ("-pbar", "--pbar"),
-        "show progress bars",
-        "run",
-        frozenset({MAIN, DEMO}),
-        accepts=_TEST,
-        default=False,
-        action="store_true",
-    ),
-    Option(
-        "results_dir",
-        ("--results_dir",),
-        "folder of the test metrics (.npy), the per-image scores and the metrics of each epoch (CSV)",
-        "results",
-        _NAMING,
-        default="results",
-    ),
-    Option(
-        "img_path",
-        ("--img", "--img_path"),
-        "an image, a folder, a glob pattern, or - for a list of paths on stdin",
-        "demo",
-        _DEMO,
-        default="data/1000.JPG",
-    ),
-    Option(
-        "output",
-        ("-o", "--output"),
-        "where the scores of several images go, written as they come: a CSV file, a .parquet file, a folder "
-        "(a name ending in /) of Parquet shards, or - for CSV on standard output (default: standard output)",
-        "demo",
-        frozenset({DEMO, EXPORT}),
-        elsewhere={
-            EXPORT: {
-                "group": "export",
-                "required": True,
-                "help": "the ONNX file to write, e.g. model.onnx (default: none; required)",
-            }
-        },
-    ),
-    Option(
-        "onnx",
-        ("--onnx",),
-        "score with this ONNX model (written by export_onnx.py) in onnxruntime, without PyTorch; it records the "
-        "model and its resize (default: the PyTorch checkpoint)",
-        "demo",
-        _DEMO,
-    ),
-    Option(
-        "heads",
-        ("--heads",),
-        "add the three heads' outputs before any mapping (pq6, pq7, pq) as columns of --output",
-        "demo",
-        _DEMO,
-        default=False,
-        action="store_true",
-    ),
-    Option(
-        "window",
-        ("--window",),
-        "images scored and written to --output together: an interrupted run loses at most one window, and a "
-        "resumed run keeps the window it began with",
-        "demo",
-        _DEMO,
-        default=SCORING_WINDOW,
-        type=POSITIVE_INT,
-    ),
-    Option(
-        "ray",
-        ("--ray",),
-        "score on the Ray cluster at this address (auto, ray://head:10001, ...) with Ray Data, or, with no "
-        "address, on a local one started for the run (default: in this process)",
-        "demo",
-        _DEMO,
-        nargs="?",
-        const="",
-    ),
-    Option(
-        "ray_workers",
-        ("--ray_workers",),
-        "model workers with --ray (default: one per GPU of the cluster, else one per 4 CPUs)",
-        "demo",
-        _DEMO,
-        type=POSITIVE_INT,
-    ),
+    _row("epochs", "-e --epochs", "training schedule", _NAMING, "training epochs",
+         default=30, type=POSITIVE_INT, name=(17, "e=")),
+    _row("ft_lr_ratio", "--ft_lr_ratio -flr", "training schedule", _NAMING,
+         "learning rate of the backbone relative to lr; 0 freezes it",
+         default=0.1, type=NON_NEGATIVE, name=(7, "ft_lr_ratio="), resumed=True),
+    _row("skip_nonfinite", "--skip_nonfinite", "training", _MAIN,
+         "skip a step whose loss is NaN or infinite (reported at the end of its epoch) instead of stopping the "
+         "run there", default=False),
+    _row("weight_decay", "-wd --weight_decay", "training", _MAIN, "weight decay",
+         default=0.0, type=NON_NEGATIVE, resumed=True),
+    _row("lr_decay", "-lrd --lr_decay", "training", _MAIN, "learning rate factor at each step",
+         default=0.1, type=DECAY, resumed=True),
+    _row("overall_lr_decay", "-olrd --overall_lr_decay", "training", _MAIN,
+         "learning rate factor over the whole run, which sets the step length", default=0.01, type=DECAY, resumed=True),
+    _row("randomness", "-rn --randomness", "training", _MAIN,
+         "a random seed and cuDNN benchmark mode (fastest kernels, not deterministic) instead of --seed and "
+         "deterministic cuDNN", default=False),
+    _row("compile", "--compile", "training", _MAIN,
+         "compile the model with torch.compile in this mode (default mode when given without one; "
+         "reduce-overhead adds CUDA graphs); the first steps take minutes (default: not compiled)",
+         nargs="?", const="default", choices=COMPILE_MODES),
+    _row("val_criterion", "-valc --val_criterion", "training", _MAIN, "validation metric that selects the best model",
+         default="SROCC", choices=("SROCC", "PLCC", "RMSE"), resumed=True),
+    _row("test_during_training", "-tdt --test_during_training", "training", _MAIN,
+         "evaluate the train and test sets every epoch and map with k, b fitted there", default=False, resumed=True),
+    _row("evaluate", "-eval --evaluate", "training", _MAIN, "only test the trained checkpoint", default=False),
+    _row("log_dir", "-logd --log_dir", "training", _MAIN, "TensorBoard folder", default="runs"),
+    _row("resume", "--resume", "training", _MAIN_AND_DEMO,
+         "continue an interrupted run from its last epoch (same options as the run)", default=False,
+         elsewhere={
+             DEMO: {
+                 "group": "demo",
+                 "help": "continue an interrupted run from the partial output beside --output (<output>.partial), "
+                 "scoring only the images it has no row of (same model, resize and images as the run)", }
+         }),
+    _row("quickstart", "--quickstart", "training", _MAIN,
+         "make a synthetic KonIQ-10k and CLIVE, train, test and score on them: the whole pipeline on a CPU in "
+         "minutes, before downloading anything", default=False),
+    _row("nproc_per_node", "--nproc_per_node", "training", _MAIN,
+         "processes to start on this machine, one per GPU (or CPU processes with gloo); under torchrun leave it "
+         "out (default: one process)", type=POSITIVE_INT),
+    _row("pretrained", "--pretrained", "training", _MAIN,
+         "backbone start: imagenet (torchvision's cache, downloaded on first use), a local weights file, or none "
+         "(random, for smoke runs)", default="imagenet"),
+    _row("eval_batch_size", "-ebs --eval_batch_size", "run", _EVALUATING,
+         "images per forward pass in validation, testing and scoring; images of one size share a batch "
+         "(default: 32 on a GPU; 1 on a CPU, which runs fastest so)", type=POSITIVE_INT),
+    _row("opt_level", "-optl --opt_level", "run", _EVALUATING,
+         "O0: float32; O1: autocast float16, with loss scaling in training (the paper); bf16: autocast "
+         "bfloat16. CUDA only: on a CPU every level runs in float32",
+         default="O1", choices=OPT_LEVELS, name=(18, "opt_level="), resumed=True),
+    _row("device", "--device", "run", _EVALUATING, "device (default: cuda if available)", choices=("cpu", "cuda")),
+    _row("num_workers", "--num_workers", "run", _EVALUATING,
+         "data loading processes (default: one per core, at most 8)", type=NON_NEGATIVE_INT),
+    _row("seed", "--seed", "run", _MAIN, "random seed",
+         accepts=_TEST_AND_DEMO, default=19920517, type=SEED, resumed=True),
+    _row("debug", "-debug --debug", "run", _MAIN, "5 training batches and 5 val/test images",
+         accepts=_TEST_AND_DEMO, default=False, resumed=True),
+    _row("pbar", "-pbar --pbar", "run", _MAIN_AND_DEMO, "show progress bars", accepts=_TEST, default=False),
+    _row("results_dir", "--results_dir", "results", _NAMING,
+         "folder of the test metrics (.npy), the per-image scores and the metrics of each epoch (CSV)",
+         default="results"),
+    _row("img_path", "--img --img_path", "demo", _DEMO,
+         "an image, a folder, a glob pattern, or - for a list of paths on stdin", default="data/1000.JPG"),
+    _row("output", "-o --output", "demo", frozenset({DEMO, EXPORT}),
+         "where the scores of several images go, written as they come: a CSV file, a .parquet file, a folder "
+         "(a name ending in /) of Parquet shards, or - for CSV on standard output (default: standard output)",
+         elsewhere={
+             EXPORT: {
+                 "group": "export",
+                 "required": True,
+                 "help": "the ONNX file to write, e.g. model.onnx (default: none; required)", }
+         }),
+    _row("onnx", "--onnx", "demo", _DEMO,
+         "score with this ONNX model (written by export_onnx.py) in onnxruntime, without PyTorch; it records the "
+         "model and its resize (default: the PyTorch checkpoint)"),
+    _row("heads", "--heads", "demo", _DEMO,
+         "add the three heads' outputs before any mapping (pq6, pq7, pq) as columns of --output", default=False),
+    _row("window", "--window", "demo", _DEMO,
+         "images scored and written to --output together: an interrupted run loses at most one window, and a "
+         "resumed run keeps the window it began with", default=SCORING_WINDOW, type=POSITIVE_INT),
+    _row("ray", "--ray", "demo", _DEMO,
+         "score on the Ray cluster at this address (auto, ray://head:10001, ...) with Ray Data, or, with no "
+         "address, on a local one started for the run (default: in this process)", nargs="?", const=""),
+    _row("ray_workers", "--ray_workers", "demo", _DEMO,
+         "model workers with --ray (default: one per GPU of the cluster, else one per 4 CPUs)", type=POSITIVE_INT),
 )
+# fmt: on
 
 
 def script_options(script: str) -> tuple[Option, ...]:

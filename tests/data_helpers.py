@@ -133,3 +133,10 @@ def local_ray_cluster(folder: Path, *options: str) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([*RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def assert_one_line(err: str, script: str, *words: str) -> None:
+    """`err` is one error line of `script` that holds each of `words` (what it names, what to do)."""
+    assert err.count("\n") == 1 and err.startswith(f"{script}: error: "), err
+    for word in words:
+        assert word in err, (word, err)

@@ -16,9 +16,10 @@ DEFAULTS = {"arch": "resnext101_32x8d", "pool": "avg", "use_bn_end": False, "P6"
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return IQAModel(arch="resnet18", pretrained=False).eval()
+def model(resnet18_checkpoint):
+    model = IQAModel(arch="resnet18", pretrained=False).eval()
+    model.load_state_dict(torch.load(resnet18_checkpoint, weights_only=True)["model"])
+    return model
 
 
 def test_saves_and_loads_with_settings(tmp_path, model):
@@ -90,7 +91,7 @@ def test_a_mapped_checkpoint_holds_what_a_read_one_holds(tmp_path, model, zip_fo
 @pytest.mark.reliability
 def test_a_damaged_file_is_a_clear_error_when_mapped_too(tmp_path):
     (tmp_path / "half.pth").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(BadFileError, match="damaged or not a PyTorch checkpoint"):
+    with pytest.raises(BadFileError, match="damaged or not a checkpoint saved by main"):
         load_checkpoint(str(tmp_path / "half.pth"), mmap=True)
 
 
@@ -131,7 +132,7 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(tmp_path):
     with pytest.raises(MissingFileError, match=r"checkpoint .*none.pth does not exist"):
         load_checkpoint(str(tmp_path / "none.pth"))
     (tmp_path / "half.pth").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(BadFileError, match="damaged or not a PyTorch checkpoint"):
+    with pytest.raises(BadFileError, match="damaged or not a checkpoint saved by main"):
         load_checkpoint(str(tmp_path / "half.pth"))
     torch.save({"weights": {}}, tmp_path / "other.pth")
     with pytest.raises(BadFileError, match="holds no 'model' state"):

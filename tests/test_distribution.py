@@ -22,7 +22,6 @@ from packaging.requirements import Requirement
 import IQAloss
 import IQAmodel
 import linearityiqa
-from IQAmodel import IQAModel
 from linearityiqa import paper
 from linearityiqa.cli import console
 from linearityiqa.cli.installation import DEPENDENCIES, EXTRAS
@@ -53,11 +52,10 @@ def installed(wheel, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def elsewhere(tmp_path_factory):
+def elsewhere(tmp_path_factory, resnet18_checkpoint):
     """A folder outside the repository with an authors'-layout resnet18 checkpoint and one photo."""
     folder = tmp_path_factory.mktemp("elsewhere")
-    torch.manual_seed(0)
-    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+    weights = torch.load(resnet18_checkpoint, weights_only=True)["model"]
     torch.save({"model": weights, "optimizer": {}, "amp": {}, "k": [2.0, 1, 1], "b": [50.0, 0, 0]}, folder / "p1q2.pth")
     from data_helpers import save_plain_images
 

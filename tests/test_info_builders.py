@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -302,3 +303,29 @@ def test_make_info_refuses_what_the_reader_would_take_as_too_large_in_one_line(t
         "than the 134,217,728 index entries an info file may hold; keep to 67,108,864 orderings or fewer\n"
     )
     assert sorted(tmp_path.iterdir()) == [mine]
+
+
+def _save_variable(path: Path, value) -> None:
+    scipy.io.savemat(path, {path.stem: value})
+
+
+# (the release file, how it goes wrong, what the message says of it)
+RELEASE_MISTAKES = [
+    ("AllStdDev_release", lambda path: path.write_bytes(b""), "cannot read"),
+    ("AllMOS_release", lambda path: path.write_text("hello\n"), "cannot read"),
+    ("AllMOS_release", lambda path: _save_variable(path, np.array([["a"] * 27], dtype=object)), "is not what"),
+    ("AllImages_release", lambda path: _save_variable(path, np.arange(27.0)), "is not what"),
+    ("AllMOS_release", lambda path: _save_variable(path.with_name("other.mat"), 1) or path.unlink(), "not found"),
+]
+
+
+@pytest.mark.parametrize("name, spoil, words", RELEASE_MISTAKES)
+def test_a_release_file_of_the_wrong_content_is_one_line_naming_it(name, spoil, words, clive_release, tmp_path, capsys):
+    release = tmp_path / "release"
+    shutil.copytree(clive_release, release)
+    path = release / "Data" / f"{name}.mat"
+    spoil(path)
+    assert make_info.main(["clive", "--release", str(release), "--out", str(tmp_path / "c.mat")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("make_info.py: error: ") and str(path) in err and words in err
+    assert not (tmp_path / "c.mat").exists()

@@ -274,7 +274,7 @@ def test_pretrained_file_problems_are_clear_errors(tmp_path):
     with pytest.raises(MissingFileError, match=r"nowhere.pth does not exist"):
         IQAModel(arch="resnet18", pretrained=str(tmp_path / "nowhere.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(BadFileError, match=r"cannot read pretrained weights from .*junk.pth"):
+    with pytest.raises(BadFileError, match=r"cannot read pretrained weights file .*junk.pth"):
         IQAModel(arch="resnet18", pretrained=str(tmp_path / "junk.pth"))
     for other in ("resnet34", "resnet50"):  # more blocks; other shapes
         torch.save(torchvision.models.get_model(other).state_dict(), tmp_path / f"{other}.pth")

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from data_helpers import save_plain_images, sha256, write_csv
+from data_helpers import assert_one_line, save_plain_images, sha256, write_csv
 
 import main
 import make_info
 import make_synthetic
+import test_dataset
 import test_demo as demo
-from IQAmodel import IQAModel
 from linearityiqa.cli.scripts import Advice, user_message
 from linearityiqa.data.decoding import _undecodable
 from linearityiqa.data.info_files import IQAInfo, read_info, write_info
@@ -31,12 +32,10 @@ SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7
 
 
 @pytest.fixture(scope="module")
-def scoring(tmp_path_factory):
+def scoring(tmp_path_factory, resnet18_checkpoint):
     folder = tmp_path_factory.mktemp("careless")
-    torch.manual_seed(0)
-    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
-    save_checkpoint(str(folder / "model.pth"), {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3, "settings": SETTINGS})
-    torch.save(weights, folder / "weights.pth")
+    shutil.copy(resnet18_checkpoint, folder / "model.pth")
+    torch.save(torch.load(resnet18_checkpoint, weights_only=True)["model"], folder / "weights.pth")
     save_plain_images(folder / "images", {"a.jpg": (48, 32)})
     return folder
 
@@ -48,10 +47,8 @@ def demo_argv(scoring, *extra) -> list[str]:
 def test_an_output_that_is_a_named_pipe_is_refused_not_replaced(scoring, tmp_path, capsys):
     os.mkfifo(tmp_path / "pipe")
     assert demo.main(demo_argv(scoring, "-o", str(tmp_path / "pipe"))) == 1
-    assert capsys.readouterr().err == (
-        f"test_demo.py: error: cannot write the scores {tmp_path / 'pipe'}: it is a named pipe, not a file; "
-        f"pass another --output; a file there before is kept\n"
-    )
+    err = capsys.readouterr().err
+    assert_one_line(err, "test_demo.py", f"cannot write the scores {tmp_path / 'pipe'}", "named pipe", "--output")
     assert (tmp_path / "pipe").is_fifo()
 
 
@@ -109,9 +106,9 @@ def test_small_messages_read_right():
 
 def test_a_state_dict_saved_alone_is_told_how_to_save_a_checkpoint(scoring, capsys):
     assert demo.main(["--img", str(scoring / "images"), "--trained_model_file", str(scoring / "weights.pth")]) == 1
-    assert capsys.readouterr().err == (
-        f"test_demo.py: error: checkpoint {scoring / 'weights.pth'} holds no 'model' state: it holds weights "
-        f"alone (a state_dict): save {{'model': state_dict, 'k': k, 'b': b}}, as main.py does\n"
+    err = capsys.readouterr().err
+    assert_one_line(
+        err, "test_demo.py", f"checkpoint {scoring / 'weights.pth'} holds no 'model' state", "save {'model'"
     )
 
 
@@ -178,16 +175,80 @@ def test_accumulating_more_batches_than_an_epoch_has_is_refused(koniq, tmp_path,
     argv += ["-accum", "1000", "--trained_model_file", str(tmp_path / "m.pth"), "--results_dir", str(tmp_path / "r")]
     assert main.main([*argv, "--log_dir", str(tmp_path / "l")]) == 1
     err = capsys.readouterr().err  # after the decoding's progress bar, unless the images were cached
-    assert err.count("error") == 1 and err.endswith(
-        "main.py: error: -accum 1000 batches per step is more than the 3 batches of an epoch: no step would ever "
-        "be taken; lower -accum (or -bs)\n"
-    )
+    assert err.count("error") == 1
+    assert_one_line(err.splitlines(keepends=True)[-1], "main.py", "-accum 1000 batches per step", "lower -accum")
     assert not (tmp_path / "m.pth").exists()
 
 
-def test_make_synthetic_refuses_sizes_it_cannot_make(tmp_path, capsys):
-    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--width", "0", "--count", "3"]) == 1
-    assert "--width 0 --height 768: images must be at least 1 x 1" in capsys.readouterr().err
-    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--count", "100000000000"]) == 1
-    assert "--count 100000000000 is more than the 100,000 images" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--width", "0"], "argument --width: 0 is out of range: it must be an integer at least 1"),
+        (["--count", "100000000000"], "argument --count: 100000000000 is out of range"),
+        (
+            ["--seed", "-5"],
+            "argument --seed: -5 is out of range: it must be an integer at least 0 and at most 4294967295",
+        ),
+        (["--seed", "4294967296"], "argument --seed: 4294967296 is out of range"),
+    ],
+)
+def test_make_synthetic_refuses_numbers_out_of_range_as_it_parses_them(argv, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        make_synthetic.main(["--out", str(tmp_path / "s"), *argv])
+    assert ended.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_make_synthetic_refuses_images_larger_than_any_image_may_be(tmp_path, capsys):
+    assert make_synthetic.main(["--out", str(tmp_path / "s"), "--width", "10000", "--height", "10000"]) == 1
+    assert "--width 10000 --height 10000: images must be at most 89,478,485 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv", [["--seed", "-3"], ["--seed", "4294967296"], ["--orderings", "0"]])
+def test_make_info_refuses_numbers_out_of_range_as_it_parses_them(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as ended:
+        make_info.main(["csv", "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "i.mat"), *argv])
+    assert ended.value.code == 2 and f"argument {argv[0]}: {argv[1]} is out of range" in capsys.readouterr().err
+
+
+def save_wrong_contents(folder: Path) -> dict[str, Path]:
+    """Files of the right name and the wrong content: empty, text, a tensor, a list."""
+    files = {name: folder / f"{name}.pth" for name in ("empty", "text", "tensor", "list")}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("hello world\n")
+    torch.save(torch.zeros(3), files["tensor"])
+    torch.save([1, 2], files["list"])
+    return files
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "tensor", "list"])
+def test_a_pretrained_weights_file_of_the_wrong_content_is_one_line_naming_it(content, koniq, tmp_path, capsys):
+    weights = save_wrong_contents(tmp_path)[content]
+    argv = ["--arch", "resnet18", "--pretrained", str(weights), "-e", "1", *koniq, "--log_dir", str(tmp_path / "l")]
+    argv += ["--trained_model_file", str(tmp_path / "m.pth"), "--results_dir", str(tmp_path / "r")]
+    assert main.main(argv) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert line.startswith("main.py: error: ") and f"pretrained weights file {weights}" in line
+    assert "torchvision state_dict saved with torch.save" in line
+    assert not (tmp_path / "m.pth").exists()
+
+
+@pytest.mark.parametrize("content", ["empty", "text", "tensor", "list"])
+def test_a_checkpoint_of_the_wrong_content_is_one_line_naming_it(content, scoring, tmp_path, capsys):
+    checkpoint = save_wrong_contents(tmp_path)[content]
+    assert demo.main(["--img", str(scoring / "images"), "--trained_model_file", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("test_demo.py: error: ") and f"checkpoint {checkpoint}" in err
+    assert "a checkpoint saved by main.py or released by the authors" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"subjective_scores,1,2,3\n"])
+def test_an_info_file_of_the_wrong_content_is_one_line_naming_it(content, koniq, resnet18_checkpoint, tmp_path, capsys):
+    info = tmp_path / "info.mat"
+    info.write_bytes(content)
+    argv = [*koniq, "--data_info", str(info), "--trained_model_file", str(resnet18_checkpoint)]
+    assert test_dataset.main([*argv, "--results_dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"test_dataset.py: error: {info} is not an HDF5 (MATLAB v7.3) file")
+    assert "rebuild it with make_info.py" in err

@@ -150,8 +150,10 @@ def test_a_root_script_is_printed_as_typed_from_here(monkeypatch, tmp_path):
 
 def test_a_root_script_runs_in_a_process_of_its_own_and_gives_its_status(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
-    assert run_script("make_synthetic.py", ["--out", "synthetic", "--layout", "koniq", "--count", "0"]) == 1
-    assert capfd.readouterr().err.startswith("make_synthetic.py: error: cannot make 0 images")
+    too_large = ["--out", "synthetic", "--width", "10000", "--height", "10000"]
+    assert run_script("make_synthetic.py", too_large) == 1
+    assert capfd.readouterr().err.startswith("make_synthetic.py: error: --width 10000 --height 10000: images must")
+    assert run_script("make_synthetic.py", ["--out", "synthetic", "--count", "0"]) == 2
     assert run_script("make_synthetic.py", "--out synthetic --count 2 --width 16 --height 12".split()) == 0
     assert len(list((tmp_path / "synthetic" / "koniq10k" / "1024x768").iterdir())) == 2  # written from here
 

@@ -151,9 +151,9 @@ def test_make_synthetic_writes_both_layouts(tmp_path, capsys):
 
 
 def test_make_synthetic_rejects_an_empty_data_set(tmp_path, capsys):
-    assert make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("make_synthetic.py: error: cannot make 0 images of 1024x768") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as ended:
+        make_synthetic.main(["--out", str(tmp_path), "--layout", "koniq", "--count", "0"])
+    assert ended.value.code == 2 and "argument --count: 0 is out of range" in capsys.readouterr().err
 
 
 SMALL = ["--count", "6", "--width", "8", "--height", "8"]

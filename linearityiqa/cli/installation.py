@@ -61,7 +61,7 @@ def import_problem(error: BaseException) -> str | None:
         return None
     extra = missing_extra(error)
     if extra:
-        return f"{extra} is not installed, which this needs: {_install_extra(extra)}"
+        return f"{extra} is not installed, which this needs: {_install(extra=EXTRAS[extra])}"
     module = failed_dependency(error)
     if module is None:
         return _incomplete_installation(error)
@@ -112,35 +112,23 @@ def _incomplete_installation(error: ImportError) -> str | None:
     )
 
 
-def _install(package: str) -> str:
-    """The pip command that installs a dependency: the clone's requirements, or its requirement of the wheel."""
-    from linearityiqa import paper
-
-    if paper.INSTALLED:
-        return shlex.join(["pip", "install", _requirement(package)])
-    return _install_requirements()
-
-
-def _install_extra(module: str) -> str:
-    """The pip command that installs the extra of an optional dependency (a key of EXTRAS)."""
+def _install(package: str | None = None, *, extra: str | None = None) -> str:
+    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA: in a clone
+    its requirements.txt (named from the current folder); from a wheel the requirement it records,
+    or the extra from where LinearityIQA came."""
     from linearityiqa import paper
 
     if not paper.INSTALLED:
-        return _install_requirements()
+        path = str(paper.FOLDER / "requirements.txt")
+        shown = os.path.relpath(path)
+        return shlex.join(["pip", "install", "-r", path if shown.startswith("..") else shown])
+    if package is not None:
+        return shlex.join(["pip", "install", _requirement(package)])
     try:
-        source = _installed_from(metadata.distribution("linearityiqa"), extra=EXTRAS[module])
+        source = _installed_from(metadata.distribution("linearityiqa"), extra=extra)
     except metadata.PackageNotFoundError:  # the package without its metadata: where it came from is not known
-        source = f"linearityiqa[{EXTRAS[module]}]"
+        source = f"linearityiqa[{extra}]"
     return shlex.join(["pip", "install", source])
-
-
-def _install_requirements() -> str:
-    """`pip install -r requirements.txt`, the clone's file named from the current folder."""
-    from linearityiqa import paper
-
-    path = str(paper.FOLDER / "requirements.txt")
-    shown = os.path.relpath(path)
-    return shlex.join(["pip", "install", "-r", path if shown.startswith("..") else shown])
 
 
 def _requirement(package: str) -> str:

@@ -1,20 +1,15 @@
 """How the root scripts end, what they set for their whole process, and how one runs another.
 
-Every script ends on a user's mistake the same way: one line `<script>: error: <message>` on
-standard error and exit status 1, never a traceback (`exit_status`). An IQAError says what is
-wrong in its own words; a file system that refuses an output, memory that runs out and a data
-loading process that dies are user-caused too, and each script says what to change about them
-(`Advice`). Ctrl-C ends a script with one line and status 130. Any other error is a bug: one
-line says so and names the log file that holds its traceback (status 70, EX_SOFTWARE of BSD's
-sysexits.h), so that a report can include it and a user is not left with a wall of text.
-Whoever is changing the code sets LINEARITYIQA_TRACEBACK=1: a bug then propagates with its
-whole traceback (and `python -m pdb` stops at it).
+A script ends on a user's mistake with one line `<script>: error: <message>` and status 1, never
+a traceback (`exit_status`): an IQAError in its own words, or a failure the user can mend (an
+output the file system refuses, memory that runs out, a data loading process that dies, a
+missing dependency: cli/installation.py), with what the script advises (`Advice`). Ctrl-C ends a
+script with one line and status 130. Any other error is a bug: one line names the log file that
+holds its traceback (status 70, EX_SOFTWARE of BSD's sysexits.h); with LINEARITYIQA_TRACEBACK=1
+it propagates with its whole traceback instead (and `python -m pdb` stops at it).
 
-An installation that lacks something (a dependency, an extra, a module of an installed
-LinearityIQA) is one line with the pip command that mends it (cli/installation.py). A script
-imports what it needs inside `imports_checked`, so that even an import at its top ends so; this
-module imports nothing outside the standard library at its own top, so that it can say so.
-
+A script imports what it needs inside `imports_checked`, so that even an import at its top ends
+so; this module imports nothing outside the standard library at its top, so that it can say so.
 `main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
 in a process of its own (`run_script`): what they print is what runs.
 """
@@ -151,9 +146,6 @@ class imports_checked(errors_reported):
     def __init__(self, script: str, module: str):
         super().__init__(script)
         self.active = module == "__main__"
-
-    def __enter__(self) -> imports_checked:
-        return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> bool:
         if not self.active:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from stat import S_ISREG
-from tokenize import TokenError
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -34,7 +33,7 @@ from linearityiqa.data.decoding import (
     decode_image,
     decoded_shape,
 )
-from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem, first_line
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
 CACHE_FORMAT_VERSION = 2
@@ -215,16 +214,12 @@ def _cache_path(
     return cache_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', label)}-{sizing.tag()}-{key}.npy"
 
 
-class _DamagedCache(Exception):
-    """A cache file that is not what its name promises; it never leaves this module, which rebuilds the cache."""
-
-
 def _open_cache(cache_path: Path, names: list[str], *, label: str, verbose: bool) -> ImageStore | None:
     """The cached store, or None when there is no complete, intact cache for exactly these names.
 
-    A cache is checked before its pixels are trusted: an interrupted copy, another file in its
-    place or a layout that disagrees with the buffer is reported in one line, and None makes
-    the caller decode the images again and write the cache over the damaged one.
+    A cache that cannot be read as its layout says (an interrupted copy, another file in its place, a
+    layout that disagrees with the buffer) is reported in one line, and None makes the caller decode
+    the images again and write the cache over the damaged one.
 
     Args:
         cache_path: the `.npy` buffer; its layout is the `.json` file beside it.
@@ -237,77 +232,24 @@ def _open_cache(cache_path: Path, names: list[str], *, label: str, verbose: bool
     if not (cache_path.is_file() and layout_path.is_file()):
         return None
     try:
-        shapes = _read_layout(layout_path, names)
-        # Python's integers: a damaged layout's sizes cannot overflow into the right total.
-        _check_buffer(cache_path, sum(height * width * channels for height, width, channels in shapes))
-    except _DamagedCache as damage:
-        if verbose:
-            print(f"{label}: the image cache at {cache_path} was damaged ({damage}) and is rebuilt")
-        return None
-    return ImageStore(names=names, shapes=np.array(shapes, dtype=np.int64), pixels=None, cache_path=cache_path)
-
-
-def _read_layout(layout_path: Path, names: list[str]) -> list[list[int]]:
-    """The (height, width, 3) of each of `names`, as the layout file gives them; _DamagedCache for a layout
-    file that does not."""
-    try:
         layout = json.loads(layout_path.read_bytes())
-    except OSError as error:
-        raise _DamagedCache(f"its layout file cannot be read: {error.strerror}") from error
-    # ValueError also for text that is not UTF-8; RecursionError for brackets nested thousands deep.
-    except (ValueError, RecursionError) as error:
-        raise _DamagedCache(f"its layout file {layout_path.name} is not JSON") from error
-    if not (isinstance(layout, dict) and all(isinstance(layout.get(field), list) for field in ("names", "shapes"))):
-        raise _DamagedCache(f"its layout file {layout_path.name} lacks the names and shapes of the images")
-    if layout["names"] != names:
-        raise _DamagedCache(f"its layout file {layout_path.name} lists other images")
-    shapes = layout["shapes"]
-    if len(shapes) != len(names) or not all(_is_image_shape(shape) for shape in shapes):
-        raise _DamagedCache(f"its layout file {layout_path.name} does not give (height, width, 3) for each image")
-    return shapes
-
-
-def _is_image_shape(shape: object) -> bool:
-    # type() rather than isinstance(): JSON's true is a bool, and bool is an int to isinstance().
-    return (
-        isinstance(shape, list)
-        and len(shape) == 3
-        and all(type(size) is int for size in shape)
-        and min(shape[:2]) >= 1
-        and shape[2] == 3
-    )
-
-
-def _check_buffer(cache_path: Path, length: int) -> None:
-    """Check, from its header and size alone, that the `.npy` file holds exactly `length` bytes of pixels."""
-    try:
-        with open(cache_path, "rb") as file:
-            shape, dtype = _npy_header(file)
-            data_start = file.tell()
-            size = os.fstat(file.fileno()).st_size
-    except OSError as error:
-        raise _DamagedCache(f"it cannot be read: {error.strerror}") from error
-    if dtype != np.uint8 or shape != (length,):
-        raise _DamagedCache(f"it holds {dtype} of shape {shape}, not the {length:,} bytes of pixels its layout gives")
-    if size != data_start + length:
-        raise _DamagedCache(f"it is {size:,} bytes long, not the {data_start + length:,} its header and layout give")
-
-
-def _npy_header(file: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype that a `.npy` file's header gives; _DamagedCache for a file that has none."""
-    try:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
-        else:
-            raise _DamagedCache(f"its .npy format version {version} is not one this project writes")
-    # numpy's words for a missing magic string or a header it cannot parse; its parser of old
-    # headers lets the tokenizer's error out as it is.
-    except (ValueError, TokenError) as error:
-        raise _DamagedCache(f"it is not a .npy file: {error}") from error
-    return shape, dtype
+        shapes = np.array(layout["shapes"], dtype=np.int64).reshape(len(names), 3)
+        store = ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
+        # what would read without an error and give the wrong pixels
+        if not (
+            layout["names"] == names
+            and (shapes[:, :2] >= 1).all()
+            and (shapes[:, 2] == 3).all()
+            and store.pixels.dtype == np.uint8
+            and store.pixels.shape == (store.nbytes,)
+        ):
+            raise ValueError("its layout and its pixels disagree")
+    # json's, numpy's and the file system's words for a file that is not what its name promises
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, SyntaxError, RecursionError) as damage:
+        if verbose:
+            print(f"{label}: the image cache at {cache_path} was damaged ({first_line(damage)}) and is rebuilt")
+        return None
+    return store
 
 
 def _decode_all(
@@ -321,14 +263,15 @@ def _decode_all(
     workers: int,
     verbose: bool,
 ) -> ImageStore:
+    """Decode every image into memory, or into a new cache file at `cache_path`."""
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shapes = np.array(
             list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)), dtype=np.int64
         )
-        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
+        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
         if cache_path is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
 
@@ -340,7 +283,17 @@ def _decode_all(
         partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            _decode_to_npy(partial_path, paths, shapes, offsets, decode, pool, label, verbose)
+            # Writing to the file measured twice as fast here as filling a memory map of it.
+            header = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
+            data_start = header.offset
+            del header
+
+            def write(row: int, decoded: np.ndarray) -> None:
+                with open(partial_path, "r+b") as file:
+                    file.seek(data_start + int(offsets[row]))
+                    file.write(decoded)
+
+            _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
         except BaseException as error:
             # Also when there is no partial file, or not even its folder.
             with contextlib.suppress(OSError):
@@ -357,30 +310,6 @@ def _decode_all(
     return _commit_cache(partial_path, cache_path, names, shapes)
 
 
-def _decode_to_npy(
-    partial: Path,
-    paths: list[Path],
-    shapes: np.ndarray,
-    offsets: np.ndarray,
-    decode: Callable[[Path], np.ndarray],
-    pool: ThreadPoolExecutor,
-    label: str,
-    verbose: bool,
-) -> None:
-    """Write the images into a flat `.npy` file, each at its offset."""
-    # Writing to the file measured twice as fast here as filling a memory map of it.
-    header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
-    data_start = header.offset
-    del header
-
-    def write(row: int, decoded: np.ndarray) -> None:
-        with open(partial, "r+b") as file:
-            file.seek(data_start + int(offsets[row]))
-            file.write(decoded)
-
-    _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
-
-
 def _decode_each(
     paths: list[Path],
     shapes: np.ndarray,
@@ -391,10 +320,17 @@ def _decode_each(
     write: Callable[[int, np.ndarray], None],
 ) -> None:
     """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
-    futures = [
-        pool.submit(_decode_row, row, path, tuple(int(n) for n in shapes[row]), decode, write)
-        for row, path in enumerate(paths)
-    ]
+
+    def decode_row(row: int) -> None:
+        decoded, (height, width, _) = decode(paths[row]), shapes[row]
+        if decoded.shape[:2] != (height, width):
+            raise BadFileError(
+                f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
+                f"{width}x{height} its header gives: replace it with an intact copy"
+            )
+        write(row, decoded)
+
+    futures = [pool.submit(decode_row, row) for row in range(len(paths))]
     try:
         with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
             for future in as_completed(futures):
@@ -403,22 +339,6 @@ def _decode_each(
     finally:
         for future in futures:
             future.cancel()
-
-
-def _decode_row(
-    row: int,
-    path: Path,
-    shape: tuple[int, int, int],
-    decode: Callable[[Path], np.ndarray],
-    write: Callable[[int, np.ndarray], None],
-) -> None:
-    decoded = decode(path)
-    if decoded.shape != shape:
-        raise BadFileError(
-            f"image {path} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
-            f"{shape[1]}x{shape[0]} its header gives: replace it with an intact copy"
-        )
-    write(row, decoded)
 
 
 def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.ndarray) -> ImageStore:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import scipy.io
@@ -23,7 +24,7 @@ import scipy.io
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
 from linearityiqa.data.image_names import checked_names
 from linearityiqa.data.info_files import SPLITS, IQAInfo, size_problem
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 
 # The release's files in Data/, each holding the variable of its name: names, MOS, their std.
 CLIVE_RELEASE_FILES = ("AllImages_release", "AllMOS_release", "AllStdDev_release")
@@ -79,9 +80,10 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
         seed: the seed of those orderings.
     """
     data_dir = Path(release_dir) / "Data"
-    images, mos, std = (_mat_variable(data_dir / f"{name}.mat").ravel() for name in CLIVE_RELEASE_FILES)
-    names = [_cell_text(cell) for cell in images]
-    scores, stds = mos.astype(np.float64), std.astype(np.float64)
+    names, scores, stds = (
+        _release_variable(data_dir / f"{name}.mat", read)
+        for name, read in zip(CLIVE_RELEASE_FILES, (_cell_texts, _numbers, _numbers))
+    )
     if not len(names) == len(scores) == len(stds):
         raise BadFileError(
             f"{data_dir}: AllImages_release has {len(names)} entries, AllMOS_release {len(scores)}, "
@@ -231,22 +233,38 @@ def _info_with_random_orderings(
     return IQAInfo(im_names=list(names), scores=scores, stds=stds, ref_ids=ref_ids, index=index)
 
 
-def _mat_variable(path: Path) -> np.ndarray:
-    """The variable named after the file (e.g. AllMOS_release in AllMOS_release.mat)."""
+def _release_variable(path: Path, read: Callable[[np.ndarray], Any]) -> Any:
+    """The variable named after the file (e.g. AllMOS_release in AllMOS_release.mat), flattened, as
+    `read` makes it; any failure to read it so is one line naming the file."""
     if not path.is_file():
         raise MissingFileError(f"{path} not found: pass the CLIVE release folder, the one that holds Data/ and Images/")
     try:
         content = scipy.io.loadmat(path)
-    except (ValueError, NotImplementedError, OSError) as error:
+    except (ValueError, NotImplementedError, OSError, scipy.io.matlab.MatReadError) as error:
         raise BadFileError(f"cannot read {path} as a MATLAB file ({error}); use the file from the release") from error
     if path.stem not in content:
         raise BadFileError(f"{path} holds no variable {path.stem}; use the file from the release")
-    return content[path.stem]
+    try:
+        return read(np.asarray(content[path.stem]).ravel())
+    except (ValueError, TypeError) as error:  # text where numbers belong, cells of another kind
+        raise BadFileError(
+            f"{path}: {path.stem} is not what the release holds ({first_line(error)}); use the file from the release"
+        ) from None
 
 
-def _cell_text(cell: np.ndarray) -> str:
-    values = np.asarray(cell).ravel()
-    return str(values[0]).strip() if values.size else ""
+def _numbers(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float64)
+
+
+def _cell_texts(cells: np.ndarray) -> list[str]:
+    """The text of each cell of a MATLAB cell array of strings."""
+    texts = []
+    for cell in cells:
+        values = np.asarray(cell).ravel()
+        if values.size and not isinstance(values[0], str):
+            raise TypeError(f"a cell holds {values.dtype}, not a file name")
+        texts.append(values[0].strip() if values.size else "")
+    return texts
 
 
 def _check_mat_entries(data_dir: Path, names: list[str], scores: np.ndarray, stds: np.ndarray) -> list[str]:

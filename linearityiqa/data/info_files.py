@@ -13,15 +13,19 @@ Experiment `exp_id` takes column `exp_id % M`; its first `train_size` ids are th
 images, the ids up to `train_and_val_size` the validation images, the rest the test images.
 A split lists its images in file order, not in index order, as the authors' code did.
 
-A file is data to check, not to trust: `read_info` checks each dataset's kind, type and shape
-before reading it, and each name's reference and text, so that a file in any other layout
-ends in one BadFileError that names the file and the dataset.
+A file is data to read, not to trust: `read_info` reads each dataset in the layout above, and any
+failure to (a missing dataset, another type or shape, a reference that leads nowhere, damaged
+data) is one BadFileError that names the file and the dataset. It checks on its own only what
+would otherwise give a silent wrong result: lengths that agree, finite scores, whole-number ids,
+index columns that order the ids, split sizes that add up, and image names inside the image folder.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,7 +33,7 @@ import h5py
 import numpy as np
 
 from linearityiqa.data.image_names import MAX_NAME_LENGTH, checked_names
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 from linearityiqa.records.writing import replacing_path
 
 SPLITS = ("train", "val", "test")
@@ -73,7 +77,7 @@ class IQAInfo:
 
 
 def read_info(path: str | Path) -> IQAInfo:
-    """Read an info file written by the paper's authors or by `write_info`, checking all of it.
+    """Read an info file written by the paper's authors or by `write_info`.
 
     Args:
         path: the `.mat` (HDF5) file.
@@ -101,98 +105,96 @@ def read_info(path: str | Path) -> IQAInfo:
     with file:
         info = _read_open_info(file, path)
     _check_info(info, path)
-    return replace(info, im_names=_normal_names(info.im_names, path))
+    return replace(info, im_names=checked_names(info.im_names, where=f"{path}: im_names", unit="entry", advice=REBUILD))
 
 
-def _bad(path: Path, key: str, problem: str) -> BadFileError:
-    """The error for a dataset that breaks the layout: the file, the dataset, what to do."""
-    return BadFileError(f"{path}: {key} {problem}; {REBUILD}")
+class _OffLayout(ValueError):
+    """What makes a dataset break the layout, in words that follow its name in the message."""
+
+
+@contextmanager
+def _reading(path: Path, where: str) -> Iterator[None]:
+    """Turn any failure to read `where` (a dataset, an entry of one) into one line naming the file and it."""
+    try:
+        yield
+    except _OffLayout as error:
+        raise BadFileError(f"{path}: {where} {error}; {REBUILD}") from None
+    # h5py's and numpy's words for an object of another kind, type or shape, or data HDF5 cannot read
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, IndexError, MemoryError) as error:
+        words = error.args[0] if isinstance(error, KeyError) and error.args else first_line(error)
+        raise BadFileError(f"{path}: {where} cannot be read as the layout has it ({words}); {REBUILD}") from None
 
 
 def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
-    datasets = _datasets(file, path)
-    count = _image_count(datasets["im_names"], path)
-    _check_shapes(datasets, count, path)
-    split_sizes = None
-    if "split_sizes" in datasets:
-        split_sizes = _counts(_as_ids(_numbers(datasets, "split_sizes", path).ravel(), path, "split_sizes"), path)
+    # get() also answers None for a link that leads nowhere, which `key in file` counts as there.
+    missing = [key for key in REQUIRED_KEYS if file.get(key) is None]
+    if missing:
+        raise BadFileError(f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: {REBUILD}")
+    numbers = {key: _numbers(file, key, path) for key in REQUIRED_KEYS[1:] + OPTIONAL_KEYS if file.get(key) is not None}
+    with _reading(path, "im_names"):
+        refs = _row_of(_dataset(file, "im_names")[()])
+        if h5py.check_ref_dtype(refs.dtype) is not h5py.Reference:
+            raise _OffLayout(f"holds {refs.dtype}, not references to MATLAB char arrays")
+    names = []
+    for entry, ref in enumerate(refs, start=1):
+        with _reading(path, f"im_names entry {entry}"):
+            names.append(_read_name(file, ref))
+    sizes = numbers.get("split_sizes")
     return IQAInfo(
-        im_names=_read_names(file, datasets["im_names"], path),
-        scores=_numbers(datasets, "subjective_scores", path).ravel(),
-        stds=_numbers(datasets, "subjective_scoresSTD", path).ravel(),
-        ref_ids=_as_ids(_numbers(datasets, "ref_ids", path).ravel(), path, "ref_ids"),
-        index=_as_ids(_numbers(datasets, "index", path), path, "index"),
-        split_sizes=split_sizes,
+        im_names=names,
+        scores=numbers["subjective_scores"],
+        stds=numbers["subjective_scoresSTD"],
+        ref_ids=_as_ids(numbers["ref_ids"], path, "ref_ids"),
+        index=_as_ids(numbers["index"], path, "index"),
+        split_sizes=None if sizes is None else tuple(int(size) for size in _as_ids(sizes, path, "split_sizes")),
     )
 
 
-def _datasets(file: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
-    """The info file's datasets by key, each checked to be a dataset of the type its key needs."""
-    # get() also answers None for a link that leads nowhere, which `key in file` counts as there.
-    found = {key: file.get(key) for key in REQUIRED_KEYS + OPTIONAL_KEYS}
-    missing = [key for key in REQUIRED_KEYS if found[key] is None]
-    if missing:
-        raise BadFileError(f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: {REBUILD}")
-    datasets = {key: item for key, item in found.items() if item is not None}
-    for key, item in datasets.items():
-        if not isinstance(item, h5py.Dataset):
-            raise _bad(path, key, f"is {_kind_of(item)}, not a dataset")
-        if item.shape is None:
-            raise _bad(path, key, "is an empty dataset without an array")
-        dtype = _numpy_type(item)
-        if key == "im_names":
-            if dtype is None or h5py.check_ref_dtype(dtype) is not h5py.Reference:
-                raise _bad(path, key, f"holds {_describe(dtype)}, not references to MATLAB char arrays")
-        elif dtype is None or dtype.kind not in "iuf":
-            raise _bad(path, key, f"holds {_describe(dtype)}, not real numbers")
-    return datasets
+def _dataset(file: h5py.File, key: str) -> h5py.Dataset:
+    """The dataset `key`, no larger than this project reads (HDF5 lets a file declare a shape it never stores)."""
+    dataset = file[key]
+    if dataset.size is not None and dataset.size > MAX_INDEX_ENTRIES:
+        raise _OffLayout(f"declares {dataset.size:,} entries, more than the {MAX_INDEX_ENTRIES:,} this project reads")
+    return dataset
 
 
-def _kind_of(item: object) -> str:
-    """What an HDF5 object that is not a dataset is, from h5py's high- or low-level view of it."""
-    if isinstance(item, (h5py.Group, h5py.h5g.GroupID)):
-        return "a group"
-    if isinstance(item, (h5py.Datatype, h5py.h5t.TypeID)):
-        return "a named datatype"
-    return f"a {type(item).__name__}"
+def _numbers(file: h5py.File, key: str, path: Path) -> np.ndarray:
+    """A dataset of real numbers as float64, a row but for the index (text, booleans and complex numbers
+    would convert silently)."""
+    with _reading(path, key):
+        values = np.asarray(_dataset(file, key)[()])
+        if values.dtype.kind not in "iuf":
+            raise _OffLayout(f"holds {values.dtype}, not real numbers")
+        return values.astype(np.float64) if key == "index" else _row_of(values.astype(np.float64))
 
 
-def _numpy_type(dataset: h5py.Dataset | h5py.h5d.DatasetID) -> np.dtype | None:
-    """The dataset's NumPy dtype; None for the few HDF5 types that have none (times, for one)."""
-    try:
-        return dataset.dtype
-    except TypeError:
-        return None
+def _row_of(values: np.ndarray) -> np.ndarray:
+    """The entries of a dataset that MATLAB writes as a (1, N) row; (N,) and (N, 1) do too."""
+    if values.ndim not in (1, 2) or (values.ndim == 2 and min(values.shape) > 1):
+        raise _OffLayout(f"has shape {values.shape}, expected one row (1, N)")
+    return values.ravel()
 
 
-def _describe(dtype: np.dtype | None) -> str:
-    """What values of `dtype` (None: a type NumPy has none for) are, in a message's words."""
-    if dtype is None:
-        return "values of a type NumPy cannot hold"
-    if h5py.check_string_dtype(dtype) is not None:
-        return "text"
-    reference = h5py.check_ref_dtype(dtype)
-    if reference is not None:
-        return "region references" if reference is h5py.RegionReference else "object references"
-    return f"values of type {dtype}"
-
-
-def _vector_length(dataset: h5py.Dataset, path: Path, key: str) -> int:
-    """The entry count of a dataset that MATLAB writes as a (1, N) row; (N,) and (N, 1) do too."""
-    shape = dataset.shape
-    if len(shape) not in (1, 2) or (len(shape) == 2 and min(shape) > 1):
-        raise _bad(path, key, f"has shape {shape}, expected one row (1, N)")
-    return math.prod(shape)
-
-
-def _image_count(im_names: h5py.Dataset, path: Path) -> int:
-    """N, the number of images, from the shape of im_names."""
-    count = _vector_length(im_names, path, "im_names")
-    if count == 0:
-        raise _bad(path, "im_names", "lists no images")
-    if count > MAX_IMAGES:
-        raise _bad(path, "im_names", f"lists {count:,} images, more than the {MAX_IMAGES:,} this project reads")
-    return count
+def _read_name(file: h5py.File, ref: h5py.Reference) -> str:
+    """One image name: the MATLAB char array that `ref` points to."""
+    # h5py's low-level calls read the 10,073 KonIQ names 4x faster than `file[ref][()]`.
+    cell = h5py.h5r.dereference(ref, file.id)
+    shape = cell.get_space().get_simple_extent_dims() or () if isinstance(cell, h5py.h5d.DatasetID) else None
+    # HDF5 would convert any numbers to codes: only unsigned codes of at most 16 bits are text
+    kind = cell.get_type() if shape is not None else None
+    if not (
+        isinstance(kind, h5py.h5t.TypeIntegerID)
+        and kind.get_sign() == h5py.h5t.SGN_NONE
+        and kind.get_size() <= 2
+        and len(shape) in (1, 2)
+        and min(shape) <= 1
+        and math.prod(shape) <= MAX_NAME_LENGTH
+    ):
+        raise _OffLayout(f"is not a reference to a MATLAB char array (one row of at most {MAX_NAME_LENGTH} codes)")
+    codes = np.empty(shape, dtype="<u2")
+    cell.read(h5py.h5s.ALL, h5py.h5s.ALL, codes)
+    # MATLAB stores char arrays as UTF-16 code units, one uint16 each; a row reads the same in C and F order.
+    return codes.tobytes().decode("utf-16-le")
 
 
 def size_problem(count: int, orderings: int) -> str | None:
@@ -209,84 +211,6 @@ def size_problem(count: int, orderings: int) -> str | None:
     return None
 
 
-def _check_shapes(datasets: dict[str, h5py.Dataset], count: int, path: Path) -> None:
-    """Check that every dataset has the shape `count` images need, before any of them is read."""
-    for key in ("subjective_scores", "subjective_scoresSTD", "ref_ids"):
-        length = _vector_length(datasets[key], path, key)
-        if length != count:
-            raise _bad(path, key, f"has {length} entries but im_names has {count}")
-    shape = datasets["index"].shape
-    if len(shape) != 2 or shape[0] != count or shape[1] == 0:
-        raise _bad(path, "index", f"has shape {shape}, expected ({count}, M) with M >= 1")
-    if count * shape[1] > MAX_INDEX_ENTRIES:
-        raise _bad(path, "index", f"has shape {shape}, more than the {MAX_INDEX_ENTRIES:,} entries this project reads")
-    if "split_sizes" in datasets and _vector_length(datasets["split_sizes"], path, "split_sizes") != 3:
-        raise _bad(path, "split_sizes", f"has shape {datasets['split_sizes'].shape}, expected (1, 3)")
-
-
-def _read(dataset: h5py.Dataset, key: str, path: Path) -> np.ndarray:
-    """The whole dataset; BadFileError when HDF5 cannot read it (damaged data, a missing filter)."""
-    try:
-        return dataset[()]
-    except OSError as error:
-        raise _bad(path, key, f"cannot be read ({error})") from error
-
-
-def _numbers(datasets: dict[str, h5py.Dataset], key: str, path: Path) -> np.ndarray:
-    """A dataset of numbers (checked by _datasets) as float64."""
-    return np.asarray(_read(datasets[key], key, path), dtype=np.float64)
-
-
-def _read_names(file: h5py.File, im_names: h5py.Dataset, path: Path) -> list[str]:
-    refs = _read(im_names, "im_names", path).ravel()
-    return [_read_name(file, ref, path, entry) for entry, ref in enumerate(refs, start=1)]
-
-
-def _read_name(file: h5py.File, ref: h5py.Reference, path: Path, entry: int) -> str:
-    """One image name: the MATLAB char array that `ref` points to, checked to be one."""
-    # h5py's low-level calls read the 10,073 KonIQ names 4x faster than `file[ref][()]`.
-    try:
-        cell = h5py.h5r.dereference(ref, file.id)
-    except (KeyError, ValueError, OSError) as error:
-        # A KeyError's str() quotes its words; its first argument does not.
-        words = error.args[0] if error.args else error
-        raise _bad(path, "im_names", f"entry {entry} is a reference that leads nowhere ({words})") from error
-    if not isinstance(cell, h5py.h5d.DatasetID):
-        what = "a null reference" if cell is None else f"a reference to {_kind_of(cell)}"
-        raise _bad(path, "im_names", f"entry {entry} is {what}, not a reference to a MATLAB char array")
-    # None: a dataset without an array (HDF5's null dataspace).
-    shape = cell.get_space().get_simple_extent_dims() or ()
-    if not _is_char_row(cell.get_type(), shape):
-        raise _bad(
-            path,
-            "im_names",
-            f"entry {entry} refers to a {shape} array of {_describe(_numpy_type(cell))}, not a MATLAB char "
-            f"array (one row of at most {MAX_NAME_LENGTH} unsigned 16-bit codes)",
-        )
-    codes = np.empty(shape, dtype="<u2")
-    cell.read(h5py.h5s.ALL, h5py.h5s.ALL, codes)
-    try:
-        # MATLAB stores char arrays as UTF-16 code units, one uint16 each; a row reads the same in C and F order.
-        name = codes.tobytes().decode("utf-16-le")
-    except UnicodeDecodeError as error:
-        raise _bad(path, "im_names", f"entry {entry} is not UTF-16 text ({error.reason})") from error
-    if "\x00" in name:
-        raise _bad(path, "im_names", f"entry {entry} ({name!r}) holds a NUL character, which no file name can hold")
-    return name
-
-
-def _is_char_row(kind: h5py.h5t.TypeID, shape: tuple[int, ...]) -> bool:
-    """Whether a dataset of this type and shape is a MATLAB char row: (L, 1) uint16 codes as h5py sees it
-    (uint8 codes convert to them as well)."""
-    unsigned = isinstance(kind, h5py.h5t.TypeIntegerID) and kind.get_sign() == h5py.h5t.SGN_NONE
-    return (
-        unsigned
-        and kind.get_size() <= 2
-        and (len(shape) == 1 or (len(shape) == 2 and min(shape) <= 1))
-        and math.prod(shape) <= MAX_NAME_LENGTH
-    )
-
-
 def _as_ids(values: np.ndarray, path: Path, key: str) -> np.ndarray:
     """Whole numbers as int64; BadFileError naming the first entry that is not one."""
     whole = np.isfinite(values) & (np.abs(values) <= MAX_ID) & (np.rint(values) == values)
@@ -297,15 +221,25 @@ def _as_ids(values: np.ndarray, path: Path, key: str) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _counts(sizes: np.ndarray, path: Path) -> tuple[int, int, int]:
-    """The (train, val, test) image counts of split_sizes, none of them negative."""
-    if (sizes < 0).any():
-        raise _bad(path, "split_sizes", f"{sizes.tolist()} holds a negative number of images")
-    train, val, test = (int(size) for size in sizes)
-    return train, val, test
+def _bad(path: Path, key: str, problem: str) -> BadFileError:
+    """The error for a dataset that breaks the layout: the file, the dataset, what to do."""
+    return BadFileError(f"{path}: {key} {problem}; {REBUILD}")
 
 
 def _check_info(info: IQAInfo, path: Path) -> None:
+    """What reads without an error and would give a wrong result: lengths, scores, ids and split sizes."""
+    count = len(info.im_names)
+    if count == 0:
+        raise _bad(path, "im_names", "lists no images")
+    for key, values in (
+        ("subjective_scores", info.scores),
+        ("subjective_scoresSTD", info.stds),
+        ("ref_ids", info.ref_ids),
+    ):
+        if len(values) != count:
+            raise _bad(path, key, f"has {len(values)} entries but im_names has {count}")
+    if info.index.ndim != 2 or info.index.shape[0] != count or info.index.shape[1] == 0:
+        raise _bad(path, "index", f"has shape {info.index.shape}, expected ({count}, M) with M >= 1")
     for key, values in (("subjective_scores", info.scores), ("subjective_scoresSTD", info.stds)):
         # scores train in float32: a larger one would be infinite there
         bad = np.flatnonzero(~(np.abs(values) <= np.finfo(np.float32).max))
@@ -315,23 +249,18 @@ def _check_info(info: IQAInfo, path: Path) -> None:
                 f"{path}: {key} entry {entry + 1} ({info.im_names[entry]}) is {values[entry]}, "
                 f"not a finite number (of float32's range); fix the source scores and rebuild the file"
             )
-    _check_index(info, path)
-
-
-def _normal_names(names: list[str], path: Path) -> list[str]:
-    return checked_names(names, where=f"{path}: im_names", unit="entry", advice=REBUILD)
-
-
-def _check_index(info: IQAInfo, path: Path) -> None:
-    count = len(info.im_names)
     if len(np.unique(info.ref_ids)) != count:
         raise _bad(path, "ref_ids", "repeat an id; each image needs its own id")
     orderings = np.sort(info.index, axis=0)
     wrong = np.flatnonzero((orderings != np.sort(info.ref_ids)[:, None]).any(axis=0))
     if wrong.size:
         raise _bad(path, "index", f"column {wrong[0] + 1} is not an ordering of the {count} ref_ids")
-    if info.split_sizes is not None and sum(info.split_sizes) != count:
-        raise _bad(path, "split_sizes", f"{info.split_sizes} do not add up to the {count} images")
+    if info.split_sizes is not None and (
+        len(info.split_sizes) != 3 or min(info.split_sizes) < 0 or sum(info.split_sizes) != count
+    ):
+        raise _bad(
+            path, "split_sizes", f"{list(info.split_sizes)} are not 3 image counts that add up to the {count} images"
+        )
 
 
 def write_info(path: str | Path, info: IQAInfo) -> None:

@@ -7,18 +7,19 @@ flags, and `scale`, the scale its scores are on (`TrainingScale`). Everything in
 with `torch.load(weights_only=True)`: opening a checkpoint cannot run code. Files are written
 to a temporary name and renamed, so a crash during a save never leaves a broken checkpoint behind.
 
-A loaded file is data to check, not to trust (`load_checkpoint`): a model of weight names and
-tensors, every float weight finite (a run that diverged saves NaN, which would score as nan),
-k and b three finite numbers, the recorded settings of the options' types, the scale's fields
-of theirs. Each violation is
-one line that names the file and the field.
+A loaded file is data to read, not to trust (`load_checkpoint`): any failure to read it, or a
+field of it, as main.py saves it is one line that names the file and the field. It checks on its
+own what would otherwise give a wrong score without an error: every float weight finite (a run
+that diverged saves NaN, which would score as nan), k and b three finite numbers, the settings
+that rebuild the model of their options' types, the scale's fields of theirs.
 """
 
 from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -116,23 +117,48 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
             file must stay unchanged while they are in use (save_checkpoint replaces a file, it
             never rewrites one). A file in the legacy format, which cannot be mapped, is read.
     """
+    checkpoint = read_torch_file(
+        path,
+        what="checkpoint",
+        advice="check --trained_model_file, or train a model with main.py first",
+        expected="a checkpoint saved by main.py or released by the authors",
+        map_location=map_location,
+        mmap=mmap,
+    )
+    return _checked_checkpoint(checkpoint, path)
+
+
+def read_torch_file(
+    path: str, *, what: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """The dict that a file written by torch.save holds, loaded with `weights_only=True`: opening it runs no code.
+    Any failure to is one line that names the file as `what` and says what to do.
+
+    Args:
+        path: the file.
+        what: what the file is, in a message ("checkpoint").
+        advice: what to do when it does not exist or is not a file.
+        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
+        map_location: where its tensors go.
+        mmap: map the file's tensors into memory (see load_checkpoint); a file in the legacy
+            format, which cannot be mapped, is read.
+    """
     problem = file_problem(path)
-    if problem == "does not exist":
-        raise MissingFileError(
-            f"checkpoint {path} does not exist: check --trained_model_file, or train a model with main.py first"
-        )
     if problem is not None:
-        raise BadFileError(f"checkpoint {path} {problem}: pass the checkpoint file itself (--trained_model_file)")
+        error = MissingFileError if problem == "does not exist" else BadFileError
+        raise error(f"{what} {path} {problem}: {advice}")
     try:
         # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
-        checkpoint = torch.load(
+        contents = torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
         )
-    except Exception as error:
+    except Exception as error:  # pickle's, zipfile's and torch's words for a file that is not one of torch.save
         raise BadFileError(
-            f"cannot read checkpoint {path} ({first_line(error)}): the file is damaged or not a PyTorch checkpoint"
+            f"cannot read {what} {path} ({first_line(error)}): the file is damaged or not {expected}"
         ) from None
-    return _checked_checkpoint(checkpoint, path)
+    if not isinstance(contents, dict):
+        raise BadFileError(f"{what} {path} holds {_kind(contents)}, not a dict: use {expected}")
+    return contents
 
 
 def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
@@ -146,10 +172,6 @@ def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
     Raises:
         BadFileError: the first field that cannot be used, in one line.
     """
-    if not isinstance(checkpoint, dict):
-        raise BadFileError(
-            f"checkpoint {path} holds {_kind(checkpoint)}, not a dict with the model's state: {_USE_ANOTHER}"
-        )
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
         hint = (
@@ -158,14 +180,16 @@ def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
             else "it is not a checkpoint of this model; use one saved by main.py or released by the authors"
         )
         raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint}")
-    _check_weights(checkpoint["model"], path)
-    checkpoint["model"] = _without_wrapper_prefixes(checkpoint["model"])
+    with _field(path, "'model'"):
+        checkpoint["model"] = _finite_weights(checkpoint["model"], path)
     # The authors' files hold k and b as floats or as 1-element tensors; from here on they are floats.
     for name in ("k", "b"):
         if name in checkpoint:
-            checkpoint[name] = _mapping_values(checkpoint[name], name, path)
+            with _field(path, name):
+                checkpoint[name] = _mapping_values(checkpoint[name], name, path)
     if "settings" in checkpoint:
-        _check_settings(checkpoint["settings"], path)
+        with _field(path, "'settings'"):
+            _check_settings(checkpoint["settings"], path)
     if "scale" in checkpoint:
         recorded_scale(checkpoint["scale"], f"checkpoint {path}: 'scale'", _USE_ANOTHER)
     return checkpoint
@@ -190,12 +214,25 @@ def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float
     return checkpoint["k"], checkpoint["b"]
 
 
-def _check_weights(state: Any, path: str) -> None:
-    """`state` maps weight names to tensors, and its float tensors hold finite numbers only."""
-    _check_named(state, "model", "a mapping of weight names to tensors", "a weight name", path)
+@contextmanager
+def _field(path: str, field: str) -> Iterator[None]:
+    """Any failure to read `field` as main.py saves it (another type, names of another kind) as one
+    line naming the checkpoint and the field."""
+    try:
+        yield
+    except BadFileError:
+        raise
+    except (AttributeError, TypeError, ValueError, RuntimeError) as error:
+        raise BadFileError(
+            f"checkpoint {path}: {field} is not what main.py saves ({first_line(error)}): {_USE_ANOTHER}"
+        ) from None
+
+
+def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
+    """The weights, without the prefixes that wrappers put before their names; BadFileError where a
+    float weight holds NaN or infinite values (a run that diverged saves them; they would score as nan)."""
+    weights = {}
     for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise BadFileError(f"checkpoint {path}: weight {name!r} is {_kind(tensor)}, not a tensor: {_USE_ANOTHER}")
         # One vectorized pass per tensor, cheap: 25 ms for resnet50's 100 MB, 80 ms for
         # resnext101_32x8d's 350 MB on 2 CPU cores.
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -203,21 +240,22 @@ def _check_weights(state: Any, path: str) -> None:
                 f"checkpoint {path}: weight {name!r} holds NaN or infinite values: the run that saved it "
                 f"diverged; use an earlier checkpoint or train again"
             )
+        for prefix in _WRAPPER_PREFIXES:
+            while name.startswith(prefix):
+                name = name[len(prefix) :]
+        weights[name] = tensor
+    return weights
 
 
 def _mapping_values(values: Any, name: str, path: str) -> list[float]:
     """k or b as three finite floats, from a list or tuple of numbers or 1-element tensors, or a
     tensor of three numbers."""
-    items = list(values.reshape(-1)) if isinstance(values, torch.Tensor) and values.numel() == 3 else values
-    if not isinstance(items, (list, tuple)) or len(items) != 3:
-        raise BadFileError(
-            f"checkpoint {path}: {name} is {_kind(values)}, not 3 numbers (one for each head's linear "
-            f"mapping): {_USE_ANOTHER}"
-        )
-    numbers = [_number(item) for item in items]
-    if None in numbers:
-        index = numbers.index(None)
-        raise BadFileError(f"checkpoint {path}: {name}[{index}] is {_kind(items[index])}, not a number: {_USE_ANOTHER}")
+    items = values.reshape(-1).tolist() if isinstance(values, torch.Tensor) else list(values)
+    if len(items) != 3:
+        raise TypeError(f"{len(items)} values, not 3 numbers (one for each head's linear mapping)")
+    if any(isinstance(item, (bool, str)) for item in items):  # float() would take True and "1"
+        raise TypeError(f"{_kind(values)} holding {[type(item).__name__ for item in items]}, not 3 numbers")
+    numbers = [float(item) for item in items]
     if not all(math.isfinite(number) for number in numbers):
         raise BadFileError(
             f"checkpoint {path}: {name} holds NaN or infinite values: its linear mapping was fitted to a model "
@@ -226,29 +264,11 @@ def _mapping_values(values: Any, name: str, path: str) -> list[float]:
     return numbers
 
 
-def _number(value: Any) -> float | None:
-    """A real number or a 1-element tensor of one as a float; None for anything else (bool included)."""
-    if isinstance(value, torch.Tensor):
-        usable = value.numel() == 1 and value.dtype != torch.bool and not value.dtype.is_complex
-        return float(value.item()) if usable else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _check_named(value: Any, field: str, expected: str, key: str, path: str) -> None:
-    """`value`, the checkpoint's `field`, is a mapping whose keys are all strings."""
-    if not isinstance(value, Mapping):
-        raise BadFileError(f"checkpoint {path}: '{field}' is {_kind(value)}, not {expected}: {_USE_ANOTHER}")
-    for name in value:
-        if not isinstance(name, str):
-            raise BadFileError(f"checkpoint {path}: '{field}' has the key {_shown(name)}, not {key}: {_USE_ANOTHER}")
-
-
-def _check_settings(settings: Any, path: str) -> None:
-    """`settings` is a dict of option names, and the settings that rebuild the model have their options' types."""
-    _check_named(settings, "settings", "a dict of the run's options", "an option name", path)
+def _check_settings(settings: Mapping[str, Any], path: str) -> None:
+    """The settings that rebuild the model have their options' types."""
     for name, value in settings.items():
+        if not isinstance(name, str):
+            raise TypeError(f"the key {_shown(name)} is not an option name")
         kind = _SETTING_TYPES.get(name)
         if kind is not None and not _is_option_value(value, kind):
             raise BadFileError(
@@ -278,16 +298,6 @@ def _shown(value: Any) -> str:
     """A value as a message shows it: its repr and kind where that is short and one line, else its kind."""
     text = repr(value)
     return f"{text} ({_kind(value)})" if len(text) <= 40 and "\n" not in text else _kind(value)
-
-
-def _without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    cleaned = {}
-    for name, tensor in state.items():
-        for prefix in _WRAPPER_PREFIXES:
-            while name.startswith(prefix):
-                name = name[len(prefix) :]
-        cleaned[name] = tensor
-    return cleaned
 
 
 def model_settings(
