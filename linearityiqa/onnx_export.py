@@ -65,9 +65,9 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
     """
     settings = network_settings(model)
     _check_resize_pools(settings, model.sizing)
-    network = OnnxScoring(_cpu_float32_copy(model.scorer.model, settings), k=model.scorer.k[0], b=model.scorer.b[0])
+    network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
     proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
-    metadata = onnx_metadata(settings, model.sizing, k=model.scorer.k, b=model.scorer.b, scale=model.scale)
+    metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
     with replacing_path(path, what="the ONNX model", advice="pass another --output") as partial:
@@ -156,14 +156,14 @@ def _nan_unless_tiled(height: int, width: int, p: int) -> torch.Tensor:
 def network_settings(model: QualityModel) -> dict[str, Any]:
     """arch, pool, use_bn_end, P6 and P7 of the model: read off the network, arch as it was built
     (recorded by the checkpoint or, for the authors' files, recognized from its weights)."""
-    network = model.scorer.model
+    network = model.model
     settings = {
         "pool": network.pool,
         "use_bn_end": isinstance(network.regression, nn.Sequential),
         "P6": network.P6,
         "P7": network.P7,
     }
-    return {"arch": model.scorer.settings["arch"], **settings}
+    return {"arch": model.settings["arch"], **settings}
 
 
 def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:

@@ -36,21 +36,22 @@ _ARCH_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
-class OnnxBackend:
+class OnnxModel:
     """An ONNX model in an onnxruntime session, as image_scoring's backend.
 
     Args:
         session: the onnxruntime InferenceSession.
-        settings: the model's settings, from the file's metadata.
+        sizing: how images are resized before scoring: as the model was exported.
+        scale: the scale of the scores, where the file records it (metadata `scale`, optional).
+        batch_size: images per batch.
     """
 
     session: object
-    settings: Mapping[str, str]
+    sizing: ImageSizing
+    scale: TrainingScale | None
+    batch_size: int
     where: str = "onnxruntime"
-
-    def scores(self, images: np.ndarray) -> list[float]:
-        """Mapped scores of N x H x W x 3 uint8 images."""
-        return self.scores_and_heads(images)[0]
+    note: str | None = None
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
         """Mapped scores of N x H x W x 3 uint8 images, and their three heads (pq6, pq7, pq) unmapped."""
@@ -68,25 +69,15 @@ class OnnxBackend:
         # onnxruntime's words when an allocation fails: "Failed to allocate memory for requested buffer ..."
         return isinstance(error, MemoryError) or "Failed to allocate memory" in str(error)
 
-    def scale(self) -> TrainingScale | None:
-        """The scale of the scores, where the file records it (metadata `scale`, optional)."""
-        if "scale" not in self.settings:
-            return None
-        return recorded_scale(json.loads(self.settings["scale"]), "metadata 'scale'", _REEXPORT)  # checked at load
 
-    def sizing(self) -> ImageSizing:
-        """How images are resized before scoring: as the model was exported."""
-        if self.settings["resize"] != "true":
-            return ImageSizing()
-        return ImageSizing(resize_hw=(int(self.settings["resize_size_h"]), int(self.settings["resize_size_w"])))
-
-
-def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
+def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None = None) -> OnnxModel:
     """An exported model, checked to be one of export_onnx.py's.
 
     Args:
         path: the .onnx file.
         threads: onnxruntime's threads within an operator (None: its default, one per core).
+        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path, where it
+            measured fastest).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -109,7 +100,14 @@ def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
     settings = _checked_metadata(session.get_modelmeta().custom_metadata_map, path)
     _check_signature(session, path, settings)
-    return OnnxBackend(session=session, settings=settings)
+    resize_hw = (int(settings["resize_size_h"]), int(settings["resize_size_w"]))
+    scale = json.loads(settings["scale"]) if "scale" in settings else None
+    return OnnxModel(
+        session=session,
+        sizing=ImageSizing(resize_hw=resize_hw if settings["resize"] == "true" else None),
+        scale=None if scale is None else recorded_scale(scale, "metadata 'scale'", _REEXPORT),  # checked already
+        batch_size=batch_size or 1,
+    )
 
 
 def _self_contained(path: str) -> bytes:

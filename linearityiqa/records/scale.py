@@ -91,7 +91,7 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def score_comment(scale: TrainingScale | None) -> str:
-    """What a score means, in one line for the top of a file of scores."""
+def score_meaning(scale: TrainingScale | None) -> str:
+    """What a score is, in one line: "k*y+b of the fused head, on <the scale>; not clipped to that range"."""
     on = f"on {scale.words()}" if scale else "on the scale of the training MOS, which this model does not record"
-    return " ".join(f"# score: k*y+b of the fused head, {on}; not clipped to that range".split())  # one line
+    return " ".join(f"k*y+b of the fused head, {on}; not clipped to that range".split())  # one line, whatever the name
