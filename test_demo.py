@@ -70,15 +70,8 @@ with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR
     )
     from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile, open_model
     from linearityiqa.records.scale import score_meaning
-    from linearityiqa.records.score_output import (
-        ScoringRun,
-        csv_header,
-        csv_rows,
-        file_sha256,
-        paths_sha256,
-        result_rows,
-        score_writer,
-    )
+    from linearityiqa.records.score_output import ScoringRun, file_sha256, paths_sha256, score_writer
+    from linearityiqa.records.score_rows import csv_header, csv_rows, result_rows
     from linearityiqa.records.writing import refuse_inputs
 
 SCRIPT = "test_demo.py"

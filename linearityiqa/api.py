@@ -28,7 +28,7 @@ from linearityiqa.acceleration import choose_precision, resolve_device, set_memo
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import MODEL_SETTINGS
-from linearityiqa.scoring import Prediction, QualityModel, image_sizing, load_model
+from linearityiqa.scoring import Prediction, QualityModel, image_sizing, load_scorer
 
 __all__ = ["Prediction", "QualityModel", "load"]
 
@@ -78,7 +78,7 @@ def load(
     where = device if isinstance(device, torch.device) else resolve_device(device)
     if trained_model_file is None:
         return _untrained_model(chosen, where, opt_level, max_pixels=max_pixels, batch_size=batch_size)
-    model = load_model(
+    model = load_scorer(
         os.fspath(trained_model_file),
         requested=chosen,
         defaults=defaults,

@@ -111,7 +111,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
             raise ConfigError("no image paths on standard input: pass one path per line")
         return paths
     if is_uri(source):
-        return _folder_uris(source) if is_folder(source) else [source]
+        return _folder_images(source) if is_folder(source) else [source]
     if os.path.isdir(source):
         return _folder_images(source)
     if os.path.isfile(source):
@@ -131,9 +131,14 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
 
 def listed_paths(path: str) -> list[str]:
     """The image paths a CSV or Parquet file lists, in its order (a first line of a CSV that starts
-    with # is a comment, as in test_demo.py's own output, which can so be scored again)."""
+    with # is a comment, as in the outputs of test_demo.py's earlier versions)."""
     columns, read = _parquet_column(path) if path.lower().endswith(".parquet") else _csv_column(path)
-    column = _path_column(columns, path)
+    column = next((name for name in PATH_COLUMNS if name in columns), columns[0] if len(columns) == 1 else None)
+    if column is None:
+        raise BadFileError(
+            f"list {path} has columns {', '.join(columns)}, none of them {' or '.join(PATH_COLUMNS)}: "
+            f"name the column of image paths image"
+        )
     paths = read(column)
     if not paths:
         raise ConfigError(f"list {path} names no images: add a row for each image")
@@ -146,29 +151,13 @@ def listed_paths(path: str) -> list[str]:
                 f"row {row} of list {path} holds {value!r} ({type(value).__name__}) in column {column}, not a path: "
                 f"write the column as text"
             )
-        same = first_row.setdefault(_one_name(value), row)
+        # ./a.jpg and a.jpg, a//b.jpg and a/b.jpg are one file (a URI is as written)
+        same = first_row.setdefault(value if is_uri(value) else os.path.normpath(value), row)
         if same != row:
             raise BadFileError(
                 f"rows {same} and {row} of list {path} name the same image, {value}: remove one (an image has one row)"
             )
     return paths
-
-
-def _one_name(path: str) -> str:
-    """One spelling of a listed image: ./a.jpg and a.jpg, a//b.jpg and a/b.jpg are one file (a URI is as written)."""
-    return path if is_uri(path) else os.path.normpath(path)
-
-
-def _path_column(columns: Sequence[str], path: str) -> str:
-    for name in PATH_COLUMNS:
-        if name in columns:
-            return name
-    if len(columns) == 1:
-        return columns[0]
-    raise BadFileError(
-        f"list {path} has columns {', '.join(columns)}, none of them {' or '.join(PATH_COLUMNS)}: "
-        f"name the column of image paths image"
-    )
 
 
 def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
@@ -177,9 +166,7 @@ def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
             lines = file.read().splitlines(keepends=True)
     except OSError as error:
         raise BadFileError(f"cannot read list {path} ({error.strerror or error})") from None
-    if lines and lines[0].startswith("#"):
-        lines = lines[1:]
-    rows = list(csv.reader(lines))
+    rows = list(csv.reader(lines[1:] if lines and lines[0].startswith("#") else lines))
     if not rows:
         raise ConfigError(f"list {path} is empty: write a header (image) and a row for each image")
     header, body = rows[0], rows[1:]
@@ -198,18 +185,7 @@ def _parquet_column(path: str) -> tuple[list[str], Callable[[str], list]]:
         file = parquet.ParquetFile(path)
     except (OSError, ValueError) as error:  # ArrowInvalid, a file that is no Parquet, is a ValueError
         raise BadFileError(f"cannot read list {path} as Parquet ({error}): write it again") from None
-
-    def read(column: str) -> list:
-        return file.read(columns=[column]).column(column).to_pylist()
-
-    return file.schema_arrow.names, read
-
-
-def _folder_uris(folder: str) -> list[str]:
-    uris = [uri for uri in folder_files(folder) if uri.lower().endswith(IMAGE_EXTENSIONS)]
-    if not uris:
-        raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return uris
+    return file.schema_arrow.names, lambda column: file.read(columns=[column]).column(column).to_pylist()
 
 
 def _file_or_link(path: str) -> bool:
@@ -218,25 +194,20 @@ def _file_or_link(path: str) -> bool:
 
 
 def _folder_images(folder: str) -> list[str]:
-    """A folder's image files, sorted by name; not its subfolders, nor pipes or devices named like images."""
-    names = sorted(
-        name
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and _file_or_link(os.path.join(folder, name))
-    )
-    if not names:
+    """A folder's image files: a URI's as its file system lists them; a local folder's sorted by
+    name, not its subfolders, nor pipes or devices named like images."""
+    if is_uri(folder):
+        paths = [uri for uri in folder_files(folder) if uri.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        paths = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+        paths = [path for path in paths if path.lower().endswith(IMAGE_EXTENSIONS) and _file_or_link(path)]
+    if not paths:
         raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, name) for name in names]
+    return paths
 
 
 def score_files(backend: Backend, paths: Sequence[str], **options: Any) -> list[ImageScore]:
-    """Score images in batches of equal-sized images; one result per path, in input order.
-
-    Args:
-        backend: what scores a batch.
-        paths: the image files.
-        **options: score_windows's (sizing and batch_size at least).
-    """
+    """One result per path, in input order: score_windows's (see there for the arguments) as one list."""
     return [result for piece in score_windows(backend, paths, **options) for result in piece]
 
 

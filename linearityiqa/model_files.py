@@ -18,7 +18,7 @@ from linearityiqa.image_scoring import Backend
 from linearityiqa.options import MODEL_SETTINGS
 
 CHECKPOINT, ONNX = "checkpoint", "ONNX model"
-# The options that build a checkpoint's model and size its images.
+# The options that build a checkpoint's model and size its images (scoring.SIZING_OPTIONS).
 MODEL_OPTIONS = (*MODEL_SETTINGS, "resize", "resize_size_h", "resize_size_w")
 
 
@@ -68,12 +68,12 @@ def open_model(spec: ModelFile) -> Backend:
     import torch
 
     from linearityiqa.acceleration import evaluation_batch_size, resolve_device
-    from linearityiqa.scoring import load_model
+    from linearityiqa.scoring import load_scorer
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = resolve_device(spec.device)
-    return load_model(
+    return load_scorer(
         spec.path,
         requested=spec.requested,
         defaults=spec.defaults,

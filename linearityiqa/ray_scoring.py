@@ -64,9 +64,8 @@ def ray_windows(
     if start >= len(paths):  # a partial run that wrote every row: nothing is left for the cluster
         return
     dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
-    rows = _ordered_rows(dataset, start=start - start % window)
     try:
-        yield from _windows(rows, paths, start=start, window=window, heads=heads)
+        yield from _results(dataset, paths, start=start, window=window, heads=heads)
     except Exception as error:
         mistake = _users_mistake(error)
         if mistake is None:
@@ -206,33 +205,26 @@ def _columns(results: Sequence[ImageScore], *, first: int, heads: bool) -> dict[
     return columns
 
 
-def _ordered_rows(dataset, *, start: int) -> Iterator[tuple[int, float, str, tuple | None]]:
-    """(index, score, error, heads) of each row as the driver receives them, checked to come once each, in order."""
-    expected = start
+def _results(dataset, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
+    """The rows from `start` on as image_scoring's results, checked to come once each and in order,
+    in pieces as score_windows gives them: each ends with its window or once WINDOW_SECONDS have
+    passed since the last one ended."""
+    results: list[ImageScore] = []
+    expected, since = start - start % window, time.monotonic()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for at, index in enumerate(batch["index"].tolist()):
             if index != expected:
                 raise RuntimeError(f"Ray gave the row of image {index} where image {expected}'s was due")
-            heads = tuple(batch["heads"][at].tolist()) if "heads" in batch else None
-            yield index, float(batch["score"][at]), os.fsdecode(bytes(batch["error"][at])), heads
             expected += 1
-
-
-def _windows(rows, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
-    """The rows from `start` on as image_scoring's results, in pieces as score_windows gives them:
-    each ends with its window or once WINDOW_SECONDS have passed since the last one ended."""
-    results: list[ImageScore] = []
-    end, since = start, time.monotonic()
-    for index, score, error, outputs in rows:
-        if index < start:  # scored again with the rest of its window, and kept already
-            continue
-        if error:
-            results.append(ImageScore(paths[index], error=error))
-        else:
-            results.append(ImageScore(paths[index], score=score, heads=outputs if heads else None))
-        end = index + 1
-        if end % window == 0 or end == len(paths) or time.monotonic() - since >= image_scoring.WINDOW_SECONDS:
-            yield results
-            results, since = [], time.monotonic()
-    if end != len(paths):
-        raise RuntimeError(f"Ray's rows ended at image {end} of {len(paths)}")
+            if index < start:  # scored again with the rest of its window, and kept already
+                continue
+            error = os.fsdecode(bytes(batch["error"][at]))
+            outputs = tuple(batch["heads"][at].tolist()) if heads else None
+            score = None if error else float(batch["score"][at])
+            results.append(ImageScore(paths[index], score=score, error=error or None, heads=None if error else outputs))
+            done = expected % window == 0 or expected == len(paths)  # the window, or the run
+            if done or time.monotonic() - since >= image_scoring.WINDOW_SECONDS:
+                yield results
+                results, since = [], time.monotonic()
+    if expected != len(paths):
+        raise RuntimeError(f"Ray's rows ended at image {expected} of {len(paths)}")

@@ -36,7 +36,6 @@ from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tenso
 from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import (
-    MODEL_SETTINGS,
     linear_mapping,
     load_checkpoint,
     load_model_state,
@@ -47,6 +46,8 @@ from linearityiqa.records.scale import TrainingScale
 
 # The size the authors' released checkpoints were trained and tested at (--resize, -rs_h, -rs_w).
 RELEASED_RESIZE_HW = (498, 664)
+# The options that size images, after those of the model's settings.
+SIZING_OPTIONS = ("resize", "resize_size_h", "resize_size_w")
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -180,17 +181,23 @@ def load_scorer(
     defaults: Mapping[str, Any],
     device: torch.device,
     opt_level: str = "O0",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = 8,
 ) -> QualityModel:
-    """Build the model a checkpoint was trained as and load its weights (images at their own
-    size: `load_model` sizes them too).
+    """Build the model a checkpoint was trained as and load its weights; where `requested` has
+    the resize options, size images as `image_sizing` says (else at their own size), with the
+    note of `resize_note`.
 
     Args:
         trained_model_file: the checkpoint (this project's or the authors' layout).
-        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7).
-        defaults: those settings' defaults; a requested value that differs from its default
+        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7), and the
+            sizing (resize, resize_size_h, resize_size_w) or none of it.
+        defaults: those options' defaults; a requested value that differs from its default
             is explicit and must agree with a setting the checkpoint records.
         device: where the model runs.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
+        max_pixels: the largest image decoded.
+        batch_size: most images per forward pass.
     """
     # Mapped, the weights are copied once, into the model, instead of first into memory of their
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
@@ -217,7 +224,7 @@ def load_scorer(
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)
-    return QualityModel(
+    scorer = QualityModel(
         model=set_memory_format(model.eval(), channels_last=channels_last),
         k=k,
         b=b,
@@ -227,48 +234,15 @@ def load_scorer(
         channels_last=channels_last,
         settings=settings,
         scale=training_scale(checkpoint),
-    )
-
-
-def load_model(
-    trained_model_file: str,
-    *,
-    requested: Mapping[str, Any],
-    defaults: Mapping[str, Any],
-    device: torch.device,
-    opt_level: str = "O0",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    batch_size: int = 8,
-) -> QualityModel:
-    """load_scorer's model, with the sizing of its images (`image_sizing`) and the note of `resize_note`.
-
-    Args:
-        trained_model_file: the checkpoint.
-        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7) and the sizing
-            (resize, resize_size_h, resize_size_w).
-        defaults: those options' defaults (see load_scorer).
-        device: where the model runs.
-        opt_level: O0, O1 or bf16.
-        max_pixels: the largest image decoded.
-        batch_size: most images per forward pass.
-    """
-    scorer = load_scorer(
-        trained_model_file,
-        requested={name: requested[name] for name in MODEL_SETTINGS},
-        defaults=defaults,
-        device=device,
-        opt_level=opt_level,
-    )
-    sizing = image_sizing(
-        scorer.recorded,
-        resize=requested["resize"],
-        resize_size_h=requested["resize_size_h"],
-        resize_size_w=requested["resize_size_w"],
-        defaults=defaults,
         max_pixels=max_pixels,
+        batch_size=batch_size,
     )
-    note = resize_note(scorer, sizing, trained_model_file)
-    return replace(scorer, sizing=sizing, max_pixels=max_pixels, batch_size=batch_size, note=note)
+    if "resize" not in requested:
+        return scorer
+    sizing = image_sizing(
+        scorer.recorded, **{name: requested[name] for name in SIZING_OPTIONS}, defaults=defaults, max_pixels=max_pixels
+    )
+    return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
 
 
 def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:

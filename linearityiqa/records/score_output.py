@@ -3,18 +3,14 @@
 While a run scores, `<output>.partial/` beside the output holds what it has done:
 
     _run.json            what the run scores and how (`ScoringRun`), which --resume checks
-    scores.csv           CSV: the output as it will be, a piece of rows appended and flushed at a time
+    scores.csv           CSV: the output as it will be, a piece of rows (image_scoring's) appended at a time
     part-000000.parquet  Parquet: one shard per piece, each written whole (temporary file, then rename)
 
-A piece is what image_scoring gives at a time: a window, or the rows scored in WINDOW_SECONDS.
 When the run completes, the CSV file takes the output's name, the shards become one Parquet file
-(or, for an output that names a folder, the partial folder becomes it, shards and _run.json
-included: readers of Parquet folders skip names that start with _). Until then an earlier output
-of that name stays as it was. An interrupted run keeps every row it wrote; `--resume` keeps
-them, drops a row cut short, and scores the rest, so that its output equals an uninterrupted
-run's; resuming a run that finished finds its output and scores nothing. What the scores are on
-(records/scale.score_meaning) is in _run.json and, under METADATA_SCALE, in the Parquet schema's
-metadata. Nothing here imports PyTorch; pyarrow only for Parquet.
+(or the partial folder becomes the output folder: readers of Parquet folders skip names that start
+with _); until then an earlier output stays as it was. `--resume` keeps the rows written whole and
+scores the rest, so that its output equals an uninterrupted run's; after a run that finished, it
+finds the output and scores nothing. Nothing here imports PyTorch; pyarrow only for Parquet.
 """
 
 from __future__ import annotations
@@ -22,31 +18,39 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 from linearityiqa.errors import BadFileError, ConfigError, OutputError
 from linearityiqa.image_scoring import ImageScore
 from linearityiqa.records.run_lock import run_lock
+from linearityiqa.records.score_rows import (
+    METADATA_RUN,
+    NAMES,
+    ScoringRun,
+    check_utf8_names,
+    columns_named,
+    csv_header,
+    csv_rows,
+    differences,
+    parquet_metadata,
+    result_rows,
+    schema,
+    whole_rows,
+    write_parquet,
+)
 from linearityiqa.records.writing import check_writable, replacing, replacing_path, write_target
 
 CSV, PARQUET, SHARDS = "csv", "parquet", "parquet folder"
-COLUMNS = ("image", "score", "error")
-HEAD_COLUMNS = ("pq6", "pq7", "pq")
 RUN_FILE = "_run.json"
 CSV_ROWS = "scores.csv"
 SHARD = re.compile(r"^part-(\d{6,})\.parquet$")
-# how a file name that is not valid UTF-8 is written to CSV: its bytes as they are (PEP 383)
-NAMES = "surrogateescape"
 # rows per row group of a merged Parquet file: large enough for column statistics to pay
 ROW_GROUP = 65536
-# the Parquet schema's metadata: what the scores are on (a sentence), and the run (JSON of ScoringRun)
-METADATA_SCALE, METADATA_RUN = "linearityiqa.score", "linearityiqa.run"
 _KIND = "linearityiqa scoring run"
 # the version of _run.json: 2 is the first whose CSV starts with its header
 FORMAT = 2
@@ -96,41 +100,9 @@ def _checked_output(output: str) -> str:
     return output
 
 
-@dataclass(frozen=True)
-class ScoringRun:
-    """What a run scores and how: a partial run is continued only by a run that agrees on all of it.
-
-    Args:
-        model: the model file, as messages name it ("checkpoint checkpoints/p1q2.pth").
-        model_sha256: the model file's SHA-256: the same file under another name is the same model.
-        precision: --opt_level, which changes the scores.
-        resize: how images are sized (decoding.ImageSizing.tag()).
-        max_pixels: --max_pixels, which decides which images are refused.
-        images: how many images are scored.
-        images_sha256: SHA-256 of their paths, in order.
-        heads: whether the three heads are columns too.
-        window: images batched together (--window when the run began).
-        scale: what the scores are on (records/scale.score_meaning).
-    """
-
-    model: str
-    model_sha256: str
-    precision: str
-    resize: str
-    max_pixels: int
-    images: int
-    images_sha256: str
-    heads: bool
-    window: int
-    scale: str
-
-
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def paths_sha256(paths: Sequence[str]) -> str:
@@ -138,34 +110,6 @@ def paths_sha256(paths: Sequence[str]) -> str:
     for path in paths:
         digest.update(os.fsencode(path) + b"\0")
     return digest.hexdigest()
-
-
-# What a field's difference is called in the message that refuses a partial run.
-_WHAT_DIFFERS = {
-    "model_sha256": "model",
-    "precision": "precision (--opt_level)",
-    "resize": "resize",
-    "max_pixels": "--max_pixels",
-    "images_sha256": "input list",
-    "heads": "--heads",
-}
-
-
-def differences(partial: ScoringRun, run: ScoringRun) -> list[str]:
-    """What differs between a partial run and this one, each as "what (partial's; this run's)"."""
-    said = []
-    for name, what in _WHAT_DIFFERS.items():
-        before, now = getattr(partial, name), getattr(run, name)
-        if before == now:
-            continue
-        if name == "model_sha256":
-            before, now = f"{partial.model}, sha256 {before[:12]}", f"{run.model}, sha256 {now[:12]}"
-        if name == "images_sha256":
-            before, now = f"{partial.images} images", f"{run.images} images"
-            if partial.images == run.images:
-                before, now = "other paths", "these"
-        said.append(f"{what} ({before}; this run: {now})")
-    return said
 
 
 class ScoreWriter:
@@ -184,7 +128,7 @@ class ScoreWriter:
         self.output, self.format, self.partial = output, output_format(output), partial_path(output)
         self.run, self.paths = run, paths
         if self.format != CSV:
-            _check_utf8(paths)
+            check_utf8_names(paths)
             import pyarrow  # noqa: F401  (now, not after the first piece: a missing one is the scale extra's)
         self.done = self.failed = self.shards = 0
         self.finished = False
@@ -227,6 +171,11 @@ class ScoreWriter:
                 f"then pass --resume to go on"
             ) from None
 
+    @property
+    def _schema(self):
+        """The Parquet schema of the shards and of the merged file."""
+        return schema(heads=self.run.heads, metadata=parquet_metadata(self.run))
+
     def _csv_rows(self) -> str:
         return os.path.join(self.partial, CSV_ROWS)
 
@@ -255,7 +204,7 @@ class ScoreWriter:
         header = csv_header(heads=self.run.heads)
         if not text.startswith(header):
             raise _damaged(path, "its first line is not the scores' header")
-        rows, length = _whole_rows(text[len(header) :], width=len(header.split(",")))
+        rows, length = whole_rows(text[len(header) :], width=len(header.split(",")))
         self._check_names([row[0] for row in rows], path, first=0)
         with open(path, "r+b") as file:
             file.truncate(len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
@@ -277,8 +226,9 @@ class ScoreWriter:
                 table = parquet.read_table(path)
             except (OSError, ValueError) as error:
                 raise _damaged(path, f"it is no Parquet file ({error})") from None
-            if not table.schema.equals(_schema(self.run)):  # the shards are merged as they are
-                raise _damaged(path, f"its columns are {_columns(table.schema)}, not {_columns(_schema(self.run))}")
+            if not table.schema.equals(self._schema):  # the shards are merged as they are
+                columns = f"{columns_named(table.schema)}, not {columns_named(self._schema)}"
+                raise _damaged(path, f"its columns are {columns}")
             self._check_names(table.column("image").to_pylist(), path, first=len(errors))
             errors += [error or "" for error in table.column("error").to_pylist()]
             self.shards += 1
@@ -294,7 +244,7 @@ class ScoreWriter:
 
     def _output_is_this_run(self) -> bool:
         """Whether the output is that of a finished run of these images (of this run, where it records it)."""
-        with contextlib.suppress(OSError, ValueError, csv.Error):
+        with contextlib.suppress(OSError, ValueError, KeyError, csv.Error):  # then it is not
             if self.format == CSV:
                 with open(self.output, newline="", encoding="utf-8", errors=NAMES) as file:
                     rows = list(csv.reader(file))
@@ -324,7 +274,7 @@ class ScoreWriter:
         else:
             shard = os.path.join(self.partial, f"part-{self.shards:06d}.parquet")
             with replacing_path(shard, what="the scores", advice=ADVICE) as path:
-                write_parquet(path, piece, run=self.run)
+                write_parquet(path, piece, heads=self.run.heads, metadata=parquet_metadata(self.run))
             self.shards += 1
         self.done += len(piece)
         self.failed += sum(1 for result in piece if result.error)
@@ -338,20 +288,20 @@ class ScoreWriter:
             if os.path.isdir(output):  # a folder there before is removed once the new one has its name
                 os.replace(output, self.partial + ".done")
             os.replace(self.partial, output)
+            shutil.rmtree(self.partial + ".done", ignore_errors=True)
+            return
+        if self.format == CSV:
+            os.replace(self._csv_rows(), self.output)
         else:
-            if self.format == CSV:
-                os.replace(self._csv_rows(), self.output)
-            else:
-                self._merge()
-            os.replace(self.partial, self.partial + ".done")
-        shutil.rmtree(self.partial + ".done", ignore_errors=True)
+            self._merge()
+        _remove_folder(self.partial)
 
     def _merge(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as parquet
 
         with replacing_path(self.output, what="the scores", advice=ADVICE) as path:
-            with parquet.ParquetWriter(path, _schema(self.run)) as writer:
+            with parquet.ParquetWriter(path, self._schema) as writer:
                 tables: list = []
                 for name in self._shard_names():
                     tables.append(parquet.read_table(os.path.join(self.partial, name)))
@@ -360,75 +310,6 @@ class ScoreWriter:
                         tables = []
                 if tables:
                     writer.write_table(pa.concat_tables(tables))
-
-
-def _whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
-    """The rows of CSV text that were written whole, and the length of the text they take: rows of
-    `width` fields that end with a line end and read back as they were written."""
-    rows: list[list[str]] = []
-    length = 0
-    reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1], newline=""))
-    with contextlib.suppress(csv.Error):  # a quoted name cut short at a line break in it
-        for row in reader:
-            line = csv_rows([row])
-            if len(row) != width or not text.startswith(line, length):
-                break
-            rows.append(row)
-            length += len(line)
-    return rows, length
-
-
-def csv_header(*, heads: bool) -> str:
-    """The CSV's first line: the column names."""
-    return csv_rows([list(COLUMNS + (HEAD_COLUMNS if heads else ()))])
-
-
-def csv_rows(rows: Sequence[Sequence[object]]) -> str:
-    text = io.StringIO(newline="")
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue()
-
-
-def result_rows(results: Sequence[ImageScore], *, heads: bool) -> list[list[object]]:
-    """One row per image: image, score, error (a failed image has no score, a scored one no error),
-    and, with `heads`, pq6, pq7, pq."""
-    rows = []
-    for result in results:
-        row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
-        if heads:
-            row += list(result.heads) if result.heads else ["", "", ""]
-        rows.append(row)
-    return rows
-
-
-def write_parquet(path: str, results: Sequence[ImageScore], *, run: ScoringRun) -> None:
-    """Results as a Parquet file: image (string), score (double, null where it failed), error
-    (string, null where it was scored), and pq6, pq7, pq with `run.heads` (see `_schema`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as parquet
-
-    columns = {
-        "image": [result.path for result in results],
-        "score": [result.score for result in results],
-        "error": [result.error for result in results],
-    }
-    if run.heads:
-        for at, name in enumerate(HEAD_COLUMNS):
-            columns[name] = [result.heads[at] if result.heads else None for result in results]
-    parquet.write_table(pa.table(columns, schema=_schema(run)), path)
-
-
-def _schema(run: ScoringRun):
-    """The columns, and metadata that says what the scores are on (METADATA_SCALE) and records the run."""
-    import pyarrow as pa
-
-    types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
-    types += [(name, pa.float64()) for name in HEAD_COLUMNS] if run.heads else []
-    return pa.schema(types, metadata={METADATA_SCALE: run.scale, METADATA_RUN: json.dumps(asdict(run))})
-
-
-def _columns(schema) -> str:
-    return ", ".join(f"{field.name} ({field.type})" for field in schema)
 
 
 def _recorded_run(path: str, partial: str) -> ScoringRun:
@@ -470,15 +351,3 @@ def _remove_folder(folder: str) -> None:
 def _sync(file) -> None:
     file.flush()
     os.fsync(file.fileno())
-
-
-def _check_utf8(paths: Sequence[str]) -> None:
-    for path in paths:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = path.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
-            raise ConfigError(
-                f"image {shown} has a name that is not valid UTF-8, which Parquet's strings cannot hold: "
-                f"write CSV (--output ending in .csv) or rename the file"
-            ) from None
