@@ -5,13 +5,13 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
 A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin, one per line) is
-scored in batches, in input order, a window of images at a time, each written as it is done:
-to --output (CSV, a .parquet file or a folder of Parquet shards; records/score_output.py), or
-as CSV to stdout (also --output -), a CSV's first line its header. What the scores are on
-(records/scale.py) is the last line on stderr, and in a Parquet file's metadata. An interrupted
-run keeps its rows beside --output, all but those of its last seconds, and --resume goes on from
-them (or, after a run that finished, says where its scores are); --ray scores on a Ray cluster
-(ray_scoring.py). Exit status: 0 all images scored;
+scored in batches, in input order, and written as it is done, a window of images (or what the
+last 10 s scored) at a time: to --output (CSV, a .parquet file or a folder of Parquet shards;
+records/score_output.py), or as CSV to stdout (also --output -); a CSV's first line is its
+header. What the scores are on (records/scale.py) is a line on stderr at the end, and in a
+Parquet file's metadata. An interrupted run keeps its rows beside --output, all but those of its
+last seconds, and --resume goes on from them (or, after a run that finished, says where its
+scores are); --ray scores on a Ray cluster (ray_scoring.py). Exit status: 0 all images scored;
 1 nothing scored (the error is printed); 2 bad options (argparse); 3 some images could not be
 scored (their rows name the error); 70 a bug (cli/scripts.py); 130 interrupted.
 
