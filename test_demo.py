@@ -5,11 +5,13 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
 A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin, one per line) is
-scored in batches, in input order, a window of images at a time, each written as it is done:
-to --output (CSV, a .parquet file or a folder of Parquet shards; records/score_output.py), or
-as CSV to stdout (also --output -). A CSV's first line, "# score: ...", says what the scores are
-on (records/scale.py). An interrupted run keeps its rows beside --output, and --resume goes on
-from them; --ray scores on a Ray cluster (ray_scoring.py). Exit status: 0 all images scored;
+scored in batches, in input order, and written as it is done, a window of images (or what the
+last 10 s scored) at a time: to --output (CSV, a .parquet file or a folder of Parquet shards;
+records/score_output.py), or as CSV to stdout (also --output -); a CSV's first line is its
+header. What the scores are on (records/scale.py) is a line on stderr at the end, and in a
+Parquet file's metadata. An interrupted run keeps its rows beside --output, all but those of its
+last seconds, and --resume goes on from them (or, after a run that finished, says where its
+scores are); --ray scores on a Ray cluster (ray_scoring.py). Exit status: 0 all images scored;
 1 nothing scored (the error is printed); 2 bad options (argparse); 3 some images could not be
 scored (their rows name the error); 70 a bug (cli/scripts.py); 130 interrupted.
 
@@ -58,18 +60,18 @@ PAUSE_COLLECTOR = __name__ == "__main__"
 with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR):
     from linearityiqa.cli.options import get_demo_parser, given_options
     from linearityiqa.errors import ConfigError
-    from linearityiqa.image_scoring import ImageScore, is_path_list, is_single_image, list_images, score_windows
-    from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, Model, ModelFile, open_model
-    from linearityiqa.records.scale import score_comment
-    from linearityiqa.records.score_output import (
-        ScoringRun,
-        csv_header,
-        csv_rows,
-        file_sha256,
-        paths_sha256,
-        result_rows,
-        score_writer,
+    from linearityiqa.image_scoring import (
+        Backend,
+        ImageScore,
+        is_path_list,
+        is_single_image,
+        list_images,
+        score_windows,
     )
+    from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile, open_model
+    from linearityiqa.records.scale import score_meaning
+    from linearityiqa.records.score_output import ScoringRun, file_sha256, paths_sha256, score_writer
+    from linearityiqa.records.score_rows import csv_header, csv_rows, result_rows
     from linearityiqa.records.writing import refuse_inputs
 
 SCRIPT = "test_demo.py"
@@ -116,13 +118,16 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     refuse_inputs(args.output, inputs, option="--output")
     run = scoring_run(args, spec, model, paths)
     with on_ray(args.ray), score_writer(args.output, run, paths=paths, resume=args.resume) as writer:
+        if writer.finished:
+            print(f"{SCRIPT}: --resume: the run finished; its scores are in {args.output}", file=sys.stderr)
+            return 0
         for note in writer.notes:
             print(f"{SCRIPT}: note: {note}", file=sys.stderr)
         for window in windows(args, spec, model, paths, start=writer.done, window=writer.run.window):
             writer.write(window)
             warn_failures(window)
         writer.finish()
-    return report_failures(writer.failed, len(paths))
+    return report_failures(writer.failed, len(paths), model)
 
 
 def check_table_options(args: argparse.Namespace, given: set[str], *, single: bool) -> None:
@@ -160,7 +165,7 @@ def model_file(args: argparse.Namespace, defaults: dict, given: set[str]) -> Mod
     )
 
 
-def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str]) -> ScoringRun:
+def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> ScoringRun:
     """What this run scores and how, as --resume checks it."""
     return ScoringRun(
         model=f"{spec.kind} {spec.path}",
@@ -172,7 +177,7 @@ def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Model, paths: 
         images_sha256=paths_sha256(paths),
         heads=args.heads,
         window=args.window,
-        comment=score_comment(model.scale),
+        scale=score_meaning(model.scale),
     )
 
 
@@ -186,7 +191,7 @@ def on_ray(address: str | None) -> contextlib.AbstractContextManager:
 
 
 def windows(
-    args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str], *, start: int, window: int
+    args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str], *, start: int, window: int
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[start:], a window at a time, in this process or on Ray."""
     if args.ray is not None:
@@ -201,7 +206,7 @@ def windows(
             window=window,
         )
     return score_windows(
-        model.backend,
+        model,
         paths,
         sizing=model.sizing,
         batch_size=model.batch_size,
@@ -214,16 +219,16 @@ def windows(
     )
 
 
-def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Model, paths: list[str]) -> int:
+def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> int:
     """The CSV on standard output, a window of rows at a time."""
     failed = 0
     with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
-        stdout.write(csv_header(score_comment(model.scale), heads=args.heads))
+        stdout.write(csv_header(heads=args.heads))
         for window in windows(args, spec, model, paths, start=0, window=args.window):
             stdout.write(csv_rows(result_rows(window, heads=args.heads)))
             stdout.flush()
             failed += warn_failures(window)
-    return report_failures(failed, len(paths))
+    return report_failures(failed, len(paths), model)
 
 
 @contextlib.contextmanager
@@ -257,8 +262,10 @@ def warn_failures(results: Sequence[ImageScore]) -> int:
     return len(failed)
 
 
-def report_failures(failed: int, total: int) -> int:
-    """The exit status of a run in which `failed` of `total` images could not be scored."""
+def report_failures(failed: int, total: int, model: Backend) -> int:
+    """What the scores of a table are on, on stderr; the exit status of a run in which `failed` of
+    `total` images could not be scored."""
+    print(f"{SCRIPT}: scores are {score_meaning(model.scale)}", file=sys.stderr)
     if not failed:
         return 0
     print(f"{SCRIPT}: {failed} of {total} images could not be scored", file=sys.stderr)

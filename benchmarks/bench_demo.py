@@ -196,7 +196,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     from linearityiqa.cli.options import get_demo_parser
     from linearityiqa.image_scoring import list_images, score_files
     from linearityiqa.records.checkpoint import MODEL_SETTINGS
-    from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer
+    from linearityiqa.scoring import image_sizing, load_scorer
 
     defaults = vars(get_demo_parser().parse_args([]))
     command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
@@ -210,7 +210,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     paths = list_images(str(folder), stdin=sys.stdin)
 
     def score(chosen: list[str]) -> None:
-        score_files(TorchBackend(scorer), chosen, sizing=sizing, batch_size=batch_size)
+        score_files(scorer, chosen, sizing=sizing, batch_size=batch_size)
 
     score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
     _, seconds = timed_result(lambda: score(paths))

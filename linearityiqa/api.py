@@ -21,127 +21,21 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
 
-import numpy as np
 import torch
-from PIL import Image
 
-from linearityiqa.acceleration import (
-    choose_precision,
-    resolve_device,
-    set_memory_format,
-    uses_channels_last,
-)
-from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
-from linearityiqa.data.image_transforms import to_uint8_tensor
-from linearityiqa.errors import ConfigError
+from linearityiqa.acceleration import choose_precision, resolve_device, set_memory_format, uses_channels_last
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import MODEL_SETTINGS
-from linearityiqa.records.scale import TrainingScale
-from linearityiqa.scoring import Scorer, image_sizing, load_scorer, resize_note
+from linearityiqa.scoring import Prediction, QualityModel, image_sizing, load_scorer
+
+__all__ = ["Prediction", "QualityModel", "load"]
 
 # The model's settings when neither the caller nor the checkpoint gives them: IQAModel's own defaults.
 MODEL_DEFAULTS = {name: inspect.signature(IQAmodel.IQAModel).parameters[name].default for name in MODEL_SETTINGS}
 # The paper's resize (--resize, -rs_h, -rs_w), off unless asked for or recorded.
 SIZING_DEFAULTS = {"resize": False, "resize_size_h": 498, "resize_size_w": 664}
-
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
-
-
-class Prediction(NamedTuple):
-    """A score with the model's three raw outputs (before any mapping): the side heads on layer3
-    and layer4, and the fused head whose output the score maps."""
-
-    score: float
-    heads: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class QualityModel:
-    """A trained LinearityIQA model that scores images; made by `load`.
-
-    Args:
-        scorer: the model in eval mode on its device, with its mapping and precision.
-        sizing: how images are resized before scoring.
-        max_pixels: images of more pixels than this are refused as possible decompression bombs.
-        batch_size: most images per forward pass when several are scored.
-    """
-
-    scorer: Scorer
-    sizing: ImageSizing
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    batch_size: int = 8
-
-    @property
-    def device(self) -> torch.device:
-        return self.scorer.device
-
-    @property
-    def scale(self) -> TrainingScale | None:
-        """What the scores are on: the training set's MOS (data set, lowest, highest, mean, higher
-        is better), as the checkpoint records it; None for the authors' files, which record none."""
-        return self.scorer.scale
-
-    def score(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, *, heads: bool = False) -> Any:
-        """The quality score of one image, or a list of scores for several.
-
-        Args:
-            images: an image file's path, a PIL image or an H x W x 3 uint8 array (one score);
-                a list of those (a list of scores); or a uint8 tensor of 3 x H x W (one score) or
-                N x 3 x H x W (a list), taken as sized already. A float tensor is taken as
-                normalized with the ImageNet mean and std already.
-            heads: return a Prediction (the score and the three raw outputs) for each image.
-        """
-        if isinstance(images, torch.Tensor):
-            if images.dim() == 3:
-                return self._predict(images.unsqueeze(0), heads)[0]
-            if images.dim() != 4 or images.shape[1] != 3:
-                raise ConfigError(f"a tensor of images is 3 x H x W or N x 3 x H x W, not {tuple(images.shape)}")
-            return self._predict(images, heads)
-        if isinstance(images, (list, tuple)):
-            return self._score_many([self._decoded(image) for image in images], heads)
-        return self._predict(self._decoded(images).unsqueeze(0), heads)[0]
-
-    def _decoded(self, image: ImageLike) -> torch.Tensor:
-        """One image as a 3 x H x W uint8 tensor, decoded and sized as test_demo.py does."""
-        if isinstance(image, (str, os.PathLike)):
-            return to_uint8_tensor(decode_image(image, self.sizing, max_pixels=self.max_pixels))
-        if isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ConfigError(f"an image array is H x W x 3 of uint8 (RGB), not {image.shape} of {image.dtype}")
-            image = Image.fromarray(image)
-        if not isinstance(image, Image.Image):
-            raise ConfigError(
-                f"cannot score a {type(image).__name__}: pass a path, a PIL image, an H x W x 3 uint8 array "
-                f"or a uint8 tensor"
-            )
-        if image.width * image.height > self.max_pixels:
-            raise ConfigError(
-                f"the image has {image.width} x {image.height} pixels, more than the limit of {self.max_pixels:,}"
-            )
-        return to_uint8_tensor(sized_rgb(image, self.sizing))
-
-    def _score_many(self, tensors: list[torch.Tensor], heads: bool) -> list[Any]:
-        """Scores of decoded images, in batches of images of one size, in input order."""
-        results: list[Any] = [None] * len(tensors)
-        sizes = [tuple(tensor.shape[1:]) for tensor in tensors]
-        for indices in batches_by_size(sizes, self.batch_size):
-            predicted = self._predict(torch.stack([tensors[index] for index in indices]), heads)
-            for index, result in zip(indices, predicted):
-                results[index] = result
-        return results
-
-    def _predict(self, batch: torch.Tensor, heads: bool) -> list[Any]:
-        """Scores (or Predictions) of an N x 3 x H x W batch."""
-        columns = self.scorer.head_outputs(batch)
-        k, b = self.scorer.k[0], self.scorer.b[0]
-        if not heads:
-            return [k * row[2] + b for row in columns]
-        return [Prediction(k * row[2] + b, (row[0], row[1], row[2])) for row in columns]
 
 
 def load(
@@ -176,38 +70,35 @@ def load(
         max_pixels: refuse images of more pixels than this (--max_pixels).
         batch_size: most images per forward pass when a list is scored.
     """
-    asked = {"arch": arch, "pool": pool, "use_bn_end": use_bn_end, "P6": P6, "P7": P7}
-    sizing_asked = {"resize": resize, "resize_size_h": resize_size_h, "resize_size_w": resize_size_w}
+    asked = {"arch": arch, "pool": pool, "use_bn_end": use_bn_end, "P6": P6, "P7": P7, "resize": resize}
+    asked.update(resize_size_h=resize_size_h, resize_size_w=resize_size_w)
     defaults = {**MODEL_DEFAULTS, **SIZING_DEFAULTS}
     # a setting left as None is the default, which defers to the checkpoint's
-    chosen = {name: defaults[name] if value is None else value for name, value in {**asked, **sizing_asked}.items()}
+    chosen = {name: defaults[name] if value is None else value for name, value in asked.items()}
     where = device if isinstance(device, torch.device) else resolve_device(device)
     if trained_model_file is None:
-        scorer = _untrained_scorer({name: chosen[name] for name in MODEL_SETTINGS}, where, opt_level)
-    else:
-        requested = {name: chosen[name] for name in MODEL_SETTINGS}
-        scorer = load_scorer(
-            os.fspath(trained_model_file), requested=requested, defaults=defaults, device=where, opt_level=opt_level
-        )
-    sizing = image_sizing(
-        scorer.recorded,
-        resize=chosen["resize"],
-        resize_size_h=chosen["resize_size_h"],
-        resize_size_w=chosen["resize_size_w"],
+        return _untrained_model(chosen, where, opt_level, max_pixels=max_pixels, batch_size=batch_size)
+    model = load_scorer(
+        os.fspath(trained_model_file),
+        requested=chosen,
         defaults=defaults,
+        device=where,
+        opt_level=opt_level,
         max_pixels=max_pixels,
+        batch_size=batch_size,
     )
-    note = resize_note(scorer, sizing, os.fspath(trained_model_file)) if trained_model_file is not None else None
-    if note:
-        warnings.warn(note, stacklevel=2)
-    return QualityModel(scorer=scorer, sizing=sizing, max_pixels=max_pixels, batch_size=batch_size)
+    if model.note:
+        warnings.warn(model.note, stacklevel=2)
+    return model
 
 
-def _untrained_scorer(settings: Mapping[str, Any], device: torch.device, opt_level: str) -> Scorer:
+def _untrained_model(chosen: dict, device: torch.device, opt_level: str, **sizes: int) -> QualityModel:
     """The model with random weights (no download) and the identity mapping."""
+    settings = {name: chosen[name] for name in MODEL_SETTINGS}
     channels_last = uses_channels_last(device)
     model = IQAmodel.IQAModel(**settings, pretrained=False).to(device).eval()
-    return Scorer(
+    sizing = image_sizing({}, **{name: chosen[name] for name in SIZING_DEFAULTS}, defaults=SIZING_DEFAULTS)
+    return QualityModel(
         model=set_memory_format(model, channels_last=channels_last),
         k=[1.0] * 3,
         b=[0.0] * 3,
@@ -215,5 +106,7 @@ def _untrained_scorer(settings: Mapping[str, Any], device: torch.device, opt_lev
         recorded={},
         precision=choose_precision(opt_level, device),
         channels_last=channels_last,
-        settings=dict(settings),
+        settings=settings,
+        sizing=sizing,
+        **sizes,
     )

@@ -5,10 +5,10 @@ list of paths; local, or URIs of any file system pyarrow reads) are listed, then
 by window (`WINDOW` images in input order): each window's images are decoded in a pool of threads
 that runs ahead of the model (Pillow releases the GIL while it decodes and resizes), grouped
 into batches of images of one size (data/batches.py), and scored by a `Backend`: the PyTorch
-model (scoring.py) or an ONNX file in onnxruntime. A window's results come back whole and in
-input order, with a message instead of a score for an image that failed, so that a caller can
-write them as they come and a resumed run, starting at a window, batches as an uninterrupted
-one did. Nothing here imports PyTorch.
+model (scoring.py) or an ONNX file in onnxruntime. Results come back in input order, in pieces
+that end with a window or after WINDOW_SECONDS, with a message instead of a score for an image
+that failed, so that a caller can write them as they come, and a run resumed at any image
+batches as an uninterrupted one did. Nothing here imports PyTorch.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +33,7 @@ from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.remote import folder_files, is_folder, is_uri
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
 from linearityiqa.options import SCORING_WINDOW
+from linearityiqa.records.scale import TrainingScale
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Lists of paths to score, by their extension, and the columns that hold the paths, by preference.
@@ -39,9 +41,12 @@ PATH_LISTS = (".csv", ".parquet")
 PATH_COLUMNS = ("image", "path")
 # Batches decoded ahead of the one being scored: enough to hide decoding, little memory.
 _BATCHES_AHEAD = 2
-# Images per window (test_demo.py --window): an interrupted run loses at most one window's work,
-# and batches never cross a window's edge. Large enough that images of a few sizes still fill their batches.
+# Images per window (test_demo.py --window): batches never cross a window's edge. Large enough that
+# images of a few sizes still fill their batches.
 WINDOW = SCORING_WINDOW
+# Seconds after which the results scored so far are given (and so written) even if their window is
+# not done: what an interrupt can cost, whatever the speed.
+WINDOW_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,18 @@ class ImageScore:
 
 
 class Backend(Protocol):
-    """What scores a batch: N x H x W x 3 uint8 RGB images (decoded and sized) to N scores.
+    """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel): what scores a batch of
+    N x H x W x 3 uint8 RGB images, decoded and sized as `sizing` says, `batch_size` at a time.
 
-    `where` names it in messages ("cpu", "cuda", "onnxruntime").
+    `where` names it in messages ("cpu", "cuda", "onnxruntime"); `scale` is what its scores are
+    on (None where unrecorded); `note` is what to tell the user about its scores, if anything.
     """
 
     where: str
-
-    def scores(self, images: np.ndarray) -> list[float]: ...
+    sizing: ImageSizing
+    batch_size: int
+    scale: TrainingScale | None
+    note: str | None
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
         """The scores, and each image's three heads (pq6, pq7, pq) before any mapping."""
@@ -102,7 +111,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
             raise ConfigError("no image paths on standard input: pass one path per line")
         return paths
     if is_uri(source):
-        return _folder_uris(source) if is_folder(source) else [source]
+        return _folder_images(source) if is_folder(source) else [source]
     if os.path.isdir(source):
         return _folder_images(source)
     if os.path.isfile(source):
@@ -122,9 +131,14 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
 
 def listed_paths(path: str) -> list[str]:
     """The image paths a CSV or Parquet file lists, in its order (a first line of a CSV that starts
-    with # is a comment, as in test_demo.py's own output, which can so be scored again)."""
+    with # is a comment, as in the outputs of test_demo.py's earlier versions)."""
     columns, read = _parquet_column(path) if path.lower().endswith(".parquet") else _csv_column(path)
-    column = _path_column(columns, path)
+    column = next((name for name in PATH_COLUMNS if name in columns), columns[0] if len(columns) == 1 else None)
+    if column is None:
+        raise BadFileError(
+            f"list {path} has columns {', '.join(columns)}, none of them {' or '.join(PATH_COLUMNS)}: "
+            f"name the column of image paths image"
+        )
     paths = read(column)
     if not paths:
         raise ConfigError(f"list {path} names no images: add a row for each image")
@@ -137,29 +151,13 @@ def listed_paths(path: str) -> list[str]:
                 f"row {row} of list {path} holds {value!r} ({type(value).__name__}) in column {column}, not a path: "
                 f"write the column as text"
             )
-        same = first_row.setdefault(_one_name(value), row)
+        # ./a.jpg and a.jpg, a//b.jpg and a/b.jpg are one file (a URI is as written)
+        same = first_row.setdefault(value if is_uri(value) else os.path.normpath(value), row)
         if same != row:
             raise BadFileError(
                 f"rows {same} and {row} of list {path} name the same image, {value}: remove one (an image has one row)"
             )
     return paths
-
-
-def _one_name(path: str) -> str:
-    """One spelling of a listed image: ./a.jpg and a.jpg, a//b.jpg and a/b.jpg are one file (a URI is as written)."""
-    return path if is_uri(path) else os.path.normpath(path)
-
-
-def _path_column(columns: Sequence[str], path: str) -> str:
-    for name in PATH_COLUMNS:
-        if name in columns:
-            return name
-    if len(columns) == 1:
-        return columns[0]
-    raise BadFileError(
-        f"list {path} has columns {', '.join(columns)}, none of them {' or '.join(PATH_COLUMNS)}: "
-        f"name the column of image paths image"
-    )
 
 
 def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
@@ -168,9 +166,7 @@ def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
             lines = file.read().splitlines(keepends=True)
     except OSError as error:
         raise BadFileError(f"cannot read list {path} ({error.strerror or error})") from None
-    if lines and lines[0].startswith("#"):
-        lines = lines[1:]
-    rows = list(csv.reader(lines))
+    rows = list(csv.reader(lines[1:] if lines and lines[0].startswith("#") else lines))
     if not rows:
         raise ConfigError(f"list {path} is empty: write a header (image) and a row for each image")
     header, body = rows[0], rows[1:]
@@ -189,18 +185,7 @@ def _parquet_column(path: str) -> tuple[list[str], Callable[[str], list]]:
         file = parquet.ParquetFile(path)
     except (OSError, ValueError) as error:  # ArrowInvalid, a file that is no Parquet, is a ValueError
         raise BadFileError(f"cannot read list {path} as Parquet ({error}): write it again") from None
-
-    def read(column: str) -> list:
-        return file.read(columns=[column]).column(column).to_pylist()
-
-    return file.schema_arrow.names, read
-
-
-def _folder_uris(folder: str) -> list[str]:
-    uris = [uri for uri in folder_files(folder) if uri.lower().endswith(IMAGE_EXTENSIONS)]
-    if not uris:
-        raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return uris
+    return file.schema_arrow.names, lambda column: file.read(columns=[column]).column(column).to_pylist()
 
 
 def _file_or_link(path: str) -> bool:
@@ -209,51 +194,21 @@ def _file_or_link(path: str) -> bool:
 
 
 def _folder_images(folder: str) -> list[str]:
-    """A folder's image files, sorted by name; not its subfolders, nor pipes or devices named like images."""
-    names = sorted(
-        name
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and _file_or_link(os.path.join(folder, name))
-    )
-    if not names:
+    """A folder's image files: a URI's as its file system lists them; a local folder's sorted by
+    name, not its subfolders, nor pipes or devices named like images."""
+    if is_uri(folder):
+        paths = [uri for uri in folder_files(folder) if uri.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        paths = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+        paths = [path for path in paths if path.lower().endswith(IMAGE_EXTENSIONS) and _file_or_link(path)]
+    if not paths:
         raise MissingFileError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, name) for name in names]
+    return paths
 
 
-def score_files(
-    backend: Backend,
-    paths: Sequence[str],
-    *,
-    sizing: ImageSizing,
-    batch_size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = False,
-    workers: int | None = None,
-    heads: bool = False,
-) -> list[ImageScore]:
-    """Score images in batches of equal-sized images; one result per path, in input order.
-
-    Args:
-        backend: what scores a batch.
-        paths: the image files.
-        sizing: how images are resized before scoring.
-        batch_size: most images per batch.
-        max_pixels: refuse images of more pixels than this (see decoding.open_image).
-        progress: show a progress bar on stderr.
-        workers: decoding threads (default: one per core, at most 8).
-        heads: give each result the three heads' outputs too.
-    """
-    windows = score_windows(
-        backend,
-        paths,
-        sizing=sizing,
-        batch_size=batch_size,
-        max_pixels=max_pixels,
-        progress=progress,
-        workers=workers,
-        heads=heads,
-    )
-    return [result for window in windows for result in window]
+def score_files(backend: Backend, paths: Sequence[str], **options: Any) -> list[ImageScore]:
+    """One result per path, in input order: score_windows's (see there for the arguments) as one list."""
+    return [result for piece in score_windows(backend, paths, **options) for result in piece]
 
 
 def score_windows(
@@ -269,23 +224,45 @@ def score_windows(
     start: int = 0,
     window: int = WINDOW,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:], one window of `window` paths at a time, in input order.
+    """The results of paths[start:] in input order, in pieces: a piece ends with its window or once
+    WINDOW_SECONDS have passed since the last one ended, whichever comes first.
 
-    Windows start at multiples of `window` counted from paths[0], so that a run resumed at
-    `start` (a multiple of it) batches each image with the same images as a whole run does.
-    The other arguments are score_files's.
+    A window is `window` paths counted from paths[0], whose images are batched by size together
+    (data/batches.py): so that a run resumed at any `start` batches as a whole run does, the
+    batches of its first window that hold an image at or after `start` are scored again whole,
+    and only the results from `start` on are given.
+
+    Args:
+        backend: what scores a batch.
+        paths: every image of the run.
+        sizing: how images are resized before scoring.
+        batch_size: most images per batch.
+        max_pixels: refuse images of more pixels than this (see decoding.open_image).
+        progress: show a progress bar on stderr.
+        workers: decoding threads (default: one per core, at most 8).
+        heads: give each result the three heads' outputs too.
+        start: the first image whose result is given.
+        window: images per window.
     """
-    if start % window:
-        raise ValueError(f"start {start} is not a multiple of the window, {window}")
     measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
     load = partial(_load, sizing=sizing, max_pixels=max_pixels)
-    score = partial(_score_group, backend, heads=heads)
     with (
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
         tqdm(total=len(paths), initial=start, desc="scoring", unit="img", disable=not progress) as bar,
     ):
-        for first in range(start, len(paths), window):
-            yield _scored_window(pool, paths[first : first + window], measure, load, score, batch_size, bar)
+        piece: list[ImageScore] = []
+        since = time.monotonic()
+        for first in range(start - start % window, len(paths), window):
+            chunk = paths[first : first + window]
+            for results in _scored_window(pool, chunk, measure, load, backend, batch_size, heads, skip=start - first):
+                bar.update(len(results))
+                piece += results
+                if time.monotonic() - since >= WINDOW_SECONDS:
+                    yield piece
+                    piece, since = [], time.monotonic()
+            if piece:
+                yield piece
+                piece, since = [], time.monotonic()
 
 
 def _scored_window(
@@ -293,22 +270,34 @@ def _scored_window(
     paths: Sequence[str],
     measure: Callable[[str], tuple[int, int] | IQAError],
     load: Callable[[str], np.ndarray | IQAError],
-    score: Callable[..., Iterator[tuple[int, ImageScore]]],
+    backend: Backend,
     batch_size: int,
-    bar: tqdm,
-) -> list[ImageScore]:
+    heads: bool,
+    *,
+    skip: int,
+) -> Iterator[list[ImageScore]]:
+    """The results of paths[skip:] in order, each run of them as soon as a batch completes it.
+
+    Batches run in the order of their first image, so that the completed run grows with each."""
     results: list[ImageScore | None] = [None] * len(paths)
     sizes = list(pool.map(measure, paths))
     for index, size in enumerate(sizes):
         if isinstance(size, IQAError):
             results[index] = ImageScore(paths[index], error=str(size))
-            bar.update()
     batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], batch_size)
+    batches = sorted((batch for batch in batches if batch[-1] >= max(skip, 0)), key=lambda batch: batch[0])
+    done = max(skip, 0)
     for indices, loaded in _decoded_batches(pool, batches, paths, load):
-        for index, result in _score_batch(score, paths, indices, loaded):
+        for index, result in _score_batch(backend, paths, indices, loaded, heads=heads):
             results[index] = result
-        bar.update(len(indices))
-    return results
+        end = done
+        while end < len(paths) and results[end] is not None:
+            end += 1
+        if end > done:
+            yield results[done:end]
+            done = end
+    if done < len(paths):  # images that could not be read, after the last batch
+        yield results[done:]
 
 
 def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int] | IQAError:
@@ -340,13 +329,10 @@ def _decoded_batches(
     for batch in batches:
         pending.append((batch, [pool.submit(load, paths[index]) for index in batch]))
         if len(pending) > _BATCHES_AHEAD:
-            yield _gathered(*pending.popleft())
-    while pending:
-        yield _gathered(*pending.popleft())
-
-
-def _gathered(indices: list[int], futures: list[Future]) -> tuple[list[int], list[np.ndarray | IQAError]]:
-    return indices, [future.result() for future in futures]
+            indices, futures = pending.popleft()
+            yield indices, [future.result() for future in futures]
+    for indices, futures in pending:
+        yield indices, [future.result() for future in futures]
 
 
 def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> np.ndarray | IQAError:
@@ -357,48 +343,48 @@ def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> np.ndarray | IQ
 
 
 def _score_batch(
-    score: Callable[..., Iterator[tuple[int, ImageScore]]],
+    backend: Backend,
     paths: Sequence[str],
     indices: Sequence[int],
     loaded: Sequence[np.ndarray | IQAError],
+    *,
+    heads: bool,
 ) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of each image of one batch."""
-    by_shape: dict[tuple[int, ...], list[int]] = {}
+    """(index, result) of each image of one batch: those decoded are scored in groups of one shape
+    (a header that lies about the size would otherwise break the stacking)."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     for index, item in zip(indices, loaded):
         if isinstance(item, IQAError):
             yield index, ImageScore(paths[index], error=str(item))
         else:
-            # A header that lies about the size would otherwise break the stacking.
-            by_shape.setdefault(item.shape, []).append(index)
-    arrays = dict(zip(indices, loaded))
+            by_shape.setdefault(item.shape, []).append((index, item))
     for group in by_shape.values():
-        yield from score(paths, group, [arrays[index] for index in group])
+        yield from _score_group(backend, paths, group, heads=heads)
 
 
 def _score_group(
-    backend: Backend, paths: Sequence[str], group: Sequence[int], images: Sequence[np.ndarray], *, heads: bool
+    backend: Backend, paths: Sequence[str], group: Sequence[tuple[int, np.ndarray]], *, heads: bool
 ) -> Iterator[tuple[int, ImageScore]]:
     """(index, result) of images of one size, scored together; a batch too large for the memory
     is scored again one image at a time, and an image that alone is too large gets a message."""
     try:
-        batch = np.stack(images)
-        scores, outputs = backend.scores_and_heads(batch) if heads else (backend.scores(batch), [None] * len(group))
+        scores, outputs = backend.scores_and_heads(np.stack([image for _, image in group]))
     except IQAError as error:  # e.g. images too small for the model's pyramid pooling
-        yield from ((index, ImageScore(paths[index], error=str(error))) for index in group)
+        yield from ((index, ImageScore(paths[index], error=str(error))) for index, _ in group)
         return
     except Exception as error:
         if not backend.too_large(error):
             raise
         if len(group) > 1:
-            for index, image in zip(group, images):
-                yield from _score_group(backend, paths, [index], [image], heads=heads)
+            for item in group:
+                yield from _score_group(backend, paths, [item], heads=heads)
             return
-        height, width = images[0].shape[:2]
+        index, (height, width) = group[0][0], group[0][1].shape[:2]
         message = (
-            f"out of memory scoring image {paths[group[0]]} at {width}x{height} on {backend.where}: "
+            f"out of memory scoring image {paths[index]} at {width}x{height} on {backend.where}: "
             f"score it with --resize (or on a machine with more memory)"
         )
-        yield group[0], ImageScore(paths[group[0]], error=message)
+        yield index, ImageScore(paths[index], error=message)
         return
-    for index, value, head in zip(group, scores, outputs):
-        yield index, ImageScore(paths[index], score=value, heads=head)
+    for (index, _), value, head in zip(group, scores, outputs):
+        yield index, ImageScore(paths[index], score=value, heads=head if heads else None)

@@ -1,9 +1,10 @@
 """The model test_demo.py scores with: a checkpoint in PyTorch, or an ONNX file in onnxruntime.
 
 `ModelFile` says which file and how to load it, and is all a process needs to load the model
-itself (it pickles: each of Ray's workers loads its own, ray_scoring.py). `open_model` loads it
-as a `Model`: the backend that scores batches, how images are sized for it, its batch size and
-the scale of its scores. PyTorch is imported only for a checkpoint.
+itself (it pickles: each of Ray's workers loads its own, ray_scoring.py). `open_model` loads it:
+scoring.QualityModel or onnx_scoring.OnnxModel, each image_scoring's `Backend`, with how images
+are sized for it (`sizing`), its batch size, the scale of its scores and a note for the user.
+PyTorch is imported only for a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.image_scoring import Backend
 from linearityiqa.options import MODEL_SETTINGS
-from linearityiqa.records.scale import TrainingScale
 
 CHECKPOINT, ONNX = "checkpoint", "ONNX model"
-# The options that build a checkpoint's model and size its images.
+# The options that build a checkpoint's model and size its images (scoring.SIZING_OPTIONS).
 MODEL_OPTIONS = (*MODEL_SETTINGS, "resize", "resize_size_h", "resize_size_w")
 
 
@@ -59,58 +59,26 @@ class ModelFile:
         return "float32 (onnxruntime)" if self.kind == ONNX else f"--opt_level {self.opt_level}"
 
 
-@dataclass(frozen=True)
-class Model:
-    """A loaded model: what scores batches, how images are sized for it, images per batch, the
-    scale of its scores, and a note for the user (a size the authors' weights were not trained at)."""
-
-    backend: Backend
-    sizing: ImageSizing
-    batch_size: int
-    scale: TrainingScale | None
-    note: str | None = None
-
-
-def open_model(spec: ModelFile) -> Model:
+def open_model(spec: ModelFile) -> Backend:
     """Load the model `spec` names."""
-    return _onnx_model(spec) if spec.kind == ONNX else _torch_model(spec)
+    if spec.kind == ONNX:
+        from linearityiqa.onnx_scoring import load_onnx
 
-
-def _torch_model(spec: ModelFile) -> Model:
+        return load_onnx(spec.path, threads=spec.threads, batch_size=spec.eval_batch_size)
     import torch
 
     from linearityiqa.acceleration import evaluation_batch_size, resolve_device
-    from linearityiqa.scoring import TorchBackend, image_sizing, load_scorer, resize_note
+    from linearityiqa.scoring import load_scorer
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    scorer = load_scorer(
+    device = resolve_device(spec.device)
+    return load_scorer(
         spec.path,
-        requested={name: spec.requested[name] for name in MODEL_SETTINGS},
+        requested=spec.requested,
         defaults=spec.defaults,
-        device=resolve_device(spec.device),
+        device=device,
         opt_level=spec.opt_level,
-    )
-    sizing = image_sizing(
-        scorer.recorded,
-        resize=spec.requested["resize"],
-        resize_size_h=spec.requested["resize_size_h"],
-        resize_size_w=spec.requested["resize_size_w"],
-        defaults=spec.defaults,
         max_pixels=spec.max_pixels,
+        batch_size=evaluation_batch_size(spec.eval_batch_size, device),
     )
-    return Model(
-        TorchBackend(scorer),
-        sizing,
-        evaluation_batch_size(spec.eval_batch_size, scorer.device),
-        scorer.scale,
-        resize_note(scorer, sizing, spec.path),
-    )
-
-
-def _onnx_model(spec: ModelFile) -> Model:
-    from linearityiqa.onnx_scoring import load_onnx
-
-    backend = load_onnx(spec.path, threads=spec.threads)
-    # one image at a time by default, as on PyTorch's CPU path, where it measured fastest
-    return Model(backend, backend.sizing(), spec.eval_batch_size or 1, backend.scale())

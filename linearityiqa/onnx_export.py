@@ -63,11 +63,11 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
         ConfigError: a resize too small for the model's pyramid levels; a model too large for one file.
         OutputError: `path` cannot be written (an earlier file there is kept).
     """
-    settings = network_settings(model)
+    settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
     _check_resize_pools(settings, model.sizing)
-    network = OnnxScoring(_cpu_float32_copy(model.scorer.model, settings), k=model.scorer.k[0], b=model.scorer.b[0])
+    network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
     proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
-    metadata = onnx_metadata(settings, model.sizing, k=model.scorer.k, b=model.scorer.b, scale=model.scale)
+    metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
     with replacing_path(path, what="the ONNX model", advice="pass another --output") as partial:
@@ -151,19 +151,6 @@ def _nan_unless_tiled(height: int, width: int, p: int) -> torch.Tensor:
     cell_h, cell_w = height // p, width // p
     tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
     return torch.where(tiles.all(), 0.0, float("nan"))
-
-
-def network_settings(model: QualityModel) -> dict[str, Any]:
-    """arch, pool, use_bn_end, P6 and P7 of the model: read off the network, arch as it was built
-    (recorded by the checkpoint or, for the authors' files, recognized from its weights)."""
-    network = model.scorer.model
-    settings = {
-        "pool": network.pool,
-        "use_bn_end": isinstance(network.regression, nn.Sequential),
-        "P6": network.P6,
-        "P7": network.P7,
-    }
-    return {"arch": model.scorer.settings["arch"], **settings}
 
 
 def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:

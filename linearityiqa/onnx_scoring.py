@@ -11,46 +11,42 @@ laptop needs Pillow, NumPy and onnxruntime only.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from linearityiqa.choices import FEATURES_ONLY_ARCHS, POOLING_METHODS, RESNET_FAMILIES
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 from linearityiqa.onnx_protobuf import Malformed, external_tensor
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 
 FORMAT = "1"
-# The metadata export_onnx.py records; scoring reads all of them.
+# The metadata export_onnx.py records, which a file of its must have.
 METADATA_KEYS = (
     "linearityiqa_format", "arch", "pool", "use_bn_end", "P6", "P7",
     "resize", "resize_size_h", "resize_size_w", "k", "b",
 )  # fmt: skip
 _REEXPORT = "export it again with export_onnx.py"
-# torchvision's model names (resnet50, resnext101_32x8d, ...): the word an arch is recorded as
-_ARCH_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
-class OnnxBackend:
+class OnnxModel:
     """An ONNX model in an onnxruntime session, as image_scoring's backend.
 
     Args:
         session: the onnxruntime InferenceSession.
-        settings: the model's settings, from the file's metadata.
+        sizing: how images are resized before scoring: as the model was exported.
+        scale: the scale of the scores, where the file records it (metadata `scale`, optional).
+        batch_size: images per batch.
     """
 
     session: object
-    settings: Mapping[str, str]
+    sizing: ImageSizing
+    scale: TrainingScale | None
+    batch_size: int
     where: str = "onnxruntime"
-
-    def scores(self, images: np.ndarray) -> list[float]:
-        """Mapped scores of N x H x W x 3 uint8 images."""
-        return self.scores_and_heads(images)[0]
+    note: str | None = None
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
         """Mapped scores of N x H x W x 3 uint8 images, and their three heads (pq6, pq7, pq) unmapped."""
@@ -68,25 +64,15 @@ class OnnxBackend:
         # onnxruntime's words when an allocation fails: "Failed to allocate memory for requested buffer ..."
         return isinstance(error, MemoryError) or "Failed to allocate memory" in str(error)
 
-    def scale(self) -> TrainingScale | None:
-        """The scale of the scores, where the file records it (metadata `scale`, optional)."""
-        if "scale" not in self.settings:
-            return None
-        return recorded_scale(json.loads(self.settings["scale"]), "metadata 'scale'", _REEXPORT)  # checked at load
 
-    def sizing(self) -> ImageSizing:
-        """How images are resized before scoring: as the model was exported."""
-        if self.settings["resize"] != "true":
-            return ImageSizing()
-        return ImageSizing(resize_hw=(int(self.settings["resize_size_h"]), int(self.settings["resize_size_w"])))
-
-
-def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
+def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None = None) -> OnnxModel:
     """An exported model, checked to be one of export_onnx.py's.
 
     Args:
         path: the .onnx file.
         threads: onnxruntime's threads within an operator (None: its default, one per core).
+        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path, where it
+            measured fastest).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -107,9 +93,10 @@ def load_onnx(path: str, *, threads: int | None = None) -> OnnxBackend:
         session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
-    settings = _checked_metadata(session.get_modelmeta().custom_metadata_map, path)
-    _check_signature(session, path, settings)
-    return OnnxBackend(session=session, settings=settings)
+    metadata = session.get_modelmeta().custom_metadata_map
+    sizing, scale = _sizing_and_scale(metadata, path)
+    _check_signature(session, path, sizing)
+    return OnnxModel(session=session, sizing=sizing, scale=scale, batch_size=batch_size or 1)
 
 
 def _self_contained(path: str) -> bytes:
@@ -132,8 +119,9 @@ def _self_contained(path: str) -> bytes:
     return model
 
 
-def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
-    """The settings export_onnx.py recorded, each of the form scoring relies on."""
+def _sizing_and_scale(metadata: Mapping[str, str], path: str) -> tuple[ImageSizing, TrainingScale | None]:
+    """How images are sized for the model and the scale of its scores, as export_onnx.py recorded
+    them (the model's settings and mappings it records are for people to read: the graph holds them)."""
     missing = [key for key in METADATA_KEYS if key not in metadata]
     if missing:
         raise BadFileError(
@@ -145,68 +133,26 @@ def _checked_metadata(metadata: Mapping[str, str], path: str) -> dict[str, str]:
             f"ONNX model {path} is of format {metadata['linearityiqa_format']!r}, this version reads {FORMAT!r}: "
             f"{_REEXPORT}"
         )
-    if metadata["resize"] not in ("true", "false") or not all(
-        metadata[key].isdigit() for key in ("resize_size_h", "resize_size_w")
-    ):
+    height, width = metadata["resize_size_h"], metadata["resize_size_w"]
+    if metadata["resize"] not in ("true", "false") or not (height.isdigit() and width.isdigit()):
         raise BadFileError(f"ONNX model {path} records no valid resize in its metadata: {_REEXPORT}")
-    _check_resize(metadata, path)
-    _check_model_settings(metadata, path)
-    for key in ("k", "b"):
-        try:
-            values = json.loads(metadata[key])
-        except ValueError:
-            values = None
-        if not (isinstance(values, list) and len(values) == 3 and all(map(_finite_number, values))):
-            raise BadFileError(
-                f"ONNX model {path} records {key} as {metadata[key]!r}, not 3 finite numbers: {_REEXPORT}"
-            )
-    if "scale" in metadata:  # optional: files of the authors' checkpoints have none
-        try:
-            fields = json.loads(metadata["scale"])
-        except ValueError:
-            fields = metadata["scale"]
-        recorded_scale(fields, f"ONNX model {path}: metadata 'scale'", _REEXPORT)
-    return dict(metadata)
-
-
-def _check_resize(metadata: Mapping[str, str], path: str) -> None:
-    """A recorded resize is of 1 pixel a side or more, and within the pixel limit of decoding."""
-    height, width = int(metadata["resize_size_h"]), int(metadata["resize_size_w"])
+    height, width = int(height), int(width)
     if metadata["resize"] == "true" and not (height >= 1 and width >= 1 and height * width <= DEFAULT_MAX_PIXELS):
         raise BadFileError(
             f"ONNX model {path} records a resize to {width}x{height} (resize_size_w x resize_size_h), not 1 to "
             f"{DEFAULT_MAX_PIXELS:,} pixels: {_REEXPORT}"
         )
+    scale = None
+    if "scale" in metadata:  # optional: files of the authors' checkpoints have none
+        try:
+            fields = json.loads(metadata["scale"])
+        except ValueError:
+            fields = metadata["scale"]
+        scale = recorded_scale(fields, f"ONNX model {path}: metadata 'scale'", _REEXPORT)
+    return ImageSizing(resize_hw=(height, width) if metadata["resize"] == "true" else None), scale
 
 
-def _check_model_settings(metadata: Mapping[str, str], path: str) -> None:
-    """The model's settings, as export_onnx.py writes them: known words and whole numbers."""
-    wrong = [
-        key
-        for key, valid in (
-            ("arch", _is_arch_name(metadata["arch"])),
-            ("pool", metadata["pool"] in POOLING_METHODS),
-            ("use_bn_end", metadata["use_bn_end"] in ("true", "false")),
-            ("P6", metadata["P6"].isdigit() and int(metadata["P6"]) >= 1),
-            ("P7", metadata["P7"].isdigit() and int(metadata["P7"]) >= 1),
-        )
-        if not valid
-    ]
-    if wrong:
-        shown = ", ".join(f"{key} {metadata[key]!r}" for key in wrong)
-        raise BadFileError(f"ONNX model {path} records settings no model of this project has ({shown}): {_REEXPORT}")
-
-
-def _is_arch_name(arch: str) -> bool:
-    """The name of a backbone IQAmodel.py builds on (torchvision's list is not at hand here)."""
-    return bool(_ARCH_NAME.fullmatch(arch)) and (arch in FEATURES_ONLY_ARCHS or arch.startswith(RESNET_FAMILIES))
-
-
-def _finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_signature(session: object, path: str, settings: Mapping[str, str]) -> None:
+def _check_signature(session: object, path: str, sizing: ImageSizing) -> None:
     """The graph takes N x 3 x H x W uint8 `images` (H x W the recorded resize, where it is fixed)
     and answers N float `score` and N x 3 float `heads`, as export_onnx.py builds it."""
     inputs = {item.name: item for item in session.get_inputs()}
@@ -219,14 +165,14 @@ def _check_signature(session: object, path: str, settings: Mapping[str, str]) ->
             f"to a score and three heads: {_REEXPORT}"
         )
     _, channels, *size = inputs["images"].shape
-    recorded = [int(settings["resize_size_h"]), int(settings["resize_size_w"])]
     fixed = [dim if isinstance(dim, int) else None for dim in size]
-    if channels != 3 or (settings["resize"] == "true" and fixed not in ([None, None], recorded)):
+    resized = list(sizing.resize_hw or (0, 0))
+    if channels != 3 or (sizing.resize_hw and fixed not in ([None, None], resized)):
         raise BadFileError(
             f"ONNX model {path} takes images of {inputs['images'].shape[1:]} (channels, height, width), where its "
-            f"metadata records 3 channels resized to {recorded[0]}x{recorded[1]}: {_REEXPORT}"
+            f"metadata records 3 channels resized to {resized[0]}x{resized[1]}: {_REEXPORT}"
         )
-    if settings["resize"] == "false" and fixed != [None, None]:
+    if not sizing.resize_hw and fixed != [None, None]:
         raise BadFileError(
             f"ONNX model {path} takes images of one size only, {size[0]}x{size[1]}, where its metadata records no "
             f"resize: {_REEXPORT}"

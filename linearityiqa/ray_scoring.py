@@ -3,11 +3,13 @@
 The images are cut into the windows of the plain path (image_scoring.WINDOW), one row of a Ray
 Dataset each, and scored by a pool of actors, each of which loads the model once (one actor per
 GPU with PyTorch; CPU actors with --onnx or on a cluster without GPUs). An actor scores a window
-as the plain path does (image_scoring.score_windows: the project's decoder in a pool of threads,
+as the plain path does (image_scoring.score_files: the project's decoder in a pool of threads,
 batches of images of one size), so a row's score is the plain path's. Paths go to the actors and
 rows come back; pixels never cross the cluster. The driver gets the rows in input order
-(Ray Data's preserve_order) and hands them on a window at a time, to be written as they come
-(records/score_output.py), which is what lets --resume continue a run on Ray too.
+(Ray Data's preserve_order) and hands them on as the plain path does (a window, or what came in
+WINDOW_SECONDS), to be written as they come (records/score_output.py), which is what lets
+--resume continue a run on Ray too: a resumed run scores its first window whole, and keeps the
+rows it lacks.
 
 Ray retries what a dead worker was doing (its actors restart and their tasks are run again),
 and the driver checks that each row comes once, in order. The model file and the images must be
@@ -21,12 +23,14 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from linearityiqa import image_scoring
 from linearityiqa.errors import ConfigError, IQAError
-from linearityiqa.image_scoring import ImageScore, score_windows
+from linearityiqa.image_scoring import ImageScore, score_files
 from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
 
 # CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
@@ -52,7 +56,7 @@ def ray_windows(
         paths: every image of the run.
         workers: model actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs).
         heads: give each result the three heads' outputs too.
-        start: the first image to score, a multiple of `window`.
+        start: the first image whose result is given.
         window: images per window.
     """
     import ray
@@ -60,9 +64,8 @@ def ray_windows(
     if start >= len(paths):  # a partial run that wrote every row: nothing is left for the cluster
         return
     dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
-    rows = _ordered_rows(dataset, start=start)
     try:
-        yield from _windows(rows, paths, start=start, window=window, heads=heads)
+        yield from _results(dataset, paths, start=start, window=window, heads=heads)
     except Exception as error:
         mistake = _users_mistake(error)
         if mistake is None:
@@ -136,7 +139,7 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
     # names as the operating system's bytes: Arrow's strings are UTF-8, and a name need not be
     items = [
         {"first": first, "paths": [os.fsencode(path) for path in paths[first : first + window]]}
-        for first in range(start, len(paths), window)
+        for first in range(start - start % window, len(paths), window)
     ]
     windows = ray.data.from_items(items, override_num_blocks=len(items))
     return windows.map_batches(
@@ -178,8 +181,8 @@ class WindowScorer:
             raise self.failure
         (first,), (names,) = batch["first"], batch["paths"]
         paths = [os.fsdecode(bytes(name)) for name in names]
-        (results,) = score_windows(
-            self.loaded.backend,
+        results = score_files(
+            self.loaded,
             paths,
             sizing=self.loaded.sizing,
             batch_size=self.loaded.batch_size,
@@ -202,30 +205,26 @@ def _columns(results: Sequence[ImageScore], *, first: int, heads: bool) -> dict[
     return columns
 
 
-def _ordered_rows(dataset, *, start: int) -> Iterator[tuple[int, float, str, tuple | None]]:
-    """(index, score, error, heads) of each row as the driver receives them, checked to come once each, in order."""
-    expected = start
+def _results(dataset, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
+    """The rows from `start` on as image_scoring's results, checked to come once each and in order,
+    in pieces as score_windows gives them: each ends with its window or once WINDOW_SECONDS have
+    passed since the last one ended."""
+    results: list[ImageScore] = []
+    expected, since = start - start % window, time.monotonic()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for at, index in enumerate(batch["index"].tolist()):
             if index != expected:
                 raise RuntimeError(f"Ray gave the row of image {index} where image {expected}'s was due")
-            heads = tuple(batch["heads"][at].tolist()) if "heads" in batch else None
-            yield index, float(batch["score"][at]), os.fsdecode(bytes(batch["error"][at])), heads
             expected += 1
-
-
-def _windows(rows, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
-    """The rows as image_scoring's results, cut into the windows they were scored in."""
-    results: list[ImageScore] = []
-    end = start
-    for index, score, error, outputs in rows:
-        if error:
-            results.append(ImageScore(paths[index], error=error))
-        else:
-            results.append(ImageScore(paths[index], score=score, heads=outputs if heads else None))
-        end = index + 1
-        if len(results) == window or end == len(paths):
-            yield results
-            results = []
-    if end != len(paths):
-        raise RuntimeError(f"Ray's rows ended at image {end} of {len(paths)}")
+            if index < start:  # scored again with the rest of its window, and kept already
+                continue
+            error = os.fsdecode(bytes(batch["error"][at]))
+            outputs = tuple(batch["heads"][at].tolist()) if heads else None
+            score = None if error else float(batch["score"][at])
+            results.append(ImageScore(paths[index], score=score, error=error or None, heads=None if error else outputs))
+            done = expected % window == 0 or expected == len(paths)  # the window, or the run
+            if done or time.monotonic() - since >= image_scoring.WINDOW_SECONDS:
+                yield results
+                results, since = [], time.monotonic()
+    if expected != len(paths):
+        raise RuntimeError(f"Ray's rows ended at image {expected} of {len(paths)}")

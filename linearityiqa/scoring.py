@@ -1,21 +1,24 @@
-"""Score images with a trained checkpoint in PyTorch: the library behind test_demo.py.
+"""Score images with a trained checkpoint in PyTorch: the library behind test_demo.py and `linearityiqa.load`.
 
 A score is the fused head's output mapped onto the training data's scale with the
 checkpoint's first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint
-was trained as; `image_scoring.score_files(TorchBackend(scorer), ...)` scores files with it, decoding
-them as the data sets do, batches images of one size and keeps the input order. Images go to
+was trained as, a `QualityModel`: it scores paths, PIL images, arrays and tensors (its `score`,
+the Python API), and batches of decoded images for image_scoring.score_files, which decodes
+files as the data sets do, batches images of one size and keeps the input order. Images go to
 the device as uint8, to be normalized there (acceleration.py).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from linearityiqa.acceleration import (
     Precision,
@@ -27,8 +30,9 @@ from linearityiqa.acceleration import (
     set_memory_format,
     uses_channels_last,
 )
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
-from linearityiqa.data.image_transforms import checked_resize_hw
+from linearityiqa.data.batches import batches_by_size
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
+from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import (
@@ -42,11 +46,24 @@ from linearityiqa.records.scale import TrainingScale
 
 # The size the authors' released checkpoints were trained and tested at (--resize, -rs_h, -rs_w).
 RELEASED_RESIZE_HW = (498, 664)
+# The options that size images, after those of the model's settings.
+SIZING_OPTIONS = ("resize", "resize_size_h", "resize_size_w")
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+class Prediction(NamedTuple):
+    """A score with the model's three raw outputs (before any mapping): the side heads on layer3
+    and layer4, and the fused head whose output the score maps."""
+
+    score: float
+    heads: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
-class Scorer:
-    """A trained model in eval mode on its device, with the mapping of its fused head.
+class QualityModel:
+    """A trained LinearityIQA model in eval mode on its device, with the mapping of its fused head;
+    made by `linearityiqa.load` (and `load_scorer`).
 
     Args:
         model: the IQAModel with the checkpoint's weights.
@@ -57,7 +74,12 @@ class Scorer:
         precision: the autocast the model runs under.
         channels_last: whether the model (and so its input) is in channels_last.
         settings: the arch, pool, use_bn_end, P6 and P7 the model was built with.
-        scale: the scale of the scores (records/checkpoint.TrainingScale), where the checkpoint records it.
+        scale: the scale of the scores (records/scale.TrainingScale), where the checkpoint records
+            it; None for the authors' files, which record none.
+        sizing: how images are resized before scoring.
+        max_pixels: images of more pixels than this are refused as possible decompression bombs.
+        batch_size: most images per forward pass when several are scored.
+        note: what to tell the user (scores at a size the authors' weights were not trained at).
     """
 
     model: torch.nn.Module
@@ -69,6 +91,66 @@ class Scorer:
     channels_last: bool
     settings: Mapping[str, Any] = field(default_factory=dict)
     scale: TrainingScale | None = None
+    sizing: ImageSizing = field(default_factory=ImageSizing)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_size: int = 8
+    note: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The device, as messages name it."""
+        return self.device.type
+
+    def score(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, *, heads: bool = False) -> Any:
+        """The quality score of one image, or a list of scores for several.
+
+        Args:
+            images: an image file's path, a PIL image or an H x W x 3 uint8 array (one score);
+                a list of those (a list of scores); or a uint8 tensor of 3 x H x W (one score) or
+                N x 3 x H x W (a list), taken as sized already. A float tensor is taken as
+                normalized with the ImageNet mean and std already.
+            heads: return a Prediction (the score and the three raw outputs) for each image.
+        """
+        if isinstance(images, torch.Tensor):
+            if images.dim() == 3:
+                return self._predict(images.unsqueeze(0), heads)[0]
+            if images.dim() != 4 or images.shape[1] != 3:
+                raise ConfigError(f"a tensor of images is 3 x H x W or N x 3 x H x W, not {tuple(images.shape)}")
+            return self._predict(images, heads)
+        if not isinstance(images, (list, tuple)):
+            return self._predict(self._decoded(images).unsqueeze(0), heads)[0]
+        tensors = [self._decoded(image) for image in images]
+        results: list[Any] = [None] * len(tensors)
+        for indices in batches_by_size([tuple(tensor.shape[1:]) for tensor in tensors], self.batch_size):
+            predicted = self._predict(torch.stack([tensors[index] for index in indices]), heads)
+            for index, result in zip(indices, predicted):
+                results[index] = result
+        return results
+
+    def _decoded(self, image: ImageLike) -> torch.Tensor:
+        """One image as a 3 x H x W uint8 tensor, decoded and sized as test_demo.py does."""
+        if isinstance(image, (str, os.PathLike)):
+            return to_uint8_tensor(decode_image(image, self.sizing, max_pixels=self.max_pixels))
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ConfigError(f"an image array is H x W x 3 of uint8 (RGB), not {image.shape} of {image.dtype}")
+            image = Image.fromarray(image)
+        if not isinstance(image, Image.Image):
+            raise ConfigError(
+                f"cannot score a {type(image).__name__}: pass a path, a PIL image, an H x W x 3 uint8 array "
+                f"or a uint8 tensor"
+            )
+        if image.width * image.height > self.max_pixels:
+            raise ConfigError(
+                f"the image has {image.width} x {image.height} pixels, more than the limit of {self.max_pixels:,}"
+            )
+        return to_uint8_tensor(sized_rgb(image, self.sizing))
+
+    def _predict(self, batch: torch.Tensor, heads: bool) -> list[Any]:
+        """Scores (or Predictions) of an N x 3 x H x W batch."""
+        k, b = self.k[0], self.b[0]
+        rows = self.head_outputs(batch)
+        return [Prediction(k * row[2] + b, tuple(row)) if heads else k * row[2] + b for row in rows]
 
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
         """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
@@ -78,6 +160,19 @@ class Scorer:
             outputs = forward_fn(self.precision, self.device)(self.model, batch)
         return torch.cat([output.float().reshape(-1, 1) for output in outputs], dim=1).cpu().tolist()
 
+    def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
+        """image_scoring's backend: mapped scores of N x H x W x 3 uint8 images, and their three heads."""
+        batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
+        heads = [tuple(row) for row in self.head_outputs(batch)]
+        return [self.k[0] * pq + self.b[0] for _, _, pq in heads], heads
+
+    def too_large(self, error: Exception) -> bool:
+        """Whether `error` says the batch did not fit in memory (the cache is then released)."""
+        if not out_of_memory(error):
+            return False
+        release_cached_memory(self.device)
+        return True
+
 
 def load_scorer(
     trained_model_file: str,
@@ -86,16 +181,23 @@ def load_scorer(
     defaults: Mapping[str, Any],
     device: torch.device,
     opt_level: str = "O0",
-) -> Scorer:
-    """Build the model a checkpoint was trained as and load its weights.
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = 8,
+) -> QualityModel:
+    """Build the model a checkpoint was trained as and load its weights; where `requested` has
+    the resize options, size images as `image_sizing` says (else at their own size), with the
+    note of `resize_note`.
 
     Args:
         trained_model_file: the checkpoint (this project's or the authors' layout).
-        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7).
-        defaults: those settings' defaults; a requested value that differs from its default
+        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7), and the
+            sizing (resize, resize_size_h, resize_size_w) or none of it.
+        defaults: those options' defaults; a requested value that differs from its default
             is explicit and must agree with a setting the checkpoint records.
         device: where the model runs.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
+        max_pixels: the largest image decoded.
+        batch_size: most images per forward pass.
     """
     # Mapped, the weights are copied once, into the model, instead of first into memory of their
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
@@ -122,7 +224,7 @@ def load_scorer(
     model.to_empty(device=device)
     load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)
-    return Scorer(
+    scorer = QualityModel(
         model=set_memory_format(model.eval(), channels_last=channels_last),
         k=k,
         b=b,
@@ -132,7 +234,15 @@ def load_scorer(
         channels_last=channels_last,
         settings=settings,
         scale=training_scale(checkpoint),
+        max_pixels=max_pixels,
+        batch_size=batch_size,
     )
+    if "resize" not in requested:
+        return scorer
+    sizing = image_sizing(
+        scorer.recorded, **{name: requested[name] for name in SIZING_OPTIONS}, defaults=defaults, max_pixels=max_pixels
+    )
+    return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
 
 
 def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:
@@ -170,7 +280,7 @@ def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     return {f"features.{name}": tuple(tensor.shape) for name, tensor in model.features.state_dict().items()}
 
 
-def resize_note(scorer: Scorer, sizing: ImageSizing, trained_model_file: str) -> str | None:
+def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: str) -> str | None:
     """What to say when an authors'-format checkpoint (one that records no settings) scores images
     at another size than its release's: those scores are not the paper's. None otherwise."""
     if scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
@@ -211,29 +321,3 @@ def image_sizing(
         return ImageSizing()
     height, width = int(chosen["resize_size_h"]), int(chosen["resize_size_w"])
     return ImageSizing(resize_hw=checked_resize_hw(height, width, max_pixels=max_pixels))
-
-
-@dataclass(frozen=True)
-class TorchBackend:
-    """The PyTorch model as image_scoring's backend: batches of decoded images to mapped scores."""
-
-    scorer: Scorer
-
-    @property
-    def where(self) -> str:
-        return self.scorer.device.type
-
-    def scores(self, images: np.ndarray) -> list[float]:
-        return self.scores_and_heads(images)[0]
-
-    def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
-        batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
-        heads = [tuple(row) for row in self.scorer.head_outputs(batch)]
-        k, b = self.scorer.k[0], self.scorer.b[0]
-        return [k * pq + b for _, _, pq in heads], heads
-
-    def too_large(self, error: Exception) -> bool:
-        if not out_of_memory(error):
-            return False
-        release_cached_memory(self.scorer.device)
-        return True

@@ -89,14 +89,13 @@ def synthetic_koniq_options(root: Path, *, count: int, seed: int, width: int = 1
     ]
 
 
-SCORE_COMMENT = "# score: k*y+b of the fused head, on "
+SCORE_HEADER = "image,score,error"
 
 
 def read_scores(text: str) -> list[dict]:
-    """The rows of test_demo.py's CSV, after its first line, which says what the scores are on."""
-    comment, _, table = text.partition("\n")
-    assert comment.startswith(SCORE_COMMENT), comment
-    return list(csv.DictReader(io.StringIO(table)))
+    """The rows of test_demo.py's CSV, whose first line is its header, as csv.DictReader reads them."""
+    assert text.startswith(SCORE_HEADER), text[:200]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def scoring_folder(folder: Path, *, k: list[float], b: list[float]) -> Path:

@@ -107,7 +107,7 @@ def test_settings_given_are_checked_against_the_checkpoint(trained):
         linearityiqa.load(trained / "ours.pth", arch="resnet34", device="cpu")
     # the authors' files record nothing: the arch is read off the weights, and one given must fit them
     with pytest.warns(UserWarning, match=r"authors.pth records no settings, .* trained at 498x664 \(--resize\)"):
-        assert linearityiqa.load(trained / "authors.pth", device="cpu").scorer.settings["arch"] == "resnet18"
+        assert linearityiqa.load(trained / "authors.pth", device="cpu").settings["arch"] == "resnet18"
     with pytest.raises(ConfigError, match=r"holds the weights of resnet18, but --arch resnet34 was asked for"):
         linearityiqa.load(trained / "authors.pth", arch="resnet34", device="cpu")
     with pytest.raises(MissingFileError, match=r"checkpoint .*absent.pth does not exist"):
@@ -132,7 +132,7 @@ def test_what_is_not_an_image_is_one_clear_error(trained, image, message):
 def test_without_a_checkpoint_the_model_is_random_and_unmapped(trained):
     model = linearityiqa.load(arch="resnet18", device="cpu")
     prediction = model.score(trained / "images" / "a.jpg", heads=True)
-    assert prediction.score == prediction.heads[2] and model.scorer.k == [1.0] * 3
+    assert prediction.score == prediction.heads[2] and model.k == [1.0] * 3
 
 
 def test_torch_hub_loads_the_entry_point_from_a_folder(trained):

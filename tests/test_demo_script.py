@@ -28,7 +28,7 @@ from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.errors import ConfigError
 from linearityiqa.image_scoring import score_files
 from linearityiqa.records.checkpoint import save_checkpoint
-from linearityiqa.scoring import Scorer, TorchBackend, load_scorer
+from linearityiqa.scoring import QualityModel, load_scorer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGE = REPO.parent / "shared" / "reference" / "1000.JPG"
@@ -168,7 +168,7 @@ def test_a_real_photo(capsys, checkpoints, model):
 @pytest.mark.parametrize("resize_hw", [None, (96, 128)], ids=["own sizes", "resized"])
 def test_batches_score_as_one_by_one(images, model, resize_hw):
     paths = [str(images / name) for name in ("a.jpg", "b.JPG", "c.png", "d.jpeg", "f.jpg", "g.jpg", "a.jpg")]
-    scorer = Scorer(
+    scorer = QualityModel(
         model=model,
         k=K,
         b=B,
@@ -178,10 +178,10 @@ def test_batches_score_as_one_by_one(images, model, resize_hw):
         channels_last=False,
     )
     sizing = ImageSizing(resize_hw=resize_hw)
-    batched = score_files(TorchBackend(scorer), paths, sizing=sizing, batch_size=3)
+    batched = score_files(scorer, paths, sizing=sizing, batch_size=3)
     assert [result.path for result in batched] == paths
     for path, result in zip(paths, batched):
-        alone = score_files(TorchBackend(scorer), [path], sizing=sizing, batch_size=1)[0]
+        alone = score_files(scorer, [path], sizing=sizing, batch_size=1)[0]
         assert result.error is None and result.score == pytest.approx(alone.score, abs=TOLERANCE)
     assert len({round(result.score, 3) for result in batched}) == 6  # six images, told apart
 
@@ -229,7 +229,8 @@ def test_stdin_paths_keep_their_order_and_a_csv_file_is_written(
         stdin_text="\n".join(paths) + "\n",
         monkeypatch=monkeypatch,
     )
-    assert (status, out, err) == (0, "", "")
+    assert (status, out) == (0, "") and err.count("\n") == 1  # what the scores are on, and nothing else
+    assert err.startswith("test_demo.py: scores are k*y+b of the fused head, on the scale of the training MOS")
     rows = read_csv(output.read_text())
     assert [row["image"] for row in rows] == [path for path in paths if path]
     for row in rows:
@@ -366,7 +367,7 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
 def test_a_batch_size_below_1_is_refused(checkpoints, images):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="batch size 0 is not positive: pass --eval_batch_size 1 or more"):
-        score_files(TorchBackend(scorer), [str(images / "a.jpg")], sizing=ImageSizing(), batch_size=0)
+        score_files(scorer, [str(images / "a.jpg")], sizing=ImageSizing(), batch_size=0)
 
 
 def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
@@ -378,7 +379,7 @@ def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
 def test_a_cpu_scores_in_channels_last_as_in_the_plain_layout(checkpoints, images, model):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    [result] = score_files(TorchBackend(scorer), [str(images / "f.jpg")], sizing=ImageSizing(), batch_size=1)
+    [result] = score_files(scorer, [str(images / "f.jpg")], sizing=ImageSizing(), batch_size=1)
     assert result.score == pytest.approx(expected_score(model, images / "f.jpg"), abs=TOLERANCE)
 
 

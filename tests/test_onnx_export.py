@@ -48,11 +48,11 @@ def random_model(**settings) -> QualityModel:
     """
     torch.manual_seed(0)
     model = linearityiqa.load(None, **settings, device="cpu")
-    network = model.scorer.model
+    network = model.model
     with torch.no_grad():
         for head, offset in zip((network.regr6, network.regr7, network.regression), (1.0, 2.0, 3.0)):
             (head[0] if isinstance(head, nn.Sequential) else head).bias.add_(offset)
-    return dataclasses.replace(model, scorer=dataclasses.replace(model.scorer, k=K, b=B))
+    return dataclasses.replace(model, k=K, b=B)
 
 
 def images(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -134,7 +134,7 @@ def test_the_metadata_is_what_the_scoring_side_reads(exported):
 def authors_checkpoint(tmp_path_factory):
     """A resnet18 checkpoint in the authors' layout: model, optimizer, amp, k and b; no settings."""
     path = tmp_path_factory.mktemp("authors") / "p1q2.pth"
-    weights = random_model(arch="resnet18").scorer.model.state_dict()
+    weights = random_model(arch="resnet18").model.state_dict()
     torch.save({"model": weights, "optimizer": {}, "amp": {}, "k": K, "b": B}, path)
     return path
 

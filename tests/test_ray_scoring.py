@@ -95,12 +95,14 @@ def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path,
     with monkeypatch.context() as patch:
         patch.setattr(score_output.ScoreWriter, "write", interrupt_after_two)
         assert demo.main(argv(scoring, output)) == 130
+    with open(tmp_path / "scores.csv.partial" / "scores.csv", "a") as partial:  # a row in the third window
+        partial.write((scoring / "plain.csv").read_text().splitlines(keepends=True)[9])
     command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", "--resume")]
     # RAY_ADDRESS would make ray.init join a cluster: --ray without an address starts one of its own
     environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
     resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
     assert resumed.returncode == demo.EXIT_SOME_FAILED, resumed.stderr
-    assert "--resume: 8 of 30 images were scored before; scoring the rest" in resumed.stderr
+    assert "--resume: 9 of 30 images were scored before; scoring the rest" in resumed.stderr
     assert_plain_rows(scoring, read_scores(output.read_text()))
 
 

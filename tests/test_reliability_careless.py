@@ -59,7 +59,7 @@ def test_an_output_that_is_a_link_writes_where_it_leads_and_stays_a_link(scoring
     assert (tmp_path / "latest.csv").is_symlink() and os.readlink(tmp_path / "latest.csv") == str(
         tmp_path / "scores.csv"
     )
-    assert (tmp_path / "scores.csv").read_text().split("\n")[1] == "image,score,error"  # after the "# score:" line
+    assert (tmp_path / "scores.csv").read_text().split("\n")[0] == "image,score,error"
 
 
 def test_a_checkpoint_is_never_saved_over_a_training_image(koniq, tmp_path, capsys):
@@ -129,7 +129,7 @@ def test_a_dangling_link_in_a_folder_gets_its_row(scoring, tmp_path, capsys):
     os.symlink(tmp_path / "gone.jpg", tmp_path / "images" / "b.jpg")
     argv = ["--img", str(tmp_path / "images"), "--trained_model_file", str(scoring / "model.pth")]
     assert demo.main([*argv, "-o", str(tmp_path / "s.csv")]) == 3
-    rows = (tmp_path / "s.csv").read_text().splitlines()[1:]  # after the "# score:" line
+    rows = (tmp_path / "s.csv").read_text().splitlines()
     assert len(rows) == 3 and "b.jpg,,image " in rows[2] and "is a symbolic link that leads to no file" in rows[2]
 
 

@@ -222,8 +222,8 @@ def test_output_dash_is_standard_output(resnet18_checkpoint, tmp_path, monkeypat
     save_plain_images(tmp_path / "images", {"a.jpg": (48, 32)})
     monkeypatch.chdir(tmp_path)
     assert demo.main(["--img", "images", "--trained_model_file", "model.pth", "-o", "-"]) == 0
-    comment, *out = capsys.readouterr().out.splitlines()
-    assert comment.startswith("# score: ") and out[0] == "image,score,error"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "image,score,error"
     assert out[1].startswith(os.path.join("images", "a.jpg") + ",")
     assert not os.path.exists("-")
 

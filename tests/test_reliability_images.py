@@ -22,7 +22,7 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_i
 from linearityiqa.data.image_store import load_images
 from linearityiqa.errors import IQAError
 from linearityiqa.image_scoring import score_files
-from linearityiqa.scoring import Scorer, TorchBackend
+from linearityiqa.scoring import QualityModel
 
 pytestmark = pytest.mark.reliability
 
@@ -114,7 +114,7 @@ def folder(tmp_path_factory):
 def scorer():
     """A resnet18 IQAModel in eval mode on the CPU, its scores unmapped (k = 1, b = 0)."""
     torch.manual_seed(0)
-    return Scorer(
+    return QualityModel(
         model=IQAModel(arch="resnet18", pretrained=False).eval(),
         k=[1.0] * 3,
         b=[0.0] * 3,
@@ -128,7 +128,7 @@ def scorer():
 @pytest.mark.parametrize("name, content, outcome", CASES, ids=[case[0] for case in CASES])
 def test_scoring_gives_a_score_or_one_message_naming_the_file(folder, scorer, name, content, outcome):
     path = str(folder / name)
-    (result,) = score_files(TorchBackend(scorer), [path], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)
     if isinstance(outcome, str):
         assert result.score is None and path in result.error and outcome in result.error
     else:
@@ -165,7 +165,7 @@ def test_an_exif_rotated_photo_is_scored_as_a_viewer_shows_it(folder):
 
 def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
     path = str(folder / "loop_a.jpg")
-    (result,) = score_files(TorchBackend(scorer), [path], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and path in result.error and "symbolic link" in result.error
     with pytest.raises(IQAError, match="symbolic link") as error:
         load_images(folder, ["loop_a.jpg"], sizing=ImageSizing(), label="loop", cache_dir=tmp_path, verbose=False)
@@ -174,10 +174,10 @@ def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
 
 def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, scorer):
     names = ["grey.jpg", "truncated.jpg", "cmyk.jpg", "loop_a.jpg", "palette.gif"]
-    backend, sizing = TorchBackend(scorer), ImageSizing(resize_hw=(32, 32))
-    results = score_files(backend, [str(folder / name) for name in names], sizing=sizing, batch_size=4)
+    sizing = ImageSizing(resize_hw=(32, 32))
+    results = score_files(scorer, [str(folder / name) for name in names], sizing=sizing, batch_size=4)
     assert [result.error is None for result in results] == [True, False, True, False, True]
-    alone = score_files(backend, [str(folder / "cmyk.jpg")], sizing=sizing, batch_size=1)
+    alone = score_files(scorer, [str(folder / "cmyk.jpg")], sizing=sizing, batch_size=1)
     assert results[2].score == pytest.approx(alone[0].score, abs=1e-5)
 
 
@@ -198,7 +198,7 @@ def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(
     recwarn.clear()
     own_the_pixel_limit()  # what the scripts do: --max_pixels (here its default) is the only limit
     message = f"image {path} declares 10000 x 10000 pixels, more than the limit of 89,478,485 (--max_pixels)"
-    (result,) = score_files(TorchBackend(scorer), [str(path)], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [str(path)], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and result.error.startswith(message)
     with pytest.raises(IQAError) as error:
         load_images(
@@ -226,17 +226,16 @@ def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_
     for name, size in (("a.png", (32, 32)), ("b.png", (32, 32)), ("big.png", (64, 48))):
         _pattern(*size).save(tmp_path / name)
         paths.append(str(tmp_path / name))
-    backend = TorchBackend(scorer)
-    alone = [score_files(backend, [path], sizing=ImageSizing(), batch_size=1)[0].score for path in paths[:2]]
-    real = Scorer.head_outputs
+    alone = [score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)[0].score for path in paths[:2]]
+    real = QualityModel.head_outputs
 
     def short_of_memory(self, images):
         if len(images) > 1 or images.shape[-1] > 32:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return real(self, images)
 
-    monkeypatch.setattr(Scorer, "head_outputs", short_of_memory)
-    results = score_files(TorchBackend(scorer), paths, sizing=ImageSizing(), batch_size=4)
+    monkeypatch.setattr(QualityModel, "head_outputs", short_of_memory)
+    results = score_files(scorer, paths, sizing=ImageSizing(), batch_size=4)
     assert [result.score for result in results[:2]] == pytest.approx(alone, abs=1e-5)
     assert results[2].score is None
     assert results[2].error == (

@@ -9,26 +9,23 @@ import contextlib
 import csv
 import io
 import os
+import shutil
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from data_helpers import save_plain_images
 
 import main
 import make_info
 import test_dataset
 import test_demo as demo
-from IQAmodel import IQAModel
 from linearityiqa.data.info_files import IQAInfo, write_info
-from linearityiqa.records.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.reliability
 
 NOT_UTF8 = b"caf\xe9.jpg"  # Latin-1 bytes: no valid UTF-8 reads them
-SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -53,14 +50,11 @@ def at_most(seconds: int):
 
 
 @pytest.fixture(scope="module")
-def scoring(tmp_path_factory):
-    """A resnet18 checkpoint; a folder with a name that is not UTF-8 among good ones; a named pipe."""
+def scoring(tmp_path_factory, resnet18_checkpoint):
+    """A resnet18 checkpoint (a copy of the session's); a folder with a name that is not UTF-8 among
+    good ones; a named pipe."""
     root = tmp_path_factory.mktemp("names")
-    torch.manual_seed(0)
-    model = IQAModel(arch="resnet18", pretrained=False)
-    save_checkpoint(
-        str(root / "model.pth"), {"model": model.state_dict(), "k": [1.0] * 3, "b": [0.0] * 3, "settings": SETTINGS}
-    )
+    shutil.copyfile(resnet18_checkpoint, root / "model.pth")
     save_plain_images(root / "images", {"a.jpg": (48, 32), "b.jpg": (48, 32)})
     (root / "images" / "a.jpg").rename(os.fsdecode(bytes(root / "images") + b"/" + NOT_UTF8))
     os.mkfifo(root / "pipe.jpg")
@@ -80,11 +74,11 @@ def test_a_folder_with_a_name_that_is_not_utf8_is_scored_into_the_csv_as_its_byt
     output = tmp_path / "scores.csv"
     output.write_text("image,score,error\nyesterday.jpg,50.0,\n")
     assert demo.main(demo_argv(scoring, scoring / "images", "-o", str(output))) == 0
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.startswith("test_demo.py: scores are k*y+b")  # and nothing before
     raw = output.read_bytes()
     assert bytes(scoring / "images") + b"/" + NOT_UTF8 + b"," in raw  # the name's own bytes, not "?" or "\\xe9"
-    comment, *rows = output.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-    assert comment.startswith("# score: ") and rows[0] == "image,score,error"
+    rows = output.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    assert rows[0] == "image,score,error"
     assert [row.rsplit(",", 2)[0] for row in rows[1:]] == [
         str(scoring / "images" / "b.jpg"),
         strange_path(scoring),
@@ -97,8 +91,9 @@ def test_names_on_standard_input_that_are_not_utf8_are_scored(scoring, monkeypat
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(listed)))
     assert demo.main(demo_argv(scoring, "-")) == 0
     out, err = capsysbinary.readouterr()
-    comment, *lines = out.splitlines()
-    assert err == b"" and comment.startswith(b"# score: ") and lines[0] == b"image,score,error" and len(lines) == 3
+    lines = out.splitlines()
+    assert err.startswith(b"test_demo.py: scores are k*y+b") and err.count(b"\n") == 1
+    assert lines[0] == b"image,score,error" and len(lines) == 3
     assert lines[1].startswith(bytes(scoring / "images") + b"/" + NOT_UTF8 + b",")
     assert np.isfinite(float(lines[1].split(b",")[1])) and lines[1].endswith(b",")  # a score, no error
 
@@ -123,7 +118,7 @@ def test_a_pipe_among_the_listed_images_spoils_only_its_own_row(scoring, tmp_pat
     monkeypatch.setattr("sys.stdin", io.StringIO(listed))
     with at_most(30):
         assert demo.main(demo_argv(scoring, "-", "-o", str(tmp_path / "s.csv"))) == 3
-    rows = list(csv.reader((tmp_path / "s.csv").read_text().splitlines()[1:]))  # after the "# score:" line
+    rows = list(csv.reader((tmp_path / "s.csv").read_text().splitlines()))
     pipe = str(scoring / "pipe.jpg")
     assert rows[1] == [pipe, "", f"image {pipe} is a named pipe, not a file: pass the image file itself"]
     assert rows[2][0] == str(scoring / "images" / "b.jpg") and float(rows[2][1]) and rows[2][2] == ""

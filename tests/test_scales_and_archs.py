@@ -10,7 +10,7 @@ import linearityiqa
 from IQAmodel import IQAModel, supported_archs
 from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.records.checkpoint import load_checkpoint, save_checkpoint, training_scale
-from linearityiqa.records.scale import TrainingScale, score_comment
+from linearityiqa.records.scale import TrainingScale, score_meaning
 from linearityiqa.scoring import weights_arch
 
 SCALE = {"dataset": "KonIQ-10k", "mos_min": 3.0, "mos_max": 90.0, "mos_mean": 55.0, "higher_is_better": True}
@@ -48,11 +48,11 @@ def test_an_arch_given_is_kept_where_it_fits_and_one_line_where_it_contradicts()
 def test_a_scale_is_its_training_mos_range_and_mean():
     scale = TrainingScale.of("CLIVE", torch.tensor([10.0, 40.0, 70.0]))
     assert scale == TrainingScale("CLIVE", 10.0, 70.0, 40.0, True)
-    assert score_comment(scale) == (
-        "# score: k*y+b of the fused head, on CLIVE's training MOS (10 to 70, mean 40), higher is better; "
+    assert score_meaning(scale) == (
+        "k*y+b of the fused head, on CLIVE's training MOS (10 to 70, mean 40), higher is better; "
         "not clipped to that range"
     )
-    assert "does not record" in score_comment(None)
+    assert "does not record" in score_meaning(None)
 
 
 def test_load_exposes_the_recorded_scale(tmp_path):
@@ -71,21 +71,20 @@ def test_load_exposes_the_recorded_scale(tmp_path):
 @pytest.mark.parametrize(
     "scale, message",
     [
-        ([1, 2, 3], r"'scale' is a list, not a dict of dataset, mos_min"),
-        ({**SCALE, "mos_mean": None}, r"'scale' holds mos_min 3.0, mos_max 90.0, mos_mean None, not three finite"),
-        ({**SCALE, "mos_max": float("nan")}, r"'scale' holds mos_min 3.0, mos_max nan, mos_mean 55.0, not three"),
-        ({**SCALE, "mos_mean": 99.0}, r"'scale' has mos_min 3, mos_mean 99 and mos_max 90, not in that order"),
-        ({key: value for key, value in SCALE.items() if key != "dataset"}, r"'scale' lacks dataset"),
-        (
-            {**SCALE, "higher_is_better": "yes"},
-            r"'scale' holds dataset 'KonIQ-10k' and higher_is_better 'yes', not a string and true",
-        ),
+        ([1, 2, 3], "[1, 2, 3]"),
+        ({**SCALE, "mos_mean": None}, "'mos_mean': None"),
+        ({**SCALE, "mos_max": float("nan")}, "'mos_max': nan"),
+        ({**SCALE, "mos_mean": 99.0}, "'mos_mean': 99.0"),
+        ({key: value for key, value in SCALE.items() if key != "dataset"}, "'mos_min': 3.0"),
+        ({**SCALE, "higher_is_better": "yes"}, "'higher_is_better': 'yes'"),
     ],
     ids=["not a dict", "not a number", "NaN", "out of order", "a field missing", "not a bool"],
 )
 def test_a_bad_recorded_scale_is_one_line_naming_the_file(scale, message, tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"model": {}, "k": [1.0] * 3, "b": [0.0] * 3, "scale": scale}, path)
-    with pytest.raises(BadFileError, match=rf"^checkpoint {path}: {message}") as raised:
+    with pytest.raises(BadFileError) as raised:
         load_checkpoint(str(path))
-    assert "\n" not in str(raised.value)
+    message_ = str(raised.value)
+    assert message_.startswith(f"checkpoint {path}: 'scale' is ") and message in message_ and "\n" not in message_
+    assert "not a dict of dataset (a name), mos_min <= mos_mean <= mos_max (finite numbers)" in message_

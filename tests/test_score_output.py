@@ -1,5 +1,6 @@
-"""test_demo.py's output at scale: rows written a window at a time, --resume after SIGINT and SIGKILL,
-Parquet files and folders, lists of paths and URIs. The Ray path is test_ray_scoring.py's."""
+"""test_demo.py's output at scale: rows written a window (or a few seconds) at a time, --resume after
+SIGINT and SIGKILL at any moment, Parquet files and folders, lists of paths and URIs. The Ray path is
+test_ray_scoring.py's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 from data_helpers import read_scores, scoring_folder
 
 import test_demo as demo
+from linearityiqa import image_scoring
 from linearityiqa.records import score_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +59,39 @@ def test_rows_are_on_the_disk_a_window_at_a_time_and_the_output_appears_at_the_e
         seen.append((len(read_scores(partial.read_text())), output.read_text()))
 
     monkeypatch.setattr(score_output.ScoreWriter, "write", watched)
+    monkeypatch.setattr(image_scoring, "WINDOW_SECONDS", 1e9)  # pieces of whole windows only
     assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
     assert seen == [(rows, "an earlier output\n") for rows in (4, 8, 12, 16, 20, 24, 28, 30)]
     assert output.read_bytes() == reference and not partial.parent.exists()
     rows = read_scores(reference.decode())
     assert [row["image"] for row in rows] == [str(scoring / "images" / f"{index:02d}.jpg") for index in range(30)]
     assert [index for index, row in enumerate(rows) if row["error"]] == [15] and rows[15]["score"] == ""
+
+
+def test_a_window_is_written_in_pieces_when_its_seconds_are_up(scoring, reference, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "scores.csv"
+    pieces = []
+    real = score_output.ScoreWriter.write
+    monkeypatch.setattr(score_output.ScoreWriter, "write", lambda writer, piece: pieces.append(len(piece)) or real(
+        writer, piece))  # fmt: skip
+    monkeypatch.setattr(image_scoring, "WINDOW_SECONDS", 0.0)  # each batch (one image on a CPU) closes a piece
+    assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
+    # one row a piece, but 14.jpg's and the unreadable 15.jpg's, which no batch holds
+    assert pieces == [1] * 14 + [2] + [1] * 14 and output.read_bytes() == reference
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2].startswith("test_demo.py: scores are k*y+b of the fused head, on the scale of the training MOS")
+
+
+def test_the_csv_reads_with_the_defaults_of_pandas_and_the_csv_module(scoring, reference):
+    import pandas
+
+    frame = pandas.read_csv(io.BytesIO(reference))
+    assert list(frame.columns) == ["image", "score", "error"] and len(frame) == 30
+    assert frame["image"][0] == str(scoring / "images" / "00.jpg") and frame["score"].isna().tolist() == [
+        index == 15 for index in range(30)
+    ]
+    rows = list(csv.DictReader(io.StringIO(reference.decode(), newline="")))
+    assert [float(row["score"]) for row in rows if row["score"]] == frame["score"].dropna().tolist()
 
 
 def default_sigint() -> None:
@@ -90,7 +120,7 @@ def test_a_run_stopped_by_a_signal_goes_on_with_resume_to_the_uninterrupted_outp
     assert not output.exists() and 2 <= kept < 30
     resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == demo.EXIT_SOME_FAILED
-    assert f"test_demo.py: note: --resume: {kept - kept % 2} of 30 images were scored before" in resumed.stderr
+    assert f"test_demo.py: note: --resume: {kept} of 30 images were scored before" in resumed.stderr
     # --window 2 batches as --window 4 does here: one image per batch on a CPU
     assert output.read_bytes() == reference and not rows.parent.exists()
 
@@ -112,15 +142,16 @@ def interrupted_run(scoring, output, *more, windows=2):
 
 
 @pytest.mark.reliability
-def test_a_window_cut_short_by_a_crash_is_scored_again(scoring, reference, tmp_path, capsys):
+def test_a_row_cut_short_by_a_crash_is_scored_again_and_the_whole_ones_are_kept(scoring, reference, tmp_path, capsys):
     output = tmp_path / "scores.csv"
     interrupted_run(scoring, output)
     rows = tmp_path / "scores.csv.partial" / "scores.csv"
-    with open(rows, "a") as file:  # half of a third window, its last row cut in the middle
-        file.write(f"{scoring / 'images' / '08.jpg'},11.5,\n{scoring / 'images' / '09.jpg'},12.")
+    lines = reference.decode().splitlines(keepends=True)
+    with open(rows, "a") as file:  # a third window's first row, and its second cut in the middle
+        file.write(lines[9] + lines[10][:-5])
     capsys.readouterr()
     assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED
-    assert "--resume: 8 of 30 images were scored before; scoring the rest" in capsys.readouterr().err
+    assert "--resume: 9 of 30 images were scored before; scoring the rest" in capsys.readouterr().err
     assert output.read_bytes() == reference
 
 
@@ -153,10 +184,9 @@ def test_a_partial_run_is_never_lost_to_a_run_without_resume(scoring, tmp_path, 
     interrupted_run(scoring, output)
     capsys.readouterr()
     assert demo.main(argv(scoring, output)) == 1
-    assert capsys.readouterr().err == (
-        f"test_demo.py: error: {output}.partial holds an interrupted run of these scores: pass --resume to "
-        f"continue it, or remove it to score from the start\n"
-    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"test_demo.py: error: {output}.partial holds an interrupted run") and err.count("\n") == 1
+    assert "pass --resume to continue it, or remove it" in err
     assert len(read_scores((tmp_path / "scores.csv.partial" / "scores.csv").read_text())) == 8
 
 
@@ -179,6 +209,86 @@ def test_a_damaged_record_of_a_partial_run_is_one_line(damage, why, scoring, tmp
     err = capsys.readouterr().err
     assert err.startswith(f"test_demo.py: error: partial run {record} is damaged ({why}")
     assert err.endswith(f"): remove {output}.partial to score from the start\n") and err.count("\n") == 1
+
+
+@pytest.mark.reliability
+def test_a_partial_run_of_an_earlier_version_is_refused_not_mixed(scoring, tmp_path, capsys):
+    output = tmp_path / "scores.csv"
+    interrupted_run(scoring, output)
+    record = tmp_path / "scores.csv.partial" / "_run.json"  # as the version whose CSV began with "# score:"
+    run = json.loads(record.read_text())
+    del run["format"]
+    record.write_text(json.dumps(run))
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "earlier version" in err and f"remove {output}.partial to score" in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.parquet", "shards/"])
+def test_resume_after_a_run_that_finished_scores_nothing_and_says_where_its_scores_are(name, scoring, tmp_path,
+                                                                                        capsys):  # fmt: skip
+    output = str(tmp_path / name) + (os.sep if name.endswith("/") else "")  # a folder's name ends with a slash
+    assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
+    written = {path: path.read_bytes() for path in sorted(tmp_path.rglob("*")) if path.is_file()}
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"test_demo.py: --resume: the run finished; its scores are in {output}\n"
+    assert {path: path.read_bytes() for path in sorted(tmp_path.rglob("*")) if path.is_file()} == written
+    # the output of another run is no finished run of this one: scored again from the start
+    assert demo.main([*argv(scoring, output), "--heads", "--resume"]) == demo.EXIT_SOME_FAILED
+    assert "no interrupted run" in capsys.readouterr().err
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["scores.csv", "scores.parquet", "shards/"])
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_output(name, scoring, tmp_path):
+    """SIGKILL at a random moment, from before the first row to after the last: whatever the run
+    left, --resume ends with the output of a run never stopped, and keeps every row written."""
+    output = str(tmp_path / name) + (os.sep if name.endswith("/") else "")  # a folder's name ends with a slash
+    options = [*argv(scoring, output, "--window", "6"), "--eval_batch_size", "3"]  # batches of 3 of one size
+    assert demo.main([*argv(scoring, tmp_path / "whole.csv", "--window", "6"), "--eval_batch_size", "3"]) == 3
+    whole = read_scores((tmp_path / "whole.csv").read_text())
+    # pieces every 0.2 s; the script run as its command line runs it
+    script = "import linearityiqa.image_scoring as s, runpy, sys; s.WINDOW_SECONDS = 0.2; sys.argv = sys.argv[1:]; "
+    script += "runpy.run_path(sys.argv[0], run_name='__main__')"
+    command = [sys.executable, "-c", script, str(REPO / "test_demo.py"), *options]
+    seed = random.randrange(2**32)
+    moment = random.Random(seed).uniform(0, 12)  # the whole run takes 5 to 10 s here
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        process.wait(timeout=moment)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    process.communicate(timeout=60)
+    kept = kept_rows(output)
+    assert kept == whole[: len(kept)], f"seed {seed}: the rows kept are the first rows of the whole run"
+    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode in (0, demo.EXIT_SOME_FAILED), f"seed {seed}: {resumed.stderr}"
+    if resumed.returncode == 0:  # it had finished
+        assert "the run finished" in resumed.stderr, f"seed {seed}"
+    elif 0 < len(kept) < 30:
+        assert f"--resume: {len(kept)} of 30 images were scored before" in resumed.stderr, f"seed {seed}"
+    assert kept_rows(output) == whole and not os.path.exists(score_output.partial_path(output)), f"seed {seed}"
+
+
+def kept_rows(output: str) -> list[dict]:
+    """The whole rows of the output, else of the partial run beside it, as a CSV reader reads them (text)."""
+    import pyarrow.dataset as dataset
+
+    source = output if os.path.exists(output) else score_output.partial_path(output)
+    if output.endswith(".csv"):
+        source = source if source == output else os.path.join(source, "scores.csv")
+        text = Path(source).read_text() if os.path.exists(source) else ""
+        return read_scores(text[: text.rfind("\n") + 1]) if text else []  # a row cut short is not kept
+    if not os.path.exists(source):
+        return []
+    table = dataset.dataset(source, format="parquet").to_table()
+    text = lambda value: "" if value is None else str(value)  # noqa: E731  (as csv writes it)
+    return [{name: text(value) for name, value in row.items()} for row in table.to_pylist()]
 
 
 @pytest.mark.reliability
@@ -241,9 +351,13 @@ def test_parquet_files_and_folders_hold_the_csv_rows_and_the_heads(scoring, refe
     expected = read_scores(reference.decode())
     table = parquet.read_table(file)
     assert table.column_names == ["image", "score", "error", "pq6", "pq7", "pq"]
-    assert parquet.ParquetFile(file).schema_arrow.metadata[b"linearityiqa.score"].startswith(b"k*y+b of the fused head")
+    metadata = parquet.ParquetFile(file).schema_arrow.metadata
+    assert metadata[b"linearityiqa.score"].startswith(b"k*y+b of the fused head, on the scale of the training MOS")
+    assert json.loads(metadata[b"linearityiqa.run"])["scale"] == metadata[b"linearityiqa.score"].decode()
+    assert json.loads((folder / "_run.json").read_text())["scale"] == metadata[b"linearityiqa.score"].decode()
     shards = dataset.dataset(folder, format="parquet").to_table()  # _run.json is skipped by Parquet readers
-    assert sorted(os.listdir(folder)) == ["_run.json", *[f"part-{number:06d}.parquet" for number in range(8)]]
+    names = sorted(os.listdir(folder))
+    assert names == ["_run.json", *[f"part-{number:06d}.parquet" for number in range(len(names) - 1)]]
     for rows in (table.to_pylist(), shards.to_pylist()):
         assert [row["image"] for row in rows] == [row["image"] for row in expected]
         assert [row["score"] for row in rows] == [float(row["score"]) if row["score"] else None for row in expected]
@@ -330,7 +444,7 @@ def test_images_named_by_uri_are_read_with_pyarrow(scoring, reference, tmp_path)
 
 def test_heads_on_standard_output_are_columns_of_the_csv(scoring, reference, capsys):
     assert demo.main([*argv(scoring, "-"), "--heads"]) == demo.EXIT_SOME_FAILED
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.partition("\n")[2])))
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["image", "score", "error", "pq6", "pq7", "pq"]
     assert [row["score"] for row in rows] == [row["score"] for row in read_scores(reference.decode())]
     assert rows[15]["pq"] == "" and float(rows[0]["score"]) == pytest.approx(K[0] * float(rows[0]["pq"]) + B[0])

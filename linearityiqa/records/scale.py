@@ -10,7 +10,8 @@ checkpoints record none. Free of PyTorch: ONNX scoring reads it too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import reprlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,9 @@ from linearityiqa.errors import BadFileError
 
 FIELDS = ("dataset", "mos_min", "mos_max", "mos_mean", "higher_is_better")
 _NUMBERS = FIELDS[1:4]
+# how a bad scale is shown in its message: whole, unless it is large
+_SHOWN = reprlib.Repr()
+_SHOWN.maxdict = len(FIELDS) + 1
 
 
 @dataclass(frozen=True)
@@ -65,33 +69,26 @@ def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
         where: the file and field, which the error message begins with ("checkpoint x.pth: 'scale'").
         advice: what to do about a bad scale.
     """
-    if not isinstance(fields, Mapping):
-        raise BadFileError(f"{where} is a {type(fields).__name__}, not a dict of {', '.join(FIELDS)}: {advice}")
-    missing = [name for name in FIELDS if name not in fields]
-    if missing:
-        raise BadFileError(f"{where} lacks {', '.join(missing)}: {advice}")
-    if not isinstance(fields["dataset"], str) or not isinstance(fields["higher_is_better"], bool):
+    try:
+        dataset, higher_is_better = fields["dataset"], fields["higher_is_better"]
+        low, high, mean = (fields[name] for name in _NUMBERS)
+        valid = isinstance(dataset, str) and isinstance(higher_is_better, bool)
+        valid = valid and all(map(_is_finite_number, (low, high, mean))) and low <= mean <= high
+    except (KeyError, TypeError):  # not a dict, or a field missing
+        valid = False
+    if not valid:
         raise BadFileError(
-            f"{where} holds dataset {fields['dataset']!r} and higher_is_better {fields['higher_is_better']!r}, "
-            f"not a string and true or false: {advice}"
+            f"{where} is {_SHOWN.repr(fields)}, not a dict of dataset (a name), mos_min <= mos_mean <= mos_max "
+            f"(finite numbers) and higher_is_better (true or false): {advice}"
         )
-    numbers = [fields[name] for name in _NUMBERS]
-    if not all(_is_finite_number(number) for number in numbers):
-        shown = ", ".join(f"{name} {fields[name]!r}" for name in _NUMBERS)
-        raise BadFileError(f"{where} holds {shown}, not three finite numbers: {advice}")
-    low, high, mean = (float(number) for number in numbers)
-    if not low <= mean <= high:
-        raise BadFileError(
-            f"{where} has mos_min {low:g}, mos_mean {mean:g} and mos_max {high:g}, not in that order: {advice}"
-        )
-    return TrainingScale(fields["dataset"], low, high, mean, fields["higher_is_better"])
+    return TrainingScale(dataset, float(low), float(high), float(mean), higher_is_better)
 
 
 def _is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def score_comment(scale: TrainingScale | None) -> str:
-    """What a score means, in one line for the top of a file of scores."""
+def score_meaning(scale: TrainingScale | None) -> str:
+    """What a score is, in one line: "k*y+b of the fused head, on <the scale>; not clipped to that range"."""
     on = f"on {scale.words()}" if scale else "on the scale of the training MOS, which this model does not record"
-    return " ".join(f"# score: k*y+b of the fused head, {on}; not clipped to that range".split())  # one line
+    return " ".join(f"k*y+b of the fused head, {on}; not clipped to that range".split())  # one line, whatever the name

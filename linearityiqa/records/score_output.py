@@ -3,15 +3,14 @@
 While a run scores, `<output>.partial/` beside the output holds what it has done:
 
     _run.json            what the run scores and how (`ScoringRun`), which --resume checks
-    scores.csv           CSV: the output as it will be, a window of rows appended and flushed at a time
-    part-000000.parquet  Parquet: one shard per window, each written whole (temporary file, then rename)
+    scores.csv           CSV: the output as it will be, a piece of rows (image_scoring's) appended at a time
+    part-000000.parquet  Parquet: one shard per piece, each written whole (temporary file, then rename)
 
 When the run completes, the CSV file takes the output's name, the shards become one Parquet file
-(or, for an output that names a folder, the partial folder becomes it, shards and _run.json
-included: readers of Parquet folders skip names that start with _). Until then an earlier output
-of that name stays as it was. An interrupted run keeps every window it wrote; `--resume` keeps
-them, drops a window cut short, and scores the rest, so that its output equals an uninterrupted
-run's. Nothing here imports PyTorch; pyarrow only for Parquet.
+(or the partial folder becomes the output folder: readers of Parquet folders skip names that start
+with _); until then an earlier output stays as it was. `--resume` keeps the rows written whole and
+scores the rest, so that its output equals an uninterrupted run's; after a run that finished, it
+finds the output and scores nothing. Nothing here imports PyTorch; pyarrow only for Parquet.
 """
 
 from __future__ import annotations
@@ -19,30 +18,42 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 from linearityiqa.errors import BadFileError, ConfigError, OutputError
 from linearityiqa.image_scoring import ImageScore
 from linearityiqa.records.run_lock import run_lock
+from linearityiqa.records.score_rows import (
+    METADATA_RUN,
+    NAMES,
+    ScoringRun,
+    check_utf8_names,
+    columns_named,
+    csv_header,
+    csv_rows,
+    differences,
+    parquet_metadata,
+    result_rows,
+    schema,
+    whole_rows,
+    write_parquet,
+)
 from linearityiqa.records.writing import check_writable, replacing, replacing_path, write_target
 
 CSV, PARQUET, SHARDS = "csv", "parquet", "parquet folder"
-COLUMNS = ("image", "score", "error")
-HEAD_COLUMNS = ("pq6", "pq7", "pq")
 RUN_FILE = "_run.json"
 CSV_ROWS = "scores.csv"
 SHARD = re.compile(r"^part-(\d{6,})\.parquet$")
-# how a file name that is not valid UTF-8 is written to CSV: its bytes as they are (PEP 383)
-NAMES = "surrogateescape"
 # rows per row group of a merged Parquet file: large enough for column statistics to pay
 ROW_GROUP = 65536
 _KIND = "linearityiqa scoring run"
+# the version of _run.json: 2 is the first whose CSV starts with its header
+FORMAT = 2
 ADVICE = "pass another --output"
 
 
@@ -89,41 +100,9 @@ def _checked_output(output: str) -> str:
     return output
 
 
-@dataclass(frozen=True)
-class ScoringRun:
-    """What a run scores and how: a partial run is continued only by a run that agrees on all of it.
-
-    Args:
-        model: the model file, as messages name it ("checkpoint checkpoints/p1q2.pth").
-        model_sha256: the model file's SHA-256: the same file under another name is the same model.
-        precision: --opt_level, which changes the scores.
-        resize: how images are sized (decoding.ImageSizing.tag()).
-        max_pixels: --max_pixels, which decides which images are refused.
-        images: how many images are scored.
-        images_sha256: SHA-256 of their paths, in order.
-        heads: whether the three heads are columns too.
-        window: images per window (image_scoring.WINDOW when the run began).
-        comment: what the scores are on (records/scale.score_comment), the CSV's first line.
-    """
-
-    model: str
-    model_sha256: str
-    precision: str
-    resize: str
-    max_pixels: int
-    images: int
-    images_sha256: str
-    heads: bool
-    window: int
-    comment: str
-
-
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def paths_sha256(paths: Sequence[str]) -> str:
@@ -133,56 +112,28 @@ def paths_sha256(paths: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-# What a field's difference is called in the message that refuses a partial run.
-_WHAT_DIFFERS = {
-    "model_sha256": "model",
-    "precision": "precision (--opt_level)",
-    "resize": "resize",
-    "max_pixels": "--max_pixels",
-    "images_sha256": "input list",
-    "heads": "--heads",
-}
-
-
-def differences(partial: ScoringRun, run: ScoringRun) -> list[str]:
-    """What differs between a partial run and this one, each as "what (partial's; this run's)"."""
-    said = []
-    for name, what in _WHAT_DIFFERS.items():
-        before, now = getattr(partial, name), getattr(run, name)
-        if before == now:
-            continue
-        if name == "model_sha256":
-            before, now = f"{partial.model}, sha256 {before[:12]}", f"{run.model}, sha256 {now[:12]}"
-        if name == "images_sha256":
-            before, now = f"{partial.images} images", f"{run.images} images"
-            if partial.images == run.images:
-                before, now = "other paths", "these"
-        said.append(f"{what} ({before}; this run: {now})")
-    return said
-
-
 class ScoreWriter:
-    """The output of one scoring run, window by window; `finish` makes it the output.
+    """The output of one scoring run, piece by piece; `finish` makes it the output.
 
     Args:
         output: the file (or, for SHARDS, folder) to write, checked by `score_writer`.
         run: what the run scores.
         paths: the images, in order, which kept rows must name.
-        resume: continue the partial run beside `output` (a run that agrees with `run`); without
-            it, a partial run there is refused rather than lost.
+        resume: continue the partial run beside `output` (a run that agrees with `run`), or find
+            that the run finished (`finished`); without it, a partial run there is refused rather
+            than lost.
     """
 
     def __init__(self, output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> None:
         self.output, self.format, self.partial = output, output_format(output), partial_path(output)
         self.run, self.paths = run, paths
         if self.format != CSV:
-            _check_utf8(paths)
-            import pyarrow  # noqa: F401  (now, not after the first window: a missing one is the scale extra's)
-        self.done = self.failed = 0
+            check_utf8_names(paths)
+            import pyarrow  # noqa: F401  (now, not after the first piece: a missing one is the scale extra's)
+        self.done = self.failed = self.shards = 0
+        self.finished = False
         self.notes: list[str] = []
-        self._start(resume)
-
-    def _start(self, resume: bool) -> None:
+        shutil.rmtree(self.partial + ".done", ignore_errors=True)  # what a run stopped while it tidied up left
         exists = os.path.lexists(self.partial)
         if exists and not resume:
             raise ConfigError(
@@ -191,15 +142,21 @@ class ScoreWriter:
             )
         if exists:
             self._resume()
-            return
-        if resume:
-            self.notes.append(f"--resume: no interrupted run in {self.partial}; scoring from the start")
+        elif resume and self._output_is_this_run():
+            self.finished = True
+        else:
+            if resume:
+                self.notes.append(f"--resume: no interrupted run in {self.partial}; scoring from the start")
+            self._begin()
+
+    def _begin(self) -> None:
         with self._appending():
             os.makedirs(self.partial)
-        _write_json(os.path.join(self.partial, RUN_FILE), asdict(self.run))
+        with replacing(os.path.join(self.partial, RUN_FILE), what="the scoring run's record", advice=ADVICE) as file:
+            json.dump({"kind": _KIND, "format": FORMAT, **asdict(self.run)}, file, indent=1)
         if self.format == CSV:
             with self._appending(), open(self._csv_rows(), "w", newline="", encoding="utf-8", errors=NAMES) as file:
-                file.write(csv_header(self.run.comment, heads=self.run.heads))
+                file.write(csv_header(heads=self.run.heads))
                 _sync(file)
 
     @contextlib.contextmanager
@@ -214,53 +171,54 @@ class ScoreWriter:
                 f"then pass --resume to go on"
             ) from None
 
+    @property
+    def _schema(self):
+        """The Parquet schema of the shards and of the merged file."""
+        return schema(heads=self.run.heads, metadata=parquet_metadata(self.run))
+
     def _csv_rows(self) -> str:
         return os.path.join(self.partial, CSV_ROWS)
 
     def _resume(self) -> None:
-        recorded = _recorded_run(os.path.join(self.partial, RUN_FILE))
+        recorded = _recorded_run(os.path.join(self.partial, RUN_FILE), self.partial)
         differ = differences(recorded, self.run)
         if differ:
             raise ConfigError(
                 f"--resume: {self.partial} was scored with another {'; another '.join(differ)}: pass the "
                 f"options and images of that run, or remove {self.partial} to score from the start"
             )
-        self.run = recorded  # its window, so that windows fall where they fell
-        kept = self._kept_csv() if self.format == CSV else self._kept_shards()
-        self.done = len(kept)
-        self.failed = sum(1 for error in kept if error)
+        self.run = recorded  # its window, so that its images are batched as they were
+        if self.format == CSV and not os.path.exists(self._csv_rows()) and self._output_is_this_run():
+            self.finished = True  # stopped after its rows took the output's name: only the tidying up was left
+            _remove_folder(self.partial)
+            return
+        errors = self._kept_csv() if self.format == CSV else self._kept_shards()
+        self.done, self.failed = len(errors), sum(1 for error in errors if error)
         self.notes.append(f"--resume: {self.done} of {self.run.images} images were scored before; scoring the rest")
 
     def _kept_csv(self) -> list[str]:
-        """The errors of the rows of whole windows in the partial CSV, which is cut after them."""
+        """The errors of the whole rows of the partial CSV, which is cut after them."""
         path = self._csv_rows()
         with open(path, "rb") as file:
             text = file.read().decode("utf-8", errors=NAMES)
-        header = csv_header(self.run.comment, heads=self.run.heads)
+        header = csv_header(heads=self.run.heads)
         if not text.startswith(header):
-            raise _damaged(path, "its first lines are not the scores' header")
-        rows = _complete_rows(text[len(header) :])
-        width = len(COLUMNS) + (len(HEAD_COLUMNS) if self.run.heads else 0)
-        if rows and len(rows[-1]) != width:  # one cut short at a line break inside a quoted name
-            rows.pop()
-        if any(len(row) != width for row in rows):
-            raise _damaged(path, f"a row of it has not the {width} columns of the header")
-        for count in _window_counts(len(rows), self.run.window):
-            body = csv_rows(rows[:count])
-            if text.startswith(body, len(header)):
-                self._check_names([row[0] for row in rows[:count]], path, first=0)
-                with open(path, "r+b") as file:
-                    file.truncate(len((header + body).encode("utf-8", errors=NAMES)))
-                return [row[2] for row in rows[:count]]
-        raise _damaged(path, "its rows are not the ones this project writes")
+            raise _damaged(path, "its first line is not the scores' header")
+        rows, length = whole_rows(text[len(header) :], width=len(header.split(",")))
+        self._check_names([row[0] for row in rows], path, first=0)
+        with open(path, "r+b") as file:
+            file.truncate(len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
+        return [row[2] for row in rows]
 
     def _kept_shards(self) -> list[str]:
         """The errors of the rows of the shards in the partial folder, numbered from 0 on."""
         import pyarrow.parquet as parquet
 
-        shards = self._shards()
         errors: list[str] = []
-        for number, name in enumerate(shards):
+        for name in os.listdir(self.partial):
+            if name.endswith(".partial"):  # a shard's temporary file, cut short by the interrupt
+                os.remove(os.path.join(self.partial, name))
+        for number, name in enumerate(self._shard_names()):
             path = os.path.join(self.partial, name)
             if int(SHARD.match(name).group(1)) != number:
                 raise _damaged(self.partial, f"shard {number} is missing before {name}")
@@ -268,155 +226,94 @@ class ScoreWriter:
                 table = parquet.read_table(path)
             except (OSError, ValueError) as error:
                 raise _damaged(path, f"it is no Parquet file ({error})") from None
-            if not table.schema.equals(_schema(self.run)):  # the shards are merged as they are
-                raise _damaged(path, f"its columns are {_columns(table.schema)}, not {_columns(_schema(self.run))}")
+            if not table.schema.equals(self._schema):  # the shards are merged as they are
+                columns = f"{columns_named(table.schema)}, not {columns_named(self._schema)}"
+                raise _damaged(path, f"its columns are {columns}")
             self._check_names(table.column("image").to_pylist(), path, first=len(errors))
-            if table.num_rows != self.run.window and len(errors) + table.num_rows < self.run.images:
-                raise _damaged(path, f"it holds {table.num_rows} rows, not a window of {self.run.window}")
             errors += [error or "" for error in table.column("error").to_pylist()]
+            self.shards += 1
         return errors
 
-    def _shards(self) -> list[str]:
-        names = sorted((name for name in os.listdir(self.partial) if SHARD.match(name)), key=_shard_number)
-        for name in os.listdir(self.partial):
-            if name.endswith(".partial"):  # a shard's temporary file, cut short by the interrupt
-                os.remove(os.path.join(self.partial, name))
-        return names
+    def _shard_names(self) -> list[str]:
+        names = (name for name in os.listdir(self.partial) if SHARD.match(name))
+        return sorted(names, key=lambda name: (len(name), name))  # in their numbers' order
 
     def _check_names(self, names: Sequence[str], path: str, *, first: int) -> None:
         if list(names) != list(self.paths[first : first + len(names)]):
             raise _damaged(path, "its rows are not the images of this run, in their order")
 
-    def write(self, window: Sequence[ImageScore]) -> None:
-        """The next window's results, on the disk when this returns."""
-        expected = self.paths[self.done : self.done + len(window)]
-        if [result.path for result in window] != list(expected):
+    def _output_is_this_run(self) -> bool:
+        """Whether the output is that of a finished run of these images (of this run, where it records it)."""
+        with contextlib.suppress(OSError, ValueError, KeyError, csv.Error):  # then it is not
+            if self.format == CSV:
+                with open(self.output, newline="", encoding="utf-8", errors=NAMES) as file:
+                    rows = list(csv.reader(file))
+                header = csv_header(heads=self.run.heads).rstrip("\n").split(",")
+                return bool(rows) and rows[0] == header and [row[0] for row in rows[1:]] == list(self.paths)
+            if self.format == PARQUET:
+                import pyarrow.parquet as parquet
+
+                metadata = parquet.read_schema(self.output).metadata or {}
+                recorded = json.loads(metadata.get(METADATA_RUN.encode(), b"{}"))
+            else:
+                with open(os.path.join(self.output, RUN_FILE), encoding="utf-8") as file:
+                    recorded = json.load(file)
+            known = {field.name for field in fields(ScoringRun)}
+            return not differences(ScoringRun(**{name: recorded[name] for name in known}), self.run)
+        return False
+
+    def write(self, piece: Sequence[ImageScore]) -> None:
+        """The next piece of results, on the disk when this returns."""
+        expected = self.paths[self.done : self.done + len(piece)]
+        if [result.path for result in piece] != list(expected):
             raise RuntimeError(f"results of images {self.done}.. are not in input order")
         if self.format == CSV:
             with self._appending(), open(self._csv_rows(), "a", newline="", encoding="utf-8", errors=NAMES) as file:
-                file.write(csv_rows(result_rows(window, heads=self.run.heads)))
+                file.write(csv_rows(result_rows(piece, heads=self.run.heads)))
                 _sync(file)
         else:
-            number = self.done // self.run.window
-            with replacing_path(
-                os.path.join(self.partial, f"part-{number:06d}.parquet"), what="the scores", advice=ADVICE
-            ) as path:
-                write_parquet(path, [window], run=self.run)
-        self.done += len(window)
-        self.failed += sum(1 for result in window if result.error)
+            shard = os.path.join(self.partial, f"part-{self.shards:06d}.parquet")
+            with replacing_path(shard, what="the scores", advice=ADVICE) as path:
+                write_parquet(path, piece, heads=self.run.heads, metadata=parquet_metadata(self.run))
+            self.shards += 1
+        self.done += len(piece)
+        self.failed += sum(1 for result in piece if result.error)
 
     def finish(self) -> None:
         """The partial run becomes the output; every image must have its row."""
         if self.done != self.run.images:
             raise RuntimeError(f"{self.done} of {self.run.images} images were written")
+        if self.format == SHARDS:
+            output = self.output.rstrip(os.sep + (os.altsep or ""))
+            if os.path.isdir(output):  # a folder there before is removed once the new one has its name
+                os.replace(output, self.partial + ".done")
+            os.replace(self.partial, output)
+            shutil.rmtree(self.partial + ".done", ignore_errors=True)
+            return
         if self.format == CSV:
             os.replace(self._csv_rows(), self.output)
-        elif self.format == PARQUET:
-            self._merge()
         else:
-            self._become_the_folder()
-            return
-        shutil.rmtree(self.partial)
+            self._merge()
+        _remove_folder(self.partial)
 
     def _merge(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as parquet
 
-        shards = [os.path.join(self.partial, name) for name in self._shards()]
         with replacing_path(self.output, what="the scores", advice=ADVICE) as path:
-            with parquet.ParquetWriter(path, _schema(self.run)) as writer:
-                per_group = max(1, ROW_GROUP // self.run.window)  # shards of one window each
-                for first in range(0, len(shards), per_group):
-                    group = shards[first : first + per_group]
-                    writer.write_table(pa.concat_tables(parquet.read_table(shard) for shard in group))
-
-    def _become_the_folder(self) -> None:
-        """The partial folder takes the output's name; a folder there before is removed once it has."""
-        output = self.output.rstrip(os.sep + (os.altsep or ""))
-        earlier = output + ".replaced"
-        if os.path.isdir(output):
-            os.replace(output, earlier)
-        os.replace(self.partial, output)
-        shutil.rmtree(earlier, ignore_errors=True)
+            with parquet.ParquetWriter(path, self._schema) as writer:
+                tables: list = []
+                for name in self._shard_names():
+                    tables.append(parquet.read_table(os.path.join(self.partial, name)))
+                    if sum(table.num_rows for table in tables) >= ROW_GROUP:
+                        writer.write_table(pa.concat_tables(tables))
+                        tables = []
+                if tables:
+                    writer.write_table(pa.concat_tables(tables))
 
 
-def _shard_number(name: str) -> int:
-    return int(SHARD.match(name).group(1))
-
-
-def _window_counts(rows: int, window: int) -> list[int]:
-    """The row counts a partial CSV may hold whole: the whole windows among `rows`, and one fewer
-    (the last row read may be one cut short that still parsed)."""
-    whole = rows - rows % window
-    return [whole, whole - window] if whole >= window else [0]
-
-
-def _complete_rows(text: str) -> list[list[str]]:
-    """The rows of CSV text, without a last one cut short (no line end after it)."""
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    try:
-        return list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error:
-        return []
-
-
-def csv_header(comment: str, *, heads: bool) -> str:
-    """The CSV's first lines: what the scores are on (`comment`), and the column names."""
-    return f"{comment}\n" + csv_rows([list(COLUMNS + (HEAD_COLUMNS if heads else ()))])
-
-
-def csv_rows(rows: Sequence[Sequence[object]]) -> str:
-    text = io.StringIO(newline="")
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue()
-
-
-def result_rows(results: Sequence[ImageScore], *, heads: bool) -> list[list[object]]:
-    """One row per image: image, score, error (a failed image has no score, a scored one no error),
-    and, with `heads`, pq6, pq7, pq."""
-    rows = []
-    for result in results:
-        row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
-        if heads:
-            row += list(result.heads) if result.heads else ["", "", ""]
-        rows.append(row)
-    return rows
-
-
-def write_parquet(path: str, windows: Sequence[Sequence[ImageScore]], *, run: ScoringRun) -> None:
-    """Results as a Parquet file: image (string), score (double, null where it failed), error
-    (string, null where it was scored), and pq6, pq7, pq with `run.heads`; the file's metadata
-    says what the scores are on (key linearityiqa.score)."""
-    import pyarrow as pa
-    import pyarrow.parquet as parquet
-
-    results = [result for window in windows for result in window]
-    columns = {
-        "image": [result.path for result in results],
-        "score": [result.score for result in results],
-        "error": [result.error for result in results],
-    }
-    if run.heads:
-        for at, name in enumerate(HEAD_COLUMNS):
-            columns[name] = [result.heads[at] if result.heads else None for result in results]
-    parquet.write_table(pa.table(columns, schema=_schema(run)), path)
-
-
-def _schema(run: ScoringRun):
-    import pyarrow as pa
-
-    types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
-    types += [(name, pa.float64()) for name in HEAD_COLUMNS] if run.heads else []
-    return pa.schema(types, metadata={"linearityiqa.score": run.comment.removeprefix("# score: ")})
-
-
-def _columns(schema) -> str:
-    return ", ".join(f"{field.name} ({field.type})" for field in schema)
-
-
-def _recorded_run(path: str) -> ScoringRun:
-    """The run a partial folder records, checked field by field."""
+def _recorded_run(path: str, partial: str) -> ScoringRun:
+    """The run a partial folder records."""
     try:
         with open(path, encoding="utf-8") as file:
             recorded = json.load(file)
@@ -426,19 +323,18 @@ def _recorded_run(path: str) -> ScoringRun:
         raise _damaged(path, f"it cannot be read as JSON ({error})") from None
     if not isinstance(recorded, dict) or recorded.get("kind") != _KIND:
         raise _damaged(path, f"it is not a {_KIND}")
+    if recorded.get("format") != FORMAT:
+        raise ConfigError(
+            f"--resume: {partial} holds a run of an earlier version of LinearityIQA, which this one cannot "
+            f"continue: remove {partial} to score from the start"
+        )
     values = {}
     for field in fields(ScoringRun):
-        value = recorded.get(field.name)
+        value = values[field.name] = recorded.get(field.name)
         wanted = {"int": int, "bool": bool}.get(field.type, str)
         if type(value) is not wanted or (wanted is int and value < 1 and field.name != "max_pixels"):
             raise _damaged(path, f"its {field.name} is {value!r}")
-        values[field.name] = value
     return ScoringRun(**values)
-
-
-def _write_json(path: str, run: dict) -> None:
-    with replacing(path, what="the scoring run's record", advice=ADVICE) as file:
-        json.dump({"kind": _KIND, **run}, file, indent=1)
 
 
 def _damaged(path: str, why: str) -> BadFileError:
@@ -446,18 +342,12 @@ def _damaged(path: str, why: str) -> BadFileError:
     return BadFileError(f"partial run {path} is damaged ({why}): remove {partial} to score from the start")
 
 
+def _remove_folder(folder: str) -> None:
+    """`folder` removed: first renamed, so that a run stopped while it removes leaves no half of it."""
+    os.replace(folder, folder + ".done")
+    shutil.rmtree(folder + ".done", ignore_errors=True)
+
+
 def _sync(file) -> None:
     file.flush()
     os.fsync(file.fileno())
-
-
-def _check_utf8(paths: Sequence[str]) -> None:
-    for path in paths:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = path.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
-            raise ConfigError(
-                f"image {shown} has a name that is not valid UTF-8, which Parquet's strings cannot hold: "
-                f"write CSV (--output ending in .csv) or rename the file"
-            ) from None
