@@ -338,8 +338,9 @@ OPTIONS = (
     _row("heads", "--heads", "demo", _DEMO,
          "add the three heads' outputs before any mapping (pq6, pq7, pq) as columns of --output", default=False),
     _row("window", "--window", "demo", _DEMO,
-         "images scored and written to --output together: an interrupted run loses at most one window, and a "
-         "resumed run keeps the window it began with", default=SCORING_WINDOW, type=POSITIVE_INT),
+         "images batched and written to --output together; rows are also written every 10 s (with --ray, by "
+         "window), so an interrupted run loses seconds, and a resumed run batches as it began", default=SCORING_WINDOW,
+         type=POSITIVE_INT),
     _row("ray", "--ray", "demo", _DEMO,
          "score on the Ray cluster at this address (auto, ray://head:10001, ...) with Ray Data, or, with no "
          "address, on a local one started for the run (default: in this process)", nargs="?", const=""),
