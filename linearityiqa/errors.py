@@ -45,9 +45,11 @@ _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of an error's message (library errors can span several), or its type when it has none."""
+    """The first line of an error's message (library errors can span several), after its type where the
+    message has no words of its own (a KeyError of pickle's says only "101")."""
     text = _TERMINAL_CODES.sub("", str(error)).strip()  # PyTorch colours some of its messages
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else ""
+    return line if re.search(r"[^\W\d_]{2}", line) else f"{type(error).__name__}: {line}".rstrip(": ")
 
 
 def file_problem(path: str | os.PathLike) -> str | None:

@@ -95,6 +95,8 @@ def test_small_messages_read_right():
         first_line(RuntimeError("\x1b[1mWeights only load failed\x1b[0m. More:\nlines"))
         == "Weights only load failed. More:"
     )
+    assert first_line(KeyError(101)) == "KeyError: 101"  # pickle's word for a file of text
+    assert first_line(ValueError()) == "ValueError"
     assert str(_undecodable(Path("a.jpg"), PermissionError(13, "Permission denied"))) == (
         "cannot read image a.jpg (permission denied): give this user read access to it"
     )
