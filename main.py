@@ -101,6 +101,8 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
     resumed = handlers.read_resume_state(settings) if settings["resume"] and not settings["evaluate"] else None
+    if resumed is not None and resumed.finished:
+        return {}  # nothing to resume: it said where the run's results are
     parts = build_parts(settings, device)
     if settings["evaluate"]:
         return evaluate_only(parts, settings)
@@ -108,7 +110,8 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     trainer, epoch_log = build_trainer(parts, settings, device, seed, resumed)
     logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
     try:
-        trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
+        if trainer.state.epoch < settings["epochs"]:  # a state of the last epoch has only the test to run
+            trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
         performance = final_test(parts, settings, epoch_log)
         remove_resume_state(settings)
         return performance

@@ -132,12 +132,27 @@ def test_run_name_records_the_settings_as_the_papers_code_did(run_name):
     assert "-res=False-768x1024-" in run_name(["--dataset", "KonIQ-10k"])
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch):
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch, capsys):
     argv = small(README_TRAIN[0], koniq, epochs=3) + ["--augmentation", "-cs_h", "56", "-cs_w", "56"]
+    name = run_name(argv)
     os.makedirs(tmp_path / "whole")
     monkeypatch.chdir(tmp_path / "whole")
-    assert main.main(argv) == 0
-    whole = np.load(os.path.join("results", run_name(argv) + ".npy"), allow_pickle=True).item()
+    with monkeypatch.context() as patch:  # as if killed after its last state was saved, before it was removed
+        patch.setattr(main, "remove_resume_state", lambda settings: None)
+        assert main.main(argv) == 0
+    whole = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    capsys.readouterr()
+    assert main.main(argv + ["--resume"]) == 0  # the state of the last epoch: only the final test runs again
+    out = capsys.readouterr().out
+    assert "after epoch 3" in out and "best model saved" not in out
+    again = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    assert {metric: again[metric] for metric in METRICS_PRINTED} == {
+        metric: whole[metric] for metric in METRICS_PRINTED
+    }
+    assert not os.path.exists(os.path.join("checkpoints", name + ".resume"))
+    assert EpochMetrics(epochs_file("results", name)).series("final_test", "SROCC").values == [
+        pytest.approx(whole["SROCC"], rel=1e-5)
+    ]  # once
 
     os.makedirs(tmp_path / "resumed")
     monkeypatch.chdir(tmp_path / "resumed")
@@ -155,6 +170,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp
     resumed = np.load(os.path.join("results", run_name(argv) + ".npy"), allow_pickle=True).item()
     np.testing.assert_allclose(resumed["pq_before"], whole["pq_before"], rtol=1e-5)
     assert resumed["k"] == pytest.approx(whole["k"])
+    # --resume of the finished run: nothing to do, and it says where the results are
+    capsys.readouterr()
+    assert main.main(argv + ["--resume"]) == 0
+    (said,) = capsys.readouterr().out.splitlines()
+    assert "the run finished already" in said and os.path.join("checkpoints", name) in said
+    assert os.path.join("results", name + ".npy") in said
     # the epochs file holds each epoch once, though the run was started twice
     whole_log = EpochMetrics(epochs_file(str(tmp_path / "whole" / "results"), run_name(argv)))
     resumed_log = EpochMetrics(epochs_file("results", run_name(argv)))

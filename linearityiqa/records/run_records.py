@@ -49,14 +49,15 @@ class EpochLog:
     Args:
         path: the CSV file; its folder is created.
         resume_after: a resumed run's last finished epoch: the file's rows up to it are kept
-            and the later ones (from the interrupted epoch) dropped. 0 starts a new file.
+            and the later ones (from the interrupted epoch) and any final test dropped. 0 starts a new file.
         kept_from: the file whose rows a resumed run keeps, if not `path` (it is left as it is).
     """
 
     def __init__(self, path: str, *, resume_after: int = 0, kept_from: str | None = None):
         self.path = path
         earlier = _read_rows(kept_from or path) if resume_after else []
-        kept = [row for row in earlier if int(row["epoch"]) <= resume_after]
+        # the final test of a run killed before it removed its state is tested again
+        kept = [row for row in earlier if int(row["epoch"]) <= resume_after and row["split"] != FINAL_TEST]
         self.rows = [tuple(row[column] for column in EPOCH_COLUMNS) for row in kept]
         self._write()
 

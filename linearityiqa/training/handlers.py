@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import re
 import shutil
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, ProgressBar, global_step_from_engine
@@ -27,11 +29,18 @@ from ignite.handlers.tensorboard_logger import TensorboardLogger
 from torch.utils.data import DataLoader
 
 from linearityiqa.acceleration import Precision
-from linearityiqa.errors import BadFileError, ConfigError, first_line
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
 from linearityiqa.options import RESUMED
 from linearityiqa.records.checkpoint import save_file
-from linearityiqa.records.paths import RESUME_FILE, check_name_part, epochs_file, latest_resume_file, resume_folder
-from linearityiqa.records.run_records import EpochLog
+from linearityiqa.records.paths import (
+    RESUME_FILE,
+    check_name_part,
+    epochs_file,
+    latest_resume_file,
+    results_file,
+    resume_folder,
+)
+from linearityiqa.records.run_records import FINAL_TEST, EpochLog, EpochMetrics
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
 
 # What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
@@ -138,6 +147,22 @@ class RunSettings:
         return {**self.settings, "run_name": self.run_name}
 
 
+class RandomStates:
+    """Python's, NumPy's and PyTorch's random generators, kept in the resume state: a run resumed
+    from the state of its last epoch fits k, b on the training batches the unbroken run drew."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)
+        return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        random.setstate(state["python"])
+        kind, keys, *rest = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(state["torch"])
+
+
 def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The objects whose state --resume restores, and the settings it must agree with.
 
@@ -153,6 +178,7 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
         "settings": RunSettings(settings),
+        "random": RandomStates(),
     }
     if parts.precision.scaler is not None:
         state["scaler"] = parts.precision.scaler
@@ -166,24 +192,30 @@ class SavedState:
     Args:
         path: the file.
         saved: what it holds: each object's state, by the names of `resume_state`.
+        finished: the run had finished (no state was left; `path` is its test's metrics): nothing to resume.
     """
 
     path: str
     saved: dict[str, Any]
+    finished: bool = False
 
 
 def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     """The latest whole state saved beside the run's checkpoint, once it is known to be readable
     and saved with the same settings: read before the model is built and the images decoded,
-    which a --resume that cannot go on would wait for.
+    which a --resume that cannot go on would wait for. A run that finished has no state left:
+    then where its results are is said, and the state returned is `finished`.
 
     Raises:
-        MissingFileError: no epoch of the run was saved.
+        MissingFileError: no epoch of the run was saved, and it has not finished.
         BadFileError: the state file is damaged.
         ConfigError: the state was saved by a run with other options (the first is named), or has
             finished more epochs than asked for (-e).
     """
-    path = latest_resume_file(resume_folder(settings["trained_model_file"]))
+    folder = resume_folder(settings["trained_model_file"])
+    path = latest_resume_file(folder)
+    if path is None:
+        return _finished_run(settings, folder)
     saved = _read_resume_file(path)
     _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
     finished = _finished_epochs(saved.get("trainer"))
@@ -193,6 +225,22 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
             f"{settings['epochs']} asked for (-e): pass -e {finished} or more"
         )
     return SavedState(path, saved)
+
+
+def _finished_run(settings: Mapping[str, Any], folder: str) -> SavedState:
+    """A run without a resume state finished when its checkpoint, its test's metrics and the final
+    test in its -epochs.csv are there (a run killed before its first saved epoch has none of the last)."""
+    checkpoint, results = settings["trained_model_file"], results_file(settings["results_dir"], settings["run_name"])
+    if os.path.isfile(checkpoint) and os.path.isfile(results):
+        with contextlib.suppress(IQAError):  # an epochs file unreadable: not a finished run's
+            if EpochMetrics(epochs_file(settings["results_dir"], settings["run_name"])).has(FINAL_TEST):
+                say(f"--resume: the run finished already: its best model is {checkpoint}, its test's metrics {results}")
+                return SavedState(results, {}, finished=True)
+    raise MissingFileError(
+        f"nothing to resume in {folder}: no epoch of the run was saved there and it has no test's metrics "
+        f"({results}); run without --resume to train it from the start (a run of another -e saves under its "
+        f"own name: pass its --trained_model_file to train it longer)"
+    )
 
 
 def _finished_epochs(trainer: object) -> int:
@@ -219,7 +267,10 @@ def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
         BadFileError: the state does not fit this run's objects.
     """
     path, saved = resumed.path, resumed.saved
-    restored = {name: item for name, item in state.items() if name != "settings"}
+    # a state saved before states kept the random generators restores the rest
+    restored = {
+        name: item for name, item in state.items() if name != "settings" and (name != "random" or name in saved)
+    }
     try:
         Checkpoint.load_objects(to_load=restored, checkpoint=saved)
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
