@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import DataSource, Split
 from linearityiqa.records.paths import epochs_file
 from linearityiqa.records.run_records import EpochMetrics, read_scores
-from linearityiqa.training.evaluation import METRICS_PRINTED
+from linearityiqa.training.evaluation import METRICS_PRINTED, metric_lines
 
 README_TRAIN = [
     "--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -186,13 +188,21 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp
         )
 
 
-def test_evaluate_tests_a_trained_checkpoint(koniq, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    argv = small(README_TRAIN[0], koniq, epochs=1)
-    assert main.main(argv) == 0
-    trained = capsys.readouterr().out.splitlines()[-9:]
-    assert main.main(argv + ["--evaluate"]) == 0
-    assert capsys.readouterr().out.splitlines()[-9:] == trained
+def test_evaluate_tests_a_trained_checkpoint(trained_run, tiny_run_argv, tmp_path, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    trained = np.load(next((folder / "results").glob("*.npy")), allow_pickle=True).item()
+    assert main.main(tiny_run_argv(folder, "--evaluate")) == 0
+    assert capsys.readouterr().out.splitlines()[-9:] == metric_lines("KonIQ-10k", trained)
+
+
+def test_resume_of_a_finished_run_says_where_its_results_are(trained_run, tiny_run_argv, tmp_path, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = {path: path.stat().st_mtime_ns for path in folder.rglob("*")}
+    assert main.main(tiny_run_argv(folder, "--resume")) == 0
+    (said,) = capsys.readouterr().out.splitlines()
+    (results,) = (folder / "results").glob("*.npy")
+    assert "finished already" in said and f"{folder / 'model.pth'}," in said and str(results) in said
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob("*")} == before  # nothing written
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import errno
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,12 +133,9 @@ def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monke
     assert main.main(small_run(koniq, epochs=1)) == 1
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
-    assert errors == [
-        "main.py: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB "
-        "total)): lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images "
-        "(--resize, -cs_h/-cs_w), lower -ebs, or use --opt_level O1 on a GPU; --resume continues from "
-        "the last finished epoch"
-    ]
+    (error,) = errors  # the allocator's first line, then what to change
+    assert error.startswith("main.py: error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "more" not in error and all(option in error for option in ("lower -bs", "-accum", "--resume"))
     assert "Traceback" not in err
 
 
@@ -294,14 +292,14 @@ def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(
     assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2
 
 
-def test_a_lock_left_by_a_killed_run_is_taken_over(koniq, run_name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    argv = small_run(koniq, epochs=1)
+def test_a_lock_left_by_a_killed_run_is_taken_over(trained_run, tiny_run_argv, tmp_path):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
     ghost = subprocess.Popen([sys.executable, "-c", "pass"])
     ghost.wait()  # a process id that no longer runs
-    os.makedirs("checkpoints")
-    (Path("checkpoints") / (run_name(argv) + ".lock")).write_text(str(ghost.pid))
-    assert main.main(argv) == 0
+    lock = folder / "model.pth.lock"
+    lock.write_text(str(ghost.pid))
+    assert main.main(tiny_run_argv(folder, "--evaluate")) == 0  # which locks the run's outputs too
+    assert not lock.exists()
 
 
 def test_a_run_whose_validation_scores_are_all_nan_still_keeps_a_best_model(koniq, run_name, tmp_path, monkeypatch):
@@ -346,9 +344,8 @@ def test_sigterm_to_a_run_of_two_processes_stops_them_too(koniq, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
     stderr = process.stderr.read().decode()
-    assert stderr == (
-        "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch\n"
-    )
+    (said,) = stderr.splitlines()
+    assert said.startswith("main.py: interrupted;") and "--resume continues" in said
     assert not any(_running(pid) for pid in workers)
 
 
@@ -431,10 +428,11 @@ def test_a_full_disk_at_the_first_resume_save_leaves_no_empty_folder(koniq, run_
     resume = checkpoints / (run_name(argv) + ".resume")
     kept = fail_in_save(monkeypatch, folder=resume, save=1, failure=writes_then(ENOSPC), watched=checkpoints)
     assert main.main(argv) == 1
-    assert said(capsys) == [
-        f"main.py: error: cannot write the resume state checkpoints/{run_name(argv)}.resume/checkpoint_1.pt: "
-        f"No space left on device; {RESUME_ADVICE}"
-    ]
+    (message,) = said(capsys)
+    assert message.startswith(
+        f"main.py: error: cannot write the resume state checkpoints/{resume.name}/checkpoint_1.pt: No space"
+    )
+    assert message.endswith(RESUME_ADVICE)
     # an empty folder would read as a run that had saved states, to whoever looks at it
     assert not resume.exists() and files(checkpoints) == kept and list(kept) == [run_name(argv)]
     assert main.main([*argv, "--resume"]) == 1  # the failing save was the first only
@@ -457,9 +455,8 @@ def test_ctrl_c_inside_torch_save_is_an_interrupt_that_keeps_the_file_before(
     interrupt = writes_then(KeyboardInterrupt())
     kept = fail_in_save(monkeypatch, folder=folder, save=save, failure=interrupt, watched=checkpoints)
     assert main.main(argv) == 130
-    assert said(capsys) == [
-        "main.py: interrupted; what was saved before is kept; --resume continues from the last finished epoch"
-    ]
+    (message,) = said(capsys)
+    assert message.startswith("main.py: interrupted;") and "--resume continues" in message
     assert files(checkpoints) == kept and not list(checkpoints.rglob("*.partial"))
     assert f"{run_name(argv)}.resume/checkpoint_1.pt" in kept  # what --resume goes on from
 
@@ -473,10 +470,11 @@ def test_pytorchs_writer_failing_in_a_resume_save_is_one_line_and_keeps_the_stat
     resume = checkpoints / (run_name(argv) + ".resume")
     kept = fail_in_save(monkeypatch, folder=resume, save=2, failure=writer_fails, watched=checkpoints)
     assert main.main(argv) == 1
-    assert said(capsys) == [
-        f"main.py: error: cannot write the resume state checkpoints/{resume.name}/checkpoint_2.pt: PyTorch's "
-        f"writer failed ({WRITER_WORDS}), most often for a full disk; {RESUME_ADVICE}"
-    ]
+    (message,) = said(capsys)
+    assert message.startswith(
+        f"main.py: error: cannot write the resume state checkpoints/{resume.name}/checkpoint_2.pt: "
+    )
+    assert f"PyTorch's writer failed ({WRITER_WORDS})" in message and message.endswith(RESUME_ADVICE)
     assert files(checkpoints) == kept and f"{resume.name}/checkpoint_1.pt" in kept
 
 

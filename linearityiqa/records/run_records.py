@@ -112,20 +112,14 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
             )
         rows = list(reader)
     for number, row in enumerate(rows, start=2):
-        if not (row["epoch"] or "").isdigit() or not _is_number(row["value"]):
+        try:
+            int(row["epoch"]), float(row["value"])
+        except (TypeError, ValueError):
             raise BadFileError(
                 f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
                 f"should be numbers; delete the file and train again to rewrite it"
-            )
+            ) from None
     return rows
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
