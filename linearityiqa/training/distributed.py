@@ -11,8 +11,9 @@ On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 
 `launch` runs a run's body in each of its processes, inside its guards: in this process alone,
-in the processes torchrun started, or in those `start_processes` starts (process i on GPU
-i % the GPUs there are, so that more processes than GPUs share them, or all on the CPU).
+in the processes torchrun started, or in those `start_processes` starts with ignite's
+idist.Parallel (all on the CPU, or a GPU each; more processes than GPUs share them, process i
+on GPU i % the GPUs there are).
 """
 
 from __future__ import annotations
