@@ -184,7 +184,7 @@ def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(koniq, run_name
     --resume finds nothing (a kill before the first saved epoch). Whatever each kill left (no
     state, a state, a save cut short, a finished run), the run ends with an unbroken run's
     metrics, and a --resume after that has nothing to do."""
-    argv = small_run(koniq, epochs=6)
+    argv = small_run(koniq, epochs=4)
     name = run_name(argv)
     os.makedirs(tmp_path / "unbroken")
     monkeypatch.chdir(tmp_path / "unbroken")
@@ -198,7 +198,7 @@ def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(koniq, run_name
     rng, options = random.Random(7), []
     # killed first once it holds its lock (mostly before its first epoch ends), then at random
     # moments after each attempt's first saved epoch: in a save, in an epoch, in the final test
-    delays = [rng.uniform(0.0, 1.0)] + [rng.uniform(0.0, 0.6) for _ in range(3)]
+    delays = [rng.uniform(0.0, 1.0)] + [rng.uniform(0.0, 0.6) for _ in range(2)]
     for attempt, delay in enumerate(delays):
         ready = lock.exists if attempt == 0 else _saves_another(resume)
         status, err = _killed_when(argv + options, work, ready, delay)
