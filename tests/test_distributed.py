@@ -200,3 +200,12 @@ def test_one_process_asked_for_trains_as_a_run_without_the_option(trained_run, t
     )
     np.testing.assert_array_equal(one["pq"], plain["pq"])
     assert (one["SROCC"], one["PLCC"], one["k"], one["b"]) == (plain["SROCC"], plain["PLCC"], plain["k"], plain["b"])
+
+
+def test_a_mistake_in_a_run_of_two_processes_is_one_line(koniq, tmp_path, monkeypatch, capfd):
+    """Every process meets it; the first says it, and neither ignite's launcher nor torch adds a line."""
+    monkeypatch.chdir(tmp_path)
+    command = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0 --resume"
+    assert main.main([*command.split(), "--nproc_per_node", "2", "--device", "cpu", *koniq]) == 1
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line.startswith("main.py: error: nothing to resume in checkpoints/")

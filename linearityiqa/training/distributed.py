@@ -184,8 +184,9 @@ def _stop(processes: Sequence) -> None:
 def _quiet_launcher() -> Iterator[None]:
     """ignite's Parallel announces every launch on stderr, and torch each process it stops after
     another ended: a user's mistake must stay the only line there."""
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     before = logging.root.manager.disable
-    logging.disable(logging.WARNING)
+    logging.disable(logging.INFO)  # ignite's setup_logger sets its own level at each launch
     try:
         yield
     finally:
