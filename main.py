@@ -55,12 +55,13 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from linearityiqa.records.paths import results_file
     from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
     from linearityiqa.records.scale import TrainingScale
-    from linearityiqa.training import handlers
+    from linearityiqa.training import handlers, resume
     from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
     from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
     from linearityiqa.training.guards import run_guards
-    from linearityiqa.training.handlers import Loaders, RunParts, record, remove_resume_state, say
+    from linearityiqa.training.handlers import Loaders, RunParts, record, say
     from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
+    from linearityiqa.training.resume import remove_resume_state
 
 ADVICE = Advice(
     out_of_memory="lower -bs (-accum N keeps the batch the optimizer sees), train on smaller images (--resize, "
@@ -100,7 +101,9 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     seed = run_seed(settings)
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
-    resumed = handlers.read_resume_state(settings) if settings["resume"] and not settings["evaluate"] else None
+    resumed = resume.read_resume_state(settings) if settings["resume"] and not settings["evaluate"] else None
+    if resumed is not None and resumed.finished:
+        return {}  # nothing to resume: it said where the run's results are
     parts = build_parts(settings, device)
     if settings["evaluate"]:
         return evaluate_only(parts, settings)
@@ -108,7 +111,8 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     trainer, epoch_log = build_trainer(parts, settings, device, seed, resumed)
     logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
     try:
-        trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
+        if trainer.state.epoch < settings["epochs"]:  # a state of the last epoch has only the test to run
+            trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
         performance = final_test(parts, settings, epoch_log)
         remove_resume_state(settings)
         return performance
@@ -248,7 +252,7 @@ def build_trainer(
     settings: Mapping[str, Any],
     device: torch.device,
     seed: int,
-    resumed: handlers.SavedState | None = None,
+    resumed: resume.SavedState | None = None,
 ) -> tuple[Engine, EpochLog | None]:
     """The trainer of the paper's loss, resumed from `resumed` (the state --resume read), and what
     it does after each epoch; the run's -epochs.csv log (in the first process only)."""
@@ -264,17 +268,17 @@ def build_trainer(
         skip_nonfinite=settings["skip_nonfinite"],
         report=say,
     )
-    state = handlers.resume_state(trainer, parts, settings)
+    state = resume.resume_state(trainer, parts, settings)
     saved_name = None
     if resumed is not None:
-        saved_name = handlers.load_resume_state(state, resumed)
+        saved_name = resume.load_resume_state(state, resumed)
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: seed_everything(seed + engine.state.epoch))
     # after each epoch: validate first, so that the saved resume state holds the best model so far
     attach_validation(trainer, parts, settings, epoch_log)
-    handlers.attach_resume_saver(trainer, state, settings["trained_model_file"])
+    resume.attach_resume_saver(trainer, state, settings["trained_model_file"])
     if first:
         handlers.attach_mean_loss(trainer, epoch_log)
     if settings["pbar"] and first:

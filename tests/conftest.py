@@ -63,6 +63,34 @@ def resnet18_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+# A tiny training run of main.py on the `koniq` fixture: resnet18 from scratch on 48x64 images.
+TINY_RUN = "--dataset KonIQ-10k --resize -rs_h 48 -rs_w 64 --arch resnet18 --pretrained none -bs 4 --lr 1e-3"
+
+
+@pytest.fixture(scope="session")
+def tiny_run_argv(koniq):
+    """main.py's options of a TINY_RUN whose checkpoint (model.pth), results and logs are in a
+    folder: tiny_run_argv(folder, *more_options, epochs=1)."""
+
+    def argv(folder: Path, *options: str, epochs: int = 1) -> list[str]:
+        outputs = ["--trained_model_file", str(folder / "model.pth"), "--results_dir", str(folder / "results")]
+        outputs += ["--log_dir", str(folder / "runs")]
+        return [*TINY_RUN.split(), "-e", str(epochs), "--num_workers", "0", *outputs, *koniq, *options]
+
+    return argv
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_run_argv, tmp_path_factory) -> Path:
+    """The folder of a finished one-epoch run of `tiny_run_argv`, trained once for the whole test
+    run: tests read it, or copy it to change it (tiny_run_argv of the copy runs on the copy)."""
+    import main
+
+    folder = tmp_path_factory.mktemp("trained_run")
+    assert main.main(tiny_run_argv(folder)) == 0
+    return folder
+
+
 @pytest.fixture(scope="session")
 def run_name():
     """The name main.py gives the run of a command line (its checkpoint's, results' and logs')."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import DataSource, Split
 from linearityiqa.records.paths import epochs_file
 from linearityiqa.records.run_records import EpochMetrics, read_scores
-from linearityiqa.training.evaluation import METRICS_PRINTED
+from linearityiqa.training.evaluation import METRICS_PRINTED, metric_lines
 
 README_TRAIN = [
     "--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -132,12 +134,27 @@ def test_run_name_records_the_settings_as_the_papers_code_did(run_name):
     assert "-res=False-768x1024-" in run_name(["--dataset", "KonIQ-10k"])
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch):
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch, capsys):
     argv = small(README_TRAIN[0], koniq, epochs=3) + ["--augmentation", "-cs_h", "56", "-cs_w", "56"]
+    name = run_name(argv)
     os.makedirs(tmp_path / "whole")
     monkeypatch.chdir(tmp_path / "whole")
-    assert main.main(argv) == 0
-    whole = np.load(os.path.join("results", run_name(argv) + ".npy"), allow_pickle=True).item()
+    with monkeypatch.context() as patch:  # as if killed after its last state was saved, before it was removed
+        patch.setattr(main, "remove_resume_state", lambda settings: None)
+        assert main.main(argv) == 0
+    whole = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    capsys.readouterr()
+    assert main.main(argv + ["--resume"]) == 0  # the state of the last epoch: only the final test runs again
+    out = capsys.readouterr().out
+    assert "after epoch 3" in out and "best model saved" not in out
+    again = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    assert {metric: again[metric] for metric in METRICS_PRINTED} == {
+        metric: whole[metric] for metric in METRICS_PRINTED
+    }
+    assert not os.path.exists(os.path.join("checkpoints", name + ".resume"))
+    assert EpochMetrics(epochs_file("results", name)).series("final_test", "SROCC").values == [
+        pytest.approx(whole["SROCC"], rel=1e-5)
+    ]  # once
 
     os.makedirs(tmp_path / "resumed")
     monkeypatch.chdir(tmp_path / "resumed")
@@ -155,6 +172,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp
     resumed = np.load(os.path.join("results", run_name(argv) + ".npy"), allow_pickle=True).item()
     np.testing.assert_allclose(resumed["pq_before"], whole["pq_before"], rtol=1e-5)
     assert resumed["k"] == pytest.approx(whole["k"])
+    # --resume of the finished run: nothing to do, and it says where the results are
+    capsys.readouterr()
+    assert main.main(argv + ["--resume"]) == 0
+    (said,) = capsys.readouterr().out.splitlines()
+    assert "the run finished already" in said and os.path.join("checkpoints", name) in said
+    assert os.path.join("results", name + ".npy") in said
     # the epochs file holds each epoch once, though the run was started twice
     whole_log = EpochMetrics(epochs_file(str(tmp_path / "whole" / "results"), run_name(argv)))
     resumed_log = EpochMetrics(epochs_file("results", run_name(argv)))
@@ -165,13 +188,21 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp
         )
 
 
-def test_evaluate_tests_a_trained_checkpoint(koniq, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    argv = small(README_TRAIN[0], koniq, epochs=1)
-    assert main.main(argv) == 0
-    trained = capsys.readouterr().out.splitlines()[-9:]
-    assert main.main(argv + ["--evaluate"]) == 0
-    assert capsys.readouterr().out.splitlines()[-9:] == trained
+def test_evaluate_tests_a_trained_checkpoint(trained_run, tiny_run_argv, tmp_path, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    trained = np.load(next((folder / "results").glob("*.npy")), allow_pickle=True).item()
+    assert main.main(tiny_run_argv(folder, "--evaluate")) == 0
+    assert capsys.readouterr().out.splitlines()[-9:] == metric_lines("KonIQ-10k", trained)
+
+
+def test_resume_of_a_finished_run_says_where_its_results_are(trained_run, tiny_run_argv, tmp_path, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+    assert main.main(tiny_run_argv(folder, "--resume")) == 0
+    (said,) = capsys.readouterr().out.splitlines()
+    (results,) = (folder / "results").glob("*.npy")
+    assert "finished already" in said and f"{folder / 'model.pth'}," in said and str(results) in said
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()} == before  # none written
 
 
 @pytest.mark.parametrize(

@@ -42,16 +42,7 @@ def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: in
         write_info(
             info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height, seed=seed))
         )
-    return [
-        "--dataset",
-        "KonIQ-10k",
-        "--data_info",
-        str(info),
-        "--im_dir",
-        str(download / "1024x768"),
-        "--cache_dir",
-        str(root / "cache"),
-    ]
+    return _data_set_options("KonIQ-10k", info, download / "1024x768", root)
 
 
 def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int, make: bool = True) -> list[str]:
@@ -61,16 +52,11 @@ def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: in
     if make and not info.is_file():
         write_clive_layout(release, count=count, width=width, height=height, seed=seed)
         write_info(info, clive_info_from_release(release))
-    return [
-        "--dataset",
-        "CLIVE",
-        "--data_info",
-        str(info),
-        "--im_dir",
-        str(release / "Images"),
-        "--cache_dir",
-        str(root / "cache"),
-    ]
+    return _data_set_options("CLIVE", info, release / "Images", root)
+
+
+def _data_set_options(dataset: str, info: Path, images: Path, root: Path) -> list[str]:
+    return ["--dataset", dataset, "--data_info", str(info), "--im_dir", str(images), "--cache_dir", str(root / "cache")]
 
 
 def steps(koniq: list[str], clive: list[str]) -> list[tuple[str, str, list[str]]]:

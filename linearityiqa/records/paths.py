@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from linearityiqa.errors import ConfigError, MissingFileError
+from linearityiqa.errors import ConfigError
 from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes
 
@@ -96,14 +96,9 @@ def resume_folder(trained_model_file: str) -> str:
     return trained_model_file + ".resume"
 
 
-def latest_resume_file(folder: str) -> str:
-    """The state of the latest saved epoch in a resume folder, never a save that was interrupted."""
+def latest_resume_file(folder: str) -> str | None:
+    """The state of the latest saved epoch in a resume folder, never a save that was interrupted;
+    None when the folder holds none."""
     names = os.listdir(folder) if os.path.isdir(folder) else []
     epochs = {int(match.group(1)): name for name in names if (match := RESUME_FILE.fullmatch(name))}
-    if not epochs:
-        raise MissingFileError(
-            f"nothing to resume in {folder}: the run finished (a finished run's state is removed) "
-            f"or never completed an epoch; run without --resume to train it from the start (a run of another "
-            f"-e saves under its own name: pass its --trained_model_file to train it longer)"
-        )
-    return os.path.join(folder, epochs[max(epochs)])
+    return os.path.join(folder, epochs[max(epochs)]) if epochs else None

@@ -42,21 +42,15 @@ def _start_time(pid: int) -> str:
         return ""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and another user's
-        return True
-    return True
-
-
 def _alive(owner: Owner) -> bool:
     if owner.host and owner.host != socket.gethostname():
         return True  # another machine's process cannot be looked at from here
-    if not _pid_alive(owner.pid):
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:  # alive, and another user's
+        pass
     return not owner.start or owner.start == _start_time(owner.pid)
 
 

@@ -49,14 +49,15 @@ class EpochLog:
     Args:
         path: the CSV file; its folder is created.
         resume_after: a resumed run's last finished epoch: the file's rows up to it are kept
-            and the later ones (from the interrupted epoch) dropped. 0 starts a new file.
+            and the later ones (from the interrupted epoch) and any final test dropped. 0 starts a new file.
         kept_from: the file whose rows a resumed run keeps, if not `path` (it is left as it is).
     """
 
     def __init__(self, path: str, *, resume_after: int = 0, kept_from: str | None = None):
         self.path = path
         earlier = _read_rows(kept_from or path) if resume_after else []
-        kept = [row for row in earlier if int(row["epoch"]) <= resume_after]
+        # the final test of a run killed before it removed its state is tested again
+        kept = [row for row in earlier if int(row["epoch"]) <= resume_after and row["split"] != FINAL_TEST]
         self.rows = [tuple(row[column] for column in EPOCH_COLUMNS) for row in kept]
         self._write()
 
@@ -111,20 +112,14 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
             )
         rows = list(reader)
     for number, row in enumerate(rows, start=2):
-        if not (row["epoch"] or "").isdigit() or not _is_number(row["value"]):
+        try:
+            int(row["epoch"]), float(row["value"])
+        except (TypeError, ValueError):
             raise BadFileError(
                 f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
                 f"should be numbers; delete the file and train again to rewrite it"
-            )
+            ) from None
     return rows
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:

@@ -11,14 +11,16 @@ On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors
 runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
 
 `launch` runs a run's body in each of its processes, inside its guards: in this process alone,
-in the processes torchrun started, or in those `start_processes` starts (process i on GPU
-i % the GPUs there are, so that more processes than GPUs share them, or all on the CPU).
+in the processes torchrun started, or in those `start_processes` starts with ignite's
+idist.Parallel (all on the CPU, or a GPU each; more processes than GPUs share them, process i
+on GPU i % the GPUs there are).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -26,12 +28,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 import torch.multiprocessing
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
 from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Sampler
 
@@ -68,16 +72,12 @@ def launch(
             f"--nproc_per_node {processes} processes cannot share a batch of {batch_size} "
             f"images (-bs): use at most {batch_size} processes, or a larger batch"
         )
-    # ignite announces every launch on stderr, and torch each process it stops after another
-    # ended: a user's mistake must stay the only line there
-    logging.getLogger("ignite.distributed.launcher.Parallel").setLevel(logging.WARNING)
-    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
         if spawned:
-            _start(fn, settings, around, plan_processes(processes, device_name=device_name))
+            start_processes(_inside, (fn, settings, around), plan_processes(processes, device_name=device_name))
         elif "WORLD_SIZE" in os.environ:  # started by torchrun: one process per GPU
             backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
-            with idist.Parallel(backend=backend) as parallel:
+            with _quiet_launcher(), idist.Parallel(backend=backend) as parallel:
                 parallel.run(_inside, fn, settings, around)
         else:
             with around(settings):
@@ -92,16 +92,6 @@ def launch(
             f"lower -bs or --num_workers; --resume continues from the last finished epoch"
         ) from None
     return 0
-
-
-def _start(fn: Callable, settings: Any, around: Callable, plan: ProcessPlan) -> None:
-    if plan.shared_gpus:
-        print(
-            f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
-            f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster",
-            flush=True,
-        )
-    start_processes(_inside, (fn, settings, around), plan)
 
 
 def _inside(local_rank: int, fn: Callable, settings: Any, around: Callable) -> None:
@@ -137,29 +127,45 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` spawned processes, each inside ignite's
-    distributed context; returns when all have ended.
+    """Run fn(local_rank, *args) in `plan.processes` processes started by ignite's idist.Parallel,
+    each inside ignite's distributed context; returns when all have ended.
 
     A process that ends with an exit status raises torch's ProcessExitedException here. CPU
     processes see no GPU: ignite would otherwise move each onto the GPU of its rank's number.
     SIGTERM to this process is taken as Ctrl-C (KeyboardInterrupt), and the processes still
     running are stopped: by default it would end this process alone and leave them training.
     """
-    hidden = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}
-    with _environment(hidden):  # the processes inherit it as they start
-        context = torch.multiprocessing.start_processes(
-            _process,
-            args=(fn, tuple(args), plan, _free_port()),
-            nprocs=plan.processes,
-            start_method="spawn",
-            join=False,
+    if plan.shared_gpus:
+        print(
+            f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
+            f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster",
+            flush=True,
         )
-    with _sigterm_as_interrupt():
+    # the processes inherit these as they start
+    variables = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    if not plan.gpus:
+        variables["CUDA_VISIBLE_DEVICES"] = ""
+    with mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:
-            while not context.join():
-                pass
+            if plan.shared_gpus:  # ignite's processes would each take the GPU of their rank's number
+                torch.multiprocessing.start_processes(
+                    _on_a_shared_gpu, args=(fn, tuple(args), plan), nprocs=plan.processes, start_method="spawn"
+                )
+            else:
+                with idist.Parallel(backend=plan.backend, nproc_per_node=plan.processes) as parallel:
+                    parallel.run(fn, *args)
         finally:
-            _stop(context.processes)
+            _stop(multiprocessing.active_children())
+
+
+def _on_a_shared_gpu(rank: int, fn: Callable, args: tuple, plan: ProcessPlan) -> None:
+    # torchrun's variables, which ignite reads: LOCAL_RANK is the GPU it moves the process to
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(rank % plan.gpus))
+    idist.initialize(plan.backend)
+    try:
+        fn(idist.get_local_rank(), *args)
+    finally:
+        idist.finalize()
 
 
 def _stop(processes: Sequence) -> None:
@@ -172,6 +178,19 @@ def _stop(processes: Sequence) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+
+
+@contextlib.contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    """ignite's Parallel announces every launch on stderr, and torch each process it stops after
+    another ended: a user's mistake must stay the only line there."""
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    before = logging.root.manager.disable
+    logging.disable(logging.INFO)  # ignite's setup_logger sets its own level at each launch
+    try:
+        yield
+    finally:
+        logging.disable(before)
 
 
 @contextlib.contextmanager
@@ -189,22 +208,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, port: int) -> None:
-    # torchrun's variables: ignite reads them, and LOCAL_RANK is the GPU it moves the process to
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(plan.processes),
-        LOCAL_RANK=str(rank % plan.gpus if plan.gpus else rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    idist.initialize(plan.backend)  # ignite's Parallel would announce each process on stderr
-    try:
-        fn(idist.get_local_rank(), *args)
-    finally:
-        idist.finalize()
-
-
 def _free_port() -> int:
     """MASTER_PORT if set, else a port free now (ignite's fixed default would clash between two runs)."""
     if "MASTER_PORT" in os.environ:
@@ -215,37 +218,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """The process's environment with `variables` set while the block runs (spawned processes inherit it)."""
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; the gradient of each input is the sum of all processes' gradients."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        total = tensor.clone()
-        dist.all_reduce(total)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        total = grad.clone()
-        dist.all_reduce(total)
-        return total
 
 
 class _AllGather(torch.autograd.Function):
@@ -316,7 +288,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(input)
         dims = [0] + list(range(2, input.dim()))
         count = torch.tensor([input.numel() / input.size(1)], dtype=input.dtype, device=input.device)
-        stats = _AllReduceSum.apply(torch.cat((input.sum(dims), (input * input).sum(dims), count)))
+        # summed over the processes; its backward sums every process's gradients
+        stats = all_reduce(torch.cat((input.sum(dims), (input * input).sum(dims), count)))
         channels = input.size(1)
         total = stats[-1]
         mean = stats[:channels] / total

@@ -1,0 +1,260 @@
+"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole or not
+at all, one at a time; read and checked against the run's options before the model is built
+and the images decoded; restored into the run's objects; removed when the run has finished.
+--resume of a finished run finds no state, and says where the run's results are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
+from linearityiqa.options import RESUMED
+from linearityiqa.records.checkpoint import save_file
+from linearityiqa.records.paths import RESUME_FILE, epochs_file, latest_resume_file, results_file, resume_folder
+from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
+from linearityiqa.training.handlers import RunParts, say
+
+# What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
+_RESUME_ADVICE = (
+    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
+    "from the last state saved"
+)
+# The temporary file of a resume state's save that a kill cut short (records/writing.py names it).
+_CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
+
+
+class RunSettings:
+    """The options that decide what a run trains, saved in its resume state so that --resume can
+    tell a run asked with other options (ignite's Checkpoint saves what has a state_dict), and
+    the run's name, under which its files so far are (a longer run resumed takes another name).
+
+    Args:
+        settings: the run's settings; those named in RESUMED are kept.
+    """
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.settings = {name: settings[name] for name in RESUMED if name in settings}
+        self.run_name = settings.get("run_name")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.settings, "run_name": self.run_name}
+
+
+class RandomStates:
+    """Python's, NumPy's and PyTorch's random generators, kept in the resume state: a run resumed
+    from the state of its last epoch fits k, b on the training batches the unbroken run drew."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)
+        return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        random.setstate(state["python"])
+        kind, keys, *rest = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(state["torch"])
+
+
+def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The objects whose state --resume restores, and the settings it must agree with.
+
+    Args:
+        trainer: the engine, whose state holds the epoch.
+        parts: the run's model, optimizer, scheduler, best score and loss scaler.
+        settings: the run's settings.
+    """
+    state = {
+        "trainer": trainer,
+        "model": parts.model,
+        "optimizer": parts.optimizer,
+        "lr_scheduler": parts.scheduler,
+        "progress": parts.progress,
+        "settings": RunSettings(settings),
+        "random": RandomStates(),
+    }
+    if parts.precision.scaler is not None:
+        state["scaler"] = parts.precision.scaler
+    return state
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A resume state read from its file, saved with the run's settings.
+
+    Args:
+        path: the file.
+        saved: what it holds: each object's state, by the names of `resume_state`.
+        finished: the run had finished (no state was left; `path` is its test's metrics): nothing to resume.
+    """
+
+    path: str
+    saved: dict[str, Any]
+    finished: bool = False
+
+
+def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
+    """The latest whole state saved beside the run's checkpoint, once it is known to be readable
+    and saved with the same settings: read before the model is built and the images decoded,
+    which a --resume that cannot go on would wait for. A run that finished has no state left:
+    then where its results are is said, and the state returned is `finished`.
+
+    Raises:
+        MissingFileError: no epoch of the run was saved, and it has not finished.
+        BadFileError: the state file is damaged.
+        ConfigError: the state was saved by a run with other options (the first is named), or has
+            finished more epochs than asked for (-e).
+    """
+    folder = resume_folder(settings["trained_model_file"])
+    path = latest_resume_file(folder)
+    if path is None:
+        return _finished_run(settings, folder)
+    saved = _read_resume_file(path)
+    _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
+    finished = _finished_epochs(saved.get("trainer"))
+    if finished > settings["epochs"]:
+        raise ConfigError(
+            f"--resume: the saved state at {path} has finished {finished} epochs, more than the "
+            f"{settings['epochs']} asked for (-e): pass -e {finished} or more"
+        )
+    return SavedState(path, saved)
+
+
+def _finished_run(settings: Mapping[str, Any], folder: str) -> SavedState:
+    """A run without a resume state finished when its checkpoint, its test's metrics and the final
+    test in its -epochs.csv are there (a run killed before its first saved epoch has none of the last)."""
+    checkpoint, results = settings["trained_model_file"], results_file(settings["results_dir"], settings["run_name"])
+    if os.path.isfile(checkpoint) and os.path.isfile(results):
+        with contextlib.suppress(IQAError):  # an epochs file unreadable: not a finished run's
+            if EpochMetrics(epochs_file(settings["results_dir"], settings["run_name"])).has(FINAL_TEST):
+                say(f"--resume: the run finished already: its best model is {checkpoint}, its test's metrics {results}")
+                return SavedState(results, {}, finished=True)
+    raise MissingFileError(
+        f"nothing to resume in {folder}: no epoch of the run was saved there and it has no test's metrics "
+        f"({results}); run without --resume to train it from the start (a run of another -e saves under its "
+        f"own name: pass its --trained_model_file to train it longer)"
+    )
+
+
+def _finished_epochs(trainer: Any) -> int:
+    """The epochs a saved trainer state has finished, from the iterations ignite's Engine.state_dict
+    records (0 where it records none: restoring it then says what is wrong)."""
+    try:
+        return int(trainer["iteration"]) // int(trainer["epoch_length"])
+    except (TypeError, KeyError, ValueError, ZeroDivisionError):
+        return 0
+
+
+def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
+    """Restore `state` from the state `read_resume_state` read, once it fits this run's objects.
+    Returns the name the run had (None in a state saved before states recorded it).
+
+    Args:
+        state: what `resume_state` returned.
+        resumed: what `read_resume_state` returned.
+
+    Raises:
+        BadFileError: the state does not fit this run's objects.
+    """
+    path, saved = resumed.path, resumed.saved
+    # a state saved before states kept the random generators restores the rest
+    restored = {
+        name: item for name, item in state.items() if name != "settings" and (name != "random" or name in saved)
+    }
+    try:
+        Checkpoint.load_objects(to_load=restored, checkpoint=saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        # states saved before they recorded their settings: a model of other options fails here
+        raise BadFileError(
+            f"--resume: the saved state at {path} does not fit this run ({first_line(error)}): pass the options "
+            f"it was trained with (--arch, --pool, --P6, --P7, --use_bn_end ...), or start anew without --resume"
+        ) from None
+    say(f"resuming from {path} after epoch {state['trainer'].state.epoch}")
+    name = saved.get("settings", {}).get("run_name")
+    saved.clear()  # the states are in the run's objects now: no second copy for the whole run
+    return name if isinstance(name, str) else None
+
+
+def _read_resume_file(path: str) -> dict[str, Any]:
+    """The saved state as a dict; a file cut short or not a state is one line that names it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not isinstance(saved.get("settings", {}), dict):
+            raise TypeError(f"it holds a {type(saved).__name__}, not a dict of states with a dict of settings")
+    except Exception as error:
+        raise BadFileError(
+            f"--resume: the saved state at {path} is damaged ({first_line(error)}): delete it to resume from the "
+            f"state before it, if any (or delete its folder to start over), or pass the right --trained_model_file"
+        ) from None
+    return saved
+
+
+def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], path: str) -> None:
+    """The first setting of RESUMED that the saved state records otherwise is an error.
+    A setting it does not record (a state saved before a newer option) is not compared."""
+    for name, value in asked.items():
+        if name in saved and saved[name] != value:
+            raise ConfigError(
+                f"--resume: the saved state at {path} was trained with {name}={saved[name]!r}, this run asks "
+                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+            )
+
+
+def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
+    """Save the whole state after each epoch, for --resume (in the first process only)."""
+    folder = resume_folder(trained_model_file)
+    if idist.get_rank() == 0:
+        trainer.add_event_handler(
+            Events.EPOCH_COMPLETED, lambda engine: save_resume_state(state, folder, epoch=engine.state.epoch)
+        )
+
+
+def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
+    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole or not at all, and only
+    then remove the states of earlier epochs: at any moment one whole state is on the disk, and
+    only one (each holds the model and the optimizer: 1 GB for resnext101_32x8d).
+
+    A save that fails leaves the folder as it was: no temporary file, the state before kept,
+    and no empty folder where the first one failed.
+    """
+    path = os.path.join(folder, f"checkpoint_{epoch}.pt")
+    # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
+    states = {name: item.state_dict() for name, item in state.items()}
+    try:
+        save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
+    except BaseException:
+        with contextlib.suppress(OSError):  # only an empty folder can be removed so
+            os.rmdir(folder)
+        raise
+    _remove_earlier_states(folder, kept=os.path.basename(path))
+
+
+def _remove_earlier_states(folder: str, *, kept: str) -> None:
+    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut
+    short: another run's states too, which a run without --resume replaces (--resume would
+    otherwise take a later epoch of that run, with this run's checkpoint)."""
+    for name in os.listdir(folder):
+        if name != kept and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+
+
+def remove_resume_state(settings: Mapping[str, Any]) -> None:
+    """A finished run needs no resume state: a whole state of the model and optimizer, which
+    would take the checkpoint's space again (about 1 GB for resnext101_32x8d) for every run kept."""
+    if idist.get_rank() == 0:
+        shutil.rmtree(resume_folder(settings["trained_model_file"]), ignore_errors=True)
