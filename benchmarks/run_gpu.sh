@@ -28,6 +28,7 @@ mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
 
 if [ -n "${WHEELS:-}" ]; then
+    compgen -G "$WHEELS/*.whl" >/dev/null || { echo "run_gpu.sh: no wheels (*.whl) in WHEELS=$WHEELS" >&2; exit 1; }
     "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
