@@ -103,7 +103,9 @@ def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
 
-def folder_rates(folder: Path, command: list[str], arch: str, checkpoint: Path, args) -> tuple[float, float, float]:
+def folder_rates(
+    folder: Path, command: list[str], arch: str, checkpoint: Path, args: argparse.Namespace
+) -> tuple[float, float, float]:
     """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
     from linearityiqa.acceleration import evaluation_batch_size
     from linearityiqa.cli.options import get_demo_parser

@@ -99,7 +99,15 @@ def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engin
 
 
 def step_throughput(
-    setting: Setting, *, arch: str, batch_size: int, height: int, width: int, warmup: int, steps: int, device
+    setting: Setting,
+    *,
+    arch: str,
+    batch_size: int,
+    height: int,
+    width: int,
+    warmup: int,
+    steps: int,
+    device: torch.device,
 ) -> tuple[float, str]:
     """(images/s, peak GPU memory) of the trainer in one setting; its own batch size, if it has one, wins."""
     trainer = build_trainer(setting, arch=arch, device=device)
