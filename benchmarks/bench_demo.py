@@ -4,10 +4,9 @@ goes, and images per second for a folder.
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights in the authors' layout (model, k, b) in a
-temporary folder, with JPEGs of synthetic scenes (synthetic.render_scene). The whole command
-runs in a fresh process each time, as a user pays for it, and so does the breakdown: its
-imports are only cold in a new interpreter. The breakdown takes the steps of
+Each arch gets a checkpoint of random weights and JPEGs of synthetic scenes (commands.py). The
+whole command runs in a fresh process each time, as a user pays for it, and so does the
+breakdown: its imports are only cold in a new interpreter. The breakdown takes the steps of
 scoring.load_scorer one by one; what remains of the command's time is Python's own start and
 exit. Folder scoring is timed twice: the whole command on the folder (at the default
 --eval_batch_size), and image_scoring.score_files alone on a model already loaded.
@@ -17,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
 
-from benchmarks.common import machine, print_header, print_row
+from benchmarks.commands import SIZES, demo_command, demo_files, one_image, run_seconds, scored_model
+from benchmarks.common import options_parser, table, timed
 
-REPO = Path(__file__).resolve().parents[1]
 SECOND_FORWARD = "second forward (not in the command)"
 # Seconds of the imports in a fresh interpreter, before anything else loads: torch, then
 # torchvision (which test_demo needs through IQAmodel and image_store), then the rest; with the
@@ -54,74 +47,12 @@ seconds = {'import torch': after_torch - started, 'import torchvision': after_to
 seconds.update(stage_seconds(*sys.argv[1:]))
 print(json.dumps(seconds))
 """
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Time test_demo.py on one image and on a folder.", add_help=add_help)
-    parser.add_argument(
-        "--archs", nargs="+", default=["resnet50", "resnext101_32x8d"], help="backbones to time (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=5,
-        help="runs of each timed command; the median is reported (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--images",
-        type=int,
-        default=32,
-        help="images in the scored folder; 0 skips folder scoring (default: %(default)s)",
-    )
-    parser.add_argument("--resize_size_h", type=int, default=498, help="height after --resize (default: %(default)s)")
-    parser.add_argument("--resize_size_w", type=int, default=664, help="width after --resize (default: %(default)s)")
-    parser.add_argument("--width", type=int, default=1024, help="width of the JPEGs (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=768, help="height of the JPEGs (default: %(default)s)")
-    return parser
-
-
-def write_checkpoint(folder: Path, arch: str) -> Path:
-    """A checkpoint of random weights in the authors' layout; seeded, so a score is comparable across runs."""
-    from IQAmodel import IQAModel
-
-    torch.manual_seed(0)
-    model = IQAModel(arch=arch, pretrained=False)
-    path = folder / f"{arch}.pth"
-    torch.save({"model": model.state_dict(), "k": [1.0, 1.0, 1.0], "b": [0.0, 0.0, 0.0]}, path)
-    return path
-
-
-def write_images(folder: Path, *, count: int, width: int, height: int) -> list[Path]:
-    """`count` JPEGs of random scenes (quality 90), as a camera's photos decode."""
-    from linearityiqa.data.synthetic import render_scene
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = [folder / f"{index:04d}.jpg" for index in range(count)]
-    for path in paths:
-        render_scene(rng, width, height).save(path, quality=90)
-    return paths
-
-
-def timed_result(action: Callable[[], object]) -> tuple[object, float]:
-    """(what `action` returns, its seconds): the CPU needs no synchronizing."""
-    started = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - started
-
-
-def run_seconds(command: list[str]) -> tuple[str, float]:
-    """(stdout, wall seconds) of a command run from the repository root; it must succeed."""
-    done, seconds = timed_result(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True))
-    if done.returncode != 0:
-        raise SystemExit(f"bench_demo: {' '.join(command)} failed:\n{done.stderr}")
-    return done.stdout, seconds
-
-
-def demo_command(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> list[str]:
-    size = ["-rs_h", str(args.resize_size_h), "-rs_w", str(args.resize_size_w)]
-    return [sys.executable, "test_demo.py", "--img", str(image), "--resize", "--arch", arch,
-            "--trained_model_file", str(checkpoint), *size]  # fmt: skip
+OPTIONS = {
+    "--archs": (["resnet50", "resnext101_32x8d"], "backbones to time"),
+    "--repeats": (5, "runs of each timed command; the median is reported"),
+    "--images": (32, "images in the scored folder; 0 skips folder scoring"),
+    **SIZES,
+}
 
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
@@ -134,25 +65,25 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
 
     cpu = torch.device("cpu")
     channels_last = uses_channels_last(cpu)
-    loaded, load_s = timed_result(lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
+    loaded, load_s = timed(lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
 
     def build() -> torch.nn.Module:
         with torch.device("meta"):
             model = IQAModel(arch=arch, pretrained=False)
         return model.to_empty(device=cpu)
 
-    model, build_s = timed_result(build)
-    _, copy_s = timed_result(lambda: load_model_state(model.eval(), loaded, checkpoint))
-    _, layout_s = timed_result(lambda: set_memory_format(model, channels_last=channels_last))
+    model, build_s = timed(build)
+    _, copy_s = timed(lambda: load_model_state(model.eval(), loaded, checkpoint))
+    _, layout_s = timed(lambda: set_memory_format(model, channels_last=channels_last))
     sizing = ImageSizing(resize_hw=(int(height), int(width)))
-    pixels, decode_s = timed_result(lambda: to_uint8_tensor(decode_image(image, sizing)))
+    pixels, decode_s = timed(lambda: to_uint8_tensor(decode_image(image, sizing)))
 
     def forward() -> None:
         with torch.inference_mode():
             model(prepare_images(pixels[None], cpu, channels_last=channels_last))
 
-    _, first_s = timed_result(forward)
-    _, second_s = timed_result(forward)
+    _, first_s = timed(forward)
+    _, second_s = timed(forward)
     return {
         "checkpoint load (torch.load)": load_s,
         "model build (meta, to_empty)": build_s,
@@ -166,31 +97,15 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
 
 def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> dict[str, float]:
     """Median seconds of each stage over `args.repeats` fresh processes."""
-    runs = []
-    for _ in range(args.repeats):
-        stdout, _ = run_seconds(
-            [
-                sys.executable,
-                "-c",
-                _IMPORTS_CHILD,
-                arch,
-                str(checkpoint),
-                str(image),
-                str(args.resize_size_h),
-                str(args.resize_size_w),
-            ]
-        )
-        runs.append(json.loads(stdout))
+    child = [sys.executable, "-c", _IMPORTS_CHILD, arch, str(checkpoint), str(image)]
+    size = [str(args.resize_size_h), str(args.resize_size_w)]
+    runs = [json.loads(run_seconds(child + size)[0]) for _ in range(args.repeats)]
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
 
-def one_image(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> tuple[list[float], str]:
-    """Wall seconds of each run of the README's command, and the score it printed."""
-    outputs = [run_seconds(demo_command(image, arch, checkpoint, args)) for _ in range(args.repeats)]
-    return [seconds for _, seconds in outputs], outputs[0][0].strip().rsplit(" ", 1)[-1]
-
-
-def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+def folder_rates(
+    folder: Path, command: list[str], arch: str, checkpoint: Path, args: argparse.Namespace
+) -> tuple[float, float, float]:
     """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
     from linearityiqa.acceleration import evaluation_batch_size
     from linearityiqa.cli.options import get_demo_parser
@@ -199,8 +114,7 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     from linearityiqa.scoring import image_sizing, load_scorer
 
     defaults = vars(get_demo_parser().parse_args([]))
-    command = demo_command(folder, arch, checkpoint, args) + ["-o", str(folder.parent / "scores.csv")]
-    _, wall = run_seconds(command)
+    _, wall = run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
     requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}
     scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
     sizing = image_sizing(
@@ -213,64 +127,49 @@ def folder_rates(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
         score_files(scorer, chosen, sizing=sizing, batch_size=batch_size)
 
     score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
-    _, seconds = timed_result(lambda: score(paths))
+    _, seconds = timed(lambda: score(paths))
     return wall, len(paths) / wall, len(paths) / seconds
 
 
-def main(args: argparse.Namespace) -> None:
-    print(machine())
-    # Another process on these few cores slows every stage; the load average shows whether one ran.
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+def main(argv: list[str] | None = None) -> None:
+    args = options_parser(__doc__, OPTIONS).parse_args(argv)
     size = f"{args.resize_size_h}x{args.resize_size_w}"
-    with tempfile.TemporaryDirectory(prefix="bench_demo-") as work:
-        work_dir = Path(work)
-        [image] = write_images(work_dir / "one", count=1, width=args.width, height=args.height)
-        folder = work_dir / "folder"
-        if args.images:
-            write_images(folder, count=args.images, width=args.width, height=args.height)
-        checkpoints = {arch: write_checkpoint(work_dir, arch) for arch in args.archs}
-        _, python_s = timed_result(lambda: run_seconds([sys.executable, "-c", "pass"]))
+    with demo_files(args, "bench_demo-") as (work_dir, image, folder):
+        models = {arch: scored_model(work_dir, arch, args) for arch in args.archs}
+        commands = {arch: demo_command(*options) for arch, (_, options) in models.items()}
+        _, python_s = run_seconds([sys.executable, "-c", "pass"])
 
         print(
             f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: wall time of the whole command, "
             f"median of {args.repeats}\n"
         )
-        print_header("arch", "setting", "median s", "runs s", "score")
+        row = table("arch", "setting", "median s", "runs s", "score")
         medians = {}
-        for arch, checkpoint in checkpoints.items():
-            seconds, score = one_image(image, arch, checkpoint, args)
+        for arch, command in commands.items():
+            seconds, score = one_image(command, image, args.repeats)
             medians[arch] = statistics.median(seconds)
-            print_row(
-                arch,
-                f"test_demo.py --img <jpg> --resize --arch {arch}",
-                f"{medians[arch]:.2f}",
-                " ".join(f"{s:.2f}" for s in seconds),
-                score,
-            )
+            setting = f"test_demo.py --img <jpg> --resize --arch {arch}"
+            row(arch, setting, f"{medians[arch]:.2f}", " ".join(f"{each:.2f}" for each in seconds), score)
 
         print(
             f"\nWhere the time goes (fresh process each, median of {args.repeats}; Python start and exit: "
             f"`python -c pass` takes {python_s:.2f} s)\n"
         )
-        stages = {arch: breakdown(image, arch, checkpoint, args) for arch, checkpoint in checkpoints.items()}
-        print_header("stage", *(f"{arch} s" for arch in args.archs))
-        for name in next(iter(stages.values())):
-            print_row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
+        stages = {arch: breakdown(image, arch, checkpoint, args) for arch, (checkpoint, _) in models.items()}
+        row = table("stage", *(f"{arch} s" for arch in args.archs))
+        for name in stages[args.archs[0]]:
+            row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
         # The second forward pass is not part of the command.
-        rest = {
-            arch: medians[arch] - sum(seconds for name, seconds in stages[arch].items() if name != SECOND_FORWARD)
-            for arch in args.archs
-        }
-        print_row("rest: Python start, options, scoring loop, exit", *(f"{rest[arch]:.3f}" for arch in args.archs))
+        rest = [medians[arch] - sum(stages[arch].values()) + stages[arch][SECOND_FORWARD] for arch in args.archs]
+        row("rest: Python start, options, scoring loop, exit", *(f"{seconds:.3f}" for seconds in rest))
 
         if args.images:
             print(f"\nFolder of {args.images} JPEGs, --resize to {size}, default --eval_batch_size\n")
-            print_header("arch", "setting", "command s", "command images/s", "score_files images/s")
-            for arch, checkpoint in checkpoints.items():
-                wall, command_rate, scoring_rate = folder_rates(folder, arch, checkpoint, args)
-                print_row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+            row = table("arch", "setting", "command s", "command images/s", "score_files images/s")
+            for arch, (checkpoint, _) in models.items():
+                wall, command_rate, scoring_rate = folder_rates(folder, commands[arch], arch, checkpoint, args)
+                row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    main()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from ignite.engine import Engine
 
-from benchmarks.common import format_memory, machine, peak_memory_gib, print_header, print_row, reset_peak_memory, timed
+from benchmarks.common import DEVICE, machine, options_parser, peak_memory, reset_peak_memory, table, timed
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import choose_precision, compile_model, cudnn_mode, set_memory_format
@@ -38,77 +38,38 @@ class Setting:
     batch_size: int | None = None
 
 
+RN, CL = dict(deterministic=False), dict(channels_last=True)  # --randomness, channels_last
 SETTINGS = {
     "fp32": Setting("float32, deterministic cuDNN (the paper without apex)"),
-    "fp32-rn": Setting("float32, cuDNN benchmark (--randomness)", deterministic=False),
-    "fp32-cl": Setting("float32, channels_last", channels_last=True),
-    "o1": Setting("float16 autocast (O1)", opt_level="O1"),
-    "o1-cl": Setting("O1, channels_last (main.py default)", opt_level="O1", channels_last=True),
-    "o1-cl-rn": Setting("O1, channels_last, --randomness", opt_level="O1", channels_last=True, deterministic=False),
-    "bf16-cl-rn": Setting(
-        "bf16, channels_last, --randomness", opt_level="bf16", channels_last=True, deterministic=False
-    ),
-    "o1-cl-compile": Setting(
-        "O1, channels_last, --compile", opt_level="O1", channels_last=True, compile_mode="default"
-    ),
-    "o1-cl-rn-compile": Setting(
-        "O1, channels_last, --randomness, --compile",
-        opt_level="O1",
-        channels_last=True,
-        deterministic=False,
-        compile_mode="default",
-    ),
+    "fp32-rn": Setting("float32, cuDNN benchmark (--randomness)", **RN),
+    "fp32-cl": Setting("float32, channels_last", **CL),
+    "o1": Setting("float16 autocast (O1)", "O1"),
+    "o1-cl": Setting("O1, channels_last (main.py default)", "O1", **CL),
+    "o1-cl-rn": Setting("O1, channels_last, --randomness", "O1", **CL, **RN),
+    "bf16-cl-rn": Setting("bf16, channels_last, --randomness", "bf16", **CL, **RN),
+    "o1-cl-compile": Setting("O1, channels_last, --compile", "O1", **CL, compile_mode="default"),
+    "o1-cl-rn-compile": Setting("O1, channels_last, --randomness, --compile", "O1", **CL, **RN, compile_mode="default"),
     "o1-cl-rn-graphs": Setting(
         "O1, channels_last, --randomness, --compile reduce-overhead (CUDA graphs)",
-        opt_level="O1",
-        channels_last=True,
-        deterministic=False,
+        "O1",
+        **CL,
+        **RN,
         compile_mode="reduce-overhead",
     ),
-    "o1-cl-rn-bs32": Setting(
-        "O1, channels_last, --randomness, batch 32",
-        opt_level="O1",
-        channels_last=True,
-        deterministic=False,
-        batch_size=32,
-    ),
+    "o1-cl-rn-bs32": Setting("O1, channels_last, --randomness, batch 32", "O1", **CL, **RN, batch_size=32),
     "fp32-compile": Setting("float32, --compile", compile_mode="default"),
 }
-GPU_DEFAULT = [
-    "fp32",
-    "fp32-rn",
-    "o1",
-    "o1-cl",
-    "o1-cl-rn",
-    "bf16-cl-rn",
-    "o1-cl-rn-compile",
-    "o1-cl-rn-graphs",
-    "o1-cl-rn-bs32",
-]
+GPU_DEFAULT = "fp32 fp32-rn o1 o1-cl o1-cl-rn bf16-cl-rn o1-cl-rn-compile o1-cl-rn-graphs o1-cl-rn-bs32".split()
 CPU_DEFAULT = ["fp32", "fp32-cl"]
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Time training steps on synthetic batches.",
-        add_help=add_help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--arch", default="resnext101_32x8d", help="backbone")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per step")
-    parser.add_argument("--height", type=int, default=498, help="image height")
-    parser.add_argument("--width", type=int, default=664, help="image width")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, cuDNN search)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
-    parser.add_argument(
-        "--settings",
-        nargs="+",
-        choices=sorted(SETTINGS),
-        default=None,
-        help=f"settings to run (default: {' '.join(GPU_DEFAULT)} on a GPU, {' '.join(CPU_DEFAULT)} on a CPU)",
-    )
-    parser.add_argument("--device", default=None, choices=("cpu", "cuda"), help="device (default: cuda if available)")
-    return parser
+OPTIONS = {
+    "--arch": ("resnext101_32x8d", "backbone"),
+    "--batch-size": (8, "images per step"),
+    "--height": (498, "image height"),
+    "--width": (664, "image width"),
+    "--warmup": (5, "untimed steps first (compilation, cuDNN search)"),
+    "--steps": (20, "timed steps"),
+    **DEVICE,
+}
 
 
 def synthetic_batch(batch_size: int, height: int, width: int, device: torch.device):
@@ -137,40 +98,53 @@ def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engin
     )
 
 
-def run_setting(setting: Setting, args: argparse.Namespace, device: torch.device) -> tuple[float, float | None]:
-    """(images/s, peak GiB) of the trainer in one setting."""
-    trainer = build_trainer(setting, arch=args.arch, device=device)
-    batch_size = setting.batch_size or args.batch_size
-    batch = synthetic_batch(batch_size, args.height, args.width, device)
+def step_throughput(
+    setting: Setting,
+    *,
+    arch: str,
+    batch_size: int,
+    height: int,
+    width: int,
+    warmup: int,
+    steps: int,
+    device: torch.device,
+) -> tuple[float, str]:
+    """(images/s, peak GPU memory) of the trainer in one setting; its own batch size, if it has one, wins."""
+    trainer = build_trainer(setting, arch=arch, device=device)
+    batch_size = setting.batch_size or batch_size
+    batch = synthetic_batch(batch_size, height, width, device)
     reset_peak_memory(device)
     with cudnn_mode(deterministic=setting.deterministic):
-        trainer.run([batch] * args.warmup, max_epochs=1)
-        seconds = timed(lambda: trainer.run([batch] * args.steps, max_epochs=1), device)
-    return batch_size * args.steps / seconds, peak_memory_gib(device)
+        trainer.run([batch] * warmup, max_epochs=1)
+        _, seconds = timed(lambda: trainer.run([batch] * steps, max_epochs=1), device)
+    return batch_size * steps / seconds, peak_memory(device)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = options_parser(__doc__, OPTIONS, add_help)
+    defaults = f"{' '.join(GPU_DEFAULT)} on a GPU, {' '.join(CPU_DEFAULT)} on a CPU"
+    parser.add_argument(
+        "--settings", nargs="+", choices=sorted(SETTINGS), help=f"settings to run (default: {defaults})"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = args.settings or (GPU_DEFAULT if device.type == "cuda" else CPU_DEFAULT)
+    device = torch.device(args.device)
     cpu_note = "; on a CPU every opt level runs in float32" if device.type == "cpu" else ""
     print(
         f"{machine()}\ntraining step, {args.arch}, {args.height}x{args.width}, norm-in-norm loss, Adam; "
         f"{args.warmup} warm-up and {args.steps} timed steps per setting{cpu_note}\n"
     )
+    sizes = dict(arch=args.arch, batch_size=args.batch_size, height=args.height, width=args.width)
+    row = table("setting", "batch", "images/s", "vs first", "peak memory")
     baseline = None
-    print_header("setting", "batch", "images/s", "vs first", "peak memory")
-    for name in names:
+    for name in args.settings or (GPU_DEFAULT if device.type == "cuda" else CPU_DEFAULT):
         setting = SETTINGS[name]
-        speed, memory = run_setting(setting, args, device)
+        speed, memory = step_throughput(setting, **sizes, warmup=args.warmup, steps=args.steps, device=device)
         baseline = baseline or speed
-        print_row(
-            setting.label,
-            setting.batch_size or args.batch_size,
-            f"{speed:.1f}",
-            f"{speed / baseline:.2f}x",
-            format_memory(memory),
-        )
+        row(setting.label, setting.batch_size or args.batch_size, f"{speed:.1f}", f"{speed / baseline:.2f}x", memory)
         torch._dynamo.reset()  # a compiled setting's graphs hold memory and would be reused
         gc.collect()
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.info_builders import user_info_from_csv
 from linearityiqa.data.info_files import write_info
 from linearityiqa.data.synthetic import degrade, draw_degradation, quality_of, render_scene
 
-SET_SHARES = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
+SHARES = {"training": 0.7, "validation": 0.1, "test": 0.2}
 
 
 def _write_image(path: str, seed: int, width: int, height: int) -> float:
@@ -30,40 +31,25 @@ def _write_image(path: str, seed: int, width: int, height: int) -> float:
     return quality_of(degradation)
 
 
-def write_rated_images(
-    folder: str | Path, *, count: int, width: int = 1024, height: int = 768, workers: int | None = None
-) -> tuple[Path, Path]:
-    """`count` JPEGs in `folder`/images and their info file; kept and reused when already there.
-
-    Returns:
-        (image folder, info file), for IQADataset's im_dir and data_info.
-    """
-    folder = Path(folder)
+def rated_source(work_dir: Path, *, count: int, width: int = 1024, height: int = 768) -> DataSource:
+    """The data set of `count` rated JPEGs in a folder of `work_dir`, written there unless a run left it."""
+    folder = work_dir / f"rated-{count}-{width}x{height}"
     image_dir, info_path = folder / "images", folder / "info.mat"
-    if info_path.is_file():
-        return image_dir, info_path
-    image_dir.mkdir(parents=True, exist_ok=True)
-    names = [f"{number:05d}.jpg" for number in range(count)]
-    with ProcessPoolExecutor(max_workers=workers or available_cores()) as pool:
-        qualities = list(
-            pool.map(
-                _write_image,
-                [str(image_dir / name) for name in names],
-                range(count),
-                [width] * count,
-                [height] * count,
-                chunksize=8,
+    if not info_path.is_file():
+        image_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"{number:05d}.jpg" for number in range(count)]
+        paths = [str(image_dir / name) for name in names]
+        with ProcessPoolExecutor(max_workers=available_cores()) as pool:
+            qualities = list(
+                pool.map(_write_image, paths, range(count), [width] * count, [height] * count, chunksize=8)
             )
-        )
-    sets = np.random.default_rng(count).choice(
-        [name for name, _ in SET_SHARES], size=count, p=[share for _, share in SET_SHARES]
-    )
-    scores_csv = folder / "scores.csv"
-    with open(scores_csv, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["image_name", "mos", "set"])
-        writer.writerows(zip(names, (f"{100 * quality:.3f}" for quality in qualities), sets))
-    partial = folder / f".info.{os.getpid()}.mat"
-    write_info(partial, user_info_from_csv(scores_csv))
-    os.replace(partial, info_path)
-    return image_dir, info_path
+        sets = np.random.default_rng(count).choice([*SHARES], size=count, p=[*SHARES.values()])
+        scores_csv = folder / "scores.csv"
+        with open(scores_csv, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["image_name", "mos", "set"])
+            writer.writerows(zip(names, (f"{100 * quality:.3f}" for quality in qualities), sets))
+        partial = folder / f".info.{os.getpid()}.mat"
+        write_info(partial, user_info_from_csv(scores_csv))
+        os.replace(partial, info_path)
+    return DataSource.open("generated", data_info=info_path, im_dir=image_dir)

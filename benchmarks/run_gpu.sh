@@ -11,12 +11,12 @@
 #   STEPS="gpu-tests compile" GPU_TESTS="-k compile" bash benchmarks/run_gpu.sh   # a second, shorter
 #       call: only the steps named (gpu-tests train_step evaluation epoch scoring scale compile loading), and
 #       pytest's options for the tests
+#   WHEELS=DIR bash benchmarks/run_gpu.sh        # on a machine without a package index: first install
+#       the wheels in DIR (fetched elsewhere with `pip download`) into a temporary folder
 #
-# Wheels in .whl/ (the packages a machine lacks: on this workplace's GPU machine pytorch-ignite,
-# tensorboardX and Ray, which `python -m benchmarks.gpu_wheels fetch` fetches and packs) are
-# installed first, into a temporary folder. The steps run from the most to the least wanted,
-# each under its own time limit and none past the budget, so that a borrowed GPU that must be
-# handed back still yields the first results. Generated images and caches go to $WORK (default: a temporary folder).
+# The steps run from the most to the least wanted, each under its own time limit and none past
+# the budget, so that a run cut short still yields the first results. Generated images and
+# caches go to $WORK (default: a temporary folder).
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmark-results}
@@ -27,10 +27,9 @@ deadline=$((SECONDS + budget))
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
 
-if compgen -G ".whl/*.whl*" >/dev/null; then
-    "$python" -m benchmarks.gpu_wheels unpack .whl "$work/wheels" >/dev/null || exit 1
-    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$work/wheels"/*.whl || exit 1
-    rm -r "$work/wheels"
+if [ -n "${WHEELS:-}" ]; then
+    compgen -G "$WHEELS/*.whl" >/dev/null || { echo "run_gpu.sh: no wheels (*.whl) in WHEELS=$WHEELS" >&2; exit 1; }
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 

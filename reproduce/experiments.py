@@ -13,22 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-PAPER_BASE = (
-    "--dataset",
-    "KonIQ-10k",
-    "--resize",
-    "--exp_id",
-    "0",
-    "--lr",
-    "1e-4",
-    "-bs",
-    "8",
-    "-e",
-    "30",
-    "--ft_lr_ratio",
-    "0.1",
-    "--arch",
-    "resnext101_32x8d",
+# The basic run, as the authors typed it.
+PAPER_BASE = tuple(
+    "--dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 --arch resnext101_32x8d".split()
 )
 LOSSES: dict[str, tuple[str, ...]] = {
     "MAE": ("--loss_type", "l1"),

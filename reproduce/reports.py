@@ -22,7 +22,7 @@ from IQAperformance import correlations
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.records.run_records import first_epoch_reaching, read_scores
 from linearityiqa.records.writing import replacing
-from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, Experiment
+from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, SWEEPS, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
 
 METRICS = ("SROCC", "PLCC")
@@ -84,16 +84,20 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
     ]
 
 
-def _epoch(epoch: int) -> str:
-    return str(epoch) if epoch else "not reached"
-
-
 def _label(result: RunResult) -> str:
     return result.run.labels["loss"]
 
 
-def _colour(label: str) -> str | None:
-    return COLOURS.get(label)
+def _found(results: list[RunResult], key: str) -> list[str]:
+    """The values of label `key` among `results`, in the paper's order (losses, backbones, sweeps)."""
+    order = {"loss": list(LOSSES), "backbone": list(BACKBONES), "sweep": list(SWEEPS)}[key]
+    found = {result.run.labels[key] for result in results}
+    return [name for name in order if name in found] + sorted(found - set(order))
+
+
+def _datasets(result: RunResult) -> list[str]:
+    """The data sets a run was tested on: KonIQ-10k, and CLIVE across data sets."""
+    return [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in result.scores]
 
 
 # Figures 1 and 4: the metrics of each split during training, one line per loss.
@@ -112,8 +116,8 @@ def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure
         for column, split in enumerate(splits):
             ax = axes[row][column]
             for result in results:
-                series = result.metrics.series(split, metric)
-                ax.plot(series.epochs, series.values, marker=".", label=_label(result), color=_colour(_label(result)))
+                series, label = result.metrics.series(split, metric), _label(result)
+                ax.plot(series.epochs, series.values, marker=".", label=label, color=COLOURS.get(label))
             if (split, metric) == ("val", "PLCC"):
                 for threshold in thresholds:  # the levels the table counts epochs to
                     ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
@@ -143,7 +147,7 @@ def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
         best = int(np.argmax(val.values))
         rows.append(
             [_label(result)]
-            + [_epoch(first_epoch_reaching(val, level)) for _, level in levels]
+            + [str(first_epoch_reaching(val, level) or "not reached") for _, level in levels]
             + [
                 f"{val.values[best]:.3f} ({val.epochs[best]})",
                 f"{result.metrics.final('SROCC'):.3f}",
@@ -157,8 +161,7 @@ def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
 
 
 def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    sweeps = _ordered({result.run.labels["sweep"] for result in results}, ("lr", "bs", "ft_lr_ratio"))
-    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    sweeps, losses = _found(results, "sweep"), _found(results, "loss")
     figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout="constrained")
     axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
     for row, sweep in enumerate(sweeps):
@@ -174,7 +177,7 @@ def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure
 
 
 def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
-    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    losses = _found(results, "loss")
     by_setting: dict[tuple[str, str], dict[str, RunResult]] = defaultdict(dict)
     for result in results:
         by_setting[result.run.labels["sweep"], result.run.labels["value"]][_label(result)] = result
@@ -189,8 +192,7 @@ def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
 
 
 def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    backbones = _ordered({result.run.labels["backbone"] for result in results}, tuple(BACKBONES))
-    losses = _ordered({_label(result) for result in results}, tuple(LOSSES))
+    backbones, losses = _found(results, "backbone"), _found(results, "loss")
     figure = Figure(figsize=(11, 4), layout="constrained")
     width = 0.8 / len(losses)
     for ax, (dataset, metric) in zip(figure.subplots(1, 2), (("KonIQ-10k", "PLCC"), (CROSS_DATASET, "SROCC"))):
@@ -201,7 +203,7 @@ def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
                 values,
                 width * 0.9,
                 label=loss,
-                color=_colour(loss),
+                color=COLOURS.get(loss),
             )
             ax.bar_label(bars, fmt="%.3f", fontsize="x-small")
         ax.set(title=f"{dataset} {metric}", ylabel=metric, xticks=np.arange(len(backbones)), xticklabels=backbones)
@@ -218,7 +220,7 @@ def _value(results: list[RunResult], dataset: str, metric: str, **labels: str) -
 
 def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     keys = list(results[0].run.labels)
-    datasets = [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in results[0].scores]
+    datasets = _datasets(results[0])
     header = keys + [f"{dataset} {metric}" for dataset in datasets for metric in METRICS]
     rows = []
     for result in results:
@@ -231,7 +233,7 @@ def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[s
 
 
 def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    datasets = [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in results[0].scores]
+    datasets = _datasets(results[0])
     figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
     for row, dataset in enumerate(datasets):
@@ -240,7 +242,7 @@ def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figur
             order = np.argsort(scores["prediction"])
             metrics = correlations(scores["score"], scores["mapped"])
             ax = axes[row][column]
-            ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=_colour(_label(result)))
+            ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=COLOURS.get(_label(result)))
             ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
             ax.set(
                 title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
@@ -258,7 +260,7 @@ def pq_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]
         (result.run.labels["backbone"], result.run.labels["p"], result.run.labels["q"]): tested(result, "KonIQ-10k")
         for result in results
     }
-    backbones = _ordered({key[0] for key in cells}, tuple(BACKBONES))
+    backbones = _found(results, "backbone")
     rows = [
         [backbone]
         + [
@@ -285,7 +287,7 @@ def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[s
     plcc: dict[str, dict[str, float]] = defaultdict(dict)
     for result in results:
         plcc[_label(result)][result.run.labels["split"]] = tested(result, result.run.dataset)["PLCC"]
-    losses = _ordered(set(plcc), tuple(LOSSES))
+    losses = _found(results, "loss")
     rows = []
     for loss in losses:
         values = np.array(list(plcc[loss].values()))
@@ -303,10 +305,6 @@ def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str,
         return "n/a", "n/a (fewer than 2 shared splits)"
     a, b = np.array([ours[split] for split in splits]), np.array([theirs[split] for split in splits])
     return f"{np.mean(a - b):+.3f}", f"{stats.ttest_rel(a, b).pvalue:.2g}"
-
-
-def _ordered(found: set, order: tuple[str, ...]) -> list[str]:
-    return [name for name in order if name in found] + sorted(found - set(order))
 
 
 # Each report: how it draws its figure (None: a table of the paper) and how it writes its table.

@@ -160,45 +160,33 @@ class Runner:
         train: bool = True,
     ):
         self.data, self.out, self.train = data, Path(out), train
+        self.results_dir = str(self.out / "results")
         self.common = list(PAPER_BASE) + data.substitutions + (["-e", str(epochs)] if epochs else [])
         self.extra = list(extra)
         self.device = ["--device", device] if device else []
 
     def results(self, experiment: Experiment) -> list[RunResult]:
         """Each run of the experiment, trained (and tested on CLIVE) unless its records are complete."""
-        finished = []
-        for number, run in enumerate(experiment.runs, start=1):
-            result = self._run(run, f"{experiment.name} {number}/{len(experiment.runs)}")
-            if result is not None:
-                finished.append(result)
-        return finished
+        runs = experiment.runs
+        results = [self._run(run, f"{experiment.name} {number}/{len(runs)}") for number, run in enumerate(runs, 1)]
+        return [result for result in results if result is not None]
 
     def main_argv(self, run: Run) -> list[str]:
         argv = self.common + self.data.options(run.dataset, make=self.train) + self.extra + list(run.options)
         argv += self.device
         argv = fold_options(argv + (["--test_during_training"] if run.test_curves else []))
-        name = run_settings(get_args_parser().parse_args(argv))["run_name"]
-        return argv + [
-            "--trained_model_file",
-            str(self.out / "checkpoints" / name),
-            "--results_dir",
-            str(self.out / "results"),
-            "--log_dir",
-            str(self.out / "runs"),
-        ]
+        checkpoint = self.out / "checkpoints" / run_settings(get_args_parser().parse_args(argv))["run_name"]
+        outputs = ["--results_dir", self.results_dir, "--log_dir", str(self.out / "runs")]
+        return argv + ["--trained_model_file", str(checkpoint), *outputs]
 
     def cross_dataset_argv(self, checkpoint: str) -> list[str]:
-        return (
-            self.data.options(CROSS_DATASET)
-            + self.device
-            + ["--resize", "--trained_model_file", checkpoint, "--results_dir", str(self.out / "results")]
-        )
+        paths = ["--trained_model_file", checkpoint, "--results_dir", self.results_dir]
+        return self.data.options(CROSS_DATASET) + self.device + ["--resize", *paths]
 
     def _run(self, run: Run, progress: str) -> RunResult | None:
         argv = self.main_argv(run)
         checkpoint = argv[argv.index("--trained_model_file") + 1]
-        name = Path(checkpoint).name
-        results_dir = str(self.out / "results")
+        name, results_dir = Path(checkpoint).name, self.results_dir
         records = epochs_file(results_dir, name)
         metrics = EpochMetrics(records) if Path(records).is_file() else None
         if not _complete(run, metrics):

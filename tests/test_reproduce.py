@@ -30,6 +30,8 @@ SELECTED = {name: lambda name=name, make=True: ["--dataset", name] for name in (
 REAL = Data("KonIQ-10k and CLIVE", SELECTED, [])
 # Tiny: 30 KonIQ-10k images (21 train, 3 val, 6 test), 12 CLIVE images, 32x32, 2 epochs.
 TINY = ["--data", "synthetic", "--count", "30", "--clive_count", "12", "--size", "32", "--epochs", "2"]
+# For runs that no other experiment shares: one epoch gives all that their tests look at.
+ONE_EPOCH = TINY[:-1] + ["1"]
 
 
 def commands(name, **kwargs):
@@ -120,6 +122,19 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("reproduce")
 
 
+@pytest.fixture
+def in_workdir(workdir, monkeypatch):
+    """The shared folder as the current one, and each run's main.py or test_dataset.py called in this
+    process, as its main(argv): the same commands, printed and run, and the same files, without a
+    Python and PyTorch started for each run (test_figure1_end_to_end runs them in processes of their own)."""
+    import main
+    import test_dataset
+
+    scripts = {"main.py": main.main, "test_dataset.py": test_dataset.main}
+    monkeypatch.setattr("reproduce.runs.run_script", lambda script, argv: scripts[script](list(argv)))
+    monkeypatch.chdir(workdir)
+
+
 def table_rows(path):
     """The Markdown table's body rows as lists of cells."""
     lines = [line for line in Path(path).read_text().splitlines() if line.startswith("| ")]
@@ -135,7 +150,7 @@ def run_results(name):
     records = []
     for checkpoint in sorted((out_dir() / "checkpoints").iterdir()):
         if checkpoint.is_file():
-            settings = torch.load(checkpoint, weights_only=True)["settings"]
+            settings = torch.load(checkpoint, weights_only=True, mmap=True)["settings"]  # its weights left unread
             records.append((settings, EpochMetrics(epochs_file(str(out_dir() / "results"), checkpoint.name))))
     return records
 
@@ -174,8 +189,7 @@ def test_figure1_end_to_end(workdir, monkeypatch, capsys):
     assert "\n== " not in capsys.readouterr().out
 
 
-def test_figure4_end_to_end_trains_only_the_batchnorm_run(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
+def test_figure4_end_to_end_trains_only_the_batchnorm_run(in_workdir, capsys):
     assert reproduce(["figure4"] + TINY) == 0
     out = capsys.readouterr().out
     assert out.count("\n== figure4") == 1 and "--use_bn_end" in out
@@ -183,9 +197,8 @@ def test_figure4_end_to_end_trains_only_the_batchnorm_run(workdir, monkeypatch, 
     assert is_png(out_dir() / "figure4.png")
 
 
-def test_figure5_end_to_end(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
-    assert reproduce(["figure5", "--losses", "Norm-in-Norm"] + TINY) == 0
+def test_figure5_end_to_end(in_workdir, capsys):
+    assert reproduce(["figure5", "--losses", "Norm-in-Norm"] + ONE_EPOCH) == 0
     assert capsys.readouterr().out.count("\n== figure5") == 8  # the basic run once, not three times
     rows = table_rows(out_dir() / "figure5.md")
     assert [row[:2] for row in rows] == [
@@ -212,9 +225,8 @@ def test_figure5_end_to_end(workdir, monkeypatch, capsys):
     assert is_png(out_dir() / "figure5.png")
 
 
-def test_figures_6_and_7_end_to_end_test_across_data_sets(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
-    options = ["--backbones", "ResNet-18", "--losses", "MAE", "Norm-in-Norm"] + TINY
+def test_figures_6_and_7_end_to_end_test_across_data_sets(in_workdir, capsys):
+    options = ["--backbones", "ResNet-18", "--losses", "MAE", "Norm-in-Norm"] + ONE_EPOCH
     assert reproduce(["figure6"] + options) == 0
     out = capsys.readouterr().out
     assert out.count("\n== figure6") == 4 and out.count("test_dataset.py --dataset CLIVE") == 2
@@ -239,8 +251,7 @@ def test_figures_6_and_7_end_to_end_test_across_data_sets(workdir, monkeypatch, 
     assert is_png(out_dir() / "figure7.png")
 
 
-def test_table1_end_to_end(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
+def test_table1_end_to_end(in_workdir, capsys):
     assert reproduce(["table1", "--backbones", "ResNet-18"] + TINY) == 0
     assert capsys.readouterr().out.count("\n== table1") == 3  # p=1, q=2 is Figure 1's norm-in-norm run
     (row,) = table_rows(out_dir() / "table1.md")
@@ -258,8 +269,7 @@ def test_table1_end_to_end(workdir, monkeypatch, capsys):
     assert row[3] == f"{orders[2, 1].final('SROCC'):.3f} / {orders[2, 1].final('PLCC'):.3f}"
 
 
-def test_table2_end_to_end(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
+def test_table2_end_to_end(in_workdir, capsys):
     assert reproduce(["table2"] + TINY) == 0
     out = capsys.readouterr().out
     assert out.count("main.py --dataset") == 3 and out.count("test_dataset.py --dataset") == 4
@@ -268,8 +278,7 @@ def test_table2_end_to_end(workdir, monkeypatch, capsys):
     assert all(not math.isnan(float(cell)) for row in rows for cell in row[1:])
 
 
-def test_t_test_end_to_end(workdir, monkeypatch, capsys):
-    monkeypatch.chdir(workdir)
+def test_t_test_end_to_end(in_workdir, capsys):
     assert reproduce(["ttest", "--splits", "2", "--losses", "MAE", "Norm-in-Norm"] + TINY) == 0
     assert capsys.readouterr().out.count("\n== ttest") == 4
     clive = [(settings, metrics) for settings, metrics in run_results("ttest") if settings["dataset"] == "CLIVE"]
@@ -312,31 +321,30 @@ def test_mistakes_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
     assert err.startswith("python -m reproduce: error: ") and message in err and err.count("\n") == 1
 
 
-KONIQ_TOO_FEW = (
-    "--count 15 is too small: use at least 16 synthetic KonIQ-10k images, the fewest whose 70:10:20 split leaves "
-    "2 images in each of training, validation and test (11, 2, 3), as main.py needs"
-)
-CLIVE_TOO_FEW = (
-    "--clive_count 7 is too small: use at least 8 synthetic CLIVE images, the fewest whose 60:20:20 split "
-    "(the t-test's) leaves 2 images in each (4, 2, 2), as main.py needs"
-)
-TOO_SMALL = "--size 31 is too small: use at least 32 pixels a side, ResNet-18's stride: smaller images leave its last "
-
-
 @pytest.mark.reliability
 @pytest.mark.parametrize(
-    "sizes, messages",
+    "sizes, named",
     [
-        (["--count", "15"], [KONIQ_TOO_FEW]),
-        (["--clive_count", "7", "--size", "31", "--count", "16"], [CLIVE_TOO_FEW, TOO_SMALL]),
+        (["--count", "15"], [("--count 15 is too small", "at least 16", "KonIQ-10k", "(11, 2, 3)")]),
+        (
+            ["--clive_count", "7", "--size", "31", "--count", "16"],
+            [
+                ("--clive_count 7 is too small", "at least 8", "CLIVE", "(4, 2, 2)"),
+                ("--size 31 is too small", "at least 32"),
+            ],
+        ),
     ],
 )
-def test_sizes_too_small_name_only_those_as_typed(sizes, messages, tmp_path, monkeypatch, capsys):
+def test_sizes_too_small_name_only_those_as_typed(sizes, named, tmp_path, monkeypatch, capsys):
     # Before any data set is made: nothing is written.
     monkeypatch.chdir(tmp_path)
     assert reproduce(["figure1", "--data", "synthetic", *sizes]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("python -m reproduce: error: " + "; ".join(messages)) and err.count("\n") == 1
+    assert err.startswith("python -m reproduce: error: ") and err.count("\n") == 1
+    messages = err.split(": error: ", 1)[1].split("; ")
+    assert len(messages) == len(named)
+    for message, words in zip(messages, named):
+        assert all(word in message for word in words), message
     assert "--count 16" not in err and list(tmp_path.iterdir()) == []
 
 

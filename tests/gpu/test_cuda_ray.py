@@ -1,6 +1,6 @@
 """test_demo.py --ray on the GPU: a local Ray cluster started as a user starts one finds the GPU,
 gives it to one worker and scores as test_demo.py does in float32. run_gpu.sh runs this file
-last: Ray is the piece of this machine's software most likely to hang in a sandbox."""
+last: a cluster that hangs would keep the other GPU tests from running."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from data_helpers import local_ray_cluster
 from gpu_helpers import assert_close_predictions, demo, exact_float32, read_demo
 
 ROOT = Path(__file__).resolve().parents[2]
-# seconds a command may take before the test fails rather than holding a borrowed GPU
+# seconds a command may take before the test fails rather than hangs
 LIMIT = 120
 
 
