@@ -106,7 +106,7 @@ def writer_rates(work: Path, *, images: int = 200_000, window: int = 1024) -> di
         images_sha256=paths_sha256(paths),
         heads=False,
         window=window,
-        comment="# score: a benchmark",
+        scale="a benchmark",
     )
 
     def write(output: Path) -> None:
