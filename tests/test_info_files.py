@@ -1,4 +1,4 @@
-"""The info-file format of the paper's authors and the split rule, as specified in issue 3."""
+"""The info-file format of the paper's authors and the split rule."""
 
 from __future__ import annotations
 
