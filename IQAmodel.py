@@ -21,8 +21,7 @@ import torchvision
 from torch import nn
 
 from linearityiqa.choices import POOLING_METHODS, RESNET_FAMILIES
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
-from linearityiqa.records.checkpoint import read_torch_file
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, read_torch_file
 
 # Children after which the side outputs are taken, and their channel counts (the keys are
 # choices.FEATURES_ONLY_ARCHS, which the ONNX path checks without torchvision).
@@ -182,6 +181,7 @@ def _load_local_weights(path: str) -> dict:
     return read_torch_file(
         path,
         what="pretrained weights file",
+        option="--pretrained",
         advice="check the path (--pretrained)",
         expected="a torchvision state_dict saved with torch.save",
     )

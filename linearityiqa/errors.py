@@ -1,4 +1,5 @@
-"""Errors that describe a user's mistake rather than a bug, all of them defined here.
+"""Errors that describe a user's mistake rather than a bug, all of them defined here, and the
+checks and readers that turn a file's failure into one of them where the file enters.
 
 Scripts print an `IQAError`'s message as one line, without a traceback (cli/scripts.py).
 Each subclass also derives from the matching built-in exception, so library users can keep
@@ -11,6 +12,8 @@ import errno
 import os
 import re
 import stat
+import zipfile
+from typing import Any
 
 
 class IQAError(Exception):
@@ -77,3 +80,53 @@ _NOT_FILES = (
     (stat.S_ISBLK, "a device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def read_torch_file(
+    path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """The dict that a file written by torch.save holds, loaded with `weights_only=True`: opening it runs no code.
+    Any failure to is one line that names the file as `what` and says what to do.
+
+    Args:
+        path: the file.
+        what: what the file is, in a message ("checkpoint").
+        option: the option that names it ("--trained_model_file").
+        advice: what to do when it does not exist.
+        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
+        map_location: where its tensors go.
+        mmap: map the file's tensors into memory (see records/checkpoint.load_checkpoint); a file
+            in the legacy format, which cannot be mapped, is read.
+    """
+    import torch  # here: scoring with ONNX imports this module without PyTorch
+
+    problem = file_problem(path)
+    if problem == "does not exist":
+        raise MissingFileError(f"{what} {path} does not exist: {advice}")
+    if problem is not None:
+        raise BadFileError(f"{what} {path} {problem}: pass the {what} itself ({option})")
+    try:
+        # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
+        contents = torch.load(
+            path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
+        )
+    except Exception as error:  # pickle's, zipfile's and torch's words for a file that is not one of torch.save
+        raise BadFileError(
+            f"cannot read {what} {path} ({first_line(error)}): the file is damaged or not {expected}"
+        ) from None
+    if not isinstance(contents, dict):
+        raise BadFileError(f"{what} {path} holds {value_kind(contents)}, not a dict: use {expected}")
+    return contents
+
+
+def value_kind(value: Any) -> str:
+    """What a value is, for a message: "an int", "a list of 2 items", "a tensor of shape (3,)"."""
+    import torch  # loaded already: the values described come from torch.load
+
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    kind = type(value).__name__
+    article = "an" if kind[0] in "aeiou" else "a"
+    if isinstance(value, (list, tuple, dict)):
+        return f"{article} {kind} of {len(value)} item{'' if len(value) == 1 else 's'}"
+    return f"{article} {kind}"

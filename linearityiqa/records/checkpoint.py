@@ -17,7 +17,6 @@ that rebuild the model of their options' types, the scale's fields of theirs.
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from linearityiqa import options
-from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, OutputError, file_problem, first_line
+from linearityiqa.errors import BadFileError, ConfigError, OutputError, first_line, read_torch_file, value_kind
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 from linearityiqa.records.writing import replacing
 
@@ -120,45 +119,13 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
     checkpoint = read_torch_file(
         path,
         what="checkpoint",
+        option="--trained_model_file",
         advice="check --trained_model_file, or train a model with main.py first",
         expected="a checkpoint saved by main.py or released by the authors",
         map_location=map_location,
         mmap=mmap,
     )
     return _checked_checkpoint(checkpoint, path)
-
-
-def read_torch_file(
-    path: str, *, what: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
-) -> dict[str, Any]:
-    """The dict that a file written by torch.save holds, loaded with `weights_only=True`: opening it runs no code.
-    Any failure to is one line that names the file as `what` and says what to do.
-
-    Args:
-        path: the file.
-        what: what the file is, in a message ("checkpoint").
-        advice: what to do when it does not exist or is not a file.
-        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
-        map_location: where its tensors go.
-        mmap: map the file's tensors into memory (see load_checkpoint); a file in the legacy
-            format, which cannot be mapped, is read.
-    """
-    problem = file_problem(path)
-    if problem is not None:
-        error = MissingFileError if problem == "does not exist" else BadFileError
-        raise error(f"{what} {path} {problem}: {advice}")
-    try:
-        # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
-        contents = torch.load(
-            path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
-        )
-    except Exception as error:  # pickle's, zipfile's and torch's words for a file that is not one of torch.save
-        raise BadFileError(
-            f"cannot read {what} {path} ({first_line(error)}): the file is damaged or not {expected}"
-        ) from None
-    if not isinstance(contents, dict):
-        raise BadFileError(f"{what} {path} holds {_kind(contents)}, not a dict: use {expected}")
-    return contents
 
 
 def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
@@ -254,7 +221,7 @@ def _mapping_values(values: Any, name: str, path: str) -> list[float]:
     if len(items) != 3:
         raise TypeError(f"{len(items)} values, not 3 numbers (one for each head's linear mapping)")
     if any(isinstance(item, (bool, str)) for item in items):  # float() would take True and "1"
-        raise TypeError(f"{_kind(values)} holding {[type(item).__name__ for item in items]}, not 3 numbers")
+        raise TypeError(f"{value_kind(values)} holding {[type(item).__name__ for item in items]}, not 3 numbers")
     numbers = [float(item) for item in items]
     if not all(math.isfinite(number) for number in numbers):
         raise BadFileError(
@@ -283,21 +250,10 @@ def _is_option_value(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _kind(value: Any) -> str:
-    """What a value is, for a message: "an int", "a list of 2 items", "a tensor of shape (3,)"."""
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    kind = type(value).__name__
-    article = "an" if kind[0] in "aeiou" else "a"
-    if isinstance(value, (list, tuple, dict)):
-        return f"{article} {kind} of {len(value)} item{'' if len(value) == 1 else 's'}"
-    return f"{article} {kind}"
-
-
 def _shown(value: Any) -> str:
     """A value as a message shows it: its repr and kind where that is short and one line, else its kind."""
     text = repr(value)
-    return f"{text} ({_kind(value)})" if len(text) <= 40 and "\n" not in text else _kind(value)
+    return f"{text} ({value_kind(value)})" if len(text) <= 40 and "\n" not in text else value_kind(value)
 
 
 def model_settings(
