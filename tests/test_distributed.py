@@ -70,16 +70,31 @@ def _a_nan_step_skipped():
     return _training([_batch(1), _batch(2, nan=True), _batch(3)], skip_nonfinite=True)
 
 
-def _saved_by_rank0(local_rank, path, steps):
-    loss, state = globals()[steps]()
-    if idist.get_rank() == 0:
-        torch.save({"loss": loss, "state": state}, path)
+def _report_environment(path):
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "CUDA_VISIBLE_DEVICES")
+    seen = {name: os.environ.get(name) for name in names}
+    seen.update(rank=idist.get_rank(), world_size=idist.get_world_size(), device=str(idist.device()))
+    torch.save(seen, f"{path}.{idist.get_rank()}")
 
 
-def _in_two_processes(tmp_path, steps):
-    path = str(tmp_path / "rank0.pt")
-    start_processes(_saved_by_rank0, (path, steps), ON_TWO_CPU_PROCESSES)
-    return torch.load(path, weights_only=True)
+def _in_each_process(local_rank, folder):
+    """What each test of two processes needs from them: one start serves them all, as a start costs seconds."""
+    _report_environment(os.path.join(folder, "seen"))
+    for steps in ("_first_step", "_a_nan_step_skipped"):
+        loss, state = globals()[steps]()
+        if idist.get_rank() == 0:
+            torch.save({"loss": loss, "state": state}, os.path.join(folder, f"{steps}.pt"))
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The folder of what 2 CPU processes, started once with no CUDA_VISIBLE_DEVICES, saved; and
+    whether this process's environment has CUDA_VISIBLE_DEVICES after them."""
+    folder = tmp_path_factory.mktemp("two_processes")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        start_processes(_in_each_process, (str(folder),), ON_TWO_CPU_PROCESSES)
+        return folder, "CUDA_VISIBLE_DEVICES" in os.environ
 
 
 def _assert_close_states(two, one):
@@ -88,8 +103,8 @@ def _assert_close_states(two, one):
         torch.testing.assert_close(two[name], value, rtol=1e-7, atol=1e-10, msg=name)
 
 
-def test_two_processes_take_the_same_first_step_as_one(tmp_path):
-    two = _in_two_processes(tmp_path, "_first_step")
+def test_two_processes_take_the_same_first_step_as_one(two_processes):
+    two = torch.load(two_processes[0] / "_first_step.pt", weights_only=True)
     loss, one = _first_step()
     assert two["loss"] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
     _assert_close_states(two["state"], one)
@@ -97,9 +112,9 @@ def test_two_processes_take_the_same_first_step_as_one(tmp_path):
 
 
 @pytest.mark.reliability
-def test_two_processes_skip_a_nan_step_together(tmp_path):
+def test_two_processes_skip_a_nan_step_together(two_processes):
     """The NaN is in one process's share; both skip the step, and neither waits for the other."""
-    two = _in_two_processes(tmp_path, "_a_nan_step_skipped")
+    two = torch.load(two_processes[0] / "_a_nan_step_skipped.pt", weights_only=True)
     _, one = _a_nan_step_skipped()
     _assert_close_states(two["state"], one)
 
@@ -166,19 +181,11 @@ def test_processes_on_a_gpu_that_is_not_there_are_refused(monkeypatch):
         plan_processes(2, device_name="cuda")
 
 
-def _report_environment(local_rank, path):
-    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "CUDA_VISIBLE_DEVICES")
-    seen = {name: os.environ.get(name) for name in names}
-    seen.update(rank=idist.get_rank(), world_size=idist.get_world_size(), device=str(idist.device()))
-    torch.save(seen, f"{path}.{idist.get_rank()}")
-
-
-def test_cpu_processes_see_no_gpu_and_know_their_rank(tmp_path, monkeypatch):
+def test_cpu_processes_see_no_gpu_and_know_their_rank(two_processes):
     """On a machine with one GPU, ignite would move the process of local rank 1 onto a second GPU."""
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    start_processes(_report_environment, (str(tmp_path / "seen"),), ON_TWO_CPU_PROCESSES)
+    folder, visible_devices_after = two_processes
     for rank in (0, 1):
-        seen = torch.load(tmp_path / f"seen.{rank}", weights_only=True)
+        seen = torch.load(folder / f"seen.{rank}", weights_only=True)
         assert seen == {
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
@@ -188,7 +195,7 @@ def test_cpu_processes_see_no_gpu_and_know_their_rank(tmp_path, monkeypatch):
             "world_size": 2,
             "device": "cpu",
         }
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # this process's environment is as it was
+    assert not visible_devices_after  # this process's environment is as it was
 
 
 def test_one_process_asked_for_trains_as_a_run_without_the_option(trained_run, tiny_run_argv, tmp_path):
