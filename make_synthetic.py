@@ -65,40 +65,27 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def check_size(width: int, height: int) -> None:
-    """Before anything is written: images no larger than any image may be."""
-    if width * height > DEFAULT_MAX_PIXELS:
-        raise ConfigError(
-            f"--width {width} --height {height}: images must be at most "
-            f"{DEFAULT_MAX_PIXELS:,} pixels (--max_pixels' default); pass another size"
-        )
-
-
 def write(args: argparse.Namespace) -> None:
     """Write each layout asked for, once every one of them has been checked (sizes, and a folder
     holding no files but an earlier run's)."""
     layouts = ["koniq", "clive"] if args.layout == "both" else [args.layout]
-    sizes = {layout: layout_size(args, layout) for layout in layouts}
-    folders = {layout: Path(args.out) / FOLDERS[layout] for layout in layouts}
-    earlier = {}
+    plans = {}
     for layout in layouts:
-        check_size(*sizes[layout])
-        earlier[layout] = earlier_files(folders[layout], layout)
+        width, height = args.width or OFFICIAL_SIZES[layout][0], args.height or OFFICIAL_SIZES[layout][1]
+        if width * height > DEFAULT_MAX_PIXELS:
+            raise ConfigError(
+                f"--width {width} --height {height}: images must be at most "
+                f"{DEFAULT_MAX_PIXELS:,} pixels (--max_pixels' default); pass another size"
+            )
+        folder = Path(args.out) / FOLDERS[layout]
+        plans[layout] = (folder, width, height, earlier_files(folder, layout))
     writers = {"koniq": write_koniq_layout, "clive": write_clive_layout}
-    for layout in layouts:
-        (width, height), folder = sizes[layout], folders[layout]
+    for layout, (folder, width, height, earlier) in plans.items():
         started = time.perf_counter()
         writers[layout](folder, count=args.count, width=width, height=height, seed=args.seed)
-        removed = len(earlier[layout] - earlier_files(folder, layout))
+        removed = len(earlier - earlier_files(folder, layout))
         also = f"; removed {removed} file(s) of an earlier run that this one did not write" if removed else ""
         print(f"wrote {folder}: {args.count} images of {width}x{height} in {time.perf_counter() - started:.1f} s{also}")
-
-
-def layout_size(args: argparse.Namespace, layout: str) -> tuple[int, int]:
-    """(width, height) of the layout's images: the options', else the layout's own."""
-    width = OFFICIAL_SIZES[layout][0] if args.width is None else args.width
-    height = OFFICIAL_SIZES[layout][1] if args.height is None else args.height
-    return width, height
 
 
 def main(argv: list[str] | None = None) -> int:

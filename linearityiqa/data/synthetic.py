@@ -5,21 +5,18 @@ textures) degraded by known amounts of contrast loss, blur, noise and JPEG compr
 Its quality falls monotonically with each amount; simulated raters score it with a little
 noise, so a model can learn the scores. Scene detail and the distortions are on a fixed pixel
 scale, so small images (48x48 for a CPU learning test) show the distortions as clearly as
-large ones. The files mimic the real downloads, so the whole pipeline (make_info.py,
-training, testing) runs on them unchanged.
+large ones. The files mimic the real downloads, so make_info.py, training and testing run on
+them unchanged:
 
-KonIQ-10k layout (`write_koniq_layout`):
-    <out>/1024x768/<id>.jpg
-    <out>/koniq10k_distributions_sets.csv        image_name,c1..c5,c_total,MOS,SD,set
-    <out>/koniq10k_scores_and_distributions.csv  image_name,c1..c5,c_total,MOS,SD,MOS_zscore
-CLIVE layout (`write_clive_layout`):
-    <out>/Images/<n>.bmp and <n>.JPG, <out>/Images/trainingImages/t1.bmp .. t7.bmp
-    <out>/Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat
-Both record the files they write in <out>/synthetic_files.txt (`RECORD`), and write nothing into a
-folder holding files that no earlier run recorded: a later run into the folder replaces what an
-earlier one wrote and removes the images it does not write again, so that the folder holds what
-the last run made, and a folder of the user's own (their photos, a real download) is left as it is.
-Each file is written whole or not at all (records/writing.py).
+KonIQ-10k: <out>/1024x768/<id>.jpg, koniq10k_distributions_sets.csv (image_name,c1..c5,c_total,
+    MOS,SD,set) and koniq10k_scores_and_distributions.csv (image_name,c1..c5,c_total,MOS,SD,MOS_zscore).
+CLIVE: <out>/Images/<n>.bmp and <n>.JPG, Images/trainingImages/t1.bmp .. t7.bmp, and
+    Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat.
+
+Both record the files they write in <out>/synthetic_files.txt (`RECORD`) and write nothing into a
+folder holding files that no run recorded (the user's photos, a real download); a later run
+replaces what an earlier one wrote and removes the images it does not write again. Each file is
+written whole or not at all (records/writing.py).
 """
 
 from __future__ import annotations
@@ -27,10 +24,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +58,8 @@ BLUR_RADIUS_AT_FULL = 2.5
 
 def quality_of(degradation: Degradation) -> float:
     """Latent quality in (0, 1]: a product of one factor per distortion, so it falls with each."""
-    quality = 1.0
-    for field in ("contrast", "blur", "noise", "jpeg"):
-        quality *= 1.0 - getattr(QUALITY_LOSS_AT_FULL, field) * getattr(degradation, field)
-    return quality
+    losses = zip(astuple(QUALITY_LOSS_AT_FULL), astuple(degradation))
+    return math.prod(1.0 - loss_at_full * severity for loss_at_full, severity in losses)
 
 
 def draw_degradation(rng: np.random.Generator) -> Degradation:
@@ -130,7 +126,9 @@ def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generat
         noise = rng.standard_normal(size=(scene.height, scene.width, 3), dtype=np.float32)
         pixels = np.asarray(image, dtype=np.float32) + noise * (45.0 * degradation.noise)
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return _jpeg_roundtrip(image, jpeg_quality(degradation))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=jpeg_quality(degradation))
+    return Image.open(buffer).convert("RGB")
 
 
 def jpeg_quality(degradation: Degradation) -> int:
@@ -141,13 +139,6 @@ def jpeg_quality(degradation: Degradation) -> int:
     settings of 50-95, whose artifacts hardly show in small images.
     """
     return round(95 * (5 / 95) ** degradation.jpeg)
-
-
-def _jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
 
 
 def rate_on_five_point_scale(quality: float, rng: np.random.Generator) -> np.ndarray:
@@ -172,12 +163,11 @@ _TEMPORARY = re.compile(r"(?P<folder>(.*/)?)\.(?P<name>[^/]+)\.[a-z0-9_]{8}\.par
 
 
 def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768, seed: int = 0) -> Path:
-    """Write `count` rated JPEG images and the two KonIQ-10k score files.
-
-    The split follows KonIQ-10k's shares (7,058 : 1,000 : 2,015), each set drawn at random.
+    """Write `count` rated JPEG images and the two KonIQ-10k score files, each image in a set drawn
+    at random in KonIQ-10k's shares (7,058 : 1,000 : 2,015).
 
     Args:
-        out_dir: folder to write into (created if needed).
+        out_dir: folder to write into.
         count: number of images.
         width, height: image size in pixels.
         seed: seed of everything random.
@@ -185,21 +175,15 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     Returns:
         the path of the written koniq10k_distributions_sets.csv.
     """
-    _check_size(count, width, height, minimum_count=1)
-    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
-    earlier = earlier_files(out_dir, "koniq")
-    image_dir = out_dir / "1024x768"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, earlier = _checked_folder(out_dir, "koniq", count, width, height)
+    rng = np.random.default_rng(seed)
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
     sets = _koniq_sets(rng, count)
-    rows = []
-    written = [f"1024x768/{name}" for name in names] + list(KONIQ_SCORE_FILES)
-    with _recorded_run(out_dir, earlier=earlier, written=written):
-        for name, image_set in zip(names, sets):
-            degradation = draw_degradation(rng)
-            image = degrade(render_scene(rng, width, height), degradation, rng)
-            _save(image, image_dir / name, format="JPEG", quality=95)
-            rows.append((name, rate_on_five_point_scale(quality_of(degradation), rng), image_set))
+    paths = [f"1024x768/{name}" for name in names]
+    with _recorded_run(out_dir, earlier=earlier, written=paths + list(KONIQ_SCORE_FILES)):
+        # each image is rated as soon as it is made: the random draws come in the same order
+        qualities = _write_images(out_dir, paths, rng, width, height)
+        rows = [(name, rate_on_five_point_scale(q, rng), s) for name, q, s in zip(names, qualities, sets)]
         return _write_koniq_csvs(out_dir, rows)
 
 
@@ -219,17 +203,13 @@ def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) ->
         sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
         scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
         for name, counts, image_set in rows:
-            mean, sd = _mean_and_sd(counts)
+            ratings = np.repeat(np.arange(1, 6), counts)
+            mean, sd = float(ratings.mean()), float(ratings.std(ddof=1))
             shares = [f"{c / counts.sum():.6f}" for c in counts]
             mos_100 = f"{(mean - 1) * 25:.6f}"
             sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
             scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
     return sets_path
-
-
-def _mean_and_sd(counts: np.ndarray) -> tuple[float, float]:
-    ratings = np.repeat(np.arange(1, 6), counts)
-    return float(ratings.mean()), float(ratings.std(ddof=1))
 
 
 def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
@@ -240,7 +220,7 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
     Scores are on CLIVE's 0-100 slider: mean and std over 150-200 noisy simulated raters.
 
     Args:
-        out_dir: release folder to write into (created if needed).
+        out_dir: release folder to write into.
         count: number of rated images, not counting the 7 examples.
         width, height: image size in pixels.
         seed: seed of everything random.
@@ -248,46 +228,49 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
     Returns:
         the release folder.
     """
-    _check_size(count, width, height, minimum_count=1)
-    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
-    earlier = earlier_files(out_dir, "clive")
-    (out_dir / "Images" / "trainingImages").mkdir(parents=True, exist_ok=True)
-    (out_dir / "Data").mkdir(parents=True, exist_ok=True)
+    out_dir, earlier = _checked_folder(out_dir, "clive", count, width, height)
+    rng = np.random.default_rng(seed)
     names = [f"t{k}.bmp" for k in range(1, CLIVE_TRAINING_EXAMPLES + 1)]
     names += [f"{k}.JPG" if k % 5 == 0 else f"{k}.bmp" for k in range(1, count + 1)]
     paths = [f"Images/trainingImages/{name}" if name.startswith("t") else f"Images/{name}" for name in names]
     means, stds = [], []
     with _recorded_run(out_dir, earlier=earlier, written=paths + [f"Data/{name}.mat" for name in CLIVE_MAT_FILES]):
-        for name, path in zip(names, paths):
-            degradation = draw_degradation(rng)
-            image = degrade(render_scene(rng, width, height), degradation, rng)
-            if name.endswith(".JPG"):
-                _save(image, out_dir / path, format="JPEG", quality=95)
-            else:
-                _save(image, out_dir / path, format="BMP")
-            opinions = np.clip(100 * quality_of(degradation) + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
+        for quality in _write_images(out_dir, paths, rng, width, height):
+            opinions = np.clip(100 * quality + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
             means.append(opinions.mean())
             stds.append(opinions.std(ddof=1))
-        _write_clive_mats(out_dir / "Data", names, np.array(means), np.array(stds))
+        # MATLAB v5 files as in the release: a column cell array of names, 1xN rows of numbers.
+        cells = np.empty((len(names), 1), dtype=object)
+        cells[:, 0] = names
+        for name, values in zip(CLIVE_MAT_FILES, (cells, np.array([means]), np.array([stds]))):
+            with _replacing(out_dir / "Data" / f"{name}.mat", binary=True) as file:
+                scipy.io.savemat(file, {name: values})
     return out_dir
 
 
-def _write_clive_mats(data_dir: Path, names: list[str], means: np.ndarray, stds: np.ndarray) -> None:
-    # MATLAB v5 files as in the release: a column cell array of names, 1xN rows of numbers.
-    cells = np.empty((len(names), 1), dtype=object)
-    cells[:, 0] = names
-    values = dict(zip(CLIVE_MAT_FILES, (cells, means.reshape(1, -1), stds.reshape(1, -1))))
-    for name in CLIVE_MAT_FILES:
-        with _replacing(data_dir / f"{name}.mat", binary=True) as file:
-            scipy.io.savemat(file, {name: values[name]})
+def _write_images(
+    out_dir: Path, paths: list[str], rng: np.random.Generator, width: int, height: int
+) -> Iterator[float]:
+    """Make, degrade and save an image at each of `paths` (JPEG or BMP by its suffix); yield the
+    quality of each once it is saved."""
+    for path in paths:
+        degradation = draw_degradation(rng)
+        image = degrade(render_scene(rng, width, height), degradation, rng)
+        options = {"format": "BMP"} if path.endswith(".bmp") else {"format": "JPEG", "quality": 95}
+        with replacing_path(
+            out_dir / path, what="a synthetic image", advice="write the data set into another folder"
+        ) as partial:
+            image.save(partial, **options)
+        yield quality_of(degradation)
 
 
-def _check_size(count: int, width: int, height: int, minimum_count: int) -> None:
-    if count < minimum_count or width < 8 or height < 8:
+def _checked_folder(out_dir: str | Path, layout: str, count: int, width: int, height: int) -> tuple[Path, set[str]]:
+    """The folder to write `layout` into, and the files earlier runs wrote there (see earlier_files)."""
+    if count < 1 or width < 8 or height < 8:
         raise ConfigError(
-            f"cannot make {count} images of {width}x{height}: need at least {minimum_count} image(s) "
-            f"of at least 8x8 pixels"
+            f"cannot make {count} images of {width}x{height}: need at least 1 image(s) of at least 8x8 pixels"
         )
+    return Path(out_dir), earlier_files(out_dir, layout)
 
 
 def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
@@ -367,9 +350,3 @@ def _write_record(folder: Path, paths: Iterable[str]) -> None:
 
 def _replacing(path: Path, **kwargs):
     return replacing(path, what="a file of the synthetic data set", advice="write it into another folder", **kwargs)
-
-
-def _save(image: Image.Image, path: Path, **options) -> None:
-    """Save `image` whole or not at all (in a temporary file renamed to `path` once written)."""
-    with replacing_path(path, what="a synthetic image", advice="write the data set into another folder") as partial:
-        image.save(partial, **options)
