@@ -270,7 +270,9 @@ def _checked_folder(out_dir: str | Path, layout: str, count: int, width: int, he
         raise ConfigError(
             f"cannot make {count} images of {width}x{height}: need at least 1 image(s) of at least 8x8 pixels"
         )
-    return Path(out_dir), earlier_files(out_dir, layout)
+    earlier = earlier_files(out_dir, layout)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # a file in its way is the caller's to name (--out)
+    return Path(out_dir), earlier
 
 
 def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
