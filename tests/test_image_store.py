@@ -14,7 +14,7 @@ from torchvision.transforms import functional as F
 
 from linearityiqa.data import image_store
 from linearityiqa.data.decoding import ImageSizing, decode_image, sized_rgb
-from linearityiqa.data.image_store import ImageStore, load_images
+from linearityiqa.data.image_store import ImageLoading, ImageStore, load_images
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 
@@ -67,7 +67,7 @@ def test_square_size_applies_to_other_sizes_first(tmp_path):
 
 def test_store_holds_each_image_as_decoded(images):
     folder, names = images
-    store = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=None, verbose=False)
+    store = load_images(folder, names, label="t", loading=ImageLoading(cache_dir=None, verbose=False))
     assert len(store) == 3 and store.nbytes == (200 + 48 + 200) * 3
     for row, name in enumerate(names):
         assert (store[row] == decode_image(folder / name, ImageSizing())).all()
@@ -77,11 +77,11 @@ def test_store_holds_each_image_as_decoded(images):
 def test_second_load_maps_the_cache_without_decoding(images, tmp_path, monkeypatch, capsys):
     folder, names = images
     cache = tmp_path / "cache"
-    first = load_images(folder, names, sizing=ImageSizing(), label="my set", cache_dir=cache, workers=2)
+    first = load_images(folder, names, label="my set", loading=ImageLoading(cache_dir=cache, workers=2))
     assert "my set: 3 images, 0.0 MiB as uint8, cached in" in capsys.readouterr().out
     assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]
     monkeypatch.setattr(image_store, "decode_image", lambda *args: pytest.fail("decoded again"))
-    second = load_images(folder, names, sizing=ImageSizing(), label="my set", cache_dir=cache, verbose=False)
+    second = load_images(folder, names, label="my set", loading=ImageLoading(cache_dir=cache, verbose=False))
     assert second.cache_path == first.cache_path and second.cache_path.name.startswith("my_set-native-")
     for row in range(3):
         assert (second[row] == first[row]).all()
@@ -90,14 +90,13 @@ def test_second_load_maps_the_cache_without_decoding(images, tmp_path, monkeypat
 def test_a_changed_file_size_or_list_makes_a_new_cache(images, tmp_path):
     folder, names = images
     cache = tmp_path / "cache"
-    original = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
-    resized = load_images(
-        folder, names, sizing=ImageSizing(resize_hw=(4, 4)), label="t", cache_dir=cache, verbose=False
-    )
-    fewer = load_images(folder, names[:2], sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
+    original = load_images(folder, names, label="t", loading=ImageLoading(cache_dir=cache, verbose=False))
+    resized_loading = ImageLoading(resize_hw=(4, 4), cache_dir=cache, verbose=False)
+    resized = load_images(folder, names, label="t", loading=resized_loading)
+    fewer = load_images(folder, names[:2], label="t", loading=ImageLoading(cache_dir=cache, verbose=False))
     Image.new("RGB", (20, 10), (1, 2, 3)).save(folder / "c.jpg")
     os.utime(folder / "c.jpg", ns=(1, 1))
-    changed = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
+    changed = load_images(folder, names, label="t", loading=ImageLoading(cache_dir=cache, verbose=False))
     paths = {store.cache_path for store in (original, resized, fewer, changed)}
     assert len(paths) == 4
     assert (changed[2] == decode_image(folder / "c.jpg", ImageSizing())).all()
@@ -106,12 +105,12 @@ def test_a_changed_file_size_or_list_makes_a_new_cache(images, tmp_path):
 
 def test_a_cached_store_pickles_without_its_pixels(images, tmp_path):
     folder, names = images
-    store = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=tmp_path / "c", verbose=False)
+    store = load_images(folder, names, label="t", loading=ImageLoading(cache_dir=tmp_path / "c", verbose=False))
     payload = pickle.dumps(store)
     assert len(payload) < store.nbytes
     restored = pickle.loads(payload)
     assert all((restored[row] == store[row]).all() for row in range(3))
-    in_memory = load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=None, verbose=False)
+    in_memory = load_images(folder, names, label="t", loading=ImageLoading(cache_dir=None, verbose=False))
     assert (pickle.loads(pickle.dumps(in_memory))[1] == store[1]).all()
 
 
@@ -122,7 +121,7 @@ def test_missing_images_are_all_counted_in_one_message(images):
         match=r"image .*images/x.jpg not found and 1 more of the 5 images: "
         r"link the data set's image folder to .*images \(ln -s",
     ):
-        load_images(folder, names + ["x.jpg", "y.jpg"], sizing=ImageSizing(), label="t", verbose=False)
+        load_images(folder, names + ["x.jpg", "y.jpg"], label="t", loading=ImageLoading(cache_dir=None, verbose=False))
 
 
 @pytest.mark.parametrize("kind", ["not an image", "truncated"])
@@ -137,7 +136,7 @@ def test_an_undecodable_image_is_named_and_leaves_no_partial_cache(images, tmp_p
         (folder / "bad.jpg").write_bytes(b"not an image at all")
     cache = tmp_path / "cache"
     with pytest.raises(BadFileError, match=r"cannot decode image .*bad.jpg .*replace it with an intact"):
-        load_images(folder, names + ["bad.jpg"], sizing=ImageSizing(), label="t", cache_dir=cache, verbose=False)
+        load_images(folder, names + ["bad.jpg"], label="t", loading=ImageLoading(cache_dir=cache, verbose=False))
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
@@ -150,7 +149,7 @@ def test_an_unwritable_cache_says_what_to_do(images, tmp_path):
         r"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
         r"\(ImageLoading\(cache_dir=None\)\)",
     ):
-        load_images(folder, names, sizing=ImageSizing(), label="t", cache_dir=tmp_path / "a file", verbose=False)
+        load_images(folder, names, label="t", loading=ImageLoading(cache_dir=tmp_path / "a file", verbose=False))
 
 
 def test_floating_point_images_are_refused(tmp_path):

@@ -17,7 +17,7 @@ import main
 import test_dataset
 from linearityiqa.data import image_store
 from linearityiqa.data.decoding import ImageSizing, decode_image
-from linearityiqa.data.image_store import load_images
+from linearityiqa.data.image_store import ImageLoading, load_images
 from linearityiqa.data.info_files import read_info
 from linearityiqa.errors import BadFileError
 
@@ -357,11 +357,15 @@ def layout_of_one_channel(npy: Path, layout: Path) -> bool:
 )
 def test_a_damaged_cache_is_rebuilt_with_a_notice(damage, images, tmp_path, monkeypatch, capsys):
     folder, names = images
-    load = dict(sizing=ImageSizing(), label="t", cache_dir=tmp_path / "cache")
-    npy = load_images(folder, names, **load, verbose=False).cache_path
+    cache = tmp_path / "cache"
+
+    def load(verbose: bool):
+        return load_images(folder, names, label="t", loading=ImageLoading(cache_dir=cache, verbose=verbose))
+
+    npy = load(verbose=False).cache_path
     layout = npy.with_suffix(".json")
     must_rebuild = damage(npy, layout)
-    store = load_images(folder, names, **load, verbose=True)
+    store = load(verbose=True)
     notice = capsys.readouterr().out.splitlines()[0]
     assert notice.startswith(f"t: the image cache at {npy} was damaged (") == must_rebuild
     assert notice.endswith(") and is rebuilt") == must_rebuild
@@ -371,7 +375,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_notice(damage, images, tmp_path, monk
     assert sorted(path.name for path in npy.parent.iterdir()) == [layout.name, npy.name]
     assert json.loads(layout.read_text()) == {"names": names, "shapes": [[10, 20, 3], [6, 8, 3], [10, 20, 3]]}
     monkeypatch.setattr(image_store, "decode_image", lambda *args, **kwargs: pytest.fail("decoded again"))
-    again = load_images(folder, names, **load, verbose=True)
+    again = load(verbose=True)
     (summary,) = capsys.readouterr().out.splitlines()
     assert summary.startswith(f"t: 3 images, 0.0 MiB as uint8, cached in {npy} (mapped from cache in ")
     assert np.array_equal(np.load(npy), store.pixels) and np.array_equal(again.pixels, store.pixels)

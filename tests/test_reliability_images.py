@@ -19,7 +19,7 @@ from IQAmodel import IQAModel
 from linearityiqa.acceleration import Precision
 from linearityiqa.cli.scripts import own_the_pixel_limit
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, open_image
-from linearityiqa.data.image_store import load_images
+from linearityiqa.data.image_store import ImageLoading, load_images
 from linearityiqa.errors import IQAError
 from linearityiqa.image_scoring import score_files
 from linearityiqa.scoring import QualityModel
@@ -140,11 +140,11 @@ def test_loading_a_data_set_decodes_or_names_the_file_and_keeps_no_cache(folder,
     cache = tmp_path / "cache"
     if isinstance(outcome, str):
         with pytest.raises(IQAError, match=outcome) as error:
-            load_images(folder, [name], sizing=ImageSizing(), label="cases", cache_dir=cache, verbose=False)
+            load_images(folder, [name], label="cases", loading=ImageLoading(cache_dir=cache, verbose=False))
         assert str(folder / name) in str(error.value)
         assert not cache.exists() or not any(cache.iterdir())
     else:
-        store = load_images(folder, [name], sizing=ImageSizing(), label="cases", cache_dir=cache, verbose=False)
+        store = load_images(folder, [name], label="cases", loading=ImageLoading(cache_dir=cache, verbose=False))
         assert store[0].shape == (*outcome, 3) and store[0].dtype == np.uint8
 
 
@@ -168,7 +168,7 @@ def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
     (result,) = score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and path in result.error and "symbolic link" in result.error
     with pytest.raises(IQAError, match="symbolic link") as error:
-        load_images(folder, ["loop_a.jpg"], sizing=ImageSizing(), label="loop", cache_dir=tmp_path, verbose=False)
+        load_images(folder, ["loop_a.jpg"], label="loop", loading=ImageLoading(cache_dir=tmp_path, verbose=False))
     assert path in str(error.value)
 
 
@@ -201,9 +201,7 @@ def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(
     (result,) = score_files(scorer, [str(path)], sizing=ImageSizing(), batch_size=1)
     assert result.score is None and result.error.startswith(message)
     with pytest.raises(IQAError) as error:
-        load_images(
-            tmp_path, [path.name], sizing=ImageSizing(), label="big", cache_dir=tmp_path / "cache", verbose=False
-        )
+        load_images(tmp_path, [path.name], label="big", loading=ImageLoading(cache_dir=tmp_path / "c", verbose=False))
     assert str(error.value).startswith(message) and "raise --max_pixels" in str(error.value)
     assert not [warning for warning in recwarn if warning.category is Image.DecompressionBombWarning]
 

@@ -7,12 +7,11 @@ and tests on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.image_store import ImageLoading, ImageStore, load_images
 from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
@@ -72,21 +71,15 @@ def get_dataset_spec(
         data_info: the info file; required for a user's data set.
         im_dir: the image folder; required for a user's data set.
     """
-    known = KNOWN_DATASETS.get(dataset)
-    if known is None:
-        if data_info is None or im_dir is None:
-            raise ConfigError(
-                f"data set {dataset!r} is not one of {', '.join(KNOWN_DATASETS)}: for your own data "
-                f"set pass both its info file (--data_info) and its image folder (--im_dir)"
-            )
-        return DatasetSpec(name=dataset, info_path=Path(data_info), im_dir=Path(im_dir))
-    return DatasetSpec(
-        name=known.name,
-        info_path=Path(data_info) if data_info is not None else known.info_path,
-        im_dir=Path(im_dir) if im_dir is not None else known.im_dir,
-        official_split=known.official_split,
-        square_size=known.square_size,
-    )
+    paths = {key: Path(path) for key, path in (("info_path", data_info), ("im_dir", im_dir)) if path is not None}
+    if dataset in KNOWN_DATASETS:
+        return replace(KNOWN_DATASETS[dataset], **paths)
+    if len(paths) < 2:
+        raise ConfigError(
+            f"data set {dataset!r} is not one of {', '.join(KNOWN_DATASETS)}: for your own data "
+            f"set pass both its info file (--data_info) and its image folder (--im_dir)"
+        )
+    return DatasetSpec(name=dataset, **paths)
 
 
 def check_linked(spec: DatasetSpec) -> None:
@@ -133,12 +126,7 @@ ALL_FOR_TESTING = Split(train_ratio=0, train_and_val_ratio=0)
 
 @dataclass(frozen=True)
 class DataSource:
-    """A data set resolved once: where it lives and its info file's content, checked.
-
-    Args:
-        spec: the data set's spec (see get_dataset_spec).
-        info: its info file's content.
-    """
+    """A data set resolved once: its spec (see get_dataset_spec) and its info file's content."""
 
     spec: DatasetSpec
     info: IQAInfo
@@ -162,11 +150,9 @@ class DataSource:
         return self.spec.official_split is not None or self.info.split_sizes is not None
 
     def split_sizes(self, split: Split) -> tuple[int, int]:
-        """(train_size, train_and_val_size) of the split's ratios, or of the data set's own split.
-
-        The own split is the sizes the info file records, else the spec's official ratios (the
-        authors' KonIQ-10k file records no sizes).
-        """
+        """(train_size, train_and_val_size) of the split's ratios, or of the data set's own split: the
+        sizes its info file records, else the spec's official ratios (the authors' KonIQ-10k file
+        records no sizes)."""
         if split.train_ratio is not None:
             return split_sizes_from_ratios(len(self.info), split.train_ratio, split.train_and_val_ratio)
         if self.info.split_sizes is not None:
@@ -181,25 +167,10 @@ class DataSource:
     def positions(self, status: str, split: Split, *, max_items: int | None = None) -> np.ndarray:
         """Positions (0-based, in file order) of the images of one split, the first max_items of them if given."""
         train_size, train_and_val_size = self.split_sizes(split)
-        positions = split_positions(
-            self.info,
-            status=status,
-            exp_id=split.exp_id,
-            train_size=train_size,
-            train_and_val_size=train_and_val_size,
-        )
-        return positions[:max_items]
+        sizes = dict(train_size=train_size, train_and_val_size=train_and_val_size)
+        return split_positions(self.info, status=status, exp_id=split.exp_id, **sizes)[:max_items]
 
     def load_images(self, positions: np.ndarray, loading: ImageLoading) -> ImageStore:
         """The images at `positions`, decoded (or mapped from the cache) as `loading` says."""
-        sizing = ImageSizing(square_size=self.spec.square_size, resize_hw=loading.resize_hw)
-        return load_images(
-            self.spec.im_dir,
-            [self.info.im_names[p] for p in positions],
-            sizing=sizing,
-            label=self.name,
-            cache_dir=loading.cache_dir,
-            workers=loading.workers,
-            max_pixels=loading.max_pixels,
-            verbose=loading.verbose,
-        )
+        names = [self.info.im_names[p] for p in positions]
+        return load_images(self.spec.im_dir, names, label=self.name, loading=loading, square_size=self.spec.square_size)

@@ -17,7 +17,8 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,12 +28,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from linearityiqa.data.decoding import (
-    DEFAULT_MAX_PIXELS,
-    ImageSizing,
-    decode_image,
-    decoded_shape,
-)
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, decoded_shape
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem, first_line
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
@@ -113,47 +109,27 @@ def _map_buffer(cache_path: Path) -> np.ndarray:
 
 
 def load_images(
-    im_dir: str | Path,
-    names: list[str],
-    *,
-    sizing: ImageSizing,
-    label: str,
-    cache_dir: str | Path | None = None,
-    workers: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    verbose: bool = True,
+    im_dir: str | Path, names: list[str], *, label: str, loading: ImageLoading, square_size: int | None = None
 ) -> ImageStore:
     """Decode the images `im_dir/<name>` into an ImageStore, from the cache when it is current.
 
     Args:
         im_dir: the folder the names are relative to.
         names: image file names.
-        sizing: how to size the decoded images.
         label: names the data set in messages and in cache file names.
-        cache_dir: folder of the cache files; None decodes into memory without caching.
-        workers: decoding threads; by default one per available core.
-        max_pixels: refuse images of more pixels than this (see open_image).
-        verbose: print a progress bar and the memory the images take.
+        loading: how the images are sized, decoded and kept.
+        square_size: images not of square_size x square_size are first resized to it (CLIVE).
     """
+    sizing = ImageSizing(square_size=square_size, resize_hw=loading.resize_hw)
     paths = [Path(im_dir) / name for name in names]
     file_stats = _stat_files(paths, im_dir)
-    started = time.perf_counter()
-    cache_path = _cache_path(Path(cache_dir), label, names, file_stats, sizing) if cache_dir is not None else None
-    store = _open_cache(cache_path, names, label=label, verbose=verbose) if cache_path is not None else None
-    how = "mapped from cache"
+    started, store, cache_path, how = time.perf_counter(), None, None, "mapped from cache"
+    if loading.cache_dir is not None:
+        cache_path = _cache_path(Path(loading.cache_dir), label, names, file_stats, sizing)
+        store = _open_cache(cache_path, names, label=label, verbose=loading.verbose)
     if store is None:
-        store = _decode_all(
-            paths,
-            names,
-            sizing=sizing,
-            max_pixels=max_pixels,
-            label=label,
-            cache_path=cache_path,
-            workers=workers or available_cores(),
-            verbose=verbose,
-        )
-        how = "decoded"
-    if verbose:
+        store, how = _decode_all(paths, names, sizing, loading, label, cache_path), "decoded"
+    if loading.verbose:
         where = f", cached in {cache_path}" if cache_path is not None else ", in memory"
         print(
             f"{label}: {len(store):,} images, {_format_bytes(store.nbytes)} as uint8"
@@ -215,20 +191,11 @@ def _cache_path(
 
 
 def _open_cache(cache_path: Path, names: list[str], *, label: str, verbose: bool) -> ImageStore | None:
-    """The cached store, or None when there is no complete, intact cache for exactly these names.
-
-    A cache that cannot be read as its layout says (an interrupted copy, another file in its place, a
-    layout that disagrees with the buffer) is reported in one line, and None makes the caller decode
-    the images again and write the cache over the damaged one.
-
-    Args:
-        cache_path: the `.npy` buffer; its layout is the `.json` file beside it.
-        names: the image names the cache must hold, in this order.
-        label: names the data set in the notice.
-        verbose: print the notice about a damaged cache.
-    """
+    """The cached store of exactly these names, or None when there is none; a cache that cannot be
+    read as its layout (the `.json` beside it) says is reported in one line and is None, so that the
+    images are decoded again and the cache written over the damaged one."""
     layout_path = cache_path.with_suffix(".json")
-    # The buffer is moved into place before its layout (_commit_cache): no layout, no cache yet.
+    # The buffer is moved into place before its layout (_decode_all): no layout, no cache yet.
     if not (cache_path.is_file() and layout_path.is_file()):
         return None
     try:
@@ -253,99 +220,76 @@ def _open_cache(cache_path: Path, names: list[str], *, label: str, verbose: bool
 
 
 def _decode_all(
-    paths: list[Path],
-    names: list[str],
-    *,
-    sizing: ImageSizing,
-    max_pixels: int,
-    label: str,
-    cache_path: Path | None,
-    workers: int,
-    verbose: bool,
+    paths: list[Path], names: list[str], sizing: ImageSizing, loading: ImageLoading, label: str, cache: Path | None
 ) -> ImageStore:
-    """Decode every image into memory, or into a new cache file at `cache_path`."""
+    """Decode every image into memory, or into a new cache file at `cache`."""
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        shapes = np.array(
-            list(pool.map(partial(decoded_shape, sizing=sizing, max_pixels=max_pixels), paths)), dtype=np.int64
-        )
+    max_pixels = loading.max_pixels
+    with ThreadPoolExecutor(max_workers=loading.workers or available_cores()) as pool:
+        shape_of = partial(decoded_shape, sizing=sizing, max_pixels=max_pixels)
+        shapes = np.array(list(pool.map(shape_of, paths)), dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
-        decode = partial(decode_image, sizing=sizing, max_pixels=max_pixels)
-        if cache_path is None:
+
+        def decode_row(row: int, write: Callable[[int, np.ndarray], None]) -> None:
+            decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=max_pixels), shapes[row]
+            if decoded.shape[:2] != (height, width):
+                raise BadFileError(
+                    f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
+                    f"{width}x{height} its header gives: replace it with an intact copy"
+                )
+            write(int(offsets[row]), decoded)
+
+        def decode_each(write: Callable[[int, np.ndarray], None]) -> None:
+            # map's results come in order, and an error cancels the images not yet started
+            rows = pool.map(partial(decode_row, write=write), range(len(paths)))
+            for _ in tqdm(rows, total=len(paths), desc=f"decoding {label}", unit="img", disable=not loading.verbose):
+                pass
+
+        if cache is None:
             pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
 
-            def write(row: int, decoded: np.ndarray) -> None:
-                pixels[offsets[row] : offsets[row + 1]] = decoded.reshape(-1)
+            def keep(offset: int, decoded: np.ndarray) -> None:
+                pixels[offset : offset + decoded.size] = decoded.reshape(-1)
 
-            _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
+            decode_each(keep)
             return ImageStore(names=names, shapes=shapes, pixels=pixels)
-        partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            # Writing to the file measured twice as fast here as filling a memory map of it.
-            header = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(int(offsets[-1]),))
-            data_start = header.offset
-            del header
-
-            def write(row: int, decoded: np.ndarray) -> None:
-                with open(partial_path, "r+b") as file:
-                    file.seek(data_start + int(offsets[row]))
-                    file.write(decoded)
-
-            _decode_each(paths, shapes, decode, pool, label, verbose, write=write)
-        except BaseException as error:
-            # Also when there is no partial file, or not even its folder.
-            with contextlib.suppress(OSError):
-                partial_path.unlink()
-            if isinstance(error, OSError) and not isinstance(error, IQAError):
-                in_the_way = isinstance(error, (FileExistsError, NotADirectoryError))
-                reason = "a file is in the way of its folder" if in_the_way else error.strerror or error
-                raise ConfigError(
-                    f"cannot write the image cache {cache_path} ({reason}): free space there, "
-                    f"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
-                    f"(ImageLoading(cache_dir=None))"
-                ) from error
-            raise
-    return _commit_cache(partial_path, cache_path, names, shapes)
-
-
-def _decode_each(
-    paths: list[Path],
-    shapes: np.ndarray,
-    decode: Callable[[Path], np.ndarray],
-    pool: ThreadPoolExecutor,
-    label: str,
-    verbose: bool,
-    write: Callable[[int, np.ndarray], None],
-) -> None:
-    """Decode every image in the pool and hand it to `write(row, pixels)`, with a progress bar."""
-
-    def decode_row(row: int) -> None:
-        decoded, (height, width, _) = decode(paths[row]), shapes[row]
-        if decoded.shape[:2] != (height, width):
-            raise BadFileError(
-                f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
-                f"{width}x{height} its header gives: replace it with an intact copy"
-            )
-        write(row, decoded)
-
-    futures = [pool.submit(decode_row, row) for row in range(len(paths))]
-    try:
-        with tqdm(total=len(paths), desc=f"decoding {label}", unit="img", disable=not verbose) as progress:
-            for future in as_completed(futures):
-                future.result()
-                progress.update()
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def _commit_cache(partial: Path, cache_path: Path, names: list[str], shapes: np.ndarray) -> ImageStore:
-    """Move the finished buffer into place, then its layout: a cache with a layout is complete."""
-    os.replace(partial, cache_path)
-    layout_path = cache_path.with_suffix(".json")
+        with _new_cache(cache, int(offsets[-1])) as write:
+            decode_each(write)
+    # the layout last: a cache with a layout is complete
+    layout_path = cache.with_suffix(".json")
     partial_layout = layout_path.with_name(f".{layout_path.name}.{os.getpid()}.partial")
     partial_layout.write_text(json.dumps({"names": names, "shapes": shapes.tolist()}))
     os.replace(partial_layout, layout_path)
-    return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache_path)
+    return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache)
+
+
+@contextlib.contextmanager
+def _new_cache(cache_path: Path, size: int) -> Iterator[Callable[[int, np.ndarray], None]]:
+    """`write(offset, pixels)` into the buffer of `size` bytes of a new cache file, which takes the
+    name `cache_path` when the block ends without an error and is removed when it fails."""
+    partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        data_start = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=(size,)).offset
+
+        def write(offset: int, pixels: np.ndarray) -> None:
+            # Writing to the file measured twice as fast here as filling a memory map of it.
+            with open(partial_path, "r+b") as file:
+                file.seek(data_start + offset)
+                file.write(pixels)
+
+        yield write
+        os.replace(partial_path, cache_path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # also when there is no partial file, or not even its folder
+            partial_path.unlink()
+        if isinstance(error, OSError) and not isinstance(error, IQAError):
+            in_the_way = isinstance(error, (FileExistsError, NotADirectoryError))
+            reason = "a file is in the way of its folder" if in_the_way else error.strerror or error
+            raise ConfigError(
+                f"cannot write the image cache {cache_path} ({reason}): free space there, "
+                f"pass another --cache_dir, or --cache_dir none to keep the images in memory only "
+                f"(ImageLoading(cache_dir=None))"
+            ) from error
+        raise
