@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,7 +83,7 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
     data_dir = Path(release_dir) / "Data"
     names, scores, stds = (
         _release_variable(data_dir / f"{name}.mat", read)
-        for name, read in zip(CLIVE_RELEASE_FILES, (_cell_texts, _numbers, _numbers))
+        for name, read in zip(CLIVE_RELEASE_FILES, (_cell_texts, _floats, _floats))
     )
     if not len(names) == len(scores) == len(stds):
         raise BadFileError(
@@ -95,9 +96,18 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
             f"{CLIVE_TRAINING_EXAMPLES} are rater training examples, which leaves no images"
         )
     kept = slice(CLIVE_TRAINING_EXAMPLES, None)
-    names, scores, stds = names[kept], scores[kept], stds[kept]
-    names = _check_mat_entries(data_dir, names, scores, stds)
-    return _info_with_random_orderings(names, scores, stds, num_orderings, seed)
+    entries = range(CLIVE_TRAINING_EXAMPLES + 1, len(names) + 1)  # as the release files count them, from 1
+    release = "use the files of the release"
+    where = str(data_dir / "AllImages_release.mat")
+    names = checked_names(names[kept], where=where, unit="entry", advice=release, numbers=entries)
+    for key, values in (("AllMOS_release", scores[kept]), ("AllStdDev_release", stds[kept])):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise BadFileError(
+                f"{data_dir / (key + '.mat')} entry {entries[bad[0]]} ({names[bad[0]]}) is {values[bad[0]]}, "
+                f"not a finite number; {release}"
+            )
+    return _info_with_random_orderings(names, scores[kept], stds[kept], num_orderings, seed)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -106,7 +116,11 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     if problem is not None:
         raise MissingFileError(f"score file {path} {problem}: check the path")
     try:
-        header, rows = _read_rows(path)
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = [column.strip().lower() for column in next(reader, [])]
+            fields_of = ((reader.line_num, [field.strip() for field in fields]) for fields in reader)
+            rows = [(line, dict(zip(header, fields))) for line, fields in fields_of if any(fields)]
     except UnicodeDecodeError as error:
         raise BadFileError(
             f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at byte {error.start}): "
@@ -122,17 +136,6 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return header, rows
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        header = [column.strip().lower() for column in next(reader, [])]
-        rows = []
-        for fields in reader:
-            if any(field.strip() for field in fields):
-                rows.append((reader.line_num, dict(zip(header, (field.strip() for field in fields)))))
-    return header, rows
-
-
 def _require_columns(path: Path, header: list[str], columns: list[str], hint: str = "") -> None:
     missing = [column for column in columns if column not in header]
     if missing:
@@ -145,8 +148,8 @@ def _names_and_scores(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Image names, scores and stds (0 without a std column), each row checked."""
     names = _image_names(path, rows)
-    scores = [_finite(path, line, row, score_column) for line, row in rows]
-    stds = [_spread(path, line, row, std_column) if std_column else 0.0 for line, row in rows]
+    scores = [_number(path, line, row, score_column) for line, row in rows]
+    stds = [_number(path, line, row, std_column, spread=True) if std_column else 0.0 for line, row in rows]
     return names, np.array(scores), np.array(stds)
 
 
@@ -156,7 +159,8 @@ def _image_names(path: Path, rows: list[tuple[int, dict[str, str]]]) -> list[str
     return checked_names(names, where=str(path), unit="line", advice="fix the file", numbers=[line for line, _ in rows])
 
 
-def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
+def _number(path: Path, line: int, row: dict[str, str], column: str, *, spread: bool = False) -> float:
+    """A finite number; a spread (a standard deviation) also not negative."""
     text = row.get(column, "")
     try:
         value = float(text)
@@ -164,14 +168,8 @@ def _finite(path: Path, line: int, row: dict[str, str], column: str) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise BadFileError(f"{path} line {line}: {column} {text!r} is not a finite number")
-    return value
-
-
-def _spread(path: Path, line: int, row: dict[str, str], column: str) -> float:
-    """A standard deviation: finite, and not negative."""
-    value = _finite(path, line, row, column)
-    if value < 0:
-        raise BadFileError(f"{path} line {line}: {column} {row[column]!r} is negative, which no spread of scores is")
+    if spread and value < 0:
+        raise BadFileError(f"{path} line {line}: {column} {text!r} is negative, which no spread of scores is")
     return value
 
 
@@ -252,8 +250,7 @@ def _release_variable(path: Path, read: Callable[[np.ndarray], Any]) -> Any:
         ) from None
 
 
-def _numbers(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float64)
+_floats = partial(np.asarray, dtype=np.float64)
 
 
 def _cell_texts(cells: np.ndarray) -> list[str]:
@@ -265,20 +262,3 @@ def _cell_texts(cells: np.ndarray) -> list[str]:
             raise TypeError(f"a cell holds {values.dtype}, not a file name")
         texts.append(values[0].strip() if values.size else "")
     return texts
-
-
-def _check_mat_entries(data_dir: Path, names: list[str], scores: np.ndarray, stds: np.ndarray) -> list[str]:
-    """The kept entries checked, and their names in normal form; messages count entries as the
-    release files do, from 1."""
-    entries = range(CLIVE_TRAINING_EXAMPLES + 1, CLIVE_TRAINING_EXAMPLES + 1 + len(names))
-    release = "use the files of the release"
-    normal_names = checked_names(
-        names, where=str(data_dir / "AllImages_release.mat"), unit="entry", advice=release, numbers=entries
-    )
-    for entry, name, score, std in zip(entries, normal_names, scores, stds):
-        for key, value in (("AllMOS_release", score), ("AllStdDev_release", std)):
-            if not math.isfinite(value):
-                raise BadFileError(
-                    f"{data_dir / (key + '.mat')} entry {entry} ({name}) is {value}, not a finite number; {release}"
-                )
-    return normal_names
