@@ -13,11 +13,10 @@ Experiment `exp_id` takes column `exp_id % M`; its first `train_size` ids are th
 images, the ids up to `train_and_val_size` the validation images, the rest the test images.
 A split lists its images in file order, not in index order, as the authors' code did.
 
-A file is data to read, not to trust: `read_info` reads each dataset in the layout above, and any
-failure to (a missing dataset, another type or shape, a reference that leads nowhere, damaged
-data) is one BadFileError that names the file and the dataset. It checks on its own only what
-would otherwise give a silent wrong result: lengths that agree, finite scores, whole-number ids,
-index columns that order the ids, split sizes that add up, and image names inside the image folder.
+`read_info` turns any failure to read a dataset in this layout into one BadFileError naming the
+file and the dataset, and checks on its own only what would give a silent wrong result: lengths
+that agree, finite scores, whole-number ids, index columns that order the ids, split sizes that
+add up, and image names inside the image folder.
 """
 
 from __future__ import annotations
@@ -77,10 +76,7 @@ class IQAInfo:
 
 
 def read_info(path: str | Path) -> IQAInfo:
-    """Read an info file written by the paper's authors or by `write_info`.
-
-    Args:
-        path: the `.mat` (HDF5) file.
+    """Read an info file (`.mat`, HDF5) written by the paper's authors or by `write_info`.
 
     Raises:
         MissingFileError: the file does not exist.
@@ -289,41 +285,28 @@ def _hdf5_image(info: IQAInfo) -> bytes:
     """The HDF5 file's bytes, built in memory: HDF5's own writes to a disk that fills (or to a
     file past its size limit) can crash the process, while Python's write raises an OSError,
     which replacing_path turns into one line and a file left as it was."""
+    rows = {"subjective_scores": info.scores, "subjective_scoresSTD": info.stds, "ref_ids": info.ref_ids}
+    doubles = {key: np.reshape(values, (1, -1)) for key, values in rows.items()} | {"index": info.index}
+    if info.split_sizes is not None:
+        doubles["split_sizes"] = np.reshape(info.split_sizes, (1, 3))
     # the core driver keeps the file in memory; without a backing store the name is never opened
     with h5py.File(
         "info-in-memory.h5", "w", driver="core", backing_store=False, userblock_size=MATLAB_USERBLOCK_SIZE
     ) as file:
-        _write_names(file, info.im_names)
-        for key, values in (
-            ("subjective_scores", info.scores),
-            ("subjective_scoresSTD", info.stds),
-            ("ref_ids", info.ref_ids),
-        ):
-            _write_double(file, key, np.asarray(values, dtype=np.float64).reshape(1, -1))
-        _write_double(file, "index", np.asarray(info.index, dtype=np.float64))
-        if info.split_sizes is not None:
-            _write_double(file, "split_sizes", np.asarray(info.split_sizes, dtype=np.float64).reshape(1, 3))
+        # MATLAB keeps the cells of a cell array in the "#refs#" group and stores references to them.
+        cells = file.create_group("#refs#")
+        refs = np.empty((1, len(info.im_names)), dtype=h5py.ref_dtype)
+        for position, name in enumerate(info.im_names):
+            codes = np.frombuffer(name.encode("utf-16-le"), dtype="<u2").reshape(-1, 1)
+            cell = cells.create_dataset(f"n{position}", data=codes)
+            cell.attrs.update(MATLAB_class=np.bytes_("char"), MATLAB_int_decode=np.int32(2))
+            refs[0, position] = cell.ref
+        file.create_dataset("im_names", data=refs).attrs["MATLAB_class"] = np.bytes_("cell")
+        for key, values in doubles.items():
+            dataset = file.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+            dataset.attrs["MATLAB_class"] = np.bytes_("double")
         file.flush()
         return file.id.get_file_image()
-
-
-def _write_names(file: h5py.File, names: list[str]) -> None:
-    # MATLAB keeps the cells of a cell array in the "#refs#" group and stores references to them.
-    cells = file.create_group("#refs#")
-    refs = np.empty((1, len(names)), dtype=h5py.ref_dtype)
-    for position, name in enumerate(names):
-        codes = np.frombuffer(name.encode("utf-16-le"), dtype="<u2").reshape(-1, 1)
-        cell = cells.create_dataset(f"n{position}", data=codes)
-        cell.attrs["MATLAB_class"] = np.bytes_("char")
-        cell.attrs["MATLAB_int_decode"] = np.int32(2)
-        refs[0, position] = cell.ref
-    dataset = file.create_dataset("im_names", data=refs)
-    dataset.attrs["MATLAB_class"] = np.bytes_("cell")
-
-
-def _write_double(file: h5py.File, key: str, values: np.ndarray) -> None:
-    dataset = file.create_dataset(key, data=values)
-    dataset.attrs["MATLAB_class"] = np.bytes_("double")
 
 
 def _matlab_header() -> bytes:
@@ -335,16 +318,8 @@ def _matlab_header() -> bytes:
 
 
 def split_sizes_from_ratios(count: int, train_ratio: float, train_and_val_ratio: float) -> tuple[int, int]:
-    """The authors' rule: int(train_ratio * N) training images, int(train_and_val_ratio * N) with validation.
-
-    Args:
-        count: N, the number of images.
-        train_ratio: the share of training images.
-        train_and_val_ratio: the share of training and validation images together.
-
-    Returns:
-        (train_size, train_and_val_size)
-    """
+    """(train_size, train_and_val_size) of `count` images by the authors' rule: int(train_ratio * count)
+    training images, int(train_and_val_ratio * count) training and validation images."""
     if not 0 <= train_ratio <= train_and_val_ratio <= 1:
         raise ConfigError(
             f"split ratios train_ratio={train_ratio}, train_and_val_ratio={train_and_val_ratio} "
@@ -354,22 +329,10 @@ def split_sizes_from_ratios(count: int, train_ratio: float, train_and_val_ratio:
 
 
 def split_positions(info: IQAInfo, *, status: str, exp_id: int, train_size: int, train_and_val_size: int) -> np.ndarray:
-    """Positions (0-based, in file order) of the images of one split.
-
-    Args:
-        info: the data set.
-        status: "train", "val" or "test".
-        exp_id: the experiment; it picks column `exp_id % M` of the index.
-        train_size: how many ids of the column are training images.
-        train_and_val_size: how many ids of the column are training or validation images.
-    """
+    """Positions (0-based, in file order) of the images of split `status` ("train", "val" or "test")
+    of experiment `exp_id`, by the rule of this module's docstring."""
     if status not in SPLITS:
         raise ConfigError(f"status {status!r} is not one of {', '.join(SPLITS)}")
     column = info.index[:, exp_id % info.index.shape[1]]
-    bounds = {
-        "train": (0, train_size),
-        "val": (train_size, train_and_val_size),
-        "test": (train_and_val_size, len(column)),
-    }
-    start, stop = bounds[status]
-    return np.flatnonzero(np.isin(info.ref_ids, column[start:stop]))
+    edges, part = (0, train_size, train_and_val_size, len(column)), SPLITS.index(status)
+    return np.flatnonzero(np.isin(info.ref_ids, column[edges[part] : edges[part + 1]]))
