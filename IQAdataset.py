@@ -148,29 +148,10 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
         return chunks - (chunks > 1 and self.num_samples % self.batch_size == 1)
 
 
-class SizeGroupedBatches(Sampler[list[int]]):
-    """Batches of up to `batch_size` images of one size, for evaluation (see data/batches.py):
-    a data set of one size is batched in file order.
-
-    Args:
-        sizes: (height, width) of each image of the data set.
-        batch_size: most images per batch.
-    """
-
-    def __init__(self, sizes: list[tuple[int, int]], batch_size: int):
-        super().__init__()
-        self.batches = batches_by_size(sizes, batch_size)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 def evaluation_loader(dataset: IQADataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Whole images in batches of one size each (SizeGroupedBatches), uint8 for the device to normalize."""
-    batches = SizeGroupedBatches([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
+    """Whole images in batches of up to `batch_size` images of one size (data/batches.py): a data set
+    of one size is batched in file order. uint8, for the device to normalize."""
+    batches = batches_by_size([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
     return DataLoader(dataset, batch_sampler=batches, **_loader_options(num_workers))
 
 
@@ -191,7 +172,7 @@ def get_data_loaders(
 
     The train loader shuffles, in batches of `batching.batch_size` (see NoSingletonBatchSampler),
     and applies `augmentation`; the val and test loaders give whole images in batches of up to
-    `batching.eval_batch_size` images of one size (see SizeGroupedBatches). BatchNorm evaluates
+    `batching.eval_batch_size` images of one size (see evaluation_loader). BatchNorm evaluates
     in eval mode, so a batch gives each image the score it gets alone.
 
     Args:
@@ -226,7 +207,13 @@ def get_data_loaders(
     if augmentation is None:
         _check_batchable(datasets["train"])
     workers = batching.num_workers if batching.num_workers is not None else min(8, available_cores())
-    return _make_loaders(datasets, batching, workers)
+    train_batches = NoSingletonBatchSampler(len(datasets["train"]), batching.batch_size)
+    train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(workers))
+    val_loader, test_loader = (
+        evaluation_loader(datasets[status], batch_size=batching.eval_batch_size, num_workers=workers)
+        for status in SPLITS[1:]
+    )
+    return train_loader, val_loader, test_loader
 
 
 def _check_split_sizes(positions: dict[str, np.ndarray], source: DataSource, split: Split) -> None:
@@ -259,14 +246,3 @@ def _check_batchable(train_set: IQADataset) -> None:
                 f"{first[1]}x{first[0]}, {im_dir / train_set.im_names[item]} is {width}x{height}) "
                 f"and cannot form a batch: resize them (--resize), or crop them (--augment)"
             )
-
-
-def _make_loaders(
-    datasets: dict[str, IQADataset], batching: Batching, num_workers: int
-) -> tuple[DataLoader, DataLoader, DataLoader]:
-    train_batches = NoSingletonBatchSampler(len(datasets["train"]), batching.batch_size)
-    train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(num_workers))
-    return (train_loader,) + tuple(
-        evaluation_loader(datasets[status], batch_size=batching.eval_batch_size, num_workers=num_workers)
-        for status in SPLITS[1:]
-    )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from data_helpers import save_plain_images, write_csv
 
-from IQAdataset import Batching, IQADataset, NoSingletonBatchSampler, SizeGroupedBatches, get_data_loaders
+from IQAdataset import Batching, IQADataset, NoSingletonBatchSampler, get_data_loaders
 from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
 from linearityiqa.data.decoding import ImageSizing, decode_image
@@ -180,11 +180,10 @@ def test_loaders_batch_every_training_image_once_per_epoch(tmp_path):
 
 def test_evaluation_batches_hold_images_of_one_size_in_file_order():
     sizes = [(4, 6), (4, 6), (8, 8), (4, 6), (8, 8), (2, 2), (4, 6)]
-    batches = SizeGroupedBatches(sizes, batch_size=3)
-    assert list(batches) == [[0, 1, 3], [6], [2, 4], [5]] and len(batches) == 4
-    assert list(SizeGroupedBatches([(5, 5)] * 5, batch_size=2)) == [[0, 1], [2, 3], [4]]
+    assert batches_by_size(sizes, batch_size=3) == [[0, 1, 3], [6], [2, 4], [5]]
+    assert batches_by_size([(5, 5)] * 5, batch_size=2) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ConfigError, match="evaluation batch size 0 is not positive"):
-        SizeGroupedBatches(sizes, batch_size=0)
+        batches_by_size(sizes, batch_size=0)
     # scoring batches the same way, leaving out the images it cannot read (no size)
     assert batches_by_size([(4, 6), None, (4, 6), (2, 2), None], 2) == [[0, 2], [3]]
 

@@ -1,6 +1,6 @@
 """Batches of images of one size: whole images of unequal sizes cannot share a batch.
 
-Evaluation (IQAdataset.SizeGroupedBatches) and scoring (image_scoring.score_files) both batch this way.
+Evaluation (IQAdataset.evaluation_loader) and scoring (image_scoring.score_files) both batch this way.
 """
 
 from __future__ import annotations

@@ -101,26 +101,10 @@ def decoded_shape(
 ) -> tuple[int, int, int]:
     """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
-        width, height = displayed_size(image)
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS:
+            width, height = height, width  # as a viewer shows it (sized_rgb)
     return (*sizing.output_hw(width, height), 3)
-
-
-def displayed_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) as a viewer shows the image: its stored size, turned by its EXIF orientation."""
-    width, height = image.size
-    return (height, width) if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS else (width, height)
-
-
-def as_displayed(image: Image.Image) -> Image.Image:
-    """The image turned and mirrored as its EXIF orientation tag says, as photo viewers show it.
-
-    A camera stores a portrait photo as landscape pixels with a tag; scoring the stored pixels
-    would score the photo on its side. The paper's code ignored the tag; an image without one
-    (as the CLIVE photo the paper's demo scores) decodes to the same pixels either way.
-    """
-    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1:
-        return image  # no tag, or upright: no copy
-    return ImageOps.exif_transpose(image)
 
 
 def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -138,8 +122,15 @@ def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEF
 
 def sized_rgb(image: Image.Image, sizing: ImageSizing) -> np.ndarray:
     """A loaded PIL image as decode_image decodes a file: turned as its EXIF orientation says, in
-    RGB, sized; an RGB uint8 H x W x 3 array."""
-    rgb = _to_rgb(as_displayed(image))
+    RGB, sized; an RGB uint8 H x W x 3 array.
+
+    A camera stores a portrait photo as landscape pixels with a tag; scoring the stored pixels
+    would score the photo on its side. The paper's code ignored the tag; an image without one
+    (as the CLIVE photo the paper's demo scores) decodes to the same pixels either way.
+    """
+    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) != 1:  # no tag, or upright: no copy
+        image = ImageOps.exif_transpose(image)
+    rgb = _to_rgb(image)
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
         rgb = rgb.resize((sizing.square_size, sizing.square_size), Image.BILINEAR)
     if sizing.resize_hw is not None:
