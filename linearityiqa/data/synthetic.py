@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES, KONIQ_IMAGES, KONIQ_SPLIT_SIZES
 from linearityiqa.errors import ConfigError, file_problem
-from linearityiqa.records.writing import replacing, replacing_path
+from linearityiqa.records.writing import replacing
 
 
 @dataclass(frozen=True)
@@ -159,28 +159,19 @@ LAYOUT_FILES = {
     "clive": re.compile(r"Images/[0-9]+\.(bmp|JPG)|Images/trainingImages/t[0-9]+\.bmp|Data/All[A-Za-z]+_release\.mat"),
 }
 # What an interrupted write leaves beside its file (records/writing.py): `.<name>.<8 random characters>.partial`.
-_TEMPORARY = re.compile(r"(?P<folder>(.*/)?)\.(?P<name>[^/]+)\.[a-z0-9_]{8}\.partial")
+_TEMPORARY = re.compile(r"^(?P<folder>(.*/)?)\.(?P<name>[^/]+)\.[a-z0-9_]{8}\.partial$")
 
 
 def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, height: int = 768, seed: int = 0) -> Path:
-    """Write `count` rated JPEG images and the two KonIQ-10k score files, each image in a set drawn
-    at random in KonIQ-10k's shares (7,058 : 1,000 : 2,015).
-
-    Args:
-        out_dir: folder to write into.
-        count: number of images.
-        width, height: image size in pixels.
-        seed: seed of everything random.
-
-    Returns:
-        the path of the written koniq10k_distributions_sets.csv.
-    """
-    out_dir, earlier = _checked_folder(out_dir, "koniq", count, width, height)
-    rng = np.random.default_rng(seed)
+    """Write `count` rated JPEG images of `width` x `height` pixels and the two KonIQ-10k score files,
+    each image in a set drawn at random in KonIQ-10k's shares (7,058 : 1,000 : 2,015); `seed` seeds
+    everything random. Returns the path of koniq10k_distributions_sets.csv."""
+    _check_size(count, width, height)
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
     sets = _koniq_sets(rng, count)
     paths = [f"1024x768/{name}" for name in names]
-    with _recorded_run(out_dir, earlier=earlier, written=paths + list(KONIQ_SCORE_FILES)):
+    with _recorded_run(out_dir, "koniq", written=paths + list(KONIQ_SCORE_FILES)):
         # each image is rated as soon as it is made: the random draws come in the same order
         qualities = _write_images(out_dir, paths, rng, width, height)
         rows = [(name, rate_on_five_point_scale(q, rng), s) for name, q, s in zip(names, qualities, sets)]
@@ -213,28 +204,21 @@ def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) ->
 
 
 def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
-    """Write `count` rated images plus CLIVE's 7 rater training examples, and the three Data/ files.
+    """Write `count` rated images of `width` x `height` pixels plus CLIVE's 7 rater training examples,
+    and the three Data/ files, into the release folder `out_dir`, which it returns; `seed` seeds
+    everything random.
 
     Names are as in the release: the 7 examples t1.bmp..t7.bmp (in Images/trainingImages/)
     come first, then 1.bmp, 2.bmp, ..., every fifth image a JPEG (.JPG) as some are in CLIVE.
     Scores are on CLIVE's 0-100 slider: mean and std over 150-200 noisy simulated raters.
-
-    Args:
-        out_dir: release folder to write into.
-        count: number of rated images, not counting the 7 examples.
-        width, height: image size in pixels.
-        seed: seed of everything random.
-
-    Returns:
-        the release folder.
     """
-    out_dir, earlier = _checked_folder(out_dir, "clive", count, width, height)
-    rng = np.random.default_rng(seed)
+    _check_size(count, width, height)
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
     names = [f"t{k}.bmp" for k in range(1, CLIVE_TRAINING_EXAMPLES + 1)]
     names += [f"{k}.JPG" if k % 5 == 0 else f"{k}.bmp" for k in range(1, count + 1)]
     paths = [f"Images/trainingImages/{name}" if name.startswith("t") else f"Images/{name}" for name in names]
     means, stds = [], []
-    with _recorded_run(out_dir, earlier=earlier, written=paths + [f"Data/{name}.mat" for name in CLIVE_MAT_FILES]):
+    with _recorded_run(out_dir, "clive", written=paths + [f"Data/{name}.mat" for name in CLIVE_MAT_FILES]):
         for quality in _write_images(out_dir, paths, rng, width, height):
             opinions = np.clip(100 * quality + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
             means.append(opinions.mean())
@@ -257,37 +241,28 @@ def _write_images(
         degradation = draw_degradation(rng)
         image = degrade(render_scene(rng, width, height), degradation, rng)
         options = {"format": "BMP"} if path.endswith(".bmp") else {"format": "JPEG", "quality": 95}
-        with replacing_path(
-            out_dir / path, what="a synthetic image", advice="write the data set into another folder"
-        ) as partial:
-            image.save(partial, **options)
+        with _replacing(out_dir / path, binary=True) as file:
+            image.save(file, **options)
         yield quality_of(degradation)
 
 
-def _checked_folder(out_dir: str | Path, layout: str, count: int, width: int, height: int) -> tuple[Path, set[str]]:
-    """The folder to write `layout` into, and the files earlier runs wrote there (see earlier_files)."""
+def _check_size(count: int, width: int, height: int) -> None:
     if count < 1 or width < 8 or height < 8:
         raise ConfigError(
             f"cannot make {count} images of {width}x{height}: need at least 1 image(s) of at least 8x8 pixels"
         )
-    earlier = earlier_files(out_dir, layout)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)  # a file in its way is the caller's to name (--out)
-    return Path(out_dir), earlier
 
 
 def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
     """The files (paths relative to `out_dir`) that earlier runs of `layout` ("koniq" or "clive")
-    recorded writing there and are still there, with the temporary files an interrupted write left.
-
-    Raises:
-        ConfigError: the folder holds a file that no run recorded: the user's own, which a run
-            would write over or mix with its own; nothing has been written then.
-    """
+    recorded writing there and are still there, with the temporary files an interrupted write left;
+    ConfigError where the folder holds a file that no run recorded (the user's own)."""
     folder = Path(out_dir)
     present = _files_under(folder)
     recorded = _read_record(folder, LAYOUT_FILES[layout]) if RECORD in present else None
     ours = set() if recorded is None else recorded | {RECORD}
-    foreign = [path for path in present if path not in ours and not _temporary_of(path, ours)]
+    # a temporary file is ours when the file it was to become is
+    foreign = [path for path in present if _TEMPORARY.sub(r"\g<folder>\g<name>", path) not in ours]
     if foreign:
         raise ConfigError(
             f"{folder} holds {len(foreign)} file(s) that no synthetic data set wrote, e.g. {folder / foreign[0]}: "
@@ -325,17 +300,13 @@ def _read_record(folder: Path, names: re.Pattern) -> set[str] | None:
     return {line for line in lines[1:] if names.fullmatch(line)}
 
 
-def _temporary_of(path: str, ours: set[str]) -> bool:
-    """Whether `path` is a temporary file that an interrupted write of one of `ours` left."""
-    match = _TEMPORARY.fullmatch(path)
-    return match is not None and f"{match['folder']}{match['name']}" in ours
-
-
 @contextlib.contextmanager
-def _recorded_run(folder: Path, *, earlier: set[str], written: list[str]) -> Iterator[None]:
+def _recorded_run(folder: Path, layout: str, *, written: list[str]) -> Iterator[None]:
     """Record the files the block writes before it starts, with the earlier runs' (an interrupted
     run leaves no file unrecorded); once it has written them, remove the earlier files it did not
     write again and record its own alone."""
+    earlier = earlier_files(folder, layout)
+    folder.mkdir(parents=True, exist_ok=True)  # a file in its way is the caller's to name (--out)
     _write_record(folder, earlier | set(written))
     yield
     for path in sorted(earlier - set(written)):
