@@ -65,8 +65,11 @@ def checked_names(
             raise BadFileError(f"{where} {unit} {number}: image name {_shown(name)} {problem}; {advice}")
         normal = posixpath.normpath(name)
         if normal in first:
+            earlier = names[first[normal]]
+            spelled = "" if earlier == name else f" (written {earlier!r} and {name!r})"
             raise BadFileError(
-                _twice(where, unit, advice, (names[first[normal]], name), (numbers[first[normal]], number))
+                f"{where} {PLURAL[unit]} {numbers[first[normal]]} and {number} both name image {normal!r}{spelled}; "
+                f"{advice}"
             )
         first[normal] = position
         normal_names.append(normal)
@@ -78,9 +81,3 @@ def _shown(name: str) -> str:
     if len(name) <= SHOWN:
         return repr(name)
     return f"{name[: SHOWN // 2]!r}...{name[-SHOWN // 4 :]!r} ({len(name):,} characters)"
-
-
-def _twice(where: str, unit: str, advice: str, spellings: tuple[str, str], numbers: tuple[int, int]) -> str:
-    normal = posixpath.normpath(spellings[0])
-    spelled = "" if spellings[0] == spellings[1] else f" (written {spellings[0]!r} and {spellings[1]!r})"
-    return f"{where} {PLURAL[unit]} {numbers[0]} and {numbers[1]} both name image {normal!r}{spelled}; {advice}"

@@ -36,7 +36,8 @@ from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, fil
 from linearityiqa.records.writing import replacing_path
 
 SPLITS = ("train", "val", "test")
-REQUIRED_KEYS = ("im_names", "subjective_scores", "subjective_scoresSTD", "ref_ids", "index")
+ROWS = ("subjective_scores", "subjective_scoresSTD", "ref_ids")  # the (1, N) rows of numbers
+REQUIRED_KEYS = ("im_names", *ROWS, "index")
 OPTIONAL_KEYS = ("split_sizes",)
 # MATLAB v7.3 files are HDF5 files behind a 512-byte header that MATLAB checks before opening.
 MATLAB_USERBLOCK_SIZE = 512
@@ -227,11 +228,7 @@ def _check_info(info: IQAInfo, path: Path) -> None:
     count = len(info.im_names)
     if count == 0:
         raise _bad(path, "im_names", "lists no images")
-    for key, values in (
-        ("subjective_scores", info.scores),
-        ("subjective_scoresSTD", info.stds),
-        ("ref_ids", info.ref_ids),
-    ):
+    for key, values in zip(ROWS, (info.scores, info.stds, info.ref_ids)):
         if len(values) != count:
             raise _bad(path, key, f"has {len(values)} entries but im_names has {count}")
     if info.index.ndim != 2 or info.index.shape[0] != count or info.index.shape[1] == 0:
@@ -260,15 +257,8 @@ def _check_info(info: IQAInfo, path: Path) -> None:
 
 
 def write_info(path: str | Path, info: IQAInfo) -> None:
-    """Write `info` as MATLAB v7.3 does, so that MATLAB, the authors' code and `read_info` read it.
-
-    The file is written whole or not at all (records/writing.py): an interrupted run never
-    leaves a half-written info file, and an earlier one stays as it was.
-
-    Args:
-        path: the `.mat` file to write; its folder is created if needed.
-        info: what to write.
-    """
+    """Write `info` to the `.mat` file `path` as MATLAB v7.3 does, so that MATLAB, the authors' code
+    and `read_info` read it; whole or not at all (records/writing.py), an earlier file kept as it was."""
     # the reader's rule, so that what is written reads back; the names are written in normal form
     names = checked_names(info.im_names, where=f"info file {path} to write: im_names", unit="entry", advice=WRITABLE)
     too_large = size_problem(len(names), np.shape(info.index)[1])
@@ -285,8 +275,8 @@ def _hdf5_image(info: IQAInfo) -> bytes:
     """The HDF5 file's bytes, built in memory: HDF5's own writes to a disk that fills (or to a
     file past its size limit) can crash the process, while Python's write raises an OSError,
     which replacing_path turns into one line and a file left as it was."""
-    rows = {"subjective_scores": info.scores, "subjective_scoresSTD": info.stds, "ref_ids": info.ref_ids}
-    doubles = {key: np.reshape(values, (1, -1)) for key, values in rows.items()} | {"index": info.index}
+    rows = zip(ROWS, (info.scores, info.stds, info.ref_ids))
+    doubles = {key: np.reshape(values, (1, -1)) for key, values in rows} | {"index": info.index}
     if info.split_sizes is not None:
         doubles["split_sizes"] = np.reshape(info.split_sizes, (1, 3))
     # the core driver keeps the file in memory; without a backing store the name is never opened
