@@ -96,9 +96,7 @@ class ImageSizing:
         return "-".join(parts) or "native"
 
 
-def decoded_shape(
-    path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[int, int, int]:
+def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, ...]:
     """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         width, height = image.size
@@ -108,13 +106,8 @@ def decoded_shape(
 
 
 def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode one image to an RGB uint8 H x W x 3 array, sized as the paper's code sized it.
-
-    Args:
-        path: the image file.
-        sizing: the resizing to apply (torchvision's bilinear resize of a PIL image).
-        max_pixels: refuse images of more pixels than this (see open_image).
-    """
+    """The image file `path` as an RGB uint8 H x W x 3 array, sized as the paper's code sized it
+    (torchvision's bilinear resize of a PIL image); `max_pixels` as open_image takes it."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         image.load()
         return sized_rgb(image, sizing)

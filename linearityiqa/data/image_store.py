@@ -111,15 +111,9 @@ def _map_buffer(cache_path: Path) -> np.ndarray:
 def load_images(
     im_dir: str | Path, names: list[str], *, label: str, loading: ImageLoading, square_size: int | None = None
 ) -> ImageStore:
-    """Decode the images `im_dir/<name>` into an ImageStore, from the cache when it is current.
-
-    Args:
-        im_dir: the folder the names are relative to.
-        names: image file names.
-        label: names the data set in messages and in cache file names.
-        loading: how the images are sized, decoded and kept.
-        square_size: images not of square_size x square_size are first resized to it (CLIVE).
-    """
+    """Decode the images `im_dir/<name>` as `loading` says into an ImageStore, from the cache when it
+    is current; images not of square_size x square_size are first resized to it (CLIVE). `label`
+    names the data set in messages and in cache file names."""
     sizing = ImageSizing(square_size=square_size, resize_hw=loading.resize_hw)
     paths = [Path(im_dir) / name for name in names]
     file_stats = _stat_files(paths, im_dir)
@@ -130,16 +124,12 @@ def load_images(
     if store is None:
         store, how = _decode_all(paths, names, sizing, loading, label, cache_path), "decoded"
     if loading.verbose:
-        where = f", cached in {cache_path}" if cache_path is not None else ", in memory"
+        size = f"{store.nbytes / 2**30:.2f} GiB" if store.nbytes >= 2**30 else f"{store.nbytes / 2**20:.1f} MiB"
+        where = f"cached in {cache_path}" if cache_path is not None else "in memory"
         print(
-            f"{label}: {len(store):,} images, {_format_bytes(store.nbytes)} as uint8"
-            f"{where} ({how} in {time.perf_counter() - started:.1f} s)"
+            f"{label}: {len(store):,} images, {size} as uint8, {where} ({how} in {time.perf_counter() - started:.1f} s)"
         )
     return store
-
-
-def _format_bytes(count: int) -> str:
-    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def available_cores() -> int:

@@ -81,15 +81,8 @@ class TrainAugmentation:
 def rotate_flip_crop(
     pixels: np.ndarray, *, angle: float, flip: bool, top: int, left: int, crop_h: int, crop_w: int
 ) -> np.ndarray:
-    """The crop at (top, left) of the image rotated by `angle` degrees and then, if `flip`, flipped.
-
-    Args:
-        pixels: H x W x 3 uint8 image.
-        angle: counter-clockwise rotation about the image centre, in degrees.
-        flip: whether the rotated image is flipped left to right.
-        top, left: the crop's corner in the rotated (and flipped) image.
-        crop_h, crop_w: the crop's size.
-    """
+    """The crop_h x crop_w crop at (top, left) of the H x W x 3 uint8 image rotated counter-clockwise
+    about its centre by `angle` degrees and then, if `flip`, flipped left to right."""
     height, width = pixels.shape[:2]
     # Rotation as Pillow defines it: a crop pixel centre (x, y) samples the source at
     # R (x - cx, y - cy) + (cx, cy), R rotating by -angle, (cx, cy) the image centre.
@@ -113,20 +106,16 @@ def rotate_flip_crop(
 
 
 def to_uint8_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """An H x W x 3 uint8 array as a 3 x H x W uint8 tensor: what a data loader hands on.
-
-    Batches travel to the GPU as uint8, a quarter of the bytes of float32, and are normalized
-    there (`normalize`); the copy also leaves the (read-only) cached pixels untouched.
-    """
+    """An H x W x 3 uint8 array as a 3 x H x W uint8 tensor: what a data loader hands on. Batches
+    travel to the GPU as uint8, a quarter of the bytes of float32, and are normalized there
+    (`normalize`); the copy also leaves the (read-only) cached pixels untouched."""
     return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (... x 3 x H x W, on any device) as float32, ImageNet-normalized.
-
-    The same values as torchvision's ToTensor followed by Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    in one multiply and one subtract; the memory format (e.g. channels_last) is kept.
-    """
+    """uint8 images (... x 3 x H x W, on any device) as float32, ImageNet-normalized: the values of
+    torchvision's ToTensor then Normalize(IMAGENET_MEAN, IMAGENET_STD), in one multiply and one
+    subtract; the memory format (e.g. channels_last) is kept."""
     scale, shift = _constants_on(images.device)
     return images.to(torch.float32, copy=True).mul_(scale).sub_(shift)
 
