@@ -34,13 +34,9 @@ SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": 
 
 
 def koniq_info_from_csv(scores_csv: str | Path, *, sets_csv: str | Path | None = None) -> IQAInfo:
-    """KonIQ-10k with its official split.
-
-    Args:
-        scores_csv: `koniq10k_distributions_sets.csv` (score: MOS) or
-            `koniq10k_scores_and_distributions.csv` (score: MOS_zscore). SD is the std.
-        sets_csv: the file whose `set` column gives the split; by default `scores_csv` itself.
-    """
+    """KonIQ-10k with its official split, from `koniq10k_distributions_sets.csv` (score: MOS) or
+    `koniq10k_scores_and_distributions.csv` (score: MOS_zscore), SD the std; the split is the `set`
+    column of `sets_csv`, by default of `scores_csv` itself."""
     scores_csv = Path(scores_csv)
     header, rows = _read_csv(scores_csv)
     score_column = "mos_zscore" if "mos_zscore" in header else "mos"
@@ -55,13 +51,8 @@ def koniq_info_from_csv(scores_csv: str | Path, *, sets_csv: str | Path | None =
 
 
 def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
-    """A user's data set from a CSV with the columns `image_name,mos[,std][,set]`.
-
-    Args:
-        csv_path: the CSV file; column names are matched without regard to case.
-        num_orderings: without a `set` column, how many random orderings the index holds.
-        seed: the seed of those orderings.
-    """
+    """A user's data set from a CSV with the columns `image_name,mos[,std][,set]` (in any case);
+    without a `set` column, its index holds `num_orderings` random orderings drawn with `seed`."""
     csv_path = Path(csv_path)
     header, rows = _read_csv(csv_path)
     _require_columns(csv_path, header, ["image_name", "mos"])
@@ -73,13 +64,8 @@ def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed:
 
 
 def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
-    """CLIVE from its release folder (the one holding `Data/` and `Images/`).
-
-    Args:
-        release_dir: the release folder, e.g. `ChallengeDB_release`.
-        num_orderings: how many random orderings the index holds (the paper: 1,000).
-        seed: the seed of those orderings.
-    """
+    """CLIVE from its release folder (`ChallengeDB_release`, which holds `Data/` and `Images/`); its
+    index holds `num_orderings` random orderings (the paper: 1,000) drawn with `seed`."""
     data_dir = Path(release_dir) / "Data"
     names, scores, stds = (
         _release_variable(data_dir / f"{name}.mat", read)
@@ -206,15 +192,8 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
 def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray, sets: list[str]) -> IQAInfo:
     ref_ids = np.arange(1, len(names) + 1)
     members = [ref_ids[[s == split for s in sets]] for split in SPLITS]
-    ordering = np.concatenate(members)
-    return IQAInfo(
-        im_names=names,
-        scores=scores,
-        stds=stds,
-        ref_ids=ref_ids,
-        index=ordering.reshape(-1, 1),
-        split_sizes=tuple(len(ids) for ids in members),
-    )
+    index, sizes = np.concatenate(members).reshape(-1, 1), tuple(len(ids) for ids in members)
+    return IQAInfo(im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=index, split_sizes=sizes)
 
 
 def _info_with_random_orderings(
