@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
 from data_helpers import write_authors_info
 
-from linearityiqa.data.dataset_registry import KNOWN_DATASETS, DataSource, Split, get_dataset_spec
-from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios, write_info
+from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, KNOWN_DATASETS, DataSource, Split, get_dataset_spec
+from linearityiqa.data.info_files import IQAInfo, read_info, split_sizes_from_ratios, write_info
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 
 NAMES = ["a.jpg", "b.jpg", "c.bmp", "d.JPG", "e.png"]
@@ -67,16 +69,21 @@ def test_written_file_has_the_authors_layout(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["Yinfo.mat"]
 
 
+def source_of(info: IQAInfo) -> DataSource:
+    return DataSource(get_dataset_spec("mine", data_info="m.mat", im_dir="imgs"), info)
+
+
 def test_split_takes_the_column_of_exp_id_and_lists_file_order(authors_file):
-    info = read_info(authors_file)
-    # Column 0 is 3, 1, 4, 5, 2: train ids {3, 1}, val {4}, test {5, 2}.
-    sizes = dict(train_size=2, train_and_val_size=3)
-    assert split_positions(info, status="train", exp_id=0, **sizes).tolist() == [0, 2]
-    assert split_positions(info, status="val", exp_id=0, **sizes).tolist() == [3]
-    assert split_positions(info, status="test", exp_id=0, **sizes).tolist() == [1, 4]
+    source = source_of(read_info(authors_file))
+    # Column 0 is 3, 1, 4, 5, 2: of the 5 images, int(0.4 * 5) = 2 train ids {3, 1}, val {4}, test {5, 2}.
+    split = Split(exp_id=0, train_ratio=0.4, train_and_val_ratio=0.6)
+    assert source.positions("train", split).tolist() == [0, 2]
+    assert source.positions("val", split).tolist() == [3]
+    assert source.positions("test", split).tolist() == [1, 4]
     # Column 1 is 5, 4, 3, 2, 1: train ids {5, 4}; exp_id 3 wraps to column 1.
-    assert split_positions(info, status="train", exp_id=1, **sizes).tolist() == [3, 4]
-    assert split_positions(info, status="train", exp_id=3, **sizes).tolist() == [3, 4]
+    assert source.positions("train", replace(split, exp_id=1)).tolist() == [3, 4]
+    assert source.positions("train", replace(split, exp_id=3)).tolist() == [3, 4]
+    assert source.positions("test", split, max_items=1).tolist() == [1]
 
 
 def test_splits_are_disjoint_and_cover_the_set():
@@ -88,22 +95,18 @@ def test_splits_are_disjoint_and_cover_the_set():
         ref_ids=np.arange(1, 51),
         index=np.stack([rng.permutation(50) + 1 for _ in range(3)], axis=1),
     )
-    train_size, train_and_val_size = split_sizes_from_ratios(50, 0.6, 0.8)
-    assert (train_size, train_and_val_size) == (30, 40)
-    parts = [
-        split_positions(info, status=s, exp_id=2, train_size=30, train_and_val_size=40)
-        for s in ("train", "val", "test")
-    ]
+    assert split_sizes_from_ratios(50, 0.6, 0.8) == (30, 40)
+    split = Split(exp_id=2, train_ratio=0.6, train_and_val_ratio=0.8)
+    parts = [source_of(info).positions(s, split) for s in ("train", "val", "test")]
     assert [len(p) for p in parts] == [30, 10, 10]
     assert sorted(np.concatenate(parts).tolist()) == list(range(50))
     assert all((np.diff(p) > 0).all() for p in parts)
 
 
 def test_ratios_zero_make_the_whole_set_the_test_split(authors_file):
-    info = read_info(authors_file)
-    train_size, train_and_val_size = split_sizes_from_ratios(len(info), 0, 0)
-    test = split_positions(info, status="test", exp_id=0, train_size=train_size, train_and_val_size=train_and_val_size)
-    assert test.tolist() == [0, 1, 2, 3, 4]
+    source = source_of(read_info(authors_file))
+    assert source.positions("test", ALL_FOR_TESTING).tolist() == [0, 1, 2, 3, 4]
+    assert source.positions("train", ALL_FOR_TESTING).tolist() == []
 
 
 def test_koniq_official_ratios_give_the_official_counts():
@@ -142,7 +145,7 @@ def test_bad_ratios_and_status(authors_file):
     with pytest.raises(ConfigError, match=r"train_ratio=0.9, train_and_val_ratio=0.8"):
         split_sizes_from_ratios(10, 0.9, 0.8)
     with pytest.raises(ConfigError, match="status 'training' is not one of train, val, test"):
-        split_positions(read_info(authors_file), status="training", exp_id=0, train_size=1, train_and_val_size=2)
+        source_of(read_info(authors_file)).positions("training", ALL_FOR_TESTING)
 
 
 @pytest.mark.reliability

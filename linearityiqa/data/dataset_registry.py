@@ -1,9 +1,6 @@
-"""Where each data set lives by default, how its images are sized, and which split it uses.
-
-A data set is resolved once into a `DataSource` (its spec and its info file's content), which
-the loaders of every split share; `Split` says which images an experiment trains, validates
-and tests on.
-"""
+"""Where each data set lives by default, how its images are sized, and which split it uses: a data
+set is resolved once into a `DataSource` (its spec and its info file's content), which the loaders
+of every split share; `Split` says which images an experiment trains, validates and tests on."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from linearityiqa.data.image_store import ImageLoading, ImageStore, load_images
-from linearityiqa.data.info_files import IQAInfo, read_info, split_positions, split_sizes_from_ratios
+from linearityiqa.data.info_files import SPLITS, IQAInfo, read_info, split_sizes_from_ratios
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
 # KonIQ-10k's official split: training, validation and test images.
@@ -64,13 +61,8 @@ KNOWN_DATASETS = {
 def get_dataset_spec(
     dataset: str, *, data_info: str | Path | None = None, im_dir: str | Path | None = None
 ) -> DatasetSpec:
-    """The spec of a known data set, with paths overridden where given, or of a user's data set.
-
-    Args:
-        dataset: "KonIQ-10k", "CLIVE", or any other name for a user's data set.
-        data_info: the info file; required for a user's data set.
-        im_dir: the image folder; required for a user's data set.
-    """
+    """The spec of "KonIQ-10k" or "CLIVE", with the info file (`data_info`) and the image folder
+    (`im_dir`) overridden where given, or of a user's data set of any other name, which needs both."""
     paths = {key: Path(path) for key, path in (("info_path", data_info), ("im_dir", im_dir)) if path is not None}
     if dataset in KNOWN_DATASETS:
         return replace(KNOWN_DATASETS[dataset], **paths)
@@ -165,10 +157,13 @@ class DataSource:
         )
 
     def positions(self, status: str, split: Split, *, max_items: int | None = None) -> np.ndarray:
-        """Positions (0-based, in file order) of the images of one split, the first max_items of them if given."""
-        train_size, train_and_val_size = self.split_sizes(split)
-        sizes = dict(train_size=train_size, train_and_val_size=train_and_val_size)
-        return split_positions(self.info, status=status, exp_id=split.exp_id, **sizes)[:max_items]
+        """Positions (0-based, in file order) of the images of split `status` ("train", "val" or "test"),
+        the first max_items of them if given, by the rule of info_files.py's docstring."""
+        if status not in SPLITS:
+            raise ConfigError(f"status {status!r} is not one of {', '.join(SPLITS)}")
+        column = self.info.index[:, split.exp_id % self.info.index.shape[1]]
+        edges, part = (0, *self.split_sizes(split), len(column)), SPLITS.index(status)
+        return np.flatnonzero(np.isin(self.info.ref_ids, column[edges[part] : edges[part + 1]]))[:max_items]
 
     def load_images(self, positions: np.ndarray, loading: ImageLoading) -> ImageStore:
         """The images at `positions`, decoded (or mapped from the cache) as `loading` says."""

@@ -316,13 +316,3 @@ def split_sizes_from_ratios(count: int, train_ratio: float, train_and_val_ratio:
             f"need 0 <= train_ratio <= train_and_val_ratio <= 1: pass --train_ratio at most --train_and_val_ratio"
         )
     return int(train_ratio * count), int(train_and_val_ratio * count)
-
-
-def split_positions(info: IQAInfo, *, status: str, exp_id: int, train_size: int, train_and_val_size: int) -> np.ndarray:
-    """Positions (0-based, in file order) of the images of split `status` ("train", "val" or "test")
-    of experiment `exp_id`, by the rule of this module's docstring."""
-    if status not in SPLITS:
-        raise ConfigError(f"status {status!r} is not one of {', '.join(SPLITS)}")
-    column = info.index[:, exp_id % info.index.shape[1]]
-    edges, part = (0, train_size, train_and_val_size, len(column)), SPLITS.index(status)
-    return np.flatnonzero(np.isin(info.ref_ids, column[edges[part] : edges[part + 1]]))
