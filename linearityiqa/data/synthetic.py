@@ -1,12 +1,9 @@
 """A synthetic image quality data set in the official KonIQ-10k and CLIVE layouts.
 
-Each image is a procedural scene (a smooth colour field, shapes, striped and checkered
-textures) degraded by known amounts of contrast loss, blur, noise and JPEG compression.
-Its quality falls monotonically with each amount; simulated raters score it with a little
-noise, so a model can learn the scores. Scene detail and the distortions are on a fixed pixel
-scale, so small images (48x48 for a CPU learning test) show the distortions as clearly as
-large ones. The files mimic the real downloads, so make_info.py, training and testing run on
-them unchanged:
+Each image is a procedural scene degraded by known amounts of contrast loss, blur, noise and JPEG
+compression; its quality falls monotonically with each amount, and simulated raters score it with
+a little noise, so a model can learn the scores. The files mimic the real downloads, so
+make_info.py, training and testing run on them unchanged:
 
 KonIQ-10k: <out>/1024x768/<id>.jpg, koniq10k_distributions_sets.csv (image_name,c1..c5,c_total,
     MOS,SD,set) and koniq10k_scores_and_distributions.csv (image_name,c1..c5,c_total,MOS,SD,MOS_zscore).
@@ -69,12 +66,12 @@ def draw_degradation(rng: np.random.Generator) -> Degradation:
 
 
 def render_scene(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """A random scene: a smooth colour field with shapes and textured patches on it.
+    """A random scene: a smooth colour field with shapes and striped or checkered patches on it.
 
-    Detail is on a fixed pixel scale (sharp shape edges, texture periods of 3-12 pixels), as
-    the distortions are, so a distortion looks the same at any image size. Textures cover much
-    of the scene, so every image has fine detail for blur to remove, and the scene is stretched
-    to the full 0-255 range, so lost contrast is not mistaken for a dull scene.
+    Detail is on a fixed pixel scale (sharp shape edges, texture periods of 3-12 pixels), as the
+    distortions are, so that small images (48x48 for a CPU learning test) show a distortion as
+    clearly as large ones. Textures cover much of the scene, so every image has fine detail for
+    blur to remove, and the scene spans 0-255, so lost contrast is not mistaken for a dull scene.
     """
     coarse = rng.uniform(30, 225, size=(3, 4, 3)).astype(np.uint8)
     scene = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
