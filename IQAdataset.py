@@ -6,13 +6,10 @@ work is a view and the optional augmentation of the paper. Batches stay uint8 un
 the device the model runs on, where image_transforms.normalize turns them into ImageNet-normalized
 float32 (acceleration.batch_preparation): a quarter of the bytes to pin and copy.
 
-A data set is resolved once (`DataSource.open`) and its loaders are described by small
-settings: `Split` (which images), `ImageLoading` (how they are decoded and cached),
-`TrainAugmentation` (the paper's rotation, flip and crop) and `Batching`.
-
-Training images are augmented only when an augmentation is given; without one they are used
-whole, as in the paper's code. Validation and test images are always used whole: the paper
-evaluates on the full (resized) image.
+A data set is resolved once (`DataSource.open`); `Split` says which images, `ImageLoading` how they
+are decoded and cached, `TrainAugmentation` the paper's rotation, flip and crop of training images
+(without it they are used whole, as in the paper's code), and `Batching` how they are batched.
+Validation and test images are always used whole: the paper evaluates on the full (resized) image.
 """
 
 from __future__ import annotations
@@ -168,19 +165,13 @@ def get_data_loaders(
     augmentation: TrainAugmentation | None = None,
     batching: Batching = Batching(),
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Train, val and test loaders of one experiment; the images are decoded (or mapped) once.
+    """Train, val and test loaders of one experiment of `source` (see the module's docstring); the
+    images are decoded (or mapped) once.
 
     The train loader shuffles, in batches of `batching.batch_size` (see NoSingletonBatchSampler),
     and applies `augmentation`; the val and test loaders give whole images in batches of up to
     `batching.eval_batch_size` images of one size (see evaluation_loader). BatchNorm evaluates
     in eval mode, so a batch gives each image the score it gets alone.
-
-    Args:
-        source: the data set.
-        split: which images train, validate and test.
-        loading: how the images are decoded and cached.
-        augmentation: the training images' random rotation, flip and crop, or None.
-        batching: batch sizes, worker processes and debug mode.
     """
     if batching.batch_size < 2:
         raise ConfigError(

@@ -20,7 +20,7 @@ with imports_checked("make_info.py", __name__):  # a missing dependency is one l
         koniq_info_from_csv,
         user_info_from_csv,
     )
-    from linearityiqa.data.info_files import IQAInfo, write_info
+    from linearityiqa.data.info_files import write_info
     from linearityiqa.options import POSITIVE_INT, SEED
     from linearityiqa.records.writing import refuse_inputs
 
@@ -68,21 +68,6 @@ def _add_ordering_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=SEED, default=0, help="seed of the orderings (default: %(default)s)")
 
 
-def build_info(args: argparse.Namespace) -> IQAInfo:
-    if args.source == "koniq":
-        return koniq_info_from_csv(args.csv, sets_csv=args.sets)
-    if args.source == "clive":
-        return clive_info_from_release(args.release, num_orderings=args.orderings, seed=args.seed)
-    return user_info_from_csv(args.csv, num_orderings=args.orderings, seed=args.seed)
-
-
-def describe(info: IQAInfo) -> str:
-    if info.split_sizes is not None:
-        train, val, test = info.split_sizes
-        return f"{len(info):,} images; split {train:,} / {val:,} / {test:,} (train / val / test)"
-    return f"{len(info):,} images; {info.index.shape[1]:,} random orderings"
-
-
 def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(what it is, its path) of each file the info file is built from."""
     if args.source == "clive":
@@ -93,9 +78,18 @@ def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def write(args: argparse.Namespace) -> None:
     refuse_inputs(args.out, inputs(args), option="--out")
-    info = build_info(args)
+    if args.source == "koniq":
+        info = koniq_info_from_csv(args.csv, sets_csv=args.sets)
+    elif args.source == "clive":
+        info = clive_info_from_release(args.release, num_orderings=args.orderings, seed=args.seed)
+    else:
+        info = user_info_from_csv(args.csv, num_orderings=args.orderings, seed=args.seed)
     write_info(args.out, info)
-    print(f"wrote {args.out}: {describe(info)}")
+    if info.split_sizes is not None:
+        train, val, test = info.split_sizes
+        print(f"wrote {args.out}: {len(info):,} images; split {train:,} / {val:,} / {test:,} (train / val / test)")
+    else:
+        print(f"wrote {args.out}: {len(info):,} images; {info.index.shape[1]:,} random orderings")
 
 
 def main(argv: list[str] | None = None) -> int:
