@@ -33,6 +33,7 @@ import scipy.io
 from PIL import Image, ImageDraw, ImageFilter
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES, KONIQ_IMAGES, KONIQ_SPLIT_SIZES
+from linearityiqa.data.info_builders import CLIVE_RELEASE_FILES
 from linearityiqa.errors import ConfigError, file_problem
 from linearityiqa.records.writing import replacing
 
@@ -146,7 +147,6 @@ def rate_on_five_point_scale(quality: float, rng: np.random.Generator) -> np.nda
 
 
 KONIQ_SCORE_FILES = ("koniq10k_distributions_sets.csv", "koniq10k_scores_and_distributions.csv")
-CLIVE_MAT_FILES = ("AllImages_release", "AllMOS_release", "AllStdDev_release")
 # The list of the files a run wrote, in the folder it wrote them to, and the line it starts with.
 RECORD = "synthetic_files.txt"
 RECORD_HEADER = "# files LinearityIQA's synthetic data set wrote here (linearityiqa/data/synthetic.py), one a line"
@@ -215,7 +215,7 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
     names += [f"{k}.JPG" if k % 5 == 0 else f"{k}.bmp" for k in range(1, count + 1)]
     paths = [f"Images/trainingImages/{name}" if name.startswith("t") else f"Images/{name}" for name in names]
     means, stds = [], []
-    with _recorded_run(out_dir, "clive", written=paths + [f"Data/{name}.mat" for name in CLIVE_MAT_FILES]):
+    with _recorded_run(out_dir, "clive", written=paths + [f"Data/{name}.mat" for name in CLIVE_RELEASE_FILES]):
         for quality in _write_images(out_dir, paths, rng, width, height):
             opinions = np.clip(100 * quality + rng.normal(0, 18, size=rng.integers(150, 201)), 0, 100)
             means.append(opinions.mean())
@@ -223,7 +223,7 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
         # MATLAB v5 files as in the release: a column cell array of names, 1xN rows of numbers.
         cells = np.empty((len(names), 1), dtype=object)
         cells[:, 0] = names
-        for name, values in zip(CLIVE_MAT_FILES, (cells, np.array([means]), np.array([stds]))):
+        for name, values in zip(CLIVE_RELEASE_FILES, (cells, np.array([means]), np.array([stds]))):
             with _replacing(out_dir / "Data" / f"{name}.mat", binary=True) as file:
                 scipy.io.savemat(file, {name: values})
     return out_dir
