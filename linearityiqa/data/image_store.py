@@ -92,10 +92,7 @@ class ImageStore:
 
     def __getstate__(self) -> dict:
         # A worker started by spawn maps the cache file again instead of receiving gigabytes.
-        state = dict(self.__dict__)
-        if self.cache_path is not None:
-            state["pixels"] = None
-        return state
+        return {**self.__dict__, "pixels": None} if self.cache_path is not None else self.__dict__
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

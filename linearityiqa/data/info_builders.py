@@ -170,10 +170,8 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
     """The split of each of `names`, from a file that must list exactly the same images."""
     header, rows = _read_csv(sets_csv)
     _require_columns(sets_csv, header, ["image_name", "set"])
-    listed = _image_names(sets_csv, rows)
-    scored = set(names)
-    set_of_name: dict[str, str] = {}
-    for name, (line, row) in zip(listed, rows):
+    scored, set_of_name = set(names), {}
+    for name, (line, row) in zip(_image_names(sets_csv, rows), rows):
         if name not in scored:
             raise BadFileError(
                 f"split count does not add up: {sets_csv} line {line} lists image {name}, "
