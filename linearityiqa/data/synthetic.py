@@ -254,10 +254,12 @@ def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
     """The files (paths relative to `out_dir`) that earlier runs of `layout` ("koniq" or "clive")
     recorded writing there and are still there, with the temporary files an interrupted write left;
     ConfigError where the folder holds a file that no run recorded (the user's own)."""
-    folder = Path(out_dir)
+    folder, ours = Path(out_dir), set()
     present = _files_under(folder)
-    recorded = _read_record(folder, LAYOUT_FILES[layout]) if RECORD in present else None
-    ours = set() if recorded is None else recorded | {RECORD}
+    if RECORD in present and file_problem(folder / RECORD) is None:  # a named pipe would never be read to its end
+        lines = (folder / RECORD).read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines[:1] == [RECORD_HEADER]:  # else a file of the user's: the names it holds are not ours
+            ours = {line for line in lines[1:] if LAYOUT_FILES[layout].fullmatch(line)} | {RECORD}
     # a temporary file is ours when the file it was to become is
     foreign = [path for path in present if _TEMPORARY.sub(r"\g<folder>\g<name>", path) not in ours]
     if foreign:
@@ -283,18 +285,6 @@ def _files_under(folder: Path) -> list[str]:
 
 def _raise(error: OSError) -> None:
     raise error  # a folder that cannot be listed may hold files of the user's
-
-
-def _read_record(folder: Path, names: re.Pattern) -> set[str] | None:
-    """The files that the record in `folder` names and its layout writes (`names`); None where the
-    file of that name is not a record (a file of the user's)."""
-    path = folder / RECORD
-    if file_problem(path) is not None:  # a named pipe would never be read to its end
-        return None
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if not lines or lines[0] != RECORD_HEADER:
-        return None
-    return {line for line in lines[1:] if names.fullmatch(line)}
 
 
 @contextlib.contextmanager
