@@ -184,16 +184,11 @@ def _check_signature(session: object, path: str, sizing: ImageSizing) -> None:
             f"ONNX model {path} takes {sorted(inputs)} and answers {sorted(outputs)} ({shape}), not uint8 images "
             f"to a score and three heads: {_REEXPORT}"
         )
-    _, channels, *size = inputs["images"].shape
+    channels, *size = inputs["images"].shape[1:]
     fixed = [dim if isinstance(dim, int) else None for dim in size]
-    resized = list(sizing.resize_hw or (0, 0))
-    if channels != 3 or (sizing.resize_hw and fixed not in ([None, None], resized)):
+    if channels != 3 or fixed not in ([None, None], list(sizing.resize_hw or (None, None))):
+        records = "3 channels resized to {}x{}".format(*sizing.resize_hw) if sizing.resize_hw else "no resize"
         raise BadFileError(
             f"ONNX model {path} takes images of {inputs['images'].shape[1:]} (channels, height, width), where its "
-            f"metadata records 3 channels resized to {resized[0]}x{resized[1]}: {_REEXPORT}"
-        )
-    if not sizing.resize_hw and fixed != [None, None]:
-        raise BadFileError(
-            f"ONNX model {path} takes images of one size only, {size[0]}x{size[1]}, where its metadata records no "
-            f"resize: {_REEXPORT}"
+            f"metadata records {records}: {_REEXPORT}"
         )
