@@ -32,14 +32,8 @@ _REEXPORT = "export it again with export_onnx.py"
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An ONNX model in an onnxruntime session, as image_scoring's backend.
-
-    Args:
-        session: the onnxruntime InferenceSession.
-        sizing: how images are resized before scoring: as the model was exported.
-        scale: the scale of the scores, where the file records it (metadata `scale`, optional).
-        batch_size: images per batch.
-    """
+    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing of its images and
+    the scale of its scores (None where the file records none), as the model was exported."""
 
     session: object
     sizing: ImageSizing
@@ -71,8 +65,7 @@ def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None =
     Args:
         path: the .onnx file.
         threads: onnxruntime's threads within an operator (None: its default, one per core).
-        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path, where it
-            measured fastest).
+        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path).
 
     Raises:
         MissingFileError: the file does not exist.

@@ -43,23 +43,18 @@ DEPENDENCIES = {
 }
 
 
-def missing_extra(error: BaseException) -> str | None:
-    """The optional dependency (a key of EXTRAS) whose absence `error` reports, or None."""
-    if not isinstance(error, ModuleNotFoundError):
-        return None
-    if error.name is not None:
-        return error.name if error.name in EXTRAS else None  # a module missing inside one: it is broken
-    # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
-    return next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
-
-
 def import_problem(error: BaseException) -> str | None:
     """The line that says what the installation lacks when `error` is an import that failed because
     of it, with the pip command that mends it; None for any other error, and for an import that
     fails in LinearityIQA's own code (a bug: a module or name it lacks, a circular import)."""
     if not isinstance(error, ImportError):
         return None
-    extra = missing_extra(error)
+    extra = None
+    if isinstance(error, ModuleNotFoundError) and error.name is not None:
+        extra = error.name if error.name in EXTRAS else None  # a module missing inside one: it is broken
+    elif isinstance(error, ModuleNotFoundError):
+        # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
+        extra = next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
     if extra:
         return f"{extra} is not installed, which this needs: {_install(extra=EXTRAS[extra])}"
     module = failed_dependency(error)
@@ -145,13 +140,10 @@ def _requirement(package: str) -> str:
         lines = []
     for line in lines:
         requirement = line.split(";")[0].split("#")[0].strip()
-        if _canonical(re.split(r"[\[<>=!~ ]", requirement)[0]) == _canonical(package):
+        name = re.split(r"[\[<>=!~ ]", requirement)[0]
+        if re.sub(r"[-_.]+", "-", name).lower() == re.sub(r"[-_.]+", "-", package).lower():  # PEP 503's names
             return requirement
     return package
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installed_from(distribution: metadata.Distribution, extra: str | None = None) -> str:
