@@ -19,8 +19,6 @@ from linearityiqa.choices import COMPILE_MODES, OPT_LEVELS
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 
-GPU_EVAL_BATCH_SIZE = 32
-
 
 @dataclass
 class Precision:
@@ -89,7 +87,7 @@ def evaluation_batch_size(requested: int | None, device: torch.device) -> int:
     2.4 in pairs, 2.0 in batches of 32; at 249x332, 8.9 against 4.8 in batches of 32)."""
     if requested is not None:
         return requested
-    return GPU_EVAL_BATCH_SIZE if device.type == "cuda" else 1
+    return 32 if device.type == "cuda" else 1
 
 
 def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:

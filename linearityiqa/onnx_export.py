@@ -57,7 +57,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
     _check_resize_pools(settings, model.sizing)
     network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
-    proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
+    proto = _exported_proto(network.eval(), settings, model.sizing, opset)
     metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
@@ -197,28 +197,23 @@ def onnx_metadata(
     }
 
 
-def _example_images(settings: dict[str, Any], sizing: ImageSizing) -> torch.Tensor:
-    """The batch the graph is traced with: 2 images (a batch of 1 would fix N to 1), of the
-    resize's size, else of a size whose feature maps every pyramid level can pool."""
+def _exported_proto(
+    network: OnnxScoring, settings: dict[str, Any], sizing: ImageSizing, opset: int | None
+) -> onnx.ModelProto:
+    """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory; traced on
+    2 images (a batch of 1 would fix N to 1) of the resize's size, else, with H and W free, of a
+    size whose feature maps every pyramid level can pool."""
+    axes = {0: torch.export.Dim("batch")}
     if sizing.resize_hw is not None:
         height, width = sizing.resize_hw
     else:
         # The last tap's map, 1/32 of the image, is levels^2 (+1) cells a side; H != W, so the two stay apart.
         levels = max(settings["P6"], settings["P7"], 2)
         height, width = 32 * levels**2, 32 * (levels**2 + 1)
-    return torch.zeros(2, 3, height, width, dtype=torch.uint8)
-
-
-def _exported_proto(
-    network: OnnxScoring, example: torch.Tensor, sizing: ImageSizing, opset: int | None
-) -> onnx.ModelProto:
-    """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory."""
-    axes = {0: torch.export.Dim("batch")}
-    if sizing.resize_hw is None:
         axes.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
     program = torch.onnx.export(
         network,
-        (example,),
+        (torch.zeros(2, 3, height, width, dtype=torch.uint8),),
         input_names=["images"],
         output_names=["score", "heads"],
         opset_version=opset,

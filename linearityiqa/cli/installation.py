@@ -1,11 +1,9 @@
 """What an installation that lacks something needs, said as the pip command that mends it.
 
 An import that fails for want of a dependency, of an extra or of a module of an installed
-LinearityIQA is the user's to mend, not a bug: `import_problem` gives its one line, which
-cli/scripts.py prints. Where the project came from decides the command: a clone installs its
-requirements.txt; an installed wheel the requirement its metadata records, or itself again from
-where it came (PEP 610). Like cli/scripts.py this imports nothing outside the standard library,
-so that it can speak when a dependency is what is missing.
+LinearityIQA is the user's to mend, not a bug: `import_problem` gives its one line. A clone
+installs its requirements.txt; an installed wheel the requirement its metadata records, or
+itself again from where it came (PEP 610). Only the standard library is imported here.
 """
 
 from __future__ import annotations
@@ -108,9 +106,7 @@ def _incomplete_installation(error: ImportError) -> str | None:
 
 
 def _install(package: str | None = None, *, extra: str | None = None) -> str:
-    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA: in a clone
-    its requirements.txt (named from the current folder); from a wheel the requirement it records,
-    or the extra from where LinearityIQA came."""
+    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA."""
     from linearityiqa import paper
 
     if not paper.INSTALLED:
