@@ -1,8 +1,7 @@
 """The parsers of main.py, test_dataset.py, test_demo.py and export_onnx.py, built from the table of
 options (linearityiqa/options.py): each lists in its --help the options it uses, under their help
 groups, and parses without listing them the options it accepts unused, so that every command line
-that worked before still does. cli/settings.py turns parsed options into the arguments of the
-library modules, which never see an argparse namespace.
+that worked before still does.
 """
 
 from __future__ import annotations
