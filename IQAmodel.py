@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 from urllib.error import URLError
 
 import torch
@@ -102,11 +103,6 @@ def SPSP(x: torch.Tensor, P: int = 1, method: str = "avg") -> torch.Tensor:
     return torch.cat([level.reshape(x.size(0), -1) for level in levels], dim=1)
 
 
-def pooled_channels_factor(pool: str) -> int:
-    """How many values per channel and cell `SPSP` gives for `pool`."""
-    return 2 if pool in ("maxmin", "mean-std") else 1
-
-
 # The most weights a side output's first layer may have (its inputs x 1024): 4 GiB in float32,
 # eleven pyramid levels of resnext101_32x8d's layer3 or eight of its layer4 with mean-std
 # pooling. More is a mistake, refused before the layer is allocated.
@@ -143,13 +139,6 @@ def _regression_head(in_features: int, use_bn_end: bool) -> nn.Module:
     return nn.Sequential(linear, nn.BatchNorm1d(1)) if use_bn_end else linear
 
 
-def _imagenet_weights_file(arch: str) -> tuple[str, str]:
-    """The URL of torchvision's IMAGENET1K_V1 weights for `arch` and their place in the cache."""
-    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
-    return url, os.path.join(cache_dir, os.path.basename(url))
-
-
 def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
     """The ImageNet weights the backbone starts from.
 
@@ -161,7 +150,8 @@ def imagenet_state_dict(arch: str, pretrained: bool | str) -> dict:
     """
     if isinstance(pretrained, (str, os.PathLike)):
         return _load_local_weights(os.fspath(pretrained))
-    url, cached = _imagenet_weights_file(arch)
+    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     if not os.path.isfile(cached):
         try:
             os.makedirs(os.path.dirname(cached), exist_ok=True)
@@ -196,8 +186,7 @@ def _build_backbone(arch: str, pretrained: bool | str) -> nn.Module:
             model.load_state_dict(imagenet_state_dict(arch, pretrained))
         except RuntimeError as error:  # names or shapes of another model
             # torch lists every missing and unexpected name: thousands of characters for a checkpoint
-            words = " ".join(str(error).split())
-            shown = words if len(words) <= 200 else words[:200] + " ..."
+            shown = textwrap.shorten(str(error), 200, placeholder=" ...")
             raise BadFileError(
                 f"the pretrained weights do not fit {arch} ({shown}): --pretrained takes torchvision's ImageNet "
                 f"weights of --arch (a state_dict), not a checkpoint of this project"
@@ -248,7 +237,7 @@ class IQAModel(nn.Module):
             arch, _build_backbone(arch, pretrained)
         )
         self.features = nn.Sequential(*layers)
-        c = pooled_channels_factor(pool)
+        c = 2 if pool in ("maxmin", "mean-std") else 1  # values per channel and cell that SPSP gives
         self.dr6 = _reduction_head(_pooled_features("P6", P6, channels6 * c))
         self.dr7 = _reduction_head(_pooled_features("P7", P7, channels7 * c))
         self.regr6 = _regression_head(64, use_bn_end)

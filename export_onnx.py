@@ -4,12 +4,9 @@
     python test_demo.py --onnx model.onnx --img data/1000.JPG
 
 The model's settings and resize are taken as test_demo.py takes them: from the checkpoint where
-it records them, else from the options (the authors' files record none). The file takes uint8
-images, N x 3 x H x W (any H x W without --resize, the resize's with it), and gives each image's
-score and the three heads' raw outputs; its metadata records the model, the resize and the linear
-mappings (linearityiqa/onnx_export.py). The export runs on the CPU in float32, and the file is
-written whole or not at all. Exit status: 0 written; 1 a mistake, which one line names (nothing is
-written); 2 bad options (argparse); 70 a bug (cli/scripts.py).
+it records them, else from the options (the authors' files record none). The file is written
+whole or not at all (linearityiqa/onnx_export.py says what it holds). Exit status: 0 written; 1 a
+mistake, which one line names (nothing is written); 2 bad options (argparse); 70 a bug.
 """
 
 from __future__ import annotations
@@ -60,18 +57,11 @@ def export(args: argparse.Namespace) -> None:
     for note in notes:
         print(f"{SCRIPT}: note: {note.message}", file=sys.stderr)
     metadata = export_onnx(model, args.output)
-    output = shlex.quote(args.output)
-    print(
-        f"wrote {args.output} ({metadata['arch']}, {sizing_words(metadata)}): "
-        f"score with python test_demo.py --onnx {output} --img ..."
-    )
-
-
-def sizing_words(metadata: dict[str, str]) -> str:
-    """What images the file takes, from its metadata: "images resized to 498x664" or "images of any size"."""
+    sizing = "images of any size"
     if metadata["resize"] == "true":
-        return f"images resized to {metadata['resize_size_h']}x{metadata['resize_size_w']}"
-    return "images of any size"
+        sizing = f"images resized to {metadata['resize_size_h']}x{metadata['resize_size_w']}"
+    command = f"python test_demo.py --onnx {shlex.quote(args.output)} --img ..."
+    print(f"wrote {args.output} ({metadata['arch']}, {sizing}): score with {command}")
 
 
 if __name__ == "__main__":

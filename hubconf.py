@@ -26,12 +26,9 @@ def linearityiqa(trained_model_file: str | None = None, **settings: Any) -> Qual
     Args:
         trained_model_file: a checkpoint saved by main.py or released by the paper's authors
             (checkpoints/p1q2.pth); None gives the model with random weights, for trying the API.
-        **settings: those of linearityiqa.load: arch, pool, use_bn_end, P6, P7 (the model, where
-            the checkpoint does not record it), resize, resize_size_h, resize_size_w, device,
-            opt_level, max_pixels, batch_size.
+        **settings: those of linearityiqa.load (arch, resize, device, ...).
 
-    Returns a model whose `score(images, heads=False)` takes a path, a PIL image, an H x W x 3
-    uint8 array, a list of those, or a uint8 tensor (3 x H x W or N x 3 x H x W), and gives the
-    score k[0] * y + b[0] of each image, as test_demo.py prints it.
+    Returns a model whose `score(images, heads=False)` takes paths, PIL images, arrays or tensors
+    and gives the score k[0] * y + b[0] of each image, as test_demo.py prints it.
     """
     return _load(trained_model_file, **settings)

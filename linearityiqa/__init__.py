@@ -3,13 +3,10 @@ machinery behind its scripts, grouped by concern.
 
     from linearityiqa import IQAModel, IQALoss, norm_loss_with_normalization, IQAPerformance, load
 
-gives the objects the paper's modules define (IQAmodel.py, IQAloss.py, IQAperformance.py: the
-files at a clone's root, or their copies in an installed wheel; see `paper`), and `load`, the
-Python API (`api`): a trained model that scores paths, PIL images, arrays and tensors as
-test_demo.py does. The subpackages hold what the scripts are built on: the data sets (`data`), a
-training run (`training`), what a run writes to disk (`records`), how the model runs fast
-(`acceleration`), scoring images (`scoring`), what the scripts share and the `linearityiqa`
-command (`cli`), and the errors a user can cause (`errors`). Nothing here imports an entry script.
+gives the objects of the paper's modules (the files at a clone's root, or their copies in an
+installed wheel: `paper`) and `load`, the Python API (`api`): a trained model that scores
+images as test_demo.py does. The subpackages hold the scripts' machinery: `data`, `training`,
+`records` (what a run writes), `cli`; nothing here imports an entry script.
 """
 
 from __future__ import annotations

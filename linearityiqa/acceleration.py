@@ -1,12 +1,8 @@
-"""Where and how fast the model runs: the device, numeric precision, memory format,
-compilation, cuDNN's kernel choice, and batches that reach the device as uint8.
+"""Where and how fast the model runs: the device, autocast, channels_last, torch.compile,
+cuDNN's kernel choice, and batches that reach the device as uint8 and are normalized there.
 
-Training, evaluation and scoring share these pieces, so that a score does not depend on
-the script that computed it. None of them changes what is computed, only how:
-- autocast (float16 with loss scaling, the paper's apex O1; or bfloat16) on CUDA;
-- channels_last, which cuDNN's and oneDNN's convolutions run fastest in;
-- torch.compile on request (`--compile`), with CUDA graphs in its `reduce-overhead` mode;
-- images normalized on the device they are used on (image_transforms.normalize).
+Training, evaluation and scoring share these pieces, so that a score does not depend on the
+script that computed it; none of them changes what is computed, only how.
 """
 
 from __future__ import annotations
@@ -23,18 +19,11 @@ from linearityiqa.choices import COMPILE_MODES, OPT_LEVELS
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 
-GPU_EVAL_BATCH_SIZE = 32
-
 
 @dataclass
 class Precision:
-    """How the model runs: float32, or under autocast to float16 (with loss scaling) or bfloat16.
-
-    Args:
-        name: says which, in the run's messages.
-        autocast_dtype: the autocast type; None for float32.
-        scaler: the loss scaler of float16 training; None when there is none.
-    """
+    """How the model runs (`name`, in the run's messages): float32 (no `autocast_dtype`), or under
+    autocast to float16 (with a loss `scaler`) or bfloat16."""
 
     name: str
     autocast_dtype: torch.dtype | None = None
@@ -62,8 +51,8 @@ def resolve_device(name: str | None) -> torch.device:
 @contextlib.contextmanager
 def cudnn_mode(*, deterministic: bool) -> Iterator[None]:
     """cuDNN's deterministic kernels while the block runs, as in the paper's code; or else its benchmark
-    mode, which times the candidate kernels of each new shape once and keeps the fastest. The
-    previous mode is restored after the block, so that no caller's setting leaks into another's."""
+    mode, which times the kernels of each new shape once and keeps the fastest. The previous mode
+    is restored after the block."""
     backend = torch.backends.cudnn
     before = backend.deterministic, backend.benchmark
     backend.deterministic, backend.benchmark = deterministic, not deterministic
@@ -75,9 +64,7 @@ def cudnn_mode(*, deterministic: bool) -> Iterator[None]:
 
 def choose_precision(opt_level: str, device: torch.device) -> Precision:
     """O0: float32; O1: float16 autocast with dynamic loss scaling (the paper's apex O1); bf16.
-
-    Autocast pays only on CUDA; on the CPU every level runs in float32.
-    """
+    Autocast pays only on CUDA; on the CPU every level runs in float32."""
     if opt_level not in OPT_LEVELS:
         raise ConfigError(f"unknown opt_level {opt_level!r}: use one of {', '.join(OPT_LEVELS)}")
     if device.type != "cuda" or opt_level == "O0":
@@ -100,7 +87,7 @@ def evaluation_batch_size(requested: int | None, device: torch.device) -> int:
     2.4 in pairs, 2.0 in batches of 32; at 249x332, 8.9 against 4.8 in batches of 32)."""
     if requested is not None:
         return requested
-    return GPU_EVAL_BATCH_SIZE if device.type == "cuda" else 1
+    return 32 if device.type == "cuda" else 1
 
 
 def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Module, torch.Tensor], Any]:
@@ -146,11 +133,6 @@ def out_of_memory(error: BaseException) -> bool:
     )
 
 
-def memory_error_summary(error: BaseException) -> str:
-    """The first line of an allocator's message (CUDA's goes on about fragmentation), for a one-line error."""
-    return str(error).splitlines()[0][:160]
-
-
 def release_cached_memory(device: torch.device) -> None:
     """Hand the CUDA caching allocator's free blocks back, so that the next try starts clean."""
     if device.type == "cuda":
@@ -166,10 +148,7 @@ def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
 
 def compile_model(module: nn.Module, mode: str | None) -> nn.Module:
     """`module` compiled by torch.compile in `mode` (one of COMPILE_MODES), or as it is for None.
-
-    The compiled module shares its parameters with `module`; save `module`'s state_dict, whose
-    names have no `_orig_mod.` prefix.
-    """
+    It shares its parameters with `module`, whose state_dict (no `_orig_mod.` prefix) is the one to save."""
     if mode is None:
         return module
     if mode not in COMPILE_MODES:

@@ -1,10 +1,10 @@
 """Export a trained model to ONNX: one file that scores images in onnxruntime, without PyTorch.
 
-The graph takes `images`, an N x 3 x H x W uint8 batch (N free; H and W free when the model
-scores images at their own size, the resize's otherwise), normalizes it as every script does
-(image_transforms.normalize), runs IQAModel in float32 and gives two outputs: `score`, the fused
-head mapped with the checkpoint's first linear mapping, k[0] * pq + b[0] (float32, N), and
-`heads`, the three raw outputs pq6, pq7, pq (float32, N x 3).
+The graph takes `images`, an N x 3 x H x W uint8 batch (H and W free without a resize),
+normalizes it as every script does, runs IQAModel in float32 and gives `score`, the fused head
+mapped with the checkpoint's first linear mapping, k[0] * pq + b[0] (N), and `heads`, the three
+raw outputs pq6, pq7, pq (N x 3). Its metadata_props record the model, the resize and the
+mappings (`onnx_metadata`), which onnx_scoring.py reads.
 
 The spatial pyramid pooling is rewritten for the export. SPSP pools level p with a kernel of
 int(size / p); ONNX's pooling operators take their kernel as a constant, so both of PyTorch's
@@ -13,11 +13,6 @@ TorchScript exporter silently; torch.export fixes H and W instead). Here a level
 into p x p cells by a reshape and reduced over each cell: the same arithmetic, with the cell
 size computed in the graph from the map's size. An image too small for the pyramid levels, which
 the PyTorch model refuses, scores NaN (onnxruntime cannot raise an error of its own).
-
-The file's metadata_props (all strings) tell the scoring side what it holds: `linearityiqa_format`
-("1"), the model's settings (`arch`, `pool`, `use_bn_end`, `P6`, `P7`), the sizing of its images
-(`resize`, `resize_size_h`, `resize_size_w`; "false", "0", "0" without a resize) and the linear
-mappings of the three heads (`k`, `b`, JSON lists).
 """
 
 from __future__ import annotations
@@ -34,22 +29,18 @@ from linearityiqa.api import QualityModel
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError, first_line
+from linearityiqa.onnx_scoring import FORMAT
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.scale import TrainingScale
 from linearityiqa.records.writing import replacing_path
 
-FORMAT_VERSION = "1"
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("score", "heads")
 # Protocol buffers hold at most 2 GiB; a model above it would need its weights in a second file.
 _LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself
 
 
 def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | None = None) -> dict[str, str]:
-    """Write `model` as an ONNX file that scores uint8 images, whole or not at all.
-
-    The export runs on the CPU in float32, on a copy of the model's weights, whatever device and
-    precision `model` scores with.
+    """Write `model` as an ONNX file that scores uint8 images, whole or not at all; on the CPU in
+    float32, on a copy of the model's weights, whatever device and precision `model` scores with.
 
     Args:
         model: a trained model (linearityiqa.load).
@@ -57,7 +48,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
         opset: the ONNX opset to target (default: the exporter's).
 
     Returns:
-        The metadata written into the file (see the module's docstring).
+        The metadata written into the file.
 
     Raises:
         ConfigError: a resize too small for the model's pyramid levels; a model too large for one file.
@@ -66,7 +57,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
     _check_resize_pools(settings, model.sizing)
     network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
-    proto = _exported_proto(network.eval(), _example_images(settings, model.sizing), model.sizing, opset)
+    proto = _exported_proto(network.eval(), settings, model.sizing, opset)
     metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
@@ -117,12 +108,15 @@ def pooled_cells(x: torch.Tensor, p: int, method: str) -> torch.Tensor:
     """Level p of the pyramid: N x C' x p x p, as SPSP's pooling with kernel = stride = int(size / p).
 
     On every map SPSP accepts, that pooling cuts the first p * int(size / p) rows and columns into
-    p x p cells; a map it refuses (too small for p cells of that size) pools to NaN here.
+    p x p cells; a map it refuses pools to NaN here, so that its image scores NaN, not a number.
+    A side of size s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when
+    rest < cell (which also rules out cell = 0): IQAmodel._pool_size's test, in the graph.
     """
     n, c, height, width = x.shape
     cell_h, cell_w = height // p, width // p
     cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
-    return _reduced(cells, method) + _nan_unless_tiled(height, width, p)
+    tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
+    return _reduced(cells, method) + torch.where(tiles.all(), 0.0, float("nan"))
 
 
 def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
@@ -142,24 +136,8 @@ def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
     return std if method == "std" else torch.cat((mean, std), dim=1)
 
 
-def _nan_unless_tiled(height: int, width: int, p: int) -> torch.Tensor:
-    """0, or NaN for a map that SPSP refuses, so that its image scores NaN rather than a number.
-
-    A side of size s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when
-    rest < cell (which also rules out cell = 0): IQAmodel._pool_size's test, in the graph.
-    """
-    cell_h, cell_w = height // p, width // p
-    tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
-    return torch.where(tiles.all(), 0.0, float("nan"))
-
-
 def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
-    """Refuse a resize too small for the model's pyramid levels, whose file would score every image NaN.
-
-    Args:
-        settings: the model's arch, pool, use_bn_end, P6 and P7.
-        sizing: how the model's images are sized.
-    """
+    """Refuse a resize too small for the model's pyramid levels, whose file would score every image NaN."""
     if sizing.resize_hw is None:
         return
     height, width = sizing.resize_hw
@@ -197,19 +175,14 @@ def onnx_metadata(
     b: list[float],
     scale: TrainingScale | None = None,
 ) -> dict[str, str]:
-    """The metadata_props of the ONNX file, every value a string.
-
-    Args:
-        settings: the model's arch, pool, use_bn_end, P6 and P7.
-        sizing: how the model's images are sized.
-        k: slopes of the three heads' linear mappings.
-        b: their intercepts.
-        scale: the scale of the scores, as JSON under `scale` where the checkpoint records it.
+    """The metadata_props of the ONNX file, every value a string: the format, the model's settings
+    (arch, pool, use_bn_end, P6, P7), the resize ("false", "0", "0" without one), the three heads'
+    linear mappings (k, b) and, where the checkpoint records it, the scale of the scores.
     """
     height, width = sizing.resize_hw or (0, 0)
     recorded = {} if scale is None else {"scale": json.dumps(scale.fields())}
     return {
-        "linearityiqa_format": FORMAT_VERSION,
+        "linearityiqa_format": FORMAT,
         "arch": settings["arch"],
         "pool": settings["pool"],
         "use_bn_end": json.dumps(bool(settings["use_bn_end"])),
@@ -224,30 +197,25 @@ def onnx_metadata(
     }
 
 
-def _example_images(settings: dict[str, Any], sizing: ImageSizing) -> torch.Tensor:
-    """The batch the graph is traced with: 2 images (a batch of 1 would fix N to 1), of the
-    resize's size, else of a size whose feature maps every pyramid level can pool."""
+def _exported_proto(
+    network: OnnxScoring, settings: dict[str, Any], sizing: ImageSizing, opset: int | None
+) -> onnx.ModelProto:
+    """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory; traced on
+    2 images (a batch of 1 would fix N to 1) of the resize's size, else, with H and W free, of a
+    size whose feature maps every pyramid level can pool."""
+    axes = {0: torch.export.Dim("batch")}
     if sizing.resize_hw is not None:
         height, width = sizing.resize_hw
     else:
         # The last tap's map, 1/32 of the image, is levels^2 (+1) cells a side; H != W, so the two stay apart.
         levels = max(settings["P6"], settings["P7"], 2)
         height, width = 32 * levels**2, 32 * (levels**2 + 1)
-    return torch.zeros(2, 3, height, width, dtype=torch.uint8)
-
-
-def _exported_proto(
-    network: OnnxScoring, example: torch.Tensor, sizing: ImageSizing, opset: int | None
-) -> onnx.ModelProto:
-    """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory."""
-    axes = {0: torch.export.Dim("batch")}
-    if sizing.resize_hw is None:
         axes.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
     program = torch.onnx.export(
         network,
-        (example,),
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
+        (torch.zeros(2, 3, height, width, dtype=torch.uint8),),
+        input_names=["images"],
+        output_names=["score", "heads"],
         opset_version=opset,
         dynamo=True,
         dynamic_shapes={"images": axes},

@@ -5,20 +5,20 @@ them inside, and answers the mapped score k[0] * y + b[0] (`score`) and the thre
 (`heads`); its metadata records the model's settings and the size images are resized to, so
 scoring needs no flags. Images are decoded by data/decoding.py, the same pixels as the PyTorch
 path's, and scored by image_scoring.score_files. Nothing here imports PyTorch: a server or a
-laptop needs Pillow, NumPy and onnxruntime only.
+laptop needs Pillow, NumPy, onnx and onnxruntime only.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
-from linearityiqa.onnx_protobuf import Malformed, external_tensor
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 
 FORMAT = "1"
@@ -32,14 +32,8 @@ _REEXPORT = "export it again with export_onnx.py"
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An ONNX model in an onnxruntime session, as image_scoring's backend.
-
-    Args:
-        session: the onnxruntime InferenceSession.
-        sizing: how images are resized before scoring: as the model was exported.
-        scale: the scale of the scores, where the file records it (metadata `scale`, optional).
-        batch_size: images per batch.
-    """
+    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing of its images and
+    the scale of its scores (None where the file records none), as the model was exported."""
 
     session: object
     sizing: ImageSizing
@@ -71,8 +65,7 @@ def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None =
     Args:
         path: the .onnx file.
         threads: onnxruntime's threads within an operator (None: its default, one per core).
-        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path, where it
-            measured fastest).
+        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -100,23 +93,43 @@ def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None =
 
 
 def _self_contained(path: str) -> bytes:
-    """The file's bytes, refused where a tensor's data lies in another file (onnx_protobuf.py).
+    """The file's bytes, refused where a tensor's data lies in another file.
 
-    onnxruntime gets these bytes, not the path: it opens no file beside the model, and scores
-    the very bytes that were checked."""
+    An ONNX tensor may keep its data in a file named by its `location`, which onnxruntime opens
+    itself, wherever the location leads. export_onnx.py writes one self-contained file, so any
+    other is refused, and onnxruntime gets these bytes, not the path: it opens no file beside the
+    model, and scores the very bytes that were checked."""
+    import onnx  # here: the PyTorch path never needs it
+    from google.protobuf.message import DecodeError
+
     with open(path, "rb") as file:
         model = file.read()
     try:
-        external = external_tensor(model)
-    except Malformed as error:
+        tensor = next(external_tensors(onnx.ModelProto.FromString(model)), None)
+    except DecodeError as error:
         raise BadFileError(f"cannot read ONNX model {path} (not a protobuf encoding: {error}): {_REEXPORT}") from None
-    if external is not None:
-        name, location = external
+    if tensor is not None:
+        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
         raise BadFileError(
-            f"ONNX model {path} keeps the weights of tensor {name!r} in another file ({location or 'unnamed'}), "
+            f"ONNX model {path} keeps the weights of tensor {tensor.name!r} in another file ({location or 'unnamed'}), "
             f"which scoring does not read: {_REEXPORT}, which writes one self-contained file"
         )
     return model
+
+
+def external_tensors(message: Any) -> Iterator[Any]:
+    """The TensorProtos within an ONNX message whose data lies in another file, found in every
+    field that holds messages: graphs, nodes' attributes and their subgraphs, functions, sparse tensors."""
+    from onnx import TensorProto
+
+    if isinstance(message, TensorProto):
+        if message.data_location == TensorProto.EXTERNAL or message.external_data:
+            yield message
+        return
+    for field, value in message.ListFields():
+        if field.message_type is not None:  # a message, or a repeated field of them
+            for item in [value] if hasattr(value, "ListFields") else value:
+                yield from external_tensors(item)
 
 
 def _sizing_and_scale(metadata: Mapping[str, str], path: str) -> tuple[ImageSizing, TrainingScale | None]:
@@ -164,16 +177,11 @@ def _check_signature(session: object, path: str, sizing: ImageSizing) -> None:
             f"ONNX model {path} takes {sorted(inputs)} and answers {sorted(outputs)} ({shape}), not uint8 images "
             f"to a score and three heads: {_REEXPORT}"
         )
-    _, channels, *size = inputs["images"].shape
+    channels, *size = inputs["images"].shape[1:]
     fixed = [dim if isinstance(dim, int) else None for dim in size]
-    resized = list(sizing.resize_hw or (0, 0))
-    if channels != 3 or (sizing.resize_hw and fixed not in ([None, None], resized)):
+    if channels != 3 or fixed not in ([None, None], list(sizing.resize_hw or (None, None))):
+        records = "3 channels resized to {}x{}".format(*sizing.resize_hw) if sizing.resize_hw else "no resize"
         raise BadFileError(
             f"ONNX model {path} takes images of {inputs['images'].shape[1:]} (channels, height, width), where its "
-            f"metadata records 3 channels resized to {resized[0]}x{resized[1]}: {_REEXPORT}"
-        )
-    if not sizing.resize_hw and fixed != [None, None]:
-        raise BadFileError(
-            f"ONNX model {path} takes images of one size only, {size[0]}x{size[1]}, where its metadata records no "
-            f"resize: {_REEXPORT}"
+            f"metadata records {records}: {_REEXPORT}"
         )

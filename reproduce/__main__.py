@@ -21,7 +21,7 @@ from linearityiqa.cli.scripts import exit_status, imports_checked
 COMMAND = "python -m reproduce"
 
 with imports_checked(COMMAND, __name__):  # a missing dependency (matplotlib, say) is one line, not a traceback
-    from linearityiqa.cli.options import POSITIVE_INT, SHARE
+    from linearityiqa.options import POSITIVE_INT, SHARE
     from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
     from reproduce.reports import DEFAULT_THRESHOLDS, write_report
     from reproduce.runs import Runner, SyntheticSizes, check_sizes, real_data, real_data_present, synthetic_data

@@ -6,11 +6,10 @@
     linearityiqa export-onnx --trained_model_file p1q2.pth -o m.onnx # export_onnx.py
     linearityiqa make-info koniq --csv koniq10k_distributions_sets.csv  # make_info.py
 
-A subcommand is its script, run as `python <script> <options>` runs it, in this process's place
-(os.execv on POSIX): the same options, output, signals and exit statuses, from a clone (the
-files at its root) or an installed wheel (linearityiqa/paper/). `score` takes its images (a
-file, a folder, a glob pattern or -) first, without --img, as well as with it. This module
-imports neither PyTorch nor a script: `linearityiqa --help` answers at once.
+A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
+installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
+`score` also takes its images first, without --img. This module imports neither PyTorch nor a
+script: `linearityiqa --help` answers at once.
 """
 
 from __future__ import annotations
@@ -20,32 +19,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from linearityiqa import __version__
 from linearityiqa.cli.scripts import errors_reported
 
-
-class Command(NamedTuple):
-    """A subcommand: the script it runs and the line `linearityiqa --help` gives it."""
-
-    script: str
-    summary: str
-
-
+# Each subcommand's script, and the line `linearityiqa --help` gives it.
 COMMANDS = {
-    "score": Command("test_demo.py", "score images with a trained checkpoint or an ONNX file (test_demo.py)"),
-    "test": Command("test_dataset.py", "test a checkpoint on a data set: SROCC, PLCC, ... (test_dataset.py)"),
-    "train": Command("main.py", "train the model with the norm-in-norm loss (main.py)"),
-    "export-onnx": Command("export_onnx.py", "export a checkpoint to ONNX, for onnxruntime (export_onnx.py)"),
-    "make-info": Command("make_info.py", "build a data set's info file from its download or a CSV (make_info.py)"),
+    "score": ("test_demo.py", "score images with a trained checkpoint or an ONNX file (test_demo.py)"),
+    "test": ("test_dataset.py", "test a checkpoint on a data set: SROCC, PLCC, ... (test_dataset.py)"),
+    "train": ("main.py", "train the model with the norm-in-norm loss (main.py)"),
+    "export-onnx": ("export_onnx.py", "export a checkpoint to ONNX, for onnxruntime (export_onnx.py)"),
+    "make-info": ("make_info.py", "build a data set's info file from its download or a CSV (make_info.py)"),
 }
-COMMAND_OF_SCRIPT = {command.script: name for name, command in COMMANDS.items()}
+COMMAND_OF_SCRIPT = {script: name for name, (script, _) in COMMANDS.items()}
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The command's own parser: the subcommands and --version. Each subcommand's options are its
-    script's (`linearityiqa score --help` is test_demo.py's --help)."""
+    """The command's own parser: the subcommands and --version (a subcommand's --help is its script's)."""
     parser = argparse.ArgumentParser(
         prog="linearityiqa",
         description="LinearityIQA (Li, Jiang, Jiang, ACM MM 2020): image quality scores, training and tests.",
@@ -53,8 +43,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        commands.add_parser(name, help=command.summary, add_help=False)
+    for name, (_, summary) in COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -70,7 +60,7 @@ def script_command(command: str, arguments: Sequence[str]) -> list[str]:
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
-    script = paper.script_path(COMMANDS[command].script)
+    script = paper.script_path(COMMANDS[command][0])
     if not script.is_file():
         raise ModuleNotFoundError(f"No module named {script.stem!r}", name=f"linearityiqa.paper.{script.stem}")
     return [sys.executable, str(script), *arguments]

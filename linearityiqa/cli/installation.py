@@ -1,11 +1,9 @@
 """What an installation that lacks something needs, said as the pip command that mends it.
 
 An import that fails for want of a dependency, of an extra or of a module of an installed
-LinearityIQA is the user's to mend, not a bug: `import_problem` gives its one line, which
-cli/scripts.py prints. Where the project came from decides the command: a clone installs its
-requirements.txt; an installed wheel the requirement its metadata records, or itself again from
-where it came (PEP 610). Like cli/scripts.py this imports nothing outside the standard library,
-so that it can speak when a dependency is what is missing.
+LinearityIQA is the user's to mend, not a bug: `import_problem` gives its one line. A clone
+installs its requirements.txt; an installed wheel the requirement its metadata records, or
+itself again from where it came (PEP 610). Only the standard library is imported here.
 """
 
 from __future__ import annotations
@@ -43,23 +41,18 @@ DEPENDENCIES = {
 }
 
 
-def missing_extra(error: BaseException) -> str | None:
-    """The optional dependency (a key of EXTRAS) whose absence `error` reports, or None."""
-    if not isinstance(error, ModuleNotFoundError):
-        return None
-    if error.name is not None:
-        return error.name if error.name in EXTRAS else None  # a module missing inside one: it is broken
-    # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
-    return next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
-
-
 def import_problem(error: BaseException) -> str | None:
     """The line that says what the installation lacks when `error` is an import that failed because
     of it, with the pip command that mends it; None for any other error, and for an import that
     fails in LinearityIQA's own code (a bug: a module or name it lacks, a circular import)."""
     if not isinstance(error, ImportError):
         return None
-    extra = missing_extra(error)
+    extra = None
+    if isinstance(error, ModuleNotFoundError) and error.name is not None:
+        extra = error.name if error.name in EXTRAS else None  # a module missing inside one: it is broken
+    elif isinstance(error, ModuleNotFoundError):
+        # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
+        extra = next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
     if extra:
         return f"{extra} is not installed, which this needs: {_install(extra=EXTRAS[extra])}"
     module = failed_dependency(error)
@@ -113,9 +106,7 @@ def _incomplete_installation(error: ImportError) -> str | None:
 
 
 def _install(package: str | None = None, *, extra: str | None = None) -> str:
-    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA: in a clone
-    its requirements.txt (named from the current folder); from a wheel the requirement it records,
-    or the extra from where LinearityIQA came."""
+    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA."""
     from linearityiqa import paper
 
     if not paper.INSTALLED:
@@ -145,13 +136,10 @@ def _requirement(package: str) -> str:
         lines = []
     for line in lines:
         requirement = line.split(";")[0].split("#")[0].strip()
-        if _canonical(re.split(r"[\[<>=!~ ]", requirement)[0]) == _canonical(package):
+        name = re.split(r"[\[<>=!~ ]", requirement)[0]
+        if re.sub(r"[-_.]+", "-", name).lower() == re.sub(r"[-_.]+", "-", package).lower():  # PEP 503's names
             return requirement
     return package
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installed_from(distribution: metadata.Distribution, extra: str | None = None) -> str:

@@ -1,8 +1,7 @@
 """The parsers of main.py, test_dataset.py, test_demo.py and export_onnx.py, built from the table of
 options (linearityiqa/options.py): each lists in its --help the options it uses, under their help
 groups, and parses without listing them the options it accepts unused, so that every command line
-that worked before still does. cli/settings.py turns parsed options into the arguments of the
-library modules, which never see an argparse namespace.
+that worked before still does.
 """
 
 from __future__ import annotations
@@ -12,37 +11,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from linearityiqa.options import (
-    DECAY,
-    DEMO,
-    EXPORT,
-    GROUPS,
-    MAIN,
-    NON_NEGATIVE,
-    NON_NEGATIVE_INT,
-    POSITIVE,
-    POSITIVE_INT,
-    SHARE,
-    TEST_DATASET,
-    Option,
-    script_options,
-)
-
-# the number types are the table's; other modules import them from here
-__all__ = [
-    "DECAY",
-    "NON_NEGATIVE",
-    "NON_NEGATIVE_INT",
-    "POSITIVE",
-    "POSITIVE_INT",
-    "SHARE",
-    "build_parser",
-    "get_args_parser",
-    "get_demo_parser",
-    "get_export_parser",
-    "get_test_dataset_parser",
-    "given_options",
-]
+from linearityiqa.options import DEMO, EXPORT, GROUPS, MAIN, TEST_DATASET, Option, script_options
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -73,20 +42,13 @@ def build_parser(script: str, description: str, add_help: bool = True) -> argpar
 
 
 def _argparse_keywords(row: Option, *, shown: bool) -> dict[str, Any]:
-    """add_argument's keywords for a row.
-
-    Args:
-        row: the option.
-        shown: whether --help lists it; an option accepted unused is parsed, unlisted.
-    """
+    """add_argument's keywords for a row; one not `shown` (accepted unused) is parsed, unlisted in --help."""
     # a list default copied: the parsed options of a run must not share one with the table
     keywords = {"dest": row.dest, "action": row.action, "default": copy.deepcopy(row.default)}
     keywords["help"] = row.help if shown else argparse.SUPPRESS
     optional = {"type": row.type, "nargs": row.nargs, "choices": row.choices, "const": row.const}
-    keywords.update({name: value for name, value in optional.items() if value is not None})
-    if row.required:
-        keywords["required"] = True
-    return keywords
+    optional["required"] = row.required or None
+    return keywords | {name: value for name, value in optional.items() if value is not None}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -1,17 +1,13 @@
 """How the root scripts end, what they set for their whole process, and how one runs another.
 
-A script ends on a user's mistake with one line `<script>: error: <message>` and status 1, never
-a traceback (`exit_status`): an IQAError in its own words, or a failure the user can mend (an
-output the file system refuses, memory that runs out, a data loading process that dies, a
-missing dependency: cli/installation.py), with what the script advises (`Advice`). Ctrl-C ends a
-script with one line and status 130. Any other error is a bug: one line names the log file that
-holds its traceback (status 70, EX_SOFTWARE of BSD's sysexits.h); with LINEARITYIQA_TRACEBACK=1
-it propagates with its whole traceback instead (and `python -m pdb` stops at it).
-
-A script imports what it needs inside `imports_checked`, so that even an import at its top ends
-so; this module imports nothing outside the standard library at its top, so that it can say so.
-`main.py --quickstart` and `python -m reproduce` run each step as the command a user would type,
-in a process of its own (`run_script`): what they print is what runs.
+A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a
+traceback: an IQAError, or a failure the user can mend (an output the file system refuses,
+memory that runs out, a data loading process that dies, a missing dependency:
+cli/installation.py), with what the script advises (`Advice`). Ctrl-C is one line and status
+130; any other error is a bug (status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`).
+Scripts import inside `imports_checked`, and this module imports only the standard library at
+its top, so that even a missing dependency is one line. `main.py --quickstart` and `python -m
+reproduce` run each step as the command a user would type (`run_script`): what they print runs.
 """
 
 from __future__ import annotations
@@ -71,10 +67,10 @@ def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
     if advice.out_of_memory and isinstance(error, MemoryError):  # NumPy's, Python's
         return f"out of memory ({first_line(error)}): {advice.out_of_memory}"
     if advice.out_of_memory and "torch" in sys.modules:  # only PyTorch's allocators raise these
-        from linearityiqa.acceleration import memory_error_summary, out_of_memory
+        from linearityiqa.acceleration import out_of_memory
 
-        if out_of_memory(error):
-            return f"out of memory ({memory_error_summary(error)}): {advice.out_of_memory}"
+        if out_of_memory(error):  # the first line of the allocator's words: CUDA's go on about fragmentation
+            return f"out of memory ({str(error).splitlines()[0][:160]}): {advice.out_of_memory}"
     # torch's words: "DataLoader worker (pid N) is killed by signal: Killed." and the like
     if advice.loader_died and isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker"):
         return f"a data loading process died ({str(error).rstrip('.')}). {advice.loader_died}"
@@ -128,7 +124,7 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
             return False
         message = user_message(error, self.advice)
         if message is None:
-            if tracebacks_shown():
+            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):  # for whoever is changing the code
                 return False
             self.status = report_bug(self.script, error)
         else:
@@ -159,52 +155,34 @@ class imports_checked(errors_reported):
         return False
 
 
-def tracebacks_shown() -> bool:
-    """Whether a bug propagates with its traceback (LINEARITYIQA_TRACEBACK=1), for whoever is changing
-    the code, instead of becoming one line and a log file."""
-    return os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0")
-
-
 def report_bug(script: str, error: Exception) -> int:
-    """Say in one line that `error` is a bug and where its traceback is; the exit status."""
+    """Say in one line that `error` is a bug and where its traceback is; the exit status.
+
+    The traceback goes, with the command and versions a report needs, to a new file in the
+    temporary folder; where that cannot be written, to stderr, so that it is never lost.
+    """
     trace = "".join(traceback.format_exception(error))
-    log = bug_log(script, trace)
-    where = f"its traceback is in {log}: please report it with that file" if log else "please report it"
+    try:
+        torch_version = metadata.version("torch")  # read without importing it: the ONNX path never loads it
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {torch_version}\n\n"
+    name = os.path.splitext(script.split()[-1])[0]  # "main" for main.py, "reproduce" for `python -m reproduce`
+    try:
+        handle, log = tempfile.mkstemp(prefix=f"linearityiqa-{name}-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as file:
+            file.write(details + trace)
+        where = f"its traceback is in {log}: please report it with that file"
+    except OSError:
+        log, where = None, "please report it"
     print(
         f"{script}: error: a bug of LinearityIQA, not a mistake of yours ({type(error).__name__}: "
         f"{first_line(error)}); {where}",
         file=sys.stderr,
     )
-    if log is None:  # the traceback must not be lost
+    if log is None:
         print(trace, end="", file=sys.stderr)
     return EXIT_BUG
-
-
-def bug_log(script: str, trace: str) -> str | None:
-    """Write a bug's traceback, with the command and versions a report needs, to a new file in the
-    temporary folder; its path, or None when it cannot be written (the traceback is then shown)."""
-    details = f"command: {shlex.join(sys.argv)}\npython {sys.version.split()[0]}, torch {_version('torch')}\n\n"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        handle, path = tempfile.mkstemp(prefix=f"linearityiqa-{_log_name(script)}-{stamp}-", suffix=".log")
-        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as log:
-            log.write(details + trace)
-    except OSError:
-        return None
-    return path
-
-
-def _log_name(script: str) -> str:
-    """The script in a log file's name: "main" for main.py, "reproduce" for `python -m reproduce`."""
-    return os.path.splitext(script.split()[-1])[0]
-
-
-def _version(package: str) -> str:
-    """An installed package's version, read without importing it (the ONNX path never loads PyTorch)."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def own_the_pixel_limit() -> None:

@@ -1,9 +1,7 @@
 """From parsed options to what the library takes: a run's settings, and the model's, the loss's
-and the data's arguments.
-
-The options arrive as a mapping of plain types (`vars(args)`, or the settings a checkpoint
-records), so that a checkpoint's settings rebuild what its run built. Each adapter reads only
-the options it needs; the library never sees an argparse namespace.
+and the data's arguments. The options arrive as a mapping of plain types (`vars(args)`, or the
+settings a checkpoint records, which so rebuild what its run built); the library never sees an
+argparse namespace.
 """
 
 from __future__ import annotations
