@@ -29,8 +29,8 @@ from typing import Callable
 
 import torch
 
-from benchmarks.commands import SIZES, demo_command, demo_files, run_seconds, scored_model
-from benchmarks.common import options_parser, table, timed
+from benchmarks.common import SIZES, demo_command, demo_files, options_parser, run_seconds, scored_model, table, timed
+from linearityiqa.data.image_store import available_cores
 
 # Workers (GPUs) a projection is printed for.
 CLUSTER_SIZES = (1, 8, 64, 512)
@@ -51,25 +51,15 @@ OPTIONS = {
 }  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_cluster(cpus: int) -> tuple[str, float]:
     """(the address of a local Ray cluster of `cpus` CPUs, seconds `ray start` took)."""
-    port = free_port()
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     command = [*RAY, "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false",
                "--disable-usage-stats"]  # fmt: skip
     _, seconds = run_seconds(command)
     return f"127.0.0.1:{port}", seconds
-
-
-def ray_workers() -> tuple[int, ...]:
-    """The worker counts timed: 1 and 2, or as many as there are GPUs, up to 2 (a worker holds one)."""
-    gpus = torch.cuda.device_count()
-    return tuple(range(1, min(gpus, 2) + 1)) if gpus else (1, 2)
 
 
 def measure(way: str, command: list[str], folders: dict[Path, int], output: Path, row: Callable) -> float:
@@ -143,7 +133,7 @@ def _duration(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = options_parser(__doc__, OPTIONS).parse_args(argv)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a cluster of this process's own, on loopback
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     with demo_files(args, "bench_scale-") as (work, _, large):
         small = work / "small"
         small.mkdir()
@@ -162,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         address, started = start_cluster(cores)
         try:
             time.sleep(SETTLE)
-            for workers in ray_workers():
+            # 1 and 2 workers, or as many as there are GPUs, up to 2 (a worker holds one)
+            gpus = torch.cuda.device_count()
+            for workers in range(1, min(gpus, 2) + 1) if gpus else (1, 2):
                 way = f"--ray ADDRESS --ray_workers {workers}"
                 on_ray = [*plain, "--ray", address, "--ray_workers", str(workers)]
                 rates[way] = measure(way, on_ray, folders, output, row)
