@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# The GPU tests, then every benchmark of BENCHMARKS.md's GPU section, in one run of at most
-# $BUDGET seconds (default 480; 1800 with QUICK=1) on one H100 or H200, all written to one folder.
+# The GPU tests, then every benchmark of BENCHMARKS.md's GPU section, on one H100 or H200:
 #
-#   bash benchmarks/run_gpu.sh [OUTPUT_DIR]      # OUTPUT_DIR (default: benchmark-results) gets:
-#       environment.md (GPU, driver, versions), gpu-tests.log (pytest tests/gpu), and a table per
-#       benchmark: train_step.md, evaluation.md, epoch.md, scoring.md, scale.md, compile.md, loading.md
-#   QUICK=1 bash benchmarks/run_gpu.sh           # the same steps at toy sizes, on any machine; without
-#                                                # a GPU the tests run as a dry run on the CPU
-#   PYTHON=.venv/bin/python bash benchmarks/run_gpu.sh   # another interpreter than python3
-#   STEPS="gpu-tests compile" GPU_TESTS="-k compile" bash benchmarks/run_gpu.sh   # only the steps named,
-#       and pytest's options for the tests
-#   WHEELS=DIR bash benchmarks/run_gpu.sh        # first install the wheels in DIR (`pip download`ed
-#       where there is a package index) into a temporary folder
+#   bash benchmarks/run_gpu.sh [OUTPUT_DIR]     # default: benchmark-results
 #
-# The steps run from the most to the least wanted, each under its own time limit and none past
-# the budget, so that a run cut short still yields the first results. Generated images and
-# caches go to $WORK (default: a temporary folder).
+# OUTPUT_DIR gets environment.md (GPU, driver, versions), gpu-tests.log (pytest tests/gpu) and a table
+# per step. The steps run from the most to the least wanted, each under its own time limit and none past
+# $BUDGET seconds (default 480; 1800 with QUICK=1), so that a run cut short still yields the first results.
+# QUICK=1: the same steps at toy sizes, on any machine (without a GPU the tests are a dry run on the CPU).
+# STEPS="gpu-tests compile": only the steps named (gpu-tests train_step evaluation epoch scoring scale
+# compile loading); GPU_TESTS: pytest's options for the tests. WHEELS=DIR: first install the wheels in DIR
+# (`pip download`ed where there is a package index) into a temporary folder. PYTHON: another interpreter
+# than python3. WORK: where generated images and caches go (default: a temporary folder).
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmark-results}

@@ -1,18 +1,10 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
 Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (see linearityiqa/records/paths.py)
-under one output folder:
-
-    <out>/checkpoints/<run name>                      the best model
-    <out>/results/<run name>-epochs.csv               its metrics every epoch, and the final test
-    <out>/results/<run name>-scores.csv               per-image scores of the KonIQ-10k test
-    <out>/results/dataset=CLIVE-tested_on_<run name>-scores.csv   and across data sets on CLIVE
-    <out>/runs/                                       TensorBoard logs
-
-A run whose records are complete is not trained again: experiments that share a run (the
-basic setting recurs in Figures 1, 4 and Tables 1, 2) train it once, and an interrupted
-experiment picks up where it stopped: a run interrupted after an epoch resumes (--resume).
+process of its own, and it writes what any run writes (linearityiqa/records/paths.py) under one
+output folder (reproduce/README.md lists it). A run whose records are complete is not trained
+again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
+train it once, and a run interrupted after an epoch resumes (--resume).
 """
 
 from __future__ import annotations
@@ -184,7 +176,8 @@ class Runner:
         name, results_dir = Path(checkpoint).name, self.results_dir
         records = epochs_file(results_dir, name)
         metrics = EpochMetrics(records) if Path(records).is_file() else None
-        if not _complete(run, metrics):
+        # complete: the final test, and the test curves the run asks for
+        if not (metrics is not None and metrics.has(FINAL_TEST) and (metrics.has("test") or not run.test_curves)):
             if not self.train:
                 print(f"{progress}: not run yet ({_describe(run)})")
                 return None
@@ -202,11 +195,6 @@ class Runner:
                 _call("test_dataset.py", argv, progress, run)
             scores[CROSS_DATASET] = cross
         return RunResult(run, name, metrics, scores)
-
-
-def _complete(run: Run, metrics: EpochMetrics | None) -> bool:
-    """Whether a run's records (None: it has none yet) hold its final test, and the test curves it asks for."""
-    return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has("test") or not run.test_curves)
 
 
 def _resumed(checkpoint: str, records: str) -> list[str]:
