@@ -12,7 +12,6 @@ ratio is against it, measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import gc
 from dataclasses import dataclass
 
@@ -115,17 +114,13 @@ def step_throughput(
     return batch_size * steps / seconds, peak_memory(device)
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = options_parser(__doc__, OPTIONS, add_help)
+def main(argv: list[str] | None = None) -> None:
+    parser = options_parser(__doc__, OPTIONS)
     defaults = f"{' '.join(GPU_DEFAULT)} on a GPU, {' '.join(CPU_DEFAULT)} on a CPU"
     parser.add_argument(
         "--settings", nargs="+", choices=sorted(SETTINGS), help=f"settings to run (default: {defaults})"
     )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     cpu_note = "; on a CPU every opt level runs in float32" if device.type == "cpu" else ""
     print(

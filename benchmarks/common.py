@@ -47,17 +47,12 @@ SIZES = {
 }
 
 
-def options_parser(doc: str, options: dict[str, tuple], add_help: bool = True) -> argparse.ArgumentParser:
-    """A parser described by the first line of `doc`, with an option per entry of `options`.
-
-    Args:
-        doc: the benchmark's docstring.
-        options: "--name": (default, help[, type or the values allowed]); the type is otherwise
-            the default's (a list takes one or more values; None is a string's, and its help says
-            what leaving the option out means).
-        add_help: whether -h is an option.
-    """
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0], add_help=add_help)
+def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentParser:
+    """A parser described by the first line of `doc` (the benchmark's docstring), with an option per
+    entry of `options`: "--name": (default, help[, type or the values allowed]); the type is otherwise
+    the default's (a list takes one or more values; None is a string's, and its help says what leaving
+    the option out means)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, (default, text, *kind) in options.items():
         listed = isinstance(default, list)
         example = default[0] if listed else default

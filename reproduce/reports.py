@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +101,14 @@ def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure
     splits = [split for split in SPLITS if any(result.metrics.series(split, "PLCC").epochs for result in results)]
     figure = Figure(figsize=(4.2 * len(splits), 7), layout="constrained")
     axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
-    for row, metric in enumerate(METRICS):
-        for column, split in enumerate(splits):
-            ax = axes[row][column]
-            for result in results:
-                series, label = result.metrics.series(split, metric), _label(result)
-                ax.plot(series.epochs, series.values, marker=".", label=label, color=COLOURS.get(label))
-            if (split, metric) == ("val", "PLCC"):
-                for threshold in thresholds:  # the levels the table counts epochs to
-                    ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
-            _epoch_axis(ax, f"{split} {metric}", metric)
+    for ax, (metric, split) in zip(axes.flat, product(METRICS, splits)):
+        for result in results:
+            series, label = result.metrics.series(split, metric), _label(result)
+            ax.plot(series.epochs, series.values, marker=".", label=label, color=COLOURS.get(label))
+        if (split, metric) == ("val", "PLCC"):
+            for threshold in thresholds:  # the levels the table counts epochs to
+                ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+        _epoch_axis(ax, f"{split} {metric}", metric)
     axes[0][0].legend()
     return figure
 
@@ -143,15 +142,13 @@ def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure
     sweeps, losses = _found(results, "sweep"), _found(results, "loss")
     figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout="constrained")
     axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
-    for row, sweep in enumerate(sweeps):
-        for column, loss in enumerate(losses):
-            ax = axes[row][column]
-            for result in results:
-                if result.run.labels["sweep"] == sweep and _label(result) == loss:
-                    series = result.metrics.series("val", "PLCC")
-                    ax.plot(series.epochs, series.values, marker=".", label=f"{sweep} {result.run.labels['value']}")
-            _epoch_axis(ax, f"{loss}: {sweep}", "val PLCC")
-            ax.legend(fontsize="small")
+    for ax, (sweep, loss) in zip(axes.flat, product(sweeps, losses)):
+        for result in results:
+            if result.run.labels["sweep"] == sweep and _label(result) == loss:
+                series = result.metrics.series("val", "PLCC")
+                ax.plot(series.epochs, series.values, marker=".", label=f"{sweep} {result.run.labels['value']}")
+        _epoch_axis(ax, f"{loss}: {sweep}", "val PLCC")
+        ax.legend(fontsize="small")
     return figure
 
 
@@ -206,19 +203,14 @@ def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figur
     datasets = _datasets(results[0])
     figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
-    for row, dataset in enumerate(datasets):
-        for column, result in enumerate(results):
-            scores, metrics = read_scores(result.scores[dataset]), tested(result, dataset)
-            order = np.argsort(scores["prediction"])
-            ax = axes[row][column]
-            ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=COLOURS.get(_label(result)))
-            ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
-            ax.set(
-                title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
-                xlabel="predicted quality",
-                ylabel="MOS",
-            )
-            ax.legend(fontsize="small", loc="upper left")
+    for ax, (dataset, result) in zip(axes.flat, product(datasets, results)):
+        scores, metrics = read_scores(result.scores[dataset]), tested(result, dataset)
+        order = np.argsort(scores["prediction"])
+        ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=COLOURS.get(_label(result)))
+        ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
+        title = f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}"
+        ax.set(title=title, xlabel="predicted quality", ylabel="MOS")
+        ax.legend(fontsize="small", loc="upper left")
     return figure
 
 

@@ -52,15 +52,10 @@ SYNTHETIC_SIZES = {
 
 @dataclass(frozen=True)
 class Data:
-    """The data an experiment runs on, as main.py options.
-
-    Args:
-        description: what it is, for the reports.
-        makers: per data set (KonIQ-10k, CLIVE), a function that returns the options selecting it,
-            making the data set first if it is not there and its keyword `make` is True (the runs'
-            names need none made): only the data sets a run uses are made.
-        substitutions: options that replace the paper's for this data (empty for the real sets).
-    """
+    """The data an experiment runs on, as main.py options: its `description` for the reports; per data
+    set (KonIQ-10k, CLIVE), a function that returns the options selecting it, making the data set
+    first unless it is there or its keyword `make` is False (only the data sets a run uses are made);
+    and the options that replace the paper's for this data (none for the real sets)."""
 
     description: str
     makers: dict[str, Callable[..., list[str]]]
