@@ -5,12 +5,9 @@
 
 It generates a rated data set of KonIQ-10k's shape (common.rated_source), then tests the
 model on all of it as test_dataset.py does (IQADataset from the decoded-image cache,
-evaluation_loader, training.evaluation.Evaluation) in each setting. The first setting is the paper's
-evaluation, one image at a time in float32; then one image at a time in the last precision
-asked for, and batches of images of one size in each precision, in the memory format the
-scripts use on the device (channels_last). Each setting is run twice and the second run is timed (the
-first decodes into the cache, starts the workers and lets cuDNN pick its kernels). The last
-column is the largest change of SROCC, KROCC or PLCC of any head from the first setting.
+evaluation_loader, training.evaluation.Evaluation) in each setting (see `settings`), in the
+memory format the scripts use on the device (channels_last). The last column is the largest
+change of SROCC, KROCC or PLCC of any head from the first setting, the paper's evaluation.
 """
 
 from __future__ import annotations
