@@ -4,7 +4,7 @@ goes, and images per second for a folder.
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights and JPEGs of synthetic scenes (commands.py). The
+Each arch gets a checkpoint of random weights and JPEGs of synthetic scenes (common.py). The
 whole command runs in a fresh process each time, as a user pays for it, and so does the
 breakdown: its imports are only cold in a new interpreter. The breakdown takes the steps of
 scoring.load_scorer one by one; what remains of the command's time is Python's own start and
@@ -19,11 +19,11 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from benchmarks.commands import SIZES, demo_command, demo_files, one_image, run_seconds, scored_model
-from benchmarks.common import options_parser, table, timed
+from benchmarks import common
 
 SECOND_FORWARD = "second forward (not in the command)"
 # Seconds of the imports in a fresh interpreter, before anything else loads: torch, then
@@ -51,7 +51,7 @@ OPTIONS = {
     "--archs": (["resnet50", "resnext101_32x8d"], "backbones to time"),
     "--repeats": (5, "runs of each timed command; the median is reported"),
     "--images": (32, "images in the scored folder; 0 skips folder scoring"),
-    **SIZES,
+    **common.SIZES,
 }
 
 
@@ -65,41 +65,39 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
 
     cpu = torch.device("cpu")
     channels_last = uses_channels_last(cpu)
-    loaded, load_s = timed(lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
+    seconds = {}
+
+    def stage(name: str, action: Callable[[], Any]) -> Any:
+        result, seconds[name] = common.timed(action)
+        return result
 
     def build() -> torch.nn.Module:
         with torch.device("meta"):
             model = IQAModel(arch=arch, pretrained=False)
         return model.to_empty(device=cpu)
 
-    model, build_s = timed(build)
-    _, copy_s = timed(lambda: load_model_state(model.eval(), loaded, checkpoint))
-    _, layout_s = timed(lambda: set_memory_format(model, channels_last=channels_last))
-    sizing = ImageSizing(resize_hw=(int(height), int(width)))
-    pixels, decode_s = timed(lambda: to_uint8_tensor(decode_image(image, sizing)))
-
     def forward() -> None:
         with torch.inference_mode():
             model(prepare_images(pixels[None], cpu, channels_last=channels_last))
 
-    _, first_s = timed(forward)
-    _, second_s = timed(forward)
-    return {
-        "checkpoint load (torch.load)": load_s,
-        "model build (meta, to_empty)": build_s,
-        "weight copy (load_state_dict)": copy_s,
-        f"memory format (channels_last: {channels_last})": layout_s,
-        "decode + resize": decode_s,
-        "first forward": first_s,
-        SECOND_FORWARD: second_s,
-    }
+    loaded = stage("checkpoint load (torch.load)", lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
+    model = stage("model build (meta, to_empty)", build)
+    stage("weight copy (load_state_dict)", lambda: load_model_state(model.eval(), loaded, checkpoint))
+    stage(
+        f"memory format (channels_last: {channels_last})", lambda: set_memory_format(model, channels_last=channels_last)
+    )
+    sizing = ImageSizing(resize_hw=(int(height), int(width)))
+    pixels = stage("decode + resize", lambda: to_uint8_tensor(decode_image(image, sizing)))
+    stage("first forward", forward)
+    stage(SECOND_FORWARD, forward)
+    return seconds
 
 
 def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> dict[str, float]:
     """Median seconds of each stage over `args.repeats` fresh processes."""
     child = [sys.executable, "-c", _IMPORTS_CHILD, arch, str(checkpoint), str(image)]
     size = [str(args.resize_size_h), str(args.resize_size_w)]
-    runs = [json.loads(run_seconds(child + size)[0]) for _ in range(args.repeats)]
+    runs = [json.loads(common.run_seconds(child + size)[0]) for _ in range(args.repeats)]
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
 
@@ -114,7 +112,7 @@ def folder_rates(
     from linearityiqa.scoring import image_sizing, load_scorer
 
     defaults = vars(get_demo_parser().parse_args([]))
-    _, wall = run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
+    _, wall = common.run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
     requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}
     scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
     sizing = image_sizing(
@@ -122,31 +120,27 @@ def folder_rates(
     )
     batch_size = evaluation_batch_size(defaults["eval_batch_size"], scorer.device)
     paths = list_images(str(folder), stdin=sys.stdin)
-
-    def score(chosen: list[str]) -> None:
-        score_files(scorer, chosen, sizing=sizing, batch_size=batch_size)
-
-    score(paths[:1])  # oneDNN prepares its kernels on the first forward pass
-    _, seconds = timed(lambda: score(paths))
+    score_files(scorer, paths[:1], sizing=sizing, batch_size=batch_size)  # oneDNN prepares its kernels first
+    _, seconds = common.timed(lambda: score_files(scorer, paths, sizing=sizing, batch_size=batch_size))
     return wall, len(paths) / wall, len(paths) / seconds
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = options_parser(__doc__, OPTIONS).parse_args(argv)
+    args = common.options_parser(__doc__, OPTIONS).parse_args(argv)
     size = f"{args.resize_size_h}x{args.resize_size_w}"
-    with demo_files(args, "bench_demo-") as (work_dir, image, folder):
-        models = {arch: scored_model(work_dir, arch, args) for arch in args.archs}
-        commands = {arch: demo_command(*options) for arch, (_, options) in models.items()}
-        _, python_s = run_seconds([sys.executable, "-c", "pass"])
+    with common.demo_files(args, "bench_demo-") as (work_dir, image, folder):
+        models = {arch: common.scored_model(work_dir, arch, args) for arch in args.archs}
+        commands = {arch: common.demo_command(*options) for arch, (_, options) in models.items()}
+        _, python_s = common.run_seconds([sys.executable, "-c", "pass"])
 
         print(
             f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: wall time of the whole command, "
             f"median of {args.repeats}\n"
         )
-        row = table("arch", "setting", "median s", "runs s", "score")
+        row = common.table("arch", "setting", "median s", "runs s", "score")
         medians = {}
         for arch, command in commands.items():
-            seconds, score = one_image(command, image, args.repeats)
+            seconds, score = common.one_image(command, image, args.repeats)
             medians[arch] = statistics.median(seconds)
             setting = f"test_demo.py --img <jpg> --resize --arch {arch}"
             row(arch, setting, f"{medians[arch]:.2f}", " ".join(f"{each:.2f}" for each in seconds), score)
@@ -156,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             f"`python -c pass` takes {python_s:.2f} s)\n"
         )
         stages = {arch: breakdown(image, arch, checkpoint, args) for arch, (checkpoint, _) in models.items()}
-        row = table("stage", *(f"{arch} s" for arch in args.archs))
+        row = common.table("stage", *(f"{arch} s" for arch in args.archs))
         for name in stages[args.archs[0]]:
             row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
         # The second forward pass is not part of the command.
@@ -165,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.images:
             print(f"\nFolder of {args.images} JPEGs, --resize to {size}, default --eval_batch_size\n")
-            row = table("arch", "setting", "command s", "command images/s", "score_files images/s")
+            row = common.table("arch", "setting", "command s", "command images/s", "score_files images/s")
             for arch, (checkpoint, _) in models.items():
                 wall, command_rate, scoring_rate = folder_rates(folder, commands[arch], arch, checkpoint, args)
                 row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")

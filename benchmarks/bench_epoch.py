@@ -3,7 +3,7 @@
     python -m benchmarks.bench_epoch                            # GPU: 1,024 generated 1024x768 JPEGs, --resize
     python -m benchmarks.bench_epoch --arch resnet18 --images 64 --height 96 --width 128 --crop 80 --steps 3
 
-It generates a rated data set of KonIQ-10k's shape (benchmarks/generated.py), builds main.py's
+It generates a rated data set of KonIQ-10k's shape (common.rated_source), builds main.py's
 loaders over it (get_data_loaders: decoded-image cache, uint8 batches, pinned memory,
 persistent workers) and main.py's trainer, and trains two epochs; the second is timed (the
 first decodes into the cache and starts the workers). The same trainer setting is then timed
@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.bench_eval import evaluation_rate
 from benchmarks.bench_train_step import SETTINGS, Setting, build_trainer, step_throughput
-from benchmarks.common import DEVICE, WORK_DIR, machine, options_parser, synchronize, table, work_folder
-from benchmarks.generated import rated_source
+from benchmarks.common import DEVICE, WORK_DIR, machine, options_parser, rated_source, synchronize, table, work_folder
 from IQAdataset import Batching, get_data_loaders
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size

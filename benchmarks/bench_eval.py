@@ -3,33 +3,19 @@
     python -m benchmarks.bench_eval                            # GPU: resnext101_32x8d, 1,024 images at 498x664
     python -m benchmarks.bench_eval --arch resnet18 --images 32 --height 96 --width 128   # CPU, seconds
 
-It generates a rated data set of KonIQ-10k's shape (benchmarks/generated.py), then tests the
+It generates a rated data set of KonIQ-10k's shape (common.rated_source), then tests the
 model on all of it as test_dataset.py does (IQADataset from the decoded-image cache,
-evaluation_loader, training.evaluation.Evaluation) in each setting. The first setting is the paper's
-evaluation, one image at a time in float32; then one image at a time in the last precision
-asked for, and batches of images of one size in each precision, in the memory format the
-scripts use on the device (channels_last). Each setting is run twice and the second run is timed (the
-first decodes into the cache, starts the workers and lets cuDNN pick its kernels). The last
-column is the largest change of SROCC, KROCC or PLCC of any head from the first setting.
+evaluation_loader, training.evaluation.Evaluation) in each setting (see `settings`), in the
+memory format the scripts use on the device (channels_last). The last column is the largest
+change of SROCC, KROCC or PLCC of any head from the first setting, the paper's evaluation.
 """
 
 from __future__ import annotations
 
 import torch
 
+from benchmarks import common
 from benchmarks.bench_train_step import Setting
-from benchmarks.common import (
-    DEVICE,
-    WORK_DIR,
-    machine,
-    options_parser,
-    peak_memory,
-    reset_peak_memory,
-    table,
-    timed,
-    work_folder,
-)
-from benchmarks.generated import rated_source
 from IQAdataset import IQADataset, evaluation_loader
 from IQAmodel import IQAModel
 from linearityiqa.acceleration import choose_precision, cudnn_mode, uses_channels_last
@@ -48,8 +34,8 @@ OPTIONS = {
     "--batch-size": (32, "batch size of the batched settings"),
     "--opt-levels": (["O0", "O1", "bf16"], "precisions of the batched settings (on a CPU all run in float32)"),
     "--num-workers": (min(8, available_cores()), "loader processes"),
-    **WORK_DIR,
-    **DEVICE,
+    **common.WORK_DIR,
+    **common.DEVICE,
 }
 
 
@@ -76,30 +62,29 @@ def evaluation_rate(setting: Setting, model: IQAModel, loader, device: torch.dev
     )
     with cudnn_mode(deterministic=setting.deterministic):
         evaluation.run(loader)
-        reset_peak_memory(device)
-        results, seconds = timed(lambda: evaluation.run(loader), device)
-    return len(loader.dataset) / seconds, results, peak_memory(device)
+        common.reset_peak_memory(device)
+        results, seconds = common.timed(lambda: evaluation.run(loader), device)
+    return len(loader.dataset) / seconds, results, common.peak_memory(device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = options_parser(__doc__, OPTIONS).parse_args(argv)
+    args = common.options_parser(__doc__, OPTIONS).parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = IQAModel(arch=args.arch, pretrained=False)
     if args.checkpoint:
         load_model_state(model, load_checkpoint(args.checkpoint), args.checkpoint)
     model.to(device).eval()
-    with work_folder(args.work_dir, "bench_eval_") as work_dir:
+    with common.work_folder(args.work_dir, "bench_eval_") as work_dir:
         loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / "cache", verbose=False)
-        images = IQADataset(
-            rated_source(work_dir, count=args.images), status="test", split=ALL_FOR_TESTING, loading=loading
-        )
+        source = common.rated_source(work_dir, count=args.images)
+        images = IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading)
         print(
-            f"{machine()}\nevaluation of {len(images)} images at {args.height}x{args.width}, {args.arch} "
+            f"{common.machine()}\nevaluation of {len(images)} images at {args.height}x{args.width}, {args.arch} "
             f"({'trained: ' + args.checkpoint if args.checkpoint else 'random weights'}), "
             f"{args.num_workers} loader workers\n"
         )
-        row = table("setting", "images/s", "vs first", "peak memory", "largest metric change")
+        row = common.table("setting", "images/s", "vs first", "peak memory", "largest metric change")
         first = None
         for setting in settings(args.opt_levels, args.batch_size, device):
             loader = evaluation_loader(images, batch_size=setting.batch_size, num_workers=args.num_workers)

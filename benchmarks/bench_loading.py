@@ -3,7 +3,7 @@
     python -m benchmarks.bench_loading --count 10073    # all of KonIQ-10k's count (needs ~36 GB of disk)
     python -m benchmarks.bench_loading --count 40 --width 256 --height 192   # a run of seconds
 
-It generates the images with synthetic.py (benchmarks/generated.py, in parallel), builds their
+It generates the images with synthetic.py (common.rated_source, in parallel), builds their
 info file, then times building the IQADataset of all images (which decodes them) with an
 empty cache and again with the cache in place, at the stored size and resized to 498x664,
 and finally the time of one training item with and without the paper's augmentation (one
@@ -22,8 +22,7 @@ import PIL
 import PIL.features
 import torch
 
-from benchmarks.common import WORK_DIR, options_parser, table, timed, work_folder
-from benchmarks.generated import rated_source
+from benchmarks.common import WORK_DIR, options_parser, rated_source, table, timed, work_folder
 from IQAdataset import IQADataset
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource
 from linearityiqa.data.image_store import ImageLoading, available_cores

@@ -4,7 +4,7 @@ process start to score, and images per second for a folder, as a user runs each.
     python -m benchmarks.bench_onnx                       # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_onnx --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights (common.write_checkpoint) and its export by
+Each arch gets a checkpoint of random weights (common.scored_model) and its export by
 export_onnx.py with the same resize; both commands run in a fresh process each time, on the
 same JPEGs of synthetic scenes, at their default batch size (one image at a time on a CPU).
 """
@@ -15,8 +15,7 @@ import statistics
 import sys
 
 from benchmarks.bench_demo import OPTIONS
-from benchmarks.commands import demo_command, demo_files, one_image, run_seconds, scored_model
-from benchmarks.common import options_parser, table
+from benchmarks.common import demo_command, demo_files, one_image, options_parser, run_seconds, scored_model, table
 
 
 def main(argv: list[str] | None = None) -> None:

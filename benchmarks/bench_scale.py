@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,8 +28,8 @@ from typing import Callable
 
 import torch
 
-from benchmarks.commands import SIZES, demo_command, demo_files, run_seconds, scored_model
-from benchmarks.common import options_parser, table, timed
+from benchmarks import common
+from linearityiqa.data.image_store import available_cores
 
 # Workers (GPUs) a projection is printed for.
 CLUSTER_SIZES = (1, 8, 64, 512)
@@ -45,31 +44,21 @@ OPTIONS = {
     "--images": (64, "JPEGs of the large folder"),
     "--small": (8, "JPEGs of the small folder"),
     "--window": (8, "test_demo.py --window: Ray's unit of work"),
-    **SIZES,
+    **common.SIZES,
     "--per_gpu_rate": (None, "images/s of one GPU, measured elsewhere, for the projection (default: the plain rate "
                        "measured here)", float),
 }  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_cluster(cpus: int) -> tuple[str, float]:
     """(the address of a local Ray cluster of `cpus` CPUs, seconds `ray start` took)."""
-    port = free_port()
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     command = [*RAY, "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false",
                "--disable-usage-stats"]  # fmt: skip
-    _, seconds = run_seconds(command)
+    _, seconds = common.run_seconds(command)
     return f"127.0.0.1:{port}", seconds
-
-
-def ray_workers() -> tuple[int, ...]:
-    """The worker counts timed: 1 and 2, or as many as there are GPUs, up to 2 (a worker holds one)."""
-    gpus = torch.cuda.device_count()
-    return tuple(range(1, min(gpus, 2) + 1)) if gpus else (1, 2)
 
 
 def measure(way: str, command: list[str], folders: dict[Path, int], output: Path, row: Callable) -> float:
@@ -77,7 +66,7 @@ def measure(way: str, command: list[str], folders: dict[Path, int], output: Path
     count of images), its row printed by `row` with the fixed seconds of a run (start, model, workers)."""
     seconds = []
     for folder in folders:
-        seconds.append(run_seconds([*command, "--img", str(folder), "-o", str(output)])[1])
+        seconds.append(common.run_seconds([*command, "--img", str(folder), "-o", str(output)])[1])
         output.unlink()
     (small_s, large_s), (small, large) = seconds, folders.values()
     if large_s <= small_s:  # a run's noise outweighs the extra images: too few of them to tell a rate
@@ -115,7 +104,7 @@ def writer_rates(work: Path, *, images: int = 200_000, window: int = 1024) -> di
                 writer.write(results[first : first + window])
             writer.finish()
 
-    return {kind: images / timed(partial(write, work / f"rows.{kind}"))[1] for kind in ("csv", "parquet")}
+    return {kind: images / common.timed(partial(write, work / f"rows.{kind}"))[1] for kind in ("csv", "parquet")}
 
 
 def projection(per_worker: float, source: str, efficiency: float, cap: float) -> None:
@@ -127,7 +116,7 @@ def projection(per_worker: float, source: str, efficiency: float, cap: float) ->
         f"\nProjection (arithmetic, not a measurement): {per_worker:,.1f} images/s a worker ({source}) x workers x "
         f"{efficiency:.2f}, at most the {cap:,.0f} rows/s the driver writes\n"
     )
-    row = table("workers", "images/s", "a million images", "a billion images")
+    row = common.table("workers", "images/s", "a million images", "a billion images")
     for workers in CLUSTER_SIZES:
         rate = min(per_worker * workers * efficiency, cap)
         row(workers, f"{rate:,.0f}", _duration(1e6 / rate), _duration(1e9 / rate))
@@ -141,28 +130,29 @@ def _duration(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = options_parser(__doc__, OPTIONS).parse_args(argv)
+    args = common.options_parser(__doc__, OPTIONS).parse_args(argv)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a cluster of this process's own, on loopback
-    cores = len(os.sched_getaffinity(0))
-    with demo_files(args, "bench_scale-") as (work, _, large):
+    cores = available_cores()
+    with common.demo_files(args, "bench_scale-") as (work, _, large):
+        # the first JPEGs of the large folder: the same seed draws the same scenes
         small = work / "small"
-        small.mkdir()
-        for path in sorted(large.iterdir())[: args.small]:
-            shutil.copy(path, small / path.name)
+        common.write_images(small, count=args.small, width=args.width, height=args.height)
         folders, output = {small: args.small, large: args.images}, work / "scores.csv"
-        _, model = scored_model(work, args.arch, args)
-        plain = demo_command(*model, "--window", str(args.window))
+        _, model = common.scored_model(work, args.arch, args)
+        plain = common.demo_command(*model, "--window", str(args.window))
         print(
             f"\n{args.arch}, {args.width}x{args.height} JPEGs resized to {args.resize_size_h}x"
             f"{args.resize_size_w}; folders of {args.small} and {args.images} images; --window {args.window}\n"
         )
-        row = table("way", "steady images/s", "fixed s per run", f"{args.images} images, s")
+        row = common.table("way", "steady images/s", "fixed s per run", f"{args.images} images, s")
         # the plain path first, before the cluster's processes share the machine
         rates = {PLAIN: measure(PLAIN, plain, folders, output, row)}
         address, started = start_cluster(cores)
         try:
             time.sleep(SETTLE)
-            for workers in ray_workers():
+            # 1 and 2 workers, or as many as there are GPUs, up to 2 (a worker holds one)
+            gpus = torch.cuda.device_count()
+            for workers in range(1, min(gpus, 2) + 1) if gpus else (1, 2):
                 way = f"--ray ADDRESS --ray_workers {workers}"
                 on_ray = [*plain, "--ray", address, "--ray_workers", str(workers)]
                 rates[way] = measure(way, on_ray, folders, output, row)

@@ -12,7 +12,6 @@ ratio is against it, measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import gc
 from dataclasses import dataclass
 
@@ -72,24 +71,15 @@ OPTIONS = {
 }
 
 
-def synthetic_batch(batch_size: int, height: int, width: int, device: torch.device):
-    """uint8 images and scores, as a data loader gives them, already on the device."""
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, generator=generator)
-    mos = torch.rand(batch_size, generator=generator) * 100
-    return images.to(device), (mos.to(device), torch.ones(batch_size, device=device))
-
-
 def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engine:
     """main.py's trainer of a fresh model (random weights), in the setting's precision and layout
     (run it in the setting's cuDNN mode, `cudnn_mode(deterministic=setting.deterministic)`)."""
     torch.manual_seed(0)
     model = IQAModel(arch=arch, pretrained=False).to(device)
     set_memory_format(model, channels_last=setting.channels_last)
-    optimizer = create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0)
     return create_trainer(
         compile_model(model, setting.compile_mode),
-        optimizer,
+        create_optimizer(model, lr=1e-4, ft_lr_ratio=0.1, weight_decay=0),
         IQALoss(),
         device=device,
         precision=choose_precision(setting.opt_level, device),
@@ -109,10 +99,14 @@ def step_throughput(
     steps: int,
     device: torch.device,
 ) -> tuple[float, str]:
-    """(images/s, peak GPU memory) of the trainer in one setting; its own batch size, if it has one, wins."""
+    """(images/s, peak GPU memory) of the trainer in one setting on one batch of uint8 images and
+    scores already on the device, as a data loader gives them; the setting's batch size, if it has one, wins."""
     trainer = build_trainer(setting, arch=arch, device=device)
     batch_size = setting.batch_size or batch_size
-    batch = synthetic_batch(batch_size, height, width, device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8, generator=generator)
+    mos = torch.rand(batch_size, generator=generator) * 100
+    batch = images.to(device), (mos.to(device), torch.ones(batch_size, device=device))
     reset_peak_memory(device)
     with cudnn_mode(deterministic=setting.deterministic):
         trainer.run([batch] * warmup, max_epochs=1)
@@ -120,17 +114,13 @@ def step_throughput(
     return batch_size * steps / seconds, peak_memory(device)
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = options_parser(__doc__, OPTIONS, add_help)
+def main(argv: list[str] | None = None) -> None:
+    parser = options_parser(__doc__, OPTIONS)
     defaults = f"{' '.join(GPU_DEFAULT)} on a GPU, {' '.join(CPU_DEFAULT)} on a CPU"
     parser.add_argument(
         "--settings", nargs="+", choices=sorted(SETTINGS), help=f"settings to run (default: {defaults})"
     )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     cpu_note = "; on a CPU every opt level runs in float32" if device.type == "cpu" else ""
     print(

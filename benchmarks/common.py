@@ -1,4 +1,6 @@
-"""What every benchmark shares: its options, the machine it ran on, honest timing and a Markdown table.
+"""The harness every benchmark goes through: its options, the machine it ran on, honest timing, a
+Markdown table, the data it times (a rated data set of KonIQ-10k's shape, JPEGs of synthetic
+scenes, a checkpoint of random weights) and test_demo.py run as a user runs it.
 
 Timing on a GPU must wait for the queued kernels (torch.cuda.synchronize) before reading the
 clock; peak memory is what the CUDA caching allocator gave to tensors, reset per setting.
@@ -7,18 +9,28 @@ clock; peak memory is what the CUDA caching allocator gave to tensors, reset per
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import platform
-import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import numpy as np
 import torch
+
+from linearityiqa.data.dataset_registry import DataSource
+from linearityiqa.data.image_store import available_cores
+from linearityiqa.data.info_builders import user_info_from_csv
+from linearityiqa.data.info_files import write_info
+from linearityiqa.data.synthetic import degrade, draw_degradation, quality_of, render_scene
 
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")
@@ -26,19 +38,21 @@ Result = TypeVar("Result")
 # Options several benchmarks share, as options_parser takes them.
 DEVICE = {"--device": ("cuda" if torch.cuda.is_available() else "cpu", "device", ("cpu", "cuda"))}
 WORK_DIR = {"--work-dir": (None, "folder for the images and their cache, kept for later runs (default: temporary)")}
+# test_demo.py's benchmarks: the size a command resizes to, and the JPEGs it scores.
+SIZES = {
+    "--resize_size_h": (498, "height after --resize"),
+    "--resize_size_w": (664, "width after --resize"),
+    "--width": (1024, "width of the JPEGs"),
+    "--height": (768, "height of the JPEGs"),
+}
 
 
-def options_parser(doc: str, options: dict[str, tuple], add_help: bool = True) -> argparse.ArgumentParser:
-    """A parser described by the first line of `doc`, with an option per entry of `options`.
-
-    Args:
-        doc: the benchmark's docstring.
-        options: "--name": (default, help[, type or the values allowed]); the type is otherwise
-            the default's (a list takes one or more values; None is a string's, and its help says
-            what leaving the option out means).
-        add_help: whether -h is an option.
-    """
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0], add_help=add_help)
+def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentParser:
+    """A parser described by the first line of `doc` (the benchmark's docstring), with an option per
+    entry of `options`: "--name": (default, help[, type or the values allowed]); the type is otherwise
+    the default's (a list takes one or more values; None is a string's, and its help says what leaving
+    the option out means)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, (default, text, *kind) in options.items():
         listed = isinstance(default, list)
         example = default[0] if listed else default
@@ -57,13 +71,12 @@ def options_parser(doc: str, options: dict[str, tuple], add_help: bool = True) -
 @contextmanager
 def work_folder(kept: str | None, prefix: str) -> Iterator[Path]:
     """The folder `kept` (made if need be and left in place), else a temporary one removed at the end."""
-    folder = Path(kept or tempfile.mkdtemp(prefix=prefix))
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield folder
-    finally:
-        if kept is None:
-            shutil.rmtree(folder, ignore_errors=True)
+    if kept is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+            yield Path(temporary)
+    else:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        yield Path(kept)
 
 
 def machine() -> str:
@@ -72,18 +85,10 @@ def machine() -> str:
         device = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
     else:
         device = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{device}; torch {torch.__version__}; {cores} cores; Python {platform.python_version()}; {date.today()}"
-
-
-@contextmanager
-def load_watched() -> Iterator[None]:
-    """The machine, and the load average before and after: another process on a few cores slows
-    every stage of a command, and the load average shows whether one ran."""
-    print(machine())
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    yield
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    return (
+        f"{device}; torch {torch.__version__}; {available_cores()} cores; Python {platform.python_version()}; "
+        f"{date.today()}"
+    )
 
 
 def synchronize(device: torch.device | None) -> None:
@@ -116,3 +121,98 @@ def table(*columns: str) -> Callable[..., None]:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns), flush=True)
     return lambda *cells: print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+
+
+def _write_rated_image(path: str, seed: int, width: int, height: int) -> float:
+    rng = np.random.default_rng(seed)
+    degradation = draw_degradation(rng)
+    degrade(render_scene(rng, width, height), degradation, rng).save(path, format="JPEG", quality=95)
+    return quality_of(degradation)
+
+
+def rated_source(work_dir: Path, *, count: int, width: int = 1024, height: int = 768) -> DataSource:
+    """A data set of KonIQ-10k's shape: `count` JPEGs scored with their generating quality, with a
+    fixed split 70 : 10 : 20 in a `set` column, as KonIQ-10k has. It is written into a folder of
+    `work_dir` unless a run left it there, by a pool of processes (an image takes about 70 ms on
+    one core)."""
+    folder = work_dir / f"rated-{count}-{width}x{height}"
+    image_dir, info_path = folder / "images", folder / "info.mat"
+    if not info_path.is_file():  # the info file is written last, whole or not at all
+        image_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"{number:05d}.jpg" for number in range(count)]
+        paths = [str(image_dir / name) for name in names]
+        with ProcessPoolExecutor(max_workers=available_cores()) as pool:
+            qualities = list(
+                pool.map(_write_rated_image, paths, range(count), [width] * count, [height] * count, chunksize=8)
+            )
+        shares = {"training": 0.7, "validation": 0.1, "test": 0.2}
+        sets = np.random.default_rng(count).choice([*shares], size=count, p=[*shares.values()])
+        with open(folder / "scores.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["image_name", "mos", "set"])
+            writer.writerows(zip(names, (f"{100 * quality:.3f}" for quality in qualities), sets))
+        write_info(info_path, user_info_from_csv(folder / "scores.csv"))
+    return DataSource.open("generated", data_info=info_path, im_dir=image_dir)
+
+
+def write_images(folder: Path, *, count: int, width: int, height: int) -> list[Path]:
+    """`count` JPEGs of random scenes (quality 90), as a camera's photos decode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = [folder / f"{index:04d}.jpg" for index in range(count)]
+    for path in paths:
+        render_scene(rng, width, height).save(path, quality=90)
+    return paths
+
+
+@contextmanager
+def demo_files(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, Path, Path]]:
+    """(a temporary folder, one JPEG in it, a folder of --images JPEGs in it) of synthetic scenes at
+    --width x --height, the machine and the load average printed before and after: another process
+    on a few cores slows every stage of a command, and the load average shows whether one ran."""
+    print(machine())
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        work_dir = Path(work)
+        [image] = write_images(work_dir / "one", count=1, width=args.width, height=args.height)
+        write_images(work_dir / "folder", count=args.images, width=args.width, height=args.height)
+        yield work_dir, image, work_dir / "folder"
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def scored_model(folder: Path, arch: str, args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """(a checkpoint of `arch` written into `folder`, test_demo.py's options for it, resized as `args` say).
+
+    Its weights are random, seeded so that a score is comparable across runs, in the authors'
+    layout (model, k, b).
+    """
+    from IQAmodel import IQAModel
+
+    torch.manual_seed(0)
+    checkpoint = folder / f"{arch}.pth"
+    torch.save(
+        {"model": IQAModel(arch=arch, pretrained=False).state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}, checkpoint
+    )
+    size = ["-rs_h", str(args.resize_size_h), "-rs_w", str(args.resize_size_w)]
+    return checkpoint, ["--arch", arch, "--trained_model_file", str(checkpoint), "--resize", *size]
+
+
+def demo_command(*options: str) -> list[str]:
+    """test_demo.py with `options`, run by this interpreter."""
+    return [sys.executable, "test_demo.py", *options]
+
+
+def run_seconds(command: list[str]) -> tuple[str, float]:
+    """(stdout, wall seconds) of a command run from the repository root, in a fresh process as a
+    user pays for it; it must succeed."""
+    done, seconds = timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True))
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return done.stdout, seconds
+
+
+def one_image(command: list[str], image: Path, repeats: int) -> tuple[list[float], str]:
+    """Wall seconds of each of `repeats` runs of test_demo.py `command` on `image`, from process start
+    to score, and the score it printed (the last word of its output)."""
+    runs = [run_seconds([*command, "--img", str(image)]) for _ in range(repeats)]
+    return [seconds for _, seconds in runs], runs[0][0].strip().rsplit(" ", 1)[-1]

@@ -62,17 +62,12 @@ def frames_to_loss(argv: list[str]) -> list[tuple[str, str]]:
 
 def small_run(folder: Path) -> list[str]:
     """main.py's options for a one-epoch run on a synthetic KonIQ-10k made in `folder`."""
-    from linearityiqa.data.info_builders import koniq_info_from_csv
-    from linearityiqa.data.info_files import write_info
-    from linearityiqa.data.synthetic import write_koniq_layout
+    from linearityiqa.cli.quickstart import synthetic_koniq
 
-    sets = write_koniq_layout(folder / "download", count=24, width=96, height=64, seed=0)
-    write_info(folder / "KonIQ-10kinfo.mat", koniq_info_from_csv(sets))
+    koniq = synthetic_koniq(folder, count=24, width=96, height=64, seed=0)
     return [
-        "--dataset", "KonIQ-10k", "--resize", "-rs_h", "64", "-rs_w", "96", "--arch", "resnet18",
-        "--pretrained", "none", "-bs", "4", "-e", "1", "--num_workers", "0", "--loss_type", "Lp",
-        "--data_info", str(folder / "KonIQ-10kinfo.mat"), "--im_dir", str(folder / "download" / "1024x768"),
-        "--cache_dir", "none", "--trained_model_file", str(folder / "model.pth"),
+        *koniq, "--resize", "-rs_h", "64", "-rs_w", "96", "--arch", "resnet18", "--pretrained", "none", "-bs", "4",
+        "-e", "1", "--num_workers", "0", "--loss_type", "Lp", "--trained_model_file", str(folder / "model.pth"),
         "--results_dir", str(folder / "results"), "--log_dir", str(folder / "runs"),
     ]  # fmt: skip
 

@@ -11,7 +11,7 @@ batch size 8 (their list mixes in 4 and 16), and the t-test uses ten splits, exp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # The basic run, as the authors typed it.
 PAPER_BASE = tuple(
@@ -22,19 +22,18 @@ LOSSES: dict[str, tuple[str, ...]] = {
     "MSE": ("--loss_type", "mse"),
     "Norm-in-Norm": ("--loss_type", "Lp", "--p", "1", "--q", "2"),
 }
-BACKBONES: dict[str, str] = {
+BACKBONES = {
     "ResNet-18": "resnet18",
     "ResNet-34": "resnet34",
     "ResNet-50": "resnet50",
     "ResNeXt-101": "resnext101_32x8d",
 }
-# Figure 5 varies one setting of the basic ResNet-50 run at a time.
-SWEEPS: dict[str, tuple[str, ...]] = {
-    "lr": ("1e-3", "1e-4", "1e-5"),
-    "bs": ("4", "8", "16"),
-    "ft_lr_ratio": ("0", "0.01", "0.1", "1"),
+# Figure 5 varies one setting of the basic ResNet-50 run at a time: its label, option and values.
+SWEEPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lr": ("--lr", ("1e-3", "1e-4", "1e-5")),
+    "bs": ("-bs", ("4", "8", "16")),
+    "ft_lr_ratio": ("--ft_lr_ratio", ("0", "0.01", "0.1", "1")),
 }
-SWEEP_OPTIONS = {"lr": "--lr", "bs": "-bs", "ft_lr_ratio": "--ft_lr_ratio"}
 # Table 2's weights of l and l' (--alpha); l alone is the default, so that run is the basic one.
 LOSS_VARIANTS: dict[str, tuple[str, ...]] = {
     "l": (),
@@ -47,15 +46,10 @@ T_TEST_SPLITS = 10
 
 @dataclass(frozen=True)
 class Run:
-    """One training run of an experiment.
-
-    Args:
-        labels: what tells it apart in the report, e.g. {'loss': 'MAE', 'lr': '1e-3'}.
-        options: main.py options after the basic ones; later options win.
-        dataset: the data set it trains on.
-        test_curves: evaluate the train and test sets every epoch too (--test_during_training).
-        cross_dataset: test the trained model on CLIVE as well.
-    """
+    """One training run: its labels in the report (e.g. {'loss': 'MAE', 'lr': '1e-3'}), its main.py
+    options after the basic ones (later options win), the data set it trains on, whether it evaluates
+    the train and test sets every epoch too (--test_during_training), and whether its model is then
+    tested on CLIVE across data sets."""
 
     labels: dict[str, str]
     options: tuple[str, ...]
@@ -66,29 +60,21 @@ class Run:
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment of the paper: its runs, and which report draws its figure or table."""
+    """An experiment of the paper: its runs, and which report (reports.REPORTS) draws its figure or table."""
 
     name: str
     title: str
     report: str
-    runs: list[Run] = field(default_factory=list)
-
-
-def _losses(losses: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-    return [(name, LOSSES[name]) for name in losses]
-
-
-def _backbones(backbones: Sequence[str]) -> list[tuple[str, str]]:
-    return [(name, BACKBONES[name]) for name in backbones]
+    runs: list[Run]
 
 
 def figure1(losses: Sequence[str], **_) -> Experiment:
-    runs = [Run({"loss": name}, options, test_curves=True) for name, options in _losses(losses)]
+    runs = [Run({"loss": name}, LOSSES[name], test_curves=True) for name in losses]
     return Experiment("figure1", "Figure 1: MAE, MSE and norm-in-norm during training", "curves", runs)
 
 
 def figure4(losses: Sequence[str], **_) -> Experiment:
-    runs = [Run({"loss": name}, options, test_curves=True) for name, options in _losses(losses) if name != "MAE"]
+    runs = [Run({"loss": name}, LOSSES[name], test_curves=True) for name in losses if name != "MAE"]
     if "MSE" in losses:
         runs.insert(1, Run({"loss": "MSE + BN"}, LOSSES["MSE"] + ("--use_bn_end",), test_curves=True))
     return Experiment("figure4", "Figure 4: MSE with BatchNorm at the end of each head", "curves", runs)
@@ -96,22 +82,23 @@ def figure4(losses: Sequence[str], **_) -> Experiment:
 
 def figure5(losses: Sequence[str], **_) -> Experiment:
     runs = [
-        Run(
-            {"loss": name, "sweep": sweep, "value": value},
-            ("--arch", "resnet50") + options + (SWEEP_OPTIONS[sweep], value),
-        )
-        for sweep, values in SWEEPS.items()
+        Run({"loss": name, "sweep": sweep, "value": value}, ("--arch", "resnet50", *LOSSES[name], option, value))
+        for sweep, (option, values) in SWEEPS.items()
         for value in values
-        for name, options in _losses(losses)
+        for name in losses
     ]
     return Experiment("figure5", "Figure 5: learning rate, batch size and ft_lr_ratio (ResNet-50)", "sweeps", runs)
 
 
 def figure6(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
     runs = [
-        Run({"loss": name, "backbone": backbone}, ("--arch", arch, "-bs", "16") + options, cross_dataset=True)
-        for backbone, arch in _backbones(backbones)
-        for name, options in _losses(losses)
+        Run(
+            {"loss": name, "backbone": backbone},
+            ("--arch", BACKBONES[backbone], "-bs", "16", *LOSSES[name]),
+            cross_dataset=True,
+        )
+        for backbone in backbones
+        for name in losses
     ]
     return Experiment("figure6", "Figure 6: backbones, on KonIQ-10k and across data sets on CLIVE", "bars", runs)
 
@@ -119,21 +106,17 @@ def figure6(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
 def figure7(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
     # the largest backbone asked for: ResNeXt-101, the paper's model, unless left out
     backbone = max(backbones, key=list(BACKBONES).index)
-    runs = [
-        Run(
-            {"loss": name, "backbone": backbone},
-            ("--arch", BACKBONES[backbone], "-bs", "16") + options,
-            cross_dataset=True,
-        )
-        for name, options in _losses(losses)
-    ]
+    runs = figure6(losses, [backbone]).runs
     return Experiment("figure7", f"Figure 7: predicted against subjective scores ({backbone})", "scatter", runs)
 
 
 def table1(backbones: Sequence[str], **_) -> Experiment:
     runs = [
-        Run({"backbone": backbone, "p": p, "q": q}, ("--arch", arch) + LOSSES["Norm-in-Norm"] + ("--p", p, "--q", q))
-        for backbone, arch in _backbones(backbones)
+        Run(
+            {"backbone": backbone, "p": p, "q": q},
+            ("--arch", BACKBONES[backbone], *LOSSES["Norm-in-Norm"], "--p", p, "--q", q),
+        )
+        for backbone in backbones
         for p in ("1", "2")
         for q in ("1", "2")
     ]
@@ -151,11 +134,11 @@ def ttest(losses: Sequence[str], splits: int = T_TEST_SPLITS, **_) -> Experiment
     runs = [
         Run(
             {"loss": name, "split": str(split)},
-            ("--arch", "resnet18", "--exp_id", str(split)) + options,
+            ("--arch", "resnet18", "--exp_id", str(split), *LOSSES[name]),
             dataset="CLIVE",
         )
         for split in range(splits)
-        for name, options in _losses(losses)
+        for name in losses
     ]
     return Experiment("ttest", f"Paired t-test over {splits} CLIVE splits (ResNet-18)", "ttest_table", runs)
 

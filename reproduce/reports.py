@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -32,14 +31,6 @@ DEFAULT_THRESHOLDS = (0.8, 0.9)
 COLOURS = {"MAE": "tab:orange", "MSE": "tab:blue", "MSE + BN": "tab:purple", "Norm-in-Norm": "tab:green"}
 
 
-@dataclass(frozen=True)
-class Report:
-    """What a report wrote: its Markdown table and its figure (None for a table of the paper)."""
-
-    table: Path
-    figure: Path | None
-
-
 def write_report(
     experiment: Experiment,
     results: list[RunResult],
@@ -47,13 +38,11 @@ def write_report(
     out: Path,
     description: str,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-) -> Report:
-    """Draw `experiment`'s figure and write its table under `out`, named after the experiment.
+) -> tuple[Path, Path | None]:
+    """Write `experiment`'s table and draw its figure (none for a table of the paper) under `out`,
+    named after the experiment, from its finished runs `results`; the paths of both.
 
     Args:
-        experiment: what was run.
-        results: its finished runs.
-        out: the folder of the report.
         description: the data and training it ran on, for the table's heading.
         thresholds: validation PLCC levels whose first epoch the curves' table reports.
     """
@@ -69,7 +58,7 @@ def write_report(
     path = out / f"{experiment.name}.md"
     with replacing(path, what="table", advice=ADVICE) as file:
         file.write("\n".join(lines) + "\n")
-    return Report(path, figure)
+    return path, figure
 
 
 def tested(result: RunResult, dataset: str) -> dict[str, float]:
@@ -79,9 +68,8 @@ def tested(result: RunResult, dataset: str) -> dict[str, float]:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
-        "| " + " | ".join(row) + " |" for row in rows
-    ]
+    lines = [f"| {' | '.join(cells)} |" for cells in (header, *rows)]
+    return [lines[0], "|" + " --- |" * len(header), *lines[1:]]
 
 
 def _label(result: RunResult) -> str:
@@ -100,36 +88,29 @@ def _datasets(result: RunResult) -> list[str]:
     return [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in result.scores]
 
 
-# Figures 1 and 4: the metrics of each split during training, one line per loss.
-
-
-def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    splits = [
-        split
-        for split in SPLITS
-        if any(result.metrics.has(split) for result in results)
-        and any(result.metrics.series(split, "PLCC").epochs for result in results)
-    ]
-    figure = Figure(figsize=(4.2 * len(splits), 7), layout="constrained")
-    axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
-    for row, metric in enumerate(METRICS):
-        for column, split in enumerate(splits):
-            ax = axes[row][column]
-            for result in results:
-                series, label = result.metrics.series(split, metric), _label(result)
-                ax.plot(series.epochs, series.values, marker=".", label=label, color=COLOURS.get(label))
-            if (split, metric) == ("val", "PLCC"):
-                for threshold in thresholds:  # the levels the table counts epochs to
-                    ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
-            _epoch_axis(ax, f"{split} {metric}", metric)
-    axes[0][0].legend()
-    return figure
-
-
 def _epoch_axis(ax, title: str, ylabel: str) -> None:
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
+
+
+# Figures 1 and 4: the metrics of each split during training, one line per loss.
+
+
+def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
+    splits = [split for split in SPLITS if any(result.metrics.series(split, "PLCC").epochs for result in results)]
+    figure = Figure(figsize=(4.2 * len(splits), 7), layout="constrained")
+    axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
+    for ax, (metric, split) in zip(axes.flat, product(METRICS, splits)):
+        for result in results:
+            series, label = result.metrics.series(split, metric), _label(result)
+            ax.plot(series.epochs, series.values, marker=".", label=label, color=COLOURS.get(label))
+        if (split, metric) == ("val", "PLCC"):
+            for threshold in thresholds:  # the levels the table counts epochs to
+                ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+        _epoch_axis(ax, f"{split} {metric}", metric)
+    axes[0][0].legend()
+    return figure
 
 
 def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
@@ -148,11 +129,8 @@ def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
         rows.append(
             [_label(result)]
             + [str(first_epoch_reaching(val, level) or "not reached") for _, level in levels]
-            + [
-                f"{val.values[best]:.3f} ({val.epochs[best]})",
-                f"{result.metrics.final('SROCC'):.3f}",
-                f"{result.metrics.final('PLCC'):.3f}",
-            ]
+            + [f"{val.values[best]:.3f} ({val.epochs[best]})"]
+            + [f"{result.metrics.final(metric):.3f}" for metric in METRICS]
         )
     return markdown_table(header, rows)
 
@@ -164,15 +142,13 @@ def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure
     sweeps, losses = _found(results, "sweep"), _found(results, "loss")
     figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout="constrained")
     axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
-    for row, sweep in enumerate(sweeps):
-        for column, loss in enumerate(losses):
-            ax = axes[row][column]
-            for result in results:
-                if result.run.labels["sweep"] == sweep and _label(result) == loss:
-                    series = result.metrics.series("val", "PLCC")
-                    ax.plot(series.epochs, series.values, marker=".", label=f"{sweep} {result.run.labels['value']}")
-            _epoch_axis(ax, f"{loss}: {sweep}", "val PLCC")
-            ax.legend(fontsize="small")
+    for ax, (sweep, loss) in zip(axes.flat, product(sweeps, losses)):
+        for result in results:
+            if result.run.labels["sweep"] == sweep and _label(result) == loss:
+                series = result.metrics.series("val", "PLCC")
+                ax.plot(series.epochs, series.values, marker=".", label=f"{sweep} {result.run.labels['value']}")
+        _epoch_axis(ax, f"{loss}: {sweep}", "val PLCC")
+        ax.legend(fontsize="small")
     return figure
 
 
@@ -193,34 +169,25 @@ def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
 
 def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
     backbones, losses = _found(results, "backbone"), _found(results, "loss")
+    by_run = {(_label(result), result.run.labels["backbone"]): result for result in results}
     figure = Figure(figsize=(11, 4), layout="constrained")
     width = 0.8 / len(losses)
     for ax, (dataset, metric) in zip(figure.subplots(1, 2), (("KonIQ-10k", "PLCC"), (CROSS_DATASET, "SROCC"))):
         for offset, loss in enumerate(losses):
-            values = [_value(results, dataset, metric, loss=loss, backbone=backbone) for backbone in backbones]
-            bars = ax.bar(
-                np.arange(len(backbones)) + (offset - (len(losses) - 1) / 2) * width,
-                values,
-                width * 0.9,
-                label=loss,
-                color=COLOURS.get(loss),
-            )
+            values = [
+                tested(by_run[loss, backbone], dataset)[metric] if (loss, backbone) in by_run else np.nan
+                for backbone in backbones
+            ]
+            at = np.arange(len(backbones)) + (offset - (len(losses) - 1) / 2) * width
+            bars = ax.bar(at, values, width * 0.9, label=loss, color=COLOURS.get(loss))
             ax.bar_label(bars, fmt="%.3f", fontsize="x-small")
         ax.set(title=f"{dataset} {metric}", ylabel=metric, xticks=np.arange(len(backbones)), xticklabels=backbones)
         ax.legend(fontsize="small", loc="lower right")
     return figure
 
 
-def _value(results: list[RunResult], dataset: str, metric: str, **labels: str) -> float:
-    for result in results:
-        if all(result.run.labels.get(key) == value for key, value in labels.items()):
-            return tested(result, dataset)[metric]
-    return np.nan
-
-
 def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
-    keys = list(results[0].run.labels)
-    datasets = _datasets(results[0])
+    keys, datasets = list(results[0].run.labels), _datasets(results[0])
     header = keys + [f"{dataset} {metric}" for dataset in datasets for metric in METRICS]
     rows = []
     for result in results:
@@ -236,44 +203,30 @@ def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figur
     datasets = _datasets(results[0])
     figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
-    for row, dataset in enumerate(datasets):
-        for column, result in enumerate(results):
-            scores = read_scores(result.scores[dataset])
-            order = np.argsort(scores["prediction"])
-            metrics = correlations(scores["score"], scores["mapped"])
-            ax = axes[row][column]
-            ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=COLOURS.get(_label(result)))
-            ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
-            ax.set(
-                title=f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}",
-                xlabel="predicted quality",
-                ylabel="MOS",
-            )
-            ax.legend(fontsize="small", loc="upper left")
+    for ax, (dataset, result) in zip(axes.flat, product(datasets, results)):
+        scores, metrics = read_scores(result.scores[dataset]), tested(result, dataset)
+        order = np.argsort(scores["prediction"])
+        ax.scatter(scores["prediction"], scores["score"], s=6, alpha=0.5, color=COLOURS.get(_label(result)))
+        ax.plot(scores["prediction"][order], scores["mapped"][order], color="black", label="k x + b")
+        title = f"{_label(result)} on {dataset}\nSROCC {metrics['SROCC']:.3f}, PLCC {metrics['PLCC']:.3f}"
+        ax.set(title=title, xlabel="predicted quality", ylabel="MOS")
+        ax.legend(fontsize="small", loc="upper left")
     return figure
 
 
 def pq_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Table 1: rows backbones, columns (p, q); each cell KonIQ-10k test SROCC / PLCC."""
     orders = [(p, q) for p in ("1", "2") for q in ("1", "2")]
-    cells = {
-        (result.run.labels["backbone"], result.run.labels["p"], result.run.labels["q"]): tested(result, "KonIQ-10k")
-        for result in results
-    }
-    backbones = _found(results, "backbone")
+    cells = {}
+    for result in results:
+        metrics, labels = tested(result, "KonIQ-10k"), result.run.labels
+        cells[labels["backbone"], labels["p"], labels["q"]] = f"{metrics['SROCC']:.3f} / {metrics['PLCC']:.3f}"
     rows = [
-        [backbone]
-        + [
-            f"{cells[backbone, p, q]['SROCC']:.3f} / {cells[backbone, p, q]['PLCC']:.3f}"
-            if (backbone, p, q) in cells
-            else "missing"
-            for p, q in orders
-        ]
-        for backbone in backbones
+        [backbone] + [cells.get((backbone, p, q), "missing") for p, q in orders]
+        for backbone in _found(results, "backbone")
     ]
-    return ["KonIQ-10k test SROCC / PLCC.", ""] + markdown_table(
-        ["backbone"] + [f"p={p}, q={q}" for p, q in orders], rows
-    )
+    header = ["backbone"] + [f"p={p}, q={q}" for p, q in orders]
+    return ["KonIQ-10k test SROCC / PLCC.", "", *markdown_table(header, rows)]
 
 
 def variants_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
@@ -287,16 +240,17 @@ def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[s
     plcc: dict[str, dict[str, float]] = defaultdict(dict)
     for result in results:
         plcc[_label(result)][result.run.labels["split"]] = tested(result, result.run.dataset)["PLCC"]
-    losses = _found(results, "loss")
     rows = []
-    for loss in losses:
+    for loss in _found(results, "loss"):
         values = np.array(list(plcc[loss].values()))
         row = [loss, str(len(values)), f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"]
         rows.append(row + list(_paired_test(plcc["Norm-in-Norm"], plcc[loss]) if loss != "Norm-in-Norm" else ("", "")))
+    header = ["loss", "splits", "PLCC mean ± std", "norm-in-norm minus it (mean)", "t-test p"]
     return [
         "Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished.",
         "",
-    ] + markdown_table(["loss", "splits", "PLCC mean ± std", "norm-in-norm minus it (mean)", "t-test p"], rows)
+        *markdown_table(header, rows),
+    ]
 
 
 def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str, str]:
@@ -308,7 +262,7 @@ def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str,
 
 
 # Each report: how it draws its figure (None: a table of the paper) and how it writes its table.
-REPORTS: dict[str, tuple[Callable[..., Figure] | None, Callable[..., list[str]]]] = {
+REPORTS = {
     "curves": (draw_curves, curves_table),
     "sweeps": (draw_sweeps, sweeps_table),
     "bars": (draw_bars, tests_table),

@@ -1,18 +1,10 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
 Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (see linearityiqa/records/paths.py)
-under one output folder:
-
-    <out>/checkpoints/<run name>                      the best model
-    <out>/results/<run name>-epochs.csv               its metrics every epoch, and the final test
-    <out>/results/<run name>-scores.csv               per-image scores of the KonIQ-10k test
-    <out>/results/dataset=CLIVE-tested_on_<run name>-scores.csv   and across data sets on CLIVE
-    <out>/runs/                                       TensorBoard logs
-
-A run whose records are complete is not trained again: experiments that share a run (the
-basic setting recurs in Figures 1, 4 and Tables 1, 2) train it once, and an interrupted
-experiment picks up where it stopped: a run interrupted after an epoch resumes (--resume).
+process of its own, and it writes what any run writes (linearityiqa/records/paths.py) under one
+output folder (reproduce/README.md lists it). A run whose records are complete is not trained
+again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
+train it once, and a run interrupted after an epoch resumes (--resume).
 """
 
 from __future__ import annotations
@@ -42,58 +34,44 @@ from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
 
 CROSS_DATASET = "CLIVE"
-
-
-class Data:
-    """The data an experiment runs on, as main.py options.
-
-    Args:
-        description: what it is, for the reports.
-        makers: per data set (KonIQ-10k, CLIVE), a function that returns the options selecting
-            it, making the data set first if need be and its keyword `make` is True: only the data
-            sets a run uses are made.
-        substitutions: options that replace the paper's for this data (empty for the real sets).
-    """
-
-    def __init__(self, description: str, makers: dict[str, Callable[..., list[str]]], substitutions: list[str]):
-        self.description, self.substitutions = description, substitutions
-        self._makers = makers
-        self._options: dict[str, list[str]] = {}
-
-    def options(self, dataset: str, *, make: bool = True) -> list[str]:
-        """The options selecting `dataset`; with `make` False nothing is made (the runs' names need none)."""
-        if not make:
-            return self._makers[dataset](make=False)
-        if dataset not in self._options:
-            self._options[dataset] = self._makers[dataset](make=True)
-        return self._options[dataset]
+# The synthetic stand-in's sizes, by option: the default, its help, and the smallest value the runs
+# work on and why. main.py needs two images in each split (a correlation to choose the best epoch by,
+# and to test): the fewest KonIQ-10k images that its shares (70:10:20) leave two validation images is
+# 16, the fewest CLIVE images that main.py's 60:20:20 split of the t-test does it for is 8
+# (tests/test_reproduce.py checks both).
+SYNTHETIC_SIZES = {
+    "count": (2500, "synthetic KonIQ-10k images", 16, f"synthetic KonIQ-10k images, the fewest whose 70:10:20 "
+              f"split leaves {LEAST_FOR_CORRELATION} images in each of training, validation and test (11, 2, 3), "
+              "as main.py needs"),
+    "clive_count": (200, "synthetic CLIVE images", 8, f"synthetic CLIVE images, the fewest whose 60:20:20 split "
+                    f"(the t-test's) leaves {LEAST_FOR_CORRELATION} images in each (4, 2, 2), as main.py needs"),
+    "size": (40, "side in pixels that synthetic images are trained and tested at", 32,
+             "pixels a side, ResNet-18's stride: smaller images leave its last layers feature maps of padding"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
-class SyntheticSizes:
-    """How big the synthetic stand-in is, and how it is trained.
+class Data:
+    """The data an experiment runs on, as main.py options: its `description` for the reports; per data
+    set (KonIQ-10k, CLIVE), a function that returns the options selecting it, making the data set
+    first unless it is there or its keyword `make` is False (only the data sets a run uses are made);
+    and the options that replace the paper's for this data (none for the real sets)."""
 
-    Args:
-        count: KonIQ-10k images (split 70:10:20 as the real one).
-        clive_count: CLIVE images (at CLIVE's 500x500).
-        size: side of the square the images are resized to for training and testing.
-    """
+    description: str
+    makers: dict[str, Callable[..., list[str]]]
+    substitutions: list[str]
 
-    count: int = 2500
-    clive_count: int = 200
-    size: int = 40
+    def options(self, dataset: str, *, make: bool = True) -> list[str]:
+        return self.makers[dataset](make=make)
 
 
 def real_data() -> Data:
     """KonIQ-10k and CLIVE where the manual's Data page (docs/data.md) sets them up."""
-    for name in ("KonIQ-10k", CROSS_DATASET):
+    names = ("KonIQ-10k", CROSS_DATASET)
+    for name in names:
         check_linked(get_dataset_spec(name))
-    return Data("KonIQ-10k and CLIVE", {name: partial(_named, name) for name in ("KonIQ-10k", CROSS_DATASET)}, [])
-
-
-def _named(name: str, *, make: bool) -> list[str]:
-    """The options of a real data set, which is set up already (make changes nothing)."""
-    return ["--dataset", name]
+    # a real data set is set up already: `make` changes nothing
+    return Data("KonIQ-10k and CLIVE", {name: lambda name=name, make=True: ["--dataset", name] for name in names}, [])
 
 
 def real_data_present() -> bool:
@@ -104,9 +82,20 @@ def real_data_present() -> bool:
     return True
 
 
-def synthetic_data(root: Path, sizes: SyntheticSizes) -> Data:
-    """A synthetic KonIQ-10k and CLIVE under root (made when a run first needs them); ResNet-18
-    from scratch, sized for a CPU.
+def check_sizes(sizes: dict[str, int]) -> None:
+    """ConfigError naming each option whose value is below the smallest the runs work on, as typed."""
+    small = [
+        f"--{option} {sizes[option]} is too small: use at least {least} {why}"
+        for option, (_, _, least, why) in SYNTHETIC_SIZES.items()
+        if sizes[option] < least
+    ]
+    if small:
+        raise ConfigError("; ".join(small))
+
+
+def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Data:
+    """A synthetic KonIQ-10k of `count` images and CLIVE of `clive_count` under root (made when a run
+    first needs them), trained and tested at `size` x `size`; ResNet-18 from scratch, sized for a CPU.
 
     Without ImageNet weights the backbone must learn at the heads' pace: it trains at lr 1e-3
     with ft_lr_ratio 1 rather than the paper's 1e-4 and 0.1, and the rate drops once, at
@@ -114,15 +103,15 @@ def synthetic_data(root: Path, sizes: SyntheticSizes) -> Data:
     the first rate. Tiny images are evaluated 32 at a time (-ebs 32), which changes no score.
     A run that sets one of these itself keeps its own.
     """
-    koniq = partial(synthetic_koniq, root, count=sizes.count, width=sizes.size, height=sizes.size, seed=0)
-    clive = partial(synthetic_clive, root, count=sizes.clive_count, width=500, height=500, seed=1)
+    koniq = partial(synthetic_koniq, root, count=count, width=size, height=size, seed=0)
+    clive = partial(synthetic_clive, root, count=clive_count, width=500, height=500, seed=1)
     substitutions = (
-        f"--arch resnet18 --pretrained none -rs_h {sizes.size} -rs_w {sizes.size} --lr 1e-3 --ft_lr_ratio 1 "
+        f"--arch resnet18 --pretrained none -rs_h {size} -rs_w {size} --lr 1e-3 --ft_lr_ratio 1 "
         "-olrd 0.1 -ebs 32 --num_workers 0"
     ).split()
     description = (
-        f"synthetic KonIQ-10k ({sizes.count} images) and CLIVE ({sizes.clive_count} images), "
-        f"ResNet-18 from scratch at {sizes.size}x{sizes.size}"
+        f"synthetic KonIQ-10k ({count} images) and CLIVE ({clive_count} images), "
+        f"ResNet-18 from scratch at {size}x{size}"
     )
     return Data(description, {"KonIQ-10k": koniq, CROSS_DATASET: clive}, substitutions)
 
@@ -137,6 +126,7 @@ class RunResult:
     scores: dict[str, str]
 
 
+@dataclass
 class Runner:
     """Runs experiments' runs into one output folder, skipping those already complete.
 
@@ -149,21 +139,16 @@ class Runner:
         train: False to report only on the runs already done.
     """
 
-    def __init__(
-        self,
-        *,
-        data: Data,
-        out: Path,
-        extra: Sequence[str] = (),
-        device: str | None = None,
-        epochs: int | None = None,
-        train: bool = True,
-    ):
-        self.data, self.out, self.train = data, Path(out), train
+    data: Data
+    out: Path
+    extra: Sequence[str] = ()
+    device: str | None = None
+    epochs: int | None = None
+    train: bool = True
+
+    def __post_init__(self):
         self.results_dir = str(self.out / "results")
-        self.common = list(PAPER_BASE) + data.substitutions + (["-e", str(epochs)] if epochs else [])
-        self.extra = list(extra)
-        self.device = ["--device", device] if device else []
+        self.device_options = ["--device", self.device] if self.device else []
 
     def results(self, experiment: Experiment) -> list[RunResult]:
         """Each run of the experiment, trained (and tested on CLIVE) unless its records are complete."""
@@ -172,16 +157,13 @@ class Runner:
         return [result for result in results if result is not None]
 
     def main_argv(self, run: Run) -> list[str]:
-        argv = self.common + self.data.options(run.dataset, make=self.train) + self.extra + list(run.options)
-        argv += self.device
+        epochs = ["-e", str(self.epochs)] if self.epochs else []
+        argv = [*PAPER_BASE, *self.data.substitutions, *epochs, *self.data.options(run.dataset, make=self.train)]
+        argv += [*self.extra, *run.options, *self.device_options]
         argv = fold_options(argv + (["--test_during_training"] if run.test_curves else []))
         checkpoint = self.out / "checkpoints" / run_settings(get_args_parser().parse_args(argv))["run_name"]
         outputs = ["--results_dir", self.results_dir, "--log_dir", str(self.out / "runs")]
         return argv + ["--trained_model_file", str(checkpoint), *outputs]
-
-    def cross_dataset_argv(self, checkpoint: str) -> list[str]:
-        paths = ["--trained_model_file", checkpoint, "--results_dir", self.results_dir]
-        return self.data.options(CROSS_DATASET) + self.device + ["--resize", *paths]
 
     def _run(self, run: Run, progress: str) -> RunResult | None:
         argv = self.main_argv(run)
@@ -189,7 +171,8 @@ class Runner:
         name, results_dir = Path(checkpoint).name, self.results_dir
         records = epochs_file(results_dir, name)
         metrics = EpochMetrics(records) if Path(records).is_file() else None
-        if not _complete(run, metrics):
+        # complete: the final test, and the test curves the run asks for
+        if not (metrics is not None and metrics.has(FINAL_TEST) and (metrics.has("test") or not run.test_curves)):
             if not self.train:
                 print(f"{progress}: not run yet ({_describe(run)})")
                 return None
@@ -202,14 +185,11 @@ class Runner:
                 if not self.train:
                     print(f"{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})")
                     return None
-                _call("test_dataset.py", self.cross_dataset_argv(checkpoint), progress, run)
+                paths = ["--trained_model_file", checkpoint, "--results_dir", results_dir]
+                argv = self.data.options(CROSS_DATASET) + self.device_options + ["--resize", *paths]
+                _call("test_dataset.py", argv, progress, run)
             scores[CROSS_DATASET] = cross
         return RunResult(run, name, metrics, scores)
-
-
-def _complete(run: Run, metrics: EpochMetrics | None) -> bool:
-    """Whether a run's records (None: it has none yet) hold its final test, and the test curves it asks for."""
-    return metrics is not None and metrics.has(FINAL_TEST) and (metrics.has("test") or not run.test_curves)
 
 
 def _resumed(checkpoint: str, records: str) -> list[str]:
@@ -231,7 +211,8 @@ def fold_options(argv: Sequence[str]) -> list[str]:
     actions = get_args_parser()._option_string_actions
     folded: dict[str, list[str]] = {}
     position = 0
-    argv = [part for token in argv for part in (token.split("=", 1) if _is_joined(token) else [token])]
+    # --lr=1e-3 as --lr 1e-3
+    argv = [part for token in argv for part in (token.split("=", 1) if token.startswith("--") else [token])]
     while position < len(argv):
         flag, position = argv[position], position + 1
         if flag not in actions:
@@ -254,11 +235,6 @@ def _is_flag(token: str) -> bool:
     return False
 
 
-def _is_joined(token: str) -> bool:
-    """--lr=1e-3 rather than --lr 1e-3."""
-    return token.startswith("--") and "=" in token
-
-
 def _describe(run: Run) -> str:
     return ", ".join(f"{key} {value}" for key, value in run.labels.items())
 
@@ -268,27 +244,3 @@ def _call(script: str, argv: list[str], progress: str, run: Run) -> None:
     print(f"\n== {progress}: {_describe(run)}\n   {command_line(script, argv)}", flush=True)
     if run_script(script, argv) != 0:
         raise RunFailed(f"{script} stopped on the run above ({_describe(run)}); its message says why")
-
-
-# The smallest synthetic stand-in the runs work on, by option: the value, and why. main.py needs two
-# images in each split (a correlation to choose the best epoch by, and to test): the fewest KonIQ-10k
-# images that its shares (70:10:20) leave two validation images is 16, the fewest CLIVE images that
-# main.py's 60:20:20 split of the t-test does it for is 8 (tests/test_reproduce.py checks both).
-SMALLEST_SIZES = {
-    "count": (16, f"synthetic KonIQ-10k images, the fewest whose 70:10:20 split leaves {LEAST_FOR_CORRELATION} "
-              "images in each of training, validation and test (11, 2, 3), as main.py needs"),
-    "clive_count": (8, f"synthetic CLIVE images, the fewest whose 60:20:20 split (the t-test's) leaves "
-                    f"{LEAST_FOR_CORRELATION} images in each (4, 2, 2), as main.py needs"),
-    "size": (32, "pixels a side, ResNet-18's stride: smaller images leave its last layers feature maps of padding"),
-}  # fmt: skip
-
-
-def check_sizes(sizes: SyntheticSizes) -> None:
-    """ConfigError naming each option whose value is below the smallest the runs work on, as typed."""
-    small = [
-        f"--{option} {getattr(sizes, option)} is too small: use at least {least} {why}"
-        for option, (least, why) in SMALLEST_SIZES.items()
-        if getattr(sizes, option) < least
-    ]
-    if small:
-        raise ConfigError("; ".join(small))
