@@ -70,15 +70,20 @@ with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR
     )
     from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile, open_model
     from linearityiqa.records.scale import score_meaning
-    from linearityiqa.records.score_output import ScoringRun, file_sha256, paths_sha256, score_writer
-    from linearityiqa.records.score_rows import csv_header, csv_rows, result_rows
+    from linearityiqa.records.score_output import (
+        NAMES,
+        ScoringRun,
+        csv_header,
+        csv_rows,
+        file_sha256,
+        paths_sha256,
+        score_writer,
+    )
     from linearityiqa.records.writing import refuse_inputs
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
-# how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
-NAMES = "surrogateescape"
 # What an ONNX model records itself, and PyTorch's options: not for --onnx.
 NOT_WITH_ONNX = (
     "trained_model_file", "arch", "pool", "use_bn_end", "P6", "P7", "resize", "resize_size_h", "resize_size_w",
@@ -225,7 +230,7 @@ def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, p
     with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
         stdout.write(csv_header(heads=args.heads))
         for window in windows(args, spec, model, paths, start=0, window=args.window):
-            stdout.write(csv_rows(result_rows(window, heads=args.heads)))
+            stdout.write(csv_rows(window, heads=args.heads))
             stdout.flush()
             failed += warn_failures(window)
     return report_failures(failed, len(paths), model)
