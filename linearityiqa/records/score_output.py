@@ -1,8 +1,5 @@
 """The scores of a scoring run, written as they come and resumable: CSV, a Parquet file, or a folder of Parquet shards.
 
-A row is image, score, error (a failed image has no score, a scored one no error) and, with
---heads, pq6, pq7, pq; a CSV's first line is its header. Parquet's schema carries metadata: what
-the scores are on (METADATA_SCALE, records/scale.score_meaning) and the run (METADATA_RUN).
 While a run scores, `<output>.partial/` beside the output holds what it has done:
 
     _run.json            what the run scores and how (`ScoringRun`), which --resume checks
@@ -21,25 +18,31 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 from linearityiqa.errors import BadFileError, ConfigError, OutputError
 from linearityiqa.image_scoring import ImageScore
 from linearityiqa.records.run_lock import run_lock
+from linearityiqa.records.score_rows import (
+    METADATA_RUN,
+    NAMES,
+    ScoringRun,
+    check_utf8_names,
+    columns_named,
+    csv_header,
+    csv_rows,
+    differences,
+    parquet_schema,
+    whole_rows,
+    write_parquet,
+)
 from linearityiqa.records.writing import check_writable, replacing, replacing_path, write_target
 
-COLUMNS = ("image", "score", "error")
-HEAD_COLUMNS = ("pq6", "pq7", "pq")
-# how a file name that is not valid UTF-8 is written to CSV: its bytes as they are (PEP 383)
-NAMES = "surrogateescape"
-# the Parquet schema's metadata: what the scores are on (a sentence), and the run (JSON of ScoringRun)
-METADATA_SCALE, METADATA_RUN = "linearityiqa.score", "linearityiqa.run"
 CSV, PARQUET, SHARDS = "csv", "parquet", "parquet folder"
 RUN_FILE = "_run.json"
 CSV_ROWS = "scores.csv"
@@ -50,136 +53,6 @@ _KIND = "linearityiqa scoring run"
 # the version of _run.json: 2 is the first whose CSV starts with its header
 FORMAT = 2
 ADVICE = "pass another --output"
-
-
-@dataclass(frozen=True)
-class ScoringRun:
-    """What a run scores and how: a partial run is continued only by a run that agrees on all of it.
-
-    Args:
-        model: the model file, as messages name it ("checkpoint checkpoints/p1q2.pth").
-        model_sha256: the model file's SHA-256: the same file under another name is the same model.
-        precision: --opt_level, which changes the scores.
-        resize: how images are sized (decoding.ImageSizing.tag()).
-        max_pixels: --max_pixels, which decides which images are refused.
-        images: how many images are scored.
-        images_sha256: SHA-256 of their paths, in order.
-        heads: whether the three heads are columns too.
-        window: images batched together (--window when the run began).
-        scale: what the scores are on (records/scale.score_meaning).
-    """
-
-    model: str
-    model_sha256: str
-    precision: str
-    resize: str
-    max_pixels: int
-    images: int
-    images_sha256: str
-    heads: bool
-    window: int
-    scale: str
-
-
-# What a field's difference is called in the message that refuses a partial run.
-_WHAT_DIFFERS = {
-    "model_sha256": "model",
-    "precision": "precision (--opt_level)",
-    "resize": "resize",
-    "max_pixels": "--max_pixels",
-    "images_sha256": "input list",
-    "heads": "--heads",
-}
-
-
-def differences(partial: ScoringRun, run: ScoringRun) -> list[str]:
-    """What differs between a partial run and this one, each as "what (partial's; this run's)"."""
-    said = []
-    for name, what in _WHAT_DIFFERS.items():
-        before, now = getattr(partial, name), getattr(run, name)
-        if before == now:
-            continue
-        if name == "model_sha256":
-            before, now = f"{partial.model}, sha256 {before[:12]}", f"{run.model}, sha256 {now[:12]}"
-        if name == "images_sha256":
-            before, now = f"{partial.images} images", f"{run.images} images"
-            if partial.images == run.images:
-                before, now = "other paths", "these"
-        said.append(f"{what} ({before}; this run: {now})")
-    return said
-
-
-def csv_header(*, heads: bool) -> str:
-    """The CSV's first line: the column names."""
-    return _csv_text([COLUMNS + (HEAD_COLUMNS if heads else ())])
-
-
-def csv_rows(results: Sequence[ImageScore], *, heads: bool) -> str:
-    """The CSV lines of `results`: image, score, error and, with `heads`, pq6, pq7, pq."""
-    rows = []
-    for result in results:
-        row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
-        rows.append(row + (list(result.heads or ("", "", "")) if heads else []))
-    return _csv_text(rows)
-
-
-def _csv_text(rows: Sequence[Sequence[object]]) -> str:
-    text = io.StringIO(newline="")
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue()
-
-
-def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
-    """The rows of CSV text that were written whole, and the length of the text they take: rows of
-    `width` fields that end with a line end and read back as they were written."""
-    rows: list[list[str]] = []
-    length = 0
-    reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1], newline=""))
-    with contextlib.suppress(csv.Error):  # a quoted name cut short at a line break in it
-        for row in reader:
-            line = _csv_text([row])
-            if len(row) != width or not text.startswith(line, length):
-                break
-            rows.append(row)
-            length += len(line)
-    return rows, length
-
-
-def parquet_schema(run: ScoringRun):
-    """The Parquet schema of the run's rows: image (string), score (double, null where it failed),
-    error (string, null where it was scored), and pq6, pq7, pq with --heads; its metadata the scale and the run."""
-    import pyarrow as pa
-
-    types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
-    types += [(name, pa.float64()) for name in HEAD_COLUMNS] if run.heads else []
-    return pa.schema(types, metadata={METADATA_SCALE: run.scale, METADATA_RUN: json.dumps(asdict(run))})
-
-
-def write_parquet(path: str, results: Sequence[ImageScore], schema) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as parquet
-
-    columns = {name: [getattr(result, name if name != "image" else "path") for result in results] for name in COLUMNS}
-    for at, name in enumerate(schema.names[len(COLUMNS) :]):  # the heads' columns, if any
-        columns[name] = [result.heads[at] if result.heads else None for result in results]
-    parquet.write_table(pa.table(columns, schema=schema), path)
-
-
-def _columns_named(schema) -> str:
-    return ", ".join(f"{field.name} ({field.type})" for field in schema)
-
-
-def check_utf8_names(paths: Sequence[str]) -> None:
-    """Refuse, before anything is written, a name that is not valid UTF-8, which Parquet's strings cannot hold."""
-    for path in paths:
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = path.encode("utf-8", errors=NAMES).decode("utf-8", errors="backslashreplace")
-            raise ConfigError(
-                f"image {shown} has a name that is not valid UTF-8, which Parquet's strings cannot hold: "
-                f"write CSV (--output ending in .csv) or rename the file"
-            ) from None
 
 
 def output_format(output: str) -> str:
@@ -207,8 +80,7 @@ def score_writer(output: str, run: ScoringRun, *, paths: Sequence[str], resume: 
 
 
 def _checked_output(output: str) -> str:
-    """`output` (the file a link there leads to), checked before anything is written: the scores and
-    the partial run beside them can be written there."""
+    """`output` (the file a link there leads to), where the scores and their partial run can be written."""
     if output_format(output) != SHARDS:
         check_writable(output, what="the scores", advice=ADVICE)
         output = write_target(output)
@@ -242,11 +114,9 @@ class ScoreWriter:
 
     Args:
         output: the file (or, for SHARDS, folder) to write, checked by `score_writer`.
-        run: what the run scores.
-        paths: the images, in order, which kept rows must name.
-        resume: continue the partial run beside `output` (a run that agrees with `run`), or find
-            that the run finished (`finished`); without it, a partial run there is refused rather
-            than lost.
+        run: what the run scores; paths: the images, in order, which kept rows must name.
+        resume: continue the partial run beside `output` (one that agrees with `run`), or find that
+            the run finished (`finished`); without it, a partial run there is refused, not lost.
     """
 
     def __init__(self, output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> None:
@@ -348,7 +218,7 @@ class ScoreWriter:
             except (OSError, ValueError) as error:
                 raise _damaged(path, f"it is no Parquet file ({error})") from None
             if not table.schema.equals(parquet_schema(self.run)):  # the shards are merged as they are
-                columns = f"{_columns_named(table.schema)}, not {_columns_named(parquet_schema(self.run))}"
+                columns = f"{columns_named(table.schema)}, not {columns_named(parquet_schema(self.run))}"
                 raise _damaged(path, f"its columns are {columns}")
             self._check_names(table.column("image").to_pylist(), path, first=len(errors))
             errors += [error or "" for error in table.column("error").to_pylist()]
