@@ -42,16 +42,10 @@ def ray_windows(
     start: int,
     window: int,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:], a window at a time and in input order, scored on the Ray
-    cluster this process is connected to (`ray_cluster`).
-
-    Args:
-        model: the model each actor loads; its device is chosen here (cuda for GPU actors).
-        paths: every image of the run.
-        workers: model actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs).
-        heads: give each result the three heads' outputs too.
-        start: the first image whose result is given.
-        window: images per window.
+    """The results of paths[start:] in input order, as image_scoring.score_windows gives them,
+    scored on the Ray cluster this process is connected to (`ray_cluster`) by `workers` actors
+    (None: one per GPU, or one per CPUS_PER_WORKER CPUs), each of which loads `model` (its device
+    is chosen here: cuda for GPU actors).
     """
     import ray
 
@@ -147,13 +141,9 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
 
 
 class WindowScorer:
-    """A Ray actor's work: load the model once, then score one window per call.
-
-    Args:
-        model: the model to load.
-        heads: give each row the three heads' outputs too.
-        folder: the driver's current folder, the actor's too where it exists (a local cluster, a
-            shared file system), so that relative paths name the files they name there.
+    """A Ray actor's work: load the model once, then score one window per call. It works in the
+    driver's current `folder` where that exists (a local cluster, a shared file system), so that
+    relative paths name the files they name there.
     """
 
     def __init__(self, model: ModelFile, heads: bool, folder: str) -> None:
