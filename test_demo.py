@@ -4,21 +4,14 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
 
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
-A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin, one per line) is
-scored in batches, in input order, and written as it is done, a window of images (or what the
-last 10 s scored) at a time: to --output (CSV, a .parquet file or a folder of Parquet shards;
-records/score_output.py), or as CSV to stdout (also --output -); a CSV's first line is its
-header. What the scores are on (records/scale.py) is a line on stderr at the end, and in a
-Parquet file's metadata. An interrupted run keeps its rows beside --output, all but those of its
-last seconds, and --resume goes on from them (or, after a run that finished, says where its
-scores are); --ray scores on a Ray cluster (ray_scoring.py). Exit status: 0 all images scored;
-1 nothing scored (the error is printed); 2 bad options (argparse); 3 some images could not be
-scored (their rows name the error); 70 a bug (cli/scripts.py); 130 interrupted.
-
-File names are taken as the operating system gives them: a name that is not valid UTF-8 (in a
-folder, or on stdin) is scored, and written to the CSV as its own bytes (Python's
-surrogateescape), so the row names the same file; read such a CSV with
-errors="surrogateescape".
+A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin) is scored in
+batches and written in input order as it is done, a window (or what the last 10 s scored) at a
+time: to --output (CSV, .parquet or a folder of shards: records/score_output.py) or as CSV to
+stdout; a CSV's first line is its header, and a name that is not valid UTF-8 is written as its
+own bytes (read it with errors="surrogateescape"). What the scores are on is a line on stderr at
+the end. --resume goes on from an interrupted run's rows (or says where a finished run's scores
+are); --ray scores on a Ray cluster. Exit status: 0 all images scored; 1 nothing scored; 2 bad
+options; 3 some images could not be scored (their rows name the error); 70 a bug; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -36,12 +29,9 @@ from linearityiqa.cli.scripts import Advice, exit_status, imports_checked, own_t
 
 @contextlib.contextmanager
 def collector_paused(pause: bool) -> Iterator[None]:
-    """Imports with Python's cycle collector off, their objects then frozen out of its reach (gc.freeze).
-
-    torch and torchvision create millions of long-lived objects while they import; the collector
-    scans them over and over as they appear, and once more as Python exits: 1.2 of the 3.9 s
-    that one image takes with resnet50 on a CPU. Only the script pauses it: a module that
-    imports this one keeps its collector as it was.
+    """Imports with Python's cycle collector off, their objects then frozen out of its reach: torch's
+    imports create millions of long-lived objects that it would scan over and over (1.2 of the 3.9 s
+    of one image with resnet50 on a CPU). Only the script pauses it, not a module importing this one.
     """
     if not pause or not gc.isenabled():
         yield
@@ -71,14 +61,12 @@ with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR
     from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile, open_model
     from linearityiqa.records.scale import score_meaning
     from linearityiqa.records.score_output import ScoringRun, file_sha256, paths_sha256, score_writer
-    from linearityiqa.records.score_rows import csv_header, csv_rows, result_rows
+    from linearityiqa.records.score_rows import NAMES, csv_header, csv_rows
     from linearityiqa.records.writing import refuse_inputs
 
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
-# how a file name that is not valid UTF-8 is written: its bytes as they are (PEP 383)
-NAMES = "surrogateescape"
 # What an ONNX model records itself, and PyTorch's options: not for --onnx.
 NOT_WITH_ONNX = (
     "trained_model_file", "arch", "pool", "use_bn_end", "P6", "P7", "resize", "resize_size_h", "resize_size_w",
@@ -170,7 +158,7 @@ def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Backend, paths
     return ScoringRun(
         model=f"{spec.kind} {spec.path}",
         model_sha256=file_sha256(spec.path),
-        precision=spec.precision,
+        precision="float32 (onnxruntime)" if spec.kind == ONNX else f"--opt_level {spec.opt_level}",
         resize=model.sizing.tag(),
         max_pixels=args.max_pixels,
         images=len(paths),
@@ -194,17 +182,12 @@ def windows(
     args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str], *, start: int, window: int
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[start:], a window at a time, in this process or on Ray."""
+    common = {"heads": args.heads, "start": start, "window": window}
     if args.ray is not None:
         from linearityiqa.ray_scoring import ray_windows
 
-        return ray_windows(
-            spec,
-            paths,
-            workers=args.ray_workers,
-            heads=args.heads,
-            start=start,
-            window=window,
-        )
+        return ray_windows(spec, paths, workers=args.ray_workers, **common)
+    progress = len(paths) > 1 and (args.pbar or sys.stderr.isatty())
     return score_windows(
         model,
         paths,
@@ -212,10 +195,8 @@ def windows(
         batch_size=model.batch_size,
         max_pixels=args.max_pixels,
         workers=args.num_workers,
-        progress=len(paths) > 1 and (args.pbar or sys.stderr.isatty()),
-        heads=args.heads,
-        start=start,
-        window=window,
+        progress=progress,
+        **common,
     )
 
 
@@ -225,7 +206,7 @@ def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, p
     with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
         stdout.write(csv_header(heads=args.heads))
         for window in windows(args, spec, model, paths, start=0, window=args.window):
-            stdout.write(csv_rows(result_rows(window, heads=args.heads)))
+            stdout.write(csv_rows(window, heads=args.heads))
             stdout.flush()
             failed += warn_failures(window)
     return report_failures(failed, len(paths), model)

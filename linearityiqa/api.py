@@ -9,11 +9,9 @@
     model.score(batch)                      # an N x 3 x H x W uint8 tensor, sized already
     model.score("a.jpg", heads=True)        # Prediction(score, heads): the three raw outputs too
 
-A score is the fused head's output mapped with the checkpoint's first linear mapping,
-k[0] * y + b[0], onto the scale of its training MOS (`model.scale`), and is not clipped. Files,
-PIL images and arrays are decoded, turned upright, converted to RGB and resized by the same
-code as test_demo.py's (data/image_store.py), and normalized on the device as every script
-does (acceleration.prepare_images): a score here equals test_demo.py's.
+A score is the fused head's output mapped onto the scale of its training MOS (`model.scale`)
+with the checkpoint's k[0] * y + b[0], not clipped; images are decoded, sized and normalized by
+test_demo.py's own code, so a score here equals test_demo.py's.
 """
 
 from __future__ import annotations
@@ -54,11 +52,9 @@ def load(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 8,
 ) -> QualityModel:
-    """A trained model, ready to score images.
-
-    Settings left as None come from the checkpoint where it records them (this project's
-    checkpoints do; the authors' do not), else from the defaults of test_demo.py's options; a
-    setting given that contradicts the checkpoint's is an error.
+    """A trained model, ready to score images. A setting left as None comes from the checkpoint
+    where it records it (the authors' files do not), else from test_demo.py's defaults; a setting
+    given that contradicts the checkpoint's is an error.
 
     Args:
         trained_model_file: a checkpoint of main.py or of the authors; None builds the model with

@@ -1,14 +1,11 @@
 """Score image files in batches, whatever runs the model: what test_demo.py's paths share.
 
-The images --img stands for (a file, a folder, a glob pattern, paths on stdin, a CSV or Parquet
-list of paths; local, or URIs of any file system pyarrow reads) are listed, then scored window
-by window (`WINDOW` images in input order): each window's images are decoded in a pool of threads
-that runs ahead of the model (Pillow releases the GIL while it decodes and resizes), grouped
-into batches of images of one size (data/batches.py), and scored by a `Backend`: the PyTorch
-model (scoring.py) or an ONNX file in onnxruntime. Results come back in input order, in pieces
-that end with a window or after WINDOW_SECONDS, with a message instead of a score for an image
-that failed, so that a caller can write them as they come, and a run resumed at any image
-batches as an uninterrupted one did. Nothing here imports PyTorch.
+The images --img stands for (`list_images`) are scored a window (`WINDOW` images) at a time:
+decoded in a pool of threads that runs ahead of the model, batched by size (data/batches.py) and
+scored by a `Backend` (model_files.py: scoring.py's PyTorch model, or onnx_scoring.py's).
+Results come in input order, in pieces that end with a window or after WINDOW_SECONDS, a message
+in place of the score of an image that failed; a run resumed at any image batches as a whole run
+does. Nothing here imports PyTorch.
 """
 
 from __future__ import annotations
@@ -60,11 +57,9 @@ class ImageScore:
 
 
 class Backend(Protocol):
-    """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel): what scores a batch of
-    N x H x W x 3 uint8 RGB images, decoded and sized as `sizing` says, `batch_size` at a time.
-
-    `where` names it in messages ("cpu", "cuda", "onnxruntime"); `scale` is what its scores are
-    on (None where unrecorded); `note` is what to tell the user about its scores, if anything.
+    """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel) that scores N x H x W x 3 uint8
+    RGB images, sized as `sizing` says, `batch_size` at a time. `where` names it in messages (cpu,
+    cuda, onnxruntime); `scale` is what its scores are on (None: unrecorded); `note`, if any, is for the user.
     """
 
     where: str
@@ -91,18 +86,14 @@ def is_path_list(source: str) -> bool:
 
 
 def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
-    """The image paths --img stands for.
+    """The image paths --img stands for, each taken as it is (a relative one from the current folder).
 
     Args:
-        source: an image file; a folder (its files with an image extension, sorted; not
-            recursive); a glob pattern (its matching files, sorted; ** recurses); a CSV or
-            Parquet file (`PATH_LISTS`) whose column image or path (or only column) lists the
-            images, in its order; a URI of an image or a folder (data/remote.py); or - for
-            paths read from `stdin`, one per line, in their order. Listed paths are taken as
-            they are: a relative one is relative to the current folder.
-        stdin: where - reads the paths from: lines of text, or of bytes as the operating system
-            names files (decoded as it does, os.fsdecode: a name that is not valid UTF-8 keeps
-            its bytes as surrogate escapes, and still opens its file).
+        source: an image file; a folder (its image files, sorted; not recursive); a glob pattern
+            (its files, sorted; ** recurses); a CSV or Parquet list (`listed_paths`); a URI of an
+            image or a folder (data/remote.py); or - for the paths on `stdin`, one per line.
+        stdin: lines of text, or of bytes as the operating system names files (os.fsdecode: a name
+            that is not valid UTF-8 keeps its bytes as surrogate escapes, and still opens its file).
     """
     if source == "-":
         lines = (os.fsdecode(line) if isinstance(line, bytes) else line for line in stdin)
@@ -132,7 +123,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
 def listed_paths(path: str) -> list[str]:
     """The image paths a CSV or Parquet file lists, in its order (a first line of a CSV that starts
     with # is a comment, as in the outputs of test_demo.py's earlier versions)."""
-    columns, read = _parquet_column(path) if path.lower().endswith(".parquet") else _csv_column(path)
+    columns, read = _list_columns(path)
     column = next((name for name in PATH_COLUMNS if name in columns), columns[0] if len(columns) == 1 else None)
     if column is None:
         raise BadFileError(
@@ -160,7 +151,16 @@ def listed_paths(path: str) -> list[str]:
     return paths
 
 
-def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
+def _list_columns(path: str) -> tuple[list[str], Callable[[str], list]]:
+    """The column names of a CSV or Parquet list, and what reads one of its columns."""
+    if path.lower().endswith(".parquet"):
+        import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/installation.EXTRAS)
+
+        try:
+            file = parquet.ParquetFile(path)
+        except (OSError, ValueError) as error:  # ArrowInvalid, a file that is no Parquet, is a ValueError
+            raise BadFileError(f"cannot read list {path} as Parquet ({error}): write it again") from None
+        return file.schema_arrow.names, lambda column: file.read(columns=[column]).column(column).to_pylist()
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
             lines = file.read().splitlines(keepends=True)
@@ -176,16 +176,6 @@ def _csv_column(path: str) -> tuple[list[str], Callable[[str], list]]:
         return [row[at] if at < len(row) else "" for row in body]
 
     return header, read
-
-
-def _parquet_column(path: str) -> tuple[list[str], Callable[[str], list]]:
-    import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/installation.EXTRAS)
-
-    try:
-        file = parquet.ParquetFile(path)
-    except (OSError, ValueError) as error:  # ArrowInvalid, a file that is no Parquet, is a ValueError
-        raise BadFileError(f"cannot read list {path} as Parquet ({error}): write it again") from None
-    return file.schema_arrow.names, lambda column: file.read(columns=[column]).column(column).to_pylist()
 
 
 def _file_or_link(path: str) -> bool:
@@ -211,6 +201,20 @@ def score_files(backend: Backend, paths: Sequence[str], **options: Any) -> list[
     return [result for piece in score_windows(backend, paths, **options) for result in piece]
 
 
+def pieces(runs: Iterable[tuple[list[ImageScore], bool]]) -> Iterator[list[ImageScore]]:
+    """Runs of results (each with whether it ends a window) joined into pieces: a piece ends with
+    its window or once WINDOW_SECONDS have passed since the last one ended, whichever comes first."""
+    piece: list[ImageScore] = []
+    since = time.monotonic()
+    for results, window_ends in runs:
+        piece += results
+        if piece and (window_ends or time.monotonic() - since >= WINDOW_SECONDS):
+            yield piece
+            piece, since = [], time.monotonic()
+    if piece:
+        yield piece
+
+
 def score_windows(
     backend: Backend,
     paths: Sequence[str],
@@ -224,24 +228,18 @@ def score_windows(
     start: int = 0,
     window: int = WINDOW,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:] in input order, in pieces: a piece ends with its window or once
-    WINDOW_SECONDS have passed since the last one ended, whichever comes first.
+    """The results of paths[start:] in input order, in `pieces`.
 
-    A window is `window` paths counted from paths[0], whose images are batched by size together
-    (data/batches.py): so that a run resumed at any `start` batches as a whole run does, the
-    batches of its first window that hold an image at or after `start` are scored again whole,
-    and only the results from `start` on are given.
+    A window is `window` paths counted from paths[0], whose images are batched by size together:
+    so that a run resumed at any `start` batches as a whole run does, the batches of its first
+    window that hold an image at or after `start` are scored again whole, and only the results
+    from `start` on are given.
 
     Args:
-        backend: what scores a batch.
-        paths: every image of the run.
-        sizing: how images are resized before scoring.
-        batch_size: most images per batch.
-        max_pixels: refuse images of more pixels than this (see decoding.open_image).
-        progress: show a progress bar on stderr.
-        workers: decoding threads (default: one per core, at most 8).
-        heads: give each result the three heads' outputs too.
-        start: the first image whose result is given.
+        backend: what scores a batch of `batch_size` images at most, sized as `sizing` says.
+        paths: every image of the run; max_pixels: refuse images of more pixels (decoding.open_image).
+        progress: show a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
+        heads: give each result the three heads' outputs too; start: the first image whose result is given.
         window: images per window.
     """
     measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
@@ -250,19 +248,18 @@ def score_windows(
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
         tqdm(total=len(paths), initial=start, desc="scoring", unit="img", disable=not progress) as bar,
     ):
-        piece: list[ImageScore] = []
-        since = time.monotonic()
-        for first in range(start - start % window, len(paths), window):
-            chunk = paths[first : first + window]
-            for results in _scored_window(pool, chunk, measure, load, backend, batch_size, heads, skip=start - first):
-                bar.update(len(results))
-                piece += results
-                if time.monotonic() - since >= WINDOW_SECONDS:
-                    yield piece
-                    piece, since = [], time.monotonic()
-            if piece:
-                yield piece
-                piece, since = [], time.monotonic()
+
+        def runs() -> Iterator[tuple[list[ImageScore], bool]]:
+            for first in range(start - start % window, len(paths), window):
+                chunk = paths[first : first + window]
+                for results in _scored_window(
+                    pool, chunk, measure, load, backend, batch_size, heads, skip=start - first
+                ):
+                    bar.update(len(results))
+                    yield results, False
+                yield [], True
+
+        yield from pieces(runs())
 
 
 def _scored_window(
@@ -287,8 +284,8 @@ def _scored_window(
     batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], batch_size)
     batches = sorted((batch for batch in batches if batch[-1] >= max(skip, 0)), key=lambda batch: batch[0])
     done = max(skip, 0)
-    for indices, loaded in _decoded_batches(pool, batches, paths, load):
-        for index, result in _score_batch(backend, paths, indices, loaded, heads=heads):
+    for batch in _decoded_batches(pool, batches, paths, load):
+        for index, result in _score_batch(backend, paths, batch, heads=heads):
             results[index] = result
         end = done
         while end < len(paths) and results[end] is not None:
@@ -323,16 +320,15 @@ def _decoded_batches(
     batches: Iterable[list[int]],
     paths: Sequence[str],
     load: Callable[[str], np.ndarray | IQAError],
-) -> Iterator[tuple[list[int], list[np.ndarray | IQAError]]]:
-    """Each batch's images as arrays (or errors), decoding up to _BATCHES_AHEAD batches ahead."""
-    pending: deque[tuple[list[int], list[Future]]] = deque()
+) -> Iterator[list[tuple[int, np.ndarray | IQAError]]]:
+    """Each batch's (index, image as an array or its error), decoding up to _BATCHES_AHEAD batches ahead."""
+    pending: deque[list[tuple[int, Future]]] = deque()
     for batch in batches:
-        pending.append((batch, [pool.submit(load, paths[index]) for index in batch]))
+        pending.append([(index, pool.submit(load, paths[index])) for index in batch])
         if len(pending) > _BATCHES_AHEAD:
-            indices, futures = pending.popleft()
-            yield indices, [future.result() for future in futures]
-    for indices, futures in pending:
-        yield indices, [future.result() for future in futures]
+            yield [(index, future.result()) for index, future in pending.popleft()]
+    for batch in pending:
+        yield [(index, future.result()) for index, future in batch]
 
 
 def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> np.ndarray | IQAError:
@@ -343,48 +339,37 @@ def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> np.ndarray | IQ
 
 
 def _score_batch(
-    backend: Backend,
-    paths: Sequence[str],
-    indices: Sequence[int],
-    loaded: Sequence[np.ndarray | IQAError],
-    *,
-    heads: bool,
+    backend: Backend, paths: Sequence[str], batch: Sequence[tuple[int, np.ndarray | IQAError]], *, heads: bool
 ) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of each image of one batch: those decoded are scored in groups of one shape
-    (a header that lies about the size would otherwise break the stacking)."""
+    """(index, result) of each image of a batch of (index, decoded image or error). Images of one
+    shape are scored together (a header that lies about the size would otherwise break the
+    stacking); where they do not fit in memory, one at a time, and an image that alone does not
+    gets a message."""
     by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-    for index, item in zip(indices, loaded):
+    for index, item in batch:
         if isinstance(item, IQAError):
             yield index, ImageScore(paths[index], error=str(item))
         else:
             by_shape.setdefault(item.shape, []).append((index, item))
     for group in by_shape.values():
-        yield from _score_group(backend, paths, group, heads=heads)
-
-
-def _score_group(
-    backend: Backend, paths: Sequence[str], group: Sequence[tuple[int, np.ndarray]], *, heads: bool
-) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of images of one size, scored together; a batch too large for the memory
-    is scored again one image at a time, and an image that alone is too large gets a message."""
-    try:
-        scores, outputs = backend.scores_and_heads(np.stack([image for _, image in group]))
-    except IQAError as error:  # e.g. images too small for the model's pyramid pooling
-        yield from ((index, ImageScore(paths[index], error=str(error))) for index, _ in group)
-        return
-    except Exception as error:
-        if not backend.too_large(error):
-            raise
-        if len(group) > 1:
-            for item in group:
-                yield from _score_group(backend, paths, [item], heads=heads)
-            return
-        index, (height, width) = group[0][0], group[0][1].shape[:2]
-        message = (
-            f"out of memory scoring image {paths[index]} at {width}x{height} on {backend.where}: "
-            f"score it with --resize (or on a machine with more memory)"
-        )
-        yield index, ImageScore(paths[index], error=message)
-        return
-    for (index, _), value, head in zip(group, scores, outputs):
-        yield index, ImageScore(paths[index], score=value, heads=head if heads else None)
+        try:
+            scores, outputs = backend.scores_and_heads(np.stack([image for _, image in group]))
+        except IQAError as error:  # e.g. images too small for the model's pyramid pooling
+            yield from ((index, ImageScore(paths[index], error=str(error))) for index, _ in group)
+            continue
+        except Exception as error:
+            if not backend.too_large(error):
+                raise
+            if len(group) > 1:
+                for item in group:
+                    yield from _score_batch(backend, paths, [item], heads=heads)
+                continue
+            index, (height, width) = group[0][0], group[0][1].shape[:2]
+            message = (
+                f"out of memory scoring image {paths[index]} at {width}x{height} on {backend.where}: "
+                f"score it with --resize (or on a machine with more memory)"
+            )
+            yield index, ImageScore(paths[index], error=message)
+            continue
+        for (index, _), value, head in zip(group, scores, outputs):
+            yield index, ImageScore(paths[index], score=value, heads=head if heads else None)

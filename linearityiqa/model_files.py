@@ -1,16 +1,14 @@
 """The model test_demo.py scores with: a checkpoint in PyTorch, or an ONNX file in onnxruntime.
 
-`ModelFile` says which file and how to load it, and is all a process needs to load the model
-itself (it pickles: each of Ray's workers loads its own, ray_scoring.py). `open_model` loads it:
-scoring.QualityModel or onnx_scoring.OnnxModel, each image_scoring's `Backend`, with how images
-are sized for it (`sizing`), its batch size, the scale of its scores and a note for the user.
-PyTorch is imported only for a checkpoint.
+`ModelFile` is all a process needs to load the model itself (it pickles: each of Ray's workers
+loads its own); `open_model` loads it as image_scoring's `Backend`. PyTorch is imported only for
+a checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
@@ -24,19 +22,10 @@ MODEL_OPTIONS = (*MODEL_SETTINGS, "resize", "resize_size_h", "resize_size_w")
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model file and the options that load it.
-
-    Args:
-        kind: CHECKPOINT or ONNX.
-        path: the file.
-        device: cpu, cuda or None (cuda if available); a checkpoint's only.
-        opt_level: O0, O1 or bf16; a checkpoint's only.
-        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7) and those that size
-            images (resize, resize_size_h, resize_size_w); a checkpoint's only.
-        defaults: those options' defaults, which tell an explicit value from a default one.
-        eval_batch_size: images per batch (None: the device's default).
-        max_pixels: the largest image decoded.
-        threads: CPU threads of the model (None: PyTorch's or onnxruntime's own choice).
+    """A model file and the options that load it. A checkpoint's only: `device` (cpu, cuda, or
+    None for cuda where there is one), `opt_level` (O0, O1, bf16), the MODEL_OPTIONS `requested`
+    and their `defaults` (an explicit value differs from its default). `eval_batch_size` None is
+    the device's default; `threads` None PyTorch's or onnxruntime's own choice.
     """
 
     kind: str
@@ -49,18 +38,9 @@ class ModelFile:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None
 
-    def on(self, *, device: str | None = None, threads: int | None = None) -> ModelFile:
-        """The same model on another device or number of threads (a worker's share)."""
-        return replace(self, device=device or self.device, threads=threads or self.threads)
-
-    @property
-    def precision(self) -> str:
-        """What decides the numbers it computes in, as --resume compares it."""
-        return "float32 (onnxruntime)" if self.kind == ONNX else f"--opt_level {self.opt_level}"
-
 
 def open_model(spec: ModelFile) -> Backend:
-    """Load the model `spec` names."""
+    """Load the model `spec` names (PyTorch is imported only for a checkpoint)."""
     if spec.kind == ONNX:
         from linearityiqa.onnx_scoring import load_onnx
 

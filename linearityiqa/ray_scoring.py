@@ -1,20 +1,15 @@
 """Score images on a Ray cluster with Ray Data: test_demo.py --ray.
 
-The images are cut into the windows of the plain path (image_scoring.WINDOW), one row of a Ray
-Dataset each, and scored by a pool of actors, each of which loads the model once (one actor per
-GPU with PyTorch; CPU actors with --onnx or on a cluster without GPUs). An actor scores a window
-as the plain path does (image_scoring.score_files: the project's decoder in a pool of threads,
-batches of images of one size), so a row's score is the plain path's. Paths go to the actors and
-rows come back; pixels never cross the cluster. The driver gets the rows in input order
-(Ray Data's preserve_order) and hands them on as the plain path does (a window, or what came in
-WINDOW_SECONDS), to be written as they come (records/score_output.py), which is what lets
---resume continue a run on Ray too: a resumed run scores its first window whole, and keeps the
-rows it lacks.
-
-Ray retries what a dead worker was doing (its actors restart and their tasks are run again),
-and the driver checks that each row comes once, in order. The model file and the images must be
-readable at the same paths on every node (a shared file system, or URIs of an object store),
-and every node needs this project installed; a local cluster started for the run has both.
+The windows of the plain path (image_scoring.WINDOW), one row of a Ray Dataset each, are scored
+by a pool of actors that each load the model once (one per GPU with PyTorch; CPU actors with
+--onnx or without GPUs) and score a window as the plain path does (image_scoring.score_files), so
+a row's score is the plain path's. Paths go to the actors and rows come back; pixels never cross
+the cluster. The driver gets the rows in input order (preserve_order) and hands them on in
+image_scoring.pieces, to be written as they come (records/score_output.py): --resume works on
+Ray too. Ray retries what a dead worker was doing, and the driver checks that each row comes
+once, in order. The model file and the images must be readable at the same paths on every node
+(a shared file system, or URIs of an object store), and every node needs this project installed;
+a local cluster started for the run has both.
 """
 
 from __future__ import annotations
@@ -23,14 +18,13 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from linearityiqa import image_scoring
 from linearityiqa.errors import ConfigError, IQAError
-from linearityiqa.image_scoring import ImageScore, score_files
+from linearityiqa.image_scoring import ImageScore, pieces, score_files
 from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
 
 # CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
@@ -48,16 +42,10 @@ def ray_windows(
     start: int,
     window: int,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:], a window at a time and in input order, scored on the Ray
-    cluster this process is connected to (`ray_cluster`).
-
-    Args:
-        model: the model each actor loads; its device is chosen here (cuda for GPU actors).
-        paths: every image of the run.
-        workers: model actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs).
-        heads: give each result the three heads' outputs too.
-        start: the first image whose result is given.
-        window: images per window.
+    """The results of paths[start:] in input order, as image_scoring.score_windows gives them,
+    scored on the Ray cluster this process is connected to (`ray_cluster`) by `workers` actors
+    (None: one per GPU, or one per CPUS_PER_WORKER CPUs), each of which loads `model` (its device
+    is chosen here: cuda for GPU actors).
     """
     import ray
 
@@ -65,7 +53,7 @@ def ray_windows(
         return
     dataset = _scored_dataset(ray, model, paths, workers=workers, heads=heads, start=start, window=window)
     try:
-        yield from _results(dataset, paths, start=start, window=window, heads=heads)
+        yield from pieces(_results(dataset, paths, start=start, window=window, heads=heads))
     except Exception as error:
         mistake = _users_mistake(error)
         if mistake is None:
@@ -98,7 +86,16 @@ def ray_cluster(address: str | None) -> Iterator[None]:
 
 
 def _connect(ray, address: str | None) -> None:
-    _check_answers(address)
+    # where nothing listens at a host:port address, say so at once (ray.init would try for minutes)
+    host, _, port = (address or "").split("://")[-1].rpartition(":")  # ray://head:10001 and head:6379 alike
+    if host and port.isdigit():  # not "auto", a local cluster, or a form that Ray reads its own way
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        except OSError as error:
+            raise ConfigError(
+                f"nothing answers at {address} ({error.strerror or error}): check --ray's address and that the "
+                f"cluster is up (ray status on its head node)"
+            ) from None
     try:
         ray.init(
             address=address or "local",  # "local": a new cluster, not one that `ray start` began here
@@ -109,20 +106,6 @@ def _connect(ray, address: str | None) -> None:
         )
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}): check --ray's address") from None
-
-
-def _check_answers(address: str | None) -> None:
-    """ConfigError, at once, where nothing listens at a host:port address (ray.init would try for minutes)."""
-    host, _, port = (address or "").split("://")[-1].rpartition(":")  # ray://head:10001 and head:6379 alike
-    if not host or not port.isdigit():
-        return  # "auto", a local cluster, or a form that Ray reads its own way
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
-    except OSError as error:
-        raise ConfigError(
-            f"nothing answers at {address} ({error.strerror or error}): check --ray's address and that the cluster "
-            f"is up (ray status on its head node)"
-        ) from None
 
 
 def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, heads, start, window):
@@ -145,7 +128,7 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
     return windows.map_batches(
         WindowScorer,
         fn_constructor_kwargs={
-            "model": model.on(device="cuda" if gpus else "cpu", threads=threads),
+            "model": replace(model, device="cuda" if gpus else "cpu", threads=threads),
             "heads": heads,
             "folder": os.getcwd(),
         },
@@ -158,13 +141,9 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
 
 
 class WindowScorer:
-    """A Ray actor's work: load the model once, then score one window per call.
-
-    Args:
-        model: the model to load.
-        heads: give each row the three heads' outputs too.
-        folder: the driver's current folder, the actor's too where it exists (a local cluster, a
-            shared file system), so that relative paths name the files they name there.
+    """A Ray actor's work: load the model once, then score one window per call. It works in the
+    driver's current `folder` where that exists (a local cluster, a shared file system), so that
+    relative paths name the files they name there.
     """
 
     def __init__(self, model: ModelFile, heads: bool, folder: str) -> None:
@@ -205,12 +184,12 @@ def _columns(results: Sequence[ImageScore], *, first: int, heads: bool) -> dict[
     return columns
 
 
-def _results(dataset, paths: Sequence[str], *, start: int, window: int, heads: bool) -> Iterator[list[ImageScore]]:
-    """The rows from `start` on as image_scoring's results, checked to come once each and in order,
-    in pieces as score_windows gives them: each ends with its window or once WINDOW_SECONDS have
-    passed since the last one ended."""
-    results: list[ImageScore] = []
-    expected, since = start - start % window, time.monotonic()
+def _results(
+    dataset, paths: Sequence[str], *, start: int, window: int, heads: bool
+) -> Iterator[tuple[list[ImageScore], bool]]:
+    """The rows from `start` on, each as image_scoring's result and whether it ends its window,
+    checked to come once each and in order."""
+    expected = start - start % window
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for at, index in enumerate(batch["index"].tolist()):
             if index != expected:
@@ -219,12 +198,9 @@ def _results(dataset, paths: Sequence[str], *, start: int, window: int, heads: b
             if index < start:  # scored again with the rest of its window, and kept already
                 continue
             error = os.fsdecode(bytes(batch["error"][at]))
-            outputs = tuple(batch["heads"][at].tolist()) if heads else None
+            outputs = tuple(batch["heads"][at].tolist()) if heads and not error else None
             score = None if error else float(batch["score"][at])
-            results.append(ImageScore(paths[index], score=score, error=error or None, heads=None if error else outputs))
-            done = expected % window == 0 or expected == len(paths)  # the window, or the run
-            if done or time.monotonic() - since >= image_scoring.WINDOW_SECONDS:
-                yield results
-                results, since = [], time.monotonic()
+            window_ends = expected % window == 0 or expected == len(paths)  # the window, or the run
+            yield [ImageScore(paths[index], score=score, error=error or None, heads=outputs)], window_ends
     if expected != len(paths):
         raise RuntimeError(f"Ray's rows ended at image {expected} of {len(paths)}")

@@ -1,11 +1,9 @@
 """Score images with a trained checkpoint in PyTorch: the library behind test_demo.py and `linearityiqa.load`.
 
-A score is the fused head's output mapped onto the training data's scale with the
-checkpoint's first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint
-was trained as, a `QualityModel`: it scores paths, PIL images, arrays and tensors (its `score`,
-the Python API), and batches of decoded images for image_scoring.score_files, which decodes
-files as the data sets do, batches images of one size and keeps the input order. Images go to
-the device as uint8, to be normalized there (acceleration.py).
+A score is the fused head's output mapped onto the training data's scale with the checkpoint's
+first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint was trained as,
+a `QualityModel`, which scores paths, PIL images, arrays and tensors (the Python API) and is
+image_scoring's backend. Images go to the device as uint8, to be normalized there (acceleration.py).
 """
 
 from __future__ import annotations
@@ -62,23 +60,18 @@ class Prediction(NamedTuple):
 
 @dataclass(frozen=True)
 class QualityModel:
-    """A trained LinearityIQA model in eval mode on its device, with the mapping of its fused head;
-    made by `linearityiqa.load` (and `load_scorer`).
+    """A trained LinearityIQA model in eval mode on its device, with the mapping of its fused head.
 
     Args:
         model: the IQAModel with the checkpoint's weights.
-        k: slopes of the three heads' linear mappings, the fused head's first.
-        b: intercepts of the three mappings.
-        device: where the model runs.
+        k, b: slopes and intercepts of the three heads' linear mappings, the fused head's first.
+        device: where the model runs; precision: the autocast it runs under; channels_last:
+            whether the model (and so its input) is in channels_last.
         recorded: the settings the checkpoint records ({} for the authors' files).
-        precision: the autocast the model runs under.
-        channels_last: whether the model (and so its input) is in channels_last.
         settings: the arch, pool, use_bn_end, P6 and P7 the model was built with.
-        scale: the scale of the scores (records/scale.TrainingScale), where the checkpoint records
-            it; None for the authors' files, which record none.
-        sizing: how images are resized before scoring.
-        max_pixels: images of more pixels than this are refused as possible decompression bombs.
-        batch_size: most images per forward pass when several are scored.
+        scale: the scale of the scores (records/scale.py); None where the checkpoint records none.
+        sizing: how images are resized; max_pixels: larger images are refused (decompression bombs).
+        batch_size: most images per forward pass.
         note: what to tell the user (scores at a size the authors' weights were not trained at).
     """
 
@@ -185,15 +178,13 @@ def load_scorer(
     batch_size: int = 8,
 ) -> QualityModel:
     """Build the model a checkpoint was trained as and load its weights; where `requested` has
-    the resize options, size images as `image_sizing` says (else at their own size), with the
-    note of `resize_note`.
+    the resize options (SIZING_OPTIONS), size images as `image_sizing` says, else at their own size.
 
     Args:
         trained_model_file: the checkpoint (this project's or the authors' layout).
-        requested: the model settings asked for (arch, pool, use_bn_end, P6, P7), and the
-            sizing (resize, resize_size_h, resize_size_w) or none of it.
-        defaults: those options' defaults; a requested value that differs from its default
-            is explicit and must agree with a setting the checkpoint records.
+        requested: the model settings asked for, and the sizing or none of it.
+        defaults: those options' defaults: a requested value other than its default is explicit,
+            and must agree with a setting the checkpoint records.
         device: where the model runs.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
         max_pixels: the largest image decoded.
@@ -246,17 +237,10 @@ def load_scorer(
 
 
 def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:
-    """The backbone whose weight names and shapes the checkpoint's `features` have, for a
-    checkpoint that records no arch (the authors' files): the arch asked for where it fits them
-    (one model built to check), else the one supported arch that does.
-
-    Args:
-        state: the checkpoint's weights.
-        asked: the arch asked for (--arch).
-        default: its default: an arch other than it was given, and must then fit the weights.
-        path: the checkpoint, which the error message names.
-
-    Returns `asked` where no supported arch fits (the strict load then names the mismatch).
+    """The backbone whose `features` weights (names and shapes) the checkpoint `state` holds, for one
+    that records no arch (the authors' files): `asked` (--arch) where it fits them, else the one
+    supported arch that does; an `asked` other than its `default` that does not fit is an error
+    naming `path`. Where no arch fits, `asked` (the strict load then names the mismatch).
     """
     shapes = {name: tuple(tensor.shape) for name, tensor in state.items() if name.startswith("features.")}
     if _backbone_shapes(asked) == shapes:
@@ -301,16 +285,9 @@ def image_sizing(
     defaults: Mapping[str, Any],
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageSizing:
-    """How to size images: as the checkpoint records, unless an option says otherwise.
-
-    Args:
-        recorded: the checkpoint's settings; resize, resize_size_h and resize_size_w are used
-            when present and the matching option is left at its default.
-        resize: --resize.
-        resize_size_h: --resize_size_h.
-        resize_size_w: --resize_size_w.
-        defaults: the three options' defaults.
-        max_pixels: the most pixels a resized image may have (--max_pixels).
+    """How to size images: as the checkpoint's `recorded` settings say, where the matching option
+    (--resize, --resize_size_h, --resize_size_w) is left at its default in `defaults`; at most
+    `max_pixels` (--max_pixels) once resized.
     """
     asked = {"resize": resize, "resize_size_h": resize_size_h, "resize_size_w": resize_size_w}
     # An option left at its default defers to the checkpoint; an option that was given wins.

@@ -37,9 +37,7 @@ from linearityiqa.records.score_rows import (
     csv_header,
     csv_rows,
     differences,
-    parquet_metadata,
-    result_rows,
-    schema,
+    parquet_schema,
     whole_rows,
     write_parquet,
 )
@@ -82,8 +80,7 @@ def score_writer(output: str, run: ScoringRun, *, paths: Sequence[str], resume: 
 
 
 def _checked_output(output: str) -> str:
-    """`output` (the file a link there leads to), checked before anything is written: the scores and
-    the partial run beside them can be written there."""
+    """`output` (the file a link there leads to), where the scores and their partial run can be written."""
     if output_format(output) != SHARDS:
         check_writable(output, what="the scores", advice=ADVICE)
         output = write_target(output)
@@ -117,16 +114,14 @@ class ScoreWriter:
 
     Args:
         output: the file (or, for SHARDS, folder) to write, checked by `score_writer`.
-        run: what the run scores.
-        paths: the images, in order, which kept rows must name.
-        resume: continue the partial run beside `output` (a run that agrees with `run`), or find
-            that the run finished (`finished`); without it, a partial run there is refused rather
-            than lost.
+        run: what the run scores; paths: the images, in order, which kept rows must name.
+        resume: continue the partial run beside `output` (one that agrees with `run`), or find that
+            the run finished (`finished`); without it, a partial run there is refused, not lost.
     """
 
     def __init__(self, output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> None:
         self.output, self.format, self.partial = output, output_format(output), partial_path(output)
-        self.run, self.paths = run, paths
+        self.run, self.paths, self.rows_file = run, paths, os.path.join(self.partial, CSV_ROWS)
         if self.format != CSV:
             check_utf8_names(paths)
             import pyarrow  # noqa: F401  (now, not after the first piece: a missing one is the scale extra's)
@@ -155,9 +150,7 @@ class ScoreWriter:
         with replacing(os.path.join(self.partial, RUN_FILE), what="the scoring run's record", advice=ADVICE) as file:
             json.dump({"kind": _KIND, "format": FORMAT, **asdict(self.run)}, file, indent=1)
         if self.format == CSV:
-            with self._appending(), open(self._csv_rows(), "w", newline="", encoding="utf-8", errors=NAMES) as file:
-                file.write(csv_header(heads=self.run.heads))
-                _sync(file)
+            self._write_csv(csv_header(heads=self.run.heads), mode="w")
 
     @contextlib.contextmanager
     def _appending(self) -> Iterator[None]:
@@ -166,18 +159,16 @@ class ScoreWriter:
             yield
         except OSError as error:
             raise OutputError(
-                f"cannot write the scores {self._csv_rows() if self.format == CSV else self.partial}: "
+                f"cannot write the scores {self.rows_file if self.format == CSV else self.partial}: "
                 f"{error.strerror or error}; the rows of {self.done} images are kept there: make room, "
                 f"then pass --resume to go on"
             ) from None
 
-    @property
-    def _schema(self):
-        """The Parquet schema of the shards and of the merged file."""
-        return schema(heads=self.run.heads, metadata=parquet_metadata(self.run))
-
-    def _csv_rows(self) -> str:
-        return os.path.join(self.partial, CSV_ROWS)
+    def _write_csv(self, text: str, *, mode: str = "a") -> None:
+        """`text` added to the partial CSV, on the disk when this returns."""
+        with self._appending(), open(self.rows_file, mode, newline="", encoding="utf-8", errors=NAMES) as file:
+            file.write(text)
+            _sync(file)
 
     def _resume(self) -> None:
         recorded = _recorded_run(os.path.join(self.partial, RUN_FILE), self.partial)
@@ -188,7 +179,7 @@ class ScoreWriter:
                 f"options and images of that run, or remove {self.partial} to score from the start"
             )
         self.run = recorded  # its window, so that its images are batched as they were
-        if self.format == CSV and not os.path.exists(self._csv_rows()) and self._output_is_this_run():
+        if self.format == CSV and not os.path.exists(self.rows_file) and self._output_is_this_run():
             self.finished = True  # stopped after its rows took the output's name: only the tidying up was left
             _remove_folder(self.partial)
             return
@@ -198,7 +189,7 @@ class ScoreWriter:
 
     def _kept_csv(self) -> list[str]:
         """The errors of the whole rows of the partial CSV, which is cut after them."""
-        path = self._csv_rows()
+        path = self.rows_file
         with open(path, "rb") as file:
             text = file.read().decode("utf-8", errors=NAMES)
         header = csv_header(heads=self.run.heads)
@@ -226,8 +217,8 @@ class ScoreWriter:
                 table = parquet.read_table(path)
             except (OSError, ValueError) as error:
                 raise _damaged(path, f"it is no Parquet file ({error})") from None
-            if not table.schema.equals(self._schema):  # the shards are merged as they are
-                columns = f"{columns_named(table.schema)}, not {columns_named(self._schema)}"
+            if not table.schema.equals(parquet_schema(self.run)):  # the shards are merged as they are
+                columns = f"{columns_named(table.schema)}, not {columns_named(parquet_schema(self.run))}"
                 raise _damaged(path, f"its columns are {columns}")
             self._check_names(table.column("image").to_pylist(), path, first=len(errors))
             errors += [error or "" for error in table.column("error").to_pylist()]
@@ -268,13 +259,11 @@ class ScoreWriter:
         if [result.path for result in piece] != list(expected):
             raise RuntimeError(f"results of images {self.done}.. are not in input order")
         if self.format == CSV:
-            with self._appending(), open(self._csv_rows(), "a", newline="", encoding="utf-8", errors=NAMES) as file:
-                file.write(csv_rows(result_rows(piece, heads=self.run.heads)))
-                _sync(file)
+            self._write_csv(csv_rows(piece, heads=self.run.heads))
         else:
             shard = os.path.join(self.partial, f"part-{self.shards:06d}.parquet")
             with replacing_path(shard, what="the scores", advice=ADVICE) as path:
-                write_parquet(path, piece, heads=self.run.heads, metadata=parquet_metadata(self.run))
+                write_parquet(path, piece, parquet_schema(self.run))
             self.shards += 1
         self.done += len(piece)
         self.failed += sum(1 for result in piece if result.error)
@@ -291,7 +280,7 @@ class ScoreWriter:
             shutil.rmtree(self.partial + ".done", ignore_errors=True)
             return
         if self.format == CSV:
-            os.replace(self._csv_rows(), self.output)
+            os.replace(self.rows_file, self.output)
         else:
             self._merge()
         _remove_folder(self.partial)
@@ -301,7 +290,7 @@ class ScoreWriter:
         import pyarrow.parquet as parquet
 
         with replacing_path(self.output, what="the scores", advice=ADVICE) as path:
-            with parquet.ParquetWriter(path, self._schema) as writer:
+            with parquet.ParquetWriter(path, parquet_schema(self.run)) as writer:
                 tables: list = []
                 for name in self._shard_names():
                     tables.append(parquet.read_table(os.path.join(self.partial, name)))

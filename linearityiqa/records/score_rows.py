@@ -12,7 +12,7 @@ import contextlib
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from linearityiqa.errors import ConfigError
@@ -31,15 +31,11 @@ class ScoringRun:
     """What a run scores and how: a partial run is continued only by a run that agrees on all of it.
 
     Args:
-        model: the model file, as messages name it ("checkpoint checkpoints/p1q2.pth").
-        model_sha256: the model file's SHA-256: the same file under another name is the same model.
-        precision: --opt_level, which changes the scores.
-        resize: how images are sized (decoding.ImageSizing.tag()).
-        max_pixels: --max_pixels, which decides which images are refused.
-        images: how many images are scored.
-        images_sha256: SHA-256 of their paths, in order.
-        heads: whether the three heads are columns too.
-        window: images batched together (--window when the run began).
+        model, model_sha256: the model file as messages name it ("checkpoint checkpoints/p1q2.pth"),
+            and its SHA-256 (the same file under another name is the same model).
+        precision, resize, max_pixels: --opt_level, the sizing (ImageSizing.tag()) and --max_pixels.
+        images, images_sha256: how many images, and the SHA-256 of their paths in order.
+        heads: whether the three heads are columns too; window: --window when the run began.
         scale: what the scores are on (records/scale.score_meaning).
     """
 
@@ -83,6 +79,26 @@ def differences(partial: ScoringRun, run: ScoringRun) -> list[str]:
     return said
 
 
+def csv_header(*, heads: bool) -> str:
+    """The CSV's first line: the column names."""
+    return _csv_text([COLUMNS + (HEAD_COLUMNS if heads else ())])
+
+
+def csv_rows(results: Sequence[ImageScore], *, heads: bool) -> str:
+    """The CSV lines of `results`: image, score, error and, with `heads`, pq6, pq7, pq."""
+    rows = []
+    for result in results:
+        row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
+        rows.append(row + (list(result.heads or ("", "", "")) if heads else []))
+    return _csv_text(rows)
+
+
+def _csv_text(rows: Sequence[Sequence[object]]) -> str:
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()
+
+
 def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
     """The rows of CSV text that were written whole, and the length of the text they take: rows of
     `width` fields that end with a line end and read back as they were written."""
@@ -91,7 +107,7 @@ def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
     reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1], newline=""))
     with contextlib.suppress(csv.Error):  # a quoted name cut short at a line break in it
         for row in reader:
-            line = csv_rows([row])
+            line = _csv_text([row])
             if len(row) != width or not text.startswith(line, length):
                 break
             rows.append(row)
@@ -99,53 +115,24 @@ def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
     return rows, length
 
 
-def csv_header(*, heads: bool) -> str:
-    """The CSV's first line: the column names."""
-    return csv_rows([list(COLUMNS + (HEAD_COLUMNS if heads else ()))])
-
-
-def csv_rows(rows: Sequence[Sequence[object]]) -> str:
-    text = io.StringIO(newline="")
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue()
-
-
-def result_rows(results: Sequence[ImageScore], *, heads: bool) -> list[list[object]]:
-    """One row per image: image, score, error (a failed image has no score, a scored one no error),
-    and, with `heads`, pq6, pq7, pq."""
-    rows = []
-    for result in results:
-        row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
-        if heads:
-            row += list(result.heads) if result.heads else ["", "", ""]
-        rows.append(row)
-    return rows
-
-
-def write_parquet(path: str, results: Sequence[ImageScore], *, heads: bool, metadata: Mapping[str, str]) -> None:
-    """Results as a Parquet file: image (string), score (double, null where it failed), error
-    (string, null where it was scored), and pq6, pq7, pq with `heads`; its schema's metadata `metadata`."""
-    import pyarrow as pa
-    import pyarrow.parquet as parquet
-
-    columns = {
-        "image": [result.path for result in results],
-        "score": [result.score for result in results],
-        "error": [result.error for result in results],
-    }
-    if heads:
-        for at, name in enumerate(HEAD_COLUMNS):
-            columns[name] = [result.heads[at] if result.heads else None for result in results]
-    parquet.write_table(pa.table(columns, schema=schema(heads=heads, metadata=metadata)), path)
-
-
-def schema(*, heads: bool, metadata: Mapping[str, str]):
-    """The Parquet schema of the rows (with the heads' columns with `heads`), with `metadata`."""
+def parquet_schema(run: ScoringRun):
+    """The Parquet schema of the run's rows: image (string), score (double, null where it failed),
+    error (string, null where it was scored), and pq6, pq7, pq with --heads; its metadata the scale and the run."""
     import pyarrow as pa
 
     types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
-    types += [(name, pa.float64()) for name in HEAD_COLUMNS] if heads else []
-    return pa.schema(types, metadata=metadata)
+    types += [(name, pa.float64()) for name in HEAD_COLUMNS] if run.heads else []
+    return pa.schema(types, metadata={METADATA_SCALE: run.scale, METADATA_RUN: json.dumps(asdict(run))})
+
+
+def write_parquet(path: str, results: Sequence[ImageScore], schema) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    columns = {name: [getattr(result, name if name != "image" else "path") for result in results] for name in COLUMNS}
+    for at, name in enumerate(schema.names[len(COLUMNS) :]):  # the heads' columns, if any
+        columns[name] = [result.heads[at] if result.heads else None for result in results]
+    parquet.write_table(pa.table(columns, schema=schema), path)
 
 
 def columns_named(schema) -> str:
@@ -158,13 +145,8 @@ def check_utf8_names(paths: Sequence[str]) -> None:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
-            shown = path.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+            shown = path.encode("utf-8", errors=NAMES).decode("utf-8", errors="backslashreplace")
             raise ConfigError(
                 f"image {shown} has a name that is not valid UTF-8, which Parquet's strings cannot hold: "
                 f"write CSV (--output ending in .csv) or rename the file"
             ) from None
-
-
-def parquet_metadata(run: ScoringRun) -> dict[str, str]:
-    """The Parquet schema's metadata: what the scores are on, and the run."""
-    return {METADATA_SCALE: run.scale, METADATA_RUN: json.dumps(asdict(run))}
