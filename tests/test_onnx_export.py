@@ -32,8 +32,8 @@ K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
 PYRAMID = {"arch": "resnet18", "P6": 2, "P7": 2}
 CASES = {
     **{f"resnet18-{pool}": ({**PYRAMID, "pool": pool}, (208, 272)) for pool in ("avg", "mean-std")},
-    "resnet50-use_bn_end": ({"arch": "resnet50", "use_bn_end": True}, (64, 96)),
-    "resnext101_32x8d": ({"arch": "resnext101_32x8d"}, (64, 96)),
+    # ResNeXt's bottleneck blocks (ResNet-50's, grouped), with the heads' BatchNorm at the end
+    "resnext101_32x8d-use_bn_end": ({"arch": "resnext101_32x8d", "use_bn_end": True}, (64, 96)),
 }  # fmt: skip
 
 
@@ -136,11 +136,11 @@ def test_an_image_too_small_for_the_pyramid_scores_nan(exported):
 
 
 def test_the_metadata_is_what_the_scoring_side_reads(exported):
-    entry = exported("resnet50-use_bn_end")
+    entry = exported("resnext101_32x8d-use_bn_end")
     proto = onnx.load(entry.path)
     assert [(item.key, item.value) for item in proto.metadata_props] == [
         ("linearityiqa_format", "1"),
-        ("arch", "resnet50"),
+        ("arch", "resnext101_32x8d"),
         ("pool", "avg"),
         ("use_bn_end", "true"),
         ("P6", "1"),
