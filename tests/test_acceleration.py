@@ -152,9 +152,10 @@ def test_an_unknown_compile_mode_is_refused_and_none_compiles_nothing():
 
 def test_a_compiled_model_evaluates_as_the_eager_one(test_images):
     """torch.compile (inductor, which needs a C++ compiler on the CPU) changes the kernels, not the results."""
+    # batches of 10: the 30 images in batches of one shape, compiled once
     results = [
         Evaluation(A.compile_model(make_model(), mode), status="test", device=CPU).run(
-            evaluation_loader(test_images, batch_size=12, num_workers=0)
+            evaluation_loader(test_images, batch_size=10, num_workers=0)
         )
         for mode in (None, "default")
     ]

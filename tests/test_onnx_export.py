@@ -18,19 +18,22 @@ from torch import nn
 
 import export_onnx
 import linearityiqa
-from IQAmodel import POOLING_METHODS
+from IQAmodel import POOLING_METHODS, SPSP
 from linearityiqa.api import QualityModel
 from linearityiqa.errors import ConfigError
 from linearityiqa.onnx_export import export_onnx as export
+from linearityiqa.onnx_export import spatial_pyramid
 
 K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
 # Each model with the size of its test images: resnet18 with two pyramid levels on both taps, whose
 # cells of int(size / 2) leave a row and a column over at 208 x 272 (maps of 13 x 17 and 7 x 9).
+# Whole models pool by avg and mean-std (twice the channels, the standard deviation's arithmetic);
+# test_every_pooling_method_exports_as_spsp exports the pyramid of every method on its own.
 PYRAMID = {"arch": "resnet18", "P6": 2, "P7": 2}
 CASES = {
-    **{f"resnet18-{pool}": ({**PYRAMID, "pool": pool}, (208, 272)) for pool in POOLING_METHODS},
-    "resnet50-use_bn_end": ({"arch": "resnet50", "use_bn_end": True}, (64, 96)),
-    "resnext101_32x8d": ({"arch": "resnext101_32x8d"}, (64, 96)),
+    **{f"resnet18-{pool}": ({**PYRAMID, "pool": pool}, (208, 272)) for pool in ("avg", "mean-std")},
+    # ResNeXt's bottleneck blocks (ResNet-50's, grouped), with the heads' BatchNorm at the end
+    "resnext101_32x8d-use_bn_end": ({"arch": "resnext101_32x8d", "use_bn_end": True}, (64, 96)),
 }  # fmt: skip
 
 
@@ -93,6 +96,29 @@ def test_onnxruntime_gives_pytorchs_score_and_heads(exported, case):
     assert_scores_as_pytorch(entry.session, entry.model, images(2, *CASES[case][1]))
 
 
+class EveryPyramid(nn.Module):
+    """The export's two-level spatial pyramid of a feature map by every pooling method, side by side."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return torch.cat([spatial_pyramid(maps, 2, method) for method in POOLING_METHODS], dim=1)
+
+
+def test_every_pooling_method_exports_as_spsp(tmp_path):
+    """Exported with free N, H and W as export_onnx exports them, each method pools as IQAmodel.SPSP,
+    also on maps whose cells leave rows and columns over."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(2, 8, 13, 17), (1, 8, 7, 9), (3, 8, 10, 15)]
+    maps = [torch.randn(shape, generator=generator) for shape in shapes]
+    axes = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    program = torch.onnx.export(EveryPyramid().eval(), (maps[0],), dynamo=True, dynamic_shapes={"maps": axes})
+    program.save(str(tmp_path / "pyramids.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "pyramids.onnx"))
+    for batch in maps:
+        (pooled,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+        expected = torch.cat([SPSP(batch, 2, method) for method in POOLING_METHODS], dim=1)
+        np.testing.assert_allclose(pooled, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_one_file_scores_any_batch_and_any_image_size(exported):
     entry = exported("resnet18-avg")
     assert [item.shape for item in entry.session.get_inputs()] == [["batch", 3, "height", "width"]]
@@ -110,11 +136,11 @@ def test_an_image_too_small_for_the_pyramid_scores_nan(exported):
 
 
 def test_the_metadata_is_what_the_scoring_side_reads(exported):
-    entry = exported("resnet50-use_bn_end")
+    entry = exported("resnext101_32x8d-use_bn_end")
     proto = onnx.load(entry.path)
     assert [(item.key, item.value) for item in proto.metadata_props] == [
         ("linearityiqa_format", "1"),
-        ("arch", "resnet50"),
+        ("arch", "resnext101_32x8d"),
         ("pool", "avg"),
         ("use_bn_end", "true"),
         ("P6", "1"),
