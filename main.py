@@ -8,13 +8,11 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 
-This file is the method, in the shape of ignite's examples: `main` parses the options and
-launches `training` in each process; `training` builds the model, the loaders, Adam's two
-parameter groups and the loss, and runs the trainer, whose `train_step` is forward, loss,
-backward, step; after each epoch `attach_validation` keeps the best model; `final_test` fits
-k, b and tests. The loss is IQAloss.py's `IQALoss`, the model IQAmodel.py's `IQAModel`.
-What only guards the run (one-line errors, locks, output checks, resume states, logs, several
-processes) is attached around this path from linearityiqa/training/.
+The method, in the shape of ignite's examples: `main` launches `training` in each process, which
+builds the model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py)
+and runs the trainer, whose `train_step` is forward, loss, backward, step; `attach_validation`
+keeps the best model; `final_test` fits k, b and tests. What only guards the run (errors, locks,
+resume states, logs, several processes) is attached around this path from linearityiqa/training/.
 """
 
 from __future__ import annotations
@@ -58,9 +56,7 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from linearityiqa.training import handlers, resume
     from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
     from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
-    from linearityiqa.training.guards import run_guards
-    from linearityiqa.training.handlers import Loaders, RunParts, record, say
-    from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
+    from linearityiqa.training.handlers import Loaders, NonFiniteLosses, RunParts, has_gradients, record, say
     from linearityiqa.training.resume import remove_resume_state
 
 ADVICE = Advice(
@@ -87,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ended.status = launch(
             training,
             settings,
-            around=partial(run_guards, script="main.py", advice=ADVICE),
+            around=partial(handlers.run_guards, script="main.py", advice=ADVICE),
             processes=settings["nproc_per_node"],
             device_name=settings["device"],
             batch_size=settings["batch_size"],
@@ -168,10 +164,8 @@ def get_dataflow(settings: Mapping[str, Any], device: torch.device) -> Loaders:
 
 def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
     """Adam with the paper's parameter groups: the five heads at lr, the backbone at lr * ft_lr_ratio.
-
-    With ft_lr_ratio 0 the backbone's weights are frozen (no gradients are computed for them);
-    its BatchNorm statistics still follow the data in training mode, as in the paper's code.
-    """
+    With ft_lr_ratio 0 the backbone is frozen; its BatchNorm statistics still follow the data, as in
+    the paper's code."""
     if ft_lr_ratio == 0:
         model.features.requires_grad_(False)
     heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
@@ -185,12 +179,9 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
 def lr_step_size(
     epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
 ) -> int:
-    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all.
-
-    With the defaults (30 epochs, lr_decay 0.1, overall 0.01) the rate drops at epochs 10 and 20.
-    More decays than epochs (lr_decay 0.9 over 3 epochs) would round the step to 0 epochs, which
-    no schedule can take: it is raised to 1, a decay after every epoch, and `report` says so.
-    """
+    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all
+    (the defaults drop it at epochs 10 and 20 of 30). A step that rounds to 0 epochs (lr_decay 0.9
+    over 3 epochs) is raised to 1, and `report` says so."""
     if lr_decay == 1 or epochs < 3:
         return epochs
     step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
@@ -216,11 +207,9 @@ def create_trainer(
     report: Callable[[str], None] = print,
 ) -> Engine:
     """The trainer: each iteration is `train_step`, ignite's supervised step (float16 loss scaling,
-    gradient accumulation over `accumulation_steps` batches); its output is the batch's loss.
-
-    Batches arrive as uint8 and are normalized on `device` (acceleration.batch_preparation). A
-    NaN or infinite loss stops the run before any weight changes, or with `skip_nonfinite` its
-    batch gives no gradient (training/nonfinite.py).
+    gradient accumulation over `accumulation_steps` batches), whose output is the batch's loss.
+    Batches arrive as uint8 and are normalized on `device`. A NaN or infinite loss stops the run
+    before any weight changes, or with `skip_nonfinite` gives no gradient (handlers.NonFiniteLosses).
     """
     prepare = batch_preparation(channels_last)
     scaler = precision.scaler or torch.amp.GradScaler(enabled=False)  # float32: no loss scaling

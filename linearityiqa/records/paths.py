@@ -44,8 +44,8 @@ def run_name(settings: Mapping[str, Any]) -> str:
 
 
 def check_name_part(option: str, value: str) -> None:
-    """An option's value that becomes part of a file name cannot hold a path separator (it would
-    put the file in another folder) or a NUL byte (no file name can)."""
+    """An option's value that becomes part of a file name holds no path separator (it would put the
+    file in another folder) and no control character."""
     separators = {os.sep, os.altsep} - {None}
     if any(char in separators or not char.isprintable() for char in str(value)):
         raise ConfigError(

@@ -41,10 +41,8 @@ class Series(NamedTuple):
 
 
 class EpochLog:
-    """Writes a run's `-epochs.csv` as the run goes, so an interrupted run keeps what it measured.
-
-    The whole file is written again with each addition, whole or not at all (records/writing.py):
-    an interrupt at any moment leaves the rows written before it.
+    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an
+    interrupt at any moment leaves the rows written before it.
 
     Args:
         path: the CSV file; its folder is created.
@@ -124,7 +122,7 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
     """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
-    scores beside them (`write_scores`), each whole or not at all."""
+    scores beside them (`write_scores`)."""
     advice = "free space, or pass another --results_dir"
     with replacing(path, what="the test's metrics", advice=advice, binary=True) as file:
         np.save(file, dict(performance))

@@ -1,10 +1,8 @@
 """Every file a script writes is written whole or not at all, and never over one of its inputs.
 
 A file is written to a temporary file beside it (`.<name>.<random>.partial`: the same folder, so
-that the rename never crosses file systems), flushed to the disk and renamed over its target
-once complete. An interrupt, a crash or a full disk leaves the earlier file as it was and no
-temporary file behind. An output that is the same file as one of the run's inputs (its
-checkpoint, an image, an info file) is refused before anything is written.
+the rename never crosses file systems), flushed to the disk and renamed over its target: an
+interrupt, a crash or a full disk leaves the earlier file as it was and no temporary file.
 """
 
 from __future__ import annotations
@@ -32,8 +30,8 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
         advice: what to do then, e.g. "pass another --output".
 
     Raises:
-        OutputError: the file cannot be written (a full disk, a read-only folder, a file where a
-            folder should be); the block should only write, so that an OSError in it is one of writing.
+        OutputError: the file cannot be written; the block should only write, so that an OSError
+            in it is one of writing.
     """
     path = os.fspath(path)
     partial = None
@@ -73,8 +71,7 @@ def replacing(
 
 
 def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
-    """Fail now, not after the work, when `path` cannot be written: a temporary file is made
-    beside it and removed."""
+    """Fail now, not after the work, when `path` cannot be written (a temporary file is made and removed)."""
     path = os.fspath(path)
     try:
         os.remove(_temporary_beside(_target(path)))
@@ -83,7 +80,7 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
 
 
 def write_target(path: str | os.PathLike) -> str:
-    """The file that writing `path` replaces (see _target); OutputError-free: the OSError says why not."""
+    """The file that writing `path` replaces (see _target); an OSError says why none can be."""
     return _target(os.fspath(path))
 
 
@@ -115,8 +112,7 @@ def _temporary_beside(path: str) -> str:
 
 
 def _temporary_prefix(path: str) -> str:
-    """ ".<name>.", the name cut short where the whole would make the temporary file's name (with
-    mkstemp's 8 random characters and ".partial") longer than a file system takes: 255 bytes."""
+    """ ".<name>.", cut short where the temporary file's name would be longer than 255 bytes."""
     return f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
 
 
@@ -128,8 +124,7 @@ def cut_to_bytes(name: str, limit: int) -> str:
 
 
 def _mode_for(path: str) -> int:
-    """The permissions the file gets: those of the file it replaces, else what the process's umask
-    gives a new file (mkstemp makes its temporary file readable by its owner only)."""
+    """Those of the file it replaces, else the umask's for a new file (mkstemp's are the owner's alone)."""
     with contextlib.suppress(OSError):
         return os.stat(path).st_mode & 0o7777
     mask = os.umask(0)
