@@ -101,7 +101,9 @@ def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseExceptio
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint of this project or of the authors' code.
+    """A checkpoint of this project or of the authors' code, checked field by field (BadFileError
+    names the first that cannot be used), with wrapper prefixes taken off its weight names and its
+    k and b as lists of floats.
 
     Args:
         path: the checkpoint file.
@@ -119,12 +121,6 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
         map_location=map_location,
         mmap=mmap,
     )
-    return _checked_checkpoint(checkpoint, path)
-
-
-def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
-    """A loaded checkpoint, checked field by field (BadFileError names the first that cannot be
-    used), with wrapper prefixes taken off its weight names and its k and b as lists of floats."""
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
         hint = (

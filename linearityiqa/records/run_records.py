@@ -31,6 +31,7 @@ from linearityiqa.records.writing import replacing
 EPOCH_COLUMNS = ("epoch", "split", "metric", "value")
 SCORE_COLUMNS = ("score", "prediction", "mapped")
 FINAL_TEST = "final_test"
+_ADVICE = "free space, or pass another --results_dir"
 
 
 class Series(NamedTuple):
@@ -64,8 +65,7 @@ class EpochLog:
         self._write()
 
     def _write(self) -> None:
-        advice = "free space, or pass another --results_dir"
-        with replacing(self.path, what="the metrics of each epoch", advice=advice, newline="") as file:
+        with replacing(self.path, what="the metrics of each epoch", advice=_ADVICE, newline="") as file:
             writer = csv.writer(file)
             writer.writerow(EPOCH_COLUMNS)
             writer.writerows(self.rows)
@@ -123,8 +123,7 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
     """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
     scores beside them (`write_scores`)."""
-    advice = "free space, or pass another --results_dir"
-    with replacing(path, what="the test's metrics", advice=advice, binary=True) as file:
+    with replacing(path, what="the test's metrics", advice=_ADVICE, binary=True) as file:
         np.save(file, dict(performance))
     write_scores(scores_file(path), performance)
 
@@ -132,8 +131,7 @@ def save_results(path: str, performance: Mapping[str, Any]) -> None:
 def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
     """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
     columns = [np.asarray(performance[name]).reshape(-1) for name in ("sq", "pq_before", "pq")]
-    advice = "free space, or pass another --results_dir"
-    with replacing(path, what="the per-image scores", advice=advice, newline="") as file:
+    with replacing(path, what="the per-image scores", advice=_ADVICE, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SCORE_COLUMNS)
         writer.writerows(zip(*(column.tolist() for column in columns)))

@@ -207,7 +207,12 @@ class _AllGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
         ctx.counts, ctx.rank = counts, rank
-        return _padded_all_gather(rows, counts)
+        # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back
+        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
+        padded[: rows.size(0)] = rows
+        pieces = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(pieces, padded.contiguous())
+        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -215,15 +220,6 @@ class _AllGather(torch.autograd.Function):
         dist.all_reduce(total)
         start = sum(ctx.counts[: ctx.rank])
         return total[start : start + ctx.counts[ctx.rank]], None, None
-
-
-def _padded_all_gather(rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back.
-    padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-    padded[: rows.size(0)] = rows
-    pieces = [torch.empty_like(padded) for _ in counts]
-    dist.all_gather(pieces, padded.contiguous())
-    return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
 
 
 def gather_rows(rows: torch.Tensor) -> torch.Tensor:

@@ -37,17 +37,9 @@ _RESUME_ADVICE = (
 _CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
 
 
-class RunSettings:
-    """The options of RESUMED, which decide what a run trains, so that --resume can tell a run
-    asked with other options; and the run's name, under which its files so far are (a longer run
-    resumed takes another name)."""
-
-    def __init__(self, settings: Mapping[str, Any]):
-        self.settings = {name: settings[name] for name in RESUMED if name in settings}
-        self.run_name = settings.get("run_name")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.settings, "run_name": self.run_name}
+def _resumed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of RESUMED, which decide what a run trains: --resume refuses a state saved with others."""
+    return {name: settings[name] for name in RESUMED if name in settings}
 
 
 class RandomStates:
@@ -74,7 +66,8 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
         "optimizer": parts.optimizer,
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
-        "settings": RunSettings(settings),
+        # and the run's name, under which its files so far are (a longer run resumed takes another)
+        "settings": {**_resumed_settings(settings), "run_name": settings.get("run_name")},
         "random": RandomStates(),
     }
     if parts.precision.scaler is not None:
@@ -107,7 +100,7 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     if path is None:
         return _finished_run(settings, folder)
     saved = _read_resume_file(path)
-    _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
+    _check_resumed_settings(saved.get("settings", {}), _resumed_settings(settings), path)
     finished = _finished_epochs(saved.get("trainer"))
     if finished > settings["epochs"]:
         raise ConfigError(
@@ -208,7 +201,7 @@ def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> N
     resnext101_32x8d). A save that fails leaves the folder as it was (no empty folder either)."""
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
-    states = {name: item.state_dict() for name, item in state.items()}
+    states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
     try:
         save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
     except BaseException:
