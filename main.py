@@ -93,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
-    device = choose_device(settings["device"])
+    # each of several processes has its GPU (or the CPU); one process has the --device asked for
+    device = idist.device() if idist.get_world_size() > 1 else resolve_device(settings["device"])
     seed = run_seed(settings)
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
@@ -258,9 +259,7 @@ def build_trainer(
         report=say,
     )
     state = resume.resume_state(trainer, parts, settings)
-    saved_name = None
-    if resumed is not None:
-        saved_name = resume.load_resume_state(state, resumed)
+    saved_name = resume.load_resume_state(state, resumed) if resumed is not None else None
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would
@@ -346,11 +345,6 @@ def test_and_report(parts: RunParts, checkpoint: Mapping[str, Any], settings: Ma
     if idist.get_rank() == 0:
         save_results(results_file(settings["results_dir"], settings["run_name"]), performance)
     return performance
-
-
-def choose_device(requested: str | None) -> torch.device:
-    """The process's GPU when several processes train, else the --device asked for."""
-    return idist.device() if idist.get_world_size() > 1 else resolve_device(requested)
 
 
 def run_seed(settings: Mapping[str, Any]) -> int:

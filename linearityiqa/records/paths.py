@@ -86,11 +86,6 @@ def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str
     return os.path.join(results_dir, f"{name}.npy")
 
 
-def run_outputs(trained_model_file: str, results_dir: str, name: str) -> list[str]:
-    """What a run writes under its name, which no other run may write at the same time (see run_lock)."""
-    return [trained_model_file, os.path.join(results_dir, name)]
-
-
 def resume_folder(trained_model_file: str) -> str:
     """The resume states of the run that saves its best model to `trained_model_file`."""
     return trained_model_file + ".resume"

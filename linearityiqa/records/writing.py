@@ -36,7 +36,7 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
     path = os.fspath(path)
     partial = None
     try:
-        path = _target(path)
+        path = write_target(path)
         partial = _temporary_beside(path)
         yield partial
         with open(partial, "rb") as written:  # on the disk before it takes the target's name
@@ -74,20 +74,17 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
     """Fail now, not after the work, when `path` cannot be written (a temporary file is made and removed)."""
     path = os.fspath(path)
     try:
-        os.remove(_temporary_beside(_target(path)))
+        os.remove(_temporary_beside(write_target(path)))
     except OSError as error:
         raise _cannot_write(path, what, advice, error) from None
 
 
 def write_target(path: str | os.PathLike) -> str:
-    """The file that writing `path` replaces (see _target); an OSError says why none can be."""
-    return _target(os.fspath(path))
-
-
-def _target(path: str) -> str:
     """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
     stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
-    pipe or a folder is refused: renaming over one would replace it (as root, /dev/null itself)."""
+    pipe or a folder is refused (an OSError says why): renaming over one would replace it (as root,
+    /dev/null itself)."""
+    path = os.fspath(path)
     if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")
     target = os.path.realpath(path) if os.path.islink(path) else path
@@ -106,14 +103,10 @@ def _temporary_beside(path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=".partial")
+    prefix = f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".partial")
     os.close(handle)
     return partial
-
-
-def _temporary_prefix(path: str) -> str:
-    """ ".<name>.", cut short where the temporary file's name would be longer than 255 bytes."""
-    return f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
 
 
 def cut_to_bytes(name: str, limit: int) -> str:

@@ -24,7 +24,7 @@ from linearityiqa.acceleration import Precision, cudnn_mode
 from linearityiqa.cli import settings as adapt
 from linearityiqa.cli.scripts import Advice, errors_reported, own_the_pixel_limit
 from linearityiqa.errors import TrainingDiverged
-from linearityiqa.records.paths import check_name_part, epochs_file, results_file, run_outputs, scores_file
+from linearityiqa.records.paths import check_name_part, epochs_file, results_file, scores_file
 from linearityiqa.records.run_lock import run_lock
 from linearityiqa.records.run_records import EpochLog
 from linearityiqa.records.writing import check_writable, refuse_inputs
@@ -92,7 +92,8 @@ def run_guards(settings: Mapping[str, Any], *, script: str, advice: Advice) -> I
             check_outputs(settings)
             if not settings["evaluate"]:
                 refuse_overwriting_inputs(settings)
-        outputs = run_outputs(settings["trained_model_file"], settings["results_dir"], settings["run_name"])
+        # what the run writes under its name, which no other run may write at the same time
+        outputs = [settings["trained_model_file"], os.path.join(settings["results_dir"], settings["run_name"])]
         with run_lock(outputs) if first else contextlib.nullcontext():
             with cudnn_mode(deterministic=not settings["randomness"]):
                 yield

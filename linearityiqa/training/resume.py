@@ -100,7 +100,13 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     if path is None:
         return _finished_run(settings, folder)
     saved = _read_resume_file(path)
-    _check_resumed_settings(saved.get("settings", {}), _resumed_settings(settings), path)
+    recorded = saved.get("settings", {})  # a setting it does not record (an older state) is not compared
+    for name, value in _resumed_settings(settings).items():
+        if name in recorded and recorded[name] != value:
+            raise ConfigError(
+                f"--resume: the saved state at {path} was trained with {name}={recorded[name]!r}, this run asks "
+                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+            )
     finished = _finished_epochs(saved.get("trainer"))
     if finished > settings["epochs"]:
         raise ConfigError(
@@ -173,17 +179,6 @@ def _read_resume_file(path: str) -> dict[str, Any]:
             f"state before it, if any (or delete its folder to start over), or pass the right --trained_model_file"
         ) from None
     return saved
-
-
-def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], path: str) -> None:
-    """The first setting of RESUMED that the saved state records otherwise is an error.
-    A setting it does not record (a state saved before a newer option) is not compared."""
-    for name, value in asked.items():
-        if name in saved and saved[name] != value:
-            raise ConfigError(
-                f"--resume: the saved state at {path} was trained with {name}={saved[name]!r}, this run asks "
-                f"for {name}={value!r}: pass the same options, or start anew without --resume"
-            )
 
 
 def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
