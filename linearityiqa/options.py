@@ -1,15 +1,10 @@
 """Every command-line option of main.py, test_dataset.py, test_demo.py and export_onnx.py, defined once.
 
-`OPTIONS` is a table with a row per option: how argparse reads it (its flags, every spelling the
-authors used: the paper README's `--lr`, `--arch`, `--img` and their later release's `-lr`,
-`--architecture`, `--img_path`), its help and help group, and what follows from it: its part of a
-run's name, whether --resume must match it, whether a checkpoint records it, and which scripts take
-it. Everything else is derived from the rows: each script's parser (cli/options.py), the run's name
-(records/paths.py), the settings that a checkpoint records and checks (records/checkpoint.py), that
---resume compares (`RESUMED`) and that build the model and the loss (cli/settings.py).
-
-A new option is a row here and the code that reads it. Free of PyTorch, so that test_demo.py
---onnx builds its parser without loading it.
+`OPTIONS` has a row per option: how argparse reads it (every spelling the authors used: the paper
+README's `--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`),
+its help, and what follows from it: its part of a run's name, whether --resume must match it,
+whether a checkpoint records it, which scripts take it. The parsers, the run's name and the lists
+below are derived from the rows. Free of PyTorch: test_demo.py --onnx builds its parser without it.
 """
 
 from __future__ import annotations

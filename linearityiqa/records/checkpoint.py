@@ -213,17 +213,11 @@ def _check_settings(settings: Mapping[str, Any], path: str) -> None:
         if not isinstance(name, str):
             raise TypeError(f"the key {_shown(name)} is not an option name")
         kind = options.RECORDED_TYPES.get(name)
-        if kind is not None and not _is_option_value(value, kind):
+        # type(), not isinstance(): True is an int, but no size; the int options are positive
+        if kind is not None and not (type(value) is kind and (kind is not int or value >= 1)):
             raise BadFileError(
                 f"checkpoint {path}: setting {name} is {_shown(value)}, not {_TYPE_NAMES[kind]}: {_USE_ANOTHER}"
             )
-
-
-def _is_option_value(value: Any, kind: type) -> bool:
-    # bool is a subclass of int, but True is no size; the int options are positive.
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    return isinstance(value, kind)
 
 
 def _shown(value: Any) -> str:

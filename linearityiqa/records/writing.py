@@ -33,7 +33,6 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
         OutputError: the file cannot be written; the block should only write, so that an OSError
             in it is one of writing.
     """
-    path = os.fspath(path)
     partial = None
     try:
         path = write_target(path)
@@ -72,7 +71,6 @@ def replacing(
 
 def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
     """Fail now, not after the work, when `path` cannot be written (a temporary file is made and removed)."""
-    path = os.fspath(path)
     try:
         os.remove(_temporary_beside(write_target(path)))
     except OSError as error:
