@@ -21,6 +21,7 @@ import math
 import random
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
 
@@ -106,16 +107,13 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
         return evaluate_only(parts, settings)
     say(f"training on {idist.get_world_size()} x {device.type} in {parts.precision.name}")
     trainer, epoch_log = build_trainer(parts, settings, device, seed, resumed)
-    logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
-    try:
+    logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else nullcontext()
+    with logger:  # closed, its last events written, however the run ends
         if trainer.state.epoch < settings["epochs"]:  # a state of the last epoch has only the test to run
             trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
         performance = final_test(parts, settings, epoch_log)
         remove_resume_state(settings)
         return performance
-    finally:
-        if logger is not None:
-            logger.close()
 
 
 def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:

@@ -25,9 +25,8 @@ CHECKPOINT_DIR = "checkpoints"
 # Each saved state is named after its epoch, as ignite's Checkpoint named them (any other name is
 # the temporary file of a save that was cut short).
 RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
-# Most file systems take names of up to 255 bytes; a run's longest files add 11 to its name.
-LONGEST_FILE_NAME = 255
-LONGEST_NAME = LONGEST_FILE_NAME - len("-scores.csv")
+# Most file systems take names of up to 255 bytes; a run's longest files add "-scores.csv" to its name.
+LONGEST_NAME = 255 - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
