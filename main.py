@@ -8,13 +8,11 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 
-This file is the method, in the shape of ignite's examples: `main` parses the options and
-launches `training` in each process; `training` builds the model, the loaders, Adam's two
-parameter groups and the loss, and runs the trainer, whose `train_step` is forward, loss,
-backward, step; after each epoch `attach_validation` keeps the best model; `final_test` fits
-k, b and tests. The loss is IQAloss.py's `IQALoss`, the model IQAmodel.py's `IQAModel`.
-What only guards the run (one-line errors, locks, output checks, resume states, logs, several
-processes) is attached around this path from linearityiqa/training/.
+The method, in the shape of ignite's examples: `main` launches `training` in each process, which
+builds the model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py)
+and runs the trainer, whose `train_step` is forward, loss, backward, step; `attach_validation`
+keeps the best model; `final_test` fits k, b and tests. What only guards the run (errors, locks,
+resume states, logs, several processes) is attached around this path from linearityiqa/training/.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import math
 import random
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
 
@@ -58,9 +57,7 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from linearityiqa.training import handlers, resume
     from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders
     from linearityiqa.training.evaluation import IDENTITY_MAPPING, Evaluation, criterion_score, metric_lines
-    from linearityiqa.training.guards import run_guards
-    from linearityiqa.training.handlers import Loaders, RunParts, record, say
-    from linearityiqa.training.nonfinite import NonFiniteLosses, has_gradients
+    from linearityiqa.training.handlers import Loaders, NonFiniteLosses, RunParts, has_gradients, record, say
     from linearityiqa.training.resume import remove_resume_state
 
 ADVICE = Advice(
@@ -87,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ended.status = launch(
             training,
             settings,
-            around=partial(run_guards, script="main.py", advice=ADVICE),
+            around=partial(handlers.run_guards, script="main.py", advice=ADVICE),
             processes=settings["nproc_per_node"],
             device_name=settings["device"],
             batch_size=settings["batch_size"],
@@ -97,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
-    device = choose_device(settings["device"])
+    # each of several processes has its GPU (or the CPU); one process has the --device asked for
+    device = idist.device() if idist.get_world_size() > 1 else resolve_device(settings["device"])
     seed = run_seed(settings)
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
@@ -109,16 +107,13 @@ def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
         return evaluate_only(parts, settings)
     say(f"training on {idist.get_world_size()} x {device.type} in {parts.precision.name}")
     trainer, epoch_log = build_trainer(parts, settings, device, seed, resumed)
-    logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else None
-    try:
+    logger = handlers.attach_logging(trainer, parts, settings) if idist.get_rank() == 0 else nullcontext()
+    with logger:  # closed, its last events written, however the run ends
         if trainer.state.epoch < settings["epochs"]:  # a state of the last epoch has only the test to run
             trainer.run(parts.loaders.train, max_epochs=settings["epochs"])
         performance = final_test(parts, settings, epoch_log)
         remove_resume_state(settings)
         return performance
-    finally:
-        if logger is not None:
-            logger.close()
 
 
 def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
@@ -168,10 +163,8 @@ def get_dataflow(settings: Mapping[str, Any], device: torch.device) -> Loaders:
 
 def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_decay: float) -> torch.optim.Adam:
     """Adam with the paper's parameter groups: the five heads at lr, the backbone at lr * ft_lr_ratio.
-
-    With ft_lr_ratio 0 the backbone's weights are frozen (no gradients are computed for them);
-    its BatchNorm statistics still follow the data in training mode, as in the paper's code.
-    """
+    With ft_lr_ratio 0 the backbone is frozen; its BatchNorm statistics still follow the data, as in
+    the paper's code."""
     if ft_lr_ratio == 0:
         model.features.requires_grad_(False)
     heads = (model.regression, model.dr6, model.dr7, model.regr6, model.regr7)
@@ -185,12 +178,9 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
 def lr_step_size(
     epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
 ) -> int:
-    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all.
-
-    With the defaults (30 epochs, lr_decay 0.1, overall 0.01) the rate drops at epochs 10 and 20.
-    More decays than epochs (lr_decay 0.9 over 3 epochs) would round the step to 0 epochs, which
-    no schedule can take: it is raised to 1, a decay after every epoch, and `report` says so.
-    """
+    """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all
+    (the defaults drop it at epochs 10 and 20 of 30). A step that rounds to 0 epochs (lr_decay 0.9
+    over 3 epochs) is raised to 1, and `report` says so."""
     if lr_decay == 1 or epochs < 3:
         return epochs
     step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
@@ -216,11 +206,9 @@ def create_trainer(
     report: Callable[[str], None] = print,
 ) -> Engine:
     """The trainer: each iteration is `train_step`, ignite's supervised step (float16 loss scaling,
-    gradient accumulation over `accumulation_steps` batches); its output is the batch's loss.
-
-    Batches arrive as uint8 and are normalized on `device` (acceleration.batch_preparation). A
-    NaN or infinite loss stops the run before any weight changes, or with `skip_nonfinite` its
-    batch gives no gradient (training/nonfinite.py).
+    gradient accumulation over `accumulation_steps` batches), whose output is the batch's loss.
+    Batches arrive as uint8 and are normalized on `device`. A NaN or infinite loss stops the run
+    before any weight changes, or with `skip_nonfinite` gives no gradient (handlers.NonFiniteLosses).
     """
     prepare = batch_preparation(channels_last)
     scaler = precision.scaler or torch.amp.GradScaler(enabled=False)  # float32: no loss scaling
@@ -269,9 +257,7 @@ def build_trainer(
         report=say,
     )
     state = resume.resume_state(trainer, parts, settings)
-    saved_name = None
-    if resumed is not None:
-        saved_name = resume.load_resume_state(state, resumed)
+    saved_name = resume.load_resume_state(state, resumed) if resumed is not None else None
     first = idist.get_rank() == 0
     epoch_log = handlers.open_epoch_log(settings, trainer.state.epoch, saved_name) if first else None
     # each epoch seeded from its number, so that a resumed run draws what an uninterrupted one would
@@ -357,11 +343,6 @@ def test_and_report(parts: RunParts, checkpoint: Mapping[str, Any], settings: Ma
     if idist.get_rank() == 0:
         save_results(results_file(settings["results_dir"], settings["run_name"]), performance)
     return performance
-
-
-def choose_device(requested: str | None) -> torch.device:
-    """The process's GPU when several processes train, else the --device asked for."""
-    return idist.device() if idist.get_world_size() > 1 else resolve_device(requested)
 
 
 def run_seed(settings: Mapping[str, Any]) -> int:

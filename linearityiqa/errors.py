@@ -1,9 +1,6 @@
-"""Errors that describe a user's mistake rather than a bug, all of them defined here, and the
-checks and readers that turn a file's failure into one of them where the file enters.
-
-Scripts print an `IQAError`'s message as one line, without a traceback (cli/scripts.py).
-Each subclass also derives from the matching built-in exception, so library users can keep
-catching `ValueError` or `FileNotFoundError` as they would anyway.
+"""Errors that describe a user's mistake rather than a bug, and the readers that turn a file's
+failure into one of them where the file enters. Scripts print an `IQAError` as one line, without
+a traceback; each derives from the matching built-in exception (ValueError, FileNotFoundError).
 """
 
 from __future__ import annotations
@@ -85,8 +82,8 @@ _NOT_FILES = (
 def read_torch_file(
     path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
-    """The dict that a file written by torch.save holds, loaded with `weights_only=True`: opening it runs no code.
-    Any failure to is one line that names the file as `what` and says what to do.
+    """The dict that a file written by torch.save holds, loaded with `weights_only=True` (opening it
+    runs no code); any failure to is one line that names the file as `what` and says what to do.
 
     Args:
         path: the file.
@@ -95,8 +92,7 @@ def read_torch_file(
         advice: what to do when it does not exist.
         expected: what it must be, in a message ("a checkpoint saved by main.py ...").
         map_location: where its tensors go.
-        mmap: map the file's tensors into memory (see records/checkpoint.load_checkpoint); a file
-            in the legacy format, which cannot be mapped, is read.
+        mmap: map the file's tensors into memory (a legacy file, which cannot be mapped, is read).
     """
     import torch  # here: scoring with ONNX imports this module without PyTorch
 

@@ -1,15 +1,10 @@
 """Every command-line option of main.py, test_dataset.py, test_demo.py and export_onnx.py, defined once.
 
-`OPTIONS` is a table with a row per option: how argparse reads it (its flags, every spelling the
-authors used: the paper README's `--lr`, `--arch`, `--img` and their later release's `-lr`,
-`--architecture`, `--img_path`), its help and help group, and what follows from it: its part of a
-run's name, whether --resume must match it, whether a checkpoint records it, and which scripts take
-it. Everything else is derived from the rows: each script's parser (cli/options.py), the run's name
-(records/paths.py), the settings that a checkpoint records and checks (records/checkpoint.py), that
---resume compares (`RESUMED`) and that build the model and the loss (cli/settings.py).
-
-A new option is a row here and the code that reads it. Free of PyTorch, so that test_demo.py
---onnx builds its parser without loading it.
+`OPTIONS` has a row per option: how argparse reads it (every spelling the authors used: the paper
+README's `--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`),
+its help, and what follows from it: its part of a run's name, whether --resume must match it,
+whether a checkpoint records it, which scripts take it. The parsers, the run's name and the lists
+below are derived from the rows. Free of PyTorch: test_demo.py --onnx builds its parser without it.
 """
 
 from __future__ import annotations
@@ -40,14 +35,8 @@ GROUPS = ("model", "loss", "data", "training schedule", "training", "run", "resu
 def number(
     kind: type, *, above: float | None = None, minimum: float | None = None, maximum: float | None = None
 ) -> Callable[[str], int | float]:
-    """An argparse type: a finite int or float within bounds, or an argparse error that names them.
-
-    Args:
-        kind: int or float.
-        above: the value must be greater than this.
-        minimum: the value must be at least this.
-        maximum: the value must be at most this.
-    """
+    """An argparse type: a finite `kind` (int or float) greater than `above`, at least `minimum` and
+    at most `maximum`, or an argparse error that names the bounds."""
     bounds = " and ".join(
         f"{word} {bound}"
         for word, bound in (("above", above), ("at least", minimum), ("at most", maximum))
@@ -82,20 +71,6 @@ SEED = number(int, minimum=0, maximum=2**32 - 1)  # what numpy's and torch's gen
 
 
 @dataclass(frozen=True)
-class NamePart:
-    """Where an option's value goes in a run's name (records/paths.run_name).
-
-    Args:
-        place: its position among the name's parts, in the paper's order. Options of one place
-            make one part, their values joined by "x" (the image size, 498x664).
-        label: the text before the value ("lr=").
-    """
-
-    place: int
-    label: str = ""
-
-
-@dataclass(frozen=True)
 class Option:
     """One command-line option: how argparse reads it and what follows from it.
 
@@ -108,7 +83,9 @@ class Option:
         accepts: the scripts that parse it without using it, so that every command line that
             worked before still does; their --help leaves it out.
         default, type, action, nargs, choices, const, required: as argparse.add_argument takes them.
-        run_name: its part of a run's name, or None.
+        run_name: its part of a run's name (records/paths.run_name), or None: (place, label), its
+            position among the parts in the paper's order (options of one place make one part,
+            their values joined by "x": 498x664) and the text before the value ("lr=").
         resumed: whether a run continued with --resume must have it as the run that saved the state.
         recorded: the type that a checkpoint's setting of it must have (records/checkpoint.py);
             None where it is not checked.
@@ -128,18 +105,14 @@ class Option:
     choices: tuple[str, ...] | None = None
     const: Any = None
     required: bool = False
-    run_name: NamePart | None = None
+    run_name: tuple[int, str] | None = None
     resumed: bool = False
     # the builtin: this class's own `type` is a field
     recorded: builtins.type | None = None
     elsewhere: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def in_script(self, script: str) -> Option:
-        """The row as `script` reads it.
-
-        Args:
-            script: one of SCRIPTS.
-        """
+        """The row as `script` (one of SCRIPTS) reads it."""
         return dataclasses.replace(self, **self.elsewhere.get(script, {}))
 
 
@@ -153,17 +126,11 @@ def _row(
     name: int | tuple[int, str] | None = None,
     **fields: Any,
 ) -> Option:
-    """An Option from its row of the table.
-
-    Args:
-        dest, group, takes, help: as Option has them.
-        flags: every spelling accepted, separated by spaces.
-        name: its part of a run's name: the place, or (place, label); None for none.
-        fields: Option's other fields; a default of False makes the option a switch (store_true).
-    """
+    """An Option from its row of the table: `flags` separated by spaces, `name` the place of its
+    part of a run's name or (place, label); a default of False makes the option a switch."""
     if fields.get("default") is False:
         fields["action"] = "store_true"
-    run_name = None if name is None else NamePart(*name) if isinstance(name, tuple) else NamePart(name)
+    run_name = (name, "") if isinstance(name, int) else name
     return Option(dest, tuple(flags.split()), help, group, takes, run_name=run_name, **fields)
 
 
@@ -351,20 +318,12 @@ OPTIONS = (
 
 
 def script_options(script: str) -> tuple[Option, ...]:
-    """The rows a script parses, those it takes and those it accepts unused, as it reads them.
-
-    Args:
-        script: one of SCRIPTS.
-    """
+    """The rows a script (one of SCRIPTS) parses, those it takes and those it accepts unused."""
     return tuple(row.in_script(script) for row in OPTIONS if script in row.takes | row.accepts)
 
 
 def run_named(group: str) -> tuple[str, ...]:
-    """The options of a help group that a run's name records.
-
-    Args:
-        group: one of GROUPS.
-    """
+    """The options of a help group (one of GROUPS) that a run's name records."""
     return tuple(row.dest for row in OPTIONS if row.group == group and row.run_name is not None)
 
 
@@ -373,7 +332,8 @@ def _run_name_parts() -> tuple[tuple[str, tuple[str, ...]], ...]:
     places: dict[int, tuple[str, list[str]]] = {}
     for row in OPTIONS:
         if row.run_name is not None:
-            places.setdefault(row.run_name.place, (row.run_name.label, []))[1].append(row.dest)
+            place, label = row.run_name
+            places.setdefault(place, (label, []))[1].append(row.dest)
     return tuple((label, tuple(dests)) for _, (label, dests) in sorted(places.items()))
 
 

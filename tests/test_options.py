@@ -430,8 +430,8 @@ def test_the_lists_derived_from_the_table_are_those_written_out_before():
         "val_criterion", "test_during_training", "opt_level", "seed", "debug",
     )  # fmt: skip
     types = {"arch": str, "pool": str, "use_bn_end": bool, "P6": int, "P7": int}
-    assert checkpoint._SETTING_TYPES == {**types, "resize": bool, "resize_size_h": int, "resize_size_w": int}
-    assert list(checkpoint._SETTING_TYPES) == [*model, "resize", "resize_size_h", "resize_size_w"]
+    assert table.RECORDED_TYPES == {**types, "resize": bool, "resize_size_h": int, "resize_size_w": int}
+    assert list(table.RECORDED_TYPES) == [*model, "resize", "resize_size_h", "resize_size_w"]
     loss = {"loss_type", "alpha", "beta", "p", "q", "monotonicity_regularization", "gamma", "detach"}
     assert set(LOSS_SETTINGS) == loss == set(inspect.signature(IQALoss).parameters)
     assert dataset_script.RUN_OPTIONS == {

@@ -29,7 +29,7 @@ from linearityiqa.records.checkpoint import load_checkpoint, save_checkpoint
 from linearityiqa.records.paths import epochs_file, latest_resume_file
 from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from linearityiqa.training.evaluation import METRICS_PRINTED, criterion_score
-from linearityiqa.training.nonfinite import NonFiniteLosses
+from linearityiqa.training.handlers import NonFiniteLosses
 
 pytestmark = pytest.mark.reliability
 

@@ -1,4 +1,4 @@
-"""main.py's train_step (with training/nonfinite.py): ignite's supervised step (loss scaling,
+"""main.py's train_step (with training/handlers.py): ignite's supervised step (loss scaling,
 gradient accumulation), which looks at the loss before its backward pass: a NaN loss stops the
 run before any weight changes, or with skip_nonfinite gives no gradient and no optimizer step."""
 

@@ -1,17 +1,14 @@
 """Checkpoints: the trained model with its linear mapping and the settings that built it.
 
-A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; their
-released files also hold apex's `amp` state) plus `settings`, the run's options as plain
-Python types, so test_dataset.py and test_demo.py rebuild the model without repeating
-flags, and `scale`, the scale its scores are on (`TrainingScale`). Everything in it loads
-with `torch.load(weights_only=True)`: opening a checkpoint cannot run code. Files are written
-to a temporary name and renamed, so a crash during a save never leaves a broken checkpoint behind.
+A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; their released
+files also hold apex's `amp` state) plus `settings`, the run's options as plain Python types (the
+scripts rebuild the model without repeating flags), and `scale`, the scale of its scores
+(`TrainingScale`). It loads with `torch.load(weights_only=True)`: opening one runs no code.
 
-A loaded file is data to read, not to trust (`load_checkpoint`): any failure to read it, or a
-field of it, as main.py saves it is one line that names the file and the field. It checks on its
-own what would otherwise give a wrong score without an error: every float weight finite (a run
-that diverged saves NaN, which would score as nan), k and b three finite numbers, the settings
-that rebuild the model of their options' types, the scale's fields of theirs.
+`load_checkpoint` reads a file as data, not to trust: any failure to read it, or a field of it,
+is one line naming the file and the field. It checks on its own what would otherwise give a
+wrong score silently: float weights finite (a run that diverged saves NaN), k and b three finite
+numbers, the settings that rebuild the model and the scale of their types.
 """
 
 from __future__ import annotations
@@ -30,13 +27,10 @@ from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
-# Settings that determine the model's architecture, from the table of options; a checkpoint's own win over defaults.
+# Settings that determine the model's architecture; a checkpoint's own win over defaults.
 MODEL_SETTINGS = options.MODEL_SETTINGS
 # Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-# The recorded settings that rebuild a model and size its images, with the type of their option
-# (linearityiqa/options.py); the integers are positive there too.
-_SETTING_TYPES = options.RECORDED_TYPES
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "a positive integer"}
 # What to do about a file that no code of this project or of the authors' wrote.
 _USE_ANOTHER = "use a checkpoint saved by main.py or released by the authors"
@@ -68,13 +62,13 @@ def training_checkpoint(
 
 
 def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
-    """Write `checkpoint` to `path` whole or not at all (records/writing.py)."""
+    """Write `checkpoint` to `path` whole or not at all."""
     save_file(path, checkpoint, what="checkpoint", advice="free space, or write it elsewhere (--trained_model_file)")
 
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
-    """torch.save `contents` to `path` whole or not at all (records/writing.py): a full disk is
-    one line naming `what` and `path`, with `advice`; Ctrl-C stays Ctrl-C."""
+    """torch.save `contents` to `path` whole or not at all: a full disk is one line naming `what`
+    and `path`, with `advice`; Ctrl-C stays Ctrl-C."""
     with replacing(path, what=what, advice=advice, binary=True) as file:
         try:
             torch.save(dict(contents), file)
@@ -88,9 +82,9 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseException | None:
     """What a RuntimeError of torch.save stands for, or None where it is not one of writing.
 
-    PyTorch's zip writer turns whatever its file's write raised (the file's OSError for a full
-    disk, the KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc]
-    unexpected pos" error, the original one being its __context__: that one is the failure.
+    PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
+    KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
+    pos" error, whose __context__ is the failure.
     """
     cause = error.__context__
     while cause is not None:
@@ -107,7 +101,9 @@ def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseExceptio
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint of this project or of the authors' code.
+    """A checkpoint of this project or of the authors' code, checked field by field (BadFileError
+    names the first that cannot be used), with wrapper prefixes taken off its weight names and its
+    k and b as lists of floats.
 
     Args:
         path: the checkpoint file.
@@ -125,20 +121,6 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
         map_location=map_location,
         mmap=mmap,
     )
-    return _checked_checkpoint(checkpoint, path)
-
-
-def _checked_checkpoint(checkpoint: Any, path: str) -> dict[str, Any]:
-    """A loaded checkpoint, checked field by field, with wrapper prefixes taken off its weight
-    names and its k and b (where present) as lists of floats.
-
-    Args:
-        checkpoint: what torch.load returned.
-        path: the file, which the error messages name.
-
-    Raises:
-        BadFileError: the first field that cannot be used, in one line.
-    """
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
         hint = (
@@ -170,12 +152,7 @@ def training_scale(checkpoint: Mapping[str, Any]) -> TrainingScale | None:
 
 
 def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float], list[float]]:
-    """The k and b of a checkpoint that `load_checkpoint` has checked; scoring needs them.
-
-    Args:
-        checkpoint: the loaded checkpoint.
-        path: its file, which the error message names.
-    """
+    """The k and b of a checkpoint that `load_checkpoint` has checked (at `path`); scoring needs them."""
     if "k" not in checkpoint or "b" not in checkpoint:
         raise BadFileError(f"checkpoint {path} holds no linear mapping (k, b) of its three heads: {_USE_ANOTHER}")
     return checkpoint["k"], checkpoint["b"]
@@ -200,8 +177,7 @@ def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, t
     float weight holds NaN or infinite values (a run that diverged saves them; they would score as nan)."""
     weights = {}
     for name, tensor in state.items():
-        # One vectorized pass per tensor, cheap: 25 ms for resnet50's 100 MB, 80 ms for
-        # resnext101_32x8d's 350 MB on 2 CPU cores.
+        # one vectorized pass per tensor: 80 ms for resnext101_32x8d's 350 MB on 2 CPU cores
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise BadFileError(
                 f"checkpoint {path}: weight {name!r} holds NaN or infinite values: the run that saved it "
@@ -236,18 +212,12 @@ def _check_settings(settings: Mapping[str, Any], path: str) -> None:
     for name, value in settings.items():
         if not isinstance(name, str):
             raise TypeError(f"the key {_shown(name)} is not an option name")
-        kind = _SETTING_TYPES.get(name)
-        if kind is not None and not _is_option_value(value, kind):
+        kind = options.RECORDED_TYPES.get(name)
+        # type(), not isinstance(): True is an int, but no size; the int options are positive
+        if kind is not None and not (type(value) is kind and (kind is not int or value >= 1)):
             raise BadFileError(
                 f"checkpoint {path}: setting {name} is {_shown(value)}, not {_TYPE_NAMES[kind]}: {_USE_ANOTHER}"
             )
-
-
-def _is_option_value(value: Any, kind: type) -> bool:
-    # bool is a subclass of int, but True is no size; the int options are positive (cli/options.py).
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    return isinstance(value, kind)
 
 
 def _shown(value: Any) -> str:
@@ -259,12 +229,8 @@ def _shown(value: Any) -> str:
 def model_settings(
     checkpoint: Mapping[str, Any], requested: Mapping[str, Any], defaults: Mapping[str, Any], path: str
 ) -> dict[str, Any]:
-    """The model settings to build for a checkpoint.
-
-    A checkpoint that records its settings supplies them; a setting the user asked for
-    explicitly (a value other than the default) must then agree. The authors' files
-    record none, so the requested settings are used as they are.
-    """
+    """The model settings to build for a checkpoint: those it records (the authors' record none),
+    with which a setting asked for explicitly (other than its default) must agree."""
     recorded = checkpoint.get("settings") or {}
     settings = {}
     for name in MODEL_SETTINGS:

@@ -1,5 +1,5 @@
-"""The name of every file a run or a test writes, in one place: users, scripts and
-`python -m reproduce` find results by these names, so they never change.
+"""The name of every file a run or a test writes: users and `python -m reproduce` find results
+by these names, so they never change.
 
     checkpoints/<run name>                      the best model (main.py; --trained_model_file)
     checkpoints/<run name>.resume/              the whole state after the latest epoch, for --resume
@@ -22,12 +22,11 @@ from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes
 
 CHECKPOINT_DIR = "checkpoints"
-# Each saved state is named after its epoch, as ignite's Checkpoint named them; a file of another
-# name is the temporary file of a save that was cut short (each is written to one, then renamed).
+# Each saved state is named after its epoch, as ignite's Checkpoint named them (any other name is
+# the temporary file of a save that was cut short).
 RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
-# Most file systems take names of up to 255 bytes; a run's longest files add 11 to its name.
-LONGEST_FILE_NAME = 255
-LONGEST_NAME = LONGEST_FILE_NAME - len("-scores.csv")
+# Most file systems take names of up to 255 bytes; a run's longest files add "-scores.csv" to its name.
+LONGEST_NAME = 255 - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
@@ -44,8 +43,8 @@ def run_name(settings: Mapping[str, Any]) -> str:
 
 
 def check_name_part(option: str, value: str) -> None:
-    """An option's value that becomes part of a file name cannot hold a path separator (it would
-    put the file in another folder) or a NUL byte (no file name can)."""
+    """An option's value that becomes part of a file name holds no path separator (it would put the
+    file in another folder) and no control character."""
     separators = {os.sep, os.altsep} - {None}
     if any(char in separators or not char.isprintable() for char in str(value)):
         raise ConfigError(
@@ -76,8 +75,8 @@ def scores_file(results: str) -> str:
 
 def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
     """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy,
-    as the authors named it, unless with "-scores.csv" that is longer than a file name can be (main.py's
-    checkpoints are named after all their settings): the end of the name is then a hash of it."""
+    as the authors named it; where that is too long for a file name (main.py's checkpoints are named
+    after all their settings), its end is a hash of it."""
     check_name_part("--dataset", dataset)
     name = f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}"
     if len(os.fsencode(name)) > LONGEST_NAME:
@@ -86,19 +85,13 @@ def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str
     return os.path.join(results_dir, f"{name}.npy")
 
 
-def run_outputs(trained_model_file: str, results_dir: str, name: str) -> list[str]:
-    """What a run writes under its name, which no other run may write at the same time (see run_lock)."""
-    return [trained_model_file, os.path.join(results_dir, name)]
-
-
 def resume_folder(trained_model_file: str) -> str:
     """The resume states of the run that saves its best model to `trained_model_file`."""
     return trained_model_file + ".resume"
 
 
 def latest_resume_file(folder: str) -> str | None:
-    """The state of the latest saved epoch in a resume folder, never a save that was interrupted;
-    None when the folder holds none."""
+    """The state of the latest saved epoch in a resume folder (never a save cut short), or None."""
     names = os.listdir(folder) if os.path.isdir(folder) else []
     epochs = {int(match.group(1)): name for name in names if (match := RESUME_FILE.fullmatch(name))}
     return os.path.join(folder, epochs[max(epochs)]) if epochs else None

@@ -1,11 +1,10 @@
 """One run at a time per output: a second run that would write the same checkpoint or results
 is refused while the first is alive, instead of the two overwriting each other's files.
 
-A lock is a file `<output>.lock` made with O_EXCL, so that of two runs starting together only
-one gets it. It holds the owner's process id, the process's start time and the host name. A run
-killed without removing it (SIGKILL, a lost machine) leaves it behind; the next run on that host
-takes it over when the process is gone, or when its id now belongs to a younger process (ids are
-reused). A lock of another host cannot be checked from here and holds until it is deleted.
+A lock is a file `<output>.lock` made with O_EXCL (of two runs starting together one gets it),
+holding the owner's process id, start time and host. One left by a killed run is taken over on
+its host when the process is gone, or when its id now belongs to a younger process (ids are
+reused); a lock of another host cannot be checked from here and holds until it is deleted.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from linearityiqa.errors import ConfigError, OutputError
+from linearityiqa.errors import ConfigError
 
 UNKNOWN_START = "-"  # written where the system gives no start time
 
@@ -78,15 +77,8 @@ TRAINING_ADVICE = "give this run outputs of its own (--trained_model_file, --res
 
 
 def _acquire(lock: str, advice: str) -> None:
-    folder = os.path.dirname(os.path.abspath(lock))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:  # a file where the folder should be, a read-only disk
-        reason = "a file is in the way" if isinstance(error, FileExistsError) else error.strerror
-        raise OutputError(
-            f"cannot make the folder {folder} for {lock[: -len('.lock')]}: {reason}; "
-            f"choose an output that can be written"
-        ) from None
+    # the callers' check_writable has made the folder, or named what keeps it from being made
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
     for _ in range(2):  # a second try after clearing a lock its owner left behind
         try:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

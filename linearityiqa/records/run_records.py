@@ -31,6 +31,7 @@ from linearityiqa.records.writing import replacing
 EPOCH_COLUMNS = ("epoch", "split", "metric", "value")
 SCORE_COLUMNS = ("score", "prediction", "mapped")
 FINAL_TEST = "final_test"
+_ADVICE = "free space, or pass another --results_dir"
 
 
 class Series(NamedTuple):
@@ -41,10 +42,8 @@ class Series(NamedTuple):
 
 
 class EpochLog:
-    """Writes a run's `-epochs.csv` as the run goes, so an interrupted run keeps what it measured.
-
-    The whole file is written again with each addition, whole or not at all (records/writing.py):
-    an interrupt at any moment leaves the rows written before it.
+    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an
+    interrupt at any moment leaves the rows written before it.
 
     Args:
         path: the CSV file; its folder is created.
@@ -66,8 +65,7 @@ class EpochLog:
         self._write()
 
     def _write(self) -> None:
-        advice = "free space, or pass another --results_dir"
-        with replacing(self.path, what="the metrics of each epoch", advice=advice, newline="") as file:
+        with replacing(self.path, what="the metrics of each epoch", advice=_ADVICE, newline="") as file:
             writer = csv.writer(file)
             writer.writerow(EPOCH_COLUMNS)
             writer.writerows(self.rows)
@@ -124,9 +122,8 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
     """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
-    scores beside them (`write_scores`), each whole or not at all."""
-    advice = "free space, or pass another --results_dir"
-    with replacing(path, what="the test's metrics", advice=advice, binary=True) as file:
+    scores beside them (`write_scores`)."""
+    with replacing(path, what="the test's metrics", advice=_ADVICE, binary=True) as file:
         np.save(file, dict(performance))
     write_scores(scores_file(path), performance)
 
@@ -134,8 +131,7 @@ def save_results(path: str, performance: Mapping[str, Any]) -> None:
 def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
     """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
     columns = [np.asarray(performance[name]).reshape(-1) for name in ("sq", "pq_before", "pq")]
-    advice = "free space, or pass another --results_dir"
-    with replacing(path, what="the per-image scores", advice=advice, newline="") as file:
+    with replacing(path, what="the per-image scores", advice=_ADVICE, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SCORE_COLUMNS)
         writer.writerows(zip(*(column.tolist() for column in columns)))

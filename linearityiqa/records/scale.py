@@ -1,10 +1,7 @@
-"""The scale a model's scores are on: that of its training set's mean opinion scores (MOS).
-
-main.py's final test fits k, b so that k * y + b of the fused head's output y matches the
-training MOS, so a score is on their scale: higher means better quality, and a score is not
-clipped to their range (an image unlike the training ones can score outside it). Checkpoints
-record the scale (`scale`), ONNX files too (metadata `scale`); the authors' released
-checkpoints record none. Free of PyTorch: ONNX scoring reads it too.
+"""The scale a model's scores are on: that of its training set's mean opinion scores (MOS), which
+main.py's final test fits k * y + b of the fused head's output y to. A score is not clipped to
+their range (an image unlike the training ones can score outside it). Checkpoints and ONNX files
+record it as `scale` (the authors' checkpoints record none). Free of PyTorch: ONNX scoring reads it.
 """
 
 from __future__ import annotations
@@ -26,16 +23,9 @@ _SHOWN.maxdict = len(FIELDS) + 1
 
 @dataclass(frozen=True)
 class TrainingScale:
-    """The scale of a model's scores.
-
-    Args:
-        dataset: the data set trained on (--dataset).
-        mos_min: the lowest MOS of the training images.
-        mos_max: the highest.
-        mos_mean: their mean.
-        higher_is_better: whether a higher MOS is a better quality (true of a MOS; a data set of
-            difference scores, DMOS, would have it the other way round).
-    """
+    """The scale of a model's scores: the data set trained on (--dataset), the lowest, highest and
+    mean MOS of its training images, and whether a higher score is a better quality (true of a MOS;
+    difference scores, DMOS, would have it the other way round)."""
 
     dataset: str
     mos_min: float
@@ -61,14 +51,9 @@ class TrainingScale:
 
 
 def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
-    """A file's recorded scale, checked: a data set's name, three finite numbers in order
-    (min <= mean <= max) and whether higher is better.
-
-    Args:
-        fields: what the file holds as its scale.
-        where: the file and field, which the error message begins with ("checkpoint x.pth: 'scale'").
-        advice: what to do about a bad scale.
-    """
+    """A file's recorded scale `fields`, checked: a data set's name, three finite numbers in order
+    (min <= mean <= max) and whether higher is better; else a BadFileError that begins with `where`
+    (the file and field: "checkpoint x.pth: 'scale'") and ends with `advice`."""
     try:
         dataset, higher_is_better = fields["dataset"], fields["higher_is_better"]
         low, high, mean = (fields[name] for name in _NUMBERS)

@@ -1,10 +1,8 @@
 """Every file a script writes is written whole or not at all, and never over one of its inputs.
 
 A file is written to a temporary file beside it (`.<name>.<random>.partial`: the same folder, so
-that the rename never crosses file systems), flushed to the disk and renamed over its target
-once complete. An interrupt, a crash or a full disk leaves the earlier file as it was and no
-temporary file behind. An output that is the same file as one of the run's inputs (its
-checkpoint, an image, an info file) is refused before anything is written.
+the rename never crosses file systems), flushed to the disk and renamed over its target: an
+interrupt, a crash or a full disk leaves the earlier file as it was and no temporary file.
 """
 
 from __future__ import annotations
@@ -32,13 +30,12 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
         advice: what to do then, e.g. "pass another --output".
 
     Raises:
-        OutputError: the file cannot be written (a full disk, a read-only folder, a file where a
-            folder should be); the block should only write, so that an OSError in it is one of writing.
+        OutputError: the file cannot be written; the block should only write, so that an OSError
+            in it is one of writing.
     """
-    path = os.fspath(path)
     partial = None
     try:
-        path = _target(path)
+        path = write_target(path)
         partial = _temporary_beside(path)
         yield partial
         with open(partial, "rb") as written:  # on the disk before it takes the target's name
@@ -73,24 +70,19 @@ def replacing(
 
 
 def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
-    """Fail now, not after the work, when `path` cannot be written: a temporary file is made
-    beside it and removed."""
-    path = os.fspath(path)
+    """Fail now, not after the work, when `path` cannot be written (a temporary file is made and removed)."""
     try:
-        os.remove(_temporary_beside(_target(path)))
+        os.remove(_temporary_beside(write_target(path)))
     except OSError as error:
         raise _cannot_write(path, what, advice, error) from None
 
 
 def write_target(path: str | os.PathLike) -> str:
-    """The file that writing `path` replaces (see _target); OutputError-free: the OSError says why not."""
-    return _target(os.fspath(path))
-
-
-def _target(path: str) -> str:
     """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
     stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
-    pipe or a folder is refused: renaming over one would replace it (as root, /dev/null itself)."""
+    pipe or a folder is refused (an OSError says why): renaming over one would replace it (as root,
+    /dev/null itself)."""
+    path = os.fspath(path)
     if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")
     target = os.path.realpath(path) if os.path.islink(path) else path
@@ -109,15 +101,10 @@ def _temporary_beside(path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=".partial")
+    prefix = f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".partial")
     os.close(handle)
     return partial
-
-
-def _temporary_prefix(path: str) -> str:
-    """ ".<name>.", the name cut short where the whole would make the temporary file's name (with
-    mkstemp's 8 random characters and ".partial") longer than a file system takes: 255 bytes."""
-    return f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
 
 
 def cut_to_bytes(name: str, limit: int) -> str:
@@ -128,8 +115,7 @@ def cut_to_bytes(name: str, limit: int) -> str:
 
 
 def _mode_for(path: str) -> int:
-    """The permissions the file gets: those of the file it replaces, else what the process's umask
-    gives a new file (mkstemp makes its temporary file readable by its owner only)."""
+    """Those of the file it replaces, else the umask's for a new file (mkstemp's are the owner's alone)."""
     with contextlib.suppress(OSError):
         return os.stat(path).st_mode & 0o7777
     mask = os.umask(0)

@@ -1,19 +1,11 @@
 """Training on several processes as if on one: N processes x batch B/N = 1 process x batch B.
 
-The norm-in-norm loss and BatchNorm both take statistics of the whole batch. Each process
-holds only its share, so the statistics are made global: the loss gathers every process's
-predictions and scores before it is computed, and every BatchNorm layer pools its sums over
-all processes. Both exchanges are differentiable; their backward passes sum the gradients
-of all processes, and DistributedDataParallel averages the parameters' gradients, which
-together give exactly the gradient of the loss of the whole batch.
-
-On CUDA, PyTorch's SyncBatchNorm does the BatchNorm part; it refuses CPU tensors, so CPU
-runs (gloo, as in the tests) use `GlobalBatchNorm`, which does the same in plain PyTorch.
-
-`launch` runs a run's body in each of its processes, inside its guards: in this process alone,
-in the processes torchrun started, or in those `start_processes` starts with ignite's
-idist.Parallel (all on the CPU, or a GPU each; more processes than GPUs share them, process i
-on GPU i % the GPUs there are).
+The norm-in-norm loss and BatchNorm both take statistics of the whole batch, so each process's
+share is made global: the loss gathers every process's predictions and scores, and every
+BatchNorm pools its sums over all processes. Both exchanges are differentiable and sum the
+gradients of all processes in their backward pass; with DistributedDataParallel's averaging
+this is exactly the gradient of the whole batch's loss. On CUDA, SyncBatchNorm does the
+BatchNorm part; it refuses CPU tensors, so CPU runs (gloo) use `GlobalBatchNorm`.
 """
 
 from __future__ import annotations
@@ -52,16 +44,15 @@ def launch(
     device_name: str | None,
     batch_size: int,
 ) -> int:
-    """Run fn(local_rank, settings) in each process of a run, inside `around(settings)`; the exit status.
-
-    One process unless `processes` (--nproc_per_node) asks for more, which are started here, or
-    torchrun started this one among others. A process that ends with an exit status (SystemExit,
-    as `around` raises for a user's mistake) gives the status; one killed is a RunFailed.
+    """Run fn(local_rank, settings) inside `around(settings)` in this process alone, in the
+    processes torchrun started, or in `processes` (--nproc_per_node) started here; the exit status.
+    A process that ends with an exit status (SystemExit, as `around` raises for a user's mistake)
+    gives the status; one killed is a RunFailed.
 
     Args:
         fn: the run's body, called in every process.
         settings: passed to `fn` and `around` as it is.
-        around: the context manager each process runs `fn` in (training/guards.run_guards).
+        around: the context manager each process runs `fn` in (handlers.run_guards).
         processes: how many processes to start on this machine; None or 1: this one.
         device_name: --device, which decides between GPUs and CPU processes.
         batch_size: the training batch, which the processes share.
@@ -101,13 +92,8 @@ def _inside(local_rank: int, fn: Callable, settings: Any, around: Callable) -> N
 
 @dataclass(frozen=True)
 class ProcessPlan:
-    """How the processes of one machine train together.
-
-    Args:
-        processes: how many.
-        backend: the process group's: nccl, or gloo (CPU tensors, or CUDA tensors on a shared GPU).
-        gpus: the GPUs they use, process i GPU i % gpus; 0 for the CPU.
-    """
+    """How many processes of one machine train together, the process group's backend (nccl, or
+    gloo: CPU tensors, or processes sharing a GPU), and the GPUs they use (0 for the CPU)."""
 
     processes: int
     backend: str
@@ -127,13 +113,11 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` processes started by ignite's idist.Parallel,
-    each inside ignite's distributed context; returns when all have ended.
-
-    A process that ends with an exit status raises torch's ProcessExitedException here. CPU
-    processes see no GPU: ignite would otherwise move each onto the GPU of its rank's number.
-    SIGTERM to this process is taken as Ctrl-C (KeyboardInterrupt), and the processes still
-    running are stopped: by default it would end this process alone and leave them training.
+    """Run fn(local_rank, *args) in `plan.processes` processes started by ignite's idist.Parallel
+    (process i on GPU i % plan.gpus); returns when all have ended, or raises torch's
+    ProcessExitedException for one that ended with an exit status. CPU processes see no GPU:
+    ignite would move each onto the GPU of its rank's number. SIGTERM is taken as Ctrl-C, and
+    the processes still running are stopped: by default it would end this process alone.
     """
     if plan.shared_gpus:
         print(
@@ -195,13 +179,10 @@ def _quiet_launcher() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
     if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
         yield
         return
-    before = signal.signal(signal.SIGTERM, interrupt)
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
         yield
     finally:
@@ -226,7 +207,12 @@ class _AllGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
         ctx.counts, ctx.rank = counts, rank
-        return _padded_all_gather(rows, counts)
+        # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back
+        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
+        padded[: rows.size(0)] = rows
+        pieces = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(pieces, padded.contiguous())
+        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -236,20 +222,8 @@ class _AllGather(torch.autograd.Function):
         return total[start : start + ctx.counts[ctx.rank]], None, None
 
 
-def _padded_all_gather(rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back.
-    padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-    padded[: rows.size(0)] = rows
-    pieces = [torch.empty_like(padded) for _ in counts]
-    dist.all_gather(pieces, padded.contiguous())
-    return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
-
-
 def gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """The rows of every process, concatenated in rank order, differentiably; on one process, `rows`.
-
-    The rows must be on the device of the process group's backend (idist.device()).
-    """
+    """The rows of every process (on idist.device()), concatenated in rank order, differentiably."""
     if idist.get_world_size() == 1:
         return rows
     counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
@@ -257,7 +231,7 @@ def gather_rows(rows: torch.Tensor) -> torch.Tensor:
 
 
 def global_batch_loss(loss: nn.Module) -> nn.Module:
-    """`loss` of the whole batch when several processes share it (GlobalBatchLoss); `loss` itself in one."""
+    """`loss` of the whole batch when several processes share it; `loss` itself in one."""
     return GlobalBatchLoss(loss) if idist.get_world_size() > 1 else loss
 
 
@@ -273,11 +247,8 @@ class GlobalBatchLoss(nn.Module):
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the union of every process's batch; a plain BatchNorm in evaluation.
-
-    Its parameters and buffers have the names and shapes of nn.BatchNorm1d/2d, so checkpoints
-    are the same as those of a single process.
-    """
+    """BatchNorm over the union of every process's batch; a plain BatchNorm in evaluation. Its
+    parameters and buffers are nn.BatchNorm1d/2d's, so checkpoints are those of a single process."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
@@ -294,19 +265,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         total = stats[-1]
         mean = stats[:channels] / total
         var = stats[channels : 2 * channels] / total - mean * mean
-        self._update_running_stats(mean.detach(), var.detach(), total.item())
+        if self.track_running_stats:
+            self.num_batches_tracked += 1
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            count = total.item()
+            unbiased = var.detach() * count / max(count - 1, 1)
+            self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
+            self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
         shape = [1, channels] + [1] * (input.dim() - 2)
         normalized = (input - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
         return normalized * self.weight.view(shape) + self.bias.view(shape) if self.affine else normalized
-
-    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
-        if not self.track_running_stats:
-            return
-        self.num_batches_tracked += 1
-        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-        unbiased = var * count / max(count - 1, 1)
-        self.running_mean.mul_(1 - momentum).add_(momentum * mean)
-        self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
 
 
 def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
@@ -315,32 +283,19 @@ def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            setattr(model, name, _as_global(child))
+            state = child.state_dict()
+            like = next(iter(state.values()))  # created with its dtype, so nothing is rounded
+            args = (child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            setattr(model, name, GlobalBatchNorm(*args, device=like.device, dtype=like.dtype))
+            getattr(model, name).load_state_dict(state)
         else:
             global_batchnorm(child, device)
     return model
 
 
-def _as_global(batchnorm: nn.modules.batchnorm._BatchNorm) -> GlobalBatchNorm:
-    like = next(iter(batchnorm.state_dict().values()))  # created with its dtype, so nothing is rounded
-    converted = GlobalBatchNorm(
-        batchnorm.num_features,
-        batchnorm.eps,
-        batchnorm.momentum,
-        batchnorm.affine,
-        batchnorm.track_running_stats,
-        device=like.device,
-        dtype=like.dtype,
-    )
-    converted.load_state_dict(batchnorm.state_dict())
-    return converted
-
-
 class ShardedBatches(Sampler[list[int]]):
-    """Each process's share of the global batches: positions rank, rank + N, ... of each batch.
-
-    Every process must draw the same global batches (the same seed), which main.py ensures.
-    """
+    """Each process's share of the global batches: positions rank, rank + N, ... of each batch
+    (every process draws the same global batches: main.py seeds them alike)."""
 
     def __init__(self, batches: Sampler, rank: int, world_size: int):
         super().__init__()
@@ -382,12 +337,9 @@ def shard_loaders(train: DataLoader, val: DataLoader, test: DataLoader, batch_si
 
 
 def _evaluation_shard(batches: Iterable[list[int]], rank: int, world_size: int) -> list[list[int]]:
-    """This process's share of the evaluation images: every world_size-th image over all batches,
-    starting at its rank, batched as before; metrics gather the shares of all processes.
-
-    Unlike training, evaluation runs no collective per batch, so a process may skip a batch
-    that gives it no image (batches of one image go to the processes in turn).
-    """
+    """This process's share of the evaluation images: every world_size-th image from its rank on,
+    batched as before. Evaluation runs no collective per batch, so a process may skip a batch that
+    gives it none (batches of one image go to the processes in turn); the metrics gather the shares."""
     shard, position = [], 0
     for batch in batches:
         mine = [item for offset, item in enumerate(batch, start=position) if offset % world_size == rank]

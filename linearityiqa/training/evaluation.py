@@ -1,9 +1,5 @@
-"""Evaluation of a model on a loader, and the choice of the best epoch.
-
-`Evaluation` is an ignite evaluator with the IQAPerformance metric, built once and run on any
-loader: on the training set it fits the linear mappings k, b of the three heads, elsewhere it
-applies them. The validation criterion picks the epoch whose model a run keeps.
-"""
+"""Evaluation of a model on a loader (on the training set it fits the linear mappings k, b of the
+three heads, elsewhere it applies them), and the choice of the best epoch."""
 
 from __future__ import annotations
 
@@ -19,7 +15,7 @@ from linearityiqa.paper import IQAperformance
 
 # What the paper's code printed and logged of each evaluation.
 METRICS_PRINTED = ("SROCC", "PLCC", "RMSE", "SROCC1", "PLCC1", "RMSE1", "SROCC2", "PLCC2", "RMSE2")
-IDENTITY_MAPPING = ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+IDENTITY_MAPPING = ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
 
 
 def val_criterion_for(val_criterion: str, beta: Sequence[float]) -> str:
@@ -63,11 +59,11 @@ class Evaluation:
             model_fn=forward_fn(precision or Precision("float32"), device),
         )
 
-    def run(self, loader: Any, k: Sequence[float] | None = None, b: Sequence[float] | None = None) -> dict[str, Any]:
+    def run(
+        self, loader: Any, k: Sequence[float] = IDENTITY_MAPPING[0], b: Sequence[float] = IDENTITY_MAPPING[1]
+    ) -> dict[str, Any]:
         """Metrics over `loader`; `k`, `b` are applied unless the status is train, which fits them."""
-        default_k, default_b = IDENTITY_MAPPING
-        self.metric.k = list(k if k is not None else default_k)
-        self.metric.b = list(b if b is not None else default_b)
+        self.metric.k, self.metric.b = list(k), list(b)
         return self.engine.run(loader).metrics["IQA_performance"]
 
 

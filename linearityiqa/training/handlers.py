@@ -1,21 +1,17 @@
-"""What a training run does besides the method, as ignite handlers of its trainer: record each
-epoch's metrics, and log to TensorBoard and progress bars (training/resume.py keeps its state
-for --resume).
-
-main.py builds a run's parts once (`RunParts`) and attaches these around its own trainer and
-validation; each handler takes the settings it reads from the run's settings, the options as
-plain types.
+"""What a training run does besides the method, attached around main.py's trainer: the guards
+each process runs in, the policy for a non-finite loss, each epoch's metrics in -epochs.csv,
+TensorBoard and progress bars (training/resume.py keeps the state for --resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import ignite.distributed as idist
 import torch
@@ -24,21 +20,15 @@ from ignite.handlers import ProgressBar, global_step_from_engine
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 from torch.utils.data import DataLoader
 
-from linearityiqa.acceleration import Precision
-from linearityiqa.records.paths import (
-    check_name_part,
-    epochs_file,
-)
+from linearityiqa.acceleration import Precision, cudnn_mode
+from linearityiqa.cli import settings as adapt
+from linearityiqa.cli.scripts import Advice, errors_reported, own_the_pixel_limit
+from linearityiqa.errors import TrainingDiverged
+from linearityiqa.records.paths import check_name_part, epochs_file, results_file, scores_file
+from linearityiqa.records.run_lock import run_lock
 from linearityiqa.records.run_records import EpochLog
+from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
-
-# What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
-_RESUME_ADVICE = (
-    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
-    "from the last state saved"
-)
-# The temporary file of a resume state's save that a kill cut short (records/writing.py names it).
-_CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
 
 
 class Loaders(NamedTuple):
@@ -81,6 +71,128 @@ def say(*lines: str) -> None:
     """Print from the first process only."""
     if idist.get_rank() == 0:
         print(*lines, sep="\n", flush=True)
+
+
+@contextlib.contextmanager
+def run_guards(settings: Mapping[str, Any], *, script: str, advice: Advice) -> Iterator[None]:
+    """One process of a run, guarded (`distributed.launch` enters it in every process): a user's
+    mistake is one line from the first process (the others stay quiet) and ends the process with
+    its exit status (SystemExit); the first process checks and locks the run's outputs; cuDNN is
+    deterministic unless --randomness.
+
+    Args:
+        settings: the run's settings (cli/settings.run_settings).
+        script: the script's name, which starts its error lines.
+        advice: what the script tells the user about failures that are theirs.
+    """
+    first = idist.get_rank() == 0
+    with errors_reported(script, advice, quiet=not first) as ended:
+        own_the_pixel_limit()  # in every process: spawned ones start anew
+        if first:
+            check_outputs(settings)
+            if not settings["evaluate"]:
+                refuse_overwriting_inputs(settings)
+        # what the run writes under its name, which no other run may write at the same time
+        outputs = [settings["trained_model_file"], os.path.join(settings["results_dir"], settings["run_name"])]
+        with run_lock(outputs) if first else contextlib.nullcontext():
+            with cudnn_mode(deterministic=not settings["randomness"]):
+                yield
+    if ended.status:
+        raise SystemExit(ended.status)
+
+
+def check_outputs(settings: Mapping[str, Any]) -> None:
+    """Before the work: every folder the run writes to takes new files (or the option to change is named)."""
+    name = settings["run_name"]
+    outputs = [("the run's results", results_file(settings["results_dir"], name), "--results_dir")]
+    if not settings["evaluate"]:
+        outputs.append(("the checkpoint", settings["trained_model_file"], "--trained_model_file"))
+        outputs.append(("the TensorBoard log", os.path.join(settings["log_dir"], name), "--log_dir"))
+    for what, path, option in outputs:
+        check_writable(path, what=what, advice=f"free space, or pass another {option}")
+
+
+def refuse_overwriting_inputs(settings: Mapping[str, Any]) -> None:
+    """The files a run writes are none of the files it reads: its info file, its pretrained
+    weights, its images (a stat each, and only for an output that exists already)."""
+    source = adapt.data_source(settings)
+    inputs = [("info file", source.spec.info_path)]
+    weights = adapt.pretrained_weights(settings)
+    if isinstance(weights, str):
+        inputs.append(("pretrained weights file", weights))
+    inputs += [("image", source.spec.im_dir / name) for name in source.info.im_names]
+    results = results_file(settings["results_dir"], settings["run_name"])
+    logged = epochs_file(settings["results_dir"], settings["run_name"])
+    outputs = [("--trained_model_file", settings["trained_model_file"])]
+    outputs += [("--results_dir", path) for path in (results, logged, scores_file(results))]
+    for option, output in outputs:
+        refuse_inputs(output, inputs, option=option)
+
+
+class NonFiniteLosses:
+    """What a training step does with a NaN or infinite loss (it asks `admits` before its backward).
+
+    By default such a loss stops the run (TrainingDiverged) before any weight changes. With
+    --skip_nonfinite its batch gives no gradient and is reported at the end of its epoch; an
+    epoch whose every step was skipped stops the run, which learns nothing more. Under
+    GlobalBatchLoss the loss is the same in every process, so all of them skip the same steps
+    and DistributedDataParallel stays in step.
+
+    Args:
+        model: the model trained, whose BatchNorm statistics a skipped step must leave finite.
+        skip: skip the step of a non-finite loss instead of stopping (--skip_nonfinite).
+        report: where each epoch's skipped steps are said.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, skip: bool, report: Callable[[str], None]):
+        self.model, self.skip, self.report = model, skip, report
+        self.skipped: list[int] = []
+
+    def admits(self, loss: float, engine: Engine) -> bool:
+        """Whether the step may go backward from `loss`; False for a step to skip; raises
+        TrainingDiverged for a loss that stops the run."""
+        if math.isfinite(loss):
+            return True
+        # the forward pass of a skipped step updated BatchNorm's running statistics: NaN there cannot be skipped
+        buffers = (buffer for buffer in self.model.buffers() if buffer.is_floating_point())
+        if self.skip and all(torch.isfinite(buffer).all() for buffer in buffers):
+            self.skipped.append(engine.state.iteration)
+            return False
+        where = f"the loss is {loss} at iteration {engine.state.iteration} (epoch {engine.state.epoch})"
+        if self.skip:
+            raise TrainingDiverged(
+                f"{where} and it made the BatchNorm statistics NaN, so the step cannot be skipped: lower the "
+                f"learning rate or use --opt_level O0; the best checkpoint so far is kept"
+            )
+        raise TrainingDiverged(
+            f"{where}: lower the learning rate, use --opt_level O0, or skip such steps with --skip_nonfinite; "
+            f"the best checkpoint so far is kept"
+        )
+
+    def attach(self, trainer: Engine) -> None:
+        """Report each epoch's skipped steps after it, and stop a run whose whole epoch was skipped."""
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._report_epoch)
+
+    def _report_epoch(self, engine: Engine) -> None:
+        skipped, epoch = list(self.skipped), engine.state.epoch
+        self.skipped.clear()
+        if not skipped:
+            return
+        if len(skipped) == engine.state.epoch_length:
+            raise TrainingDiverged(
+                f"the loss was not finite at any step of epoch {epoch}: lower the learning "
+                f"rate or use --opt_level O0; the best checkpoint so far is kept"
+            )
+        self.report(
+            f"epoch {epoch}: skipped {len(skipped)} step(s) of a non-finite loss, at iteration(s) "
+            f"{', '.join(map(str, skipped))}"
+        )
+
+
+def has_gradients(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether any parameter holds a gradient: an accumulation whose batches were all skipped
+    has none (zero_grad made them None), so there is nothing to step, and GradScaler refuses such a step."""
+    return any(p.grad is not None for group in optimizer.param_groups for p in group["params"])
 
 
 def record(epoch_log: EpochLog | None, epoch: int, split: str, performance: Mapping[str, Any]) -> None:

@@ -1,7 +1,7 @@
-"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole or not
-at all, one at a time; read and checked against the run's options before the model is built
-and the images decoded; restored into the run's objects; removed when the run has finished.
---resume of a finished run finds no state, and says where the run's results are.
+"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole, one at
+a time, in the layout of ignite's Checkpoint; read and checked against the run's options before
+the model is built and the images decoded; removed when the run has finished (--resume of a
+finished run then says where its results are).
 """
 
 from __future__ import annotations
@@ -37,21 +37,9 @@ _RESUME_ADVICE = (
 _CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
 
 
-class RunSettings:
-    """The options that decide what a run trains, saved in its resume state so that --resume can
-    tell a run asked with other options (ignite's Checkpoint saves what has a state_dict), and
-    the run's name, under which its files so far are (a longer run resumed takes another name).
-
-    Args:
-        settings: the run's settings; those named in RESUMED are kept.
-    """
-
-    def __init__(self, settings: Mapping[str, Any]):
-        self.settings = {name: settings[name] for name in RESUMED if name in settings}
-        self.run_name = settings.get("run_name")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.settings, "run_name": self.run_name}
+def _resumed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of RESUMED, which decide what a run trains: --resume refuses a state saved with others."""
+    return {name: settings[name] for name in RESUMED if name in settings}
 
 
 class RandomStates:
@@ -71,20 +59,15 @@ class RandomStates:
 
 
 def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The objects whose state --resume restores, and the settings it must agree with.
-
-    Args:
-        trainer: the engine, whose state holds the epoch.
-        parts: the run's model, optimizer, scheduler, best score and loss scaler.
-        settings: the run's settings.
-    """
+    """The objects whose state --resume restores, and the settings it must agree with."""
     state = {
         "trainer": trainer,
         "model": parts.model,
         "optimizer": parts.optimizer,
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
-        "settings": RunSettings(settings),
+        # and the run's name, under which its files so far are (a longer run resumed takes another)
+        "settings": {**_resumed_settings(settings), "run_name": settings.get("run_name")},
         "random": RandomStates(),
     }
     if parts.precision.scaler is not None:
@@ -94,13 +77,8 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
 
 @dataclass(frozen=True)
 class SavedState:
-    """A resume state read from its file, saved with the run's settings.
-
-    Args:
-        path: the file.
-        saved: what it holds: each object's state, by the names of `resume_state`.
-        finished: the run had finished (no state was left; `path` is its test's metrics): nothing to resume.
-    """
+    """A resume state read from `path`: each object's state, by the names of `resume_state`;
+    `finished` where the run had finished (no state was left; `path` is its test's metrics)."""
 
     path: str
     saved: dict[str, Any]
@@ -108,10 +86,8 @@ class SavedState:
 
 
 def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
-    """The latest whole state saved beside the run's checkpoint, once it is known to be readable
-    and saved with the same settings: read before the model is built and the images decoded,
-    which a --resume that cannot go on would wait for. A run that finished has no state left:
-    then where its results are is said, and the state returned is `finished`.
+    """The latest whole state saved beside the run's checkpoint, readable and saved with the same
+    settings; for a run that finished, where its results are is said and the state is `finished`.
 
     Raises:
         MissingFileError: no epoch of the run was saved, and it has not finished.
@@ -124,7 +100,13 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     if path is None:
         return _finished_run(settings, folder)
     saved = _read_resume_file(path)
-    _check_resumed_settings(saved.get("settings", {}), RunSettings(settings).settings, path)
+    recorded = saved.get("settings", {})  # a setting it does not record (an older state) is not compared
+    for name, value in _resumed_settings(settings).items():
+        if name in recorded and recorded[name] != value:
+            raise ConfigError(
+                f"--resume: the saved state at {path} was trained with {name}={recorded[name]!r}, this run asks "
+                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+            )
     finished = _finished_epochs(saved.get("trainer"))
     if finished > settings["epochs"]:
         raise ConfigError(
@@ -160,12 +142,8 @@ def _finished_epochs(trainer: Any) -> int:
 
 
 def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
-    """Restore `state` from the state `read_resume_state` read, once it fits this run's objects.
-    Returns the name the run had (None in a state saved before states recorded it).
-
-    Args:
-        state: what `resume_state` returned.
-        resumed: what `read_resume_state` returned.
+    """Restore `state` (of `resume_state`) from `resumed` (of `read_resume_state`); the name the
+    run had (None in a state saved before states recorded it).
 
     Raises:
         BadFileError: the state does not fit this run's objects.
@@ -203,17 +181,6 @@ def _read_resume_file(path: str) -> dict[str, Any]:
     return saved
 
 
-def _check_resumed_settings(saved: Mapping[str, Any], asked: Mapping[str, Any], path: str) -> None:
-    """The first setting of RESUMED that the saved state records otherwise is an error.
-    A setting it does not record (a state saved before a newer option) is not compared."""
-    for name, value in asked.items():
-        if name in saved and saved[name] != value:
-            raise ConfigError(
-                f"--resume: the saved state at {path} was trained with {name}={saved[name]!r}, this run asks "
-                f"for {name}={value!r}: pass the same options, or start anew without --resume"
-            )
-
-
 def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
     """Save the whole state after each epoch, for --resume (in the first process only)."""
     folder = resume_folder(trained_model_file)
@@ -224,16 +191,12 @@ def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_fi
 
 
 def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
-    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole or not at all, and only
-    then remove the states of earlier epochs: at any moment one whole state is on the disk, and
-    only one (each holds the model and the optimizer: 1 GB for resnext101_32x8d).
-
-    A save that fails leaves the folder as it was: no temporary file, the state before kept,
-    and no empty folder where the first one failed.
-    """
+    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove
+    the earlier states: one whole state is on the disk at any moment, and only one (1 GB for
+    resnext101_32x8d). A save that fails leaves the folder as it was (no empty folder either)."""
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
-    states = {name: item.state_dict() for name, item in state.items()}
+    states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
     try:
         save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
     except BaseException:
@@ -244,9 +207,8 @@ def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> N
 
 
 def _remove_earlier_states(folder: str, *, kept: str) -> None:
-    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut
-    short: another run's states too, which a run without --resume replaces (--resume would
-    otherwise take a later epoch of that run, with this run's checkpoint)."""
+    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut short;
+    another run's states too (--resume would otherwise take a later epoch of it)."""
     for name in os.listdir(folder):
         if name != kept and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
             with contextlib.suppress(FileNotFoundError):
@@ -254,7 +216,6 @@ def _remove_earlier_states(folder: str, *, kept: str) -> None:
 
 
 def remove_resume_state(settings: Mapping[str, Any]) -> None:
-    """A finished run needs no resume state: a whole state of the model and optimizer, which
-    would take the checkpoint's space again (about 1 GB for resnext101_32x8d) for every run kept."""
+    """A finished run needs no resume state, which would take the checkpoint's space again."""
     if idist.get_rank() == 0:
         shutil.rmtree(resume_folder(settings["trained_model_file"]), ignore_errors=True)
