@@ -83,7 +83,7 @@ class OnnxScoring(nn.Module):
         """`score` (N) and `heads` (N x 3: pq6, pq7, pq) of an N x 3 x H x W uint8 batch."""
         model = self.model
         x = normalize(images)
-        # IQAModel.extract_features, with the pooling of pooled_cells; the second tap is the last layer.
+        # IQAModel.extract_features, with the pooling of spatial_pyramid; the second tap is the last layer.
         for index, layer in enumerate(model.features):
             x = layer(x)
             if index == model.id1:
@@ -94,29 +94,24 @@ class OnnxScoring(nn.Module):
 
 
 def spatial_pyramid(x: torch.Tensor, levels: int, method: str) -> torch.Tensor:
-    """IQAmodel.SPSP, in operations whose sizes the ONNX graph computes from the feature map's.
+    """IQAmodel.SPSP of an N x C x H x W map over `levels` levels, in operations whose sizes the
+    ONNX graph computes from the map's.
 
-    Args:
-        x: feature map, N x C x H x W.
-        levels: pyramid levels P.
-        method: one of IQAmodel.POOLING_METHODS.
-    """
-    return torch.cat([pooled_cells(x, p, method).reshape(x.shape[0], -1) for p in range(1, levels + 1)], dim=1)
-
-
-def pooled_cells(x: torch.Tensor, p: int, method: str) -> torch.Tensor:
-    """Level p of the pyramid: N x C' x p x p, as SPSP's pooling with kernel = stride = int(size / p).
-
-    On every map SPSP accepts, that pooling cuts the first p * int(size / p) rows and columns into
-    p x p cells; a map it refuses pools to NaN here, so that its image scores NaN, not a number.
-    A side of size s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when
-    rest < cell (which also rules out cell = 0): IQAmodel._pool_size's test, in the graph.
+    Level p pools as SPSP does with kernel = stride = int(size / p): it cuts the first
+    p * int(size / p) rows and columns into p x p cells and reduces each. A side of size
+    s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when rest < cell (which
+    also rules out cell = 0): IQAmodel._pool_size's test, in the graph. A map that SPSP refuses
+    pools to NaN here, so that its image scores NaN, not a number.
     """
     n, c, height, width = x.shape
-    cell_h, cell_w = height // p, width // p
-    cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
-    tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
-    return _reduced(cells, method) + torch.where(tiles.all(), 0.0, float("nan"))
+    pooled = []
+    for p in range(1, levels + 1):
+        cell_h, cell_w = height // p, width // p
+        cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
+        tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
+        level = _reduced(cells, method) + torch.where(tiles.all(), 0.0, float("nan"))
+        pooled.append(level.reshape(n, -1))
+    return torch.cat(pooled, dim=1)
 
 
 def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
