@@ -1,17 +1,14 @@
 """Export a trained model to ONNX: one file that scores images in onnxruntime, without PyTorch.
 
 The graph takes `images`, an N x 3 x H x W uint8 batch (H and W free without a resize),
-normalizes it as every script does, runs IQAModel in float32 and gives `score`, the fused head
-mapped with the checkpoint's first linear mapping, k[0] * pq + b[0] (N), and `heads`, the three
-raw outputs pq6, pq7, pq (N x 3). Its metadata_props record the model, the resize and the
-mappings (`onnx_metadata`), which onnx_scoring.py reads.
+normalizes it, runs IQAModel in float32 and gives `score`, the fused head mapped by the
+checkpoint's k[0] * pq + b[0] (N), and `heads`, the raw pq6, pq7, pq (N x 3). Its metadata_props
+(`onnx_metadata`) record the model, the resize and the mappings for onnx_scoring.py.
 
-The spatial pyramid pooling is rewritten for the export. SPSP pools level p with a kernel of
-int(size / p); ONNX's pooling operators take their kernel as a constant, so both of PyTorch's
-exporters bake in the kernel of the example image and score every other size wrongly (the
-TorchScript exporter silently; torch.export fixes H and W instead). Here a level is the map cut
-into p x p cells by a reshape and reduced over each cell: the same arithmetic, with the cell
-size computed in the graph from the map's size. An image too small for the pyramid levels, which
+The spatial pyramid pooling is rewritten for the export: ONNX's pooling takes its kernel,
+int(size / p) in SPSP, as a constant, so PyTorch's exporters bake in the example image's and
+score every other size wrongly (or fix H and W). Here a level is the map cut into p x p cells
+by a reshape, the cell size computed in the graph; an image too small for the levels, which
 the PyTorch model refuses, scores NaN (onnxruntime cannot raise an error of its own).
 """
 
@@ -67,13 +64,8 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
 
 
 class OnnxScoring(nn.Module):
-    """IQAModel behind the normalization of uint8 images, with pooling that any image size exports with.
-
-    Args:
-        model: the IQAModel, on the CPU in float32 and in eval mode.
-        k: slope of the fused head's linear mapping (the checkpoint's k[0]).
-        b: its intercept (b[0]).
-    """
+    """IQAModel (on the CPU in float32, in eval mode) behind the normalization of uint8 images,
+    with pooling that any image size exports with, and the fused head mapped by `k` * pq + `b`."""
 
     def __init__(self, model: IQAmodel.IQAModel, *, k: float, b: float):
         super().__init__()

@@ -229,8 +229,7 @@ def report_mistake(script: str, message: str) -> int:
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
-    """Run a script's body and return its exit status (None counts as 0), its errors reported as
-    `errors_reported` says."""
+    """Run a script's body; its exit status (None counts as 0), its errors as `errors_reported` reports them."""
     with errors_reported(script, advice, quiet=quiet) as ended:
         ended.status = body() or 0
     return ended.status
@@ -276,10 +275,9 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
 
 
 class imports_checked(errors_reported):
-    """The imports at the top of a script that runs as a program (`module` is its __name__,
-    "__main__"): one that fails ends the process as `errors_reported` reports it (a missing or
-    broken dependency is one line, status 1), not with a traceback from the line that imports it.
-    The imports of a script that another module imports (a test) raise as usual.
+    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"):
+    one that fails ends the process as `errors_reported` reports it (a missing or broken dependency
+    is one line, status 1). Imported by another module (a test), the script's imports raise as usual.
     """
 
     def __init__(self, script: str, module: str):
@@ -299,11 +297,9 @@ class imports_checked(errors_reported):
 
 
 def report_bug(script: str, error: Exception) -> int:
-    """Say in one line that `error` is a bug and where its traceback is; the exit status.
-
-    The traceback goes, with the command and versions a report needs, to a new file in the
-    temporary folder; where that cannot be written, to stderr, so that it is never lost.
-    """
+    """Say in one line that `error` is a bug and where its traceback is; the exit status. The
+    traceback, with the command and versions a report needs, goes to a new file in the temporary
+    folder, or where that cannot be written to stderr, so that it is never lost."""
     trace = "".join(traceback.format_exception(error))
     try:
         torch_version = metadata.version("torch")  # read without importing it: the ONNX path never loads it
@@ -329,12 +325,9 @@ def report_bug(script: str, error: Exception) -> int:
 
 
 def own_the_pixel_limit() -> None:
-    """Switch Pillow's own pixel limit off in this process, so that --max_pixels, which the
-    library checks from each image's header (data/image_store.open_image), is the only one.
-
-    Left on, Pillow would warn about images between its threshold and twice it (then decode
-    them) and refuse larger ones in its own words, whatever --max_pixels says. Only scripts call
-    this: it changes Pillow for the whole process.
+    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that
+    --max_pixels, checked from each image's header (data/image_store.open_image), is the only one:
+    Pillow would warn about, or refuse in its own words, images that --max_pixels lets through.
     """
     from PIL import Image
 
