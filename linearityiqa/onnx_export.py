@@ -155,12 +155,7 @@ def _cpu_float32_copy(network: IQAmodel.IQAModel, settings: dict[str, Any]) -> I
 
 
 def onnx_metadata(
-    settings: dict[str, Any],
-    sizing: ImageSizing,
-    *,
-    k: list[float],
-    b: list[float],
-    scale: TrainingScale | None = None,
+    settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float], scale: TrainingScale | None = None
 ) -> dict[str, str]:
     """The metadata_props of the ONNX file, every value a string: the format, the model's settings
     (arch, pool, use_bn_end, P6, P7), the resize ("false", "0", "0" without one), the three heads'

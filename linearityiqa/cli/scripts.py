@@ -181,20 +181,13 @@ def _installed_from(distribution: metadata.Distribution, extra: str | None = Non
 
 @dataclass(frozen=True)
 class Advice:
-    """What a script tells the user to do when a failure that is not an IQAError is theirs;
-    where a field is None, that failure is a bug of the script that gets it.
+    """What a script tells the user to do when a failure that is not an IQAError is theirs, after
+    the words of the field's comment; where a field is None, that failure is a bug of the script."""
 
-    Args:
-        out_of_memory: after "out of memory (<allocator's words>): ".
-        unwritable: after "<file>: <reason>; " when an output cannot be written.
-        loader_died: after "a data loading process died (<torch's words>). ".
-        interrupted: after "interrupted; what was saved before is kept" when Ctrl-C stops the script.
-    """
-
-    out_of_memory: str | None = None
-    unwritable: str | None = None
-    loader_died: str | None = None
-    interrupted: str | None = None
+    out_of_memory: str | None = None  # "out of memory (<allocator's words>): "
+    unwritable: str | None = None  # "<file>: <reason>; " when an output cannot be written
+    loader_died: str | None = None  # "a data loading process died (<torch's words>). "
+    interrupted: str | None = None  # "interrupted; what was saved before is kept; " when Ctrl-C stops it
 
 
 def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
