@@ -52,8 +52,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
         OutputError: `path` cannot be written (an earlier file there is kept).
     """
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
-    _check_resize_pools(settings, model.sizing)
-    network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
+    network = OnnxScoring(_exportable_copy(model.model, settings, model.sizing), k=model.k[0], b=model.b[0])
     proto = _exported_proto(network.eval(), settings, model.sizing, opset)
     metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
@@ -123,35 +122,31 @@ def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
     return std if method == "std" else torch.cat((mean, std), dim=1)
 
 
-def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
-    """Refuse a resize too small for the model's pyramid levels, whose file would score every image NaN."""
-    if sizing.resize_hw is None:
-        return
-    height, width = sizing.resize_hw
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no arithmetic
-            IQAmodel.IQAModel(**settings, pretrained=False).eval()(torch.empty(1, 3, height, width))
-    except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
-        raise ConfigError(
-            f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
-            f"pass a larger --resize_size_h and --resize_size_w"
-        ) from None
-
-
-def _cpu_float32_copy(network: IQAmodel.IQAModel, settings: dict[str, Any]) -> IQAmodel.IQAModel:
+def _exportable_copy(network: IQAmodel.IQAModel, settings: dict[str, Any], sizing: ImageSizing) -> IQAmodel.IQAModel:
     """A new IQAModel with the weights of `network`, on the CPU in float32 and contiguous, in eval
-    mode; `network` itself (maybe on a GPU, in channels_last) is left as it is."""
+    mode; `network` itself (maybe on a GPU, in channels_last) is left as it is. A model too large
+    for one file is refused, and so is a resize too small for its pyramid levels, whose file would
+    score every image NaN."""
     size = sum(tensor.numel() * 4 for tensor in network.state_dict().values())
     if size > _LARGEST_MODEL_BYTES:
         raise ConfigError(
             f"the model has {size / 2**30:.1f} GiB of weights, more than one ONNX file holds (2 GiB): "
             f"score it with PyTorch (test_demo.py --trained_model_file)"
         )
-    with torch.device("meta"):  # allocated once, by to_empty, and filled from `network`
-        copy = IQAmodel.IQAModel(**settings, pretrained=False)
+    with torch.device("meta"):  # shapes only, no memory nor arithmetic, until to_empty allocates the copy
+        copy = IQAmodel.IQAModel(**settings, pretrained=False).eval()
+        try:
+            if sizing.resize_hw is not None:
+                copy(torch.empty(1, 3, *sizing.resize_hw))
+        except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
+            height, width = sizing.resize_hw
+            raise ConfigError(
+                f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
+                f"pass a larger --resize_size_h and --resize_size_w"
+            ) from None
     copy.to_empty(device="cpu")
     copy.load_state_dict(network.state_dict())
-    return copy.eval()
+    return copy
 
 
 def onnx_metadata(
