@@ -148,18 +148,16 @@ class IQAPerformance(Metric):
 
     @staticmethod
     def _logistic_results(suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
+        names = (f"PLCC{suffix}_logistic", f"RMSE{suffix}_logistic")
         if len(sq) < LEAST_FOR_LOGISTIC:  # said before the evaluation starts (test_dataset.py)
-            return {f"PLCC{suffix}_logistic": math.nan, f"RMSE{suffix}_logistic": math.nan}
+            return dict.fromkeys(names, math.nan)
         parameters = fit_logistic_mapping(before, sq)
         if parameters is None:
             warnings.warn(
-                f"the logistic fit of head '{suffix or 'fused'}' did not converge: "
-                f"PLCC{suffix}_logistic and RMSE{suffix}_logistic are NaN",
+                f"the logistic fit of head '{suffix or 'fused'}' did not converge: {' and '.join(names)} are NaN",
                 stacklevel=2,
             )
-            return {f"PLCC{suffix}_logistic": math.nan, f"RMSE{suffix}_logistic": math.nan}
+            return dict.fromkeys(names, math.nan)
         mapped = logistic_4(before, *parameters)
-        return {
-            f"PLCC{suffix}_logistic": float(stats.pearsonr(sq, mapped)[0]),
-            f"RMSE{suffix}_logistic": float(np.sqrt(np.mean((sq - mapped) ** 2))),
-        }
+        plcc, rmse = stats.pearsonr(sq, mapped)[0], np.sqrt(np.mean((sq - mapped) ** 2))
+        return dict(zip(names, (float(plcc), float(rmse))))

@@ -55,12 +55,7 @@ def test_loader(
     """The images to test on: the data set's own test split, or all of them."""
     split = Split() if source.has_own_split else ALL_FOR_TESTING
     check_test_size(len(source.positions("test", split)), source)  # before a single image is decoded
-    images = IQADataset(
-        source,
-        status="test",
-        split=split,
-        loading=adapt.image_loading(options, resize_hw=resize_hw),
-    )
+    images = IQADataset(source, status="test", split=split, loading=adapt.image_loading(options, resize_hw=resize_hw))
     batch_size = evaluation_batch_size(options["eval_batch_size"], device)
     return evaluation_loader(images, batch_size=batch_size, num_workers=options["num_workers"] or 0)
 
@@ -103,7 +98,7 @@ def checkpoint_to_test(options: Mapping[str, Any], given: Set[str]) -> str:
     return path
 
 
-def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], given: Set[str]) -> dict[str, Any]:
+def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], given: Set[str]) -> None:
     """Evaluate the checkpoint the options name on their data set; print and save the metrics."""
     device = resolve_device(options["device"])
     path = checkpoint_to_test(options, given)
@@ -137,7 +132,6 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], giv
         performance = evaluation.run(loader, scorer.k, scorer.b)
     print("\n".join(metric_lines(options["dataset"], performance, METRICS_PRINTED + EXTRA_METRICS)))
     save_results(results, performance)
-    return performance
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,11 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = vars(parser.parse_args([]))
     given = given_options(parser, argv)
     own_the_pixel_limit()
-
-    def test() -> None:
-        test_checkpoint(options, defaults, given)
-
-    return exit_status("test_dataset.py", test, ADVICE)
+    return exit_status("test_dataset.py", lambda: test_checkpoint(options, defaults, given), ADVICE)
 
 
 if __name__ == "__main__":

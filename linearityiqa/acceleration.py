@@ -1,8 +1,6 @@
-"""Where and how fast the model runs: the device, autocast, channels_last, torch.compile,
-cuDNN's kernel choice, and batches that reach the device as uint8 and are normalized there.
-
-Training, evaluation and scoring share these pieces, so that a score does not depend on the
-script that computed it; none of them changes what is computed, only how.
+"""Where and how fast the model runs: the device, autocast, channels_last, torch.compile, cuDNN's
+kernel choice, and uint8 batches normalized on the device. Every script shares these pieces, so
+that a score does not depend on the script that computed it; none changes what is computed.
 """
 
 from __future__ import annotations
@@ -50,9 +48,8 @@ def resolve_device(name: str | None) -> torch.device:
 
 @contextlib.contextmanager
 def cudnn_mode(*, deterministic: bool) -> Iterator[None]:
-    """cuDNN's deterministic kernels while the block runs, as in the paper's code; or else its benchmark
-    mode, which times the kernels of each new shape once and keeps the fastest. The previous mode
-    is restored after the block."""
+    """cuDNN's deterministic kernels while the block runs, as in the paper's code, or else its benchmark
+    mode (the fastest kernels of each new shape, timed once); the previous mode after it."""
     backend = torch.backends.cudnn
     before = backend.deterministic, backend.benchmark
     backend.deterministic, backend.benchmark = deterministic, not deterministic
@@ -103,8 +100,8 @@ def forward_fn(precision: Precision, device: torch.device) -> Callable[[nn.Modul
 def prepare_images(
     images: torch.Tensor, device: torch.device, *, channels_last: bool, non_blocking: bool = True
 ) -> torch.Tensor:
-    """An N x 3 x H x W batch on `device`: uint8 images are moved as they are and normalized there;
-    floating-point images are taken as normalized already (e.g. tensors a user made)."""
+    """An N x 3 x H x W batch on `device`: uint8 images moved as they are and normalized there;
+    floating-point ones taken as normalized already (e.g. tensors a user made)."""
     images = images.to(device, non_blocking=non_blocking)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

@@ -64,19 +64,17 @@ def file_problem(path: str | os.PathLike) -> str | None:
         if error.errno == errno.ELOOP:
             return "is a symbolic link that leads to no file (a loop of links)"
         return f"cannot be opened ({error.strerror or error})"
-    for test, kind in _NOT_FILES:
-        if test(mode):
-            return f"is {kind}, not a file"
-    return None
+    kind = _NOT_FILES.get(stat.S_IFMT(mode))
+    return None if kind is None else f"is {kind}, not a file"
 
 
-_NOT_FILES = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe"),
-    (stat.S_ISCHR, "a device"),
-    (stat.S_ISBLK, "a device"),
-    (stat.S_ISSOCK, "a socket"),
-)
+_NOT_FILES = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def read_torch_file(

@@ -154,7 +154,7 @@ def listed_paths(path: str) -> list[str]:
 def _list_columns(path: str) -> tuple[list[str], Callable[[str], list]]:
     """The column names of a CSV or Parquet list, and what reads one of its columns."""
     if path.lower().endswith(".parquet"):
-        import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/installation.EXTRAS)
+        import pyarrow.parquet as parquet  # a missing pyarrow is the scale extra's (cli/scripts.EXTRAS)
 
         try:
             file = parquet.ParquetFile(path)

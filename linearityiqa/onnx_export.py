@@ -1,17 +1,14 @@
 """Export a trained model to ONNX: one file that scores images in onnxruntime, without PyTorch.
 
 The graph takes `images`, an N x 3 x H x W uint8 batch (H and W free without a resize),
-normalizes it as every script does, runs IQAModel in float32 and gives `score`, the fused head
-mapped with the checkpoint's first linear mapping, k[0] * pq + b[0] (N), and `heads`, the three
-raw outputs pq6, pq7, pq (N x 3). Its metadata_props record the model, the resize and the
-mappings (`onnx_metadata`), which onnx_scoring.py reads.
+normalizes it, runs IQAModel in float32 and gives `score`, the fused head mapped by the
+checkpoint's k[0] * pq + b[0] (N), and `heads`, the raw pq6, pq7, pq (N x 3). Its metadata_props
+(`onnx_metadata`) record the model, the resize and the mappings for onnx_scoring.py.
 
-The spatial pyramid pooling is rewritten for the export. SPSP pools level p with a kernel of
-int(size / p); ONNX's pooling operators take their kernel as a constant, so both of PyTorch's
-exporters bake in the kernel of the example image and score every other size wrongly (the
-TorchScript exporter silently; torch.export fixes H and W instead). Here a level is the map cut
-into p x p cells by a reshape and reduced over each cell: the same arithmetic, with the cell
-size computed in the graph from the map's size. An image too small for the pyramid levels, which
+The spatial pyramid pooling is rewritten for the export: ONNX's pooling takes its kernel,
+int(size / p) in SPSP, as a constant, so PyTorch's exporters bake in the example image's and
+score every other size wrongly (or fix H and W). Here a level is the map cut into p x p cells
+by a reshape, the cell size computed in the graph; an image too small for the levels, which
 the PyTorch model refuses, scores NaN (onnxruntime cannot raise an error of its own).
 """
 
@@ -55,8 +52,7 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
         OutputError: `path` cannot be written (an earlier file there is kept).
     """
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
-    _check_resize_pools(settings, model.sizing)
-    network = OnnxScoring(_cpu_float32_copy(model.model, settings), k=model.k[0], b=model.b[0])
+    network = OnnxScoring(_exportable_copy(model.model, settings, model.sizing), k=model.k[0], b=model.b[0])
     proto = _exported_proto(network.eval(), settings, model.sizing, opset)
     metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
@@ -67,13 +63,8 @@ def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | No
 
 
 class OnnxScoring(nn.Module):
-    """IQAModel behind the normalization of uint8 images, with pooling that any image size exports with.
-
-    Args:
-        model: the IQAModel, on the CPU in float32 and in eval mode.
-        k: slope of the fused head's linear mapping (the checkpoint's k[0]).
-        b: its intercept (b[0]).
-    """
+    """IQAModel (on the CPU in float32, in eval mode) behind the normalization of uint8 images,
+    with pooling that any image size exports with, and the fused head mapped by `k` * pq + `b`."""
 
     def __init__(self, model: IQAmodel.IQAModel, *, k: float, b: float):
         super().__init__()
@@ -83,7 +74,7 @@ class OnnxScoring(nn.Module):
         """`score` (N) and `heads` (N x 3: pq6, pq7, pq) of an N x 3 x H x W uint8 batch."""
         model = self.model
         x = normalize(images)
-        # IQAModel.extract_features, with the pooling of pooled_cells; the second tap is the last layer.
+        # IQAModel.extract_features, with the pooling of spatial_pyramid; the second tap is the last layer.
         for index, layer in enumerate(model.features):
             x = layer(x)
             if index == model.id1:
@@ -94,29 +85,24 @@ class OnnxScoring(nn.Module):
 
 
 def spatial_pyramid(x: torch.Tensor, levels: int, method: str) -> torch.Tensor:
-    """IQAmodel.SPSP, in operations whose sizes the ONNX graph computes from the feature map's.
+    """IQAmodel.SPSP of an N x C x H x W map over `levels` levels, in operations whose sizes the
+    ONNX graph computes from the map's.
 
-    Args:
-        x: feature map, N x C x H x W.
-        levels: pyramid levels P.
-        method: one of IQAmodel.POOLING_METHODS.
-    """
-    return torch.cat([pooled_cells(x, p, method).reshape(x.shape[0], -1) for p in range(1, levels + 1)], dim=1)
-
-
-def pooled_cells(x: torch.Tensor, p: int, method: str) -> torch.Tensor:
-    """Level p of the pyramid: N x C' x p x p, as SPSP's pooling with kernel = stride = int(size / p).
-
-    On every map SPSP accepts, that pooling cuts the first p * int(size / p) rows and columns into
-    p x p cells; a map it refuses pools to NaN here, so that its image scores NaN, not a number.
-    A side of size s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when
-    rest < cell (which also rules out cell = 0): IQAmodel._pool_size's test, in the graph.
+    Level p pools as SPSP does with kernel = stride = int(size / p): it cuts the first
+    p * int(size / p) rows and columns into p x p cells and reduces each. A side of size
+    s = p * cell + rest tiles into exactly p cells of int(s / p) = cell when rest < cell (which
+    also rules out cell = 0): IQAmodel._pool_size's test, in the graph. A map that SPSP refuses
+    pools to NaN here, so that its image scores NaN, not a number.
     """
     n, c, height, width = x.shape
-    cell_h, cell_w = height // p, width // p
-    cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
-    tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
-    return _reduced(cells, method) + torch.where(tiles.all(), 0.0, float("nan"))
+    pooled = []
+    for p in range(1, levels + 1):
+        cell_h, cell_w = height // p, width // p
+        cells = x[:, :, : p * cell_h, : p * cell_w].reshape(n, c, p, cell_h, p, cell_w)
+        tiles = torch.tensor([height - p * cell_h, width - p * cell_w]) < torch.tensor([cell_h, cell_w])
+        level = _reduced(cells, method) + torch.where(tiles.all(), 0.0, float("nan"))
+        pooled.append(level.reshape(n, -1))
+    return torch.cat(pooled, dim=1)
 
 
 def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
@@ -136,44 +122,35 @@ def _reduced(cells: torch.Tensor, method: str) -> torch.Tensor:
     return std if method == "std" else torch.cat((mean, std), dim=1)
 
 
-def _check_resize_pools(settings: dict[str, Any], sizing: ImageSizing) -> None:
-    """Refuse a resize too small for the model's pyramid levels, whose file would score every image NaN."""
-    if sizing.resize_hw is None:
-        return
-    height, width = sizing.resize_hw
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no arithmetic
-            IQAmodel.IQAModel(**settings, pretrained=False).eval()(torch.empty(1, 3, height, width))
-    except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
-        raise ConfigError(
-            f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
-            f"pass a larger --resize_size_h and --resize_size_w"
-        ) from None
-
-
-def _cpu_float32_copy(network: IQAmodel.IQAModel, settings: dict[str, Any]) -> IQAmodel.IQAModel:
+def _exportable_copy(network: IQAmodel.IQAModel, settings: dict[str, Any], sizing: ImageSizing) -> IQAmodel.IQAModel:
     """A new IQAModel with the weights of `network`, on the CPU in float32 and contiguous, in eval
-    mode; `network` itself (maybe on a GPU, in channels_last) is left as it is."""
+    mode; `network` itself (maybe on a GPU, in channels_last) is left as it is. A model too large
+    for one file is refused, and so is a resize too small for its pyramid levels, whose file would
+    score every image NaN."""
     size = sum(tensor.numel() * 4 for tensor in network.state_dict().values())
     if size > _LARGEST_MODEL_BYTES:
         raise ConfigError(
             f"the model has {size / 2**30:.1f} GiB of weights, more than one ONNX file holds (2 GiB): "
             f"score it with PyTorch (test_demo.py --trained_model_file)"
         )
-    with torch.device("meta"):  # allocated once, by to_empty, and filled from `network`
-        copy = IQAmodel.IQAModel(**settings, pretrained=False)
+    with torch.device("meta"):  # shapes only, no memory nor arithmetic, until to_empty allocates the copy
+        copy = IQAmodel.IQAModel(**settings, pretrained=False).eval()
+        try:
+            if sizing.resize_hw is not None:
+                copy(torch.empty(1, 3, *sizing.resize_hw))
+        except (ConfigError, RuntimeError) as error:  # the pooling's refusal; a map that shrinks to nothing
+            height, width = sizing.resize_hw
+            raise ConfigError(
+                f"images resized to {height} x {width} are too small for this model ({first_line(error)}): "
+                f"pass a larger --resize_size_h and --resize_size_w"
+            ) from None
     copy.to_empty(device="cpu")
     copy.load_state_dict(network.state_dict())
-    return copy.eval()
+    return copy
 
 
 def onnx_metadata(
-    settings: dict[str, Any],
-    sizing: ImageSizing,
-    *,
-    k: list[float],
-    b: list[float],
-    scale: TrainingScale | None = None,
+    settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float], scale: TrainingScale | None = None
 ) -> dict[str, str]:
     """The metadata_props of the ONNX file, every value a string: the format, the model's settings
     (arch, pool, use_bn_end, P6, P7), the resize ("false", "0", "0" without one), the three heads'

@@ -1,11 +1,9 @@
-"""Score images with an exported ONNX model in onnxruntime, without PyTorch.
+"""Score images with an exported ONNX model in onnxruntime, without PyTorch: a server or a laptop
+needs Pillow, NumPy, onnx and onnxruntime only.
 
-export_onnx.py writes a graph that takes N x 3 x H x W uint8 images (`images`), normalizes
-them inside, and answers the mapped score k[0] * y + b[0] (`score`) and the three raw outputs
-(`heads`); its metadata records the model's settings and the size images are resized to, so
-scoring needs no flags. Images are decoded by data/decoding.py, the same pixels as the PyTorch
-path's, and scored by image_scoring.score_files. Nothing here imports PyTorch: a server or a
-laptop needs Pillow, NumPy, onnx and onnxruntime only.
+The graph (onnx_export.py) takes uint8 images and answers `score` and `heads`; its metadata
+records the resize, so scoring needs no flags. Images are decoded by data/decoding.py, the same
+pixels as the PyTorch path's, and scored by image_scoring.score_files.
 """
 
 from __future__ import annotations
@@ -93,12 +91,9 @@ def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None =
 
 
 def _self_contained(path: str) -> bytes:
-    """The file's bytes, refused where a tensor's data lies in another file.
-
-    An ONNX tensor may keep its data in a file named by its `location`, which onnxruntime opens
-    itself, wherever the location leads. export_onnx.py writes one self-contained file, so any
-    other is refused, and onnxruntime gets these bytes, not the path: it opens no file beside the
-    model, and scores the very bytes that were checked."""
+    """The file's bytes, refused where a tensor's data lies in another file: onnxruntime would open
+    its `location` wherever it leads. It gets these bytes, not the path, so it opens no file beside
+    the model and scores the very bytes that were checked."""
     import onnx  # here: the PyTorch path never needs it
     from google.protobuf.message import DecodeError
 
@@ -134,7 +129,7 @@ def external_tensors(message: Any) -> Iterator[Any]:
 
 def _sizing_and_scale(metadata: Mapping[str, str], path: str) -> tuple[ImageSizing, TrainingScale | None]:
     """How images are sized for the model and the scale of its scores, as export_onnx.py recorded
-    them (the model's settings and mappings it records are for people to read: the graph holds them)."""
+    them (the settings and mappings it records are for people: the graph holds them)."""
     missing = [key for key in METADATA_KEYS if key not in metadata]
     if missing:
         raise BadFileError(

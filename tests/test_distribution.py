@@ -24,7 +24,7 @@ import IQAmodel
 import linearityiqa
 from linearityiqa import paper
 from linearityiqa.cli import console
-from linearityiqa.cli.installation import DEPENDENCIES, EXTRAS
+from linearityiqa.cli.scripts import DEPENDENCIES, EXTRAS
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
 REPO = Path(__file__).resolve().parents[1]

@@ -49,12 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def script_command(command: str, arguments: Sequence[str]) -> list[str]:
-    """The Python command line that runs `command`'s script with `arguments`.
-
-    Raises:
-        ModuleNotFoundError: the script is not there (an incomplete installation), as Python
-            would raise it for a module of the package.
-    """
+    """The Python command line that runs `command`'s script with `arguments`; a ModuleNotFoundError,
+    as Python raises it for a module of the package, where the script is not there (an incomplete
+    installation)."""
     from linearityiqa import paper
 
     arguments = list(arguments)

@@ -2,19 +2,24 @@
 
 A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a
 traceback: an IQAError, or a failure the user can mend (an output the file system refuses,
-memory that runs out, a data loading process that dies, a missing dependency:
-cli/installation.py), with what the script advises (`Advice`). Ctrl-C is one line and status
-130; any other error is a bug (status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`).
-Scripts import inside `imports_checked`, and this module imports only the standard library at
-its top, so that even a missing dependency is one line. `main.py --quickstart` and `python -m
-reproduce` run each step as the command a user would type (`run_script`): what they print runs.
+memory that runs out, a data loading process that dies), with what the script advises
+(`Advice`). An import that fails for want of a dependency, an extra or a module of an installed
+LinearityIQA is the user's too: its line is the pip command that mends it (`import_problem`; a
+clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
+again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug
+(status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside
+`imports_checked`, and this module imports only the standard library at its top, so that even a
+missing dependency is one line. `main.py --quickstart` and `python -m reproduce` run each step
+as the command a user would type (`run_script`): what they print runs.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from linearityiqa.cli.installation import failed_dependency, import_problem
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
@@ -35,23 +39,155 @@ TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
+# The optional dependencies, by the module a script imports, and the extra of pyproject.toml that installs each:
+# one that is missing is the user's to install, not a bug.
+EXTRAS = {
+    "tensorboardX": "train",
+    "onnxruntime": "onnx",
+    "onnx": "export",
+    "onnxscript": "export",
+    "pyarrow": "scale",
+    "ray": "scale",
+}
+# The library's dependencies (pyproject.toml's), by the module the code imports: the distribution that installs it.
+DEPENDENCIES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "ignite": "pytorch-ignite",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "h5py": "h5py",
+    "PIL": "pillow",
+    "tqdm": "tqdm",
+    "matplotlib": "matplotlib",  # a clone's only: python -m reproduce draws its figures with it
+}
+
+
+def import_problem(error: BaseException) -> str | None:
+    """The line that says what the installation lacks when `error` is an import that failed because
+    of it, with the pip command that mends it; None for any other error, and for an import that
+    fails in LinearityIQA's own code (a bug: a module or name it lacks, a circular import)."""
+    if not isinstance(error, ImportError):
+        return None
+    extra = None
+    if isinstance(error, ModuleNotFoundError) and error.name is not None:
+        extra = error.name if error.name in EXTRAS else None  # a module missing inside one: it is broken
+    elif isinstance(error, ModuleNotFoundError):
+        # an import inside another package, re-raised in its words: ignite's TensorBoard logger names tensorboardX
+        extra = next((name for name in EXTRAS if re.search(rf"\b{name}\b", str(error))), None)
+    if extra:
+        return f"{extra} is not installed, which this needs: {_install(extra=EXTRAS[extra])}"
+    module = failed_dependency(error)
+    if module is None:
+        return _incomplete_installation(error)
+    package = DEPENDENCIES.get(module, module)
+    named = package if package == module else f"{package} (import {module})"
+    if isinstance(error, ModuleNotFoundError) and error.name == module:
+        return f"{named} is not installed, which LinearityIQA needs: {_install(package)}"
+    return (
+        f"{named} is installed but an import of it fails ({first_line(error)}); reinstall it: "
+        f"{shlex.join(['pip', 'install', '--force-reinstall', _requirement(package)])}"
+    )
+
+
+def failed_dependency(error: BaseException) -> str | None:
+    """The dependency (a key of DEPENDENCIES or EXTRAS) that `error` failed to import, or None: the
+    one it names as missing, or the one whose own code raised it (a library it cannot load, a
+    module of it missing, versions that do not match)."""
+    known = {*DEPENDENCIES, *EXTRAS}
+    if isinstance(error, ModuleNotFoundError) and error.name and error.name.split(".")[0] in known:
+        return error.name.split(".")[0]
+    raised_in = None  # the innermost frame outside the import machinery
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if not frame.f_code.co_filename.startswith("<frozen "):
+            raised_in = str(frame.f_globals.get("__name__", "")).split(".")[0]
+    return raised_in if raised_in in known else None
+
+
+def _incomplete_installation(error: ImportError) -> str | None:
+    """The line for a module of LinearityIQA that its installed distribution records and the disk
+    lacks, or None (in a clone, or for a module it never had: a bug)."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    parts = error.name.split(".")
+    if parts[0] != "linearityiqa":  # the paper's modules, when a script of the wheel imports them by their names
+        parts = ["linearityiqa", "paper", *parts]
+    candidates = {"/".join(parts) + ".py", "/".join(parts) + "/__init__.py"}
+    try:
+        distribution = metadata.distribution("linearityiqa")
+    except metadata.PackageNotFoundError:
+        return None
+    missing = next((path for path in distribution.files or () if str(path) in candidates), None)
+    if missing is None:
+        return None
+    command = ["pip", "install", "--force-reinstall", "--no-deps", _installed_from(distribution)]
+    return (
+        f"the installed LinearityIQA is incomplete: {distribution.locate_file(missing)} is missing; "
+        f"reinstall it: {shlex.join(command)}"
+    )
+
+
+def _install(package: str | None = None, *, extra: str | None = None) -> str:
+    """The pip command that installs a dependency (`package`) or an extra of LinearityIQA."""
+    from linearityiqa import paper
+
+    if not paper.INSTALLED:
+        path = str(paper.FOLDER / "requirements.txt")
+        shown = os.path.relpath(path)
+        return shlex.join(["pip", "install", "-r", path if shown.startswith("..") else shown])
+    if package is not None:
+        return shlex.join(["pip", "install", _requirement(package)])
+    try:
+        source = _installed_from(metadata.distribution("linearityiqa"), extra=extra)
+    except metadata.PackageNotFoundError:  # the package without its metadata: where it came from is not known
+        source = f"linearityiqa[{extra}]"
+    return shlex.join(["pip", "install", source])
+
+
+def _requirement(package: str) -> str:
+    """A dependency's requirement with its bounds ("pytorch-ignite>=0.5,<0.6"), as the clone's
+    requirements.txt or the installed wheel's metadata gives it; its name alone where neither does."""
+    from linearityiqa import paper
+
+    try:
+        if paper.INSTALLED:
+            lines = metadata.requires("linearityiqa") or []
+        else:
+            lines = (paper.FOLDER / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    except (OSError, metadata.PackageNotFoundError):
+        lines = []
+    for line in lines:
+        requirement = line.split(";")[0].split("#")[0].strip()
+        name = re.split(r"[\[<>=!~ ]", requirement)[0]
+        if re.sub(r"[-_.]+", "-", name).lower() == re.sub(r"[-_.]+", "-", package).lower():  # PEP 503's names
+            return requirement
+    return package
+
+
+def _installed_from(distribution: metadata.Distribution, extra: str | None = None) -> str:
+    """What pip installs this LinearityIQA again from: the URL it came from (PEP 610), else its version."""
+    name = f"linearityiqa[{extra}]" if extra else "linearityiqa"
+    try:
+        origin = json.loads(distribution.read_text("direct_url.json") or "null")
+    except ValueError:
+        origin = None
+    if not isinstance(origin, dict) or not isinstance(origin.get("url"), str):
+        return f"{name}=={distribution.version}"
+    vcs = origin.get("vcs_info")
+    if isinstance(vcs, dict) and "vcs" in vcs and "commit_id" in vcs:
+        return f"{name} @ {vcs['vcs']}+{origin['url']}@{vcs['commit_id']}"
+    return f"{name} @ {origin['url']}"
+
 
 @dataclass(frozen=True)
 class Advice:
-    """What a script tells the user to do when a failure that is not an IQAError is theirs;
-    where a field is None, that failure is a bug of the script that gets it.
+    """What a script tells the user to do when a failure that is not an IQAError is theirs, after
+    the words of the field's comment; where a field is None, that failure is a bug of the script."""
 
-    Args:
-        out_of_memory: after "out of memory (<allocator's words>): ".
-        unwritable: after "<file>: <reason>; " when an output cannot be written.
-        loader_died: after "a data loading process died (<torch's words>). ".
-        interrupted: after "interrupted; what was saved before is kept" when Ctrl-C stops the script.
-    """
-
-    out_of_memory: str | None = None
-    unwritable: str | None = None
-    loader_died: str | None = None
-    interrupted: str | None = None
+    out_of_memory: str | None = None  # "out of memory (<allocator's words>): "
+    unwritable: str | None = None  # "<file>: <reason>; " when an output cannot be written
+    loader_died: str | None = None  # "a data loading process died (<torch's words>). "
+    interrupted: str | None = None  # "interrupted; what was saved before is kept; " when Ctrl-C stops it
 
 
 def user_message(error: BaseException, advice: Advice = Advice()) -> str | None:
@@ -86,8 +222,7 @@ def report_mistake(script: str, message: str) -> int:
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
-    """Run a script's body and return its exit status (None counts as 0), its errors reported as
-    `errors_reported` says."""
+    """Run a script's body; its exit status (None counts as 0), its errors as `errors_reported` reports them."""
     with errors_reported(script, advice, quiet=quiet) as ended:
         ended.status = body() or 0
     return ended.status
@@ -133,10 +268,9 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
 
 
 class imports_checked(errors_reported):
-    """The imports at the top of a script that runs as a program (`module` is its __name__,
-    "__main__"): one that fails ends the process as `errors_reported` reports it (a missing or
-    broken dependency is one line, status 1), not with a traceback from the line that imports it.
-    The imports of a script that another module imports (a test) raise as usual.
+    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"):
+    one that fails ends the process as `errors_reported` reports it (a missing or broken dependency
+    is one line, status 1). Imported by another module (a test), the script's imports raise as usual.
     """
 
     def __init__(self, script: str, module: str):
@@ -156,11 +290,9 @@ class imports_checked(errors_reported):
 
 
 def report_bug(script: str, error: Exception) -> int:
-    """Say in one line that `error` is a bug and where its traceback is; the exit status.
-
-    The traceback goes, with the command and versions a report needs, to a new file in the
-    temporary folder; where that cannot be written, to stderr, so that it is never lost.
-    """
+    """Say in one line that `error` is a bug and where its traceback is; the exit status. The
+    traceback, with the command and versions a report needs, goes to a new file in the temporary
+    folder, or where that cannot be written to stderr, so that it is never lost."""
     trace = "".join(traceback.format_exception(error))
     try:
         torch_version = metadata.version("torch")  # read without importing it: the ONNX path never loads it
@@ -186,12 +318,9 @@ def report_bug(script: str, error: Exception) -> int:
 
 
 def own_the_pixel_limit() -> None:
-    """Switch Pillow's own pixel limit off in this process, so that --max_pixels, which the
-    library checks from each image's header (data/image_store.open_image), is the only one.
-
-    Left on, Pillow would warn about images between its threshold and twice it (then decode
-    them) and refuse larger ones in its own words, whatever --max_pixels says. Only scripts call
-    this: it changes Pillow for the whole process.
+    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that
+    --max_pixels, checked from each image's header (data/image_store.open_image), is the only one:
+    Pillow would warn about, or refuse in its own words, images that --max_pixels lets through.
     """
     from PIL import Image
 

@@ -23,7 +23,7 @@ def is_uri(path: str) -> bool:
 
 def _file_system(uri: str):
     """(file system, path inside it) of `uri`; ConfigError where pyarrow knows no such file system."""
-    from pyarrow import fs  # a missing pyarrow is the scale extra's (cli/installation.EXTRAS)
+    from pyarrow import fs  # a missing pyarrow is the scale extra's (cli/scripts.EXTRAS)
 
     try:
         return fs.FileSystem.from_uri(uri)

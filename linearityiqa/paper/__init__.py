@@ -1,17 +1,12 @@
 """Where the paper's files are: at a clone's root, or in this folder of an installed wheel.
 
 In a clone, the paper's modules (IQAdataset.py, IQAloss.py, IQAmodel.py, IQAperformance.py) and
-scripts (main.py, test_dataset.py, test_demo.py, ...) are the files at the repository's root,
-where a reader looks for them, and they import one another by the names the paper gave them
-(`from IQAloss import IQALoss`). A wheel cannot install those names at the top of
-site-packages without taking them from every other project (many IQA codebases have an
-IQAdataset.py), so its build (pyproject.toml) puts the same files, unchanged, in this folder.
-
-The library reaches the paper's modules through this package (`from linearityiqa.paper import
-IQAmodel`), which gives the one module object a process has: the top-level one wherever the
-files' folder is on sys.path (a clone, whose scripts and tests put its root there; a script
-that a `linearityiqa` command runs from this folder), otherwise this package's submodule (the
-wheel imported as a library, e.g. `from linearityiqa import IQAModel` in a notebook).
+scripts are the files at the root, and import one another by the paper's names (`from IQAloss
+import IQALoss`). A wheel cannot install those names at the top of site-packages without taking
+them from other projects (many IQA codebases have an IQAdataset.py): its build (pyproject.toml)
+puts the same files here. The library imports them through this package (`from
+linearityiqa.paper import IQAmodel`), which gives a process one module object: the top-level one
+wherever their folder is on sys.path, else this package's submodule (the wheel as a library).
 """
 
 from __future__ import annotations
