@@ -24,15 +24,10 @@ CLIVE_SIDE = 500
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the loader needs to know about a data set beyond its info file.
-
-    Args:
-        name: the data set's name, also used to label its image cache.
-        info_path: its info file.
-        im_dir: the folder its image names are relative to.
-        official_split: (train_ratio, train_and_val_ratio) of a split the data set comes with.
-        square_size: side to which images that are not square of this size are resized first.
-    """
+    """What the loader needs to know about a data set beyond its info file: `name` also labels its image
+    cache, `im_dir` is the folder its image names are relative to, `official_split` (train_ratio,
+    train_and_val_ratio) a split it comes with, `square_size` the side to which images that are not
+    square of it are resized first."""
 
     name: str
     info_path: Path

@@ -49,14 +49,8 @@ def checked_resize_hw(height: int, width: int, *, max_pixels: int) -> tuple[int,
 
 @dataclass(frozen=True)
 class TrainAugmentation:
-    """Random rotation, horizontal flip and crop of an H x W x 3 uint8 array.
-
-    Args:
-        angle: the largest rotation, in degrees.
-        hflip_p: probability of a horizontal flip.
-        crop_h: crop height in pixels.
-        crop_w: crop width in pixels.
-    """
+    """Random rotation by at most `angle` degrees, horizontal flip with probability `hflip_p`, and a
+    crop_h x crop_w crop of an H x W x 3 uint8 array."""
 
     angle: float
     hflip_p: float
