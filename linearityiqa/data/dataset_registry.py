@@ -90,12 +90,10 @@ def check_linked(spec: DatasetSpec) -> None:
 class Split:
     """Which images of a data set one experiment trains, validates and tests on.
 
-    Args:
-        exp_id: the experiment; it picks the ordering of the info file's index.
-        train_ratio: share of training images; None, with train_and_val_ratio None, for the
-            data set's own split (KonIQ-10k's official one, or the sizes its info file records).
-        train_and_val_ratio: share of training and validation images together. Ratios of 0 and 0
-            make every image a test image (a test across data sets).
+    `exp_id` picks the ordering of the info file's index; `train_ratio` is the share of training
+    images, `train_and_val_ratio` of training and validation images together: both None for the data
+    set's own split (KonIQ-10k's official one, or the sizes its info file records), 0 and 0 to make
+    every image a test image (a test across data sets).
     """
 
     exp_id: int = 0

@@ -109,8 +109,7 @@ def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DE
 
 
 def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The image file `path` as an RGB uint8 H x W x 3 array, sized as the paper's code sized it
-    (torchvision's bilinear resize of a PIL image); `max_pixels` as open_image takes it."""
+    """The image file `path` as sized_rgb makes it; `max_pixels` as open_image takes it."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         image.load()
         return sized_rgb(image, sizing)

@@ -56,14 +56,8 @@ class ImageLoading:
 
 
 class ImageStore:
-    """Decoded RGB images in one flat uint8 buffer; `store[row]` is an H x W x 3 view.
-
-    Args:
-        names: the image names, one per row.
-        shapes: (rows, 3) array of each image's (height, width, 3).
-        pixels: the flat buffer, or None to map it from `cache_path`.
-        cache_path: the `.npy` file the buffer was mapped from, if any.
-    """
+    """Decoded RGB images in one flat uint8 buffer, `pixels` or (None) the `.npy` file `cache_path`
+    mapped; `store[row]` is the view of `names[row]`, of shape `shapes[row]` (height, width, 3)."""
 
     def __init__(
         self, *, names: list[str], shapes: np.ndarray, pixels: np.ndarray | None, cache_path: Path | None = None

@@ -75,12 +75,8 @@ class IQAInfo:
 
 
 def read_info(path: str | Path) -> IQAInfo:
-    """Read an info file (`.mat`, HDF5) written by the paper's authors or by `write_info`.
-
-    Raises:
-        MissingFileError: the file does not exist.
-        BadFileError: the file is not HDF5 or its content breaks the layout.
-    """
+    """Read an info file (`.mat`, HDF5) written by the paper's authors or by `write_info`; MissingFileError
+    or BadFileError (not HDF5, or a content that breaks the layout) naming it."""
     path = Path(path)
     problem = file_problem(path)
     if problem == "does not exist":
