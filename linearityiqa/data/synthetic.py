@@ -168,27 +168,22 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
     sets = list(rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val)))
     paths = [f"1024x768/{name}" for name in names]
-    with _recorded_run(out_dir, "koniq", written=paths + list(KONIQ_SCORE_FILES)):
-        # each image is rated as soon as it is made: the random draws come in the same order
-        qualities = _write_images(out_dir, paths, rng, width, height)
-        rows = [(name, rate_on_five_point_scale(q, rng), s) for name, q, s in zip(names, qualities, sets)]
-        return _write_koniq_csvs(out_dir, rows)
-
-
-def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) -> Path:
     sets_path, scores_path = (out_dir / name for name in KONIQ_SCORE_FILES)
     counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
-    with _replacing(sets_path, newline="") as sets_file, _replacing(scores_path, newline="") as scores_file:
-        sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
-        sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
-        scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
-        for name, counts, image_set in rows:
-            ratings = np.repeat(np.arange(1, 6), counts)
-            mean, sd = float(ratings.mean()), float(ratings.std(ddof=1))
-            shares = [f"{c / counts.sum():.6f}" for c in counts]
-            mos_100 = f"{(mean - 1) * 25:.6f}"
-            sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
-            scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
+    with _recorded_run(out_dir, "koniq", written=paths + list(KONIQ_SCORE_FILES)):
+        with _replacing(sets_path, newline="") as sets_file, _replacing(scores_path, newline="") as scores_file:
+            sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
+            sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
+            scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
+            # each image is rated as soon as it is made: the random draws come in this order
+            for name, quality, image_set in zip(names, _write_images(out_dir, paths, rng, width, height), sets):
+                counts = rate_on_five_point_scale(quality, rng)
+                ratings = np.repeat(np.arange(1, 6), counts)
+                mean, sd = float(ratings.mean()), float(ratings.std(ddof=1))
+                shares = [f"{c / counts.sum():.6f}" for c in counts]
+                mos_100 = f"{(mean - 1) * 25:.6f}"
+                sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
+                scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
     return sets_path
 
 
