@@ -111,6 +111,7 @@ class Batching:
     debug: bool = False
 
 
+@dataclass(frozen=True)
 class NoSingletonBatchSampler(Sampler[list[int]]):
     """Shuffled batches of `batch_size` in which a last batch of one sample joins the batch before.
 
@@ -119,10 +120,8 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
     a batch of batch_size + 1 instead keeps every image in every epoch.
     """
 
-    def __init__(self, num_samples: int, batch_size: int):
-        super().__init__()
-        self.num_samples = num_samples
-        self.batch_size = batch_size
+    num_samples: int
+    batch_size: int
 
     def __iter__(self):
         order = torch.randperm(self.num_samples).tolist()

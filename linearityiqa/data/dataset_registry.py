@@ -76,8 +76,7 @@ def check_linked(spec: DatasetSpec) -> None:
         raise BadFileError(f"info file {spec.info_path} {info_problem}: pass the info file itself as --data_info")
     if spec.im_dir.exists() and not spec.im_dir.is_dir():
         raise BadFileError(f"image folder {spec.im_dir} is not a folder: pass the folder of the images as --im_dir")
-    there = ((spec.info_path, info_problem is None), (spec.im_dir, spec.im_dir.is_dir()))
-    missing = [path for path, present in there if not present]
+    missing = [path for path in (spec.info_path, spec.im_dir) if not path.exists()]
     if missing:
         raise MissingFileError(
             f"{spec.name} is not set up ({missing[0]} not found): link its images to {spec.im_dir} and build "
