@@ -41,10 +41,7 @@ KNOWN_DATASETS = {
         name="KonIQ-10k",
         info_path=Path("data/KonIQ-10kinfo.mat"),
         im_dir=Path("KonIQ-10k"),
-        official_split=(
-            KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES,
-            (KONIQ_SPLIT_SIZES[0] + KONIQ_SPLIT_SIZES[1]) / KONIQ_IMAGES,
-        ),
+        official_split=(KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES, sum(KONIQ_SPLIT_SIZES[:2]) / KONIQ_IMAGES),
     ),
     # A few CLIVE photos are not 500x500; the authors resized them to it before anything else.
     "CLIVE": DatasetSpec(
