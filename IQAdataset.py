@@ -136,8 +136,7 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
 
 
 def evaluation_loader(dataset: IQADataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Whole images in batches of up to `batch_size` images of one size (data/batches.py): a data set
-    of one size is batched in file order. uint8, for the device to normalize."""
+    """Whole uint8 images, for the device to normalize, in batches of one size (data/batches.py)."""
     batches = batches_by_size([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
     return DataLoader(dataset, batch_sampler=batches, **_loader_options(num_workers))
 
