@@ -36,6 +36,7 @@ from linearityiqa.records.writing import replacing_path
 SPLITS = ("train", "val", "test")
 ROWS = ("subjective_scores", "subjective_scoresSTD", "ref_ids")  # the (1, N) rows of numbers
 REQUIRED_KEYS = ("im_names", *ROWS, "index")
+NUMBERS = (*REQUIRED_KEYS[1:], "split_sizes")  # split_sizes optional
 IDS = ("ref_ids", "index", "split_sizes")  # whole numbers, read as int64
 # MATLAB v7.3 files are HDF5 files behind a 512-byte header that MATLAB checks before opening.
 MATLAB_USERBLOCK_SIZE = 512
@@ -121,9 +122,7 @@ def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
     missing = [key for key in REQUIRED_KEYS if file.get(key) is None]
     if missing:
         raise BadFileError(f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: {REBUILD}")
-    numbers = {
-        key: _numbers(file, key, path) for key in (*REQUIRED_KEYS[1:], "split_sizes") if file.get(key) is not None
-    }
+    numbers = {key: _numbers(file, key, path) for key in NUMBERS if file.get(key) is not None}
     with _reading(path, "im_names"):
         refs = _row_of(_dataset(file, "im_names")[()])
         if h5py.check_ref_dtype(refs.dtype) is not h5py.Reference:
