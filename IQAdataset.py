@@ -2,14 +2,9 @@
 
 An item is (image, (mos, mos_std)): a 3 x H x W uint8 tensor and two float32 scalars. Images
 are decoded once into a shared uint8 store (linearityiqa/data/image_store.py), so the per-item
-work is a view and the optional augmentation of the paper. Batches stay uint8 until they reach
-the device the model runs on, where image_transforms.normalize turns them into ImageNet-normalized
-float32 (acceleration.batch_preparation): a quarter of the bytes to pin and copy.
-
-A data set is resolved once (`DataSource.open`); `Split` says which images, `ImageLoading` how they
-are decoded and cached, `TrainAugmentation` the paper's rotation, flip and crop of training images
-(without it they are used whole, as in the paper's code), and `Batching` how they are batched.
-Validation and test images are always used whole: the paper evaluates on the full (resized) image.
+work is a view and the optional augmentation of the paper. Batches stay uint8 until the device
+normalizes them (image_transforms.normalize): a quarter of the bytes to pin and copy. Validation
+and test images are always used whole: the paper evaluates on the full (resized) image.
 """
 
 from __future__ import annotations
@@ -116,22 +111,17 @@ class Batching:
     debug: bool = False
 
 
+@dataclass(frozen=True)
 class NoSingletonBatchSampler(Sampler[list[int]]):
     """Shuffled batches of `batch_size` in which a last batch of one sample joins the batch before.
 
     BatchNorm cannot train on a batch of one (the paper's README warns of CLIVE at 80%:
     929 % 8 == 1). Dropping that sample would leave a different image out of every epoch;
     a batch of batch_size + 1 instead keeps every image in every epoch.
-
-    Args:
-        num_samples: size of the data set.
-        batch_size: samples per batch, at least 2.
     """
 
-    def __init__(self, num_samples: int, batch_size: int):
-        super().__init__()
-        self.num_samples = num_samples
-        self.batch_size = batch_size
+    num_samples: int
+    batch_size: int
 
     def __iter__(self):
         order = torch.randperm(self.num_samples).tolist()
@@ -146,8 +136,7 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
 
 
 def evaluation_loader(dataset: IQADataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Whole images in batches of up to `batch_size` images of one size (data/batches.py): a data set
-    of one size is batched in file order. uint8, for the device to normalize."""
+    """Whole uint8 images, for the device to normalize, in batches of one size (data/batches.py)."""
     batches = batches_by_size([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
     return DataLoader(dataset, batch_sampler=batches, **_loader_options(num_workers))
 
@@ -165,14 +154,10 @@ def get_data_loaders(
     augmentation: TrainAugmentation | None = None,
     batching: Batching = Batching(),
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Train, val and test loaders of one experiment of `source` (see the module's docstring); the
-    images are decoded (or mapped) once.
-
-    The train loader shuffles, in batches of `batching.batch_size` (see NoSingletonBatchSampler),
-    and applies `augmentation`; the val and test loaders give whole images in batches of up to
-    `batching.eval_batch_size` images of one size (see evaluation_loader). BatchNorm evaluates
-    in eval mode, so a batch gives each image the score it gets alone.
-    """
+    """Train, val and test loaders of one experiment of `source`, the images decoded (or mapped) once:
+    shuffled training batches (NoSingletonBatchSampler) augmented by `augmentation`, and whole val
+    and test images (evaluation_loader); BatchNorm evaluates in eval mode, so a batch gives each
+    image the score it gets alone."""
     if batching.batch_size < 2:
         raise ConfigError(
             f"the batch size (-bs) is {batching.batch_size}: BatchNorm cannot train on batches of one image; "

@@ -40,32 +40,21 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "koniq10k_scores_and_distributions.csv (score: MOS_zscore) (default: none, required)",
     )
     koniq.add_argument(
-        "--sets",
-        default=None,
-        help="file whose set column gives the split, needed with the scores file (default: --csv)",
+        "--sets", help="file whose set column gives the split, needed with the scores file (default: --csv)"
     )
     koniq.add_argument("--out", default="data/KonIQ-10kinfo.mat", help="info file to write (default: %(default)s)")
     clive = sources.add_parser("clive", description="CLIVE without its 7 rater training examples.")
-    clive.add_argument(
-        "--release", required=True, help="the release folder, which holds Data/ and Images/ (default: none, required)"
-    )
+    release_help = "the release folder, which holds Data/ and Images/ (default: none, required)"
+    clive.add_argument("--release", required=True, help=release_help)
     clive.add_argument("--out", default="data/CLIVEinfo.mat", help="info file to write (default: %(default)s)")
-    _add_ordering_options(clive)
     own = sources.add_parser("csv", description="Your own data set; a set column fixes its split.")
     own.add_argument("--csv", required=True, help="CSV of image_name,mos[,std][,set] (default: none, required)")
     own.add_argument("--out", required=True, help="info file to write (default: none, required)")
-    _add_ordering_options(own)
+    orderings_help = "random orderings of the images, one per experiment id (default: %(default)s)"
+    for sub in (clive, own):
+        sub.add_argument("--orderings", type=POSITIVE_INT, default=1000, help=orderings_help)
+        sub.add_argument("--seed", type=SEED, default=0, help="seed of the orderings (default: %(default)s)")
     return parser
-
-
-def _add_ordering_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--orderings",
-        type=POSITIVE_INT,
-        default=1000,
-        help="random orderings of the images, one per experiment id (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=SEED, default=0, help="seed of the orderings (default: %(default)s)")
 
 
 def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -34,14 +34,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Write a synthetic IQA data set in official layouts.", add_help=add_help
     )
+    out_help = "folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)"
+    parser.add_argument("--out", default="data/synthetic", help=out_help)
+    layouts = ["koniq", "clive", "both"]
     parser.add_argument(
-        "--out", default="data/synthetic", help="folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--layout",
-        choices=["koniq", "clive", "both"],
-        default="both",
-        help="which layout(s) to write (default: %(default)s)",
+        "--layout", choices=layouts, default="both", help="which layout(s) to write (default: %(default)s)"
     )
     parser.add_argument(
         "--count",
@@ -49,18 +46,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=200,
         help="rated images per layout; CLIVE adds its 7 training examples (default: %(default)s)",
     )
-    parser.add_argument(
-        "--width",
-        type=POSITIVE_INT,
-        default=None,
-        help="image width (default: the layout's own, 1024 for koniq, 500 for clive)",
-    )
-    parser.add_argument(
-        "--height",
-        type=POSITIVE_INT,
-        default=None,
-        help="image height (default: the layout's own, 768 for koniq, 500 for clive)",
-    )
+    for side, koniq in (("width", 1024), ("height", 768)):
+        own = f"(default: the layout's own, {koniq} for koniq, 500 for clive)"
+        parser.add_argument(f"--{side}", type=POSITIVE_INT, default=None, help=f"image {side} {own}")
     parser.add_argument("--seed", type=SEED, default=0, help="seed of everything random (default: %(default)s)")
     return parser
 

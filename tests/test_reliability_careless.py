@@ -21,9 +21,9 @@ import make_synthetic
 import test_dataset
 import test_demo as demo
 from linearityiqa.cli.scripts import Advice, user_message
-from linearityiqa.data.decoding import _undecodable
+from linearityiqa.data.decoding import _reading
 from linearityiqa.data.info_files import IQAInfo, read_info, write_info
-from linearityiqa.errors import OutputError, first_line
+from linearityiqa.errors import BadFileError, OutputError, first_line
 from linearityiqa.records import checkpoint as checkpoints
 from linearityiqa.records.checkpoint import save_checkpoint
 
@@ -97,9 +97,9 @@ def test_small_messages_read_right():
     )
     assert first_line(KeyError(101)) == "KeyError: 101"  # pickle's word for a file of text
     assert first_line(ValueError()) == "ValueError"
-    assert str(_undecodable(Path("a.jpg"), PermissionError(13, "Permission denied"))) == (
-        "cannot read image a.jpg (permission denied): give this user read access to it"
-    )
+    with pytest.raises(BadFileError) as denied, _reading(Path("a.jpg")):
+        raise PermissionError(13, "Permission denied")
+    assert str(denied.value) == "cannot read image a.jpg (permission denied): give this user read access to it"
     memory = MemoryError("Unable to allocate 149. GiB for an array")
     assert user_message(memory, Advice(out_of_memory="lower --orderings")) == (
         "out of memory (Unable to allocate 149. GiB for an array): lower --orderings"

@@ -24,15 +24,10 @@ CLIVE_SIDE = 500
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the loader needs to know about a data set beyond its info file.
-
-    Args:
-        name: the data set's name, also used to label its image cache.
-        info_path: its info file.
-        im_dir: the folder its image names are relative to.
-        official_split: (train_ratio, train_and_val_ratio) of a split the data set comes with.
-        square_size: side to which images that are not square of this size are resized first.
-    """
+    """What the loader needs to know about a data set beyond its info file: `name` also labels its image
+    cache, `im_dir` is the folder its image names are relative to, `official_split` (train_ratio,
+    train_and_val_ratio) a split it comes with, `square_size` the side to which images that are not
+    square of it are resized first."""
 
     name: str
     info_path: Path
@@ -46,10 +41,7 @@ KNOWN_DATASETS = {
         name="KonIQ-10k",
         info_path=Path("data/KonIQ-10kinfo.mat"),
         im_dir=Path("KonIQ-10k"),
-        official_split=(
-            KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES,
-            (KONIQ_SPLIT_SIZES[0] + KONIQ_SPLIT_SIZES[1]) / KONIQ_IMAGES,
-        ),
+        official_split=(KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES, sum(KONIQ_SPLIT_SIZES[:2]) / KONIQ_IMAGES),
     ),
     # A few CLIVE photos are not 500x500; the authors resized them to it before anything else.
     "CLIVE": DatasetSpec(
@@ -81,8 +73,7 @@ def check_linked(spec: DatasetSpec) -> None:
         raise BadFileError(f"info file {spec.info_path} {info_problem}: pass the info file itself as --data_info")
     if spec.im_dir.exists() and not spec.im_dir.is_dir():
         raise BadFileError(f"image folder {spec.im_dir} is not a folder: pass the folder of the images as --im_dir")
-    there = ((spec.info_path, info_problem is None), (spec.im_dir, spec.im_dir.is_dir()))
-    missing = [path for path, present in there if not present]
+    missing = [path for path in (spec.info_path, spec.im_dir) if not path.exists()]
     if missing:
         raise MissingFileError(
             f"{spec.name} is not set up ({missing[0]} not found): link its images to {spec.im_dir} and build "
@@ -95,12 +86,10 @@ def check_linked(spec: DatasetSpec) -> None:
 class Split:
     """Which images of a data set one experiment trains, validates and tests on.
 
-    Args:
-        exp_id: the experiment; it picks the ordering of the info file's index.
-        train_ratio: share of training images; None, with train_and_val_ratio None, for the
-            data set's own split (KonIQ-10k's official one, or the sizes its info file records).
-        train_and_val_ratio: share of training and validation images together. Ratios of 0 and 0
-            make every image a test image (a test across data sets).
+    `exp_id` picks the ordering of the info file's index; `train_ratio` is the share of training
+    images, `train_and_val_ratio` of training and validation images together: both None for the data
+    set's own split (KonIQ-10k's official one, or the sizes its info file records), 0 and 0 to make
+    every image a test image (a test across data sets).
     """
 
     exp_id: int = 0

@@ -31,17 +31,20 @@ SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 # switch Pillow's own check off (cli.scripts.own_the_pixel_limit), so that ours is the only one.
 DEFAULT_MAX_PIXELS = 89_478_485
 
-# What Pillow raises for a file it cannot read: unknown format, truncated data, a broken header.
-PILLOW_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
 
 @contextlib.contextmanager
 def _reading(path: str | Path) -> Iterator[None]:
     """Pillow's errors while the block reads the image, as one BadFileError naming the file."""
     try:
         yield
-    except PILLOW_ERRORS as error:
-        raise _undecodable(path, error) from error
+    except PermissionError as error:
+        raise BadFileError(f"cannot read image {path} (permission denied): give this user read access to it") from error
+    # Pillow's words for a file it cannot read: unknown format, truncated data, a broken header
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BadFileError(
+            f"cannot decode image {path} ({error}): replace it with an intact 8-bit image "
+            f"(for a download, extract the file again)"
+        ) from error
 
 
 def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -106,8 +109,7 @@ def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DE
 
 
 def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The image file `path` as an RGB uint8 H x W x 3 array, sized as the paper's code sized it
-    (torchvision's bilinear resize of a PIL image); `max_pixels` as open_image takes it."""
+    """The image file `path` as sized_rgb makes it; `max_pixels` as open_image takes it."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         image.load()
         return sized_rgb(image, sizing)
@@ -138,12 +140,3 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         raise ValueError("floating-point pixels (mode F) are not supported")
     return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _undecodable(path: str | Path, error: BaseException) -> BadFileError:
-    if isinstance(error, PermissionError):
-        return BadFileError(f"cannot read image {path} (permission denied): give this user read access to it")
-    return BadFileError(
-        f"cannot decode image {path} ({error}): replace it with an intact 8-bit image "
-        f"(for a download, extract the file again)"
-    )

@@ -47,15 +47,9 @@ def name_problem(name: str) -> str | None:
 def checked_names(
     names: Sequence[str], *, where: str, unit: str, advice: str, numbers: Sequence[int] | None = None
 ) -> list[str]:
-    """`names` in their normal forms, or a BadFileError naming the first one that breaks the rule.
-
-    Args:
-        names: the names as a file lists them.
-        where: what the message starts with: the file, and the dataset in it if any.
-        unit: what the file counts its names by ("line", "entry"); the message says "line 4".
-        advice: what to do, the end of the message.
-        numbers: the line or entry number of each name (by default 1, 2, ...).
-    """
+    """`names`, as a file lists them, in their normal forms; else a BadFileError naming the first that
+    breaks the rule, its message starting with `where` (the file, and its dataset if any), counting by
+    `unit` ("line 4", "entry 4") with `numbers` (by default 1, 2, ...), ending with `advice`."""
     numbers = range(1, len(names) + 1) if numbers is None else numbers
     first: dict[str, int] = {}
     normal_names = []

@@ -56,14 +56,8 @@ class ImageLoading:
 
 
 class ImageStore:
-    """Decoded RGB images in one flat uint8 buffer; `store[row]` is an H x W x 3 view.
-
-    Args:
-        names: the image names, one per row.
-        shapes: (rows, 3) array of each image's (height, width, 3).
-        pixels: the flat buffer, or None to map it from `cache_path`.
-        cache_path: the `.npy` file the buffer was mapped from, if any.
-    """
+    """Decoded RGB images in one flat uint8 buffer, `pixels` or (None) the `.npy` file `cache_path`
+    mapped; `store[row]` is the view of `names[row]`, of shape `shapes[row]` (height, width, 3)."""
 
     def __init__(
         self, *, names: list[str], shapes: np.ndarray, pixels: np.ndarray | None, cache_path: Path | None = None
@@ -218,7 +212,7 @@ def _decode_all(
         shapes = np.array(list(pool.map(shape_of, paths)), dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
 
-        def decode_row(row: int, write: Callable[[int, np.ndarray], None]) -> None:
+        def decode_row(row: int) -> None:
             decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=max_pixels), shapes[row]
             if decoded.shape[:2] != (height, width):
                 raise BadFileError(
@@ -227,34 +221,24 @@ def _decode_all(
                 )
             write(int(offsets[row]), decoded)
 
-        def decode_each(write: Callable[[int, np.ndarray], None]) -> None:
+        pixels = np.empty(int(offsets[-1]), dtype=np.uint8) if cache is None else None
+
+        def keep(offset: int, decoded: np.ndarray) -> None:
+            pixels[offset : offset + decoded.size] = decoded.reshape(-1)
+
+        layout = {"names": names, "shapes": shapes.tolist()}
+        with contextlib.nullcontext(keep) if cache is None else _new_cache(cache, int(offsets[-1]), layout) as write:
             # map's results come in order, and an error cancels the images not yet started
-            rows = pool.map(partial(decode_row, write=write), range(len(paths)))
+            rows = pool.map(decode_row, range(len(paths)))
             for _ in tqdm(rows, total=len(paths), desc=f"decoding {label}", unit="img", disable=not loading.verbose):
                 pass
-
-        if cache is None:
-            pixels = np.empty(int(offsets[-1]), dtype=np.uint8)
-
-            def keep(offset: int, decoded: np.ndarray) -> None:
-                pixels[offset : offset + decoded.size] = decoded.reshape(-1)
-
-            decode_each(keep)
-            return ImageStore(names=names, shapes=shapes, pixels=pixels)
-        with _new_cache(cache, int(offsets[-1])) as write:
-            decode_each(write)
-    # the layout last: a cache with a layout is complete
-    layout_path = cache.with_suffix(".json")
-    partial_layout = layout_path.with_name(f".{layout_path.name}.{os.getpid()}.partial")
-    partial_layout.write_text(json.dumps({"names": names, "shapes": shapes.tolist()}))
-    os.replace(partial_layout, layout_path)
-    return ImageStore(names=names, shapes=shapes, pixels=None, cache_path=cache)
+    return ImageStore(names=names, shapes=shapes, pixels=pixels, cache_path=cache)
 
 
 @contextlib.contextmanager
-def _new_cache(cache_path: Path, size: int) -> Iterator[Callable[[int, np.ndarray], None]]:
+def _new_cache(cache_path: Path, size: int, layout: dict) -> Iterator[Callable[[int, np.ndarray], None]]:
     """`write(offset, pixels)` into the buffer of `size` bytes of a new cache file, which takes the
-    name `cache_path` when the block ends without an error and is removed when it fails."""
+    name `cache_path` when the block ends without an error, `layout` beside it; removed when it fails."""
     partial_path = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.partial")
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +252,10 @@ def _new_cache(cache_path: Path, size: int) -> Iterator[Callable[[int, np.ndarra
 
         yield write
         os.replace(partial_path, cache_path)
+        # the layout last: a cache with a layout is complete
+        partial_layout = partial_path.with_suffix(".json")
+        partial_layout.write_text(json.dumps(layout))
+        os.replace(partial_layout, cache_path.with_suffix(".json"))
     except BaseException as error:
         with contextlib.suppress(OSError):  # also when there is no partial file, or not even its folder
             partial_path.unlink()

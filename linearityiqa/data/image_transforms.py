@@ -25,9 +25,6 @@ from linearityiqa.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Normalizing a uint8 value v as (v / 255 - mean) / std in one multiply and one subtract.
-_SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
-_SHIFT = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
 
 
 def checked_resize_hw(height: int, width: int, *, max_pixels: int) -> tuple[int, int]:
@@ -49,14 +46,8 @@ def checked_resize_hw(height: int, width: int, *, max_pixels: int) -> tuple[int,
 
 @dataclass(frozen=True)
 class TrainAugmentation:
-    """Random rotation, horizontal flip and crop of an H x W x 3 uint8 array.
-
-    Args:
-        angle: the largest rotation, in degrees.
-        hflip_p: probability of a horizontal flip.
-        crop_h: crop height in pixels.
-        crop_w: crop width in pixels.
-    """
+    """Random rotation by at most `angle` degrees, horizontal flip with probability `hflip_p`, and a
+    crop_h x crop_w crop of an H x W x 3 uint8 array."""
 
     angle: float
     hflip_p: float
@@ -122,5 +113,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _constants_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    # Copied to a device once, not with every batch.
-    return _SCALE.to(device), _SHIFT.to(device)
+    # (v / 255 - mean) / std as v * scale - shift, made on a device once, not with every batch
+    scale = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
+    return scale.to(device), shift.to(device)

@@ -1,10 +1,4 @@
-"""Build info files (see info_files.py) from the official downloads and from a user's own CSV.
-
-- KonIQ-10k: `koniq10k_distributions_sets.csv` (MOS on 0-100, SD, set), or
-  `koniq10k_scores_and_distributions.csv` (MOS_zscore) with the sets file for the split.
-- CLIVE: `Data/AllImages_release.mat`, `AllMOS_release.mat`, `AllStdDev_release.mat` of the
-  release, without its first 7 entries (examples shown to the raters, not part of the study).
-- Any data set: a CSV of `image_name,mos[,std][,set]`.
+"""Build info files (see info_files.py) from the KonIQ-10k and CLIVE downloads and from a user's own CSV.
 
 A data set with a `set` column keeps that split: its index has one column (training ids, then
 validation, then test) and the file records the split sizes. Without one, the index holds
@@ -64,8 +58,9 @@ def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed:
 
 
 def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
-    """CLIVE from its release folder (`ChallengeDB_release`, which holds `Data/` and `Images/`); its
-    index holds `num_orderings` random orderings (the paper: 1,000) drawn with `seed`."""
+    """CLIVE from its release folder (`ChallengeDB_release`, which holds `Data/` and `Images/`) without
+    the 7 rater training examples; its index holds `num_orderings` random orderings (the paper:
+    1,000) drawn with `seed`."""
     data_dir = Path(release_dir) / "Data"
     names, scores, stds = (
         _release_variable(data_dir / f"{name}.mat", read)

@@ -13,10 +13,8 @@ Experiment `exp_id` takes column `exp_id % M`; its first `train_size` ids are th
 images, the ids up to `train_and_val_size` the validation images, the rest the test images.
 A split lists its images in file order, not in index order, as the authors' code did.
 
-`read_info` turns any failure to read a dataset in this layout into one BadFileError naming the
-file and the dataset, and checks on its own only what would give a silent wrong result: lengths
-that agree, finite scores, whole-number ids, index columns that order the ids, split sizes that
-add up, and image names inside the image folder.
+`read_info` turns any failure to read a dataset into one BadFileError naming the file and the
+dataset, and checks on its own only what would give a silent wrong result.
 """
 
 from __future__ import annotations
@@ -38,7 +36,8 @@ from linearityiqa.records.writing import replacing_path
 SPLITS = ("train", "val", "test")
 ROWS = ("subjective_scores", "subjective_scoresSTD", "ref_ids")  # the (1, N) rows of numbers
 REQUIRED_KEYS = ("im_names", *ROWS, "index")
-OPTIONAL_KEYS = ("split_sizes",)
+NUMBERS = (*REQUIRED_KEYS[1:], "split_sizes")  # split_sizes optional
+IDS = ("ref_ids", "index", "split_sizes")  # whole numbers, read as int64
 # MATLAB v7.3 files are HDF5 files behind a 512-byte header that MATLAB checks before opening.
 MATLAB_USERBLOCK_SIZE = 512
 REBUILD = "rebuild it with make_info.py"
@@ -77,12 +76,8 @@ class IQAInfo:
 
 
 def read_info(path: str | Path) -> IQAInfo:
-    """Read an info file (`.mat`, HDF5) written by the paper's authors or by `write_info`.
-
-    Raises:
-        MissingFileError: the file does not exist.
-        BadFileError: the file is not HDF5 or its content breaks the layout.
-    """
+    """Read an info file (`.mat`, HDF5) written by the paper's authors or by `write_info`; MissingFileError
+    or BadFileError (not HDF5, or a content that breaks the layout) naming it."""
     path = Path(path)
     problem = file_problem(path)
     if problem == "does not exist":
@@ -115,7 +110,7 @@ def _reading(path: Path, where: str) -> Iterator[None]:
     try:
         yield
     except _OffLayout as error:
-        raise BadFileError(f"{path}: {where} {error}; {REBUILD}") from None
+        raise _bad(path, where, str(error)) from None
     # h5py's and numpy's words for an object of another kind, type or shape, or data HDF5 cannot read
     except (OSError, KeyError, TypeError, ValueError, AttributeError, IndexError, MemoryError) as error:
         words = error.args[0] if isinstance(error, KeyError) and error.args else first_line(error)
@@ -127,7 +122,7 @@ def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
     missing = [key for key in REQUIRED_KEYS if file.get(key) is None]
     if missing:
         raise BadFileError(f"{path} lacks the dataset(s) {', '.join(missing)} of an info file: {REBUILD}")
-    numbers = {key: _numbers(file, key, path) for key in REQUIRED_KEYS[1:] + OPTIONAL_KEYS if file.get(key) is not None}
+    numbers = {key: _numbers(file, key, path) for key in NUMBERS if file.get(key) is not None}
     with _reading(path, "im_names"):
         refs = _row_of(_dataset(file, "im_names")[()])
         if h5py.check_ref_dtype(refs.dtype) is not h5py.Reference:
@@ -141,9 +136,9 @@ def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
         im_names=names,
         scores=numbers["subjective_scores"],
         stds=numbers["subjective_scoresSTD"],
-        ref_ids=_as_ids(numbers["ref_ids"], path, "ref_ids"),
-        index=_as_ids(numbers["index"], path, "index"),
-        split_sizes=None if sizes is None else tuple(int(size) for size in _as_ids(sizes, path, "split_sizes")),
+        ref_ids=numbers["ref_ids"],
+        index=numbers["index"],
+        split_sizes=None if sizes is None else tuple(int(size) for size in sizes),
     )
 
 
@@ -156,13 +151,14 @@ def _dataset(file: h5py.File, key: str) -> h5py.Dataset:
 
 
 def _numbers(file: h5py.File, key: str, path: Path) -> np.ndarray:
-    """A dataset of real numbers as float64, a row but for the index (text, booleans and complex numbers
-    would convert silently)."""
+    """A dataset of real numbers as float64 (int64 for IDS), a row but for the index (text, booleans and
+    complex numbers would convert silently)."""
     with _reading(path, key):
         values = np.asarray(_dataset(file, key)[()])
         if values.dtype.kind not in "iuf":
             raise _OffLayout(f"holds {values.dtype}, not real numbers")
-        return values.astype(np.float64) if key == "index" else _row_of(values.astype(np.float64))
+        values = values.astype(np.float64) if key == "index" else _row_of(values.astype(np.float64))
+        return _as_ids(values) if key in IDS else values
 
 
 def _row_of(values: np.ndarray) -> np.ndarray:
@@ -208,13 +204,13 @@ def size_problem(count: int, orderings: int) -> str | None:
     return None
 
 
-def _as_ids(values: np.ndarray, path: Path, key: str) -> np.ndarray:
-    """Whole numbers as int64; BadFileError naming the first entry that is not one."""
+def _as_ids(values: np.ndarray) -> np.ndarray:
+    """Whole numbers as int64; _OffLayout naming the first entry that is not one."""
     whole = np.isfinite(values) & (np.abs(values) <= MAX_ID) & (np.rint(values) == values)
     if not whole.all():
         where = np.unravel_index(np.argmin(whole), values.shape)
         position = f"row {where[0] + 1}, column {where[1] + 1}" if values.ndim == 2 else f"entry {where[0] + 1}"
-        raise _bad(path, key, f"{position} is {values[where]}, not a whole number within ±2**53")
+        raise _OffLayout(f"{position} is {values[where]}, not a whole number within ±2**53")
     return values.astype(np.int64)
 
 

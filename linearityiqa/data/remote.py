@@ -1,9 +1,7 @@
 """Images named by URI (s3://bucket/photo.jpg, gs://..., file:///...), read with pyarrow's file systems.
 
-A path with a scheme is read through `pyarrow.fs.FileSystem.from_uri`, so any file system pyarrow
-reads serves images and their folders, with the credentials its own configuration gives
-(for S3, the usual AWS environment and files). Plain paths never come here, and pyarrow is
-imported only for a URI.
+Any file system pyarrow reads serves images and their folders, with the credentials its own
+configuration gives (for S3, the usual AWS environment and files); pyarrow is imported only for a URI.
 """
 
 from __future__ import annotations

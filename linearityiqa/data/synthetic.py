@@ -10,10 +10,7 @@ KonIQ-10k: <out>/1024x768/<id>.jpg, koniq10k_distributions_sets.csv (image_name,
 CLIVE: <out>/Images/<n>.bmp and <n>.JPG, Images/trainingImages/t1.bmp .. t7.bmp, and
     Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat.
 
-Both record the files they write in <out>/synthetic_files.txt (`RECORD`) and write nothing into a
-folder holding files that no run recorded (the user's photos, a real download); a later run
-replaces what an earlier one wrote and removes the images it does not write again. Each file is
-written whole or not at all (records/writing.py).
+Both record the files they write in <out>/synthetic_files.txt (`RECORD`): see earlier_files.
 """
 
 from __future__ import annotations
@@ -168,47 +165,37 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
     sets = _koniq_sets(rng, count)
     paths = [f"1024x768/{name}" for name in names]
-    with _recorded_run(out_dir, "koniq", written=paths + list(KONIQ_SCORE_FILES)):
-        # each image is rated as soon as it is made: the random draws come in the same order
-        qualities = _write_images(out_dir, paths, rng, width, height)
-        rows = [(name, rate_on_five_point_scale(q, rng), s) for name, q, s in zip(names, qualities, sets)]
-        return _write_koniq_csvs(out_dir, rows)
-
-
-def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
-    # the official split's shares, rounded
-    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
-    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
-    sets = ["training"] * train + ["validation"] * val + ["test"] * (count - train - val)
-    return list(rng.permutation(sets))
-
-
-def _write_koniq_csvs(out_dir: Path, rows: list[tuple[str, np.ndarray, str]]) -> Path:
     sets_path, scores_path = (out_dir / name for name in KONIQ_SCORE_FILES)
     counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
-    with _replacing(sets_path, newline="") as sets_file, _replacing(scores_path, newline="") as scores_file:
-        sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
-        sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
-        scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
-        for name, counts, image_set in rows:
-            ratings = np.repeat(np.arange(1, 6), counts)
-            mean, sd = float(ratings.mean()), float(ratings.std(ddof=1))
-            shares = [f"{c / counts.sum():.6f}" for c in counts]
-            mos_100 = f"{(mean - 1) * 25:.6f}"
-            sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
-            scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
+    with _recorded_run(out_dir, "koniq", written=paths + list(KONIQ_SCORE_FILES)):
+        with _replacing(sets_path, newline="") as sets_file, _replacing(scores_path, newline="") as scores_file:
+            sets_writer, scores_writer = csv.writer(sets_file), csv.writer(scores_file)
+            sets_writer.writerow(["image_name", *counts_header, "MOS", "SD", "set"])
+            scores_writer.writerow(["image_name", *counts_header, "MOS", "SD", "MOS_zscore"])
+            # each image is rated as soon as it is made: the random draws come in this order
+            for name, quality, image_set in zip(names, _write_images(out_dir, paths, rng, width, height), sets):
+                counts = rate_on_five_point_scale(quality, rng)
+                ratings = np.repeat(np.arange(1, 6), counts)
+                mean, sd = float(ratings.mean()), float(ratings.std(ddof=1))
+                shares = [f"{c / counts.sum():.6f}" for c in counts]
+                mos_100 = f"{(mean - 1) * 25:.6f}"
+                sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
+                scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
     return sets_path
 
 
-def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
-    """Write `count` rated images of `width` x `height` pixels plus CLIVE's 7 rater training examples,
-    and the three Data/ files, into the release folder `out_dir`, which it returns; `seed` seeds
-    everything random.
+def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
+    """The set of each of `count` images, in random order, in the official split's shares, rounded."""
+    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
+    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
+    return list(rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val)))
 
-    Names are as in the release: the 7 examples t1.bmp..t7.bmp (in Images/trainingImages/)
-    come first, then 1.bmp, 2.bmp, ..., every fifth image a JPEG (.JPG) as some are in CLIVE.
-    Scores are on CLIVE's 0-100 slider: mean and std over 150-200 noisy simulated raters.
-    """
+
+def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
+    """Write `count` rated images of `width` x `height` pixels and the three Data/ files into the release
+    folder `out_dir`, which it returns; `seed` seeds everything random. Names are as in the release: the
+    7 rater training examples t1.bmp..t7.bmp first, then 1.bmp, 2.bmp, ..., every fifth a JPEG (.JPG) as
+    some are in CLIVE. Scores are on CLIVE's 0-100 slider: mean and std over 150-200 simulated raters."""
     _check_size(count, width, height)
     out_dir, rng = Path(out_dir), np.random.default_rng(seed)
     names = [f"t{k}.bmp" for k in range(1, CLIVE_TRAINING_EXAMPLES + 1)]
@@ -232,8 +219,7 @@ def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, hei
 def _write_images(
     out_dir: Path, paths: list[str], rng: np.random.Generator, width: int, height: int
 ) -> Iterator[float]:
-    """Make, degrade and save an image at each of `paths` (JPEG or BMP by its suffix); yield the
-    quality of each once it is saved."""
+    """Make, degrade and save an image at each of `paths` (BMP or JPEG by its suffix); yield each one's quality."""
     for path in paths:
         degradation = draw_degradation(rng)
         image = degrade(render_scene(rng, width, height), degradation, rng)
@@ -272,8 +258,8 @@ def earlier_files(out_dir: str | Path, layout: str) -> set[str]:
 
 
 def _files_under(folder: Path) -> list[str]:
-    """Every entry under `folder` that is not a folder (a link to one included, not followed), as
-    paths relative to it; none where `folder` is not a folder (writing it then says why)."""
+    """The relative paths of every entry under `folder` but folders (a link to one included, not
+    followed); none where `folder` is not a folder (writing it then says why)."""
     if not folder.is_dir():
         return []
     found = []
