@@ -31,8 +31,6 @@ from linearityiqa.records.scale import TrainingScale
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # the columns of a CSV or Parquet list that hold the paths, by preference
 PATH_COLUMNS = ("image", "path")
-# Batches decoded ahead of the one being scored: enough to hide decoding, little memory.
-_BATCHES_AHEAD = 2
 # Seconds after which the results scored so far are given (and so written) even if their window is
 # not done: what an interrupt can cost, whatever the speed.
 WINDOW_SECONDS = 10.0
@@ -308,11 +306,12 @@ def _decoded_batches(
     paths: Sequence[str],
     load: Callable[[str], np.ndarray | IQAError],
 ) -> Iterator[list[tuple[int, np.ndarray | IQAError]]]:
-    """Each batch's (index, image as an array or its error), decoding up to _BATCHES_AHEAD batches ahead."""
+    """Each batch's (index, image as an array or its error), decoding two batches ahead: enough to
+    hide decoding, little memory."""
     pending: deque[list[tuple[int, Future]]] = deque()
     for batch in batches:
         pending.append([(index, pool.submit(load, paths[index])) for index in batch])
-        if len(pending) > _BATCHES_AHEAD:
+        if len(pending) > 2:
             yield [(index, future.result()) for index, future in pending.popleft()]
     for batch in pending:
         yield [(index, future.result()) for index, future in batch]

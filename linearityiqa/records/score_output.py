@@ -100,10 +100,7 @@ def file_sha256(path: str) -> str:
 
 
 def paths_sha256(paths: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.fsencode(path) + b"\0")
-    return digest.hexdigest()
+    return hashlib.sha256(b"".join(os.fsencode(path) + b"\0" for path in paths)).hexdigest()
 
 
 class ScoreWriter:
