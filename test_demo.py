@@ -66,10 +66,7 @@ SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
 # What an ONNX model records itself, and PyTorch's options: not for --onnx.
-NOT_WITH_ONNX = (
-    "trained_model_file", "arch", "pool", "use_bn_end", "P6", "P7", "resize", "resize_size_h", "resize_size_w",
-    "device", "opt_level",
-)  # fmt: skip
+NOT_WITH_ONNX = ("trained_model_file", *MODEL_OPTIONS, "device", "opt_level")
 
 
 def main(argv: list[str] | None = None) -> int:
