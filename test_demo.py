@@ -5,13 +5,11 @@ One image prints the paper's line, the fused head mapped with the checkpoint's k
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
 A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin) is scored in
-batches and written in input order as it is done, a window (or what the last 10 s scored) at a
-time: to --output (CSV, .parquet or a folder of shards: records/score_output.py) or as CSV to
-stdout; a CSV's first line is its header, and a name that is not valid UTF-8 is written as its
-own bytes (read it with errors="surrogateescape"). What the scores are on is a line on stderr at
-the end. --resume goes on from an interrupted run's rows (or says where a finished run's scores
-are); --ray scores on a Ray cluster. Exit status: 0 all images scored; 1 nothing scored; 2 bad
-options; 3 some images could not be scored (their rows name the error); 70 a bug; 130 interrupted.
+batches and written in input order, a window (or what the last 10 s scored) at a time: to
+--output (CSV, .parquet or a folder of shards) or as CSV to stdout, a name that is not valid UTF-8
+as its own bytes (read it with errors="surrogateescape"). Exit status: 0 all images scored;
+1 nothing scored; 2 bad options; 3 some images could not be scored (their rows name the error);
+70 a bug; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -68,10 +66,7 @@ SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
 # What an ONNX model records itself, and PyTorch's options: not for --onnx.
-NOT_WITH_ONNX = (
-    "trained_model_file", "arch", "pool", "use_bn_end", "P6", "P7", "resize", "resize_size_h", "resize_size_w",
-    "device", "opt_level",
-)  # fmt: skip
+NOT_WITH_ONNX = ("trained_model_file", *MODEL_OPTIONS, "device", "opt_level")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +114,7 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
 
 
 def check_table_options(args: argparse.Namespace, given: set[str], *, single: bool) -> None:
-    """The options of a table of scores, refused where there is none or they cannot apply."""
+    """The options of a table of scores, refused where they cannot apply."""
     if args.resume and args.output in (None, STDOUT):
         raise ConfigError("--resume goes on from the partial output beside --output: pass --output FILE")
     if single and ({"heads", "ray", "ray_workers"} & given):
@@ -129,7 +124,6 @@ def check_table_options(args: argparse.Namespace, given: set[str], *, single: bo
 
 
 def model_file(args: argparse.Namespace, defaults: dict, given: set[str]) -> ModelFile:
-    """The model and how to load it, from the options."""
     common = {"eval_batch_size": args.eval_batch_size, "max_pixels": args.max_pixels}
     if args.onnx:
         clashing = [name for name in NOT_WITH_ONNX if name in given]
@@ -154,7 +148,6 @@ def model_file(args: argparse.Namespace, defaults: dict, given: set[str]) -> Mod
 
 
 def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> ScoringRun:
-    """What this run scores and how, as --resume checks it."""
     return ScoringRun(
         model=f"{spec.kind} {spec.path}",
         model_sha256=file_sha256(spec.path),
@@ -181,7 +174,7 @@ def on_ray(address: str | None) -> contextlib.AbstractContextManager:
 def windows(
     args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str], *, start: int, window: int
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:], a window at a time, in this process or on Ray."""
+    """The results of paths[start:] in pieces, in this process or on Ray."""
     common = {"heads": args.heads, "start": start, "window": window}
     if args.ray is not None:
         from linearityiqa.ray_scoring import ray_windows
@@ -201,7 +194,6 @@ def windows(
 
 
 def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> int:
-    """The CSV on standard output, a window of rows at a time."""
     failed = 0
     with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
         stdout.write(csv_header(heads=args.heads))
@@ -228,7 +220,7 @@ def names_as_bytes(stream: TextIO) -> Iterator[TextIO]:
 
 
 def print_score(result: ImageScore) -> int:
-    """The paper's line for one image; an image that cannot be scored is an error."""
+    """The paper's line for one image."""
     if result.error:
         return report_mistake(SCRIPT, result.error)
     print(f"The image quality score is {result.score}")

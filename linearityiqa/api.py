@@ -9,9 +9,8 @@
     model.score(batch)                      # an N x 3 x H x W uint8 tensor, sized already
     model.score("a.jpg", heads=True)        # Prediction(score, heads): the three raw outputs too
 
-A score is the fused head's output mapped onto the scale of its training MOS (`model.scale`)
-with the checkpoint's k[0] * y + b[0], not clipped; images are decoded, sized and normalized by
-test_demo.py's own code, so a score here equals test_demo.py's.
+A score is mapped onto the scale of the training MOS (`model.scale`), not clipped, by
+test_demo.py's own code: a score here equals test_demo.py's.
 """
 
 from __future__ import annotations

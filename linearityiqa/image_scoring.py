@@ -1,11 +1,7 @@
-"""Score image files in batches, whatever runs the model: what test_demo.py's paths share.
-
-The images --img stands for (`list_images`) are scored a window (`WINDOW` images) at a time:
-decoded in a pool of threads that runs ahead of the model, batched by size (data/batches.py) and
-scored by a `Backend` (model_files.py: scoring.py's PyTorch model, or onnx_scoring.py's).
-Results come in input order, in pieces that end with a window or after WINDOW_SECONDS, a message
-in place of the score of an image that failed; a run resumed at any image batches as a whole run
-does. Nothing here imports PyTorch.
+"""Score image files in batches by any `Backend` (PyTorch or onnxruntime), in input order: what
+test_demo.py's paths share. Images are decoded by threads ahead of the model and batched by size
+within a window (--window); a failed image gets a message in place of its score. Nothing here
+imports PyTorch (the ONNX and Ray workers must not load it).
 """
 
 from __future__ import annotations
@@ -33,14 +29,8 @@ from linearityiqa.options import SCORING_WINDOW
 from linearityiqa.records.scale import TrainingScale
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# Lists of paths to score, by their extension, and the columns that hold the paths, by preference.
-PATH_LISTS = (".csv", ".parquet")
+# the columns of a CSV or Parquet list that hold the paths, by preference
 PATH_COLUMNS = ("image", "path")
-# Batches decoded ahead of the one being scored: enough to hide decoding, little memory.
-_BATCHES_AHEAD = 2
-# Images per window (test_demo.py --window): batches never cross a window's edge. Large enough that
-# images of a few sizes still fill their batches.
-WINDOW = SCORING_WINDOW
 # Seconds after which the results scored so far are given (and so written) even if their window is
 # not done: what an interrupt can cost, whatever the speed.
 WINDOW_SECONDS = 10.0
@@ -57,10 +47,9 @@ class ImageScore:
 
 
 class Backend(Protocol):
-    """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel) that scores N x H x W x 3 uint8
-    RGB images, sized as `sizing` says, `batch_size` at a time. `where` names it in messages (cpu,
-    cuda, onnxruntime); `scale` is what its scores are on (None: unrecorded); `note`, if any, is for the user.
-    """
+    """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel) for N x H x W x 3 uint8 RGB
+    images. `where` names it in messages (cpu, cuda, onnxruntime); `scale` None: unrecorded;
+    `note`, if any, is for the user."""
 
     where: str
     sizing: ImageSizing
@@ -72,7 +61,7 @@ class Backend(Protocol):
         """The scores, and each image's three heads (pq6, pq7, pq) before any mapping."""
 
     def too_large(self, error: Exception) -> bool:
-        """Whether `error` says the batch did not fit in memory (then each image is tried alone)."""
+        """Whether `error` says the batch did not fit in memory (each image is then tried alone)."""
 
 
 def is_single_image(source: str) -> bool:
@@ -82,7 +71,7 @@ def is_single_image(source: str) -> bool:
 
 def is_path_list(source: str) -> bool:
     """Whether --img names a CSV or Parquet file of image paths rather than an image."""
-    return source.lower().endswith(PATH_LISTS)
+    return source.lower().endswith((".csv", ".parquet"))
 
 
 def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
@@ -121,8 +110,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
 
 
 def listed_paths(path: str) -> list[str]:
-    """The image paths a CSV or Parquet file lists, in its order (a first line of a CSV that starts
-    with # is a comment, as in the outputs of test_demo.py's earlier versions)."""
+    """The image paths a CSV or Parquet file lists, in its order."""
     columns, read = _list_columns(path)
     column = next((name for name in PATH_COLUMNS if name in columns), columns[0] if len(columns) == 1 else None)
     if column is None:
@@ -166,6 +154,7 @@ def _list_columns(path: str) -> tuple[list[str], Callable[[str], list]]:
             lines = file.read().splitlines(keepends=True)
     except OSError as error:
         raise BadFileError(f"cannot read list {path} ({error.strerror or error})") from None
+    # a first line that starts with # is a comment, as in the outputs of test_demo.py's earlier versions
     rows = list(csv.reader(lines[1:] if lines and lines[0].startswith("#") else lines))
     if not rows:
         raise ConfigError(f"list {path} is empty: write a header (image) and a row for each image")
@@ -197,7 +186,7 @@ def _folder_images(folder: str) -> list[str]:
 
 
 def score_files(backend: Backend, paths: Sequence[str], **options: Any) -> list[ImageScore]:
-    """One result per path, in input order: score_windows's (see there for the arguments) as one list."""
+    """score_windows's results as one list."""
     return [result for piece in score_windows(backend, paths, **options) for result in piece]
 
 
@@ -226,21 +215,18 @@ def score_windows(
     workers: int | None = None,
     heads: bool = False,
     start: int = 0,
-    window: int = WINDOW,
+    window: int = SCORING_WINDOW,
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[start:] in input order, in `pieces`.
 
     A window is `window` paths counted from paths[0], whose images are batched by size together:
     so that a run resumed at any `start` batches as a whole run does, the batches of its first
-    window that hold an image at or after `start` are scored again whole, and only the results
-    from `start` on are given.
+    window that hold an image at or after `start` are scored again whole.
 
     Args:
-        backend: what scores a batch of `batch_size` images at most, sized as `sizing` says.
-        paths: every image of the run; max_pixels: refuse images of more pixels (decoding.open_image).
-        progress: show a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
-        heads: give each result the three heads' outputs too; start: the first image whose result is given.
-        window: images per window.
+        max_pixels: refuse images of more pixels (decoding.open_image).
+        progress: a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
+        heads: give each result the three heads' outputs too.
     """
     measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
     load = partial(_load, sizing=sizing, max_pixels=max_pixels)
@@ -273,9 +259,8 @@ def _scored_window(
     *,
     skip: int,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[skip:] in order, each run of them as soon as a batch completes it.
-
-    Batches run in the order of their first image, so that the completed run grows with each."""
+    """The results of paths[skip:] in order, each run of them as soon as a batch completes it
+    (batches run in the order of their first image, so that the run grows with each)."""
     results: list[ImageScore | None] = [None] * len(paths)
     sizes = list(pool.map(measure, paths))
     for index, size in enumerate(sizes):
@@ -321,11 +306,12 @@ def _decoded_batches(
     paths: Sequence[str],
     load: Callable[[str], np.ndarray | IQAError],
 ) -> Iterator[list[tuple[int, np.ndarray | IQAError]]]:
-    """Each batch's (index, image as an array or its error), decoding up to _BATCHES_AHEAD batches ahead."""
+    """Each batch's (index, image as an array or its error), decoding two batches ahead: enough to
+    hide decoding, little memory."""
     pending: deque[list[tuple[int, Future]]] = deque()
     for batch in batches:
         pending.append([(index, pool.submit(load, paths[index])) for index in batch])
-        if len(pending) > _BATCHES_AHEAD:
+        if len(pending) > 2:
             yield [(index, future.result()) for index, future in pending.popleft()]
     for batch in pending:
         yield [(index, future.result()) for index, future in batch]

@@ -1,8 +1,6 @@
-"""The model test_demo.py scores with: a checkpoint in PyTorch, or an ONNX file in onnxruntime.
-
-`ModelFile` is all a process needs to load the model itself (it pickles: each of Ray's workers
-loads its own); `open_model` loads it as image_scoring's `Backend`. PyTorch is imported only for
-a checkpoint.
+"""The model test_demo.py scores with, a checkpoint in PyTorch or an ONNX file in onnxruntime:
+`ModelFile` pickles, so that each of Ray's workers loads its own. PyTorch is imported only for a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ class ModelFile:
 
 
 def open_model(spec: ModelFile) -> Backend:
-    """Load the model `spec` names (PyTorch is imported only for a checkpoint)."""
+    """The model `spec` names, loaded."""
     if spec.kind == ONNX:
         from linearityiqa.onnx_scoring import load_onnx
 

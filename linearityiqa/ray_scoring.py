@@ -1,15 +1,12 @@
 """Score images on a Ray cluster with Ray Data: test_demo.py --ray.
 
-The windows of the plain path (image_scoring.WINDOW), one row of a Ray Dataset each, are scored
-by a pool of actors that each load the model once (one per GPU with PyTorch; CPU actors with
---onnx or without GPUs) and score a window as the plain path does (image_scoring.score_files), so
-a row's score is the plain path's. Paths go to the actors and rows come back; pixels never cross
-the cluster. The driver gets the rows in input order (preserve_order) and hands them on in
-image_scoring.pieces, to be written as they come (records/score_output.py): --resume works on
-Ray too. Ray retries what a dead worker was doing, and the driver checks that each row comes
-once, in order. The model file and the images must be readable at the same paths on every node
-(a shared file system, or URIs of an object store), and every node needs this project installed;
-a local cluster started for the run has both.
+Each window (--window) is one row of a Ray Dataset, scored by an actor that loads the model once
+(one per GPU with PyTorch; CPU actors with --onnx or without GPUs) as the plain path scores it,
+so a row's score is the plain path's. Only paths and rows cross the cluster, not pixels. The
+driver gets the rows in input order (preserve_order) and checks that each comes once, as Ray
+retries what a dead worker did. The model file and the images must be readable at the same paths
+on every node (a shared file system, or URIs of an object store), and every node needs this
+project installed; a local cluster started for the run has both.
 """
 
 from __future__ import annotations
@@ -29,8 +26,6 @@ from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
 
 # CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
 CPUS_PER_WORKER = 4
-# Seconds to wait for a cluster's address to answer before saying it does not
-CONNECT_TIMEOUT = 10
 
 
 def ray_windows(
@@ -42,11 +37,8 @@ def ray_windows(
     start: int,
     window: int,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:] in input order, as image_scoring.score_windows gives them,
-    scored on the Ray cluster this process is connected to (`ray_cluster`) by `workers` actors
-    (None: one per GPU, or one per CPUS_PER_WORKER CPUs), each of which loads `model` (its device
-    is chosen here: cuda for GPU actors).
-    """
+    """image_scoring.score_windows's results, scored on the cluster of `ray_cluster` by `workers`
+    actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs)."""
     import ray
 
     if start >= len(paths):  # a partial run that wrote every row: nothing is left for the cluster
@@ -74,23 +66,14 @@ def _users_mistake(error: BaseException) -> IQAError | None:
 
 @contextlib.contextmanager
 def ray_cluster(address: str | None) -> Iterator[None]:
-    """Connected to the Ray cluster at `address` (or to a local one, started now, for None) while
-    the block runs: what ray_windows needs."""
+    """Connected to the Ray cluster at `address` (None: a local one, started now) while the block runs."""
     import ray
 
-    _connect(ray, address)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _connect(ray, address: str | None) -> None:
     # where nothing listens at a host:port address, say so at once (ray.init would try for minutes)
     host, _, port = (address or "").split("://")[-1].rpartition(":")  # ray://head:10001 and head:6379 alike
     if host and port.isdigit():  # not "auto", a local cluster, or a form that Ray reads its own way
         try:
-            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+            socket.create_connection((host, int(port)), timeout=10).close()
         except OSError as error:
             raise ConfigError(
                 f"nothing answers at {address} ({error.strerror or error}): check --ray's address and that the "
@@ -106,6 +89,10 @@ def _connect(ray, address: str | None) -> None:
         )
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({error}): check --ray's address") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, heads, start, window):
@@ -141,10 +128,8 @@ def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, hea
 
 
 class WindowScorer:
-    """A Ray actor's work: load the model once, then score one window per call. It works in the
-    driver's current `folder` where that exists (a local cluster, a shared file system), so that
-    relative paths name the files they name there.
-    """
+    """A Ray actor: loads the model once, then scores a window per call, in the driver's `folder`
+    where that exists (so that relative paths name the files they name there)."""
 
     def __init__(self, model: ModelFile, heads: bool, folder: str) -> None:
         if os.path.isdir(folder):
@@ -170,25 +155,20 @@ class WindowScorer:
             heads=self.heads,
             window=len(paths),
         )
-        return _columns(results, first=int(first), heads=self.heads)
-
-
-def _columns(results: Sequence[ImageScore], *, first: int, heads: bool) -> dict[str, np.ndarray]:
-    columns = {
-        "index": np.arange(first, first + len(results), dtype=np.int64),
-        "score": np.array([np.nan if result.score is None else result.score for result in results]),
-        "error": np.array([os.fsencode(result.error or "") for result in results], dtype=object),
-    }
-    if heads:
-        columns["heads"] = np.array([result.heads or (np.nan, np.nan, np.nan) for result in results])
-    return columns
+        columns = {
+            "index": np.arange(first, first + len(results), dtype=np.int64),
+            "score": np.array([np.nan if result.score is None else result.score for result in results]),
+            "error": np.array([os.fsencode(result.error or "") for result in results], dtype=object),
+        }
+        if self.heads:
+            columns["heads"] = np.array([result.heads or (np.nan, np.nan, np.nan) for result in results])
+        return columns
 
 
 def _results(
     dataset, paths: Sequence[str], *, start: int, window: int, heads: bool
 ) -> Iterator[tuple[list[ImageScore], bool]]:
-    """The rows from `start` on, each as image_scoring's result and whether it ends its window,
-    checked to come once each and in order."""
+    """The rows from `start` on, each as a result and whether it ends its window, checked to come once each in order."""
     expected = start - start % window
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for at, index in enumerate(batch["index"].tolist()):

@@ -1,9 +1,7 @@
 """Score images with a trained checkpoint in PyTorch: the library behind test_demo.py and `linearityiqa.load`.
 
 A score is the fused head's output mapped onto the training data's scale with the checkpoint's
-first linear mapping: k[0] * y + b[0]. `load_scorer` builds the model a checkpoint was trained as,
-a `QualityModel`, which scores paths, PIL images, arrays and tensors (the Python API) and is
-image_scoring's backend. Images go to the device as uint8, to be normalized there (acceleration.py).
+first linear mapping: k[0] * y + b[0].
 """
 
 from __future__ import annotations
@@ -60,18 +58,16 @@ class Prediction(NamedTuple):
 
 @dataclass(frozen=True)
 class QualityModel:
-    """A trained LinearityIQA model in eval mode on its device, with the mapping of its fused head.
+    """A trained LinearityIQA model in eval mode on its device, with the mapping of its fused head;
+    image_scoring's backend, and the Python API's model.
 
     Args:
-        model: the IQAModel with the checkpoint's weights.
         k, b: slopes and intercepts of the three heads' linear mappings, the fused head's first.
-        device: where the model runs; precision: the autocast it runs under; channels_last:
-            whether the model (and so its input) is in channels_last.
+        channels_last: whether the model (and so its input) is in channels_last.
         recorded: the settings the checkpoint records ({} for the authors' files).
         settings: the arch, pool, use_bn_end, P6 and P7 the model was built with.
         scale: the scale of the scores (records/scale.py); None where the checkpoint records none.
-        sizing: how images are resized; max_pixels: larger images are refused (decompression bombs).
-        batch_size: most images per forward pass.
+        max_pixels: larger images are refused (decompression bombs).
         note: what to tell the user (scores at a size the authors' weights were not trained at).
     """
 
@@ -91,7 +87,6 @@ class QualityModel:
 
     @property
     def where(self) -> str:
-        """The device, as messages name it."""
         return self.device.type
 
     def score(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, *, heads: bool = False) -> Any:
@@ -141,9 +136,10 @@ class QualityModel:
 
     def _predict(self, batch: torch.Tensor, heads: bool) -> list[Any]:
         """Scores (or Predictions) of an N x 3 x H x W batch."""
-        k, b = self.k[0], self.b[0]
-        rows = self.head_outputs(batch)
-        return [Prediction(k * row[2] + b, tuple(row)) if heads else k * row[2] + b for row in rows]
+        predictions = [
+            Prediction(self.k[0] * pq + self.b[0], (pq6, pq7, pq)) for pq6, pq7, pq in self.head_outputs(batch)
+        ]
+        return predictions if heads else [prediction.score for prediction in predictions]
 
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
         """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
@@ -154,14 +150,12 @@ class QualityModel:
         return torch.cat([output.float().reshape(-1, 1) for output in outputs], dim=1).cpu().tolist()
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
-        """image_scoring's backend: mapped scores of N x H x W x 3 uint8 images, and their three heads."""
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
-        heads = [tuple(row) for row in self.head_outputs(batch)]
-        return [self.k[0] * pq + self.b[0] for _, _, pq in heads], heads
+        scores, heads = zip(*self._predict(batch, heads=True))
+        return list(scores), list(heads)
 
     def too_large(self, error: Exception) -> bool:
-        """Whether `error` says the batch did not fit in memory (the cache is then released)."""
-        if not out_of_memory(error):
+        if not out_of_memory(error):  # else the cache is released for the next try
             return False
         release_cached_memory(self.device)
         return True
@@ -177,18 +171,15 @@ def load_scorer(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 8,
 ) -> QualityModel:
-    """Build the model a checkpoint was trained as and load its weights; where `requested` has
-    the resize options (SIZING_OPTIONS), size images as `image_sizing` says, else at their own size.
+    """Build the model a checkpoint (this project's or the authors' layout) was trained as and load
+    its weights; where `requested` has the resize options (SIZING_OPTIONS), size images as
+    `image_sizing` says, else at their own size.
 
     Args:
-        trained_model_file: the checkpoint (this project's or the authors' layout).
         requested: the model settings asked for, and the sizing or none of it.
         defaults: those options' defaults: a requested value other than its default is explicit,
             and must agree with a setting the checkpoint records.
-        device: where the model runs.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
-        max_pixels: the largest image decoded.
-        batch_size: most images per forward pass.
     """
     # Mapped, the weights are copied once, into the model, instead of first into memory of their
     # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.

@@ -3,14 +3,12 @@
 While a run scores, `<output>.partial/` beside the output holds what it has done:
 
     _run.json            what the run scores and how (`ScoringRun`), which --resume checks
-    scores.csv           CSV: the output as it will be, a piece of rows (image_scoring's) appended at a time
+    scores.csv           CSV: the output as it will be, a piece of rows appended at a time
     part-000000.parquet  Parquet: one shard per piece, each written whole (temporary file, then rename)
 
 When the run completes, the CSV file takes the output's name, the shards become one Parquet file
 (or the partial folder becomes the output folder: readers of Parquet folders skip names that start
-with _); until then an earlier output stays as it was. `--resume` keeps the rows written whole and
-scores the rest, so that its output equals an uninterrupted run's; after a run that finished, it
-finds the output and scores nothing. Nothing here imports PyTorch; pyarrow only for Parquet.
+with _); until then an earlier output stays as it was. Nothing here imports PyTorch.
 """
 
 from __future__ import annotations
@@ -63,8 +61,7 @@ def output_format(output: str) -> str:
 
 
 def partial_path(output: str) -> str:
-    """The folder beside `output` (beside the file a link there leads to) that holds its run
-    until the run completes."""
+    """The folder beside `output` (or the file a link there leads to) that holds its run until it completes."""
     if output_format(output) != SHARDS:
         with contextlib.suppress(OSError):  # check_writable names what is wrong with the output
             output = write_target(output)
@@ -73,14 +70,14 @@ def partial_path(output: str) -> str:
 
 @contextlib.contextmanager
 def score_writer(output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> Iterator[ScoreWriter]:
-    """A ScoreWriter (see there for the arguments), holding the partial run's lock while the block runs."""
+    """A ScoreWriter, holding the partial run's lock while the block runs."""
     output = _checked_output(output)
     with run_lock([partial_path(output)], advice=ADVICE):
         yield ScoreWriter(output, run, paths=paths, resume=resume)
 
 
 def _checked_output(output: str) -> str:
-    """`output` (the file a link there leads to), where the scores and their partial run can be written."""
+    """`output` (the file a link there leads to), checked to take the scores and their partial run."""
     if output_format(output) != SHARDS:
         check_writable(output, what="the scores", advice=ADVICE)
         output = write_target(output)
@@ -103,18 +100,14 @@ def file_sha256(path: str) -> str:
 
 
 def paths_sha256(paths: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.fsencode(path) + b"\0")
-    return digest.hexdigest()
+    return hashlib.sha256(b"".join(os.fsencode(path) + b"\0" for path in paths)).hexdigest()
 
 
 class ScoreWriter:
     """The output of one scoring run, piece by piece; `finish` makes it the output.
 
     Args:
-        output: the file (or, for SHARDS, folder) to write, checked by `score_writer`.
-        run: what the run scores; paths: the images, in order, which kept rows must name.
+        paths: the images, in order, which kept rows must name.
         resume: continue the partial run beside `output` (one that agrees with `run`), or find that
             the run finished (`finished`); without it, a partial run there is refused, not lost.
     """
@@ -302,7 +295,6 @@ class ScoreWriter:
 
 
 def _recorded_run(path: str, partial: str) -> ScoringRun:
-    """The run a partial folder records."""
     try:
         with open(path, encoding="utf-8") as file:
             recorded = json.load(file)

@@ -1,9 +1,6 @@
-"""What test_demo.py's tables hold: the run that wrote them (`ScoringRun`), and their rows as CSV
-text (its first line the header) and Parquet files.
-
-A row is image, score, error (a failed image has no score, a scored one no error) and, with
---heads, pq6, pq7, pq. Parquet's schema carries metadata: what the scores are on
-(METADATA_SCALE, records/scale.score_meaning) and the run that wrote them (METADATA_RUN).
+"""What test_demo.py's tables hold: the run that wrote them (`ScoringRun`), and their rows
+(image, score, error and, with --heads, pq6, pq7, pq) as CSV text, its first line the header,
+and as Parquet files.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ class ScoringRun:
             and its SHA-256 (the same file under another name is the same model).
         precision, resize, max_pixels: --opt_level, the sizing (ImageSizing.tag()) and --max_pixels.
         images, images_sha256: how many images, and the SHA-256 of their paths in order.
-        heads: whether the three heads are columns too; window: --window when the run began.
-        scale: what the scores are on (records/scale.score_meaning).
+        window: --window when the run began; scale: what the scores are on (records/scale.score_meaning).
     """
 
     model: str
@@ -80,12 +76,10 @@ def differences(partial: ScoringRun, run: ScoringRun) -> list[str]:
 
 
 def csv_header(*, heads: bool) -> str:
-    """The CSV's first line: the column names."""
     return _csv_text([COLUMNS + (HEAD_COLUMNS if heads else ())])
 
 
 def csv_rows(results: Sequence[ImageScore], *, heads: bool) -> str:
-    """The CSV lines of `results`: image, score, error and, with `heads`, pq6, pq7, pq."""
     rows = []
     for result in results:
         row: list[object] = [result.path, "" if result.score is None else result.score, result.error or ""]
@@ -116,8 +110,8 @@ def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
 
 
 def parquet_schema(run: ScoringRun):
-    """The Parquet schema of the run's rows: image (string), score (double, null where it failed),
-    error (string, null where it was scored), and pq6, pq7, pq with --heads; its metadata the scale and the run."""
+    """The Parquet schema of the run's rows (a failed image's score is null, a scored one's error),
+    its metadata what the scores are on and the run."""
     import pyarrow as pa
 
     types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
