@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from data_helpers import RESNET18_SETTINGS, local_ray_cluster, save_plain_images, synthetic_koniq_options
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.settings import run_settings
+from linearityiqa.data.image_store import available_cores
 
 # PyTorch's compiler (inductor) caches the kernels it generates without keying them on the vector
 # instructions that ATEN_CPU_CAPABILITY selects: a cache written under one setting breaks runs
@@ -21,6 +23,15 @@ from linearityiqa.cli.settings import run_settings
 _CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
 if _CAPABILITY and os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}_{_CAPABILITY}"
+
+# pytest.ini runs the suite in pytest-xdist's processes: each takes its share of the cores, for
+# PyTorch here and for the scripts the tests start, whose OpenMP threads would otherwise outnumber
+# the cores and spin against one another.
+_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _PROCESSES > 1:
+    _THREADS = max(1, available_cores() // _PROCESSES)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

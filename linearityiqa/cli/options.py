@@ -30,7 +30,9 @@ def build_parser(script: str, description: str, add_help: bool = True) -> argpar
         description: the first line of its --help.
         add_help: whether it has -h/--help.
     """
-    parser = argparse.ArgumentParser(description=description, add_help=add_help, formatter_class=_Formatter)
+    parser = argparse.ArgumentParser(
+        prog=script, description=description, add_help=add_help, formatter_class=_Formatter
+    )
     rows = script_options(script)
     for title in GROUPS:
         in_group = [row for row in rows if row.group == title]
