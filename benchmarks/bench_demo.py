@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     size = f"{args.resize_size_h}x{args.resize_size_w}"
     with common.demo_files(args, "bench_demo-") as (work_dir, image, folder):
         models = {arch: common.scored_model(work_dir, arch, args) for arch in args.archs}
-        commands = {arch: common.demo_command(*options) for arch, (_, options) in models.items()}
+        commands = {arch: [*common.DEMO, *options] for arch, (_, options) in models.items()}
         _, python_s = common.run_seconds([sys.executable, "-c", "pass"])
 
         print(

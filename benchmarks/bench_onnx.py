@@ -15,7 +15,7 @@ import statistics
 import sys
 
 from benchmarks.bench_demo import OPTIONS
-from benchmarks.common import demo_command, demo_files, one_image, options_parser, run_seconds, scored_model, table
+from benchmarks.common import DEMO, demo_files, one_image, options_parser, run_seconds, scored_model, table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
             _, seconds = run_seconds([sys.executable, "export_onnx.py", *model, "--output", str(onnx)])
             row(arch, f"{seconds:.1f}", f"{onnx.stat().st_size / 2**20:.0f}")
             # the two ways to score, as a user types them
-            ways[arch] = {"PyTorch": demo_command(*model), "onnxruntime": demo_command("--onnx", str(onnx))}
+            ways[arch] = {"PyTorch": [*DEMO, *model], "onnxruntime": [*DEMO, "--onnx", str(onnx)]}
         print(
             f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: process start to score, median of "
             f"{args.repeats}; a folder of {args.images} JPEGs: images/s of the whole command\n"

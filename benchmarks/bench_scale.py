@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         common.write_images(small, count=args.small, width=args.width, height=args.height)
         folders, output = {small: args.small, large: args.images}, work / "scores.csv"
         _, model = common.scored_model(work, args.arch, args)
-        plain = common.demo_command(*model, "--window", str(args.window))
+        plain = [*common.DEMO, *model, "--window", str(args.window)]
         print(
             f"\n{args.arch}, {args.width}x{args.height} JPEGs resized to {args.resize_size_h}x"
             f"{args.resize_size_w}; folders of {args.small} and {args.images} images; --window {args.window}\n"

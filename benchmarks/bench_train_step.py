@@ -72,8 +72,8 @@ OPTIONS = {
 
 
 def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engine:
-    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout
-    (run it in the setting's cuDNN mode, `cudnn_mode(deterministic=setting.deterministic)`)."""
+    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout; run
+    it in the setting's cuDNN mode."""
     torch.manual_seed(0)
     model = IQAModel(arch=arch, pretrained=False).to(device)
     set_memory_format(model, channels_last=setting.channels_last)
@@ -99,8 +99,8 @@ def step_throughput(
     steps: int,
     device: torch.device,
 ) -> tuple[float, str]:
-    """(images/s, peak GPU memory) of the trainer in one setting on one batch of uint8 images and
-    scores already on the device, as a data loader gives them; the setting's batch size, if it has one, wins."""
+    """(images/s, peak GPU memory) of the trainer in one setting on one batch already on the device,
+    as a data loader gives it; the setting's batch size, if it has one, wins."""
     trainer = build_trainer(setting, arch=arch, device=device)
     batch_size = setting.batch_size or batch_size
     generator = torch.Generator().manual_seed(0)
