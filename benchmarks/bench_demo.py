@@ -4,12 +4,10 @@ goes, and images per second for a folder.
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights and JPEGs of synthetic scenes (common.py). The
-whole command runs in a fresh process each time, as a user pays for it, and so does the
-breakdown: its imports are only cold in a new interpreter. The breakdown takes the steps of
-scoring.load_scorer one by one; what remains of the command's time is Python's own start and
-exit. Folder scoring is timed twice: the whole command on the folder (at the default
---eval_batch_size), and image_scoring.score_files alone on a model already loaded.
+Each arch gets a checkpoint of random weights (common.py). The command runs in a fresh process
+each time, as a user pays for it, and so does the breakdown of scoring.load_scorer's steps: imports
+are only cold in a new interpreter. Folder scoring is timed as the whole command (default
+--eval_batch_size) and as image_scoring.score_files alone on a model already loaded.
 """
 
 from __future__ import annotations
@@ -26,9 +24,8 @@ import torch
 from benchmarks import common
 
 SECOND_FORWARD = "second forward (not in the command)"
-# Seconds of the imports in a fresh interpreter, before anything else loads: torch, then
-# torchvision (which test_demo needs through IQAmodel and image_store), then the rest; with the
-# cycle collector paused and then frozen, as test_demo.py run as a script imports them.
+# Seconds of the imports in a fresh interpreter: torch, torchvision (test_demo needs it through
+# IQAmodel and image_store), the rest; with the cycle collector paused, as test_demo.py imports them.
 _IMPORTS_CHILD = """
 import gc, json, sys, time
 started = time.perf_counter()

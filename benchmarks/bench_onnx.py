@@ -4,9 +4,8 @@ process start to score, and images per second for a folder, as a user runs each.
     python -m benchmarks.bench_onnx                       # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_onnx --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights (common.scored_model) and its export by
-export_onnx.py with the same resize; both commands run in a fresh process each time, on the
-same JPEGs of synthetic scenes, at their default batch size (one image at a time on a CPU).
+Each arch's checkpoint of random weights and its export_onnx.py export (same resize) are run in
+a fresh process each time, on the same JPEGs, at their default batch size (one image on a CPU).
 """
 
 from __future__ import annotations

@@ -3,15 +3,13 @@
     python -m benchmarks.bench_scale                    # resnet50 at 498x664, folders of 8 and 64 JPEGs
     python -m benchmarks.bench_scale --arch resnet18 --images 16 --resize_size_h 96 --resize_size_w 128
 
-Each way scores two folders of the same JPEGs, a small one and a large one, each command in a
-fresh process: the difference of their times is the time of the extra images, so the steady
-rate (images/s) and the fixed cost of a run (start, model loading, and for Ray connecting and
-starting the workers) come apart. Ray runs on a local cluster started once here with `ray start`
-(its start is timed on its own), as a cluster a user has running, after the plain path is timed
-alone. On a machine with GPUs, each worker holds one, as test_demo.py --ray gives it: one GPU is
-timed with one worker alone. The projection for a cluster multiplies a per-worker rate by the
-number of workers and by the efficiency measured here (Ray's steady rate over the plain path's,
-with one worker); it is arithmetic, not a measurement.
+Each way scores a small and a large folder of the same JPEGs, each command in a fresh process:
+the difference of their times is that of the extra images, so the steady rate (images/s) and the
+fixed cost of a run (start, model, for Ray connecting and starting workers) come apart. Ray runs
+on a local cluster started once with `ray start` (timed on its own), after the plain path is timed
+alone; with GPUs each worker holds one. The projection for a cluster multiplies a per-worker rate
+by the workers and by Ray's steady rate over the plain path's (one worker): arithmetic, not a
+measurement.
 """
 
 from __future__ import annotations

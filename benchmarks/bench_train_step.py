@@ -3,11 +3,9 @@
     python -m benchmarks.bench_train_step                      # GPU: resnext101_32x8d, batch 8, 498x664
     python -m benchmarks.bench_train_step --arch resnet18 --height 96 --width 128 --steps 5   # CPU, seconds
 
-Each setting builds the model afresh and runs main.py's own trainer (main.create_trainer:
-uint8 batch normalized on the device, autocast, loss scaling, Adam) on one uint8 batch that
-already sits on the device, so the input pipeline plays no part (see bench_epoch for that).
-The first setting, float32 with deterministic cuDNN, is the paper's code without apex; every
-ratio is against it, measured in the same run.
+Each setting runs main.create_trainer on a fresh model and one uint8 batch already on the device,
+so the input pipeline plays no part (bench_epoch times it). The first setting, float32 with
+deterministic cuDNN, is the paper's code without apex; every ratio is against it, in the same run.
 """
 
 from __future__ import annotations
