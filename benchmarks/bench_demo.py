@@ -22,6 +22,14 @@ from typing import Any, Callable
 import torch
 
 from benchmarks import common
+from IQAmodel import IQAModel
+from linearityiqa.acceleration import evaluation_batch_size, prepare_images, set_memory_format, uses_channels_last
+from linearityiqa.cli.options import get_demo_parser
+from linearityiqa.data.decoding import ImageSizing, decode_image
+from linearityiqa.data.image_transforms import to_uint8_tensor
+from linearityiqa.image_scoring import list_images, score_files
+from linearityiqa.records.checkpoint import MODEL_SETTINGS, load_checkpoint, load_model_state
+from linearityiqa.scoring import image_sizing, load_scorer
 
 SECOND_FORWARD = "second forward (not in the command)"
 # Seconds of the imports in a fresh interpreter: torch, torchvision (test_demo needs it through
@@ -54,12 +62,6 @@ OPTIONS = {
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and image_scoring.score_files take them."""
-    from IQAmodel import IQAModel
-    from linearityiqa.acceleration import prepare_images, set_memory_format, uses_channels_last
-    from linearityiqa.data.decoding import ImageSizing, decode_image
-    from linearityiqa.data.image_transforms import to_uint8_tensor
-    from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
-
     cpu = torch.device("cpu")
     channels_last = uses_channels_last(cpu)
     seconds = {}
@@ -102,12 +104,6 @@ def folder_rates(
     folder: Path, command: list[str], arch: str, checkpoint: Path, args: argparse.Namespace
 ) -> tuple[float, float, float]:
     """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
-    from linearityiqa.acceleration import evaluation_batch_size
-    from linearityiqa.cli.options import get_demo_parser
-    from linearityiqa.image_scoring import list_images, score_files
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS
-    from linearityiqa.scoring import image_sizing, load_scorer
-
     defaults = vars(get_demo_parser().parse_args([]))
     _, wall = common.run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
     requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}

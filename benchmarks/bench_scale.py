@@ -28,6 +28,8 @@ import torch
 
 from benchmarks import common
 from linearityiqa.data.image_store import available_cores
+from linearityiqa.image_scoring import ImageScore
+from linearityiqa.records.score_output import ScoringRun, paths_sha256, score_writer
 
 # Workers (GPUs) a projection is printed for.
 CLUSTER_SIZES = (1, 8, 64, 512)
@@ -78,9 +80,6 @@ def measure(way: str, command: list[str], folders: dict[Path, int], output: Path
 def writer_rates(work: Path, *, images: int = 200_000, window: int = 1024) -> dict[str, float]:
     """Rows per second that the driver writes (records/score_output.py), by format: what caps a
     cluster however many workers it has, since every row passes through the driver."""
-    from linearityiqa.image_scoring import ImageScore
-    from linearityiqa.records.score_output import ScoringRun, paths_sha256, score_writer
-
     paths = [f"/photos/{index:09d}.jpg" for index in range(images)]
     results = [ImageScore(path, score=50.0 + index / images) for index, path in enumerate(paths)]
     run = ScoringRun(

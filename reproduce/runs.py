@@ -112,10 +112,9 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
 
 @dataclass
 class RunResult:
-    """A finished run: its labels, name, per-epoch metrics and per-image scores by data set."""
+    """A finished run: its per-epoch metrics and its per-image scores' files by data set."""
 
     run: Run
-    name: str
     metrics: EpochMetrics
     scores: dict[str, str]
 
@@ -181,7 +180,7 @@ class Runner:
                 argv = self.data.makers[CROSS_DATASET]() + self.device_options + ["--resize", *paths]
                 _call("test_dataset.py", argv, progress, run)
             scores[CROSS_DATASET] = cross
-        return RunResult(run, name, metrics, scores)
+        return RunResult(run, metrics, scores)
 
 
 def _resumed(checkpoint: str, records: str) -> list[str]:
