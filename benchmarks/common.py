@@ -25,6 +25,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import torch
 
+from IQAmodel import IQAModel
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.info_builders import user_info_from_csv
@@ -179,13 +180,9 @@ def demo_files(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, Pa
 def scored_model(folder: Path, arch: str, args: argparse.Namespace) -> tuple[Path, list[str]]:
     """(a checkpoint of `arch` in the authors' layout (model, k, b) written into `folder`, test_demo.py's
     options for it, resized as `args` say); its random weights are seeded, so scores compare across runs."""
-    from IQAmodel import IQAModel
-
     torch.manual_seed(0)
-    checkpoint = folder / f"{arch}.pth"
-    torch.save(
-        {"model": IQAModel(arch=arch, pretrained=False).state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}, checkpoint
-    )
+    checkpoint, model = folder / f"{arch}.pth", IQAModel(arch=arch, pretrained=False)
+    torch.save({"model": model.state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}, checkpoint)
     size = ["-rs_h", str(args.resize_size_h), "-rs_w", str(args.resize_size_w)]
     return checkpoint, ["--arch", arch, "--trained_model_file", str(checkpoint), "--resize", *size]
 
