@@ -4,12 +4,10 @@ goes, and images per second for a folder.
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights and JPEGs of synthetic scenes (common.py). The
-whole command runs in a fresh process each time, as a user pays for it, and so does the
-breakdown: its imports are only cold in a new interpreter. The breakdown takes the steps of
-scoring.load_scorer one by one; what remains of the command's time is Python's own start and
-exit. Folder scoring is timed twice: the whole command on the folder (at the default
---eval_batch_size), and image_scoring.score_files alone on a model already loaded.
+Each arch gets a checkpoint of random weights (common.py). The command runs in a fresh process
+each time, as a user pays for it, and so does the breakdown of scoring.load_scorer's steps: imports
+are only cold in a new interpreter. Folder scoring is timed as the whole command (default
+--eval_batch_size) and as image_scoring.score_files alone on a model already loaded.
 """
 
 from __future__ import annotations
@@ -24,11 +22,18 @@ from typing import Any, Callable
 import torch
 
 from benchmarks import common
+from IQAmodel import IQAModel
+from linearityiqa.acceleration import evaluation_batch_size, prepare_images, set_memory_format, uses_channels_last
+from linearityiqa.cli.options import get_demo_parser
+from linearityiqa.data.decoding import ImageSizing, decode_image
+from linearityiqa.data.image_transforms import to_uint8_tensor
+from linearityiqa.image_scoring import list_images, score_files
+from linearityiqa.records.checkpoint import MODEL_SETTINGS, load_checkpoint, load_model_state
+from linearityiqa.scoring import image_sizing, load_scorer
 
 SECOND_FORWARD = "second forward (not in the command)"
-# Seconds of the imports in a fresh interpreter, before anything else loads: torch, then
-# torchvision (which test_demo needs through IQAmodel and image_store), then the rest; with the
-# cycle collector paused and then frozen, as test_demo.py run as a script imports them.
+# Seconds of the imports in a fresh interpreter: torch, torchvision (test_demo needs it through
+# IQAmodel and image_store), the rest; with the cycle collector paused, as test_demo.py imports them.
 _IMPORTS_CHILD = """
 import gc, json, sys, time
 started = time.perf_counter()
@@ -57,12 +62,6 @@ OPTIONS = {
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
     """Seconds of each step of scoring one image, as scoring.load_scorer and image_scoring.score_files take them."""
-    from IQAmodel import IQAModel
-    from linearityiqa.acceleration import prepare_images, set_memory_format, uses_channels_last
-    from linearityiqa.data.decoding import ImageSizing, decode_image
-    from linearityiqa.data.image_transforms import to_uint8_tensor
-    from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
-
     cpu = torch.device("cpu")
     channels_last = uses_channels_last(cpu)
     seconds = {}
@@ -105,12 +104,6 @@ def folder_rates(
     folder: Path, command: list[str], arch: str, checkpoint: Path, args: argparse.Namespace
 ) -> tuple[float, float, float]:
     """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
-    from linearityiqa.acceleration import evaluation_batch_size
-    from linearityiqa.cli.options import get_demo_parser
-    from linearityiqa.image_scoring import list_images, score_files
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS
-    from linearityiqa.scoring import image_sizing, load_scorer
-
     defaults = vars(get_demo_parser().parse_args([]))
     _, wall = common.run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
     requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}
@@ -130,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     size = f"{args.resize_size_h}x{args.resize_size_w}"
     with common.demo_files(args, "bench_demo-") as (work_dir, image, folder):
         models = {arch: common.scored_model(work_dir, arch, args) for arch in args.archs}
-        commands = {arch: common.demo_command(*options) for arch, (_, options) in models.items()}
+        commands = {arch: [*common.DEMO, *options] for arch, (_, options) in models.items()}
         _, python_s = common.run_seconds([sys.executable, "-c", "pass"])
 
         print(

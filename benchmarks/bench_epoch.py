@@ -3,16 +3,12 @@
     python -m benchmarks.bench_epoch                            # GPU: 1,024 generated 1024x768 JPEGs, --resize
     python -m benchmarks.bench_epoch --arch resnet18 --images 64 --height 96 --width 128 --crop 80 --steps 3
 
-It generates a rated data set of KonIQ-10k's shape (common.rated_source), builds main.py's
-loaders over it (get_data_loaders: decoded-image cache, uint8 batches, pinned memory,
-persistent workers) and main.py's trainer, and trains two epochs; the second is timed (the
-first decodes into the cache and starts the workers). The same trainer setting is then timed
-on one synthetic batch already on the device (bench_train_step), at the size the loader gives:
-the whole resized image, or the crop with --augment. An input pipeline that keeps up gives an
-epoch throughput close to the step throughput.
-
-Last, the test split is evaluated as main.py validates (batches of -ebs's default, the setting's
-precision), and the paper's KonIQ-10k run is projected from the two rates.
+On a rated data set of KonIQ-10k's shape (common.rated_source), main.py's loaders and trainer
+train two epochs; the second is timed (the first decodes into the cache and starts the workers).
+The same setting is timed on one batch already on the device (bench_train_step) at the size the
+loader gives (the whole resized image, or the crop of --augment): an input pipeline that keeps up
+gives an epoch throughput close to the step's. Last, the test split is evaluated as main.py
+validates, and the paper's KonIQ-10k run is projected from the two rates.
 """
 
 from __future__ import annotations

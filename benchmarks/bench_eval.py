@@ -55,11 +55,9 @@ def settings(opt_levels: list[str], batch_size: int, device: torch.device) -> li
 def evaluation_rate(setting: Setting, model: IQAModel, loader, device: torch.device) -> tuple[float, dict, str]:
     """(images/s, metrics, peak GPU memory) of testing `model` on `loader` in one setting, over the second
     of two passes (the first decodes into the cache, starts the workers and lets cuDNN pick its kernels)."""
-    model.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
-    precision = choose_precision(setting.opt_level, device)
-    evaluation = Evaluation(
-        model, status="test", device=device, precision=precision, channels_last=setting.channels_last
-    )
+    channels_last, precision = setting.channels_last, choose_precision(setting.opt_level, device)
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    evaluation = Evaluation(model, status="test", device=device, precision=precision, channels_last=channels_last)
     with cudnn_mode(deterministic=setting.deterministic):
         evaluation.run(loader)
         common.reset_peak_memory(device)

@@ -3,11 +3,10 @@
     python -m benchmarks.bench_loading --count 10073    # all of KonIQ-10k's count (needs ~36 GB of disk)
     python -m benchmarks.bench_loading --count 40 --width 256 --height 192   # a run of seconds
 
-It generates the images with synthetic.py (common.rated_source, in parallel), builds their
-info file, then times building the IQADataset of all images (which decodes them) with an
-empty cache and again with the cache in place, at the stored size and resized to 498x664,
-and finally the time of one training item with and without the paper's augmentation (one
-thread, as in a DataLoader worker).
+On a rated data set (common.rated_source) it times building the IQADataset of all images with an
+empty cache (which decodes them) and with the cache in place, at the stored size and resized to
+498x664, then one training item with and without the paper's augmentation (one thread, as in a
+DataLoader worker).
 """
 
 from __future__ import annotations
@@ -41,8 +40,8 @@ OPTIONS = {
 
 
 def time_loading(source: DataSource, cache_dir: Path, resize: bool) -> list[str]:
-    """A row: the images and their cache's size, and seconds to build the data set (all its images)
-    with an empty cache, then with the cache in place, then to read all its pixels."""
+    """A row: the images, their cache's size, and seconds to build the data set with an empty cache,
+    then with the cache in place, then to read all its pixels."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     loading = ImageLoading(resize_hw=RESIZED_HW if resize else None, cache_dir=cache_dir, verbose=False)
     first, first_s = timed(lambda: IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading))

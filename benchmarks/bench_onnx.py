@@ -4,9 +4,8 @@ process start to score, and images per second for a folder, as a user runs each.
     python -m benchmarks.bench_onnx                       # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_onnx --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights (common.scored_model) and its export by
-export_onnx.py with the same resize; both commands run in a fresh process each time, on the
-same JPEGs of synthetic scenes, at their default batch size (one image at a time on a CPU).
+Each arch's checkpoint of random weights and its export_onnx.py export (same resize) are run in
+a fresh process each time, on the same JPEGs, at their default batch size (one image on a CPU).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import statistics
 import sys
 
 from benchmarks.bench_demo import OPTIONS
-from benchmarks.common import demo_command, demo_files, one_image, options_parser, run_seconds, scored_model, table
+from benchmarks.common import DEMO, demo_files, one_image, options_parser, run_seconds, scored_model, table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
             _, seconds = run_seconds([sys.executable, "export_onnx.py", *model, "--output", str(onnx)])
             row(arch, f"{seconds:.1f}", f"{onnx.stat().st_size / 2**20:.0f}")
             # the two ways to score, as a user types them
-            ways[arch] = {"PyTorch": demo_command(*model), "onnxruntime": demo_command("--onnx", str(onnx))}
+            ways[arch] = {"PyTorch": [*DEMO, *model], "onnxruntime": [*DEMO, "--onnx", str(onnx)]}
         print(
             f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: process start to score, median of "
             f"{args.repeats}; a folder of {args.images} JPEGs: images/s of the whole command\n"

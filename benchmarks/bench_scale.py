@@ -3,15 +3,13 @@
     python -m benchmarks.bench_scale                    # resnet50 at 498x664, folders of 8 and 64 JPEGs
     python -m benchmarks.bench_scale --arch resnet18 --images 16 --resize_size_h 96 --resize_size_w 128
 
-Each way scores two folders of the same JPEGs, a small one and a large one, each command in a
-fresh process: the difference of their times is the time of the extra images, so the steady
-rate (images/s) and the fixed cost of a run (start, model loading, and for Ray connecting and
-starting the workers) come apart. Ray runs on a local cluster started once here with `ray start`
-(its start is timed on its own), as a cluster a user has running, after the plain path is timed
-alone. On a machine with GPUs, each worker holds one, as test_demo.py --ray gives it: one GPU is
-timed with one worker alone. The projection for a cluster multiplies a per-worker rate by the
-number of workers and by the efficiency measured here (Ray's steady rate over the plain path's,
-with one worker); it is arithmetic, not a measurement.
+Each way scores a small and a large folder of the same JPEGs, each command in a fresh process:
+the difference of their times is that of the extra images, so the steady rate (images/s) and the
+fixed cost of a run (start, model, for Ray connecting and starting workers) come apart. Ray runs
+on a local cluster started once with `ray start` (timed on its own), after the plain path is timed
+alone; with GPUs each worker holds one. The projection for a cluster multiplies a per-worker rate
+by the workers and by Ray's steady rate over the plain path's (one worker): arithmetic, not a
+measurement.
 """
 
 from __future__ import annotations
@@ -30,6 +28,8 @@ import torch
 
 from benchmarks import common
 from linearityiqa.data.image_store import available_cores
+from linearityiqa.image_scoring import ImageScore
+from linearityiqa.records.score_output import ScoringRun, paths_sha256, score_writer
 
 # Workers (GPUs) a projection is printed for.
 CLUSTER_SIZES = (1, 8, 64, 512)
@@ -80,9 +80,6 @@ def measure(way: str, command: list[str], folders: dict[Path, int], output: Path
 def writer_rates(work: Path, *, images: int = 200_000, window: int = 1024) -> dict[str, float]:
     """Rows per second that the driver writes (records/score_output.py), by format: what caps a
     cluster however many workers it has, since every row passes through the driver."""
-    from linearityiqa.image_scoring import ImageScore
-    from linearityiqa.records.score_output import ScoringRun, paths_sha256, score_writer
-
     paths = [f"/photos/{index:09d}.jpg" for index in range(images)]
     results = [ImageScore(path, score=50.0 + index / images) for index, path in enumerate(paths)]
     run = ScoringRun(
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         common.write_images(small, count=args.small, width=args.width, height=args.height)
         folders, output = {small: args.small, large: args.images}, work / "scores.csv"
         _, model = common.scored_model(work, args.arch, args)
-        plain = common.demo_command(*model, "--window", str(args.window))
+        plain = [*common.DEMO, *model, "--window", str(args.window)]
         print(
             f"\n{args.arch}, {args.width}x{args.height} JPEGs resized to {args.resize_size_h}x"
             f"{args.resize_size_w}; folders of {args.small} and {args.images} images; --window {args.window}\n"

@@ -3,11 +3,9 @@
     python -m benchmarks.bench_train_step                      # GPU: resnext101_32x8d, batch 8, 498x664
     python -m benchmarks.bench_train_step --arch resnet18 --height 96 --width 128 --steps 5   # CPU, seconds
 
-Each setting builds the model afresh and runs main.py's own trainer (main.create_trainer:
-uint8 batch normalized on the device, autocast, loss scaling, Adam) on one uint8 batch that
-already sits on the device, so the input pipeline plays no part (see bench_epoch for that).
-The first setting, float32 with deterministic cuDNN, is the paper's code without apex; every
-ratio is against it, measured in the same run.
+Each setting runs main.create_trainer on a fresh model and one uint8 batch already on the device,
+so the input pipeline plays no part (bench_epoch times it). The first setting, float32 with
+deterministic cuDNN, is the paper's code without apex; every ratio is against it, in the same run.
 """
 
 from __future__ import annotations
@@ -72,8 +70,8 @@ OPTIONS = {
 
 
 def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engine:
-    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout
-    (run it in the setting's cuDNN mode, `cudnn_mode(deterministic=setting.deterministic)`)."""
+    """main.py's trainer of a fresh model (random weights), in the setting's precision and layout; run
+    it in the setting's cuDNN mode."""
     torch.manual_seed(0)
     model = IQAModel(arch=arch, pretrained=False).to(device)
     set_memory_format(model, channels_last=setting.channels_last)
@@ -99,8 +97,8 @@ def step_throughput(
     steps: int,
     device: torch.device,
 ) -> tuple[float, str]:
-    """(images/s, peak GPU memory) of the trainer in one setting on one batch of uint8 images and
-    scores already on the device, as a data loader gives them; the setting's batch size, if it has one, wins."""
+    """(images/s, peak GPU memory) of the trainer in one setting on one batch already on the device,
+    as a data loader gives it; the setting's batch size, if it has one, wins."""
     trainer = build_trainer(setting, arch=arch, device=device)
     batch_size = setting.batch_size or batch_size
     generator = torch.Generator().manual_seed(0)

@@ -1,9 +1,8 @@
-"""The harness every benchmark goes through: its options, the machine it ran on, honest timing, a
-Markdown table, the data it times (a rated data set of KonIQ-10k's shape, JPEGs of synthetic
-scenes, a checkpoint of random weights) and test_demo.py run as a user runs it.
+"""The harness every benchmark goes through: options, the machine, timing, a Markdown table, the
+data it times (synthetic JPEGs, a rated data set, a checkpoint of random weights), test_demo.py run.
 
-Timing on a GPU must wait for the queued kernels (torch.cuda.synchronize) before reading the
-clock; peak memory is what the CUDA caching allocator gave to tensors, reset per setting.
+Timing on a GPU waits for the queued kernels (torch.cuda.synchronize) before reading the clock;
+peak memory is what the CUDA caching allocator gave to tensors, reset per setting.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import torch
 
+from IQAmodel import IQAModel
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.info_builders import user_info_from_csv
@@ -38,7 +38,8 @@ Result = TypeVar("Result")
 # Options several benchmarks share, as options_parser takes them.
 DEVICE = {"--device": ("cuda" if torch.cuda.is_available() else "cpu", "device", ("cpu", "cuda"))}
 WORK_DIR = {"--work-dir": (None, "folder for the images and their cache, kept for later runs (default: temporary)")}
-# test_demo.py's benchmarks: the size a command resizes to, and the JPEGs it scores.
+# test_demo.py run by this interpreter; its benchmarks' size to resize to, and the JPEGs it scores.
+DEMO = [sys.executable, "test_demo.py"]
 SIZES = {
     "--resize_size_h": (498, "height after --resize"),
     "--resize_size_w": (664, "width after --resize"),
@@ -48,10 +49,9 @@ SIZES = {
 
 
 def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentParser:
-    """A parser described by the first line of `doc` (the benchmark's docstring), with an option per
-    entry of `options`: "--name": (default, help[, type or the values allowed]); the type is otherwise
-    the default's (a list takes one or more values; None is a string's, and its help says what leaving
-    the option out means)."""
+    """A parser described by the first line of `doc`, an option per entry "--name": (default, help[,
+    type or the values allowed]); the type is otherwise the default's (a list takes one or more
+    values; None is a string's, and its help says what leaving the option out means)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, (default, text, *kind) in options.items():
         listed = isinstance(default, list)
@@ -80,7 +80,6 @@ def work_folder(kept: str | None, prefix: str) -> Iterator[Path]:
 
 
 def machine() -> str:
-    """One line: device, PyTorch and CUDA versions, cores and the date."""
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
     else:
@@ -108,7 +107,7 @@ def peak_memory(device: torch.device) -> str:
 
 
 def timed(action: Callable[[], Result], device: torch.device | None = None) -> tuple[Result, float]:
-    """(what `action` returns, the seconds it took, including the GPU work it queued)."""
+    """(what `action` returns, its seconds, including the GPU work it queued)."""
     synchronize(device)
     started = time.perf_counter()
     result = action()
@@ -131,10 +130,9 @@ def _write_rated_image(path: str, seed: int, width: int, height: int) -> float:
 
 
 def rated_source(work_dir: Path, *, count: int, width: int = 1024, height: int = 768) -> DataSource:
-    """A data set of KonIQ-10k's shape: `count` JPEGs scored with their generating quality, with a
-    fixed split 70 : 10 : 20 in a `set` column, as KonIQ-10k has. It is written into a folder of
-    `work_dir` unless a run left it there, by a pool of processes (an image takes about 70 ms on
-    one core)."""
+    """A data set of KonIQ-10k's shape: `count` JPEGs scored with their generating quality, split
+    70 : 10 : 20 in a `set` column as KonIQ-10k is, written into `work_dir` unless a run left it
+    there, by a pool of processes (an image takes about 70 ms on one core)."""
     folder = work_dir / f"rated-{count}-{width}x{height}"
     image_dir, info_path = folder / "images", folder / "info.mat"
     if not info_path.is_file():  # the info file is written last, whole or not at all
@@ -167,9 +165,8 @@ def write_images(folder: Path, *, count: int, width: int, height: int) -> list[P
 
 @contextmanager
 def demo_files(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, Path, Path]]:
-    """(a temporary folder, one JPEG in it, a folder of --images JPEGs in it) of synthetic scenes at
-    --width x --height, the machine and the load average printed before and after: another process
-    on a few cores slows every stage of a command, and the load average shows whether one ran."""
+    """(a temporary folder, one JPEG in it, a folder of --images JPEGs in it) at --width x --height,
+    the load average printed before and after: it shows whether another process slowed the command."""
     print(machine())
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix=prefix) as work:
@@ -181,30 +178,17 @@ def demo_files(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, Pa
 
 
 def scored_model(folder: Path, arch: str, args: argparse.Namespace) -> tuple[Path, list[str]]:
-    """(a checkpoint of `arch` written into `folder`, test_demo.py's options for it, resized as `args` say).
-
-    Its weights are random, seeded so that a score is comparable across runs, in the authors'
-    layout (model, k, b).
-    """
-    from IQAmodel import IQAModel
-
+    """(a checkpoint of `arch` in the authors' layout (model, k, b) written into `folder`, test_demo.py's
+    options for it, resized as `args` say); its random weights are seeded, so scores compare across runs."""
     torch.manual_seed(0)
-    checkpoint = folder / f"{arch}.pth"
-    torch.save(
-        {"model": IQAModel(arch=arch, pretrained=False).state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}, checkpoint
-    )
+    checkpoint, model = folder / f"{arch}.pth", IQAModel(arch=arch, pretrained=False)
+    torch.save({"model": model.state_dict(), "k": [1.0] * 3, "b": [0.0] * 3}, checkpoint)
     size = ["-rs_h", str(args.resize_size_h), "-rs_w", str(args.resize_size_w)]
     return checkpoint, ["--arch", arch, "--trained_model_file", str(checkpoint), "--resize", *size]
 
 
-def demo_command(*options: str) -> list[str]:
-    """test_demo.py with `options`, run by this interpreter."""
-    return [sys.executable, "test_demo.py", *options]
-
-
 def run_seconds(command: list[str]) -> tuple[str, float]:
-    """(stdout, wall seconds) of a command run from the repository root, in a fresh process as a
-    user pays for it; it must succeed."""
+    """(stdout, wall seconds) of a command that must succeed, run from the repository root."""
     done, seconds = timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True))
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
@@ -212,7 +196,6 @@ def run_seconds(command: list[str]) -> tuple[str, float]:
 
 
 def one_image(command: list[str], image: Path, repeats: int) -> tuple[list[float], str]:
-    """Wall seconds of each of `repeats` runs of test_demo.py `command` on `image`, from process start
-    to score, and the score it printed (the last word of its output)."""
+    """Wall seconds of `repeats` runs of test_demo.py `command` on `image`, and the score it printed."""
     runs = [run_seconds([*command, "--img", str(image)]) for _ in range(repeats)]
     return [seconds for _, seconds in runs], runs[0][0].strip().rsplit(" ", 1)[-1]

@@ -3,10 +3,9 @@ one-epoch run first calls `norm_loss_with_normalization`, and the files they are
 
     python -m benchmarks.reading_path
 
-A reader who opens main.py to find the loss follows these calls. The run is CPU-sized (a
-synthetic KonIQ-10k of 24 images, resnet18 from scratch at 64x96) and runs main.py as a script
-(`runpy`), so its module frame counts too. Frames of installed packages (PyTorch, ignite) are
-not the project's and are left out.
+A reader who opens main.py to find the loss follows these calls. The CPU-sized run (synthetic
+KonIQ-10k, resnet18 from scratch) runs main.py as a script (`runpy`), so its module frame counts
+too; frames of installed packages (PyTorch, ignite) are left out.
 """
 
 from __future__ import annotations

@@ -22,26 +22,24 @@ COMMAND = "python -m reproduce"
 
 with imports_checked(COMMAND, __name__):  # a missing dependency (matplotlib, say) is one line, not a traceback
     from linearityiqa.options import POSITIVE_INT, SHARE
-    from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS, build
+    from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS
     from reproduce.reports import DEFAULT_THRESHOLDS, write_report
     from reproduce.runs import SYNTHETIC_SIZES, Runner, check_sizes, real_data, real_data_present, synthetic_data
 
 PAPER_EPOCHS, SYNTHETIC_EPOCHS = 30, 10
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=COMMAND,
-        add_help=add_help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Reproduce the paper's figures and tables: train their runs (skipping finished ones), "
         "then write <out>/<experiment>.png and .md. Options after -- are added to every main.py run.",
     )
-    experiments = [*EXPERIMENTS, "all"]
     parser.add_argument(
         "experiments",
         nargs="+",
-        choices=experiments,
+        choices=[*EXPERIMENTS, "all"],
         metavar="EXPERIMENT",
         help=f"one or more of {', '.join(EXPERIMENTS)}, or all",
     )
@@ -108,7 +106,7 @@ def reproduce_experiments(args: argparse.Namespace, extra: list[str]) -> None:
     names = list(EXPERIMENTS) if "all" in args.experiments else args.experiments
     print(f"reproducing {', '.join(names)} on {description}, into {out}", flush=True)
     for name in names:
-        experiment = build(name, losses=args.losses, backbones=args.backbones, splits=args.splits)
+        experiment = EXPERIMENTS[name](losses=args.losses, backbones=args.backbones, splits=args.splits)
         table, figure = write_report(
             experiment, runner.results(experiment), out=out, description=description, thresholds=args.thresholds
         )

@@ -68,19 +68,19 @@ class Experiment:
     runs: list[Run]
 
 
-def figure1(losses: Sequence[str], **_) -> Experiment:
+def figure1(losses: Sequence[str] = tuple(LOSSES), **_) -> Experiment:
     runs = [Run({"loss": name}, LOSSES[name], test_curves=True) for name in losses]
     return Experiment("figure1", "Figure 1: MAE, MSE and norm-in-norm during training", "curves", runs)
 
 
-def figure4(losses: Sequence[str], **_) -> Experiment:
+def figure4(losses: Sequence[str] = tuple(LOSSES), **_) -> Experiment:
     runs = [Run({"loss": name}, LOSSES[name], test_curves=True) for name in losses if name != "MAE"]
     if "MSE" in losses:
         runs.insert(1, Run({"loss": "MSE + BN"}, LOSSES["MSE"] + ("--use_bn_end",), test_curves=True))
     return Experiment("figure4", "Figure 4: MSE with BatchNorm at the end of each head", "curves", runs)
 
 
-def figure5(losses: Sequence[str], **_) -> Experiment:
+def figure5(losses: Sequence[str] = tuple(LOSSES), **_) -> Experiment:
     runs = [
         Run({"loss": name, "sweep": sweep, "value": value}, ("--arch", "resnet50", *LOSSES[name], option, value))
         for sweep, (option, values) in SWEEPS.items()
@@ -90,7 +90,7 @@ def figure5(losses: Sequence[str], **_) -> Experiment:
     return Experiment("figure5", "Figure 5: learning rate, batch size and ft_lr_ratio (ResNet-50)", "sweeps", runs)
 
 
-def figure6(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
+def figure6(losses: Sequence[str] = tuple(LOSSES), backbones: Sequence[str] = tuple(BACKBONES), **_) -> Experiment:
     runs = [
         Run(
             {"loss": name, "backbone": backbone},
@@ -103,14 +103,14 @@ def figure6(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
     return Experiment("figure6", "Figure 6: backbones, on KonIQ-10k and across data sets on CLIVE", "bars", runs)
 
 
-def figure7(losses: Sequence[str], backbones: Sequence[str], **_) -> Experiment:
+def figure7(losses: Sequence[str] = tuple(LOSSES), backbones: Sequence[str] = tuple(BACKBONES), **_) -> Experiment:
     # the largest backbone asked for: ResNeXt-101, the paper's model, unless left out
     backbone = max(backbones, key=list(BACKBONES).index)
     runs = figure6(losses, [backbone]).runs
     return Experiment("figure7", f"Figure 7: predicted against subjective scores ({backbone})", "scatter", runs)
 
 
-def table1(backbones: Sequence[str], **_) -> Experiment:
+def table1(backbones: Sequence[str] = tuple(BACKBONES), **_) -> Experiment:
     runs = [
         Run(
             {"backbone": backbone, "p": p, "q": q},
@@ -130,7 +130,7 @@ def table2(**_) -> Experiment:
     return Experiment("table2", "Table 2: the loss l, its variant l' and their sums", "variants_table", runs)
 
 
-def ttest(losses: Sequence[str], splits: int = T_TEST_SPLITS, **_) -> Experiment:
+def ttest(losses: Sequence[str] = tuple(LOSSES), splits: int = T_TEST_SPLITS, **_) -> Experiment:
     runs = [
         Run(
             {"loss": name, "split": str(split)},
@@ -143,17 +143,8 @@ def ttest(losses: Sequence[str], splits: int = T_TEST_SPLITS, **_) -> Experiment
     return Experiment("ttest", f"Paired t-test over {splits} CLIVE splits (ResNet-18)", "ttest_table", runs)
 
 
+# Each experiment by name, built over the losses, backbones and t-test splits asked for (keywords;
+# each builder takes those it needs, all of them by default).
 EXPERIMENTS = {
     builder.__name__: builder for builder in (figure1, figure4, figure5, figure6, figure7, table1, table2, ttest)
 }
-
-
-def build(
-    name: str,
-    *,
-    losses: Sequence[str] = tuple(LOSSES),
-    backbones: Sequence[str] = tuple(BACKBONES),
-    splits: int = T_TEST_SPLITS,
-) -> Experiment:
-    """The experiment `name`, over the losses, backbones and t-test splits asked for."""
-    return EXPERIMENTS[name](losses=losses, backbones=backbones, splits=splits)

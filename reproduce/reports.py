@@ -1,8 +1,8 @@
 """The figures (PNG) and tables (Markdown) of the paper, drawn from what the runs recorded.
 
-Every number comes from a run's own files (run_records.py): curves from its -epochs.csv,
-test metrics and scatter plots from its -scores.csv. A report draws the runs that finished
-and counts the others, so it can be looked at while an experiment is still going.
+Every number comes from a run's own files (run_records.py): curves from its -epochs.csv, test
+metrics and scatter plots from its -scores.csv. A report draws the runs that finished and counts
+the others, so it can be looked at while an experiment is still going.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from IQAperformance import correlations
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.records.run_records import first_epoch_reaching, read_scores
 from linearityiqa.records.writing import replacing
-from reproduce.experiments import BACKBONES, LOSS_VARIANTS, LOSSES, SWEEPS, Experiment
+from reproduce.experiments import BACKBONES, LOSSES, SWEEPS, Experiment
 from reproduce.runs import CROSS_DATASET, RunResult
 
 METRICS = ("SROCC", "PLCC")
@@ -94,10 +94,8 @@ def _epoch_axis(ax, title: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-# Figures 1 and 4: the metrics of each split during training, one line per loss.
-
-
 def draw_curves(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
+    """Figures 1 and 4: the metrics of each split during training, one line per loss."""
     splits = [split for split in SPLITS if any(result.metrics.series(split, "PLCC").epochs for result in results)]
     figure = Figure(figsize=(4.2 * len(splits), 7), layout="constrained")
     axes = figure.subplots(len(METRICS), len(splits), squeeze=False)
@@ -135,10 +133,8 @@ def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
     return markdown_table(header, rows)
 
 
-# Figure 5: validation PLCC while one setting varies, one panel per loss.
-
-
 def draw_sweeps(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
+    """Figure 5: validation PLCC while one setting varies, one panel per loss."""
     sweeps, losses = _found(results, "sweep"), _found(results, "loss")
     figure = Figure(figsize=(4.2 * len(losses), 3.4 * len(sweeps)), layout="constrained")
     axes = figure.subplots(len(sweeps), len(losses), squeeze=False)
@@ -164,10 +160,8 @@ def sweeps_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
     return markdown_table(["setting", "value"] + [f"{loss} test PLCC" for loss in losses], rows)
 
 
-# Figures 6 and 7, Tables 1 and 2: test metrics on KonIQ-10k and across data sets on CLIVE.
-
-
 def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
+    """Figure 6: test metrics on KonIQ-10k and across data sets on CLIVE, a bar per loss and backbone."""
     backbones, losses = _found(results, "backbone"), _found(results, "loss")
     by_run = {(_label(result), result.run.labels["backbone"]): result for result in results}
     figure = Figure(figsize=(11, 4), layout="constrained")
@@ -187,6 +181,7 @@ def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
 
 
 def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
+    """Figures 6, 7 and Table 2: a run's labels, its test on KonIQ-10k and across data sets on CLIVE."""
     keys, datasets = list(results[0].run.labels), _datasets(results[0])
     header = keys + [f"{dataset} {metric}" for dataset in datasets for metric in METRICS]
     rows = []
@@ -229,12 +224,6 @@ def pq_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]
     return ["KonIQ-10k test SROCC / PLCC.", "", *markdown_table(header, rows)]
 
 
-def variants_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
-    """Table 2: one row per loss of Table 2, in the paper's order."""
-    order = list(LOSS_VARIANTS)
-    return tests_table(sorted(results, key=lambda result: order.index(_label(result))), thresholds)
-
-
 def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Test PLCC over the CLIVE splits for each loss, and paired t-tests of norm-in-norm against the others."""
     plcc: dict[str, dict[str, float]] = defaultdict(dict)
@@ -268,6 +257,6 @@ REPORTS = {
     "bars": (draw_bars, tests_table),
     "scatter": (draw_scatter, tests_table),
     "pq_table": (None, pq_table),
-    "variants_table": (None, variants_table),
+    "variants_table": (None, tests_table),  # its runs are in the paper's order
     "ttest_table": (None, ttest_table),
 }

@@ -35,10 +35,7 @@ from reproduce.experiments import PAPER_BASE, Experiment, Run
 
 CROSS_DATASET = "CLIVE"
 # The synthetic stand-in's sizes, by option: the default, its help, and the smallest value the runs
-# work on and why. main.py needs two images in each split (a correlation to choose the best epoch by,
-# and to test): the fewest KonIQ-10k images that its shares (70:10:20) leave two validation images is
-# 16, the fewest CLIVE images that main.py's 60:20:20 split of the t-test does it for is 8
-# (tests/test_reproduce.py checks both).
+# work on and why (tests/test_reproduce.py checks the fewest images).
 SYNTHETIC_SIZES = {
     "count": (2500, "synthetic KonIQ-10k images", 16, f"synthetic KonIQ-10k images, the fewest whose 70:10:20 "
               f"split leaves {LEAST_FOR_CORRELATION} images in each of training, validation and test (11, 2, 3), "
@@ -52,17 +49,14 @@ SYNTHETIC_SIZES = {
 
 @dataclass(frozen=True)
 class Data:
-    """The data an experiment runs on, as main.py options: its `description` for the reports; per data
-    set (KonIQ-10k, CLIVE), a function that returns the options selecting it, making the data set
-    first unless it is there or its keyword `make` is False (only the data sets a run uses are made);
+    """The data an experiment runs on: its `description` for the reports; per data set (KonIQ-10k,
+    CLIVE), a function that returns the main.py options selecting it, making the data set first
+    unless it is there or its keyword `make` is False (only the data sets a run uses are made);
     and the options that replace the paper's for this data (none for the real sets)."""
 
     description: str
     makers: dict[str, Callable[..., list[str]]]
     substitutions: list[str]
-
-    def options(self, dataset: str, *, make: bool = True) -> list[str]:
-        return self.makers[dataset](make=make)
 
 
 def real_data() -> Data:
@@ -118,21 +112,18 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
 
 @dataclass
 class RunResult:
-    """A finished run: its labels, name, per-epoch metrics and per-image scores by data set."""
+    """A finished run: its per-epoch metrics and its per-image scores' files by data set."""
 
     run: Run
-    name: str
     metrics: EpochMetrics
     scores: dict[str, str]
 
 
 @dataclass
 class Runner:
-    """Runs experiments' runs into one output folder, skipping those already complete.
+    """Runs experiments' runs into the folder `out`, skipping those already complete.
 
     Args:
-        data: the data and its substitutions.
-        out: the output folder.
         extra: main.py options the user adds to every run; an experiment's own options win.
         device: --device for main.py and test_dataset.py (None: their default).
         epochs: training epochs, overriding the paper's 30 (None: keep them).
@@ -158,7 +149,7 @@ class Runner:
 
     def main_argv(self, run: Run) -> list[str]:
         epochs = ["-e", str(self.epochs)] if self.epochs else []
-        argv = [*PAPER_BASE, *self.data.substitutions, *epochs, *self.data.options(run.dataset, make=self.train)]
+        argv = [*PAPER_BASE, *self.data.substitutions, *epochs, *self.data.makers[run.dataset](make=self.train)]
         argv += [*self.extra, *run.options, *self.device_options]
         argv = fold_options(argv + (["--test_during_training"] if run.test_curves else []))
         checkpoint = self.out / "checkpoints" / run_settings(get_args_parser().parse_args(argv))["run_name"]
@@ -186,10 +177,10 @@ class Runner:
                     print(f"{progress}: not tested on {CROSS_DATASET} yet ({_describe(run)})")
                     return None
                 paths = ["--trained_model_file", checkpoint, "--results_dir", results_dir]
-                argv = self.data.options(CROSS_DATASET) + self.device_options + ["--resize", *paths]
+                argv = self.data.makers[CROSS_DATASET]() + self.device_options + ["--resize", *paths]
                 _call("test_dataset.py", argv, progress, run)
             scores[CROSS_DATASET] = cross
-        return RunResult(run, name, metrics, scores)
+        return RunResult(run, metrics, scores)
 
 
 def _resumed(checkpoint: str, records: str) -> list[str]:

@@ -20,7 +20,7 @@ from linearityiqa.data.synthetic import _koniq_sets
 from linearityiqa.records.paths import dataset_results_file, epochs_file
 from linearityiqa.records.run_records import EpochLog, EpochMetrics, read_scores
 from reproduce.__main__ import main as reproduce
-from reproduce.experiments import build
+from reproduce.experiments import EXPERIMENTS
 from reproduce.reports import _paired_test
 from reproduce.runs import Data, Runner, _resumed, fold_options
 
@@ -37,7 +37,7 @@ ONE_EPOCH = TINY[:-1] + ["1"]
 def commands(name, **kwargs):
     """The main.py commands of an experiment on the real data, without the output paths."""
     runner = Runner(data=REAL, out=Path("out"))
-    return [" ".join(runner.main_argv(run)[:-6]) for run in build(name, **kwargs).runs]
+    return [" ".join(runner.main_argv(run)[:-6]) for run in EXPERIMENTS[name](**kwargs).runs]
 
 
 def test_figure1_runs_the_authors_three_commands():
