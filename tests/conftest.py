@@ -24,9 +24,9 @@ _CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
 if _CAPABILITY and os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}_{_CAPABILITY}"
 
-# pytest.ini runs the suite in pytest-xdist's processes: each takes its share of the cores, for
-# PyTorch here and for the scripts the tests start, whose OpenMP threads would otherwise outnumber
-# the cores and spin against one another.
+# pytest.ini runs the suite in pytest-xdist's processes: each takes its share of the cores (one
+# at least), for PyTorch here and for the scripts the tests start, whose OpenMP threads would
+# otherwise outnumber the cores and spin against one another.
 _PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _PROCESSES > 1:
     _THREADS = max(1, available_cores() // _PROCESSES)
@@ -119,3 +119,17 @@ def pytest_runtest_makereport(item, call):
             report.outcome = "failed"
             report.longrepr = "a traceback reached stderr in a reliability case:\n" + report.capstderr
     return report
+
+
+def pytest_collection_modifyitems(items):
+    """The files that hold a test marked `slow` go first, in their own order: pytest-xdist hands
+    out whole files in this order, and a long file handed out last would leave the other processes
+    idle while it runs."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini's): two processes a core, as many tests wait on a script or a
+    cluster while the other process of the core computes; at most eight."""
+    return min(8, 2 * available_cores())

@@ -167,6 +167,7 @@ def test_linearityiqa_help_lists_its_commands(installed, tmp_path):
     assert version == f"linearityiqa {linearityiqa.__version__}\n"
 
 
+@pytest.mark.slow
 def test_linearityiqa_score_is_test_demos_to_the_last_digit(installed, elsewhere):
     checkpoint = ["--trained_model_file", "p1q2.pth"]
     # one image: the paper's line (and the note on an authors' file); a folder: the CSV; a missing

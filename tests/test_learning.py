@@ -44,6 +44,7 @@ def synthetic_koniq(tmp_path_factory):
     return synthetic_koniq_options(tmp_path_factory.mktemp("synthetic_koniq"), **DATA)
 
 
+@pytest.mark.slow
 def test_norm_in_norm_training_learns_to_rank_quality(synthetic_koniq, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main.main(TRAIN_ARGV + synthetic_koniq) == 0

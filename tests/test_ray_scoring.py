@@ -48,6 +48,7 @@ def assert_plain_rows(scoring, rows):
             assert float(row["score"]) == pytest.approx(float(expected["score"]), abs=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_ray_gives_the_plain_paths_rows_in_csv_and_parquet(scoring, ray_address, tmp_path):
     import pyarrow.parquet as parquet
 

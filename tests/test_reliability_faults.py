@@ -179,6 +179,7 @@ def _saves_another(folder: Path):
     return lambda: _resume_files(folder) != before
 
 
+@pytest.mark.slow
 def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(koniq, run_name, tmp_path, monkeypatch, capsys):
     """A preempted job's loop: start again with --resume after each kill, and without it where
     --resume finds nothing (a kill before the first saved epoch). Whatever each kill left (no

@@ -159,6 +159,7 @@ def is_png(path):
     return Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_figure1_end_to_end(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     assert reproduce(["figure1"] + TINY) == 0
@@ -197,6 +198,7 @@ def test_figure4_end_to_end_trains_only_the_batchnorm_run(in_workdir, capsys):
     assert is_png(out_dir() / "figure4.png")
 
 
+@pytest.mark.slow
 def test_figure5_end_to_end(in_workdir, capsys):
     assert reproduce(["figure5", "--losses", "Norm-in-Norm"] + ONE_EPOCH) == 0
     assert capsys.readouterr().out.count("\n== figure5") == 8  # the basic run once, not three times
