@@ -4,11 +4,6 @@ A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; t
 files also hold apex's `amp` state) plus `settings`, the run's options as plain Python types (the
 scripts rebuild the model without repeating flags), and `scale`, the scale of its scores
 (`TrainingScale`). It loads with `torch.load(weights_only=True)`: opening one runs no code.
-
-`load_checkpoint` reads a file as data, not to trust: any failure to read it, or a field of it,
-is one line naming the file and the field. It checks on its own what would otherwise give a
-wrong score silently: float weights finite (a run that diverged saves NaN), k and b three finite
-numbers, the settings that rebuild the model and the scale of their types.
 """
 
 from __future__ import annotations
@@ -67,8 +62,7 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
 
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
-    """torch.save `contents` to `path` whole or not at all: a full disk is one line naming `what`
-    and `path`, with `advice`; Ctrl-C stays Ctrl-C."""
+    """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C."""
     with replacing(path, what=what, advice=advice, binary=True) as file:
         try:
             torch.save(dict(contents), file)
@@ -80,8 +74,7 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 
 
 def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseException | None:
-    """What a RuntimeError of torch.save stands for, or None where it is not one of writing.
-
+    """What a RuntimeError of torch.save stands for, or None where it is not one of writing:
     PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
     KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
     pos" error, whose __context__ is the failure.
@@ -101,16 +94,17 @@ def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseExceptio
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, checked field by field (BadFileError
-    names the first that cannot be used), with wrapper prefixes taken off its weight names and its
-    k and b as lists of floats.
+    """A checkpoint of this project or of the authors' code, read as data, not trusted: any failure
+    to read it or a field of it is a BadFileError naming the file and the field. Checked on their
+    own, as they would give wrong scores silently: float weights finite (a run that diverged saves
+    NaN), k and b three finite numbers, the settings that rebuild the model and the scale of their
+    types. Wrapper prefixes are taken off the weight names; k and b become lists of floats.
 
     Args:
         path: the checkpoint file.
         map_location: where its tensors go.
-        mmap: map the file's tensors into memory instead of reading them into new memory; the
-            file must stay unchanged while they are in use (save_checkpoint replaces a file, it
-            never rewrites one). A file in the legacy format, which cannot be mapped, is read.
+        mmap: map the file's tensors into memory; the file must stay unchanged while they are in
+            use (save_checkpoint replaces a file, it never rewrites one).
     """
     checkpoint = read_torch_file(
         path,
@@ -145,8 +139,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
 
 
 def training_scale(checkpoint: Mapping[str, Any]) -> TrainingScale | None:
-    """The scale of a checkpoint that `load_checkpoint` has checked; None where it records none
-    (the authors' files, and this project's from before it was recorded)."""
+    """The scale of a checkpoint that `load_checkpoint` has checked; None where it records none."""
     scale = checkpoint.get("scale")
     return None if scale is None else recorded_scale(scale, "'scale'", _USE_ANOTHER)
 

@@ -77,8 +77,8 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
 
 @dataclass(frozen=True)
 class SavedState:
-    """A resume state read from `path`: each object's state, by the names of `resume_state`;
-    `finished` where the run had finished (no state was left; `path` is its test's metrics)."""
+    """Each object's state read from `path`, by the names of `resume_state`; `finished` where the
+    run had finished (no state was left; `path` is its test's metrics)."""
 
     path: str
     saved: dict[str, Any]
@@ -87,14 +87,8 @@ class SavedState:
 
 def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     """The latest whole state saved beside the run's checkpoint, readable and saved with the same
-    settings; for a run that finished, where its results are is said and the state is `finished`.
-
-    Raises:
-        MissingFileError: no epoch of the run was saved, and it has not finished.
-        BadFileError: the state file is damaged.
-        ConfigError: the state was saved by a run with other options (the first is named), or has
-            finished more epochs than asked for (-e).
-    """
+    settings (ConfigError names the first that differs, or -e below its finished epochs); for a
+    run that finished, where its results are is said and the state is `finished`."""
     folder = resume_folder(settings["trained_model_file"])
     path = latest_resume_file(folder)
     if path is None:
@@ -142,12 +136,8 @@ def _finished_epochs(trainer: Any) -> int:
 
 
 def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
-    """Restore `state` (of `resume_state`) from `resumed` (of `read_resume_state`); the name the
-    run had (None in a state saved before states recorded it).
-
-    Raises:
-        BadFileError: the state does not fit this run's objects.
-    """
+    """Restore `state` (of `resume_state`) from `resumed`; the name the run had (None in a state
+    saved before states recorded it). BadFileError where the state does not fit this run's objects."""
     path, saved = resumed.path, resumed.saved
     # a state saved before states kept the random generators restores the rest
     restored = {
@@ -192,7 +182,8 @@ def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_fi
 
 def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
     """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove
-    the earlier states: one whole state is on the disk at any moment, and only one (1 GB for
+    the earlier states, another run's too (--resume would take a later epoch of it) and saves a
+    kill cut short: one whole state is on the disk at any moment, and only one (1 GB for
     resnext101_32x8d). A save that fails leaves the folder as it was (no empty folder either)."""
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
@@ -203,14 +194,8 @@ def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> N
         with contextlib.suppress(OSError):  # only an empty folder can be removed so
             os.rmdir(folder)
         raise
-    _remove_earlier_states(folder, kept=os.path.basename(path))
-
-
-def _remove_earlier_states(folder: str, *, kept: str) -> None:
-    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut short;
-    another run's states too (--resume would otherwise take a later epoch of it)."""
     for name in os.listdir(folder):
-        if name != kept and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
+        if name != os.path.basename(path) and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
 
