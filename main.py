@@ -8,11 +8,11 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 
-The method, in the shape of ignite's examples: `main` launches `training` in each process, which
-builds the model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py)
-and runs the trainer, whose `train_step` is forward, loss, backward, step; `attach_validation`
-keeps the best model; `final_test` fits k, b and tests. What only guards the run (errors, locks,
-resume states, logs, several processes) is attached around this path from linearityiqa/training/.
+In the shape of ignite's examples: `main` launches `training` in each process, which builds the
+model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py) and runs the
+trainer, whose `train_step` is forward, loss, backward, step; `attach_validation` keeps the best
+model; `final_test` fits k, b and tests. What only guards the run (errors, locks, resume states,
+logs, several processes) is attached around this path from linearityiqa/training/.
 """
 
 from __future__ import annotations
@@ -175,16 +175,14 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
     return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def lr_step_size(
-    epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
-) -> int:
+def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None]) -> int:
     """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all
     (the defaults drop it at epochs 10 and 20 of 30). A step that rounds to 0 epochs (lr_decay 0.9
     over 3 epochs) is raised to 1, and `report` says so."""
     if lr_decay == 1 or epochs < 3:
         return epochs
     step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
-    if step < 1 and report is not None:
+    if step < 1:
         report(
             f"note: {epochs} epochs are too few for an overall decay of {overall_lr_decay:g} in steps of "
             f"{lr_decay:g}: the learning rate decays after every epoch, to {lr_decay ** (epochs - 1):.3g} "

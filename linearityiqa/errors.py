@@ -83,16 +83,10 @@ def read_torch_file(
     path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """The dict that a file written by torch.save holds, loaded with `weights_only=True` (opening it
-    runs no code); any failure to is one line that names the file as `what` and says what to do.
-
-    Args:
-        path: the file.
-        what: what the file is, in a message ("checkpoint").
-        option: the option that names it ("--trained_model_file").
-        advice: what to do when it does not exist.
-        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
-        map_location: where its tensors go.
-        mmap: map the file's tensors into memory (a legacy file, which cannot be mapped, is read).
+    runs no code); any failure to is one line that names the file as `what` ("checkpoint") and says
+    what to do: `advice` where it does not exist, pass the file itself (`option`) where it is no
+    file, use `expected` (what it must be, "a checkpoint saved by main.py ...") where it is not one.
+    A file in torch's legacy format, which cannot be mapped, is read without `mmap`.
     """
     import torch  # here: scoring with ONNX imports this module without PyTorch
 
@@ -102,7 +96,7 @@ def read_torch_file(
     if problem is not None:
         raise BadFileError(f"{what} {path} {problem}: pass the {what} itself ({option})")
     try:
-        # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
+        # torch.save writes zip archives since PyTorch 1.6; older files cannot be mapped.
         contents = torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
         )

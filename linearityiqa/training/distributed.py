@@ -242,8 +242,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     parameters and buffers are nn.BatchNorm1d/2d's, so checkpoints are those of a single process."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ConfigError(f"GlobalBatchNorm expects N x C (x ...) inputs, got {tuple(input.shape)}")
+        """Any N x C (x ...) input: it stands for the model's BatchNorm1d and BatchNorm2d alike."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not self.training or idist.get_world_size() == 1:
