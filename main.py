@@ -36,15 +36,7 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from IQAdataset import get_data_loaders
     from IQAloss import IQALoss
     from IQAmodel import IQAModel
-    from linearityiqa.acceleration import (
-        Precision,
-        batch_preparation,
-        choose_precision,
-        compile_model,
-        resolve_device,
-        set_memory_format,
-        uses_channels_last,
-    )
+    from linearityiqa import acceleration
     from linearityiqa.cli import settings as adapt
     from linearityiqa.cli.options import get_args_parser, given_options
     from linearityiqa.cli.quickstart import run_quickstart
@@ -95,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
     # each of several processes has its GPU (or the CPU); one process has the --device asked for
-    device = idist.device() if idist.get_world_size() > 1 else resolve_device(settings["device"])
+    device = idist.device() if idist.get_world_size() > 1 else acceleration.resolve_device(settings["device"])
     seed = run_seed(settings)
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
@@ -124,16 +116,17 @@ def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
     distributed = idist.get_world_size() > 1
     if distributed:
         global_batchnorm(model, device)
-    channels_last = uses_channels_last(device)
-    set_memory_format(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
+    channels_last = acceleration.uses_channels_last(device)
+    # before DistributedDataParallel sees the parameters
+    acceleration.set_memory_format(model, channels_last=channels_last)
     optimizer = create_optimizer(
         model, lr=settings["lr"], ft_lr_ratio=settings["ft_lr_ratio"], weight_decay=settings["weight_decay"]
     )
     step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"], report=say)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings["lr_decay"])
-    precision = choose_precision(settings["opt_level"], device)
+    precision = acceleration.choose_precision(settings["opt_level"], device)
     # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
-    trained = compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
+    trained = acceleration.compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
     evaluated = model if distributed else trained
     evaluations = {
         status: Evaluation(evaluated, status=status, device=device, precision=precision, channels_last=channels_last)
@@ -197,7 +190,7 @@ def create_trainer(
     loss_fn: Callable,
     *,
     device: torch.device,
-    precision: Precision,
+    precision: acceleration.Precision,
     accumulation_steps: int,
     channels_last: bool = False,
     skip_nonfinite: bool = False,
@@ -208,7 +201,7 @@ def create_trainer(
     Batches arrive as uint8 and are normalized on `device`. A NaN or infinite loss stops the run
     before any weight changes, or with `skip_nonfinite` gives no gradient (handlers.NonFiniteLosses).
     """
-    prepare = batch_preparation(channels_last)
+    prepare = acceleration.batch_preparation(channels_last)
     scaler = precision.scaler or torch.amp.GradScaler(enabled=False)  # float32: no loss scaling
     nonfinite = NonFiniteLosses(model, skip=skip_nonfinite, report=report)
 

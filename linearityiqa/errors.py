@@ -41,13 +41,10 @@ class RunFailed(IQAError):
     """A run that `python -m reproduce` started ended with an error that its script has reported."""
 
 
-_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (library errors can span several), after its type where the
     message has no words of its own (a KeyError of pickle's says only "101")."""
-    text = _TERMINAL_CODES.sub("", str(error)).strip()  # PyTorch colours some of its messages
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # PyTorch colours some of its messages
     line = text.splitlines()[0] if text else ""
     return line if re.search(r"[^\W\d_]{2}", line) else f"{type(error).__name__}: {line}".rstrip(": ")
 
@@ -64,19 +61,9 @@ def file_problem(path: str | os.PathLike) -> str | None:
         if error.errno == errno.ELOOP:
             return "is a symbolic link that leads to no file (a loop of links)"
         return f"cannot be opened ({error.strerror or error})"
-    for test, kind in _NOT_FILES:
-        if test(mode):
-            return f"is {kind}, not a file"
-    return None
-
-
-_NOT_FILES = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe"),
-    (stat.S_ISCHR, "a device"),
-    (stat.S_ISBLK, "a device"),
-    (stat.S_ISSOCK, "a socket"),
-)
+    kinds = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket"}
+    kind = kinds.get(stat.S_IFMT(mode), "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else None)
+    return None if kind is None else f"is {kind}, not a file"
 
 
 def read_torch_file(

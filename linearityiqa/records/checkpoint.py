@@ -24,9 +24,6 @@ from linearityiqa.records.writing import replacing
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
 # Settings that determine the model's architecture; a checkpoint's own win over defaults.
 MODEL_SETTINGS = options.MODEL_SETTINGS
-# Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-_TYPE_NAMES = {str: "a string", bool: "true or false", int: "a positive integer"}
 # What to do about a file that no code of this project or of the authors' wrote.
 _USE_ANOTHER = "use a checkpoint saved by main.py or released by the authors"
 
@@ -62,35 +59,28 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
 
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
-    """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C."""
-    with replacing(path, what=what, advice=advice, binary=True) as file:
-        try:
-            torch.save(dict(contents), file)
-        except RuntimeError as error:
-            failure = _write_failure(error, f"{what} {path}", advice)
-            if failure is None:  # not torch's zip writer: a bug, not the disk
-                raise
-            raise failure from None
+    """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C.
 
-
-def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseException | None:
-    """What a RuntimeError of torch.save stands for, or None where it is not one of writing:
     PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
     KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
     pos" error, whose __context__ is the failure.
     """
-    cause = error.__context__
-    while cause is not None:
-        if isinstance(cause, (KeyboardInterrupt, OSError)):
-            return cause  # replacing() makes the OSError its one line; Ctrl-C ends the script as Ctrl-C does
-        cause = cause.__context__
-    if "inline_container" not in str(error):
-        return None
-    # the writer's own words, where it writes to a path: "unexpected pos", "file write failed"
-    return OutputError(
-        f"cannot write {named}: PyTorch's writer failed ({first_line(error)}), most often for "
-        f"a full disk; {advice}; a file there before is kept"
-    )
+    with replacing(path, what=what, advice=advice, binary=True) as file:
+        try:
+            torch.save(dict(contents), file)
+        except RuntimeError as error:
+            cause = error.__context__
+            while cause is not None and not isinstance(cause, (KeyboardInterrupt, OSError)):
+                cause = cause.__context__
+            if cause is not None:  # replacing() makes the OSError its one line; Ctrl-C ends the script as Ctrl-C does
+                raise cause from None
+            if "inline_container" not in str(error):  # not torch's zip writer: a bug, not the disk
+                raise
+            # the writer's own words, where it writes to a path: "unexpected pos", "file write failed"
+            raise OutputError(
+                f"cannot write {what} {path}: PyTorch's writer failed ({first_line(error)}), most often for "
+                f"a full disk; {advice}; a file there before is kept"
+            ) from None
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
@@ -176,7 +166,7 @@ def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, t
                 f"checkpoint {path}: weight {name!r} holds NaN or infinite values: the run that saved it "
                 f"diverged; use an earlier checkpoint or train again"
             )
-        for prefix in _WRAPPER_PREFIXES:
+        for prefix in ("module.", "_orig_mod."):  # DistributedDataParallel's, torch.compile's
             while name.startswith(prefix):
                 name = name[len(prefix) :]
         weights[name] = tensor
@@ -202,6 +192,7 @@ def _mapping_values(values: Any, name: str, path: str) -> list[float]:
 
 def _check_settings(settings: Mapping[str, Any], path: str) -> None:
     """The settings that rebuild the model have their options' types."""
+    kinds = {str: "a string", bool: "true or false", int: "a positive integer"}
     for name, value in settings.items():
         if not isinstance(name, str):
             raise TypeError(f"the key {_shown(name)} is not an option name")
@@ -209,7 +200,7 @@ def _check_settings(settings: Mapping[str, Any], path: str) -> None:
         # type(), not isinstance(): True is an int, but no size; the int options are positive
         if kind is not None and not (type(value) is kind and (kind is not int or value >= 1)):
             raise BadFileError(
-                f"checkpoint {path}: setting {name} is {_shown(value)}, not {_TYPE_NAMES[kind]}: {_USE_ANOTHER}"
+                f"checkpoint {path}: setting {name} is {_shown(value)}, not {kinds[kind]}: {_USE_ANOTHER}"
             )
 
 

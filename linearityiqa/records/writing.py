@@ -16,9 +16,6 @@ from typing import IO
 
 from linearityiqa.errors import ConfigError, IQAError, OutputError, file_problem
 
-# 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
-_LONGEST_PREFIX_NAME = 255 - 2 - 8 - len(".partial")
-
 
 @contextlib.contextmanager
 def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
@@ -86,7 +83,8 @@ def _temporary_beside(path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
-    prefix = f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
+    # 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
+    prefix = f".{cut_to_bytes(os.path.basename(path), 255 - 2 - 8 - len('.partial'))}."
     handle, partial = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".partial")
     os.close(handle)
     return partial

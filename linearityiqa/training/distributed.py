@@ -104,12 +104,10 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` processes started by ignite's idist.Parallel
-    (process i on GPU i % plan.gpus); returns when all have ended, or raises torch's
-    ProcessExitedException for one that ended with an exit status. CPU processes see no GPU:
-    ignite would move each onto the GPU of its rank's number. SIGTERM is taken as Ctrl-C, and
-    the processes still running are stopped: by default it would end this process alone.
-    """
+    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus);
+    returns when all have ended, or raises torch's ProcessExitedException for one that ended with
+    an exit status. SIGTERM is taken as Ctrl-C and stops the processes still running (by default
+    it would end this process alone)."""
     if plan.shared_gpus:
         print(
             f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
@@ -118,7 +116,7 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
         )
     # the processes inherit these as they start
     variables = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    if not plan.gpus:
+    if not plan.gpus:  # ignite would move each CPU process onto the GPU of its rank's number
         variables["CUDA_VISIBLE_DEVICES"] = ""
     with mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:

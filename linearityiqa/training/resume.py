@@ -24,17 +24,9 @@ from ignite.handlers import Checkpoint
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
 from linearityiqa.options import RESUMED
 from linearityiqa.records.checkpoint import save_file
-from linearityiqa.records.paths import RESUME_FILE, epochs_file, latest_resume_file, results_file, resume_folder
+from linearityiqa.records.paths import epochs_file, latest_resume_file, results_file, resume_folder
 from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from linearityiqa.training.handlers import RunParts, say
-
-# What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
-_RESUME_ADVICE = (
-    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
-    "from the last state saved"
-)
-# The temporary file of a resume state's save that a kill cut short (records/writing.py names it).
-_CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
 
 
 def _resumed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,7 +93,10 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
                 f"--resume: the saved state at {path} was trained with {name}={recorded[name]!r}, this run asks "
                 f"for {name}={value!r}: pass the same options, or start anew without --resume"
             )
-    finished = _finished_epochs(saved.get("trainer"))
+    try:  # ignite's Engine.state_dict; where it records no epochs, restoring it says what is wrong
+        finished = int(saved["trainer"]["iteration"]) // int(saved["trainer"]["epoch_length"])
+    except (TypeError, KeyError, ValueError, ZeroDivisionError):
+        finished = 0
     if finished > settings["epochs"]:
         raise ConfigError(
             f"--resume: the saved state at {path} has finished {finished} epochs, more than the "
@@ -124,15 +119,6 @@ def _finished_run(settings: Mapping[str, Any], folder: str) -> SavedState:
         f"({results}); run without --resume to train it from the start (a run of another -e saves under its "
         f"own name: pass its --trained_model_file to train it longer)"
     )
-
-
-def _finished_epochs(trainer: Any) -> int:
-    """The epochs a saved trainer state has finished, from the iterations ignite's Engine.state_dict
-    records (0 where it records none: restoring it then says what is wrong)."""
-    try:
-        return int(trainer["iteration"]) // int(trainer["epoch_length"])
-    except (TypeError, KeyError, ValueError, ZeroDivisionError):
-        return 0
 
 
 def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
@@ -188,14 +174,16 @@ def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> N
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
     states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
+    advice = "free space (the states are saved beside --trained_model_file), then run again with --resume"
     try:
-        save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
+        save_file(path, states, what="the resume state", advice=f"{advice}, which goes on from the last state saved")
     except BaseException:
         with contextlib.suppress(OSError):  # only an empty folder can be removed so
             os.rmdir(folder)
         raise
+    # the earlier states, and the temporary files (records/writing.py) of saves a kill cut short
     for name in os.listdir(folder):
-        if name != os.path.basename(path) and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
+        if name != os.path.basename(path) and re.fullmatch(r"\.?checkpoint_\d+\.pt(\..+\.partial)?", name):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
 
