@@ -88,13 +88,9 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
     to read it or a field of it is a BadFileError naming the file and the field. Checked on their
     own, as they would give wrong scores silently: float weights finite (a run that diverged saves
     NaN), k and b three finite numbers, the settings that rebuild the model and the scale of their
-    types. Wrapper prefixes are taken off the weight names; k and b become lists of floats.
-
-    Args:
-        path: the checkpoint file.
-        map_location: where its tensors go.
-        mmap: map the file's tensors into memory; the file must stay unchanged while they are in
-            use (save_checkpoint replaces a file, it never rewrites one).
+    types. Wrapper prefixes are taken off the weight names; k and b become lists of floats. With
+    `mmap` the tensors are mapped from the file, which must stay unchanged while they are in use
+    (save_checkpoint replaces a file, it never rewrites one).
     """
     checkpoint = read_torch_file(
         path,
