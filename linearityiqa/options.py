@@ -1,10 +1,9 @@
 """Every command-line option of main.py, test_dataset.py, test_demo.py and export_onnx.py, defined once.
 
-`OPTIONS` has a row per option: how argparse reads it (every spelling the authors used: the paper
-README's `--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`),
-its help, and what follows from it: its part of a run's name, whether --resume must match it,
-whether a checkpoint records it, which scripts take it. The parsers, the run's name and the lists
-below are derived from the rows. Free of PyTorch: test_demo.py --onnx builds its parser without it.
+`OPTIONS` has a row per option (an `Option`) with every spelling the authors used (the paper README's
+`--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`); the parsers,
+the run's name and the lists below are derived from the rows. Free of PyTorch: test_demo.py --onnx
+builds its parser without it.
 """
 
 from __future__ import annotations
@@ -120,8 +119,7 @@ def _row(
     name: int | tuple[int, str] | None = None,
     **fields: Any,
 ) -> Option:
-    """An Option from its row of the table: `name` is its run_name, or its place alone; a default of
-    False makes the option a switch."""
+    """An Option from its table row: `name` is its run_name, or its place alone; a default of False makes a switch."""
     if fields.get("default") is False:
         fields["action"] = "store_true"
     run_name = (name, "") if isinstance(name, int) else name

@@ -38,8 +38,7 @@ def training_checkpoint(
     *,
     scale: TrainingScale,
 ) -> dict[str, Any]:
-    """What main.py saves of its best model: the authors' keys, the loss scaler's state (if it
-    scales the loss), the run's settings and the scale of its scores."""
+    """What main.py saves of its best model: the authors' keys, the loss scaler's state, settings and scale."""
     checkpoint = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -139,8 +138,7 @@ def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float
 
 @contextmanager
 def _field(path: str, field: str) -> Iterator[None]:
-    """Any failure to read `field` as main.py saves it (another type, names of another kind) as one
-    line naming the checkpoint and the field."""
+    """Any failure to read `field` as main.py saves it as one line naming the checkpoint and the field."""
     try:
         yield
     except BadFileError:
@@ -170,8 +168,7 @@ def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, t
 
 
 def _mapping_values(values: Any, name: str, path: str) -> list[float]:
-    """k or b as three finite floats, from a list or tuple of numbers or 1-element tensors, or a
-    tensor of three numbers."""
+    """k or b as three finite floats, from numbers or 1-element tensors, or a tensor of three."""
     items = values.reshape(-1).tolist() if isinstance(values, torch.Tensor) else list(values)
     if len(items) != 3:
         raise TypeError(f"{len(items)} values, not 3 numbers (one for each head's linear mapping)")

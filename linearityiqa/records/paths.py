@@ -29,8 +29,7 @@ LONGEST_NAME = 255 - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
-    """The name of a run's checkpoint, results and logs: its settings, in the paper's order
-    (the options' `run_name` in linearityiqa/options.py)."""
+    """The name of a run's checkpoint, results and logs: its settings, in the paper's order (options.RUN_NAME)."""
     check_name_part("--dataset", settings["dataset"])
     name = "-".join(label + "x".join(f"{settings[dest]}" for dest in dests) for label, dests in RUN_NAME)
     if len(os.fsencode(name)) > LONGEST_NAME:

@@ -116,8 +116,7 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
 
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
-    """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
-    scores beside them (`write_scores`)."""
+    """A test's metrics as the paper's code saved them (`np.save` of the dict), and `write_scores`."""
     with replacing(path, what="the test's metrics", advice=_ADVICE, binary=True) as file:
         np.save(file, dict(performance))
     write_scores(scores_file(path), performance)
