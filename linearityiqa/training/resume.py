@@ -29,11 +29,6 @@ from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from linearityiqa.training.handlers import RunParts, say
 
 
-def _resumed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of RESUMED, which decide what a run trains: --resume refuses a state saved with others."""
-    return {name: settings[name] for name in RESUMED if name in settings}
-
-
 class RandomStates:
     """Python's, NumPy's and PyTorch's random generators, kept in the resume state: a run resumed
     from the state of its last epoch fits k, b on the training batches the unbroken run drew."""
@@ -58,8 +53,9 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
         "optimizer": parts.optimizer,
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
-        # and the run's name, under which its files so far are (a longer run resumed takes another)
-        "settings": {**_resumed_settings(settings), "run_name": settings.get("run_name")},
+        # the options that decide what is trained (options.RESUMED), and the run's name, under which its
+        # files so far are (a longer run resumed takes another)
+        "settings": {name: settings[name] for name in (*RESUMED, "run_name") if name in settings},
         "random": RandomStates(),
     }
     if parts.precision.scaler is not None:
@@ -87,11 +83,11 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
         return _finished_run(settings, folder)
     saved = _read_resume_file(path)
     recorded = saved.get("settings", {})  # a setting it does not record (an older state) is not compared
-    for name, value in _resumed_settings(settings).items():
-        if name in recorded and recorded[name] != value:
+    for name in RESUMED:
+        if name in settings and name in recorded and recorded[name] != settings[name]:
             raise ConfigError(
                 f"--resume: the saved state at {path} was trained with {name}={recorded[name]!r}, this run asks "
-                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+                f"for {name}={settings[name]!r}: pass the same options, or start anew without --resume"
             )
     try:  # ignite's Engine.state_dict; where it records no epochs, restoring it says what is wrong
         finished = int(saved["trainer"]["iteration"]) // int(saved["trainer"]["epoch_length"])
