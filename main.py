@@ -8,11 +8,11 @@ end the best model's linear mapping (k, b) is fitted on the training set, the te
 evaluated, and its metrics are saved to results/<run name>.npy. The metrics of every epoch go
 to results/<run name>-epochs.csv, and the test's per-image scores to <run name>-scores.csv.
 
-The method, in the shape of ignite's examples: `main` launches `training` in each process, which
-builds the model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py)
-and runs the trainer, whose `train_step` is forward, loss, backward, step; `attach_validation`
-keeps the best model; `final_test` fits k, b and tests. What only guards the run (errors, locks,
-resume states, logs, several processes) is attached around this path from linearityiqa/training/.
+In the shape of ignite's examples: `main` launches `training` in each process, which builds the
+model (IQAmodel.py), the loaders, Adam's parameter groups and the loss (IQAloss.py) and runs the
+trainer, whose `train_step` is forward, loss, backward, step; `attach_validation` keeps the best
+model; `final_test` fits k, b and tests. What only guards the run (errors, locks, resume states,
+logs, several processes) is attached around this path from linearityiqa/training/.
 """
 
 from __future__ import annotations
@@ -36,15 +36,7 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from IQAdataset import get_data_loaders
     from IQAloss import IQALoss
     from IQAmodel import IQAModel
-    from linearityiqa.acceleration import (
-        Precision,
-        batch_preparation,
-        choose_precision,
-        compile_model,
-        resolve_device,
-        set_memory_format,
-        uses_channels_last,
-    )
+    from linearityiqa import acceleration
     from linearityiqa.cli import settings as adapt
     from linearityiqa.cli.options import get_args_parser, given_options
     from linearityiqa.cli.quickstart import run_quickstart
@@ -95,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def training(local_rank: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Train, keep the best model, and test it; returns the test metrics. Runs in every process."""
     # each of several processes has its GPU (or the CPU); one process has the --device asked for
-    device = idist.device() if idist.get_world_size() > 1 else resolve_device(settings["device"])
+    device = idist.device() if idist.get_world_size() > 1 else acceleration.resolve_device(settings["device"])
     seed = run_seed(settings)
     seed_everything(seed)
     # before the model and the images: a --resume that cannot go on is refused at once
@@ -124,16 +116,17 @@ def build_parts(settings: Mapping[str, Any], device: torch.device) -> RunParts:
     distributed = idist.get_world_size() > 1
     if distributed:
         global_batchnorm(model, device)
-    channels_last = uses_channels_last(device)
-    set_memory_format(model, channels_last=channels_last)  # before DistributedDataParallel sees the parameters
+    channels_last = acceleration.uses_channels_last(device)
+    # before DistributedDataParallel sees the parameters
+    acceleration.set_memory_format(model, channels_last=channels_last)
     optimizer = create_optimizer(
         model, lr=settings["lr"], ft_lr_ratio=settings["ft_lr_ratio"], weight_decay=settings["weight_decay"]
     )
     step = lr_step_size(settings["epochs"], settings["lr_decay"], settings["overall_lr_decay"], report=say)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=settings["lr_decay"])
-    precision = choose_precision(settings["opt_level"], device)
+    precision = acceleration.choose_precision(settings["opt_level"], device)
     # DistributedDataParallel trains; evaluation runs the model itself, each process on its share.
-    trained = compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
+    trained = acceleration.compile_model(idist.auto_model(model) if distributed else model, settings["compile"])
     evaluated = model if distributed else trained
     evaluations = {
         status: Evaluation(evaluated, status=status, device=device, precision=precision, channels_last=channels_last)
@@ -175,16 +168,14 @@ def create_optimizer(model: IQAModel, *, lr: float, ft_lr_ratio: float, weight_d
     return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def lr_step_size(
-    epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None] | None = None
-) -> int:
+def lr_step_size(epochs: int, lr_decay: float, overall_lr_decay: float, *, report: Callable[[str], None]) -> int:
     """Epochs between learning-rate decays, so that the run decays by about overall_lr_decay in all
     (the defaults drop it at epochs 10 and 20 of 30). A step that rounds to 0 epochs (lr_decay 0.9
     over 3 epochs) is raised to 1, and `report` says so."""
     if lr_decay == 1 or epochs < 3:
         return epochs
     step = int(epochs / (1 + math.log(overall_lr_decay) / math.log(lr_decay)))
-    if step < 1 and report is not None:
+    if step < 1:
         report(
             f"note: {epochs} epochs are too few for an overall decay of {overall_lr_decay:g} in steps of "
             f"{lr_decay:g}: the learning rate decays after every epoch, to {lr_decay ** (epochs - 1):.3g} "
@@ -199,7 +190,7 @@ def create_trainer(
     loss_fn: Callable,
     *,
     device: torch.device,
-    precision: Precision,
+    precision: acceleration.Precision,
     accumulation_steps: int,
     channels_last: bool = False,
     skip_nonfinite: bool = False,
@@ -210,7 +201,7 @@ def create_trainer(
     Batches arrive as uint8 and are normalized on `device`. A NaN or infinite loss stops the run
     before any weight changes, or with `skip_nonfinite` gives no gradient (handlers.NonFiniteLosses).
     """
-    prepare = batch_preparation(channels_last)
+    prepare = acceleration.batch_preparation(channels_last)
     scaler = precision.scaler or torch.amp.GradScaler(enabled=False)  # float32: no loss scaling
     nonfinite = NonFiniteLosses(model, skip=skip_nonfinite, report=report)
 

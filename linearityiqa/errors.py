@@ -41,13 +41,10 @@ class RunFailed(IQAError):
     """A run that `python -m reproduce` started ended with an error that its script has reported."""
 
 
-_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (library errors can span several), after its type where the
     message has no words of its own (a KeyError of pickle's says only "101")."""
-    text = _TERMINAL_CODES.sub("", str(error)).strip()  # PyTorch colours some of its messages
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # PyTorch colours some of its messages
     line = text.splitlines()[0] if text else ""
     return line if re.search(r"[^\W\d_]{2}", line) else f"{type(error).__name__}: {line}".rstrip(": ")
 
@@ -64,33 +61,19 @@ def file_problem(path: str | os.PathLike) -> str | None:
         if error.errno == errno.ELOOP:
             return "is a symbolic link that leads to no file (a loop of links)"
         return f"cannot be opened ({error.strerror or error})"
-    kind = _NOT_FILES.get(stat.S_IFMT(mode))
+    kinds = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket"}
+    kind = kinds.get(stat.S_IFMT(mode), "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else None)
     return None if kind is None else f"is {kind}, not a file"
-
-
-_NOT_FILES = {
-    stat.S_IFDIR: "a folder",
-    stat.S_IFIFO: "a named pipe",
-    stat.S_IFCHR: "a device",
-    stat.S_IFBLK: "a device",
-    stat.S_IFSOCK: "a socket",
-}
 
 
 def read_torch_file(
     path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """The dict that a file written by torch.save holds, loaded with `weights_only=True` (opening it
-    runs no code); any failure to is one line that names the file as `what` and says what to do.
-
-    Args:
-        path: the file.
-        what: what the file is, in a message ("checkpoint").
-        option: the option that names it ("--trained_model_file").
-        advice: what to do when it does not exist.
-        expected: what it must be, in a message ("a checkpoint saved by main.py ...").
-        map_location: where its tensors go.
-        mmap: map the file's tensors into memory (a legacy file, which cannot be mapped, is read).
+    runs no code); any failure to is one line that names the file as `what` ("checkpoint") and says
+    what to do: `advice` where it does not exist, pass the file itself (`option`) where it is no
+    file, use `expected` (what it must be, "a checkpoint saved by main.py ...") where it is not one.
+    A file in torch's legacy format, which cannot be mapped, is read without `mmap`.
     """
     import torch  # here: scoring with ONNX imports this module without PyTorch
 
@@ -100,7 +83,7 @@ def read_torch_file(
     if problem is not None:
         raise BadFileError(f"{what} {path} {problem}: pass the {what} itself ({option})")
     try:
-        # torch.save writes zip archives since PyTorch 1.6; older files are read as before.
+        # torch.save writes zip archives since PyTorch 1.6; older files cannot be mapped.
         contents = torch.load(
             path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
         )

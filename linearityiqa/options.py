@@ -1,10 +1,9 @@
 """Every command-line option of main.py, test_dataset.py, test_demo.py and export_onnx.py, defined once.
 
-`OPTIONS` has a row per option: how argparse reads it (every spelling the authors used: the paper
-README's `--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`),
-its help, and what follows from it: its part of a run's name, whether --resume must match it,
-whether a checkpoint records it, which scripts take it. The parsers, the run's name and the lists
-below are derived from the rows. Free of PyTorch: test_demo.py --onnx builds its parser without it.
+`OPTIONS` has a row per option (an `Option`) with every spelling the authors used (the paper README's
+`--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`); the parsers,
+the run's name and the lists below are derived from the rows. Free of PyTorch: test_demo.py --onnx
+builds its parser without it.
 """
 
 from __future__ import annotations
@@ -49,12 +48,8 @@ def number(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if (
-            not math.isfinite(value)
-            or (above is not None and value <= above)
-            or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)
-        ):
+        in_bounds = (above is None or value > above) and (minimum is None or value >= minimum)
+        if not (math.isfinite(value) and in_bounds and (maximum is None or value <= maximum)):
             raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {noun} {bounds}")
         return value
 
@@ -72,23 +67,21 @@ SEED = number(int, minimum=0, maximum=2**32 - 1)  # what numpy's and torch's gen
 
 @dataclass(frozen=True)
 class Option:
-    """One command-line option: how argparse reads it and what follows from it.
+    """One command-line option: how argparse reads it (default ... required as add_argument takes
+    them) and what follows from it.
 
     Args:
         dest: its name in the parsed options, in a run's settings and in a checkpoint's.
         flags: every spelling accepted, in the order argparse's messages name them.
         help: its line in --help, which ends in "(default: X)" unless it words its default itself.
-        group: the help group (one of GROUPS) that lists it.
         takes: the scripts that use it; their --help lists it.
         accepts: the scripts that parse it without using it, so that every command line that
             worked before still does; their --help leaves it out.
-        default, type, action, nargs, choices, const, required: as argparse.add_argument takes them.
-        run_name: its part of a run's name (records/paths.run_name), or None: (place, label), its
-            position among the parts in the paper's order (options of one place make one part,
-            their values joined by "x": 498x664) and the text before the value ("lr=").
+        run_name: its part of a run's name, or None: (place, label), its position among the parts
+            in the paper's order (options of one place make one part, their values joined by "x":
+            498x664) and the text before the value ("lr=").
         resumed: whether a run continued with --resume must have it as the run that saved the state.
-        recorded: the type that a checkpoint's setting of it must have (records/checkpoint.py);
-            None where it is not checked.
+        recorded: the type that a checkpoint's setting of it must have; None where it is not checked.
         elsewhere: by script, the fields that differ there (export_onnx.py's --output is required).
     """
 
@@ -126,8 +119,7 @@ def _row(
     name: int | tuple[int, str] | None = None,
     **fields: Any,
 ) -> Option:
-    """An Option from its row of the table: `flags` separated by spaces, `name` the place of its
-    part of a run's name or (place, label); a default of False makes the option a switch."""
+    """An Option from its table row: `name` is its run_name, or its place alone; a default of False makes a switch."""
     if fields.get("default") is False:
         fields["action"] = "store_true"
     run_name = (name, "") if isinstance(name, int) else name

@@ -4,11 +4,6 @@ A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; t
 files also hold apex's `amp` state) plus `settings`, the run's options as plain Python types (the
 scripts rebuild the model without repeating flags), and `scale`, the scale of its scores
 (`TrainingScale`). It loads with `torch.load(weights_only=True)`: opening one runs no code.
-
-`load_checkpoint` reads a file as data, not to trust: any failure to read it, or a field of it,
-is one line naming the file and the field. It checks on its own what would otherwise give a
-wrong score silently: float weights finite (a run that diverged saves NaN), k and b three finite
-numbers, the settings that rebuild the model and the scale of their types.
 """
 
 from __future__ import annotations
@@ -29,9 +24,6 @@ from linearityiqa.records.writing import replacing
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
 # Settings that determine the model's architecture; a checkpoint's own win over defaults.
 MODEL_SETTINGS = options.MODEL_SETTINGS
-# Prefixes that wrappers (DistributedDataParallel, torch.compile) put before parameter names.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-_TYPE_NAMES = {str: "a string", bool: "true or false", int: "a positive integer"}
 # What to do about a file that no code of this project or of the authors' wrote.
 _USE_ANOTHER = "use a checkpoint saved by main.py or released by the authors"
 
@@ -46,8 +38,7 @@ def training_checkpoint(
     *,
     scale: TrainingScale,
 ) -> dict[str, Any]:
-    """What main.py saves of its best model: the authors' keys, the loss scaler's state (if it
-    scales the loss), the run's settings and the scale of its scores."""
+    """What main.py saves of its best model: the authors' keys, the loss scaler's state, settings and scale."""
     checkpoint = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -67,50 +58,38 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
 
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
-    """torch.save `contents` to `path` whole or not at all: a full disk is one line naming `what`
-    and `path`, with `advice`; Ctrl-C stays Ctrl-C."""
-    with replacing(path, what=what, advice=advice, binary=True) as file:
-        try:
-            torch.save(dict(contents), file)
-        except RuntimeError as error:
-            failure = _write_failure(error, f"{what} {path}", advice)
-            if failure is None:  # not torch's zip writer: a bug, not the disk
-                raise
-            raise failure from None
-
-
-def _write_failure(error: RuntimeError, named: str, advice: str) -> BaseException | None:
-    """What a RuntimeError of torch.save stands for, or None where it is not one of writing.
+    """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C.
 
     PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
     KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
     pos" error, whose __context__ is the failure.
     """
-    cause = error.__context__
-    while cause is not None:
-        if isinstance(cause, (KeyboardInterrupt, OSError)):
-            return cause  # replacing() makes the OSError its one line; Ctrl-C ends the script as Ctrl-C does
-        cause = cause.__context__
-    if "inline_container" not in str(error):
-        return None
-    # the writer's own words, where it writes to a path: "unexpected pos", "file write failed"
-    return OutputError(
-        f"cannot write {named}: PyTorch's writer failed ({first_line(error)}), most often for "
-        f"a full disk; {advice}; a file there before is kept"
-    )
+    with replacing(path, what=what, advice=advice, binary=True) as file:
+        try:
+            torch.save(dict(contents), file)
+        except RuntimeError as error:
+            cause = error.__context__
+            while cause is not None and not isinstance(cause, (KeyboardInterrupt, OSError)):
+                cause = cause.__context__
+            if cause is not None:  # replacing() makes the OSError its one line; Ctrl-C ends the script as Ctrl-C does
+                raise cause from None
+            if "inline_container" not in str(error):  # not torch's zip writer: a bug, not the disk
+                raise
+            # the writer's own words, where it writes to a path: "unexpected pos", "file write failed"
+            raise OutputError(
+                f"cannot write {what} {path}: PyTorch's writer failed ({first_line(error)}), most often for "
+                f"a full disk; {advice}; a file there before is kept"
+            ) from None
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, checked field by field (BadFileError
-    names the first that cannot be used), with wrapper prefixes taken off its weight names and its
-    k and b as lists of floats.
-
-    Args:
-        path: the checkpoint file.
-        map_location: where its tensors go.
-        mmap: map the file's tensors into memory instead of reading them into new memory; the
-            file must stay unchanged while they are in use (save_checkpoint replaces a file, it
-            never rewrites one). A file in the legacy format, which cannot be mapped, is read.
+    """A checkpoint of this project or of the authors' code, read as data, not trusted: any failure
+    to read it or a field of it is a BadFileError naming the file and the field. Checked on their
+    own, as they would give wrong scores silently: float weights finite (a run that diverged saves
+    NaN), k and b three finite numbers, the settings that rebuild the model and the scale of their
+    types. Wrapper prefixes are taken off the weight names; k and b become lists of floats. With
+    `mmap` the tensors are mapped from the file, which must stay unchanged while they are in use
+    (save_checkpoint replaces a file, it never rewrites one).
     """
     checkpoint = read_torch_file(
         path,
@@ -145,8 +124,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
 
 
 def training_scale(checkpoint: Mapping[str, Any]) -> TrainingScale | None:
-    """The scale of a checkpoint that `load_checkpoint` has checked; None where it records none
-    (the authors' files, and this project's from before it was recorded)."""
+    """The scale of a checkpoint that `load_checkpoint` has checked; None where it records none."""
     scale = checkpoint.get("scale")
     return None if scale is None else recorded_scale(scale, "'scale'", _USE_ANOTHER)
 
@@ -160,8 +138,7 @@ def linear_mapping(checkpoint: Mapping[str, Any], path: str) -> tuple[list[float
 
 @contextmanager
 def _field(path: str, field: str) -> Iterator[None]:
-    """Any failure to read `field` as main.py saves it (another type, names of another kind) as one
-    line naming the checkpoint and the field."""
+    """Any failure to read `field` as main.py saves it as one line naming the checkpoint and the field."""
     try:
         yield
     except BadFileError:
@@ -183,7 +160,7 @@ def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, t
                 f"checkpoint {path}: weight {name!r} holds NaN or infinite values: the run that saved it "
                 f"diverged; use an earlier checkpoint or train again"
             )
-        for prefix in _WRAPPER_PREFIXES:
+        for prefix in ("module.", "_orig_mod."):  # DistributedDataParallel's, torch.compile's
             while name.startswith(prefix):
                 name = name[len(prefix) :]
         weights[name] = tensor
@@ -191,8 +168,7 @@ def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, t
 
 
 def _mapping_values(values: Any, name: str, path: str) -> list[float]:
-    """k or b as three finite floats, from a list or tuple of numbers or 1-element tensors, or a
-    tensor of three numbers."""
+    """k or b as three finite floats, from numbers or 1-element tensors, or a tensor of three."""
     items = values.reshape(-1).tolist() if isinstance(values, torch.Tensor) else list(values)
     if len(items) != 3:
         raise TypeError(f"{len(items)} values, not 3 numbers (one for each head's linear mapping)")
@@ -209,6 +185,7 @@ def _mapping_values(values: Any, name: str, path: str) -> list[float]:
 
 def _check_settings(settings: Mapping[str, Any], path: str) -> None:
     """The settings that rebuild the model have their options' types."""
+    kinds = {str: "a string", bool: "true or false", int: "a positive integer"}
     for name, value in settings.items():
         if not isinstance(name, str):
             raise TypeError(f"the key {_shown(name)} is not an option name")
@@ -216,7 +193,7 @@ def _check_settings(settings: Mapping[str, Any], path: str) -> None:
         # type(), not isinstance(): True is an int, but no size; the int options are positive
         if kind is not None and not (type(value) is kind and (kind is not int or value >= 1)):
             raise BadFileError(
-                f"checkpoint {path}: setting {name} is {_shown(value)}, not {_TYPE_NAMES[kind]}: {_USE_ANOTHER}"
+                f"checkpoint {path}: setting {name} is {_shown(value)}, not {kinds[kind]}: {_USE_ANOTHER}"
             )
 
 

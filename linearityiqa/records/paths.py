@@ -21,7 +21,6 @@ from linearityiqa.errors import ConfigError
 from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes
 
-CHECKPOINT_DIR = "checkpoints"
 # Each saved state is named after its epoch, as ignite's Checkpoint named them (any other name is
 # the temporary file of a save that was cut short).
 RESUME_FILE = re.compile(r"checkpoint_(\d+)\.pt")
@@ -30,8 +29,7 @@ LONGEST_NAME = 255 - len("-scores.csv")
 
 
 def run_name(settings: Mapping[str, Any]) -> str:
-    """The name of a run's checkpoint, results and logs: its settings, in the paper's order
-    (the options' `run_name` in linearityiqa/options.py)."""
+    """The name of a run's checkpoint, results and logs: its settings, in the paper's order (options.RUN_NAME)."""
     check_name_part("--dataset", settings["dataset"])
     name = "-".join(label + "x".join(f"{settings[dest]}" for dest in dests) for label, dests in RUN_NAME)
     if len(os.fsencode(name)) > LONGEST_NAME:
@@ -55,7 +53,7 @@ def check_name_part(option: str, value: str) -> None:
 
 def default_checkpoint(name: str) -> str:
     """Where main.py saves a run's best model when --trained_model_file does not say."""
-    return os.path.join(CHECKPOINT_DIR, name)
+    return os.path.join("checkpoints", name)
 
 
 def results_file(results_dir: str, name: str) -> str:

@@ -61,11 +61,9 @@ def this_process() -> Owner:
 def _owner(lock: str) -> Owner:
     """Who holds a lock file; pid 0 when it is empty or garbled (a crash while writing it).
     A lock of an earlier version holds the process id alone."""
-    try:
-        with open(lock) as file:
-            fields = file.read().split()
-    except FileNotFoundError:
-        return Owner(0)
+    fields: list[str] = []  # a lock removed meanwhile holds no one
+    with contextlib.suppress(FileNotFoundError), open(lock) as file:
+        fields = file.read().split()
     if not fields or not fields[0].isdigit():
         return Owner(0)
     start = fields[1] if len(fields) > 1 and fields[1] != UNKNOWN_START else ""

@@ -43,14 +43,9 @@ class Series(NamedTuple):
 
 class EpochLog:
     """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an
-    interrupt at any moment leaves the rows written before it.
-
-    Args:
-        path: the CSV file; its folder is created.
-        resume_after: a resumed run's last finished epoch: the file's rows up to it are kept
-            and the later ones (from the interrupted epoch) and any final test dropped. 0 starts a new file.
-        kept_from: the file whose rows a resumed run keeps, if not `path` (it is left as it is).
-    """
+    interrupt at any moment leaves the rows written before it. A resumed run keeps the rows of
+    `kept_from` (default: `path`; left as it is) up to its last finished epoch, `resume_after`, and
+    drops the later ones (from the interrupted epoch) and any final test; 0 starts a new file."""
 
     def __init__(self, path: str, *, resume_after: int = 0, kept_from: str | None = None):
         self.path = path
@@ -121,8 +116,7 @@ def _read_rows(path: str) -> Iterable[dict[str, str]]:
 
 
 def save_results(path: str, performance: Mapping[str, Any]) -> None:
-    """A test's metrics as the paper's code saved them (`np.save` of the dict), and its per-image
-    scores beside them (`write_scores`)."""
+    """A test's metrics as the paper's code saved them (`np.save` of the dict), and `write_scores`."""
     with replacing(path, what="the test's metrics", advice=_ADVICE, binary=True) as file:
         np.save(file, dict(performance))
     write_scores(scores_file(path), performance)

@@ -14,11 +14,9 @@ from typing import Any
 
 from linearityiqa.errors import BadFileError
 
-FIELDS = ("dataset", "mos_min", "mos_max", "mos_mean", "higher_is_better")
-_NUMBERS = FIELDS[1:4]
-# how a bad scale is shown in its message: whole, unless it is large
+# how a bad scale is shown in its message: whole (its five fields, or one more), unless it is large
 _SHOWN = reprlib.Repr()
-_SHOWN.maxdict = len(FIELDS) + 1
+_SHOWN.maxdict = 6
 
 
 @dataclass(frozen=True)
@@ -56,9 +54,10 @@ def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
     (the file and field: "checkpoint x.pth: 'scale'") and ends with `advice`."""
     try:
         dataset, higher_is_better = fields["dataset"], fields["higher_is_better"]
-        low, high, mean = (fields[name] for name in _NUMBERS)
+        low, high, mean = fields["mos_min"], fields["mos_max"], fields["mos_mean"]
         valid = isinstance(dataset, str) and isinstance(higher_is_better, bool)
-        valid = valid and all(map(_is_finite_number, (low, high, mean))) and low <= mean <= high
+        numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (low, high, mean))
+        valid = valid and numbers and all(map(math.isfinite, (low, high, mean))) and low <= mean <= high
     except (KeyError, TypeError):  # not a dict, or a field missing
         valid = False
     if not valid:
@@ -67,10 +66,6 @@ def recorded_scale(fields: Any, where: str, advice: str) -> TrainingScale:
             f"(finite numbers) and higher_is_better (true or false): {advice}"
         )
     return TrainingScale(dataset, float(low), float(high), float(mean), higher_is_better)
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def score_meaning(scale: TrainingScale | None) -> str:

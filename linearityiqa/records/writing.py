@@ -16,23 +16,12 @@ from typing import IO
 
 from linearityiqa.errors import ConfigError, IQAError, OutputError, file_problem
 
-# 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
-_LONGEST_PREFIX_NAME = 255 - 2 - 8 - len(".partial")
-
 
 @contextlib.contextmanager
 def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
-    """A temporary path to write (by name) what replaces `path` when the block ends without error.
-
-    Args:
-        path: the file to write; its folder is made if needed.
-        what: names the file in the message of a failed write, e.g. "the scores".
-        advice: what to do then, e.g. "pass another --output".
-
-    Raises:
-        OutputError: the file cannot be written; the block should only write, so that an OSError
-            in it is one of writing.
-    """
+    """A temporary path to write (by name) what replaces `path` (its folder made if needed) when the
+    block ends without error. An OSError in the block is taken for one of writing: an OutputError
+    "cannot write <what> <path>: <reason>; <advice>"."""
     partial = None
     try:
         path = write_target(path)
@@ -53,18 +42,11 @@ def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterat
 
 @contextlib.contextmanager
 def replacing(
-    path: str | os.PathLike,
-    *,
-    what: str,
-    advice: str,
-    binary: bool = False,
-    newline: str | None = None,
-    errors: str = "strict",
+    path: str | os.PathLike, *, what: str, advice: str, binary: bool = False, newline: str | None = None
 ) -> Iterator[IO]:
-    """A file open for writing that replaces `path` when the block ends without error (see
-    replacing_path); text goes in UTF-8, with `errors` as `open` takes them."""
+    """A file open for writing (text in UTF-8) that replaces `path` when the block ends without error."""
     with replacing_path(path, what=what, advice=advice) as partial:
-        text = {} if binary else {"newline": newline, "encoding": "utf-8", "errors": errors}
+        text = {} if binary else {"newline": newline, "encoding": "utf-8"}
         with open(partial, "wb" if binary else "w", **text) as file:
             yield file
 
@@ -101,7 +83,8 @@ def _temporary_beside(path: str) -> str:
         os.makedirs(folder, exist_ok=True)
     except FileExistsError:  # a file where a folder of the path should be; the OS's words mislead
         raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of its folder") from None
-    prefix = f".{cut_to_bytes(os.path.basename(path), _LONGEST_PREFIX_NAME)}."
+    # 255 bytes, the longest name of most file systems, less the dots, mkstemp's random part and ".partial"
+    prefix = f".{cut_to_bytes(os.path.basename(path), 255 - 2 - 8 - len('.partial'))}."
     handle, partial = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".partial")
     os.close(handle)
     return partial
@@ -115,7 +98,7 @@ def cut_to_bytes(name: str, limit: int) -> str:
 
 
 def _mode_for(path: str) -> int:
-    """Those of the file it replaces, else the umask's for a new file (mkstemp's are the owner's alone)."""
+    """The permissions of the file replaced, else the umask's (mkstemp's are the owner's alone)."""
     with contextlib.suppress(OSError):
         return os.stat(path).st_mode & 0o7777
     mask = os.umask(0)

@@ -44,19 +44,11 @@ def launch(
     device_name: str | None,
     batch_size: int,
 ) -> int:
-    """Run fn(local_rank, settings) inside `around(settings)` in this process alone, in the
-    processes torchrun started, or in `processes` (--nproc_per_node) started here; the exit status.
-    A process that ends with an exit status (SystemExit, as `around` raises for a user's mistake)
-    gives the status; one killed is a RunFailed.
-
-    Args:
-        fn: the run's body, called in every process.
-        settings: passed to `fn` and `around` as it is.
-        around: the context manager each process runs `fn` in (handlers.run_guards).
-        processes: how many processes to start on this machine; None or 1: this one.
-        device_name: --device, which decides between GPUs and CPU processes.
-        batch_size: the training batch, which the processes share.
-    """
+    """Run fn(local_rank, settings) inside `around(settings)` (handlers.run_guards) in this process
+    alone, in the processes torchrun started, or in `processes` (--nproc_per_node) started here,
+    which share the batch of `batch_size`; the exit status. A process that ends with an exit
+    status (SystemExit, as `around` raises for a user's mistake) gives the status; one killed is
+    a RunFailed. --device (`device_name`) decides between GPUs and CPU processes."""
     spawned = processes is not None and processes > 1
     if spawned and processes > batch_size:  # before starting them all
         raise ConfigError(
@@ -92,8 +84,7 @@ def _inside(local_rank: int, fn: Callable, settings: Any, around: Callable) -> N
 
 @dataclass(frozen=True)
 class ProcessPlan:
-    """How many processes of one machine train together, the process group's backend (nccl, or
-    gloo: CPU tensors, or processes sharing a GPU), and the GPUs they use (0 for the CPU)."""
+    """How many processes of one machine train together, their backend and GPUs (0 for the CPU)."""
 
     processes: int
     backend: str
@@ -113,12 +104,10 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` processes started by ignite's idist.Parallel
-    (process i on GPU i % plan.gpus); returns when all have ended, or raises torch's
-    ProcessExitedException for one that ended with an exit status. CPU processes see no GPU:
-    ignite would move each onto the GPU of its rank's number. SIGTERM is taken as Ctrl-C, and
-    the processes still running are stopped: by default it would end this process alone.
-    """
+    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus);
+    returns when all have ended, or raises torch's ProcessExitedException for one that ended with
+    an exit status. SIGTERM is taken as Ctrl-C and stops the processes still running (by default
+    it would end this process alone)."""
     if plan.shared_gpus:
         print(
             f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
@@ -127,7 +116,7 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
         )
     # the processes inherit these as they start
     variables = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    if not plan.gpus:
+    if not plan.gpus:  # ignite would move each CPU process onto the GPU of its rank's number
         variables["CUDA_VISIBLE_DEVICES"] = ""
     with mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:
@@ -166,8 +155,8 @@ def _stop(processes: Sequence) -> None:
 
 @contextlib.contextmanager
 def _quiet_launcher() -> Iterator[None]:
-    """ignite's Parallel announces every launch on stderr, and torch each process it stops after
-    another ended: a user's mistake must stay the only line there."""
+    """Silence ignite's and torch's notes on launching and stopping processes: a user's mistake
+    must stay the only line on stderr."""
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     before = logging.root.manager.disable
     logging.disable(logging.INFO)  # ignite's setup_logger sets its own level at each launch
@@ -231,7 +220,7 @@ def gather_rows(rows: torch.Tensor) -> torch.Tensor:
 
 
 def global_batch_loss(loss: nn.Module) -> nn.Module:
-    """`loss` of the whole batch when several processes share it; `loss` itself in one."""
+    """`loss` of the whole batch when several processes share it."""
     return GlobalBatchLoss(loss) if idist.get_world_size() > 1 else loss
 
 
@@ -251,8 +240,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     parameters and buffers are nn.BatchNorm1d/2d's, so checkpoints are those of a single process."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ConfigError(f"GlobalBatchNorm expects N x C (x ...) inputs, got {tuple(input.shape)}")
+        """Any N x C (x ...) input: it stands for the model's BatchNorm1d and BatchNorm2d alike."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not self.training or idist.get_world_size() == 1:

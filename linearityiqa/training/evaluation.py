@@ -28,16 +28,9 @@ def val_criterion_for(val_criterion: str, beta: Sequence[float]) -> str:
 
 
 class Evaluation:
-    """An evaluator built once, with its IQAPerformance metric, run on any loader.
-
-    Args:
-        model: the model, in the memory format `channels_last` says.
-        status: train (fits the mapping k, b), val or test.
-        device: where the model runs.
-        precision: the autocast it runs under (default: float32).
-        channels_last: give it channels_last batches.
-        logistic: add the metrics after the 4-parameter logistic fit.
-    """
+    """An evaluator built once, with its IQAPerformance metric, run on any loader: `status` train
+    fits the mapping k, b, val and test apply it; `logistic` adds the metrics after the 4-parameter
+    logistic fit. The batches are channels_last with `channels_last`, as the model must be."""
 
     def __init__(
         self,
@@ -78,10 +71,8 @@ def _shown(value: float) -> str:
 
 
 def criterion_score(performance: Mapping[str, Any], criterion: str) -> float:
-    """Larger is better: |SROCC| or |PLCC| (a head may learn a reversed scale), or -RMSE.
-
-    NaN (correlations of constant predictions) ranks below every number.
-    """
+    """Larger is better: |SROCC| or |PLCC| (a head may learn a reversed scale), or -RMSE; NaN
+    (correlations of constant predictions) ranks below every number."""
     value = float(performance[criterion])
     if math.isnan(value):
         return -math.inf

@@ -41,20 +41,9 @@ class Loaders(NamedTuple):
 
 @dataclass
 class RunParts:
-    """What a run is made of, built once.
-
-    Args:
-        model: the model whose weights are saved.
-        trained: what the trainer runs: the model itself, or it wrapped by
-            DistributedDataParallel or torch.compile (which share its parameters).
-        optimizer: Adam over the model's parameter groups.
-        scheduler: the learning-rate schedule, stepped after each epoch.
-        loaders: the train, val and test loaders.
-        evaluations: an Evaluation per split, by name.
-        precision: the autocast and loss scaler the model trains and evaluates under.
-        channels_last: whether the model and its batches are in channels_last.
-        progress: the best validation score so far.
-    """
+    """What a run is made of, built once. `model` is what is saved; `trained` is what the trainer
+    runs: the model itself, or it wrapped by DistributedDataParallel or torch.compile (which share
+    its parameters); `evaluations` has an Evaluation per split."""
 
     model: torch.nn.Module
     trained: torch.nn.Module
@@ -76,15 +65,9 @@ def say(*lines: str) -> None:
 @contextlib.contextmanager
 def run_guards(settings: Mapping[str, Any], *, script: str, advice: Advice) -> Iterator[None]:
     """One process of a run, guarded (`distributed.launch` enters it in every process): a user's
-    mistake is one line from the first process (the others stay quiet) and ends the process with
-    its exit status (SystemExit); the first process checks and locks the run's outputs; cuDNN is
-    deterministic unless --randomness.
-
-    Args:
-        settings: the run's settings (cli/settings.run_settings).
-        script: the script's name, which starts its error lines.
-        advice: what the script tells the user about failures that are theirs.
-    """
+    mistake is one line from the first process (the others stay quiet), starting with `script`
+    and ending with `advice`, and ends the process with its exit status (SystemExit); the first
+    process checks and locks the run's outputs; cuDNN is deterministic unless --randomness."""
     first = idist.get_rank() == 0
     with errors_reported(script, advice, quiet=not first) as ended:
         own_the_pixel_limit()  # in every process: spawned ones start anew
@@ -131,26 +114,18 @@ def refuse_overwriting_inputs(settings: Mapping[str, Any]) -> None:
 
 class NonFiniteLosses:
     """What a training step does with a NaN or infinite loss (it asks `admits` before its backward).
-
     By default such a loss stops the run (TrainingDiverged) before any weight changes. With
-    --skip_nonfinite its batch gives no gradient and is reported at the end of its epoch; an
-    epoch whose every step was skipped stops the run, which learns nothing more. Under
-    GlobalBatchLoss the loss is the same in every process, so all of them skip the same steps
-    and DistributedDataParallel stays in step.
-
-    Args:
-        model: the model trained, whose BatchNorm statistics a skipped step must leave finite.
-        skip: skip the step of a non-finite loss instead of stopping (--skip_nonfinite).
-        report: where each epoch's skipped steps are said.
-    """
+    --skip_nonfinite its batch gives no gradient (if `model`'s BatchNorm statistics stay finite)
+    and `report` says it at the end of its epoch; an epoch whose every step was skipped stops the
+    run, which learns nothing more. Under GlobalBatchLoss the loss is the same in every process,
+    so all of them skip the same steps and DistributedDataParallel stays in step."""
 
     def __init__(self, model: torch.nn.Module, *, skip: bool, report: Callable[[str], None]):
         self.model, self.skip, self.report = model, skip, report
         self.skipped: list[int] = []
 
     def admits(self, loss: float, engine: Engine) -> bool:
-        """Whether the step may go backward from `loss`; False for a step to skip; raises
-        TrainingDiverged for a loss that stops the run."""
+        """Whether the step may go backward from `loss` (False: skip it); TrainingDiverged stops the run."""
         if math.isfinite(loss):
             return True
         # the forward pass of a skipped step updated BatchNorm's running statistics: NaN there cannot be skipped
@@ -170,10 +145,10 @@ class NonFiniteLosses:
         )
 
     def attach(self, trainer: Engine) -> None:
-        """Report each epoch's skipped steps after it, and stop a run whose whole epoch was skipped."""
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._report_epoch)
 
     def _report_epoch(self, engine: Engine) -> None:
+        """Say the epoch's skipped steps, and stop a run whose whole epoch was skipped."""
         skipped, epoch = list(self.skipped), engine.state.epoch
         self.skipped.clear()
         if not skipped:

@@ -24,22 +24,9 @@ from ignite.handlers import Checkpoint
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
 from linearityiqa.options import RESUMED
 from linearityiqa.records.checkpoint import save_file
-from linearityiqa.records.paths import RESUME_FILE, epochs_file, latest_resume_file, results_file, resume_folder
+from linearityiqa.records.paths import epochs_file, latest_resume_file, results_file, resume_folder
 from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from linearityiqa.training.handlers import RunParts, say
-
-# What to do when a resume state cannot be written (after "cannot write the resume state <file>: <reason>; ").
-_RESUME_ADVICE = (
-    "free space (the states are saved beside --trained_model_file), then run again with --resume, which goes on "
-    "from the last state saved"
-)
-# The temporary file of a resume state's save that a kill cut short (records/writing.py names it).
-_CUT_SHORT = re.compile(r"\.checkpoint_\d+\.pt\..+\.partial")
-
-
-def _resumed_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of RESUMED, which decide what a run trains: --resume refuses a state saved with others."""
-    return {name: settings[name] for name in RESUMED if name in settings}
 
 
 class RandomStates:
@@ -66,8 +53,9 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
         "optimizer": parts.optimizer,
         "lr_scheduler": parts.scheduler,
         "progress": parts.progress,
-        # and the run's name, under which its files so far are (a longer run resumed takes another)
-        "settings": {**_resumed_settings(settings), "run_name": settings.get("run_name")},
+        # the options that decide what is trained (options.RESUMED), and the run's name, under which its
+        # files so far are (a longer run resumed takes another)
+        "settings": {name: settings[name] for name in (*RESUMED, "run_name") if name in settings},
         "random": RandomStates(),
     }
     if parts.precision.scaler is not None:
@@ -77,8 +65,8 @@ def resume_state(trainer: Engine, parts: RunParts, settings: Mapping[str, Any]) 
 
 @dataclass(frozen=True)
 class SavedState:
-    """A resume state read from `path`: each object's state, by the names of `resume_state`;
-    `finished` where the run had finished (no state was left; `path` is its test's metrics)."""
+    """Each object's state read from `path`, by the names of `resume_state`; `finished` where the
+    run had finished (no state was left; `path` is its test's metrics)."""
 
     path: str
     saved: dict[str, Any]
@@ -87,27 +75,24 @@ class SavedState:
 
 def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     """The latest whole state saved beside the run's checkpoint, readable and saved with the same
-    settings; for a run that finished, where its results are is said and the state is `finished`.
-
-    Raises:
-        MissingFileError: no epoch of the run was saved, and it has not finished.
-        BadFileError: the state file is damaged.
-        ConfigError: the state was saved by a run with other options (the first is named), or has
-            finished more epochs than asked for (-e).
-    """
+    settings (ConfigError names the first that differs, or -e below its finished epochs); for a
+    run that finished, where its results are is said and the state is `finished`."""
     folder = resume_folder(settings["trained_model_file"])
     path = latest_resume_file(folder)
     if path is None:
         return _finished_run(settings, folder)
     saved = _read_resume_file(path)
     recorded = saved.get("settings", {})  # a setting it does not record (an older state) is not compared
-    for name, value in _resumed_settings(settings).items():
-        if name in recorded and recorded[name] != value:
+    for name in RESUMED:
+        if name in settings and name in recorded and recorded[name] != settings[name]:
             raise ConfigError(
                 f"--resume: the saved state at {path} was trained with {name}={recorded[name]!r}, this run asks "
-                f"for {name}={value!r}: pass the same options, or start anew without --resume"
+                f"for {name}={settings[name]!r}: pass the same options, or start anew without --resume"
             )
-    finished = _finished_epochs(saved.get("trainer"))
+    try:  # ignite's Engine.state_dict; where it records no epochs, restoring it says what is wrong
+        finished = int(saved["trainer"]["iteration"]) // int(saved["trainer"]["epoch_length"])
+    except (TypeError, KeyError, ValueError, ZeroDivisionError):
+        finished = 0
     if finished > settings["epochs"]:
         raise ConfigError(
             f"--resume: the saved state at {path} has finished {finished} epochs, more than the "
@@ -132,22 +117,9 @@ def _finished_run(settings: Mapping[str, Any], folder: str) -> SavedState:
     )
 
 
-def _finished_epochs(trainer: Any) -> int:
-    """The epochs a saved trainer state has finished, from the iterations ignite's Engine.state_dict
-    records (0 where it records none: restoring it then says what is wrong)."""
-    try:
-        return int(trainer["iteration"]) // int(trainer["epoch_length"])
-    except (TypeError, KeyError, ValueError, ZeroDivisionError):
-        return 0
-
-
 def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
-    """Restore `state` (of `resume_state`) from `resumed` (of `read_resume_state`); the name the
-    run had (None in a state saved before states recorded it).
-
-    Raises:
-        BadFileError: the state does not fit this run's objects.
-    """
+    """Restore `state` (of `resume_state`) from `resumed`; the name the run had (None in a state
+    saved before states recorded it). BadFileError where the state does not fit this run's objects."""
     path, saved = resumed.path, resumed.saved
     # a state saved before states kept the random generators restores the rest
     restored = {
@@ -192,25 +164,22 @@ def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_fi
 
 def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
     """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove
-    the earlier states: one whole state is on the disk at any moment, and only one (1 GB for
+    the earlier states, another run's too (--resume would take a later epoch of it) and saves a
+    kill cut short: one whole state is on the disk at any moment, and only one (1 GB for
     resnext101_32x8d). A save that fails leaves the folder as it was (no empty folder either)."""
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
     states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
+    advice = "free space (the states are saved beside --trained_model_file), then run again with --resume"
     try:
-        save_file(path, states, what="the resume state", advice=_RESUME_ADVICE)
+        save_file(path, states, what="the resume state", advice=f"{advice}, which goes on from the last state saved")
     except BaseException:
         with contextlib.suppress(OSError):  # only an empty folder can be removed so
             os.rmdir(folder)
         raise
-    _remove_earlier_states(folder, kept=os.path.basename(path))
-
-
-def _remove_earlier_states(folder: str, *, kept: str) -> None:
-    """Remove every state in `folder` but `kept`, and the temporary files of saves a kill cut short;
-    another run's states too (--resume would otherwise take a later epoch of it)."""
+    # the earlier states, and the temporary files (records/writing.py) of saves a kill cut short
     for name in os.listdir(folder):
-        if name != kept and (RESUME_FILE.fullmatch(name) or _CUT_SHORT.fullmatch(name)):
+        if name != os.path.basename(path) and re.fullmatch(r"\.?checkpoint_\d+\.pt(\..+\.partial)?", name):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
 
