@@ -19,10 +19,10 @@ import warnings
 from linearityiqa.cli.scripts import exit_status, imports_checked
 
 with imports_checked("export_onnx.py", __name__):  # a missing dependency is one line, not a traceback
-    from linearityiqa.api import load
     from linearityiqa.cli.options import get_export_parser
     from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
     from linearityiqa.records.writing import check_writable, refuse_inputs
+    from linearityiqa.scoring import load
 
 SCRIPT = "export_onnx.py"
 # The options that build the model and size its images, as test_demo.py takes them.

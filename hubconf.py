@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from linearityiqa.api import load as _load
+from linearityiqa.scoring import load as _load
 
 if TYPE_CHECKING:  # torch.hub lists every public callable here as an entry point: only the one below
     from typing import Any
 
-    from linearityiqa.api import QualityModel
+    from linearityiqa.scoring import QualityModel
 
 # What torch.hub checks is importable before it loads an entry point.
 dependencies = ["torch", "torchvision", "PIL", "numpy", "scipy", "h5py", "tqdm"]

@@ -49,14 +49,18 @@ with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR
     from linearityiqa.cli.options import get_demo_parser, given_options
     from linearityiqa.errors import ConfigError
     from linearityiqa.image_scoring import (
+        CHECKPOINT,
+        MODEL_OPTIONS,
+        ONNX,
         Backend,
         ImageScore,
+        ModelFile,
         is_path_list,
         is_single_image,
         list_images,
+        open_model,
         score_windows,
     )
-    from linearityiqa.model_files import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile, open_model
     from linearityiqa.records.scale import score_meaning
     from linearityiqa.records.score_output import ScoringRun, file_sha256, paths_sha256, score_writer
     from linearityiqa.records.score_rows import NAMES, csv_header, csv_rows

@@ -4,7 +4,7 @@ machinery behind its scripts, grouped by concern.
     from linearityiqa import IQAModel, IQALoss, norm_loss_with_normalization, IQAPerformance, load
 
 gives the objects of the paper's modules (the files at a clone's root, or their copies in an
-installed wheel: `paper`) and `load`, the Python API (`api`): a trained model that scores
+installed wheel: `paper`) and `load`, the Python API (`scoring`): a trained model that scores
 images as test_demo.py does. The subpackages hold the scripts' machinery: `data`, `training`,
 `records` (what a run writes), `cli`; nothing here imports an entry script.
 """
@@ -20,9 +20,9 @@ _EXPORTS = {
     "IQALoss": "IQAloss",
     "norm_loss_with_normalization": "IQAloss",
     "IQAPerformance": "IQAperformance",
-    "load": "api",
-    "QualityModel": "api",
-    "Prediction": "api",
+    "load": "scoring",
+    "QualityModel": "scoring",
+    "Prediction": "scoring",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -30,8 +30,8 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'linearityiqa' has no attribute {name!r}")
-    if _EXPORTS[name] == "api":
-        from linearityiqa import api as module
+    if _EXPORTS[name] == "scoring":
+        from linearityiqa import scoring as module
     else:
         from linearityiqa import paper
 

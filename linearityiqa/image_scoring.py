@@ -1,7 +1,8 @@
 """Score image files in batches by any `Backend` (PyTorch or onnxruntime), in input order: what
-test_demo.py's paths share. Images are decoded by threads ahead of the model and batched by size
-within a window (--window); a failed image gets a message in place of its score. Nothing here
-imports PyTorch (the ONNX and Ray workers must not load it).
+test_demo.py's paths share. `open_model` loads the Backend a `ModelFile` names (which pickles, so
+that each of Ray's workers loads its own). Images are decoded by threads ahead of the model and
+batched by size within a window (--window); a failed image gets a message in place of its score.
+Nothing here imports PyTorch (the ONNX and Ray workers must not load it).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import glob
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Protocol
 
@@ -25,9 +26,13 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_i
 from linearityiqa.data.image_store import available_cores
 from linearityiqa.data.remote import folder_files, is_folder, is_uri
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
-from linearityiqa.options import SCORING_WINDOW
+from linearityiqa.options import MODEL_SETTINGS, SCORING_WINDOW
 from linearityiqa.records.scale import TrainingScale
 
+CHECKPOINT, ONNX = "checkpoint", "ONNX model"
+# The options that size images, and with the model's settings those that load a checkpoint.
+SIZING_OPTIONS = ("resize", "resize_size_h", "resize_size_w")
+MODEL_OPTIONS = (*MODEL_SETTINGS, *SIZING_OPTIONS)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # the columns of a CSV or Parquet list that hold the paths, by preference
 PATH_COLUMNS = ("image", "path")
@@ -62,6 +67,50 @@ class Backend(Protocol):
 
     def too_large(self, error: Exception) -> bool:
         """Whether `error` says the batch did not fit in memory (each image is then tried alone)."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file and the options that load it. A checkpoint's only: `device` (cpu, cuda, or
+    None for cuda where there is one), `opt_level` (O0, O1, bf16), the MODEL_OPTIONS `requested`
+    and their `defaults` (an explicit value differs from its default). `eval_batch_size` None is
+    the device's default; `threads` None PyTorch's or onnxruntime's own choice.
+    """
+
+    kind: str
+    path: str
+    device: str | None = None
+    opt_level: str = "O0"
+    requested: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    eval_batch_size: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int | None = None
+
+
+def open_model(spec: ModelFile) -> Backend:
+    """The model `spec` names, loaded (PyTorch is imported only for a checkpoint)."""
+    if spec.kind == ONNX:
+        from linearityiqa.onnx_scoring import load_onnx
+
+        return load_onnx(spec.path, threads=spec.threads, batch_size=spec.eval_batch_size)
+    import torch
+
+    from linearityiqa.acceleration import evaluation_batch_size, resolve_device
+    from linearityiqa.scoring import load_scorer
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = resolve_device(spec.device)
+    return load_scorer(
+        spec.path,
+        requested=spec.requested,
+        defaults=spec.defaults,
+        device=device,
+        opt_level=spec.opt_level,
+        max_pixels=spec.max_pixels,
+        batch_size=evaluation_batch_size(spec.eval_batch_size, device),
+    )
 
 
 def is_single_image(source: str) -> bool:

@@ -22,7 +22,6 @@ import onnx
 import torch
 from torch import nn
 
-from linearityiqa.api import QualityModel
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError, first_line
@@ -30,6 +29,7 @@ from linearityiqa.onnx_scoring import FORMAT
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.scale import TrainingScale
 from linearityiqa.records.writing import replacing_path
+from linearityiqa.scoring import QualityModel
 
 # Protocol buffers hold at most 2 GiB; a model above it would need its weights in a second file.
 _LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself

@@ -21,8 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from linearityiqa.errors import ConfigError, IQAError
-from linearityiqa.image_scoring import ImageScore, pieces, score_files
-from linearityiqa.model_files import CHECKPOINT, ModelFile, open_model
+from linearityiqa.image_scoring import CHECKPOINT, ImageScore, ModelFile, open_model, pieces, score_files
 
 # CPUs each actor takes on a cluster without GPUs, unless --ray_workers says how many actors
 CPUS_PER_WORKER = 4

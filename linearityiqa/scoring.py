@@ -1,13 +1,25 @@
-"""Score images with a trained checkpoint in PyTorch: the library behind test_demo.py and `linearityiqa.load`.
+"""Score images with a trained model in PyTorch: the Python API, and the library behind
+test_demo.py and test_dataset.py.
 
-A score is the fused head's output mapped onto the training data's scale with the checkpoint's
-first linear mapping: k[0] * y + b[0].
+    import linearityiqa
+
+    model = linearityiqa.load("checkpoints/p1q2.pth", arch="resnext101_32x8d", resize=True)
+    model.score("data/1000.JPG")            # 10.43..., the line test_demo.py prints
+    model.score(["a.jpg", "b.png"])         # one score per image
+    model.score(pil_image)                  # a PIL image, or an H x W x 3 uint8 array
+    model.score(batch)                      # an N x 3 x H x W uint8 tensor, sized already
+    model.score("a.jpg", heads=True)        # Prediction(score, heads): the three raw outputs too
+
+A score is the fused head's output y mapped onto the scale of the training MOS (`model.scale`)
+with the checkpoint's first linear mapping, k[0] * y + b[0], not clipped: test_demo.py's score.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Union
@@ -23,6 +35,7 @@ from linearityiqa.acceleration import (
     out_of_memory,
     prepare_images,
     release_cached_memory,
+    resolve_device,
     set_memory_format,
     uses_channels_last,
 )
@@ -30,8 +43,10 @@ from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
 from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError
+from linearityiqa.image_scoring import SIZING_OPTIONS
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import (
+    MODEL_SETTINGS,
     linear_mapping,
     load_checkpoint,
     load_model_state,
@@ -40,10 +55,14 @@ from linearityiqa.records.checkpoint import (
 )
 from linearityiqa.records.scale import TrainingScale
 
+__all__ = ["Prediction", "QualityModel", "load"]
+
 # The size the authors' released checkpoints were trained and tested at (--resize, -rs_h, -rs_w).
 RELEASED_RESIZE_HW = (498, 664)
-# The options that size images, after those of the model's settings.
-SIZING_OPTIONS = ("resize", "resize_size_h", "resize_size_w")
+# `load`'s settings when neither the caller nor the checkpoint gives them: IQAModel's own
+# defaults, and the paper's resize (--resize, -rs_h, -rs_w), off unless asked for or recorded.
+LOAD_DEFAULTS = {name: inspect.signature(IQAmodel.IQAModel).parameters[name].default for name in MODEL_SETTINGS}
+LOAD_DEFAULTS.update(resize=False, resize_size_h=498, resize_size_w=664)
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -161,8 +180,56 @@ class QualityModel:
         return True
 
 
+def load(
+    trained_model_file: str | os.PathLike | None = None,
+    *,
+    arch: str | None = None,
+    pool: str | None = None,
+    use_bn_end: bool | None = None,
+    P6: int | None = None,
+    P7: int | None = None,
+    resize: bool | None = None,
+    resize_size_h: int | None = None,
+    resize_size_w: int | None = None,
+    device: str | torch.device | None = None,
+    opt_level: str = "O0",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = 8,
+) -> QualityModel:
+    """A trained model, ready to score images. A setting left as None comes from the checkpoint
+    where it records it (the authors' files do not), else from test_demo.py's defaults; a setting
+    given that contradicts the checkpoint's is an error.
+
+    Args:
+        trained_model_file: a checkpoint of main.py or of the authors; None builds the model with
+            random weights and the identity mapping (for trying the API, not for scores).
+        arch, pool, use_bn_end, P6, P7: the model (as --arch, --pool, --use_bn_end, --P6, --P7).
+        resize, resize_size_h, resize_size_w: resize images before scoring (as --resize, -rs_h, -rs_w).
+        device: "cpu", "cuda" or a torch.device; None takes the GPU when PyTorch sees one.
+        opt_level: "O0" (float32), "O1" (float16 autocast) or "bf16" (bfloat16 autocast); CUDA only.
+        max_pixels: refuse images of more pixels than this (--max_pixels).
+        batch_size: most images per forward pass when a list is scored.
+    """
+    asked = {"arch": arch, "pool": pool, "use_bn_end": use_bn_end, "P6": P6, "P7": P7, "resize": resize}
+    asked.update(resize_size_h=resize_size_h, resize_size_w=resize_size_w)
+    # a setting left as None is the default, which defers to the checkpoint's
+    requested = {name: LOAD_DEFAULTS[name] if value is None else value for name, value in asked.items()}
+    model = load_scorer(
+        None if trained_model_file is None else os.fspath(trained_model_file),
+        requested=requested,
+        defaults=LOAD_DEFAULTS,
+        device=device if isinstance(device, torch.device) else resolve_device(device),
+        opt_level=opt_level,
+        max_pixels=max_pixels,
+        batch_size=batch_size,
+    )
+    if model.note:
+        warnings.warn(model.note, stacklevel=2)
+    return model
+
+
 def load_scorer(
-    trained_model_file: str,
+    trained_model_file: str | None,
     *,
     requested: Mapping[str, Any],
     defaults: Mapping[str, Any],
@@ -176,42 +243,48 @@ def load_scorer(
     `image_sizing` says, else at their own size.
 
     Args:
+        trained_model_file: the checkpoint; None builds the `requested` model with random weights
+            (no download) and the identity mapping.
         requested: the model settings asked for, and the sizing or none of it.
         defaults: those options' defaults: a requested value other than its default is explicit,
             and must agree with a setting the checkpoint records.
         opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
     """
-    # Mapped, the weights are copied once, into the model, instead of first into memory of their
-    # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
-    checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
-    if "arch" not in (checkpoint.get("settings") or {}):  # the authors' files: the weights tell the arch
-        arch = weights_arch(checkpoint["model"], requested["arch"], defaults["arch"], path=trained_model_file)
-        requested = {**requested, "arch": arch}
+    checkpoint: dict[str, Any] = {}
+    if trained_model_file is not None:
+        # Mapped, the weights are copied once, into the model, instead of first into memory of their
+        # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
+        checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
+        if "arch" not in (checkpoint.get("settings") or {}):  # the authors' files: the weights tell the arch
+            arch = weights_arch(checkpoint["model"], requested["arch"], defaults["arch"], path=trained_model_file)
+            requested = {**requested, "arch": arch}
     settings = model_settings(checkpoint, requested, defaults, trained_model_file)
-    k, b = linear_mapping(checkpoint, trained_model_file)
-    # Built on the meta device, the model skips a random initialisation that the checkpoint
-    # overwrites anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
+    recorded = dict(checkpoint.get("settings") or {})
+    k, b = linear_mapping(checkpoint, trained_model_file) if checkpoint else ([1.0] * 3, [0.0] * 3)
+    # Built on the meta device, a checkpoint's model skips a random initialisation that its weights
+    # overwrite anyway (0.6 s of resnext101_32x8d on a CPU); to_empty then allocates it. Every
     # tensor of IQAModel is in its state_dict, so the strict load below fills them all.
     try:
-        with torch.device("meta"):
+        with torch.device("meta" if checkpoint else "cpu"):
             model = IQAmodel.IQAModel(**settings, pretrained=False)
     except ConfigError as error:
-        recorded = {name: settings[name] for name in checkpoint.get("settings") or {} if name in settings}
-        if not recorded:
+        built = {name: settings[name] for name in recorded if name in settings}
+        if not built:
             raise
         raise BadFileError(
-            f"checkpoint {trained_model_file} records settings this version cannot build, {recorded} ({error}); "
+            f"checkpoint {trained_model_file} records settings this version cannot build, {built} ({error}); "
             f"it was not saved by main.py: use a checkpoint main.py saved"
         ) from None
-    model.to_empty(device=device)
-    load_model_state(model, checkpoint, trained_model_file, settings)
+    if checkpoint:
+        model.to_empty(device=device)
+        load_model_state(model, checkpoint, trained_model_file, settings)
     channels_last = uses_channels_last(device)
     scorer = QualityModel(
-        model=set_memory_format(model.eval(), channels_last=channels_last),
+        model=set_memory_format(model.to(device).eval(), channels_last=channels_last),
         k=k,
         b=b,
         device=device,
-        recorded=dict(checkpoint.get("settings") or {}),
+        recorded=recorded,
         precision=choose_precision(opt_level, device),
         channels_last=channels_last,
         settings=settings,
@@ -222,7 +295,7 @@ def load_scorer(
     if "resize" not in requested:
         return scorer
     sizing = image_sizing(
-        scorer.recorded, **{name: requested[name] for name in SIZING_OPTIONS}, defaults=defaults, max_pixels=max_pixels
+        recorded, **{name: requested[name] for name in SIZING_OPTIONS}, defaults=defaults, max_pixels=max_pixels
     )
     return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
 
@@ -255,10 +328,10 @@ def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     return {f"features.{name}": tuple(tensor.shape) for name, tensor in model.features.state_dict().items()}
 
 
-def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: str) -> str | None:
+def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: str | None) -> str | None:
     """What to say when an authors'-format checkpoint (one that records no settings) scores images
     at another size than its release's: those scores are not the paper's. None otherwise."""
-    if scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
+    if trained_model_file is None or scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
         return None
     height, width = RELEASED_RESIZE_HW
     return (

@@ -126,7 +126,7 @@ def test_in_a_clone_the_packages_names_are_the_root_files_objects():
     assert linearityiqa.IQAModel is IQAmodel.IQAModel and linearityiqa.IQALoss is IQAloss.IQALoss
     assert linearityiqa.norm_loss_with_normalization is IQAloss.norm_loss_with_normalization
     assert linearityiqa.IQAPerformance is sys.modules["IQAperformance"].IQAPerformance
-    assert linearityiqa.load is linearityiqa.api.load
+    assert linearityiqa.load is linearityiqa.scoring.load
 
 
 INSTALLED_CHECK = """

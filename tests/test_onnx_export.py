@@ -19,10 +19,10 @@ from torch import nn
 import export_onnx
 import linearityiqa
 from IQAmodel import POOLING_METHODS, SPSP
-from linearityiqa.api import QualityModel
 from linearityiqa.errors import ConfigError
 from linearityiqa.onnx_export import export_onnx as export
 from linearityiqa.onnx_export import spatial_pyramid
+from linearityiqa.scoring import QualityModel
 
 K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
 # Each model with the size of its test images: resnet18 with two pyramid levels on both taps, whose
