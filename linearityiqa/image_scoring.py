@@ -277,8 +277,8 @@ def score_windows(
         progress: a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
         heads: give each result the three heads' outputs too.
     """
-    measure = partial(_decoded_size, sizing=sizing, max_pixels=max_pixels)
-    load = partial(_load, sizing=sizing, max_pixels=max_pixels)
+    measure = partial(_or_error, _decoded_hw, sizing=sizing, max_pixels=max_pixels)
+    load = partial(_or_error, decode_image, sizing=sizing, max_pixels=max_pixels)
     with (
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
         tqdm(total=len(paths), initial=start, desc="scoring", unit="img", disable=not progress) as bar,
@@ -331,22 +331,18 @@ def _scored_window(
         yield results[done:]
 
 
-def _decoded_size(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int] | IQAError:
-    """(height, width) after sizing, from the header alone; or the error that stops the image."""
-    problem = None if is_uri(path) else file_problem(path)
-    if problem is not None:
-        return (
-            MissingFileError(f"image {path} {problem}")
-            if problem == "does not exist"
-            else BadFileError(f"image {path} {problem}: pass the image file itself")
-        )
-    if sizing.resize_hw is not None:
-        return sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
+def _decoded_hw(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int]:
+    """(height, width) after sizing, from the header alone: a resize gives every image its size
+    (decoding will tell if one is broken)."""
+    return sizing.resize_hw or decoded_shape(path, sizing, max_pixels=max_pixels)[:2]
+
+
+def _or_error(read: Callable[..., Any], path: str, **options: Any) -> Any:
+    """read(path, **options), or the error that stops the image."""
     try:
-        height, width, _ = decoded_shape(path, sizing, max_pixels=max_pixels)
-    except (BadFileError, MissingFileError) as error:  # a URI's file is looked for only here
+        return read(path, **options)
+    except IQAError as error:
         return error
-    return height, width
 
 
 def _decoded_batches(
@@ -364,13 +360,6 @@ def _decoded_batches(
             yield [(index, future.result()) for index, future in pending.popleft()]
     for batch in pending:
         yield [(index, future.result()) for index, future in batch]
-
-
-def _load(path: str, *, sizing: ImageSizing, max_pixels: int) -> np.ndarray | IQAError:
-    try:
-        return decode_image(path, sizing, max_pixels=max_pixels)
-    except IQAError as error:
-        return error
 
 
 def _score_batch(
