@@ -22,9 +22,16 @@ import numpy as np
 from tqdm import tqdm
 
 from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, decoded_shape
+from linearityiqa.data.decoding import (
+    DEFAULT_MAX_PIXELS,
+    ImageSizing,
+    decode_image,
+    decoded_shape,
+    folder_files,
+    is_folder,
+    is_uri,
+)
 from linearityiqa.data.image_store import available_cores
-from linearityiqa.data.remote import folder_files, is_folder, is_uri
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem
 from linearityiqa.options import MODEL_SETTINGS, SCORING_WINDOW
 from linearityiqa.records.scale import TrainingScale
@@ -129,7 +136,7 @@ def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
     Args:
         source: an image file; a folder (its image files, sorted; not recursive); a glob pattern
             (its files, sorted; ** recurses); a CSV or Parquet list (`listed_paths`); a URI of an
-            image or a folder (data/remote.py); or - for the paths on `stdin`, one per line.
+            image or a folder (data/decoding.py); or - for the paths on `stdin`, one per line.
         stdin: lines of text, or of bytes as the operating system names files (os.fsdecode: a name
             that is not valid UTF-8 keeps its bytes as surrogate escapes, and still opens its file).
     """

@@ -1,15 +1,20 @@
-"""Decode one image as every part of the project does, with Pillow and NumPy alone.
+"""Read and decode one image as every part of the project does, with Pillow and NumPy alone.
 
 An image is opened lazily (its header first, so that a decompression bomb is refused before a
 pixel is decoded), turned as its EXIF orientation says, converted to RGB, and resized with
 Pillow's bilinear resize, which is what torchvision's resize does to a PIL image, as in the
 paper's code. Nothing here imports PyTorch: the ONNX scoring path decodes with this module too.
+
+An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's
+folder listed, with any file system pyarrow reads, with the credentials its own configuration
+gives (for S3, the usual AWS environment and files); pyarrow is imported only for a URI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from linearityiqa.data.remote import is_uri, read_bytes
-from linearityiqa.errors import BadFileError, MissingFileError, file_problem
+from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem
 
+# RFC 3986's scheme, then "://"; a Windows drive ("C:\\") has no "//" and one letter only
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 EXIF_ORIENTATION_TAG = 0x0112
 # Orientations 5-8 turn the stored pixels by 90 degrees for display: width and height swap.
 TURNING_ORIENTATIONS = {5, 6, 7, 8}
@@ -50,7 +56,7 @@ def _reading(path: str | Path) -> Iterator[None]:
 def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Pillow's lazy Image.open (the header only); BadFileError for a file Pillow cannot open or
     an image of more than `max_pixels` pixels, raised before a pixel of it is decoded. A URI's
-    file (data/remote.py) is read whole first."""
+    file is read whole first."""
     if is_uri(str(path)):
         source = io.BytesIO(read_bytes(str(path)))
     else:
@@ -140,3 +146,49 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         raise ValueError("floating-point pixels (mode F) are not supported")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def is_uri(path: str) -> bool:
+    """Whether `path` names a file by URI rather than by a local path."""
+    return bool(_URI.match(path))
+
+
+def _file_system(uri: str):
+    """(file system, path inside it) of `uri`; ConfigError where pyarrow knows no such file system."""
+    from pyarrow import fs  # a missing pyarrow is the scale extra's (cli/scripts.EXTRAS)
+
+    try:
+        return fs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as error:  # ArrowInvalid is a ValueError; a missing bucket an OSError
+        raise ConfigError(f"cannot reach {uri} ({error}): check the URI and the file system's credentials") from None
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole file `uri` names; MissingFileError or BadFileError naming it."""
+    system, path = _file_system(uri)
+    try:
+        with system.open_input_file(path) as file:
+            return file.read()
+    except FileNotFoundError:
+        raise MissingFileError(f"image {uri} does not exist") from None
+    except (OSError, ValueError) as error:
+        raise BadFileError(f"cannot read image {uri} ({error}): check that it is a file this user may read") from None
+
+
+def is_folder(uri: str) -> bool:
+    """Whether `uri` names a folder (a prefix, on an object store) that holds files."""
+    from pyarrow import fs
+
+    system, path = _file_system(uri)
+    return system.get_file_info(path).type == fs.FileType.Directory
+
+
+def folder_files(uri: str) -> list[str]:
+    """The URIs of the files directly in the folder `uri` names (not its subfolders), sorted."""
+    from pyarrow import fs
+
+    system, path = _file_system(uri)
+    scheme, _, _ = uri.partition("://")
+    infos = system.get_file_info(fs.FileSelector(path.rstrip("/"), recursive=False))
+    # A local file system gives absolute paths, an object store bucket/key: both follow the scheme's "://".
+    return sorted(f"{scheme}://{info.path}" for info in infos if info.type == fs.FileType.File)
