@@ -185,16 +185,7 @@ def windows(
 
         return ray_windows(spec, paths, workers=args.ray_workers, **common)
     progress = len(paths) > 1 and (args.pbar or sys.stderr.isatty())
-    return score_windows(
-        model,
-        paths,
-        sizing=model.sizing,
-        batch_size=model.batch_size,
-        max_pixels=args.max_pixels,
-        workers=args.num_workers,
-        progress=progress,
-        **common,
-    )
+    return score_windows(model, paths, workers=args.num_workers, progress=progress, **common)
 
 
 def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> int:

@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -112,9 +113,10 @@ def folder_rates(
         {}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w, defaults=defaults
     )
     batch_size = evaluation_batch_size(defaults["eval_batch_size"], scorer.device)
+    scorer = replace(scorer, sizing=sizing, batch_size=batch_size)
     paths = list_images(str(folder), stdin=sys.stdin)
-    score_files(scorer, paths[:1], sizing=sizing, batch_size=batch_size)  # oneDNN prepares its kernels first
-    _, seconds = common.timed(lambda: score_files(scorer, paths, sizing=sizing, batch_size=batch_size))
+    score_files(scorer, paths[:1])  # oneDNN prepares its kernels first
+    _, seconds = common.timed(lambda: score_files(scorer, paths))
     return wall, len(paths) / wall, len(paths) / seconds
 
 

@@ -60,12 +60,14 @@ class ImageScore:
 
 class Backend(Protocol):
     """A loaded model (scoring.QualityModel, onnx_scoring.OnnxModel) for N x H x W x 3 uint8 RGB
-    images. `where` names it in messages (cpu, cuda, onnxruntime); `scale` None: unrecorded;
-    `note`, if any, is for the user."""
+    images, which it sizes as `sizing` says, at most `batch_size` at a time and none of more than
+    `max_pixels` (--max_pixels). `where` names it in messages (cpu, cuda, onnxruntime); `scale`
+    None: unrecorded; `note`, if any, is for the user."""
 
     where: str
     sizing: ImageSizing
     batch_size: int
+    max_pixels: int
     scale: TrainingScale | None
     note: str | None
 
@@ -100,7 +102,7 @@ def open_model(spec: ModelFile) -> Backend:
     if spec.kind == ONNX:
         from linearityiqa.onnx_scoring import load_onnx
 
-        return load_onnx(spec.path, threads=spec.threads, batch_size=spec.eval_batch_size)
+        return load_onnx(spec.path, threads=spec.threads, batch_size=spec.eval_batch_size, max_pixels=spec.max_pixels)
     import torch
 
     from linearityiqa.acceleration import evaluation_batch_size, resolve_device
@@ -264,9 +266,6 @@ def score_windows(
     backend: Backend,
     paths: Sequence[str],
     *,
-    sizing: ImageSizing,
-    batch_size: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
     workers: int | None = None,
     heads: bool = False,
@@ -280,12 +279,9 @@ def score_windows(
     window that hold an image at or after `start` are scored again whole.
 
     Args:
-        max_pixels: refuse images of more pixels (decoding.open_image).
         progress: a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
         heads: give each result the three heads' outputs too.
     """
-    measure = partial(_or_error, _decoded_hw, sizing=sizing, max_pixels=max_pixels)
-    load = partial(_or_error, decode_image, sizing=sizing, max_pixels=max_pixels)
     with (
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
         tqdm(total=len(paths), initial=start, desc="scoring", unit="img", disable=not progress) as bar,
@@ -294,9 +290,7 @@ def score_windows(
         def runs() -> Iterator[tuple[list[ImageScore], bool]]:
             for first in range(start - start % window, len(paths), window):
                 chunk = paths[first : first + window]
-                for results in _scored_window(
-                    pool, chunk, measure, load, backend, batch_size, heads, skip=start - first
-                ):
+                for results in _scored_window(pool, chunk, backend, heads, skip=start - first):
                     bar.update(len(results))
                     yield results, False
                 yield [], True
@@ -307,10 +301,7 @@ def score_windows(
 def _scored_window(
     pool: ThreadPoolExecutor,
     paths: Sequence[str],
-    measure: Callable[[str], tuple[int, int] | IQAError],
-    load: Callable[[str], np.ndarray | IQAError],
     backend: Backend,
-    batch_size: int,
     heads: bool,
     *,
     skip: int,
@@ -318,14 +309,15 @@ def _scored_window(
     """The results of paths[skip:] in order, each run of them as soon as a batch completes it
     (batches run in the order of their first image, so that the run grows with each)."""
     results: list[ImageScore | None] = [None] * len(paths)
-    sizes = list(pool.map(measure, paths))
+    reading = {"sizing": backend.sizing, "max_pixels": backend.max_pixels}
+    sizes = list(pool.map(partial(_or_error, _decoded_hw, **reading), paths))
     for index, size in enumerate(sizes):
         if isinstance(size, IQAError):
             results[index] = ImageScore(paths[index], error=str(size))
-    batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], batch_size)
+    batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], backend.batch_size)
     batches = sorted((batch for batch in batches if batch[-1] >= max(skip, 0)), key=lambda batch: batch[0])
     done = max(skip, 0)
-    for batch in _decoded_batches(pool, batches, paths, load):
+    for batch in _decoded_batches(pool, batches, paths, partial(_or_error, decode_image, **reading)):
         for index, result in _score_batch(backend, paths, batch, heads=heads):
             results[index] = result
         end = done

@@ -36,16 +36,10 @@ _LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself
 
 
 def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | None = None) -> dict[str, str]:
-    """Write `model` as an ONNX file that scores uint8 images, whole or not at all; on the CPU in
-    float32, on a copy of the model's weights, whatever device and precision `model` scores with.
-
-    Args:
-        model: a trained model (linearityiqa.load).
-        path: the .onnx file to write; its folder is made if needed.
-        opset: the ONNX opset to target (default: the exporter's).
-
-    Returns:
-        The metadata written into the file.
+    """Write `model` (linearityiqa.load) as an ONNX file at `path` (its folder made if needed) that
+    scores uint8 images, whole or not at all; on the CPU in float32, on a copy of the model's
+    weights, whatever device and precision `model` scores with. `opset` None is the exporter's.
+    Returns the metadata written into the file.
 
     Raises:
         ConfigError: a resize too small for the model's pyramid levels; a model too large for one file.

@@ -37,6 +37,7 @@ class OnnxModel:
     sizing: ImageSizing
     scale: TrainingScale | None
     batch_size: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
     where: str = "onnxruntime"
     note: str | None = None
 
@@ -57,13 +58,16 @@ class OnnxModel:
         return isinstance(error, MemoryError) or "Failed to allocate memory" in str(error)
 
 
-def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None = None) -> OnnxModel:
+def load_onnx(
+    path: str, *, threads: int | None = None, batch_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> OnnxModel:
     """An exported model, checked to be one of export_onnx.py's.
 
     Args:
         path: the .onnx file.
         threads: onnxruntime's threads within an operator (None: its default, one per core).
         batch_size: images per batch (None: one at a time, as on PyTorch's CPU path).
+        max_pixels: refuse images of more pixels (--max_pixels).
 
     Raises:
         MissingFileError: the file does not exist.
@@ -87,7 +91,7 @@ def load_onnx(path: str, *, threads: int | None = None, batch_size: int | None =
     metadata = session.get_modelmeta().custom_metadata_map
     sizing, scale = _sizing_and_scale(metadata, path)
     _check_signature(session, path, sizing)
-    return OnnxModel(session=session, sizing=sizing, scale=scale, batch_size=batch_size or 1)
+    return OnnxModel(session=session, sizing=sizing, scale=scale, batch_size=batch_size or 1, max_pixels=max_pixels)
 
 
 def _self_contained(path: str) -> bytes:

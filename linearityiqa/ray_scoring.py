@@ -144,16 +144,7 @@ class WindowScorer:
             raise self.failure
         (first,), (names,) = batch["first"], batch["paths"]
         paths = [os.fsdecode(bytes(name)) for name in names]
-        results = score_files(
-            self.loaded,
-            paths,
-            sizing=self.loaded.sizing,
-            batch_size=self.loaded.batch_size,
-            max_pixels=self.model.max_pixels,
-            workers=self.model.threads,
-            heads=self.heads,
-            window=len(paths),
-        )
+        results = score_files(self.loaded, paths, workers=self.model.threads, heads=self.heads, window=len(paths))
         columns = {
             "index": np.arange(first, first + len(results), dtype=np.int64),
             "score": np.array([np.nan if result.score is None else result.score for result in results]),

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,12 +177,12 @@ def test_batches_score_as_one_by_one(images, model, resize_hw):
         recorded={},
         precision=Precision("float32"),
         channels_last=False,
+        sizing=ImageSizing(resize_hw=resize_hw),
     )
-    sizing = ImageSizing(resize_hw=resize_hw)
-    batched = score_files(scorer, paths, sizing=sizing, batch_size=3)
+    batched = score_files(replace(scorer, batch_size=3), paths)
     assert [result.path for result in batched] == paths
     for path, result in zip(paths, batched):
-        alone = score_files(scorer, [path], sizing=sizing, batch_size=1)[0]
+        alone = score_files(replace(scorer, batch_size=1), [path])[0]
         assert result.error is None and result.score == pytest.approx(alone.score, abs=TOLERANCE)
     assert len({round(result.score, 3) for result in batched}) == 6  # six images, told apart
 
@@ -367,7 +368,7 @@ def test_an_unwritable_output_is_a_clear_error(capsys, checkpoints, images):
 def test_a_batch_size_below_1_is_refused(checkpoints, images):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="batch size 0 is not positive: pass --eval_batch_size 1 or more"):
-        score_files(scorer, [str(images / "a.jpg")], sizing=ImageSizing(), batch_size=0)
+        score_files(replace(scorer, batch_size=0), [str(images / "a.jpg")])
 
 
 def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
@@ -379,7 +380,7 @@ def test_a_cpu_scores_one_image_per_pass_unless_a_batch_size_is_given():
 def test_a_cpu_scores_in_channels_last_as_in_the_plain_layout(checkpoints, images, model):
     scorer = load_scorer(checkpoints["authors"], requested=SETTINGS, defaults=SETTINGS, device=torch.device("cpu"))
     assert scorer.channels_last and scorer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    [result] = score_files(scorer, [str(images / "f.jpg")], sizing=ImageSizing(), batch_size=1)
+    [result] = score_files(replace(scorer, batch_size=1), [str(images / "f.jpg")])
     assert result.score == pytest.approx(expected_score(model, images / "f.jpg"), abs=TOLERANCE)
 
 

@@ -8,6 +8,7 @@ import io
 import os
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,13 +123,14 @@ def scorer():
         recorded={},
         precision=Precision("float32"),
         channels_last=False,
+        batch_size=1,
     )
 
 
 @pytest.mark.parametrize("name, content, outcome", CASES, ids=[case[0] for case in CASES])
 def test_scoring_gives_a_score_or_one_message_naming_the_file(folder, scorer, name, content, outcome):
     path = str(folder / name)
-    (result,) = score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [path])
     if isinstance(outcome, str):
         assert result.score is None and path in result.error and outcome in result.error
     else:
@@ -165,7 +167,7 @@ def test_an_exif_rotated_photo_is_scored_as_a_viewer_shows_it(folder):
 
 def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
     path = str(folder / "loop_a.jpg")
-    (result,) = score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [path])
     assert result.score is None and path in result.error and "symbolic link" in result.error
     with pytest.raises(IQAError, match="symbolic link") as error:
         load_images(folder, ["loop_a.jpg"], label="loop", loading=ImageLoading(cache_dir=tmp_path, verbose=False))
@@ -175,9 +177,9 @@ def test_a_symlink_loop_is_named_as_such(folder, scorer, tmp_path):
 def test_one_bad_image_among_good_ones_spoils_only_its_own_score(folder, scorer):
     names = ["grey.jpg", "truncated.jpg", "cmyk.jpg", "loop_a.jpg", "palette.gif"]
     sizing = ImageSizing(resize_hw=(32, 32))
-    results = score_files(scorer, [str(folder / name) for name in names], sizing=sizing, batch_size=4)
+    results = score_files(replace(scorer, sizing=sizing, batch_size=4), [str(folder / name) for name in names])
     assert [result.error is None for result in results] == [True, False, True, False, True]
-    alone = score_files(scorer, [str(folder / "cmyk.jpg")], sizing=sizing, batch_size=1)
+    alone = score_files(replace(scorer, sizing=sizing), [str(folder / "cmyk.jpg")])
     assert results[2].score == pytest.approx(alone[0].score, abs=1e-5)
 
 
@@ -198,7 +200,7 @@ def test_an_image_that_pillow_would_only_warn_about_is_refused_with_one_message(
     recwarn.clear()
     own_the_pixel_limit()  # what the scripts do: --max_pixels (here its default) is the only limit
     message = f"image {path} declares 10000 x 10000 pixels, more than the limit of 89,478,485 (--max_pixels)"
-    (result,) = score_files(scorer, [str(path)], sizing=ImageSizing(), batch_size=1)
+    (result,) = score_files(scorer, [str(path)])
     assert result.score is None and result.error.startswith(message)
     with pytest.raises(IQAError) as error:
         load_images(tmp_path, [path.name], label="big", loading=ImageLoading(cache_dir=tmp_path / "c", verbose=False))
@@ -224,7 +226,7 @@ def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_
     for name, size in (("a.png", (32, 32)), ("b.png", (32, 32)), ("big.png", (64, 48))):
         _pattern(*size).save(tmp_path / name)
         paths.append(str(tmp_path / name))
-    alone = [score_files(scorer, [path], sizing=ImageSizing(), batch_size=1)[0].score for path in paths[:2]]
+    alone = [score_files(scorer, [path])[0].score for path in paths[:2]]
     real = QualityModel.head_outputs
 
     def short_of_memory(self, images):
@@ -233,7 +235,7 @@ def test_an_image_too_big_for_the_memory_gets_a_message_and_its_batch_is_scored_
         return real(self, images)
 
     monkeypatch.setattr(QualityModel, "head_outputs", short_of_memory)
-    results = score_files(scorer, paths, sizing=ImageSizing(), batch_size=4)
+    results = score_files(replace(scorer, batch_size=4), paths)
     assert [result.score for result in results[:2]] == pytest.approx(alone, abs=1e-5)
     assert results[2].score is None
     assert results[2].error == (
