@@ -20,13 +20,12 @@ from linearityiqa.cli.scripts import exit_status, imports_checked
 
 with imports_checked("export_onnx.py", __name__):  # a missing dependency is one line, not a traceback
     from linearityiqa.cli.options import get_export_parser
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.image_scoring import MODEL_OPTIONS
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
     from linearityiqa.records.writing import check_writable, refuse_inputs
     from linearityiqa.scoring import load
 
 SCRIPT = "export_onnx.py"
-# The options that build the model and size its images, as test_demo.py takes them.
-SETTINGS = (*MODEL_SETTINGS, "resize", "resize_size_h", "resize_size_w")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +42,7 @@ def export(args: argparse.Namespace) -> None:
     check_writable(args.output, what="the ONNX model", advice="pass another --output")
     with warnings.catch_warnings(record=True) as notes:  # e.g. load's note on an authors' file without --resize
         warnings.simplefilter("always")
-        model = load(checkpoint, **{name: vars(args)[name] for name in SETTINGS}, device="cpu", opt_level="O0")
+        model = load(checkpoint, **{name: vars(args)[name] for name in MODEL_OPTIONS}, device="cpu", opt_level="O0")
     for note in notes:
         print(f"{SCRIPT}: note: {note.message}", file=sys.stderr)
     metadata = export_onnx(model, args.output)
