@@ -310,7 +310,8 @@ def _scored_window(
     (batches run in the order of their first image, so that the run grows with each)."""
     results: list[ImageScore | None] = [None] * len(paths)
     reading = {"sizing": backend.sizing, "max_pixels": backend.max_pixels}
-    sizes = list(pool.map(partial(_or_error, _decoded_hw, **reading), paths))
+    resized = backend.sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
+    sizes = [resized] * len(paths) if resized else list(pool.map(partial(_or_error, decoded_shape, **reading), paths))
     for index, size in enumerate(sizes):
         if isinstance(size, IQAError):
             results[index] = ImageScore(paths[index], error=str(size))
@@ -328,12 +329,6 @@ def _scored_window(
             done = end
     if done < len(paths):  # images that could not be read, after the last batch
         yield results[done:]
-
-
-def _decoded_hw(path: str, *, sizing: ImageSizing, max_pixels: int) -> tuple[int, int]:
-    """(height, width) after sizing, from the header alone: a resize gives every image its size
-    (decoding will tell if one is broken)."""
-    return sizing.resize_hw or decoded_shape(path, sizing, max_pixels=max_pixels)[:2]
 
 
 def _or_error(read: Callable[..., Any], path: str, **options: Any) -> Any:

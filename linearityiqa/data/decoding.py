@@ -90,14 +90,6 @@ class ImageSizing:
     square_size: int | None = None
     resize_hw: tuple[int, int] | None = None
 
-    def output_hw(self, width: int, height: int) -> tuple[int, int]:
-        """(height, width) of a decoded image whose file is width x height."""
-        if self.resize_hw is not None:
-            return self.resize_hw
-        if self.square_size is not None:
-            return self.square_size, self.square_size
-        return height, width
-
     def tag(self) -> str:
         """A short name for cache file names, e.g. "native", "sq500-498x664"."""
         parts = [f"sq{self.square_size}"] if self.square_size else []
@@ -111,7 +103,9 @@ def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DE
         width, height = image.size
         if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS:
             width, height = height, width  # as a viewer shows it (sized_rgb)
-    return (*sizing.output_hw(width, height), 3)
+    if sizing.square_size is not None:
+        height = width = sizing.square_size
+    return (*(sizing.resize_hw or (height, width)), 3)
 
 
 def decode_image(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -131,21 +125,17 @@ def sized_rgb(image: Image.Image, sizing: ImageSizing) -> np.ndarray:
     """
     if image.getexif().get(EXIF_ORIENTATION_TAG, 1) != 1:  # no tag, or upright: no copy
         image = ImageOps.exif_transpose(image)
-    rgb = _to_rgb(image)
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = np.rint(np.asarray(image, dtype=np.float64) / 257.0)
+        image = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        raise ValueError("floating-point pixels (mode F) are not supported")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
     if sizing.square_size is not None and rgb.size != (sizing.square_size, sizing.square_size):
         rgb = rgb.resize((sizing.square_size, sizing.square_size), Image.BILINEAR)
     if sizing.resize_hw is not None:
         rgb = rgb.resize(sizing.resize_hw[::-1], Image.BILINEAR)
     return np.asarray(rgb)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in SIXTEEN_BIT_MODES:
-        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    if image.mode == "F":
-        raise ValueError("floating-point pixels (mode F) are not supported")
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def is_uri(path: str) -> bool:

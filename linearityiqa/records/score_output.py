@@ -70,14 +70,8 @@ def partial_path(output: str) -> str:
 
 @contextlib.contextmanager
 def score_writer(output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> Iterator[ScoreWriter]:
-    """A ScoreWriter, holding the partial run's lock while the block runs."""
-    output = _checked_output(output)
-    with run_lock([partial_path(output)], advice=ADVICE):
-        yield ScoreWriter(output, run, paths=paths, resume=resume)
-
-
-def _checked_output(output: str) -> str:
-    """`output` (the file a link there leads to), checked to take the scores and their partial run."""
+    """A ScoreWriter, holding the partial run's lock while the block runs; `output` (the file a link
+    there leads to) is first checked to take the scores and their partial run."""
     if output_format(output) != SHARDS:
         check_writable(output, what="the scores", advice=ADVICE)
         output = write_target(output)
@@ -91,7 +85,8 @@ def _checked_output(output: str) -> str:
     partial = partial_path(output)
     if not os.path.lexists(partial):
         check_writable(partial, what="the scores", advice=ADVICE)
-    return output
+    with run_lock([partial], advice=ADVICE):
+        yield ScoreWriter(output, run, paths=paths, resume=resume)
 
 
 def file_sha256(path: str) -> str:
