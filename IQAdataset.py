@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from linearityiqa.choices import LEAST_FOR_CORRELATION
-from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import DataSource, Split
+from linearityiqa.data.decoding import batches_by_size
 from linearityiqa.data.image_store import ImageLoading, ImageStore, available_cores
 from linearityiqa.data.image_transforms import TrainAugmentation, to_uint8_tensor
 from linearityiqa.data.info_files import SPLITS
@@ -136,7 +136,7 @@ class NoSingletonBatchSampler(Sampler[list[int]]):
 
 
 def evaluation_loader(dataset: IQADataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Whole uint8 images, for the device to normalize, in batches of one size (data/batches.py)."""
+    """Whole uint8 images, for the device to normalize, in batches of one size (data/decoding.py)."""
     batches = batches_by_size([dataset.image_hw(item) for item in range(len(dataset))], batch_size)
     return DataLoader(dataset, batch_sampler=batches, **_loader_options(num_workers))
 

@@ -21,10 +21,10 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.decoding import (
     DEFAULT_MAX_PIXELS,
     ImageSizing,
+    batches_by_size,
     decode_image,
     decoded_shape,
     folder_files,

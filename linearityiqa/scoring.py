@@ -39,8 +39,7 @@ from linearityiqa.acceleration import (
     set_memory_format,
     uses_channels_last,
 )
-from linearityiqa.data.batches import batches_by_size
-from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, sized_rgb
+from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, batches_by_size, decode_image, sized_rgb
 from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.image_scoring import SIZING_OPTIONS

@@ -10,9 +10,8 @@ import torch
 from data_helpers import save_plain_images, write_csv
 
 from IQAdataset import Batching, IQADataset, NoSingletonBatchSampler, get_data_loaders
-from linearityiqa.data.batches import batches_by_size
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
-from linearityiqa.data.decoding import ImageSizing, decode_image
+from linearityiqa.data.decoding import ImageSizing, batches_by_size, decode_image
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation, to_uint8_tensor
 from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv, user_info_from_csv

@@ -3,7 +3,9 @@
 An image is opened lazily (its header first, so that a decompression bomb is refused before a
 pixel is decoded), turned as its EXIF orientation says, converted to RGB, and resized with
 Pillow's bilinear resize, which is what torchvision's resize does to a PIL image, as in the
-paper's code. Nothing here imports PyTorch: the ONNX scoring path decodes with this module too.
+paper's code. Whole images of unequal sizes cannot share a batch: evaluation and scoring batch
+them by size (`batches_by_size`). Nothing here imports PyTorch: the ONNX scoring path decodes
+with this module too.
 
 An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's
 folder listed, with any file system pyarrow reads, with the credentials its own configuration
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,22 @@ class ImageSizing:
         parts = [f"sq{self.square_size}"] if self.square_size else []
         parts += [f"{self.resize_hw[0]}x{self.resize_hw[1]}"] if self.resize_hw else []
         return "-".join(parts) or "native"
+
+
+def batches_by_size(sizes: Sequence[Hashable | None], batch_size: int) -> list[list[int]]:
+    """Indices of `sizes` (each image's (height, width), say) grouped by size and cut into batches of
+    at most `batch_size`: sizes in order of first appearance, indices in order within a size, so
+    images of one size are batched in their own order. A size None (an image that cannot be read)
+    puts its index in no batch."""
+    if batch_size < 1:
+        raise ConfigError(f"evaluation batch size {batch_size} is not positive: pass --eval_batch_size 1 or more")
+    groups: dict[Hashable, list[int]] = {}
+    for index, size in enumerate(sizes):
+        if size is not None:
+            groups.setdefault(size, []).append(index)
+    return [
+        group[start : start + batch_size] for group in groups.values() for start in range(0, len(group), batch_size)
+    ]
 
 
 def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, ...]:
