@@ -156,8 +156,7 @@ class ScoreWriter:
         """`text` added to the partial CSV, on the disk when this returns."""
         with self._appending(), open(self.rows_file, mode, newline="", encoding="utf-8", errors=NAMES) as file:
             file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+            _sync(file)
 
     def _resume(self) -> None:
         recorded = _recorded_run(os.path.join(self.partial, RUN_FILE), self.partial)
@@ -323,3 +322,8 @@ def _remove_folder(folder: str) -> None:
     """`folder` removed: first renamed, so that a run stopped while it removes leaves no half of it."""
     os.replace(folder, folder + ".done")
     shutil.rmtree(folder + ".done", ignore_errors=True)
+
+
+def _sync(file) -> None:
+    file.flush()
+    os.fsync(file.fileno())
