@@ -81,7 +81,6 @@ class QualityModel:
 
     Args:
         k, b: slopes and intercepts of the three heads' linear mappings, the fused head's first.
-        channels_last: whether the model (and so its input) is in channels_last.
         recorded: the settings the checkpoint records ({} for the authors' files).
         settings: the arch, pool, use_bn_end, P6 and P7 the model was built with.
         scale: the scale of the scores (records/scale.py); None where the checkpoint records none.
@@ -247,7 +246,7 @@ def load_scorer(
         requested: the model settings asked for, and the sizing or none of it.
         defaults: those options' defaults: a requested value other than its default is explicit,
             and must agree with a setting the checkpoint records.
-        opt_level: O0 (float32), O1 (float16 autocast) or bf16 (bfloat16 autocast); CUDA only.
+        opt_level, max_pixels, batch_size: as `load` takes them.
     """
     checkpoint: dict[str, Any] = {}
     if trained_model_file is not None:
