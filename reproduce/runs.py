@@ -23,9 +23,9 @@ from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
 from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
 from linearityiqa.records.paths import (
-    RESUME_FILE,
     dataset_results_file,
     epochs_file,
+    latest_resume_file,
     results_file,
     resume_folder,
     scores_file,
@@ -112,7 +112,8 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
 
 @dataclass
 class RunResult:
-    """A finished run: its per-epoch metrics and its per-image scores' files by data set."""
+    """A finished run: its per-epoch metrics and its per-image scores' files by data set (the one it
+    trained on, then CLIVE where it was tested across data sets)."""
 
     run: Run
     metrics: EpochMetrics
@@ -186,9 +187,7 @@ class Runner:
 def _resumed(checkpoint: str, records: str) -> list[str]:
     """--resume for a run interrupted after an epoch: main.py keeps its state beside the checkpoint,
     and its records have epochs but no final test (a finished run asked for again starts afresh)."""
-    folder = Path(resume_folder(checkpoint))
-    saved = folder.is_dir() and any(RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
-    started = saved and Path(records).is_file()
+    started = latest_resume_file(resume_folder(checkpoint)) is not None and Path(records).is_file()
     return ["--resume"] if started and not EpochMetrics(records).has(FINAL_TEST) else []
 
 
