@@ -34,8 +34,8 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
     from linearityiqa.cli.options import get_test_dataset_parser, given_options
     from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
     from linearityiqa.errors import ConfigError
-    from linearityiqa.options import run_named
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.options import MODEL_SETTINGS, run_named
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
     from linearityiqa.records.paths import dataset_results_file, scores_file
     from linearityiqa.records.run_records import save_results
     from linearityiqa.records.writing import check_writable, refuse_inputs

@@ -28,7 +28,8 @@ from linearityiqa.cli.options import get_demo_parser
 from linearityiqa.data.decoding import ImageSizing, decode_image
 from linearityiqa.data.image_transforms import to_uint8_tensor
 from linearityiqa.image_scoring import list_images, score_files
-from linearityiqa.records.checkpoint import MODEL_SETTINGS, load_checkpoint, load_model_state
+from linearityiqa.options import MODEL_SETTINGS
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 from linearityiqa.scoring import image_sizing, load_scorer
 
 SECOND_FORWARD = "second forward (not in the command)"
