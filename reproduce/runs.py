@@ -1,7 +1,7 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
 Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (linearityiqa/records/paths.py) under one
+process of its own, and it writes what any run writes (linearityiqa/records/run_records.py) under one
 output folder (reproduce/README.md lists it). A run whose records are complete is not trained
 again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
 train it once, and a run interrupted after an epoch resumes (--resume).
@@ -22,15 +22,16 @@ from linearityiqa.cli.scripts import command_line, run_script
 from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
 from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
-from linearityiqa.records.paths import (
+from linearityiqa.records.run_records import (
+    FINAL_TEST,
     RESUME_FILE,
+    EpochMetrics,
     dataset_results_file,
     epochs_file,
     results_file,
     resume_folder,
     scores_file,
 )
-from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
 
 CROSS_DATASET = "CLIVE"

@@ -37,7 +37,7 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation
 from linearityiqa.data.info_files import IQAInfo
-from linearityiqa.records.paths import run_name
+from linearityiqa.records.run_records import run_name
 
 README_TRAIN = [
     "python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -313,7 +313,7 @@ LISTED = {
     | {"compile", "val_criterion", "test_during_training", "evaluate", "log_dir", "resume", "quickstart"}
     | {"nproc_per_node", "pretrained", "seed", "debug", "pbar", "results_dir"}
     | EVALUATION,
-    # the options that name a training run's checkpoint (records/paths.run_name), the data set and results
+    # the options that name a training run's checkpoint (records/run_records.run_name), the data set and results
     "test_dataset.py": MODEL
     | RESIZE
     | EVALUATION
@@ -439,7 +439,7 @@ def test_the_lists_derived_from_the_table_are_those_written_out_before():
     }  # fmt: skip
 
 
-# Names that the hand-written formula of records/paths.run_name gave before the table, byte for byte.
+# Names that the hand-written formula of records/run_records.run_name gave before the table, byte for byte.
 RUN_NAMES = [
     (
         "",
