@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 from linearityiqa.choices import LEAST_FOR_CORRELATION
+from linearityiqa.cli.console import command_line, run_script
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.quickstart import synthetic_clive, synthetic_koniq
-from linearityiqa.cli.scripts import command_line, run_script
 from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
 from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
