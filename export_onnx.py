@@ -21,7 +21,8 @@ from linearityiqa.cli.scripts import exit_status, imports_checked
 with imports_checked("export_onnx.py", __name__):  # a missing dependency is one line, not a traceback
     from linearityiqa.api import load
     from linearityiqa.cli.options import get_export_parser
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
+    from linearityiqa.options import MODEL_SETTINGS
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
     from linearityiqa.records.writing import check_writable, refuse_inputs
 
 SCRIPT = "export_onnx.py"

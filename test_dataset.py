@@ -34,17 +34,16 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
     from linearityiqa.cli.options import get_test_dataset_parser, given_options
     from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
     from linearityiqa.errors import ConfigError
-    from linearityiqa.options import run_named
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-    from linearityiqa.records.paths import dataset_results_file, scores_file
-    from linearityiqa.records.run_records import save_results
+    from linearityiqa.options import MODEL_SETTINGS, run_named
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
+    from linearityiqa.records.run_records import dataset_results_file, save_results, scores_file
     from linearityiqa.records.writing import check_writable, refuse_inputs
     from linearityiqa.scoring import image_sizing, load_scorer, resize_note
     from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")
-# Options of a training run that name its checkpoint (records/paths.run_name), the model's aside.
+# Options of a training run that name its checkpoint (records/run_records.run_name), the model's aside.
 RUN_OPTIONS = frozenset(run_named("loss") + run_named("training schedule"))
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 

@@ -23,8 +23,8 @@ import torch
 
 from linearityiqa.acceleration import choose_precision, resolve_device, set_memory_format, uses_channels_last
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
+from linearityiqa.options import MODEL_SETTINGS
 from linearityiqa.paper import IQAmodel
-from linearityiqa.records.checkpoint import MODEL_SETTINGS
 from linearityiqa.scoring import Prediction, QualityModel, image_sizing, load_scorer
 
 __all__ = ["Prediction", "QualityModel", "load"]

@@ -1,7 +1,7 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
 Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (linearityiqa/records/paths.py) under one
+process of its own, and it writes what any run writes (linearityiqa/records/run_records.py) under one
 output folder (reproduce/README.md lists it). A run whose records are complete is not trained
 again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
 train it once, and a run interrupted after an epoch resumes (--resume).
@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Callable
 
 from linearityiqa.choices import LEAST_FOR_CORRELATION
+from linearityiqa.cli.console import command_line, run_script
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.quickstart import synthetic_clive, synthetic_koniq
-from linearityiqa.cli.scripts import command_line, run_script
 from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
 from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
-from linearityiqa.records.paths import (
+from linearityiqa.records.run_records import (
+    FINAL_TEST,
+    EpochMetrics,
     dataset_results_file,
     epochs_file,
     latest_resume_file,
@@ -30,7 +32,6 @@ from linearityiqa.records.paths import (
     resume_folder,
     scores_file,
 )
-from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
 
 CROSS_DATASET = "CLIVE"

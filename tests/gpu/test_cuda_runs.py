@@ -23,7 +23,7 @@ from linearityiqa.acceleration import Precision, choose_precision, set_memory_fo
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
-from linearityiqa.records.paths import dataset_results_file, epochs_file, results_file
+from linearityiqa.records.run_records import dataset_results_file, epochs_file, results_file
 from linearityiqa.training.evaluation import Evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
