@@ -23,9 +23,6 @@ from linearityiqa.data.image_transforms import TrainAugmentation, to_uint8_tenso
 from linearityiqa.data.info_files import SPLITS
 from linearityiqa.errors import ConfigError
 
-DEBUG_TRAIN_BATCHES = 5
-DEBUG_EVAL_IMAGES = 5
-
 
 class IQADataset(Dataset):
     """One split (train, val or test) of an IQA data set.
@@ -163,7 +160,7 @@ def get_data_loaders(
             f"the batch size (-bs) is {batching.batch_size}: BatchNorm cannot train on batches of one image; "
             f"use 2 or more"
         )
-    limits = {"train": DEBUG_TRAIN_BATCHES * batching.batch_size, "val": DEBUG_EVAL_IMAGES, "test": DEBUG_EVAL_IMAGES}
+    limits = {"train": 5 * batching.batch_size, "val": 5, "test": 5}  # --debug: 5 batches; 5 images
     max_items = {status: limits[status] if batching.debug else None for status in SPLITS}
     positions = {status: source.positions(status, split, max_items=max_items[status]) for status in SPLITS}
     _check_split_sizes(positions, source, split)

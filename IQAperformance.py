@@ -39,18 +39,6 @@ def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.
     return (b1 - b2) * special.expit((x - b3) / np.abs(b4)) + b2
 
 
-def fit_logistic_mapping(prediction: np.ndarray, score: np.ndarray) -> np.ndarray | None:
-    """Parameters of `logistic_4` fitted to map prediction onto score, or None if the fit fails."""
-    start = [score.max(), score.min(), np.mean(prediction), np.std(prediction) / 4 + 1e-12]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            parameters, _ = optimize.curve_fit(logistic_4, prediction, score, p0=start, maxfev=100000)
-    except RuntimeError:
-        return None
-    return parameters
-
-
 def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
     """SROCC, KROCC, PLCC and RMSE of mapped predictions against subjective scores."""
     rmse = float(np.sqrt(np.mean((score - mapped) ** 2)))
@@ -127,11 +115,10 @@ class IQAPerformance(Metric):
         rows = torch.cat(self._rows).cpu().numpy()
         if idist.get_world_size() > 1:  # the samples of every process, in rank order (shares may differ in size)
             rows = np.concatenate(idist.all_gather(rows))
-        columns = rows.T
-        sq, sq_std = columns[0], columns[1]
+        sq, sq_std, *predicted = rows.T
         results = {"sq": sq, "sq_std": sq_std}
         for head, (suffix, _) in enumerate(HEADS):
-            results.update(self._head_results(head, suffix, columns[2 + head], sq))
+            results.update(self._head_results(head, suffix, predicted[head], sq))
         results.update(k=list(self.k), b=list(self.b))
         return results
 
@@ -151,8 +138,12 @@ class IQAPerformance(Metric):
         names = (f"PLCC{suffix}_logistic", f"RMSE{suffix}_logistic")
         if len(sq) < LEAST_FOR_LOGISTIC:  # said before the evaluation starts (test_dataset.py)
             return dict.fromkeys(names, math.nan)
-        parameters = fit_logistic_mapping(before, sq)
-        if parameters is None:
+        start = [sq.max(), sq.min(), np.mean(before), np.std(before) / 4 + 1e-12]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                parameters, _ = optimize.curve_fit(logistic_4, before, sq, p0=start, maxfev=100000)
+        except RuntimeError:
             warnings.warn(
                 f"the logistic fit of head '{suffix or 'fused'}' did not converge: {' and '.join(names)} are NaN",
                 stacklevel=2,

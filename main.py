@@ -43,8 +43,7 @@ with imports_checked("main.py", __name__):  # a missing dependency is one line, 
     from linearityiqa.data.info_files import SPLITS
     from linearityiqa.errors import ConfigError
     from linearityiqa.records.checkpoint import load_checkpoint, load_model_state, save_checkpoint, training_checkpoint
-    from linearityiqa.records.paths import results_file
-    from linearityiqa.records.run_records import FINAL_TEST, EpochLog, save_results
+    from linearityiqa.records.run_records import FINAL_TEST, EpochLog, results_file, save_results
     from linearityiqa.records.scale import TrainingScale
     from linearityiqa.training import handlers, resume
     from linearityiqa.training.distributed import global_batch_loss, global_batchnorm, launch, shard_loaders

@@ -25,11 +25,10 @@ with imports_checked("make_info.py", __name__):  # a missing dependency is one l
     from linearityiqa.records.writing import refuse_inputs
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Build an info file: koniq (KonIQ-10k score files), clive (CLIVE release), "
-        "csv (your own image_name,mos[,std][,set] file).",
-        add_help=add_help,
+        "csv (your own image_name,mos[,std][,set] file)."
     )
     sources = parser.add_subparsers(dest="source", required=True, metavar="{koniq,clive,csv}")
     koniq = sources.add_parser("koniq", description="KonIQ-10k with its official split.")

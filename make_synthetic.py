@@ -30,10 +30,8 @@ OFFICIAL_SIZES = {"koniq": KONIQ_HW[::-1], "clive": (CLIVE_SIDE, CLIVE_SIDE)}  #
 FOLDERS = {"koniq": "koniq10k", "clive": "ChallengeDB_release"}
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Write a synthetic IQA data set in official layouts.", add_help=add_help
-    )
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Write a synthetic IQA data set in official layouts.")
     out_help = "folder for koniq10k/ and ChallengeDB_release/ (default: %(default)s)"
     parser.add_argument("--out", default="data/synthetic", help=out_help)
     layouts = ["koniq", "clive", "both"]

@@ -28,23 +28,22 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
     from torch.utils.data import DataLoader
 
     from IQAdataset import IQADataset, evaluation_loader
-    from IQAperformance import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
     from linearityiqa.acceleration import cudnn_mode, evaluation_batch_size, resolve_device
+    from linearityiqa.choices import LEAST_FOR_CORRELATION, LEAST_FOR_LOGISTIC
     from linearityiqa.cli import settings as adapt
     from linearityiqa.cli.options import get_test_dataset_parser, given_options
     from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
     from linearityiqa.errors import ConfigError
-    from linearityiqa.options import run_named
-    from linearityiqa.records.checkpoint import MODEL_SETTINGS, RELEASED_CHECKPOINT
-    from linearityiqa.records.paths import dataset_results_file, scores_file
-    from linearityiqa.records.run_records import save_results
+    from linearityiqa.options import MODEL_SETTINGS, run_named
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
+    from linearityiqa.records.run_records import dataset_results_file, save_results, scores_file
     from linearityiqa.records.writing import check_writable, refuse_inputs
     from linearityiqa.scoring import image_sizing, load_scorer, resize_note
     from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")
-# Options of a training run that name its checkpoint (records/paths.run_name), the model's aside.
+# Options of a training run that name its checkpoint (records/run_records.run_name), the model's aside.
 RUN_OPTIONS = frozenset(run_named("loss") + run_named("training schedule"))
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 
@@ -52,16 +51,10 @@ ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller siz
 def test_loader(
     options: Mapping[str, Any], source: DataSource, resize_hw: tuple[int, int] | None, device: torch.device
 ) -> DataLoader:
-    """The images to test on: the data set's own test split, or all of them."""
+    """The images to test on: the data set's own test split, or all of them. Before a single image is
+    decoded: enough of them for a correlation, and a note when too few for the logistic fit."""
     split = Split() if source.has_own_split else ALL_FOR_TESTING
-    check_test_size(len(source.positions("test", split)), source)  # before a single image is decoded
-    images = IQADataset(source, status="test", split=split, loading=adapt.image_loading(options, resize_hw=resize_hw))
-    batch_size = evaluation_batch_size(options["eval_batch_size"], device)
-    return evaluation_loader(images, batch_size=batch_size, num_workers=options["num_workers"] or 0)
-
-
-def check_test_size(count: int, source: DataSource) -> None:
-    """Before the test: enough images for a correlation, and a note when too few for the logistic fit."""
+    count = len(source.positions("test", split))
     if count < LEAST_FOR_CORRELATION:
         raise ConfigError(
             f"{source.name} has {count} test image(s), but a correlation needs at least {LEAST_FOR_CORRELATION}: "
@@ -73,6 +66,9 @@ def check_test_size(count: int, source: DataSource) -> None:
             f"{LEAST_FOR_LOGISTIC}, so PLCC_logistic and RMSE_logistic are n/a",
             file=sys.stderr,
         )
+    images = IQADataset(source, status="test", split=split, loading=adapt.image_loading(options, resize_hw=resize_hw))
+    batch_size = evaluation_batch_size(options["eval_batch_size"], device)
+    return evaluation_loader(images, batch_size=batch_size, num_workers=options["num_workers"] or 0)
 
 
 def results_file(options: Mapping[str, Any], checkpoint: str, source: DataSource) -> str:

@@ -1,13 +1,14 @@
 """Time test_demo.py as a user runs it: one image from process start to score, where that time
-goes, and images per second for a folder.
+goes, and images per second for a folder; with --onnx, test_demo.py --onnx beside it.
 
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights (common.py). The command runs in a fresh process
-each time, as a user pays for it, and so does the breakdown of scoring.load_scorer's steps: imports
-are only cold in a new interpreter. Folder scoring is timed as the whole command (default
---eval_batch_size) and as image_scoring.score_files alone on a model already loaded.
+Each arch gets a checkpoint of random weights (common.py), and with --onnx its export_onnx.py export
+(same resize); each way to score is a row. The command runs in a fresh process each time, as a user
+pays for it, at its default batch size (one image on a CPU), and so does the breakdown of
+scoring.load_scorer's steps: imports are only cold in a new interpreter. Folder scoring is timed as
+the whole command, and for PyTorch as image_scoring.score_files alone on a model already loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -24,13 +26,12 @@ import torch
 
 from benchmarks import common
 from IQAmodel import IQAModel
+from linearityiqa import load
 from linearityiqa.acceleration import evaluation_batch_size, prepare_images, set_memory_format, uses_channels_last
-from linearityiqa.cli.options import get_demo_parser
 from linearityiqa.data.decoding import ImageSizing, decode_image
 from linearityiqa.data.image_transforms import to_uint8_tensor
 from linearityiqa.image_scoring import list_images, score_files
-from linearityiqa.records.checkpoint import MODEL_SETTINGS, load_checkpoint, load_model_state
-from linearityiqa.scoring import image_sizing, load_scorer
+from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 
 SECOND_FORWARD = "second forward (not in the command)"
 # Seconds of the imports in a fresh interpreter: torch, torchvision (test_demo needs it through
@@ -58,7 +59,9 @@ OPTIONS = {
     "--repeats": (5, "runs of each timed command; the median is reported"),
     "--images": (32, "images in the scored folder; 0 skips folder scoring"),
     **common.SIZES,
+    "--onnx": (False, "also export each arch with export_onnx.py and time test_demo.py --onnx on the export"),
 }
+PYTORCH, ONNX = "test_demo.py --trained_model_file ...", "test_demo.py --onnx ..."
 
 
 def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: str) -> dict[str, float]:
@@ -101,23 +104,30 @@ def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
 
-def folder_rates(
-    folder: Path, command: list[str], arch: str, checkpoint: Path, args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """(command wall seconds, its images/s, images/s of score_files alone) for the folder."""
-    defaults = vars(get_demo_parser().parse_args([]))
-    _, wall = common.run_seconds([*command, "--img", str(folder), "-o", str(folder.parent / "scores.csv")])
-    requested = {**{name: defaults[name] for name in MODEL_SETTINGS}, "arch": arch}
-    scorer = load_scorer(str(checkpoint), requested=requested, defaults=defaults, device=torch.device("cpu"))
-    sizing = image_sizing(
-        {}, resize=True, resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w, defaults=defaults
-    )
-    batch_size = evaluation_batch_size(defaults["eval_batch_size"], scorer.device)
-    scorer = replace(scorer, sizing=sizing, batch_size=batch_size)
+def exports(work_dir: Path, models: dict[str, tuple[Path, list[str]]], size: str) -> dict[str, list[str]]:
+    """test_demo.py --onnx on each arch's export_onnx.py export, the export's seconds and size printed."""
+    print(f"\nExports (random weights, --resize to {size})\n")
+    row = common.table("arch", "export s", "file MiB")
+    commands = {}
+    for arch, (_, options) in models.items():
+        onnx = work_dir / f"{arch}.onnx"
+        _, seconds = common.run_seconds([sys.executable, "export_onnx.py", *options, "--output", str(onnx)])
+        row(arch, f"{seconds:.1f}", f"{onnx.stat().st_size / 2**20:.0f}")
+        commands[arch] = [*common.DEMO, "--onnx", str(onnx)]
+    return commands
+
+
+def scoring_rate(folder: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> float:
+    """Images/s of image_scoring.score_files alone on the folder, the model loaded as test_demo.py loads it."""
+    cpu, size = torch.device("cpu"), dict(resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # that scores at this size are not the paper's: random weights here
+        scorer = load(checkpoint, arch=arch, resize=True, **size, device=cpu)
+    scorer = replace(scorer, batch_size=evaluation_batch_size(None, cpu))  # test_demo.py's default
     paths = list_images(str(folder), stdin=sys.stdin)
     score_files(scorer, paths[:1])  # oneDNN prepares its kernels first
     _, seconds = common.timed(lambda: score_files(scorer, paths))
-    return wall, len(paths) / wall, len(paths) / seconds
+    return len(paths) / seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,39 +135,47 @@ def main(argv: list[str] | None = None) -> None:
     size = f"{args.resize_size_h}x{args.resize_size_w}"
     with common.demo_files(args, "bench_demo-") as (work_dir, image, folder):
         models = {arch: common.scored_model(work_dir, arch, args) for arch in args.archs}
-        commands = {arch: [*common.DEMO, *options] for arch, (_, options) in models.items()}
+        # the ways to score, as a user types them; a row each
+        commands = {PYTORCH: {arch: [*common.DEMO, *options] for arch, (_, options) in models.items()}}
+        if args.onnx:
+            commands[ONNX] = exports(work_dir, models, size)
+        ways = [(arch, way, commands[way][arch]) for arch in args.archs for way in commands]
         _, python_s = common.run_seconds([sys.executable, "-c", "pass"])
 
         print(
             f"\nOne {args.width}x{args.height} JPEG, --resize to {size}: wall time of the whole command, "
             f"median of {args.repeats}\n"
         )
-        row = common.table("arch", "setting", "median s", "runs s", "score")
+        row = common.table("arch", "way", "median s", "runs s", "score")
         medians = {}
-        for arch, command in commands.items():
-            seconds, score = common.one_image(command, image, args.repeats)
-            medians[arch] = statistics.median(seconds)
-            setting = f"test_demo.py --img <jpg> --resize --arch {arch}"
-            row(arch, setting, f"{medians[arch]:.2f}", " ".join(f"{each:.2f}" for each in seconds), score)
+        for arch, way, command in ways:
+            runs = [common.run_seconds([*command, "--img", str(image)]) for _ in range(args.repeats)]
+            seconds = [each for _, each in runs]
+            medians[arch, way] = statistics.median(seconds)
+            score = runs[0][0].strip().rsplit(" ", 1)[-1]
+            row(arch, way, f"{medians[arch, way]:.2f}", " ".join(f"{each:.2f}" for each in seconds), score)
 
         print(
-            f"\nWhere the time goes (fresh process each, median of {args.repeats}; Python start and exit: "
-            f"`python -c pass` takes {python_s:.2f} s)\n"
+            f"\nWhere the time goes in PyTorch (fresh process each, median of {args.repeats}; Python start and "
+            f"exit: `python -c pass` takes {python_s:.2f} s)\n"
         )
         stages = {arch: breakdown(image, arch, checkpoint, args) for arch, (checkpoint, _) in models.items()}
         row = common.table("stage", *(f"{arch} s" for arch in args.archs))
         for name in stages[args.archs[0]]:
             row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
         # The second forward pass is not part of the command.
-        rest = [medians[arch] - sum(stages[arch].values()) + stages[arch][SECOND_FORWARD] for arch in args.archs]
+        rest = [
+            medians[arch, PYTORCH] - sum(stages[arch].values()) + stages[arch][SECOND_FORWARD] for arch in args.archs
+        ]
         row("rest: Python start, options, scoring loop, exit", *(f"{seconds:.3f}" for seconds in rest))
 
         if args.images:
             print(f"\nFolder of {args.images} JPEGs, --resize to {size}, default --eval_batch_size\n")
-            row = common.table("arch", "setting", "command s", "command images/s", "score_files images/s")
-            for arch, (checkpoint, _) in models.items():
-                wall, command_rate, scoring_rate = folder_rates(folder, commands[arch], arch, checkpoint, args)
-                row(arch, f"{args.images} images", f"{wall:.2f}", f"{command_rate:.2f}", f"{scoring_rate:.2f}")
+            row = common.table("arch", "way", "command s", "command images/s", "score_files images/s")
+            for arch, way, command in ways:
+                _, wall = common.run_seconds([*command, "--img", str(folder), "-o", str(work_dir / "scores.csv")])
+                alone = f"{scoring_rate(folder, arch, models[arch][0], args):.2f}" if way == PYTORCH else "-"
+                row(arch, way, f"{wall:.2f}", f"{args.images / wall:.2f}", alone)
 
 
 if __name__ == "__main__":

@@ -49,11 +49,30 @@ SIZES = {
 
 
 def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentParser:
-    """A parser described by the first line of `doc`, an option per entry "--name": (default, help[,
-    type or the values allowed]); the type is otherwise the default's (a list takes one or more
-    values; None is a string's, and its help says what leaving the option out means)."""
+    """A parser described by the first line of `doc`, with the options of `add_options`."""
+    return add_options(argparse.ArgumentParser(description=doc.splitlines()[0]), options)
+
+
+def command_parser(doc: str, commands: dict[str, tuple[Callable, dict[str, tuple]]]) -> argparse.ArgumentParser:
+    """A parser described by the first line of `doc`, a sub-command per entry "name": (function, its
+    options as `add_options` takes them), described by the first line of the function's docstring; the
+    parsed arguments hold the function as `measure`."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    chosen = parser.add_subparsers(dest="command", required=True)
+    for name, (measure, options) in commands.items():
+        line = measure.__doc__.splitlines()[0]
+        add_options(chosen.add_parser(name, help=line, description=line), options).set_defaults(measure=measure)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser, options: dict[str, tuple]) -> argparse.ArgumentParser:
+    """`parser`, an option added per entry "--name": (default, help[, type or the values allowed]); the
+    type is otherwise the default's (None is a string's, and its help says what leaving the option out
+    means; False makes a flag). A list, of defaults or of the values allowed, takes one or more values."""
     for name, (default, text, *kind) in options.items():
+        if default is False:
+            parser.add_argument(name, action="store_true", help=text)
+            continue
         listed = isinstance(default, list)
         example = default[0] if listed else default
         given = kind[0] if kind else None  # a type, or the values allowed
@@ -61,7 +80,7 @@ def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentPars
             name,
             default=default,
             type=given if isinstance(given, type) else str if example is None else type(example),
-            nargs="+" if listed else None,
+            nargs="+" if listed or isinstance(given, list) else None,
             choices=None if isinstance(given, type) else given,
             help=text.replace("%", "%%") + ("" if default is None else " (default: %(default)s)"),
         )
@@ -193,9 +212,3 @@ def run_seconds(command: list[str]) -> tuple[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return done.stdout, seconds
-
-
-def one_image(command: list[str], image: Path, repeats: int) -> tuple[list[float], str]:
-    """Wall seconds of `repeats` runs of test_demo.py `command` on `image`, and the score it printed."""
-    runs = [run_seconds([*command, "--img", str(image)]) for _ in range(repeats)]
-    return [seconds for _, seconds in runs], runs[0][0].strip().rsplit(" ", 1)[-1]

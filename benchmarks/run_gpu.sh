@@ -42,7 +42,7 @@ run_for() {  # run_for FILE SECONDS COMMAND...: its output into $out/FILE, withi
     fi
 }
 
-step() {  # step NAME SECONDS MODULE ARGS...: one benchmark, its table into $out/NAME.md
+step() {  # step NAME SECONDS MODULE [SUB-COMMAND] ARGS...: one benchmark, its table into $out/NAME.md
     run_for "$1.md" "$2" "$python" -m "${@:3}"
 }
 
@@ -71,23 +71,25 @@ gpu_tests() {
 if [ "${QUICK:-0}" = 1 ]; then
     gpu_tests 600
     model=(--arch resnet18 --height 64 --width 96)
-    step train_step 300 benchmarks.bench_train_step "${model[@]}" --warmup 1 --steps 2
-    step evaluation 300 benchmarks.bench_eval "${model[@]}" --images 24 --work-dir "$work"
-    step epoch 300 benchmarks.bench_epoch "${model[@]}" --crop 48 --images 24 --warmup 1 --steps 2 --work-dir "$work"
+    step train_step 300 benchmarks.bench_training step "${model[@]}" --warmup 1 --steps 2
+    step evaluation 300 benchmarks.bench_training eval "${model[@]}" --images 24 --work-dir "$work"
+    step epoch 300 benchmarks.bench_training epoch "${model[@]}" --crop 48 --images 24 --warmup 1 --steps 2 \
+        --work-dir "$work"
     small=(--resize_size_h 64 --resize_size_w 96 --width 128 --height 96)
     step scoring 300 benchmarks.bench_demo --archs resnet18 --repeats 1 --images 8 "${small[@]}"
     step scale 300 benchmarks.bench_scale --arch resnet18 --images 8 --small 4 --window 4 "${small[@]}"
-    step compile 600 benchmarks.bench_train_step "${model[@]}" --warmup 2 --steps 2 --settings fp32 fp32-compile
-    step loading 300 benchmarks.bench_loading --count 24 --width 256 --height 192 --items 20 --work-dir "$work"
+    step compile 600 benchmarks.bench_training step "${model[@]}" --warmup 2 --steps 2 --settings fp32 fp32-compile
+    step loading 300 benchmarks.bench_training loading --count 24 --width 256 --height 192 --items 20 --work-dir "$work"
     exit 0
 fi
 
 gpu_tests 180
-step train_step 100 benchmarks.bench_train_step --steps 15 \
+step train_step 100 benchmarks.bench_training step --steps 15 \
     --settings fp32 fp32-rn o1 o1-cl o1-cl-rn bf16-cl-rn o1-cl-rn-bs32
-step evaluation 60 benchmarks.bench_eval --images 512 --work-dir "$work"
-step epoch 70 benchmarks.bench_epoch --images 1024 --work-dir "$work"
+step evaluation 60 benchmarks.bench_training eval --images 512 --work-dir "$work"
+step epoch 70 benchmarks.bench_training epoch --images 1024 --work-dir "$work"
 step scoring 90 benchmarks.bench_demo --archs resnext101_32x8d --repeats 1 --images 512
 step scale 90 benchmarks.bench_scale --arch resnext101_32x8d --images 1024 --small 128 --window 128
-step compile 150 benchmarks.bench_train_step --warmup 3 --steps 15 --settings o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
-step loading 40 benchmarks.bench_loading --count 1000 --items 100 --work-dir "$work"
+step compile 150 benchmarks.bench_training step --warmup 3 --steps 15 \
+    --settings o1-cl-rn o1-cl-rn-compile o1-cl-rn-graphs
+step loading 40 benchmarks.bench_training loading --count 1000 --items 100 --work-dir "$work"

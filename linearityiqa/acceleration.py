@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from linearityiqa.choices import COMPILE_MODES, OPT_LEVELS
+from linearityiqa.choices import OPT_LEVELS
 from linearityiqa.data.image_transforms import normalize
 from linearityiqa.errors import ConfigError
 
@@ -144,10 +144,8 @@ def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
 
 
 def compile_model(module: nn.Module, mode: str | None) -> nn.Module:
-    """`module` compiled by torch.compile in `mode` (one of COMPILE_MODES), or as it is for None.
+    """`module` compiled by torch.compile in `mode` (one of --compile's COMPILE_MODES), or as it is for None.
     It shares its parameters with `module`, whose state_dict (no `_orig_mod.` prefix) is the one to save."""
     if mode is None:
         return module
-    if mode not in COMPILE_MODES:
-        raise ConfigError(f"unknown compile mode {mode!r}: use one of {', '.join(COMPILE_MODES)}")
     return torch.compile(module, mode=None if mode == "default" else mode)

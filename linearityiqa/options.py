@@ -329,7 +329,7 @@ def _run_name_parts() -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((label, tuple(dests)) for _, (label, dests) in sorted(places.items()))
 
 
-# records/paths.run_name: (label, options) for each part of a run's name.
+# records/run_records.run_name: (label, options) for each part of a run's name.
 RUN_NAME = _run_name_parts()
 # What a resumed run must share with the run that saved the state: the options that decide what
 # is trained. Others may change: --epochs, --num_workers, --device, --pbar, --eval_batch_size,

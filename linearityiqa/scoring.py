@@ -43,9 +43,9 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, batches_
 from linearityiqa.data.image_transforms import checked_resize_hw, to_uint8_tensor
 from linearityiqa.errors import BadFileError, ConfigError
 from linearityiqa.image_scoring import SIZING_OPTIONS
+from linearityiqa.options import MODEL_SETTINGS
 from linearityiqa.paper import IQAmodel
 from linearityiqa.records.checkpoint import (
-    MODEL_SETTINGS,
     linear_mapping,
     load_checkpoint,
     load_model_state,

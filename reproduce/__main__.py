@@ -1,11 +1,6 @@
 """python -m reproduce EXPERIMENT ...: train the paper's runs for an experiment, then draw its figure and table.
 
-    python -m reproduce figure1                    # on KonIQ-10k and CLIVE when set up, else synthetic
-    python -m reproduce figure1 --data synthetic   # the convergence study on a CPU, about 15 minutes
-    python -m reproduce table1 --report_only       # redraw from the runs finished so far
-    python -m reproduce figure5 -- --opt_level O0  # options after -- go to every main.py run
-
-See reproduce/README.md for each experiment's runs and what the paper reports.
+reproduce/README.md gives the commands, each experiment's runs and what the paper reports.
 """
 
 from __future__ import annotations
@@ -61,14 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help=f"training epochs (default: {PAPER_EPOCHS} on the real data as in the paper, "
         f"{SYNTHETIC_EPOCHS} on synthetic)",
     )
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES), help="the losses compared")
-    parser.add_argument(
-        "--backbones",
-        nargs="+",
-        choices=list(BACKBONES),
-        default=list(BACKBONES),
-        help="the backbones of Figures 6, 7 and Table 1",
-    )
+    for name, table, text in (("losses", LOSSES, "compared"), ("backbones", BACKBONES, "of Figures 6, 7 and Table 1")):
+        parser.add_argument(f"--{name}", nargs="+", choices=list(table), default=list(table), help=f"the {name} {text}")
     parser.add_argument("--splits", type=POSITIVE_INT, default=T_TEST_SPLITS, help="CLIVE splits of the t-test")
     parser.add_argument(
         "--thresholds",

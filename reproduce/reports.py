@@ -39,13 +39,9 @@ def write_report(
     description: str,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> tuple[Path, Path | None]:
-    """Write `experiment`'s table and draw its figure (none for a table of the paper) under `out`,
-    named after the experiment, from its finished runs `results`; the paths of both.
-
-    Args:
-        description: the data and training it ran on, for the table's heading.
-        thresholds: validation PLCC levels whose first epoch the curves' table reports.
-    """
+    """Write `experiment`'s table and draw its figure (none for a table of the paper) from its finished
+    runs under `out`, headed by `description` (the data and training); the paths of both. `thresholds`:
+    the validation PLCC levels whose first epoch the curves' table reports."""
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {experiment.title}", "", f"{description}; {len(results)} of {len(experiment.runs)} runs finished.", ""]
     drawing, table = REPORTS[experiment.report]
@@ -83,11 +79,6 @@ def _found(results: list[RunResult], key: str) -> list[str]:
     return [name for name in order if name in found] + sorted(found - set(order))
 
 
-def _datasets(result: RunResult) -> list[str]:
-    """The data sets a run was tested on: KonIQ-10k, and CLIVE across data sets."""
-    return [dataset for dataset in ("KonIQ-10k", CROSS_DATASET) if dataset in result.scores]
-
-
 def _epoch_axis(ax, title: str, ylabel: str) -> None:
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -115,9 +106,9 @@ def curves_table(results: list[RunResult], thresholds: Sequence[float]) -> list[
     """Epochs to each val PLCC threshold and, as the paper measured convergence, to the val PLCC
     that norm-in-norm reached after its first epoch; best val PLCC; the best model's test."""
     levels = [(f"epochs to val PLCC {threshold}", threshold) for threshold in thresholds]
-    ours = [result for result in results if _label(result) == "Norm-in-Norm"]
-    if ours and ours[0].metrics.series("val", "PLCC").values:
-        first = ours[0].metrics.series("val", "PLCC").values[0]
+    ours = [result.metrics.series("val", "PLCC").values for result in results if _label(result) == "Norm-in-Norm"]
+    if ours and ours[0]:
+        first = ours[0][0]
         levels.append((f"epochs to norm-in-norm's epoch-1 val PLCC ({first:.3f})", first))
     header = ["loss"] + [title for title, _ in levels] + ["best val PLCC (epoch)", "test SROCC", "test PLCC"]
     rows = []
@@ -182,20 +173,17 @@ def draw_bars(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
 
 def tests_table(results: list[RunResult], thresholds: Sequence[float]) -> list[str]:
     """Figures 6, 7 and Table 2: a run's labels, its test on KonIQ-10k and across data sets on CLIVE."""
-    keys, datasets = list(results[0].run.labels), _datasets(results[0])
+    keys, datasets = list(results[0].run.labels), list(results[0].scores)
     header = keys + [f"{dataset} {metric}" for dataset in datasets for metric in METRICS]
     rows = []
     for result in results:
-        metrics = {dataset: tested(result, dataset) for dataset in datasets}
-        rows.append(
-            [result.run.labels[key] for key in keys]
-            + [f"{metrics[dataset][metric]:.3f}" for dataset in datasets for metric in METRICS]
-        )
+        tests = [tested(result, dataset) for dataset in datasets]
+        rows.append(list(result.run.labels.values()) + [f"{test[metric]:.3f}" for test in tests for metric in METRICS])
     return markdown_table(header, rows)
 
 
 def draw_scatter(results: list[RunResult], thresholds: Sequence[float]) -> Figure:
-    datasets = _datasets(results[0])
+    datasets = list(results[0].scores)
     figure = Figure(figsize=(4 * len(results), 3.8 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), len(results), squeeze=False)
     for ax, (dataset, result) in zip(axes.flat, product(datasets, results)):

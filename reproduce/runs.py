@@ -1,7 +1,7 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
 Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (linearityiqa/records/paths.py) under one
+process of its own, and it writes what any run writes (linearityiqa/records/run_records.py) under one
 output folder (reproduce/README.md lists it). A run whose records are complete is not trained
 again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
 train it once, and a run interrupted after an epoch resumes (--resume).
@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import Callable
 
 from linearityiqa.choices import LEAST_FOR_CORRELATION
+from linearityiqa.cli.console import command_line, run_script
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.quickstart import synthetic_clive, synthetic_koniq
-from linearityiqa.cli.scripts import command_line, run_script
 from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import check_linked, get_dataset_spec
 from linearityiqa.errors import ConfigError, MissingFileError, RunFailed
-from linearityiqa.records.paths import (
-    RESUME_FILE,
+from linearityiqa.records.run_records import (
+    FINAL_TEST,
+    EpochMetrics,
     dataset_results_file,
     epochs_file,
+    latest_resume_file,
     results_file,
     resume_folder,
     scores_file,
 )
-from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
 from reproduce.experiments import PAPER_BASE, Experiment, Run
 
 CROSS_DATASET = "CLIVE"
@@ -112,7 +113,8 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
 
 @dataclass
 class RunResult:
-    """A finished run: its per-epoch metrics and its per-image scores' files by data set."""
+    """A finished run: its per-epoch metrics and its per-image scores' files by data set (the one it
+    trained on, then CLIVE where it was tested across data sets)."""
 
     run: Run
     metrics: EpochMetrics
@@ -186,9 +188,7 @@ class Runner:
 def _resumed(checkpoint: str, records: str) -> list[str]:
     """--resume for a run interrupted after an epoch: main.py keeps its state beside the checkpoint,
     and its records have epochs but no final test (a finished run asked for again starts afresh)."""
-    folder = Path(resume_folder(checkpoint))
-    saved = folder.is_dir() and any(RESUME_FILE.fullmatch(path.name) for path in folder.iterdir())
-    started = saved and Path(records).is_file()
+    started = latest_resume_file(resume_folder(checkpoint)) is not None and Path(records).is_file()
     return ["--resume"] if started and not EpochMetrics(records).has(FINAL_TEST) else []
 
 

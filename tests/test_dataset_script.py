@@ -20,8 +20,7 @@ from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_
 from linearityiqa.data.info_files import write_info
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 from linearityiqa.records.checkpoint import save_checkpoint
-from linearityiqa.records.paths import dataset_results_file
-from linearityiqa.records.run_records import read_scores
+from linearityiqa.records.run_records import dataset_results_file, read_scores
 
 README_TEST = {
     "KonIQ-10k": "--dataset KonIQ-10k --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth",

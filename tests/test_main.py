@@ -19,8 +19,7 @@ import main
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.dataset_registry import DataSource, Split
-from linearityiqa.records.paths import epochs_file
-from linearityiqa.records.run_records import EpochMetrics, read_scores
+from linearityiqa.records.run_records import EpochMetrics, epochs_file, read_scores
 from linearityiqa.training.evaluation import METRICS_PRINTED, metric_lines
 
 README_TRAIN = [

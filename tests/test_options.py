@@ -37,8 +37,7 @@ from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation
 from linearityiqa.data.info_files import IQAInfo
-from linearityiqa.records import checkpoint
-from linearityiqa.records.paths import run_name
+from linearityiqa.records.run_records import run_name
 
 README_TRAIN = [
     "python main.py --dataset KonIQ-10k --resize --exp_id 0 --lr 1e-4 -bs 8 -e 30 --ft_lr_ratio 0.1 "
@@ -314,7 +313,7 @@ LISTED = {
     | {"compile", "val_criterion", "test_during_training", "evaluate", "log_dir", "resume", "quickstart"}
     | {"nproc_per_node", "pretrained", "seed", "debug", "pbar", "results_dir"}
     | EVALUATION,
-    # the options that name a training run's checkpoint (records/paths.run_name), the data set and results
+    # the options that name a training run's checkpoint (records/run_records.run_name), the data set and results
     "test_dataset.py": MODEL
     | RESIZE
     | EVALUATION
@@ -421,7 +420,7 @@ def test_the_table_defines_each_option_and_each_flag_once():
 
 def test_the_lists_derived_from_the_table_are_those_written_out_before():
     model = ("arch", "pool", "use_bn_end", "P6", "P7")
-    assert table.MODEL_SETTINGS == checkpoint.MODEL_SETTINGS == model
+    assert table.MODEL_SETTINGS == model
     assert table.RESUMED == model + (
         "loss_type", "alpha", "beta", "p", "q", "detach", "monotonicity_regularization", "gamma",
         "dataset", "exp_id", "train_ratio", "train_and_val_ratio", "resize", "resize_size_h", "resize_size_w",
@@ -440,7 +439,7 @@ def test_the_lists_derived_from_the_table_are_those_written_out_before():
     }  # fmt: skip
 
 
-# Names that the hand-written formula of records/paths.run_name gave before the table, byte for byte.
+# Names that the hand-written formula of records/run_records.run_name gave before the table, byte for byte.
 RUN_NAMES = [
     (
         "",

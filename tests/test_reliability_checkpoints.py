@@ -17,7 +17,7 @@ from ignite.engine import Events
 import main
 import test_dataset
 import test_demo as demo
-from linearityiqa.records.paths import epochs_file, latest_resume_file, resume_folder
+from linearityiqa.records.run_records import epochs_file, latest_resume_file, resume_folder
 
 pytestmark = pytest.mark.reliability
 

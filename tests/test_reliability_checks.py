@@ -24,8 +24,7 @@ from linearityiqa.cli.options import get_args_parser, get_test_dataset_parser
 from linearityiqa.cli.settings import koniq_run_checkpoint, run_settings
 from linearityiqa.errors import ConfigError
 from linearityiqa.records.checkpoint import save_checkpoint
-from linearityiqa.records.paths import dataset_results_file, epochs_file, scores_file
-from linearityiqa.records.run_records import EpochMetrics, save_results
+from linearityiqa.records.run_records import EpochMetrics, dataset_results_file, epochs_file, save_results, scores_file
 from main import lr_step_size
 
 pytestmark = pytest.mark.reliability

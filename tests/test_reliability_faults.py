@@ -26,8 +26,7 @@ import main
 from linearityiqa.acceleration import out_of_memory
 from linearityiqa.errors import OutputError
 from linearityiqa.records.checkpoint import load_checkpoint, save_checkpoint
-from linearityiqa.records.paths import epochs_file, latest_resume_file
-from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
+from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics, epochs_file, latest_resume_file
 from linearityiqa.training.evaluation import METRICS_PRINTED, criterion_score
 from linearityiqa.training.handlers import NonFiniteLosses
 

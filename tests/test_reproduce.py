@@ -17,8 +17,7 @@ from linearityiqa.choices import LEAST_FOR_CORRELATION
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.data.info_files import split_sizes_from_ratios
 from linearityiqa.data.synthetic import _koniq_sets
-from linearityiqa.records.paths import dataset_results_file, epochs_file
-from linearityiqa.records.run_records import EpochLog, EpochMetrics, read_scores
+from linearityiqa.records.run_records import EpochLog, EpochMetrics, dataset_results_file, epochs_file, read_scores
 from reproduce.__main__ import main as reproduce
 from reproduce.experiments import EXPERIMENTS
 from reproduce.reports import _paired_test

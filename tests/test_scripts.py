@@ -16,15 +16,14 @@ import pytest
 import torch
 
 from linearityiqa import paper
+from linearityiqa.cli.console import command_line, run_script
 from linearityiqa.cli.scripts import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_MISTAKE,
     Advice,
-    command_line,
     exit_status,
     imports_checked,
-    run_script,
     user_message,
 )
 from linearityiqa.errors import ConfigError, MissingFileError

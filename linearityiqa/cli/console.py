@@ -9,18 +9,20 @@
 A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
 installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
 `score` also takes its images first, without --img. This module imports neither PyTorch nor a
-script: `linearityiqa --help` answers at once.
+script: `linearityiqa --help` answers at once. `main.py --quickstart` and `python -m reproduce` run
+each step as the command a user would type (`run_script`): what they print runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 
-from linearityiqa import __version__
+from linearityiqa import __version__, paper
 from linearityiqa.cli.scripts import errors_reported
 
 # Each subcommand's script, and the line `linearityiqa --help` gives it.
@@ -52,8 +54,6 @@ def script_command(command: str, arguments: Sequence[str]) -> list[str]:
     """The Python command line that runs `command`'s script with `arguments`; a ModuleNotFoundError,
     as Python raises it for a module of the package, where the script is not there (an incomplete
     installation)."""
-    from linearityiqa import paper
-
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
@@ -61,6 +61,22 @@ def script_command(command: str, arguments: Sequence[str]) -> list[str]:
     if not script.is_file():
         raise ModuleNotFoundError(f"No module named {script.stem!r}", name=f"linearityiqa.paper.{script.stem}")
     return [sys.executable, str(script), *arguments]
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that runs one of the paper's scripts (main.py, test_dataset.py, ...): from a clone
+    as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
+    if paper.INSTALLED:
+        return shlex.join(["linearityiqa", COMMAND_OF_SCRIPT[script], *argv])
+    path = paper.script_path(script)
+    shown = os.path.relpath(path)
+    return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
+
+
+def run_script(script: str, argv: Sequence[str]) -> int:
+    """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

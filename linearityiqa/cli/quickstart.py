@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from linearityiqa.cli.scripts import command_line, run_script
+from linearityiqa.cli.console import command_line, run_script
 from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_from_csv
 from linearityiqa.data.info_files import write_info
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout

@@ -1,4 +1,4 @@
-"""How the root scripts end, what they set for their whole process, and how one runs another.
+"""How the root scripts end, and what they set for their whole process.
 
 A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a
 traceback: an IQAError, or a failure the user can mend (an output the file system refuses,
@@ -9,8 +9,7 @@ clone installs its requirements.txt, a wheel the requirement its metadata record
 again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug
 (status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside
 `imports_checked`, and this module imports only the standard library at its top, so that even a
-missing dependency is one line. `main.py --quickstart` and `python -m reproduce` run each step
-as the command a user would type (`run_script`): what they print runs.
+missing dependency is one line.
 """
 
 from __future__ import annotations
@@ -21,12 +20,11 @@ import logging
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -325,25 +323,3 @@ def own_the_pixel_limit() -> None:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-
-
-def command_line(script: str, argv: Sequence[str]) -> str:
-    """The command that runs one of the paper's scripts (main.py, test_dataset.py, ...): from a clone
-    as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
-    from linearityiqa import paper
-
-    if paper.INSTALLED:
-        from linearityiqa.cli.console import COMMAND_OF_SCRIPT
-
-        return shlex.join(["linearityiqa", COMMAND_OF_SCRIPT[script], *argv])
-    path = paper.script_path(script)
-    shown = os.path.relpath(path)
-    return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
-
-
-def run_script(script: str, argv: Sequence[str]) -> int:
-    """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
-    from linearityiqa import paper
-
-    sys.stdout.flush()
-    return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode

@@ -18,7 +18,7 @@ from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.data.image_transforms import TrainAugmentation, checked_resize_hw
 from linearityiqa.options import LOSS_SETTINGS, MODEL_SETTINGS
 from linearityiqa.paper import IQAdataset
-from linearityiqa.records.paths import default_checkpoint, run_name
+from linearityiqa.records.run_records import default_checkpoint, run_name
 from linearityiqa.training.evaluation import val_criterion_for
 
 

@@ -17,8 +17,7 @@ import numpy as np
 import scipy.io
 
 from linearityiqa.data.dataset_registry import CLIVE_TRAINING_EXAMPLES
-from linearityiqa.data.image_names import checked_names
-from linearityiqa.data.info_files import SPLITS, IQAInfo, size_problem
+from linearityiqa.data.info_files import SPLITS, IQAInfo, checked_names, size_problem
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, file_problem, first_line
 
 # The release's files in Data/, each holding the variable of its name: names, MOS, their std.
@@ -135,7 +134,7 @@ def _names_and_scores(
 
 
 def _image_names(path: Path, rows: list[tuple[int, dict[str, str]]]) -> list[str]:
-    """The image_name of each row, by the rule of image_names.py (normal forms, each image once)."""
+    """The image_name of each row, by the rule of info_files.py (normal forms, each image once)."""
     names = [row.get("image_name", "") for _, row in rows]
     return checked_names(names, where=str(path), unit="line", advice="fix the file", numbers=[line for line, _ in rows])
 

@@ -22,8 +22,6 @@ from linearityiqa.records.writing import replacing
 
 # What test_dataset.py and test_demo.py read when no checkpoint is named: the authors' released model.
 RELEASED_CHECKPOINT = "checkpoints/p1q2.pth"
-# Settings that determine the model's architecture; a checkpoint's own win over defaults.
-MODEL_SETTINGS = options.MODEL_SETTINGS
 # What to do about a file that no code of this project or of the authors' wrote.
 _USE_ANOTHER = "use a checkpoint saved by main.py or released by the authors"
 
@@ -210,7 +208,7 @@ def model_settings(
     with which a setting asked for explicitly (other than its default) must agree."""
     recorded = checkpoint.get("settings") or {}
     settings = {}
-    for name in MODEL_SETTINGS:
+    for name in options.MODEL_SETTINGS:
         asked = requested[name]
         if name not in recorded:
             settings[name] = asked

@@ -24,9 +24,8 @@ from linearityiqa.acceleration import Precision, cudnn_mode
 from linearityiqa.cli import settings as adapt
 from linearityiqa.cli.scripts import Advice, errors_reported, own_the_pixel_limit
 from linearityiqa.errors import TrainingDiverged
-from linearityiqa.records.paths import check_name_part, epochs_file, results_file, scores_file
 from linearityiqa.records.run_lock import run_lock
-from linearityiqa.records.run_records import EpochLog
+from linearityiqa.records.run_records import EpochLog, check_name_part, epochs_file, results_file, scores_file
 from linearityiqa.records.writing import check_writable, refuse_inputs
 from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, Progress
 

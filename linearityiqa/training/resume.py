@@ -24,8 +24,14 @@ from ignite.handlers import Checkpoint
 from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
 from linearityiqa.options import RESUMED
 from linearityiqa.records.checkpoint import save_file
-from linearityiqa.records.paths import epochs_file, latest_resume_file, results_file, resume_folder
-from linearityiqa.records.run_records import FINAL_TEST, EpochMetrics
+from linearityiqa.records.run_records import (
+    FINAL_TEST,
+    EpochMetrics,
+    epochs_file,
+    latest_resume_file,
+    results_file,
+    resume_folder,
+)
 from linearityiqa.training.handlers import RunParts, say
 
 

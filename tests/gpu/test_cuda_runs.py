@@ -23,7 +23,7 @@ from linearityiqa.acceleration import Precision, choose_precision, set_memory_fo
 from linearityiqa.data.dataset_registry import DataSource
 from linearityiqa.data.image_store import ImageLoading
 from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
-from linearityiqa.records.paths import dataset_results_file, epochs_file, results_file
+from linearityiqa.records.run_records import dataset_results_file, epochs_file, results_file
 from linearityiqa.training.evaluation import Evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_test_dataset_on_the_gpu_moves_the_metrics_by_less_than_1e_3(device, o1_
 
 # bfloat16 keeps 8 bits: on this small model, whose predictions spread over a tenth of their size,
 # its PLCC moved by 1.8e-3 and its RMSE by 1.8e-3 of itself (measured with CPU autocast); it is
-# held to 1e-2 here, and bench_eval measures it on the paper's model, where the target is 1e-3.
+# held to 1e-2 here, and `bench_training eval` measures it on the paper's model, where the target is 1e-3.
 WITHIN = {"O1": 1e-3, "bf16": 1e-2}
 
 
