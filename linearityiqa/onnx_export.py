@@ -182,8 +182,6 @@ def _exported_proto(
         levels = max(settings["P6"], settings["P7"], 2)
         height, width = 32 * levels**2, 32 * (levels**2 + 1)
         axes.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
-    # normalize keeps its constants from its first call: made here, so that it keeps no tracer's fake tensors
-    normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8))
     program = torch.onnx.export(
         network,
         (torch.zeros(2, 3, height, width, dtype=torch.uint8),),

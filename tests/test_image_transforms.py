@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torchvision.transforms import functional as F
 
 from linearityiqa.data.image_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TrainAugmentation,
+    _constants_on,
     normalize,
     rotate_flip_crop,
     to_uint8_tensor,
@@ -46,6 +48,16 @@ def test_normalization_matches_torchvisions_to_tensor_and_normalize(pixels):
 
 
 def test_normalization_by_hand():
+    white = torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)
+    expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    assert normalize(white).flatten().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_first_normalization_under_an_exporters_tracing_leaves_real_constants():
+    """The ONNX export traces normalize with fake tensors; scores in PyTorch after it stay right."""
+    _constants_on.cache_clear()
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake:
+        normalize(fake.from_tensor(torch.zeros(1, 3, 1, 1, dtype=torch.uint8)))
     white = torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
     assert normalize(white).flatten().tolist() == pytest.approx(expected, abs=1e-6)

@@ -25,6 +25,10 @@ from linearityiqa.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# normalize's (v / 255 - mean) / std as v * scale - shift. Made at import: made by a first call
+# under an exporter's tracing (onnx_export.py), they would be the tracer's fake tensors.
+_SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
+_SHIFT = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
 
 
 def checked_resize_hw(height: int, width: int, *, max_pixels: int) -> tuple[int, int]:
@@ -113,7 +117,4 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _constants_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    # (v / 255 - mean) / std as v * scale - shift, made on a device once, not with every batch
-    scale = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
-    return scale.to(device), shift.to(device)
+    return _SCALE.to(device), _SHIFT.to(device)  # copied to a device once, not with every batch
