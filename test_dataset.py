@@ -34,11 +34,12 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
     from linearityiqa.cli.options import get_test_dataset_parser, given_options
     from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
     from linearityiqa.errors import ConfigError
-    from linearityiqa.options import MODEL_SETTINGS, run_named
+    from linearityiqa.image_scoring import MODEL_OPTIONS
+    from linearityiqa.options import run_named
     from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
     from linearityiqa.records.run_records import dataset_results_file, save_results, scores_file
     from linearityiqa.records.writing import check_writable, refuse_inputs
-    from linearityiqa.scoring import image_sizing, load_scorer, resize_note
+    from linearityiqa.scoring import load_scorer
     from linearityiqa.training.evaluation import METRICS_PRINTED, Evaluation, metric_lines
 
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
@@ -100,20 +101,17 @@ def test_checkpoint(options: Mapping[str, Any], defaults: Mapping[str, Any], giv
     path = checkpoint_to_test(options, given)
     source = adapt.data_source(options)
     results = results_file(options, path, source)
-    requested = {name: options[name] for name in MODEL_SETTINGS}
-    scorer = load_scorer(path, requested=requested, defaults=defaults, device=device, opt_level=options["opt_level"])
-    sizing = image_sizing(
-        scorer.recorded,
-        resize=options["resize"],
-        resize_size_h=options["resize_size_h"],
-        resize_size_w=options["resize_size_w"],
+    scorer = load_scorer(
+        path,
+        requested={name: options[name] for name in MODEL_OPTIONS},
         defaults=defaults,
+        device=device,
+        opt_level=options["opt_level"],
         max_pixels=options["max_pixels"],
     )
-    note = resize_note(scorer, sizing, path)
-    if note:
-        print(f"test_dataset.py: note: {note}", file=sys.stderr)
-    loader = test_loader(options, source, sizing.resize_hw, device)
+    if scorer.note:
+        print(f"test_dataset.py: note: {scorer.note}", file=sys.stderr)
+    loader = test_loader(options, source, scorer.sizing.resize_hw, device)
     evaluation = Evaluation(
         scorer.model,
         status="test",

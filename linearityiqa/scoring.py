@@ -292,9 +292,7 @@ def load_scorer(
     )
     if "resize" not in requested:
         return scorer
-    sizing = image_sizing(
-        recorded, **{name: requested[name] for name in SIZING_OPTIONS}, defaults=defaults, max_pixels=max_pixels
-    )
+    sizing = image_sizing(recorded, requested, defaults, max_pixels)
     return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
 
 
@@ -339,22 +337,16 @@ def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: s
 
 
 def image_sizing(
-    recorded: Mapping[str, Any],
-    *,
-    resize: bool,
-    resize_size_h: int,
-    resize_size_w: int,
-    defaults: Mapping[str, Any],
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    recorded: Mapping[str, Any], requested: Mapping[str, Any], defaults: Mapping[str, Any], max_pixels: int
 ) -> ImageSizing:
-    """How to size images: as the checkpoint's `recorded` settings say, where the matching option
-    (--resize, --resize_size_h, --resize_size_w) is left at its default in `defaults`; at most
-    `max_pixels` (--max_pixels) once resized.
+    """How to size images: as the checkpoint's `recorded` settings say, where the matching option of
+    `requested` (--resize, --resize_size_h, --resize_size_w) is left at its default in `defaults`; at
+    most `max_pixels` (--max_pixels) once resized.
     """
-    asked = {"resize": resize, "resize_size_h": resize_size_h, "resize_size_w": resize_size_w}
     # An option left at its default defers to the checkpoint; an option that was given wins.
     chosen = {
-        name: recorded[name] if name in recorded and value == defaults[name] else value for name, value in asked.items()
+        name: recorded[name] if name in recorded and requested[name] == defaults[name] else requested[name]
+        for name in SIZING_OPTIONS
     }
     if not chosen["resize"]:
         return ImageSizing()
