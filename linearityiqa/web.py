@@ -18,8 +18,10 @@ from linearityiqa.records.scale import TrainingScale, score_meaning
 from linearityiqa.records.score_output import file_sha256
 from linearityiqa.records.score_rows import NAMES, csv_header, csv_rows
 
-# Gradio reports each start of a page to its makers unless this is off when it is imported.
+# Gradio's settings, made before it is imported: no reports of the page's starts to Gradio's makers, and no run
+# history, which offers to save the runs to a Hugging Face bucket.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["GRADIO_RUN_HISTORY"] = "False"
 import gradio as gr
 
 STRIP_WIDTH = 320  # pixels of the plot of each row's place on the training scale
@@ -167,9 +169,8 @@ def page(
         if not uploads:
             return [], "", gr.DownloadButton(visible=False)
         if len(uploads) > max_files:
-            raise gr.Error(
-                f"{len(uploads)} files: this page scores at most {max_files} at once (--max_files); drop fewer"
-            )
+            message = f"{len(uploads)} files: this page scores at most {max_files} at once (--max_files); drop fewer"
+            raise gr.Error(message, print_exception=False)  # the user's to mend, not the server's
         results = scored(model, uploads, heads=heads, max_pixels=max_pixels, workers=workers)
         order = ranking(results, model.scale)
         gallery = [
@@ -206,11 +207,12 @@ def served(blocks: gr.Blocks, *, host: str | None, port: int | None, max_file_si
             ssr_mode=False,
             theme=gr.themes.Default(**THEME_FONTS),
             css=CSS,
-            run_history=False,  # it offers to save runs to a Hugging Face bucket
         )
-    except OSError as error:  # the port taken, an address not of this machine
+    except OSError:  # Gradio's words name its own arguments
+        where = f"{host or '127.0.0.1'}:{port or 7860}"
         raise ConfigError(
-            f"cannot serve the page at {host or '127.0.0.1'}:{port or 7860} ({error}): pass another --port or --host"
+            f"cannot serve the page at {where}: the port is taken, or the address is not this machine's; "
+            f"pass another --port or --host"
         ) from None
     try:
         yield url

@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = {"harbour.jpg": 0.0, "harbour-blurred.jpg": 0.5, "harbour-noisy.png": 1.0}
 BROKEN = "notes.jpg"
 NAMES = [*PHOTOS, BROKEN]
+# the server's limits, small enough to try: the photos are 160x120, a poster of 300x200 is over the pixel limit
+LIMITS = ["--max_files", str(len(NAMES)), "--max_pixels", "40000"]
 WAIT_MS = 120_000  # the longest the page may take to show scores: the queue, on a CPU shared with the suite
 
 
@@ -42,6 +44,7 @@ def photos(tmp_path_factory) -> Path:
         scene = render_scene(rng, 160, 120)
         degrade(scene, Degradation(blur=severity, noise=severity), rng).save(folder / name)
     (folder / BROKEN).write_text("a shopping list, not a photo")
+    render_scene(np.random.default_rng(1), 300, 200).save(folder / "poster.png")
     return folder
 
 
@@ -70,7 +73,7 @@ def url(checkpoint):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, str(REPO / "app.py"), "--trained_model_file", checkpoint, "--port", str(port)]
+    command = [sys.executable, str(REPO / "app.py"), "--trained_model_file", checkpoint, "--port", str(port), *LIMITS]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     assert line.startswith("app.py: the page is at http://127.0.0.1:"), (line, server.poll() and server.stderr.read())
@@ -153,6 +156,19 @@ def test_two_browsers_at_once_each_get_their_own_scores(browser, url, photos, de
         page.locator("table.ranking tr").nth(len(names)).wait_for(timeout=WAIT_MS)
         shown = [row.locator("td").all_inner_texts()[1:3] for row in page.locator("table.ranking tr").all()[1:]]
         assert sorted(shown) == sorted([name, f"{float(expected[name]['score']):.2f}"] for name in names)
+
+
+def test_a_photo_over_the_pixel_limit_gets_its_error_and_too_many_files_are_refused(browser, url, photos):
+    page = browser.new_page()
+    page.goto(url)
+    rows = upload(page, photos, ["poster.png", "harbour.jpg"])
+    assert [row[1] for row in rows] == ["harbour.jpg", "poster.png"]
+    assert "declares 300 x 200 pixels" in rows[1][2] and "--max_pixels" in rows[1][2]
+    page = browser.new_page()  # a page that holds files adds those dropped next to them
+    page.goto(url)
+    page.locator("input[type=file]").set_input_files([photos / name for name in [*NAMES, "poster.png"]])
+    refusal = page.get_by_text(f"{len(NAMES) + 1} files: this page scores at most {len(NAMES)} at once")
+    refusal.wait_for(timeout=WAIT_MS)
 
 
 @pytest.mark.parametrize(
