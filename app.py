@@ -11,6 +11,7 @@ checkpoint (checkpoints/p1q2.pth). Needs the app extra (gradio).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import threading
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     return exit_status(SCRIPT, lambda: serve(args, defaults, given), Advice(interrupted="the page is closed"))
 
 
-def serve(args, defaults: dict, given: set[str]) -> None:
+def serve(args: argparse.Namespace, defaults: dict, given: set[str]) -> None:
+    """Load the model as test_demo.py does and serve its page until Ctrl-C."""
     spec = model_file(args, defaults, given)
     model = open_model(spec)
     if model.note:

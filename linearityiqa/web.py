@@ -56,16 +56,6 @@ def scored(
     return named
 
 
-def ranking(results: Sequence[ImageScore], scale: TrainingScale | None) -> list[int]:
-    """The indices of `results`, best score first (highest, unless the scale says lower is better),
-    then the files without a score in their order."""
-    sign = -1 if scale is None or scale.higher_is_better else 1
-    best_first = sorted(
-        (index for index, r in enumerate(results) if r.score is not None), key=lambda index: sign * results[index].score
-    )
-    return best_first + [index for index, result in enumerate(results) if result.score is None]
-
-
 def model_card(model: Backend, path: str) -> str:
     """Markdown: the architecture, the resize, the scale of the scores and the file's SHA-256."""
     # a checkpoint's model records the settings it was built with, an ONNX file its metadata
@@ -77,24 +67,18 @@ def model_card(model: Backend, path: str) -> str:
         f"**Model** {settings.get('arch', 'of an unrecorded architecture')}, {trained}; photos {sizing}.  \n"
         f"**Scores** {score_meaning(model.scale)}.  \n"
         f"**File** {html.escape(os.path.basename(path))}, SHA-256 `{file_sha256(path)}`"
+        + (f"  \n**Note** {html.escape(model.note)}" if model.note else "")
     )
 
 
-def results_table(
-    results: Sequence[ImageScore], order: Sequence[int], scale: TrainingScale | None, *, heads: bool
-) -> str:
+def results_table(results: Sequence[ImageScore], order: Sequence[int], scale: TrainingScale | None, heads: bool) -> str:
     """HTML: a row per file in `order` (rank, name, score, the heads if asked for, and where the
     score falls on the training scale), a file without a score with its error."""
     scores = [result.score for result in results if result.score is not None]
     axis = (min(scale.mos_min, *scores), max(scale.mos_max, *scores)) if scale and scores else None
-    columns = [
-        "#",
-        "photo",
-        "score",
-        *(("pq6", "pq7", "pq") if heads else ()),
-        axis_labels(scale, axis) if axis else "",
-    ]
-    rows = [_row("th", columns)]
+    outputs = ["pq6", "pq7", "pq"] if heads else []
+    columns = ["#", "photo", "score", *outputs, axis_labels(scale, axis) if axis else ""]
+    rows = ["<tr>" + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"]
     for rank, index in enumerate(order, start=1):
         result, name = results[index], html.escape(results[index].path)
         if result.score is None:
@@ -102,17 +86,9 @@ def results_table(
             rows.append(f'<tr class="failed"><td></td><td>{name}</td>{error}</tr>')
             continue
         outputs = [f"{head:.4f}" for head in result.heads] if heads and result.heads else []
-        rows.append(
-            _row(
-                "td",
-                [str(rank), name, f"{result.score:.2f}", *outputs, strip(scale, axis, result.score) if axis else ""],
-            )
-        )
+        cells = [str(rank), name, f"{result.score:.2f}", *outputs, strip(scale, axis, result.score) if axis else ""]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return f'<p>{legend(scale)}</p><table class="ranking">{"".join(rows)}</table>'
-
-
-def _row(tag: str, cells: Sequence[str]) -> str:
-    return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
 
 
 def _x(value: float, axis: tuple[float, float]) -> float:
@@ -160,6 +136,26 @@ def write_csv(results: Sequence[ImageScore], *, heads: bool, folder: str) -> str
     return path
 
 
+def answer(
+    model: Backend, uploads: Sequence[str], *, heads: bool, max_pixels: int, workers: int | None, folder: str
+) -> tuple[list[tuple[str, str]], str, str]:
+    """What the page shows for `uploads`: the photos that have a score best first, each with its
+    caption; the table of all of them (HTML); the path of their CSV, written into `folder`."""
+    results = scored(model, uploads, heads=heads, max_pixels=max_pixels, workers=workers)
+    # best first (the highest score, unless the scale says lower is better), then the files without a score
+    sign = -1 if model.scale is None or model.scale.higher_is_better else 1
+    order = sorted(
+        range(len(results)), key=lambda index: (results[index].score is None, sign * (results[index].score or 0))
+    )
+    gallery = [
+        (uploads[index], f"{rank}. {results[index].path}: {results[index].score:.2f}")
+        for rank, index in enumerate(order, start=1)
+        if results[index].score is not None
+    ]
+    table = results_table(results, order, model.scale, heads)
+    return gallery, table, write_csv(results, heads=heads, folder=folder)
+
+
 def page(
     model: Backend, *, model_file: str, max_files: int, max_pixels: int, workers: int | None, folder: str
 ) -> gr.Blocks:
@@ -171,15 +167,10 @@ def page(
         if len(uploads) > max_files:
             message = f"{len(uploads)} files: this page scores at most {max_files} at once (--max_files); drop fewer"
             raise gr.Error(message, print_exception=False)  # the user's to mend, not the server's
-        results = scored(model, uploads, heads=heads, max_pixels=max_pixels, workers=workers)
-        order = ranking(results, model.scale)
-        gallery = [
-            (uploads[index], f"{rank}. {results[index].path}: {results[index].score:.2f}")
-            for rank, index in enumerate(order, start=1)
-            if results[index].score is not None
-        ]
-        table = results_table(results, order, model.scale, heads=heads)
-        return gallery, table, gr.DownloadButton(value=write_csv(results, heads=heads, folder=folder), visible=True)
+        gallery, table, csv_path = answer(
+            model, uploads, heads=heads, max_pixels=max_pixels, workers=workers, folder=folder
+        )
+        return gallery, table, gr.DownloadButton(value=csv_path, visible=True)
 
     with gr.Blocks(title="LinearityIQA") as blocks:
         gr.Markdown("# Photo quality, by LinearityIQA\n" + model_card(model, model_file))
@@ -217,4 +208,4 @@ def served(blocks: gr.Blocks, *, host: str | None, port: int | None, max_file_si
     try:
         yield url
     finally:
-        blocks.close()
+        blocks.close(verbose=False)
