@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.synthetic import Degradation, degrade, render_scene
+from linearityiqa.records.scale import TrainingScale
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
@@ -106,6 +108,7 @@ def upload(page, folder: Path, names: list[str]) -> list[list[str]]:
     return [row.locator("td").all_inner_texts() for row in table.locator("tr").all()[1:]]
 
 
+@pytest.mark.slow  # with the server's start and test_demo.py's run: its file is handed out first
 def test_the_page_ranks_the_photos_with_test_demos_scores_and_gives_its_csv(browser, url, photos, demo_csv, tmp_path):
     page = browser.new_page()
     requested = []
@@ -189,3 +192,48 @@ def test_a_path_sent_in_place_of_an_upload_is_not_read(url):
     event = json.load(urllib.request.urlopen(request, timeout=30))["event_id"]
     stream = urllib.request.urlopen(f"{url}gradio_api/call/rank/{event}", timeout=WAIT_MS / 1000).read().decode()
     assert "event: error" in stream and "root:" not in stream
+
+
+class MeanBrightness:
+    """A backend whose score is an image's mean pixel value, on a scale that `scale` names."""
+
+    where, sizing, batch_size, note = "cpu", ImageSizing(), 1, None
+
+    def __init__(self, scale: TrainingScale | None):
+        self.scale = scale
+
+    def scores_and_heads(self, images):
+        scores = [float(image.mean()) for image in images]
+        return scores, [(score, score, score) for score in scores]
+
+    def too_large(self, error):
+        return False
+
+
+@pytest.mark.parametrize("lower_is_better", [False, True])
+def test_best_first_follows_the_direction_of_the_scale(photos, tmp_path, lower_is_better):
+    from linearityiqa.web import answer
+
+    scale = TrainingScale("DMOS data", 0.0, 255.0, 100.0, higher_is_better=not lower_is_better)
+    uploads = [str(photos / name) for name in NAMES]
+    gallery, table, csv_path = answer(
+        MeanBrightness(scale), uploads, heads=False, max_pixels=10**6, workers=1, folder=str(tmp_path)
+    )
+    scores = {row["image"]: float(row["score"]) for row in rows_of(Path(csv_path).read_text()).values() if row["score"]}
+    best_first = sorted(scores, key=scores.get, reverse=not lower_is_better)
+    assert [caption.split(" ")[1].rstrip(":") for _, caption in gallery] == best_first
+    assert table.count("<svg") == len(PHOTOS) + 1  # a bar per photo, and the axis's labels
+
+
+def test_a_model_that_records_no_scale_says_so_and_draws_no_bar(photos, tmp_path):
+    from linearityiqa.web import answer
+
+    _, table, _ = answer(
+        MeanBrightness(None),
+        [str(photos / "harbour.jpg")],
+        heads=False,
+        max_pixels=10**6,
+        workers=1,
+        folder=str(tmp_path),
+    )
+    assert "does not record the scale" in table and "<svg" not in table
