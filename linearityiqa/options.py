@@ -29,19 +29,7 @@ SCRIPTS = (MAIN, TEST_DATASET, DEMO, EXPORT, APP)
 # test_demo.py --window's default: images scored and written together (image_scoring.py)
 SCORING_WINDOW = 1024
 # The help groups, in the order --help lists them; export_onnx.py's resize options have a group of their own.
-GROUPS = (
-    "model",
-    "loss",
-    "data",
-    "training schedule",
-    "training",
-    "run",
-    "results",
-    "demo",
-    "resize",
-    "export",
-    "page",
-)
+GROUPS = ("model", "loss", "data", "training schedule", "training", "run", "results", "demo", "resize", "export")
 
 
 def number(
@@ -318,15 +306,15 @@ OPTIONS = (
          "address, on a local one started for the run (default: in this process)", nargs="?", const=""),
     _row("ray_workers", "--ray_workers", "demo", _DEMO,
          "model workers with --ray (default: one per GPU of the cluster, else one per 4 CPUs)", type=POSITIVE_INT),
-    _row("host", "--host", "page", frozenset({APP}),
+    _row("host", "--host", "demo", frozenset({APP}),
          "address the page listens on; 0.0.0.0 for every network interface (default: 127.0.0.1, or "
          "$GRADIO_SERVER_NAME where set, as a Hugging Face Space sets it)"),
-    _row("port", "--port", "page", frozenset({APP}),
+    _row("port", "--port", "demo", frozenset({APP}),
          "port the page listens on (default: 7860, or $GRADIO_SERVER_PORT; the next free one when neither is given)",
          type=number(int, minimum=1, maximum=65535)),
-    _row("max_files", "--max_files", "page", frozenset({APP}), "most files scored at once",
+    _row("max_files", "--max_files", "demo", frozenset({APP}), "most files scored at once",
          default=100, type=POSITIVE_INT),
-    _row("max_file_size", "--max_file_size", "page", frozenset({APP}), "largest file uploaded, in megabytes",
+    _row("max_file_size", "--max_file_size", "demo", frozenset({APP}), "largest file uploaded, in megabytes",
          default=50, type=POSITIVE_INT),
 )
 # fmt: on

@@ -39,15 +39,8 @@ def scored(
 ) -> list[ImageScore]:
     """The results of the uploaded files in their order, as test_demo.py gives them for files of
     those names in its current folder: each named by its file name, in its error too."""
-    results = score_files(
-        model,
-        uploads,
-        sizing=model.sizing,
-        batch_size=model.batch_size,
-        max_pixels=max_pixels,
-        workers=workers,
-        heads=heads,
-    )
+    batches = {"sizing": model.sizing, "batch_size": model.batch_size}  # as test_demo.py makes them
+    results = score_files(model, uploads, **batches, max_pixels=max_pixels, workers=workers, heads=heads)
     named = []
     for upload, result in zip(uploads, results):
         name = os.path.basename(upload)
