@@ -46,11 +46,9 @@ PAUSE_COLLECTOR = __name__ == "__main__"
 
 # a missing dependency is one line, not a traceback
 with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR):
-    from linearityiqa.cli.options import get_demo_parser, given_options
+    from linearityiqa.cli.options import get_demo_parser, given_options, model_file
     from linearityiqa.errors import ConfigError
     from linearityiqa.image_scoring import (
-        CHECKPOINT,
-        MODEL_OPTIONS,
         ONNX,
         Backend,
         ImageScore,
@@ -69,8 +67,6 @@ with imports_checked("test_demo.py", __name__), collector_paused(PAUSE_COLLECTOR
 SCRIPT = "test_demo.py"
 EXIT_SOME_FAILED = 3
 STDOUT = "-"  # --output -: the CSV on standard output, as --img - reads standard input
-# What an ONNX model records itself, and PyTorch's options: not for --onnx.
-NOT_WITH_ONNX = ("trained_model_file", *MODEL_OPTIONS, "device", "opt_level")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +87,8 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     check_table_options(args, given, single=single)
     # bytes, where the stream has them: the names as the operating system gave them
     paths = list_images(args.img_path, stdin=getattr(sys.stdin, "buffer", sys.stdin))
-    spec = model_file(args, defaults, given)
     with collector_paused(PAUSE_COLLECTOR):
+        spec = model_file(vars(args), defaults=defaults, given=given)
         model = open_model(spec)  # on the driver too with --ray: its errors are one line, before the cluster starts
     if model.note:
         print(f"{SCRIPT}: note: {model.note}", file=sys.stderr)
@@ -125,30 +121,6 @@ def check_table_options(args: argparse.Namespace, given: set[str], *, single: bo
         raise ConfigError("--heads, --ray and --ray_workers make a table of scores: pass --output FILE too")
     if "ray_workers" in given and args.ray is None:
         raise ConfigError("--ray_workers is the number of workers of --ray: pass --ray too")
-
-
-def model_file(args: argparse.Namespace, defaults: dict, given: set[str]) -> ModelFile:
-    common = {"eval_batch_size": args.eval_batch_size, "max_pixels": args.max_pixels}
-    if args.onnx:
-        clashing = [name for name in NOT_WITH_ONNX if name in given]
-        if clashing:
-            options = ", ".join(f"--{name}" for name in clashing)
-            raise ConfigError(
-                f"{options}: an ONNX model records its model and resize, and runs on the CPU in onnxruntime; "
-                f"drop them (export again with export_onnx.py to change the model or its resize)"
-            )
-        return ModelFile(ONNX, args.onnx, **common)
-    with collector_paused(PAUSE_COLLECTOR):
-        from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
-    return ModelFile(
-        CHECKPOINT,
-        args.trained_model_file or RELEASED_CHECKPOINT,
-        device=args.device,
-        opt_level=args.opt_level,
-        requested={name: getattr(args, name) for name in MODEL_OPTIONS},
-        defaults={name: defaults[name] for name in MODEL_OPTIONS},
-        **common,
-    )
 
 
 def scoring_run(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> ScoringRun:

@@ -24,7 +24,8 @@ MAIN = "main.py"
 TEST_DATASET = "test_dataset.py"
 DEMO = "test_demo.py"
 EXPORT = "export_onnx.py"
-SCRIPTS = (MAIN, TEST_DATASET, DEMO, EXPORT)
+APP = "app.py"
+SCRIPTS = (MAIN, TEST_DATASET, DEMO, EXPORT, APP)
 # test_demo.py --window's default: images scored and written together (image_scoring.py)
 SCORING_WINDOW = 1024
 # The help groups, in the order --help lists them; export_onnx.py's resize options have a group of their own.
@@ -130,7 +131,7 @@ _ALL = frozenset(SCRIPTS)
 _MAIN = frozenset({MAIN})
 # test_dataset.py takes the options that name a training run, to find the checkpoint it saved.
 _NAMING = frozenset({MAIN, TEST_DATASET})
-_EVALUATING = frozenset({MAIN, TEST_DATASET, DEMO})
+_EVALUATING = frozenset({MAIN, TEST_DATASET, DEMO, APP})
 _TEST = frozenset({TEST_DATASET})
 _DEMO = frozenset({DEMO})
 _TEST_AND_DEMO = frozenset({TEST_DATASET, DEMO})
@@ -291,7 +292,7 @@ OPTIONS = (
                  "required": True,
                  "help": "the ONNX file to write, e.g. model.onnx (default: none; required)", }
          }),
-    _row("onnx", "--onnx", "demo", _DEMO,
+    _row("onnx", "--onnx", "demo", frozenset({DEMO, APP}),
          "score with this ONNX model (written by export_onnx.py) in onnxruntime, without PyTorch; it records the "
          "model and its resize (default: the PyTorch checkpoint)"),
     _row("heads", "--heads", "demo", _DEMO,
@@ -305,6 +306,16 @@ OPTIONS = (
          "address, on a local one started for the run (default: in this process)", nargs="?", const=""),
     _row("ray_workers", "--ray_workers", "demo", _DEMO,
          "model workers with --ray (default: one per GPU of the cluster, else one per 4 CPUs)", type=POSITIVE_INT),
+    _row("host", "--host", "demo", frozenset({APP}),
+         "address the page listens on; 0.0.0.0 for every network interface (default: 127.0.0.1, or "
+         "$GRADIO_SERVER_NAME where set, as a Hugging Face Space sets it)"),
+    _row("port", "--port", "demo", frozenset({APP}),
+         "port the page listens on (default: 7860, or $GRADIO_SERVER_PORT; the next free one when neither is given)",
+         type=number(int, minimum=1, maximum=65535)),
+    _row("max_files", "--max_files", "demo", frozenset({APP}), "most files scored at once",
+         default=100, type=POSITIVE_INT),
+    _row("max_file_size", "--max_file_size", "demo", frozenset({APP}), "largest file uploaded, in megabytes",
+         default=50, type=POSITIVE_INT),
 )
 # fmt: on
 

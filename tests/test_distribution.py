@@ -160,7 +160,7 @@ def test_the_installed_library_imports_from_another_folder(installed, tmp_path):
 def test_linearityiqa_help_lists_its_commands(installed, tmp_path):
     done = run(["linearityiqa", "--help"], cwd=tmp_path, env=installed)
     assert done.returncode == 0 and "usage: linearityiqa" in done.stdout
-    for name in ("score", "test", "train", "export-onnx", "make-info"):
+    for name in ("score", "test", "train", "export-onnx", "make-info", "app"):
         assert f"    {name}" in done.stdout
     assert run(["linearityiqa", "bogus"], cwd=tmp_path, env=installed).returncode == 2
     version = run(["linearityiqa", "--version"], cwd=tmp_path, env=installed).stdout

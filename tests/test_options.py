@@ -19,7 +19,13 @@ import test_dataset as dataset_script
 from IQAdataset import Batching
 from IQAloss import IQALoss
 from linearityiqa import options as table
-from linearityiqa.cli.options import get_args_parser, get_demo_parser, get_export_parser, get_test_dataset_parser
+from linearityiqa.cli.options import (
+    build_parser,
+    get_args_parser,
+    get_demo_parser,
+    get_export_parser,
+    get_test_dataset_parser,
+)
 from linearityiqa.cli.settings import (
     LOSS_SETTINGS,
     batching,
@@ -327,6 +333,7 @@ LISTED = {
     | {"window"}
     | {"resume"},
     "export_onnx.py": MODEL | RESIZE | {"output"},
+    "app.py": MODEL | RESIZE | EVALUATION | {"onnx", "host", "port", "max_files", "max_file_size"},
 }
 # What each script accepted before without using it: still parsed, left out of its --help.
 HIDDEN = {
@@ -336,12 +343,14 @@ HIDDEN = {
     "test_demo.py": {"dataset", "exp_id", "train_ratio", "train_and_val_ratio", "data_info", "im_dir", "cache_dir"}
     | {"seed", "debug"},
     "export_onnx.py": set(),
+    "app.py": set(),
 }
 PARSERS = {
     "main.py": get_args_parser,
     "test_dataset.py": get_test_dataset_parser,
     "test_demo.py": get_demo_parser,
     "export_onnx.py": get_export_parser,
+    "app.py": lambda: build_parser(table.APP, "app.py's parser"),
 }
 FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 
@@ -408,7 +417,7 @@ def test_what_a_script_did_not_accept_it_still_refuses(capsys):
 def test_the_table_defines_each_option_and_each_flag_once():
     dests = [row.dest for row in table.OPTIONS]
     flags = [flag for row in table.OPTIONS for flag in row.flags]
-    assert len(dests) == len(set(dests)) == 64 and len(flags) == len(set(flags))
+    assert len(dests) == len(set(dests)) == 68 and len(flags) == len(set(flags))
     for row in table.OPTIONS:
         assert row.group in table.GROUPS and row.takes and not row.takes & row.accepts
         assert row.takes | row.accepts <= set(table.SCRIPTS) and set(row.elsewhere) <= row.takes

@@ -5,6 +5,7 @@
     linearityiqa train --dataset KonIQ-10k --resize ...              # main.py
     linearityiqa export-onnx --trained_model_file p1q2.pth -o m.onnx # export_onnx.py
     linearityiqa make-info koniq --csv koniq10k_distributions_sets.csv  # make_info.py
+    linearityiqa app --trained_model_file p1q2.pth                   # app.py: a web page
 
 A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
 installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
@@ -32,6 +33,7 @@ COMMANDS = {
     "train": ("main.py", "train the model with the norm-in-norm loss (main.py)"),
     "export-onnx": ("export_onnx.py", "export a checkpoint to ONNX, for onnxruntime (export_onnx.py)"),
     "make-info": ("make_info.py", "build a data set's info file from its download or a CSV (make_info.py)"),
+    "app": ("app.py", "a web page that ranks your photos by their scores (app.py)"),
 }
 COMMAND_OF_SCRIPT = {script: name for name, (script, _) in COMMANDS.items()}
 

@@ -1,17 +1,21 @@
-"""The parsers of main.py, test_dataset.py, test_demo.py and export_onnx.py, built from the table of
-options (linearityiqa/options.py): each lists in its --help the options it uses, under their help
-groups, and parses without listing them the options it accepts unused, so that every command line
-that worked before still does.
+"""The parsers of main.py, test_dataset.py, test_demo.py, export_onnx.py and app.py, built from the
+table of options (linearityiqa/options.py): each lists in its --help the options it uses, under their
+help groups, and parses without listing them the options it accepts unused, so that every command
+line that worked before still does. `model_file`: the model that test_demo.py's options name.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from linearityiqa.errors import ConfigError
 from linearityiqa.options import DEMO, EXPORT, GROUPS, MAIN, TEST_DATASET, Option, script_options
+
+if TYPE_CHECKING:
+    from linearityiqa.image_scoring import ModelFile
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -80,3 +84,32 @@ def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -
     # argparse sets a default only where the namespace has no value yet
     namespace = argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), unset))
     return {dest for dest, value in vars(parser.parse_args(argv, namespace)).items() if value is not unset}
+
+
+def model_file(options: Mapping[str, Any], *, defaults: Mapping[str, Any], given: set[str]) -> ModelFile:
+    """The model that test_demo.py's (or app.py's) parsed `options` name: --onnx's file, or the
+    checkpoint (the authors' released one by default) with the settings asked for and their `defaults`."""
+    # here, not at the top: `linearityiqa --help` needs neither numpy nor PyTorch
+    from linearityiqa.image_scoring import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
+
+    common = {"eval_batch_size": options["eval_batch_size"], "max_pixels": options["max_pixels"]}
+    if options["onnx"]:
+        # what an ONNX model records itself, and PyTorch's options
+        clashing = [name for name in ("trained_model_file", *MODEL_OPTIONS, "device", "opt_level") if name in given]
+        if clashing:
+            raise ConfigError(
+                f"{', '.join(f'--{name}' for name in clashing)}: an ONNX model records its model and resize, and "
+                f"runs on the CPU in onnxruntime; drop them (export again with export_onnx.py to change the model "
+                f"or its resize)"
+            )
+        return ModelFile(ONNX, options["onnx"], **common)
+    return ModelFile(
+        CHECKPOINT,
+        options["trained_model_file"] or RELEASED_CHECKPOINT,
+        device=options["device"],
+        opt_level=options["opt_level"],
+        requested={name: options[name] for name in MODEL_OPTIONS},
+        defaults={name: defaults[name] for name in MODEL_OPTIONS},
+        **common,
+    )

@@ -46,6 +46,7 @@ EXTRAS = {
     "onnxscript": "export",
     "pyarrow": "scale",
     "ray": "scale",
+    "gradio": "app",
 }
 # The library's dependencies (pyproject.toml's), by the module the code imports: the distribution that installs it.
 DEPENDENCIES = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 MODULES = ("IQAdataset", "IQAloss", "IQAmodel", "IQAperformance")
-SCRIPTS = ("main.py", "test_dataset.py", "test_demo.py", "export_onnx.py", "make_info.py")
+SCRIPTS = ("main.py", "test_dataset.py", "test_demo.py", "export_onnx.py", "make_info.py", "app.py")
 HERE = Path(__file__).resolve().parent
 # Files beside this one: a wheel's build put them here; a clone keeps them at its root.
 INSTALLED = (HERE / "IQAmodel.py").is_file()
