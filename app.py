@@ -48,7 +48,6 @@ def serve(args: argparse.Namespace, defaults: dict, given: set[str]) -> None:
             model,
             model_file=spec.path,
             max_files=args.max_files,
-            max_pixels=args.max_pixels,
             workers=args.num_workers,
             folder=folder,
         )

@@ -38,7 +38,7 @@ def seconds_of_each_way(demo: list[str], options: list[str], photos: list[str], 
     spec = model_file(vars(args), defaults=vars(parser.parse_args([])), given=given_options(parser, options))
     model = open_model(spec)
     with tempfile.TemporaryDirectory(prefix="bench_app-") as folder:
-        scoring = {"max_pixels": args.max_pixels, "workers": None, "folder": folder}
+        scoring = {"workers": None, "folder": folder}
         answer(model, photos[:1], heads=False, **scoring)  # oneDNN prepares its kernels, as on a server's first call
         blocks = page(model, model_file=spec.path, max_files=len(photos), **scoring)
         with served(blocks, host=None, port=None, max_file_size=100) as url:

@@ -34,13 +34,10 @@ CSS = """
 """
 
 
-def scored(
-    model: Backend, uploads: Sequence[str], *, heads: bool, max_pixels: int, workers: int | None = None
-) -> list[ImageScore]:
+def scored(model: Backend, uploads: Sequence[str], *, heads: bool, workers: int | None = None) -> list[ImageScore]:
     """The results of the uploaded files in their order, as test_demo.py gives them for files of
     those names in its current folder: each named by its file name, in its error too."""
-    batches = {"sizing": model.sizing, "batch_size": model.batch_size}  # as test_demo.py makes them
-    results = score_files(model, uploads, **batches, max_pixels=max_pixels, workers=workers, heads=heads)
+    results = score_files(model, uploads, workers=workers, heads=heads)  # batched as test_demo.py batches
     named = []
     for upload, result in zip(uploads, results):
         name = os.path.basename(upload)
@@ -130,11 +127,11 @@ def write_csv(results: Sequence[ImageScore], *, heads: bool, folder: str) -> str
 
 
 def answer(
-    model: Backend, uploads: Sequence[str], *, heads: bool, max_pixels: int, workers: int | None, folder: str
+    model: Backend, uploads: Sequence[str], *, heads: bool, workers: int | None, folder: str
 ) -> tuple[list[tuple[str, str]], str, str]:
     """What the page shows for `uploads`: the photos that have a score best first, each with its
     caption; the table of all of them (HTML); the path of their CSV, written into `folder`."""
-    results = scored(model, uploads, heads=heads, max_pixels=max_pixels, workers=workers)
+    results = scored(model, uploads, heads=heads, workers=workers)
     # best first (the highest score, unless the scale says lower is better), then the files without a score
     sign = -1 if model.scale is None or model.scale.higher_is_better else 1
     order = sorted(
@@ -149,9 +146,7 @@ def answer(
     return gallery, table, write_csv(results, heads=heads, folder=folder)
 
 
-def page(
-    model: Backend, *, model_file: str, max_files: int, max_pixels: int, workers: int | None, folder: str
-) -> gr.Blocks:
+def page(model: Backend, *, model_file: str, max_files: int, workers: int | None, folder: str) -> gr.Blocks:
     """The page of `model` (loaded from `model_file`): the CSVs it gives go into `folder`."""
 
     def rank(uploads: list[str] | None, heads: bool):
@@ -160,9 +155,7 @@ def page(
         if len(uploads) > max_files:
             message = f"{len(uploads)} files: this page scores at most {max_files} at once (--max_files); drop fewer"
             raise gr.Error(message, print_exception=False)  # the user's to mend, not the server's
-        gallery, table, csv_path = answer(
-            model, uploads, heads=heads, max_pixels=max_pixels, workers=workers, folder=folder
-        )
+        gallery, table, csv_path = answer(model, uploads, heads=heads, workers=workers, folder=folder)
         return gallery, table, gr.DownloadButton(value=csv_path, visible=True)
 
     with gr.Blocks(title="LinearityIQA") as blocks:

@@ -197,7 +197,7 @@ def test_a_path_sent_in_place_of_an_upload_is_not_read(url):
 class MeanBrightness:
     """A backend whose score is an image's mean pixel value, on a scale that `scale` names."""
 
-    where, sizing, batch_size, note = "cpu", ImageSizing(), 1, None
+    where, sizing, batch_size, max_pixels, note = "cpu", ImageSizing(), 1, 10**6, None
 
     def __init__(self, scale: TrainingScale | None):
         self.scale = scale
@@ -216,9 +216,7 @@ def test_best_first_follows_the_direction_of_the_scale(photos, tmp_path, lower_i
 
     scale = TrainingScale("DMOS data", 0.0, 255.0, 100.0, higher_is_better=not lower_is_better)
     uploads = [str(photos / name) for name in NAMES]
-    gallery, table, csv_path = answer(
-        MeanBrightness(scale), uploads, heads=False, max_pixels=10**6, workers=1, folder=str(tmp_path)
-    )
+    gallery, table, csv_path = answer(MeanBrightness(scale), uploads, heads=False, workers=1, folder=str(tmp_path))
     scores = {row["image"]: float(row["score"]) for row in rows_of(Path(csv_path).read_text()).values() if row["score"]}
     best_first = sorted(scores, key=scores.get, reverse=not lower_is_better)
     assert [caption.split(" ")[1].rstrip(":") for _, caption in gallery] == best_first
@@ -232,7 +230,6 @@ def test_a_model_that_records_no_scale_says_so_and_draws_no_bar(photos, tmp_path
         MeanBrightness(None),
         [str(photos / "harbour.jpg")],
         heads=False,
-        max_pixels=10**6,
         workers=1,
         folder=str(tmp_path),
     )
