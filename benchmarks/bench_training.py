@@ -32,6 +32,7 @@ from benchmarks import common
 from IQAdataset import Batching, IQADataset, evaluation_loader, get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
+from linearityiqa import load
 from linearityiqa.acceleration import (
     choose_precision,
     compile_model,
@@ -43,7 +44,6 @@ from linearityiqa.acceleration import (
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource
 from linearityiqa.data.image_store import ImageLoading, available_cores
 from linearityiqa.data.image_transforms import TrainAugmentation
-from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 from linearityiqa.training.evaluation import Evaluation
 from main import create_optimizer, create_trainer
 
@@ -257,11 +257,8 @@ def evaluations(args: argparse.Namespace) -> None:
     PLCC of any head from the first setting, the paper's evaluation.
     """
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = IQAModel(arch=args.arch, pretrained=False)
-    if args.checkpoint:
-        load_model_state(model, load_checkpoint(args.checkpoint), args.checkpoint)
-    model.to(device).eval()
+    torch.manual_seed(0)  # the random weights without --checkpoint
+    model = load(args.checkpoint, arch=args.arch, device=device).model
     with common.work_folder(args.work_dir, "bench_eval_") as work_dir:
         loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / "cache", verbose=False)
         source = common.rated_source(work_dir, count=args.images)
