@@ -63,7 +63,7 @@ class IQADataset(Dataset):
         self.mos_std = torch.from_numpy(source.info.stds[positions].astype(np.float32))
         self.augmentation = augmentation
         if augmentation is not None:
-            self._check_crop_fits()
+            self.check_batchable()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -79,15 +79,24 @@ class IQADataset(Dataset):
         height, width, _ = self.image_store.shapes[self.rows[item]]
         return int(height), int(width)
 
-    def _check_crop_fits(self) -> None:
-        crop_h, crop_w = self.augmentation.crop_h, self.augmentation.crop_w
+    def check_batchable(self) -> None:
+        """That the images form training batches: each one holds the augmentation's crop or, without
+        an augmentation, all have one size. A dataset with an augmentation checks itself."""
+        crop, im_dir = self.augmentation, self.source.spec.im_dir
         for item, name in enumerate(self.im_names):
             height, width = self.image_hw(item)
-            if height < crop_h or width < crop_w:
+            if crop is not None and (height < crop.crop_h or width < crop.crop_w):
                 raise ConfigError(
-                    f"image {self.source.spec.im_dir / name} is {width}x{height} after loading, smaller than the "
-                    f"{crop_w}x{crop_h} training crop: lower the crop (--crop_size_w, --crop_size_h) or resize "
-                    f"the images (--resize)"
+                    f"image {im_dir / name} is {width}x{height} after loading, smaller than the "
+                    f"{crop.crop_w}x{crop.crop_h} training crop: lower the crop (--crop_size_w, --crop_size_h) or "
+                    f"resize the images (--resize)"
+                )
+            if crop is None and (height, width) != self.image_hw(0):
+                first = self.image_hw(0)
+                raise ConfigError(
+                    f"training images differ in size ({im_dir / self.im_names[0]} is {first[1]}x{first[0]}, "
+                    f"{im_dir / name} is {width}x{height}) and cannot form a batch: resize them (--resize), or "
+                    f"crop them (--augment)"
                 )
 
 
@@ -178,7 +187,7 @@ def get_data_loaders(
         for status in SPLITS
     }
     if augmentation is None:
-        _check_batchable(datasets["train"])
+        datasets["train"].check_batchable()
     workers = batching.num_workers if batching.num_workers is not None else min(8, available_cores())
     train_batches = NoSingletonBatchSampler(len(datasets["train"]), batching.batch_size)
     train_loader = DataLoader(datasets["train"], batch_sampler=train_batches, **_loader_options(workers))
@@ -204,18 +213,4 @@ def _check_split_sizes(positions: dict[str, np.ndarray], source: DataSource, spl
             raise ConfigError(
                 f"the {status} split of {source.name} has {len(members)} image(s) with {how}, but it needs at "
                 f"least {least}: {advice}"
-            )
-
-
-def _check_batchable(train_set: IQADataset) -> None:
-    """Whole training images make a batch only when they all have one size."""
-    first = train_set.image_hw(0)
-    im_dir = train_set.source.spec.im_dir
-    for item in range(1, len(train_set)):
-        if train_set.image_hw(item) != first:
-            height, width = train_set.image_hw(item)
-            raise ConfigError(
-                f"training images differ in size ({im_dir / train_set.im_names[0]} is "
-                f"{first[1]}x{first[0]}, {im_dir / train_set.im_names[item]} is {width}x{height}) "
-                f"and cannot form a batch: resize them (--resize), or crop them (--augment)"
             )

@@ -265,12 +265,17 @@ def build_trainer(
 def attach_validation(
     trainer: Engine, parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None
 ) -> None:
-    """After each epoch: validate, keep the best model by --val_criterion, and step the learning rate."""
+    """After each epoch: validate (with --test_during_training also fit k, b on the training set, and
+    test), keep the best model by --val_criterion, and step the learning rate."""
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def validate(engine: Engine) -> None:
         epoch, criterion = engine.state.epoch, settings["val_criterion"]
-        k, b = epoch_mapping(parts, settings, epoch_log, epoch)
+        k, b = IDENTITY_MAPPING  # without --test_during_training, the final test fits them
+        if settings["test_during_training"]:
+            fitted = parts.evaluations["train"].run(parts.loaders.train)
+            record(epoch_log, epoch, "train", fitted)
+            k, b = fitted["k"], fitted["b"]
         validated = parts.evaluations["val"].run(parts.loaders.val, k, b)
         record(epoch_log, epoch, "val", validated)
         score = criterion_score(validated, criterion)
@@ -290,16 +295,6 @@ def attach_validation(
             best = f"best {abs(progress.best_score):.3f} at epoch {progress.best_epoch}"
             say(f"epoch {epoch}: val {criterion} {validated[criterion]:.3f}, {best}")
         parts.scheduler.step()
-
-
-def epoch_mapping(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None, epoch: int):
-    """The k, b that map this epoch's predictions: fitted on the training set with
-    --test_during_training, else the identity (the final test fits them once)."""
-    if not settings["test_during_training"]:
-        return IDENTITY_MAPPING
-    fitted = parts.evaluations["train"].run(parts.loaders.train)
-    record(epoch_log, epoch, "train", fitted)
-    return fitted["k"], fitted["b"]
 
 
 def final_test(parts: RunParts, settings: Mapping[str, Any], epoch_log: EpochLog | None) -> dict[str, Any]:

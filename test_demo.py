@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TextIO
 
 from linearityiqa.cli.scripts import Advice, exit_status, imports_checked, own_the_pixel_limit, report_mistake
 
@@ -162,28 +160,15 @@ def windows(
 
 def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, paths: list[str]) -> int:
     failed = 0
-    with on_ray(args.ray), names_as_bytes(sys.stdout) as stdout:
-        stdout.write(csv_header(heads=args.heads))
+    if hasattr(sys.stdout, "reconfigure"):  # as UTF-8, in which names that are not valid UTF-8 keep their own bytes
+        sys.stdout.reconfigure(encoding="utf-8", errors=NAMES, newline="")
+    with on_ray(args.ray):
+        sys.stdout.write(csv_header(heads=args.heads))
         for window in windows(args, spec, model, paths, start=0, window=args.window):
-            stdout.write(csv_rows(window, heads=args.heads))
-            stdout.flush()
+            sys.stdout.write(csv_rows(window, heads=args.heads))
+            sys.stdout.flush()
             failed += warn_failures(window)
     return report_failures(failed, len(paths), model)
-
-
-@contextlib.contextmanager
-def names_as_bytes(stream: TextIO) -> Iterator[TextIO]:
-    """`stream` as UTF-8 text in which file names that are not valid UTF-8 keep their own bytes."""
-    if not hasattr(stream, "buffer"):  # a stream of str only (io.StringIO) takes any str as it is
-        yield stream
-        return
-    stream.flush()
-    wrapper = io.TextIOWrapper(stream.buffer, encoding="utf-8", errors=NAMES, newline="", write_through=True)
-    try:
-        yield wrapper
-    finally:
-        wrapper.flush()
-        wrapper.detach()  # the stream's own buffer stays open
 
 
 def print_score(result: ImageScore) -> int:

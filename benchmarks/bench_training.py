@@ -25,13 +25,14 @@ import numpy as np
 import PIL
 import PIL.features
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from torch.utils.data import DataLoader
 
 from benchmarks import common
 from IQAdataset import Batching, IQADataset, evaluation_loader, get_data_loaders
 from IQAloss import IQALoss
 from IQAmodel import IQAModel
+from linearityiqa import load
 from linearityiqa.acceleration import (
     choose_precision,
     compile_model,
@@ -43,7 +44,6 @@ from linearityiqa.acceleration import (
 from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource
 from linearityiqa.data.image_store import ImageLoading, available_cores
 from linearityiqa.data.image_transforms import TrainAugmentation
-from linearityiqa.records.checkpoint import load_checkpoint, load_model_state
 from linearityiqa.training.evaluation import Evaluation
 from main import create_optimizer, create_trainer
 
@@ -167,17 +167,11 @@ def steps(args: argparse.Namespace) -> None:
 def epoch_throughput(setting: Setting, *, arch: str, train_loader: DataLoader, device: torch.device) -> float:
     """Training images per second over the second of two epochs of main.py's training loader."""
     trainer = build_trainer(setting, arch=arch, device=device)
-    started = {}
-
-    @trainer.on(Events.EPOCH_STARTED)
-    def start_clock(engine) -> None:
-        common.synchronize(device)
-        started[engine.state.epoch] = time.perf_counter()
-
     with cudnn_mode(deterministic=setting.deterministic):
-        trainer.run(train_loader, max_epochs=2)
-    common.synchronize(device)
-    return len(train_loader.dataset) / (time.perf_counter() - started[2])
+        trainer.run(train_loader, max_epochs=1)
+        # ignite goes on from the epoch it stopped at: this run is the second epoch alone
+        _, seconds = common.timed(lambda: trainer.run(train_loader, max_epochs=2), device)
+    return len(train_loader.dataset) / seconds
 
 
 def projected_hours(train_rate: float, test_rate: float) -> float:
@@ -263,11 +257,8 @@ def evaluations(args: argparse.Namespace) -> None:
     PLCC of any head from the first setting, the paper's evaluation.
     """
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = IQAModel(arch=args.arch, pretrained=False)
-    if args.checkpoint:
-        load_model_state(model, load_checkpoint(args.checkpoint), args.checkpoint)
-    model.to(device).eval()
+    torch.manual_seed(0)  # the random weights without --checkpoint
+    model = load(args.checkpoint, arch=args.arch, device=device).model
     with common.work_folder(args.work_dir, "bench_eval_") as work_dir:
         loading = ImageLoading(resize_hw=(args.height, args.width), cache_dir=work_dir / "cache", verbose=False)
         source = common.rated_source(work_dir, count=args.images)
@@ -342,48 +333,35 @@ def loading(args: argparse.Namespace) -> None:
     )
 
 
-COMMANDS = {
-    "step": (
-        steps,
-        {
-            **MODEL,
-            "--batch-size": (8, "images per step"),
-            **STEPS,
-            "--settings": (None, f"settings to run (default: {DEFAULT_SETTINGS})", sorted(SETTINGS)),
-        },
-    ),
-    "epoch": (
-        epochs,
-        {
-            **MODEL,
-            **DATA,
-            "--setting": ("o1-cl-rn", "trainer setting, as named in `step`", tuple(sorted(SETTINGS))),
-            "--crop": (498, "side of the square crop of --augment"),
-            "--batch-size": (8, "training batch size"),
-            **STEPS,
-        },
-    ),
-    "eval": (
-        evaluations,
-        {
-            **MODEL,
-            **DATA,
-            "--checkpoint": (None, "a trained checkpoint of --arch to evaluate (default: random weights)"),
-            "--batch-size": (32, "batch size of the batched settings"),
-            "--opt-levels": (["O0", "O1", "bf16"], "precisions of the batched settings (on a CPU all run in float32)"),
-        },
-    ),
-    "loading": (
-        loading,
-        {
-            "--count": (2000, "number of generated images"),
-            "--width": (1024, "image width"),
-            "--height": (768, "image height"),
-            "--items": (300, "items timed per transform"),
-            **common.WORK_DIR,
-        },
-    ),
+STEP = {
+    **MODEL,
+    "--batch-size": (8, "images per step"),
+    **STEPS,
+    "--settings": (None, f"settings to run (default: {DEFAULT_SETTINGS})", sorted(SETTINGS)),
 }
+EPOCH = {
+    **MODEL,
+    **DATA,
+    "--setting": ("o1-cl-rn", "trainer setting, as named in `step`", tuple(sorted(SETTINGS))),
+    "--crop": (498, "side of the square crop of --augment"),
+    "--batch-size": (8, "training batch size"),
+    **STEPS,
+}
+EVAL = {
+    **MODEL,
+    **DATA,
+    "--checkpoint": (None, "a trained checkpoint of --arch to evaluate (default: random weights)"),
+    "--batch-size": (32, "batch size of the batched settings"),
+    "--opt-levels": (["O0", "O1", "bf16"], "precisions of the batched settings (on a CPU all run in float32)"),
+}
+LOADING = {
+    "--count": (2000, "number of generated images"),
+    "--width": (1024, "image width"),
+    "--height": (768, "image height"),
+    "--items": (300, "items timed per transform"),
+    **common.WORK_DIR,
+}
+COMMANDS = {"step": (steps, STEP), "epoch": (epochs, EPOCH), "eval": (evaluations, EVAL), "loading": (loading, LOADING)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,6 @@ too; frames of installed packages (PyTorch, ignite) are left out.
 from __future__ import annotations
 
 import argparse
-import os
 import runpy
 import sys
 import tempfile
@@ -73,13 +72,8 @@ def small_run(folder: Path) -> list[str]:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        cwd = os.getcwd()
-        os.chdir(folder)
-        try:
-            frames = frames_to_loss(small_run(Path(folder)))
-        finally:
-            os.chdir(cwd)
+    with tempfile.TemporaryDirectory() as folder:  # every file of the run goes there (small_run's options)
+        frames = frames_to_loss(small_run(Path(folder)))
     for depth, (path, function) in enumerate(frames, 1):
         print(f"{depth:2d}  {path}:{function}")
     print(f"{len(frames)} project frames in {len({path for path, _ in frames})} files")

@@ -19,7 +19,7 @@ with imports_checked(COMMAND, __name__):  # a missing dependency (matplotlib, sa
     from linearityiqa.options import POSITIVE_INT, SHARE
     from reproduce.experiments import BACKBONES, EXPERIMENTS, LOSSES, T_TEST_SPLITS
     from reproduce.reports import DEFAULT_THRESHOLDS, write_report
-    from reproduce.runs import SYNTHETIC_SIZES, Runner, check_sizes, real_data, real_data_present, synthetic_data
+    from reproduce.runs import SYNTHETIC_SIZES, Runner, real_data, real_data_present, synthetic_data
 
 PAPER_EPOCHS, SYNTHETIC_EPOCHS = 30, 10
 
@@ -84,7 +84,6 @@ def reproduce_experiments(args: argparse.Namespace, extra: list[str]) -> None:
     """Train the runs of each experiment asked for on the data asked for, then write its report."""
     if args.data == "synthetic" or (args.data == "auto" and not real_data_present()):
         sizes = {name: getattr(args, name) for name in SYNTHETIC_SIZES}
-        check_sizes(sizes)
         tag = "synthetic-{count}-{clive_count}-{size}".format(**sizes)
         data, epochs = synthetic_data(Path("data") / "reproduce" / tag, **sizes), args.epochs or SYNTHETIC_EPOCHS
     else:

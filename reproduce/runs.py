@@ -77,17 +77,6 @@ def real_data_present() -> bool:
     return True
 
 
-def check_sizes(sizes: dict[str, int]) -> None:
-    """ConfigError naming each option whose value is below the smallest the runs work on, as typed."""
-    small = [
-        f"--{option} {sizes[option]} is too small: use at least {least} {why}"
-        for option, (_, _, least, why) in SYNTHETIC_SIZES.items()
-        if sizes[option] < least
-    ]
-    if small:
-        raise ConfigError("; ".join(small))
-
-
 def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Data:
     """A synthetic KonIQ-10k of `count` images and CLIVE of `clive_count` under root (made when a run
     first needs them), trained and tested at `size` x `size`; ResNet-18 from scratch, sized for a CPU.
@@ -96,8 +85,17 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
     with ft_lr_ratio 1 rather than the paper's 1e-4 and 0.1, and the rate drops once, at
     mid-run (-olrd 0.1), rather than at each third, which left ten epochs too little time at
     the first rate. Tiny images are evaluated 32 at a time (-ebs 32), which changes no score.
-    A run that sets one of these itself keeps its own.
+    A run that sets one of these itself keeps its own. Sizes below the smallest the runs work on
+    are a ConfigError naming each option as typed.
     """
+    sizes = {"count": count, "clive_count": clive_count, "size": size}
+    small = [
+        f"--{option} {sizes[option]} is too small: use at least {least} {why}"
+        for option, (_, _, least, why) in SYNTHETIC_SIZES.items()
+        if sizes[option] < least
+    ]
+    if small:
+        raise ConfigError("; ".join(small))
     koniq = partial(synthetic_koniq, root, count=count, width=size, height=size, seed=0)
     clive = partial(synthetic_clive, root, count=clive_count, width=500, height=500, seed=1)
     substitutions = (
