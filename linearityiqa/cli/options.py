@@ -91,7 +91,6 @@ def model_file(options: Mapping[str, Any], *, defaults: Mapping[str, Any], given
     checkpoint (the authors' released one by default) with the settings asked for and their `defaults`."""
     # here, not at the top: `linearityiqa --help` needs neither numpy nor PyTorch
     from linearityiqa.image_scoring import CHECKPOINT, MODEL_OPTIONS, ONNX, ModelFile
-    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
 
     common = {"eval_batch_size": options["eval_batch_size"], "max_pixels": options["max_pixels"]}
     if options["onnx"]:
@@ -104,6 +103,8 @@ def model_file(options: Mapping[str, Any], *, defaults: Mapping[str, Any], given
                 f"or its resize)"
             )
         return ModelFile(ONNX, options["onnx"], **common)
+    from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT  # loads PyTorch, which --onnx never does
+
     return ModelFile(
         CHECKPOINT,
         options["trained_model_file"] or RELEASED_CHECKPOINT,
