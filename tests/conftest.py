@@ -123,8 +123,10 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_collection_modifyitems(items):
     """The files that hold a test marked `slow` go first, in their own order: pytest-xdist hands
-    out whole files in this order, and a long file handed out last would leave the other processes
-    idle while it runs."""
+    out whole files in this order (pytest.ini keeps it from sorting them by size), and a long file
+    handed out last would leave the other processes idle while it runs. A process is given another
+    file once two or fewer of its tests are left, so a slow test's file holds three tests or more:
+    else a second file would wait behind the slow test."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
 
