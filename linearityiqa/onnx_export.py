@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from typing import Any
 
 import onnx
@@ -151,7 +152,7 @@ def onnx_metadata(
     linear mappings (k, b) and, where the checkpoint records it, the scale of the scores.
     """
     height, width = sizing.resize_hw or (0, 0)
-    recorded = {} if scale is None else {"scale": json.dumps(scale.fields())}
+    recorded = {} if scale is None else {"scale": json.dumps(asdict(scale))}
     return {
         "linearityiqa_format": FORMAT,
         "arch": settings["arch"],

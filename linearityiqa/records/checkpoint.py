@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ def training_checkpoint(
         "k": list(k),
         "b": list(b),
         "settings": dict(settings),
-        "scale": scale.fields(),
+        "scale": asdict(scale),  # plain Python types, which torch.load(weights_only=True) reads
     }
     if scaler is not None:
         checkpoint["scaler"] = scaler.state_dict()
@@ -81,14 +82,12 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, read as data, not trusted: any failure
-    to read it or a field of it is a BadFileError naming the file and the field. Checked on their
-    own, as they would give wrong scores silently: float weights finite (a run that diverged saves
-    NaN), k and b three finite numbers, the settings that rebuild the model and the scale of their
-    types. Wrapper prefixes are taken off the weight names; k and b become lists of floats. With
-    `mmap` the tensors are mapped from the file, which must stay unchanged while they are in use
-    (save_checkpoint replaces a file, it never rewrites one).
-    """
+    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to
+    read it or a field of it is a BadFileError naming both. Checked, as they would give wrong scores
+    silently: finite float weights (a run that diverged saves NaN), k and b three finite numbers (made
+    lists of floats), the types of the settings that rebuild the model and the scale. Weight names
+    lose wrapper prefixes. With `mmap` the tensors are mapped from the file (save_checkpoint replaces
+    a file, it never rewrites one)."""
     checkpoint = read_torch_file(
         path,
         what="checkpoint",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from linearityiqa.errors import BadFileError
@@ -36,10 +36,6 @@ class TrainingScale:
         """The scale of the training MOS `mos` (numbers, an array or a tensor) of `dataset`."""
         values = [float(value) for value in mos]
         return cls(dataset, min(values), max(values), math.fsum(values) / len(values))
-
-    def fields(self) -> dict[str, Any]:
-        """The scale as plain Python types, as files record it."""
-        return asdict(self)
 
     def words(self) -> str:
         """The scale as a sentence's end: "KonIQ-10k's training MOS (3.91 to 88.39, mean 58.73), higher is better"."""
