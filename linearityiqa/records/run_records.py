@@ -29,7 +29,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -133,19 +133,12 @@ class EpochLog:
         self.path = path
         earlier = _read_rows(kept_from or path) if resume_after else []
         # the final test of a run killed before it removed its state is tested again
-        kept = [row for row in earlier if int(row["epoch"]) <= resume_after and row["split"] != FINAL_TEST]
-        self.rows = [tuple(row[column] for column in EPOCH_COLUMNS) for row in kept]
-        self._write()
+        self.rows = [row for row in earlier if row[0] <= resume_after and row[1] != FINAL_TEST]
+        _write_table(path, EPOCH_COLUMNS, self.rows, what="the metrics of each epoch")
 
     def add(self, epoch: int, split: str, metrics: Mapping[str, float]) -> None:
         self.rows += [(epoch, split, name, f"{float(value):.6g}") for name, value in metrics.items()]
-        self._write()
-
-    def _write(self) -> None:
-        with replacing(self.path, what="the metrics of each epoch", advice=_ADVICE, newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(EPOCH_COLUMNS)
-            writer.writerows(self.rows)
+        _write_table(self.path, EPOCH_COLUMNS, self.rows, what="the metrics of each epoch")
 
 
 class EpochMetrics:
@@ -154,8 +147,8 @@ class EpochMetrics:
     def __init__(self, path: str):
         self.path = path
         self._values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-        for row in _read_rows(path):
-            self._values[row["split"], row["metric"]][int(row["epoch"])] = float(row["value"])
+        for epoch, split, metric, value in _read_rows(path):
+            self._values[split, metric][epoch] = float(value)
 
     def series(self, split: str, metric: str) -> Series:
         values = self._values.get((split, metric), {})
@@ -176,24 +169,26 @@ def first_epoch_reaching(series: Series, threshold: float) -> int:
     return next((epoch for epoch, value in zip(*series) if value >= threshold), 0)
 
 
-def _read_rows(path: str) -> Iterable[dict[str, str]]:
+def _read_rows(path: str) -> list[tuple[int, str, str, str]]:
+    """The rows of a metrics file: epoch (an int), split, metric and value (a number, as written)."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no metrics file {path}: the run has not written it (train it first)")
+    rows = []
     with open(path, newline="") as file:
         reader = csv.DictReader(file)
         if tuple(reader.fieldnames or ()) != EPOCH_COLUMNS:
             raise BadFileError(
                 f"{path} is not a metrics file of main.py: its header should be {','.join(EPOCH_COLUMNS)}"
             )
-        rows = list(reader)
-    for number, row in enumerate(rows, start=2):
-        try:
-            int(row["epoch"]), float(row["value"])
-        except (TypeError, ValueError):
-            raise BadFileError(
-                f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
-                f"should be numbers; delete the file and train again to rewrite it"
-            ) from None
+        for number, row in enumerate(reader, start=2):
+            try:
+                float(row["value"])
+                rows.append((int(row["epoch"]), row["split"], row["metric"], row["value"]))
+            except (TypeError, ValueError):
+                raise BadFileError(
+                    f"{path}, line {number}: epoch {row['epoch']!r} and value {row['value']!r} "
+                    f"should be numbers; delete the file and train again to rewrite it"
+                ) from None
     return rows
 
 
@@ -206,11 +201,16 @@ def save_results(path: str, performance: Mapping[str, Any]) -> None:
 
 def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
     """The per-image scores of a test: subjective score, fused prediction, and it mapped by k, b."""
-    columns = [np.asarray(performance[name]).reshape(-1) for name in ("sq", "pq_before", "pq")]
-    with replacing(path, what="the per-image scores", advice=_ADVICE, newline="") as file:
+    columns = [np.asarray(performance[name]).reshape(-1).tolist() for name in ("sq", "pq_before", "pq")]
+    _write_table(path, SCORE_COLUMNS, zip(*columns), what="the per-image scores")
+
+
+def _write_table(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, what: str) -> None:
+    """A CSV file of `header` and `rows`, written whole (records/writing.py)."""
+    with replacing(path, what=what, advice=_ADVICE, newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(SCORE_COLUMNS)
-        writer.writerows(zip(*(column.tolist() for column in columns)))
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def read_scores(path: str) -> dict[str, np.ndarray]:
