@@ -39,9 +39,8 @@ def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: in
     as main.py options."""
     info, download = root / "KonIQ-10kinfo.mat", root / "koniq10k"
     if make and not info.is_file():
-        write_info(
-            info, koniq_info_from_csv(write_koniq_layout(download, count=count, width=width, height=height, seed=seed))
-        )
+        sets = write_koniq_layout(download, count=count, width=width, height=height, seed=seed)
+        write_info(info, koniq_info_from_csv(sets))
     return _data_set_options("KonIQ-10k", info, download / "1024x768", root)
 
 
