@@ -109,11 +109,6 @@ def machine() -> str:
     )
 
 
-def synchronize(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -127,10 +122,13 @@ def peak_memory(device: torch.device) -> str:
 
 def timed(action: Callable[[], Result], device: torch.device | None = None) -> tuple[Result, float]:
     """(what `action` returns, its seconds, including the GPU work it queued)."""
-    synchronize(device)
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     started = time.perf_counter()
     result = action()
-    synchronize(device)
+    if cuda:
+        torch.cuda.synchronize(device)
     return result, time.perf_counter() - started
 
 
@@ -188,8 +186,7 @@ def demo_files(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Path, Pa
     the load average printed before and after: it shows whether another process slowed the command."""
     print(machine())
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory(prefix=prefix) as work:
-        work_dir = Path(work)
+    with work_folder(None, prefix) as work_dir:
         [image] = write_images(work_dir / "one", count=1, width=args.width, height=args.height)
         write_images(work_dir / "folder", count=args.images, width=args.width, height=args.height)
         yield work_dir, image, work_dir / "folder"
