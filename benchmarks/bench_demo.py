@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -122,8 +121,8 @@ def scoring_rate(folder: Path, arch: str, checkpoint: Path, args: argparse.Names
     cpu, size = torch.device("cpu"), dict(resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # that scores at this size are not the paper's: random weights here
-        scorer = load(checkpoint, arch=arch, resize=True, **size, device=cpu)
-    scorer = replace(scorer, batch_size=evaluation_batch_size(None, cpu))  # test_demo.py's default
+        batch_size = evaluation_batch_size(None, cpu)  # test_demo.py's default
+        scorer = load(checkpoint, arch=arch, resize=True, **size, device=cpu, batch_size=batch_size)
     paths = list_images(str(folder), stdin=sys.stdin)
     score_files(scorer, paths[:1])  # oneDNN prepares its kernels first
     _, seconds = common.timed(lambda: score_files(scorer, paths))
