@@ -33,14 +33,13 @@ def koniq_info_from_csv(scores_csv: str | Path, *, sets_csv: str | Path | None =
     scores_csv = Path(scores_csv)
     header, rows = _read_csv(scores_csv)
     score_column = "mos_zscore" if "mos_zscore" in header else "mos"
-    _require_columns(scores_csv, header, ["image_name", score_column, "sd"])
-    names, scores, stds = _names_and_scores(scores_csv, rows, score_column, "sd")
+    names, scores, stds = _names_and_scores(scores_csv, header, rows, score_column, "sd")
     if sets_csv is None:
         _require_columns(scores_csv, header, ["set"], hint="pass the sets file koniq10k_distributions_sets.csv as well")
         sets = [_set_of(scores_csv, line, row) for line, row in rows]
     else:
         sets = _sets_by_name(Path(sets_csv), names, scores_csv)
-    return _info_with_fixed_split(names, scores, stds, sets)
+    return _info(names, scores, stds, sets=sets)
 
 
 def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
@@ -48,12 +47,9 @@ def user_info_from_csv(csv_path: str | Path, *, num_orderings: int = 1000, seed:
     without a `set` column, its index holds `num_orderings` random orderings drawn with `seed`."""
     csv_path = Path(csv_path)
     header, rows = _read_csv(csv_path)
-    _require_columns(csv_path, header, ["image_name", "mos"])
-    names, scores, stds = _names_and_scores(csv_path, rows, "mos", "std" if "std" in header else None)
-    if "set" in header:
-        sets = [_set_of(csv_path, line, row) for line, row in rows]
-        return _info_with_fixed_split(names, scores, stds, sets)
-    return _info_with_random_orderings(names, scores, stds, num_orderings, seed)
+    names, scores, stds = _names_and_scores(csv_path, header, rows, "mos", "std" if "std" in header else None)
+    sets = [_set_of(csv_path, line, row) for line, row in rows] if "set" in header else None
+    return _info(names, scores, stds, sets=sets, orderings=num_orderings, seed=seed)
 
 
 def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 1000, seed: int = 0) -> IQAInfo:
@@ -87,7 +83,7 @@ def clive_info_from_release(release_dir: str | Path, *, num_orderings: int = 100
                 f"{data_dir / (key + '.mat')} entry {entries[bad[0]]} ({names[bad[0]]}) is {values[bad[0]]}, "
                 f"not a finite number; {release}"
             )
-    return _info_with_random_orderings(names, scores[kept], stds[kept], num_orderings, seed)
+    return _info(names, scores[kept], stds[kept], sets=None, orderings=num_orderings, seed=seed)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -124,9 +120,10 @@ def _require_columns(path: Path, header: list[str], columns: list[str], hint: st
 
 
 def _names_and_scores(
-    path: Path, rows: list[tuple[int, dict[str, str]]], score_column: str, std_column: str | None
+    path: Path, header: list[str], rows: list[tuple[int, dict[str, str]]], score_column: str, std_column: str | None
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Image names, scores and stds (0 without a std column), each row checked."""
+    """Image names, scores and stds (0 without a std column), the columns and each row checked."""
+    _require_columns(path, header, [column for column in ("image_name", score_column, std_column) if column])
     names = _image_names(path, rows)
     scores = [_number(path, line, row, score_column) for line, row in rows]
     stds = [_number(path, line, row, std_column, spread=True) if std_column else 0.0 for line, row in rows]
@@ -181,24 +178,22 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
     return [set_of_name[name] for name in names]
 
 
-def _info_with_fixed_split(names: list[str], scores: np.ndarray, stds: np.ndarray, sets: list[str]) -> IQAInfo:
-    ref_ids = np.arange(1, len(names) + 1)
-    members = [ref_ids[[s == split for s in sets]] for split in SPLITS]
-    index, sizes = np.concatenate(members).reshape(-1, 1), tuple(len(ids) for ids in members)
-    return IQAInfo(im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=index, split_sizes=sizes)
-
-
-def _info_with_random_orderings(
-    names: list[str], scores: np.ndarray, stds: np.ndarray, num_orderings: int, seed: int
+def _info(
+    names: list[str], scores: np.ndarray, stds: np.ndarray, *, sets: list[str] | None, orderings: int = 1, seed: int = 0
 ) -> IQAInfo:
-    if num_orderings < 1:
-        raise ConfigError(f"num_orderings (make_info.py's --orderings) is {num_orderings}; it needs to be at least 1")
-    too_large = size_problem(len(names), num_orderings)
+    """The images with ids 1..N; the split `sets` gives them (the index's one column: training ids,
+    then validation, then test), else `orderings` random orderings drawn with `seed`."""
+    ref_ids = np.arange(1, len(names) + 1)
+    if sets is not None:
+        members = [ref_ids[[s == split for s in sets]] for split in SPLITS]
+        index, sizes = np.concatenate(members).reshape(-1, 1), tuple(len(ids) for ids in members)
+        return IQAInfo(im_names=names, scores=scores, stds=stds, ref_ids=ref_ids, index=index, split_sizes=sizes)
+    if orderings < 1:
+        raise ConfigError(f"num_orderings (make_info.py's --orderings) is {orderings}; it needs to be at least 1")
+    too_large = size_problem(len(names), orderings)
     if too_large is not None:  # found before the orderings take their memory
         raise ConfigError(f"num_orderings (make_info.py's --orderings): {too_large}")
-    ref_ids = np.arange(1, len(names) + 1)
-    rng = np.random.default_rng(seed)
-    index = rng.permuted(np.tile(ref_ids[:, None], (1, num_orderings)), axis=0)
+    index = np.random.default_rng(seed).permuted(np.tile(ref_ids[:, None], (1, orderings)), axis=0)
     return IQAInfo(im_names=list(names), scores=scores, stds=stds, ref_ids=ref_ids, index=index)
 
 
