@@ -221,10 +221,8 @@ _floats = partial(np.asarray, dtype=np.float64)
 
 def _cell_texts(cells: np.ndarray) -> list[str]:
     """The text of each cell of a MATLAB cell array of strings."""
-    texts = []
-    for cell in cells:
-        values = np.asarray(cell).ravel()
-        if values.size and not isinstance(values[0], str):
-            raise TypeError(f"a cell holds {values.dtype}, not a file name")
-        texts.append(values[0].strip() if values.size else "")
-    return texts
+    texts = [np.asarray(cell).ravel() for cell in cells]
+    for text in texts:
+        if text.size and not isinstance(text[0], str):
+            raise TypeError(f"a cell holds {text.dtype}, not a file name")
+    return [text[0].strip() if text.size else "" for text in texts]
