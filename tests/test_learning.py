@@ -10,7 +10,7 @@ The settings, those of `main.py --quickstart` (linearityiqa/cli/quickstart.py):
     data: write_koniq_layout(out, count=3000, width=48, height=48, seed=0)
           (2,102 training, 298 validation and 600 test images, used at their size)
     main.py --arch resnet18 --pretrained none --resize -rs_h 48 -rs_w 48 -bs 16 -e 6 --lr 1e-3
-            --ft_lr_ratio 1 -olrd 0.1 --seed 1 --num_workers 0 --device cpu
+            --ft_lr_ratio 1 -olrd 0.1 --seed 1 --num_workers 0 -ebs 32 --device cpu
     that is: Adam at 1e-3 for the heads and the backbone alike, 10x less after epoch 3
     (-lrd 0.1 by default; -olrd 0.1 makes that the one step of the run), batches of 16.
 
