@@ -86,8 +86,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
     read it or a field of it is a BadFileError naming both. Checked, as they would give wrong scores
     silently: finite float weights (a run that diverged saves NaN), k and b three finite numbers (made
     lists of floats), the types of the settings that rebuild the model and the scale. Weight names
-    lose wrapper prefixes. With `mmap` the tensors are mapped from the file (save_checkpoint replaces
-    a file, it never rewrites one)."""
+    lose wrapper prefixes. With `mmap` the tensors are mapped from the file, which must stay unchanged
+    while they are in use (save_checkpoint replaces a file, it never rewrites one)."""
     checkpoint = read_torch_file(
         path,
         what="checkpoint",
