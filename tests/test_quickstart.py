@@ -1,33 +1,19 @@
-"""python main.py --quickstart, run as a user runs it: every step of the pipeline runs on the
-synthetic data it makes, and each prints the command that runs it. (Shrunk here to a few images
-and one epoch; tests/test_learning.py checks that such settings learn.)"""
+"""main.py --quickstart, as a user runs it: every step of the pipeline runs on the synthetic data it
+makes, in a process of its own, and each prints the command that runs it. (Shrunk here to a few
+images and one epoch; tests/test_learning.py checks that the quick start's settings learn.)"""
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from data_helpers import read_scores
 
+import main
 from linearityiqa.cli import quickstart
 
 REPO = Path(__file__).resolve().parents[1]
-# the data sets and the training, shrunk
-KONIQ = dict(count=30, width=64, height=48, seed=0)
-CLIVE = dict(count=6, width=80, height=80, seed=1)
-# main.py --quickstart in a new process, shrunk first
-SHRUNK = f"""
-import runpy, sys
-from linearityiqa.cli import quickstart
-quickstart.KONIQ = {KONIQ!r}
-quickstart.CLIVE = {CLIVE!r}
-quickstart.TRAINING[quickstart.TRAINING.index('-e') + 1] = '1'
-sys.argv = [{str(REPO / "main.py")!r}, '--quickstart']
-runpy.run_path(sys.argv[0], run_name='__main__')
-"""
 STEPS = [
     ("train on the synthetic KonIQ-10k", "main.py"),
     ("test across data sets on the synthetic CLIVE", "test_dataset.py"),
@@ -36,10 +22,13 @@ STEPS = [
 ]
 
 
-def quickstart_in(folder: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", SHRUNK]
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=900)
+@pytest.fixture
+def shrunk(monkeypatch):
+    """The quick start's data sets and training, shrunk: a few images, one epoch."""
+    monkeypatch.setattr(quickstart, "KONIQ", dict(count=30, width=64, height=48, seed=0))
+    monkeypatch.setattr(quickstart, "CLIVE", dict(count=6, width=80, height=80, seed=1))
+    monkeypatch.setattr(quickstart, "TRAINING", [*quickstart.TRAINING])
+    quickstart.TRAINING[quickstart.TRAINING.index("-e") + 1] = "1"
 
 
 def printed_commands(out: str) -> dict[str, list[str]]:
@@ -48,12 +37,13 @@ def printed_commands(out: str) -> dict[str, list[str]]:
     return {line[3:]: shlex.split(lines[number + 1]) for number, line in enumerate(lines) if line.startswith("== ")}
 
 
-def test_quickstart_trains_tests_and_scores_printing_each_command(tmp_path, monkeypatch, capsys):
-    done = quickstart_in(tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "KonIQ-10k, SROCC: " in done.stdout and "CLIVE, PLCC_logistic: " in done.stdout
-    assert "The image quality score is " in done.stdout
-    commands = printed_commands(done.stdout)
+def test_quickstart_trains_tests_and_scores_printing_each_command(shrunk, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    assert main.main(["--quickstart"]) == 0  # its steps in processes of their own, as printed
+    out = capfd.readouterr().out
+    assert "KonIQ-10k, SROCC: " in out and "CLIVE, PLCC_logistic: " in out
+    assert "The image quality score is " in out
+    commands = printed_commands(out)
     assert list(commands) == [title for title, _ in STEPS]
     for (title, script), command in zip(STEPS, commands.values()):
         # what a user types from here: python, the script (found from this folder), its options
@@ -65,12 +55,7 @@ def test_quickstart_trains_tests_and_scores_printing_each_command(tmp_path, monk
     # a second run reuses the data sets it made (run here, its steps only printed: the first run ran them)
     infos = [tmp_path / quickstart.ROOT / name for name in ("KonIQ-10kinfo.mat", "CLIVEinfo.mat")]
     made = [info.stat().st_mtime_ns for info in infos]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(quickstart, "KONIQ", KONIQ)
-    monkeypatch.setattr(quickstart, "CLIVE", CLIVE)
-    monkeypatch.setattr(quickstart, "TRAINING", [*quickstart.TRAINING])
-    quickstart.TRAINING[quickstart.TRAINING.index("-e") + 1] = "1"
     monkeypatch.setattr(quickstart, "run_script", lambda script, argv: 0)
-    assert quickstart.run_quickstart() == 0
-    assert printed_commands(capsys.readouterr().out) == commands
+    assert main.main(["--quickstart"]) == 0
+    assert printed_commands(capfd.readouterr().out) == commands
     assert [info.stat().st_mtime_ns for info in infos] == made
