@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,10 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from packaging.requirements import Requirement
+from PIL import Image
 
 import IQAloss
 import IQAmodel
 import linearityiqa
+import test_demo
 from linearityiqa import paper
 from linearityiqa.cli import console
 from linearityiqa.cli.scripts import DEPENDENCIES, EXTRAS
@@ -167,21 +170,36 @@ def test_linearityiqa_help_lists_its_commands(installed, tmp_path):
     assert version == f"linearityiqa {linearityiqa.__version__}\n"
 
 
+def clone_script(argv, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the clone's test_demo.py given `argv`, run here: the process
+    under test is the installed command's, and this one's options and threads are those it inherits."""
+    try:
+        status = test_demo.main(argv)
+    except SystemExit as ended:  # argparse's end
+        status = ended.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 @pytest.mark.slow
-def test_linearityiqa_score_is_test_demos_to_the_last_digit(installed, elsewhere):
+def test_linearityiqa_score_is_test_demos_to_the_last_digit(installed, elsewhere, monkeypatch, capsys):
+    monkeypatch.chdir(elsewhere)
+    # the script switches Pillow's own pixel limit off for its whole process: undone after the test
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    # argparse wraps its usage to the terminal's width: that of the installed command, whose output is a pipe
+    monkeypatch.setenv("COLUMNS", installed.get("COLUMNS") or "80")
     checkpoint = ["--trained_model_file", "p1q2.pth"]
     # one image: the paper's line (and the note on an authors' file); a folder: the CSV; a missing
     # image: one error line; a bad option: argparse's status
     cases = [(["photo.jpg"], 0), (["."], 0), (["absent.jpg"], 1), (["photo.jpg", "--no_such_option"], 2)]
     for (image, *options), status in cases:
         installed_run = run(["linearityiqa", "score", image, *checkpoint, *options], cwd=elsewhere, env=installed)
-        clone_run = run(
-            [sys.executable, str(REPO / "test_demo.py"), "--img", image, *checkpoint, *options], cwd=elsewhere
-        )
-        assert installed_run.returncode == clone_run.returncode == status, installed_run.stderr
-        assert (installed_run.stdout, installed_run.stderr) == (clone_run.stdout, clone_run.stderr), image
-    folder = run(["linearityiqa", "score", ".", *checkpoint], cwd=elsewhere, env=installed).stdout.splitlines()
-    assert folder[0] == "image,score,error" and len(folder) == 3
+        clone_run = clone_script(["--img", image, *checkpoint, *options], capsys)
+        assert installed_run.returncode == clone_run[0] == status, installed_run.stderr
+        assert (installed_run.stdout, installed_run.stderr) == clone_run[1:], image
+        if image == ".":
+            folder = installed_run.stdout.splitlines()
+            assert folder[0] == "image,score,error" and len(folder) == 3
 
 
 def test_score_takes_its_images_first_or_with_img():
@@ -205,11 +223,11 @@ def test_score_takes_its_images_first_or_with_img():
 
 
 @pytest.mark.reliability
-def test_a_partial_installation_is_one_line_naming_the_reinstall(wheel, tmp_path):
-    # The wheel installed, then a module that test_demo.py imports and the script of `linearityiqa test` lost.
+def test_a_partial_installation_is_one_line_naming_the_reinstall(wheel, installed, tmp_path):
+    # The wheel installed (a copy of the installation, which pip made), then a module that test_demo.py
+    # imports and the script of `linearityiqa test` lost.
     target = tmp_path / "site"
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    shutil.copytree(installed["PYTHONPATH"], target, symlinks=True)
     package = target / "linearityiqa"
     lost = [package / "records" / "score_output.py", package / "paper" / "test_dataset.py"]
     for path in lost:
