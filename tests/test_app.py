@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import test_demo
 from linearityiqa.data.decoding import ImageSizing
 from linearityiqa.data.synthetic import Degradation, degrade, render_scene
 from linearityiqa.records.scale import TrainingScale
@@ -56,11 +58,15 @@ def checkpoint(trained_run) -> str:
 
 
 def demo_scores(folder: Path, checkpoint: str, names: list[str], *options: str) -> str:
-    """The CSV test_demo.py writes for `names`, given as a list on standard input in their folder."""
-    command = [sys.executable, str(REPO / "test_demo.py"), "--img", "-", "--trained_model_file", checkpoint]
-    command += ["-o", "scores.csv", *options]
-    done = subprocess.run(command, input="\n".join(names), cwd=folder, capture_output=True, text=True)
-    assert done.returncode in (0, 3), done.stderr  # 3: some images could not be scored
+    """The CSV test_demo.py writes for `names`, given as a list on standard input in their folder
+    (its main, run in this process: the page's server is the process under test)."""
+    argv = ["--img", "-", "--trained_model_file", checkpoint, "-o", "scores.csv", *options]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(names).encode())))
+        # the script switches Pillow's own pixel limit off for its whole process: undone after it
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+        assert test_demo.main(argv) in (0, 3)  # 3: some images could not be scored
     return (folder / "scores.csv").read_text(encoding="utf-8")
 
 
