@@ -108,25 +108,14 @@ def read_csv(text: str) -> list[dict]:
     return read_scores(text)
 
 
-def test_the_readme_command_prints_the_paper_line(checkpoints, images, model):
-    command = [
-        sys.executable,
-        "test_demo.py",
-        "--img",
-        str(images / "f.jpg"),
-        "--resize",
-        "--arch",
-        "resnet18",
-        "--trained_model_file",
-        checkpoints["authors"],
-        "-rs_h",
-        "96",
-        "-rs_w",
-        "128",
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    score = float(LINE.fullmatch(done.stdout).group(1))
+def test_the_readme_command_prints_the_paper_line(capsys, checkpoints, images, model):
+    # the README's options, given to the script's main: the script run as a program is
+    # test_a_mistake_in_a_process_prints_no_traceback's
+    readme = ["--img", str(images / "f.jpg"), "--resize", "--arch", "resnet18"]
+    readme += ["--trained_model_file", checkpoints["authors"], "-rs_h", "96", "-rs_w", "128"]
+    status, out, err = run_main(capsys, readme)
+    assert status == 0, err
+    score = float(LINE.fullmatch(out).group(1))
     assert score == pytest.approx(expected_score(model, images / "f.jpg", (96, 128)), abs=TOLERANCE)
 
 
