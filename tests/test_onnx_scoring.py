@@ -28,16 +28,16 @@ K, B = [2.0, 0.5, -1.0], [50.0, 3.0, 7.0]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A resnet18 checkpoint, its exports with a resize and without, and images of two sizes
-    (one of them broken)."""
+    """A resnet18 checkpoint of two pyramid levels on its second side output, its exports with a
+    resize and without, and images of two sizes (one of them broken), large enough for the levels."""
     folder = tmp_path_factory.mktemp("onnx")
     torch.manual_seed(0)
-    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
-    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 2}
+    weights = IQAModel(**settings, pretrained=False).state_dict()
     save_checkpoint(str(folder / "model.pth"), {"model": weights, "k": K, "b": B, "settings": settings})
     for name, sizing in (("resized", {"resize": True, "resize_size_h": 40, "resize_size_w": 56}), ("native", {})):
         export_onnx(linearityiqa.load(folder / "model.pth", device="cpu", **sizing), folder / f"{name}.onnx")
-    save_plain_images(folder / "images", {"a.jpg": (48, 32), "b.jpg": (64, 40), "c.jpg": (48, 32)})
+    save_plain_images(folder / "images", {"a.jpg": (48, 36), "b.jpg": (64, 40), "c.jpg": (48, 36)})
     (folder / "images" / "broken.jpg").write_bytes(b"not an image")
     return folder
 
@@ -204,14 +204,9 @@ def test_a_tensor_outside_is_found_however_deep():
     assert [list(external_tensors(model)) for model in a_constant_in_subgraphs(outside=False)] == [[], []]
 
 
-def test_an_image_too_small_for_the_pyramid_is_its_rows_error(tmp_path, capsys):
-    torch.manual_seed(0)
-    settings = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 2}
-    weights = IQAModel(**settings, pretrained=False).state_dict()
-    save_checkpoint(str(tmp_path / "model.pth"), {"model": weights, "k": K, "b": B, "settings": settings})
-    export_onnx(linearityiqa.load(tmp_path / "model.pth", device="cpu"), tmp_path / "model.onnx")
+def test_an_image_too_small_for_the_pyramid_is_its_rows_error(exported, tmp_path, capsys):
     save_plain_images(tmp_path / "images", {"large.jpg": (128, 128), "small.jpg": (24, 24)})
-    argv = ["--img", str(tmp_path / "images"), "--onnx", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "s.csv")]
+    argv = ["--img", str(tmp_path / "images"), "--onnx", str(exported / "native.onnx"), "-o", str(tmp_path / "s.csv")]
     assert demo.main(argv) == 3
     large, small = csv_rows(tmp_path / "s.csv")
     assert float(large["score"]) and large["error"] == ""
