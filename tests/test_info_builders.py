@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,8 +19,6 @@ from linearityiqa.data.info_builders import clive_info_from_release, koniq_info_
 from linearityiqa.data.info_files import read_info, write_info
 from linearityiqa.data.synthetic import write_clive_layout, write_koniq_layout
 from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +220,11 @@ def test_make_info_writes_each_kind(koniq_download, clive_release, tmp_path, cap
     assert printed[2].endswith("m.mat: 2 images; 1,000 random orderings")
 
 
-def test_make_info_reports_a_bad_file_in_one_line(tmp_path):
+def test_make_info_reports_a_bad_file_in_one_line(tmp_path, capsys):
+    # the script as a program, with its exit status, is test_reliability_outputs' (a file size limit)
     bad = write_csv(tmp_path / "bad.csv", ["image_name", "mos"], [["a.jpg", "x"]])
-    command = [sys.executable, "make_info.py", "csv", "--csv", str(bad), "--out", str(tmp_path / "o.mat")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 1
-    assert result.stderr == f"make_info.py: error: {bad} line 2: mos 'x' is not a finite number\n"
+    assert make_info.main(["csv", "--csv", str(bad), "--out", str(tmp_path / "o.mat")]) == 1
+    assert capsys.readouterr().err == f"make_info.py: error: {bad} line 2: mos 'x' is not a finite number\n"
     assert not (tmp_path / "o.mat").exists()
 
 
