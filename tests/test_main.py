@@ -90,13 +90,27 @@ def test_readme_training_commands_train_select_and_test(command, koniq, run_name
     assert any(tag.startswith("lr/group_") for tag in tags)
 
 
-def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, run_name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    argv = small(README_TRAIN[0], koniq, epochs=3) + ["--test_during_training", "--results_dir", "out"]
-    assert main.main(argv) == 0
+@pytest.fixture(scope="module")
+def three_epochs(koniq, tmp_path_factory):
+    """A run of three epochs, with augmentation and a test every epoch, in a folder of its own (its
+    outputs where main.py puts them by default), as if killed after its last resume state was saved,
+    before that was removed: (the folder, the run's options). Tests read it, or copy it to go on."""
+    folder = tmp_path_factory.mktemp("three_epochs")
+    argv = small(README_TRAIN[0], koniq, epochs=3) + ["--augmentation", "-cs_h", "56", "-cs_w", "56"]
+    argv += ["--test_during_training"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(main, "remove_resume_state", lambda settings: None)
+        assert main.main(argv) == 0
+    return folder, argv
+
+
+def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(three_epochs, run_name, monkeypatch):
+    folder, argv = three_epochs
+    monkeypatch.chdir(folder)
     name = run_name(argv)
-    results = np.load(os.path.join("out", name + ".npy"), allow_pickle=True).item()
-    metrics = EpochMetrics(epochs_file("out", name))
+    results = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+    metrics = EpochMetrics(epochs_file("results", name))
     for split in ("train", "val", "test"):
         for metric in METRICS_PRINTED:
             assert metrics.series(split, metric).epochs == [1, 2, 3]
@@ -105,7 +119,7 @@ def test_each_epoch_and_the_final_test_are_recorded_in_csv_files(koniq, run_name
     # the best model's test, once, as results/<name>.npy has it
     assert metrics.final("SROCC") == pytest.approx(results["SROCC"], abs=1e-6)  # the CSV keeps 6 digits
     assert metrics.final("RMSE2") == pytest.approx(results["RMSE2"], rel=1e-5)
-    scores = read_scores(os.path.join("out", name + "-scores.csv"))
+    scores = read_scores(os.path.join("results", name + "-scores.csv"))
     np.testing.assert_allclose(scores["score"], np.ravel(results["sq"]), rtol=1e-6)
     np.testing.assert_allclose(scores["prediction"], np.ravel(results["pq_before"]), rtol=1e-6)
     np.testing.assert_allclose(
@@ -133,16 +147,12 @@ def test_run_name_records_the_settings_as_the_papers_code_did(run_name):
     assert "-res=False-768x1024-" in run_name(["--dataset", "KonIQ-10k"])
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(koniq, run_name, tmp_path, monkeypatch, capsys):
-    argv = small(README_TRAIN[0], koniq, epochs=3) + ["--augmentation", "-cs_h", "56", "-cs_w", "56"]
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(three_epochs, run_name, tmp_path, monkeypatch, capsys):
+    # the whole run, as if killed after its last state was saved, before it was removed
+    argv = three_epochs[1]
     name = run_name(argv)
-    os.makedirs(tmp_path / "whole")
-    monkeypatch.chdir(tmp_path / "whole")
-    with monkeypatch.context() as patch:  # as if killed after its last state was saved, before it was removed
-        patch.setattr(main, "remove_resume_state", lambda settings: None)
-        assert main.main(argv) == 0
+    monkeypatch.chdir(shutil.copytree(three_epochs[0], tmp_path / "whole"))
     whole = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
-    capsys.readouterr()
     assert main.main(argv + ["--resume"]) == 0  # the state of the last epoch: only the final test runs again
     out = capsys.readouterr().out
     assert "after epoch 3" in out and "best model saved" not in out
