@@ -14,6 +14,7 @@ import torch
 
 from IQAperformance import correlations
 from linearityiqa.choices import LEAST_FOR_CORRELATION
+from linearityiqa.cli.console import run_script
 from linearityiqa.cli.options import get_args_parser
 from linearityiqa.data.info_files import split_sizes_from_ratios
 from linearityiqa.data.synthetic import _koniq_sets
@@ -121,16 +122,32 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("reproduce")
 
 
-@pytest.fixture
-def in_workdir(workdir, monkeypatch):
-    """The shared folder as the current one, and each run's main.py or test_dataset.py called in this
-    process, as its main(argv): the same commands, printed and run, and the same files, without a
-    Python and PyTorch started for each run (test_figure1_end_to_end runs them in processes of their own)."""
+def run_in_this_process(monkeypatch, *, own_processes: int = 0) -> list[str]:
+    """Each run's main.py or test_dataset.py called in this process, as its main(argv), after the
+    first `own_processes` runs, which start in processes of their own as reproduce starts them:
+    the same commands, printed and run, and the same files, without a Python and PyTorch started
+    for each run. The scripts of the runs that had a process of their own, in order."""
     import main
     import test_dataset
 
     scripts = {"main.py": main.main, "test_dataset.py": test_dataset.main}
-    monkeypatch.setattr("reproduce.runs.run_script", lambda script, argv: scripts[script](list(argv)))
+    started: list[str] = []
+
+    def run(script, argv):
+        if len(started) < own_processes:
+            started.append(script)
+            return run_script(script, argv)
+        return scripts[script](list(argv))
+
+    monkeypatch.setattr("reproduce.runs.run_script", run)
+    return started
+
+
+@pytest.fixture
+def in_workdir(workdir, monkeypatch):
+    """The shared folder as the current one, and each run called in this process
+    (run_in_this_process; test_figure1_end_to_end starts one in a process of its own)."""
+    run_in_this_process(monkeypatch)
     monkeypatch.chdir(workdir)
 
 
@@ -160,8 +177,12 @@ def is_png(path):
 
 @pytest.mark.slow
 def test_figure1_end_to_end(workdir, monkeypatch, capsys):
+    # Its first run as reproduce runs every run, in a process of its own (python main.py ...), the
+    # others in this process: one real process shows the command runs as printed, from the folder.
     monkeypatch.chdir(workdir)
+    own_processes = run_in_this_process(monkeypatch, own_processes=1)
     assert reproduce(["figure1"] + TINY) == 0
+    assert own_processes == ["main.py"]
     assert capsys.readouterr().out.count("\n== figure1") == 3
     rows = table_rows(out_dir() / "figure1.md")
     assert [row[0] for row in rows] == ["MAE", "MSE", "Norm-in-Norm"]
@@ -280,7 +301,7 @@ def test_table2_end_to_end(in_workdir, capsys):
 
 
 def test_t_test_end_to_end(in_workdir, capsys):
-    assert reproduce(["ttest", "--splits", "2", "--losses", "MAE", "Norm-in-Norm"] + TINY) == 0
+    assert reproduce(["ttest", "--splits", "2", "--losses", "MAE", "Norm-in-Norm"] + ONE_EPOCH) == 0
     assert capsys.readouterr().out.count("\n== ttest") == 4
     clive = [(settings, metrics) for settings, metrics in run_results("ttest") if settings["dataset"] == "CLIVE"]
     assert sorted((settings["loss_type"], settings["exp_id"]) for settings, _ in clive) == [
