@@ -4,6 +4,8 @@ exactly as 1 process x batch B."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 import ignite.distributed as idist
 import numpy as np
@@ -23,10 +25,7 @@ from linearityiqa.training.distributed import (
     _evaluation_shard,
     global_batchnorm,
     plan_processes,
-    start_processes,
 )
-
-ON_TWO_CPU_PROCESSES = ProcessPlan(processes=2, backend="gloo", gpus=0)
 
 
 def _batch(seed=1, nan=False):
@@ -77,24 +76,44 @@ def _report_environment(path):
     torch.save(seen, f"{path}.{idist.get_rank()}")
 
 
-def _in_each_process(local_rank, folder):
-    """What each test of two processes needs from them: one start serves them all, as a start costs seconds."""
-    _report_environment(os.path.join(folder, "seen"))
+# main.py's run of two CPU processes that test_main_trains_and_tests_on_two_processes checks
+TWO_PROCESS_RUN = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0"
+
+
+def _steps_then_training(local_rank, settings):
+    """main.training in each process of main.py's run, after what the other tests of two processes
+    compare, saved in the run's folder (the current one): one start serves them all, as a start
+    costs seconds. The steps train models of their own; main.training seeds its run itself."""
+    _report_environment("seen")
     for steps in ("_first_step", "_a_nan_step_skipped"):
         loss, state = globals()[steps]()
         if idist.get_rank() == 0:
-            torch.save({"loss": loss, "state": state}, os.path.join(folder, f"{steps}.pt"))
+            torch.save({"loss": loss, "state": state}, f"{steps}.pt")
+    return main.training(local_rank, settings)
+
+
+class TwoProcesses(NamedTuple):
+    folder: Path
+    argv: list[str]
+    status: int
+    visible_devices_after: bool
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """The folder of what 2 CPU processes, started once with no CUDA_VISIBLE_DEVICES, saved; and
-    whether this process's environment has CUDA_VISIBLE_DEVICES after them."""
+def two_processes(koniq, tmp_path_factory):
+    """main.py's run of 2 CPU processes, started once with no CUDA_VISIBLE_DEVICES in its folder,
+    whose processes also saved what the tests of two processes compare (_steps_then_training):
+    the folder, the run's options, main.py's exit status, and whether this process's environment
+    has CUDA_VISIBLE_DEVICES after them."""
     folder = tmp_path_factory.mktemp("two_processes")
+    argv = [*TWO_PROCESS_RUN.split(), "--nproc_per_node", "2", "--device", "cpu", *koniq]
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        start_processes(_in_each_process, (str(folder),), ON_TWO_CPU_PROCESSES)
-        return folder, "CUDA_VISIBLE_DEVICES" in os.environ
+        monkeypatch.chdir(folder)
+        # the processes take it by its name in this module, and call the real main.training
+        monkeypatch.setattr(main, "training", _steps_then_training)
+        status = main.main(argv)
+        return TwoProcesses(folder, argv, status, "CUDA_VISIBLE_DEVICES" in os.environ)
 
 
 def _assert_close_states(two, one):
@@ -104,7 +123,7 @@ def _assert_close_states(two, one):
 
 
 def test_two_processes_take_the_same_first_step_as_one(two_processes):
-    two = torch.load(two_processes[0] / "_first_step.pt", weights_only=True)
+    two = torch.load(two_processes.folder / "_first_step.pt", weights_only=True)
     loss, one = _first_step()
     assert two["loss"] == pytest.approx(loss, rel=1e-9)  # the loss of the whole batch on each process
     _assert_close_states(two["state"], one)
@@ -114,7 +133,7 @@ def test_two_processes_take_the_same_first_step_as_one(two_processes):
 @pytest.mark.reliability
 def test_two_processes_skip_a_nan_step_together(two_processes):
     """The NaN is in one process's share; both skip the step, and neither waits for the other."""
-    two = torch.load(two_processes[0] / "_a_nan_step_skipped.pt", weights_only=True)
+    two = torch.load(two_processes.folder / "_a_nan_step_skipped.pt", weights_only=True)
     _, one = _a_nan_step_skipped()
     _assert_close_states(two["state"], one)
 
@@ -145,15 +164,12 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
     torch.testing.assert_close(converted.running_var, plain.running_var)
 
 
-def test_main_trains_and_tests_on_two_processes(koniq, run_name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    command = "--arch resnet18 --pretrained none --resize -rs_h 64 -rs_w 96 -bs 4 -e 1 --num_workers 0"
-    argv = [*command.split(), "--nproc_per_node", "2", *koniq]
-    assert main.main(argv) == 0
-    name = run_name(argv)
-    results = np.load(os.path.join("results", name + ".npy"), allow_pickle=True).item()
+def test_main_trains_and_tests_on_two_processes(two_processes, run_name):
+    assert two_processes.status == 0
+    name = run_name(two_processes.argv)
+    results = np.load(two_processes.folder / "results" / f"{name}.npy", allow_pickle=True).item()
     assert len(results["sq"]) == 6  # every test image once, gathered from both processes
-    checkpoint = torch.load(os.path.join("checkpoints", name), weights_only=True)
+    checkpoint = torch.load(two_processes.folder / "checkpoints" / name, weights_only=True)
     assert "features.1.running_mean" in checkpoint["model"]
 
 
@@ -183,9 +199,8 @@ def test_processes_on_a_gpu_that_is_not_there_are_refused(monkeypatch):
 
 def test_cpu_processes_see_no_gpu_and_know_their_rank(two_processes):
     """On a machine with one GPU, ignite would move the process of local rank 1 onto a second GPU."""
-    folder, visible_devices_after = two_processes
     for rank in (0, 1):
-        seen = torch.load(folder / f"seen.{rank}", weights_only=True)
+        seen = torch.load(two_processes.folder / f"seen.{rank}", weights_only=True)
         assert seen == {
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
@@ -195,7 +210,7 @@ def test_cpu_processes_see_no_gpu_and_know_their_rank(two_processes):
             "world_size": 2,
             "device": "cpu",
         }
-    assert not visible_devices_after  # this process's environment is as it was
+    assert not two_processes.visible_devices_after  # this process's environment is as it was
 
 
 def test_one_process_asked_for_trains_as_a_run_without_the_option(trained_run, tiny_run_argv, tmp_path):
