@@ -6,23 +6,35 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-from data_helpers import RESNET18_SETTINGS, local_ray_cluster, save_plain_images, synthetic_koniq_options
-from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+from data_helpers import (
+    RESNET18_SETTINGS,
+    SCORING_B,
+    SCORING_K,
+    built_once,
+    koniq_options,
+    local_ray_cluster,
+    save_plain_images,
+    scoring_folder,
+    synthetic_koniq_options,
+)
 
-from linearityiqa.cli.options import get_args_parser
-from linearityiqa.cli.settings import run_settings
 from linearityiqa.data.image_store import available_cores
+
+# PyTorch is imported where it is used, not here: pytest-xdist's controlling process, which runs no
+# test, loads this file too.
 
 # PyTorch's compiler (inductor) caches the kernels it generates without keying them on the vector
 # instructions that ATEN_CPU_CAPABILITY selects: a cache written under one setting breaks runs
 # under another (C++ errors about at::vec, or NaN from vectors of the wrong width). So the suite
 # run under each setting compiles into a cache of its own.
-# (Importing the project already set the variable to inductor's default: only a folder the user
-# chose is kept.)
+# (Importing the project may have set the variable to inductor's default: only a folder the user
+# chose is kept. Inductor is imported only then: a second of every process's start otherwise.)
 _CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
-if _CAPABILITY and os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}_{_CAPABILITY}"
+if _CAPABILITY:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}_{_CAPABILITY}"
 
 # pytest.ini runs the suite in pytest-xdist's processes: each takes its share of the cores (one
 # at least), for PyTorch here and for the scripts the tests start, whose OpenMP threads would
@@ -31,14 +43,22 @@ _PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _PROCESSES > 1:
     _THREADS = max(1, available_cores() // _PROCESSES)
     os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+    import torch
+
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# The session fixtures that build files are built once for the whole run, also under pytest-xdist
+# (data_helpers.built_once): tests read their files, or copy them to change them.
 
 
 @pytest.fixture(scope="session")
 def koniq(tmp_path_factory) -> list[str]:
     """A 30-image synthetic KonIQ-10k of 128x96 JPEGs in its official layout (21 training, 3
-    validation and 6 test images), with its info file: the options that point a script at it."""
-    return synthetic_koniq_options(tmp_path_factory.mktemp("koniq"), count=30, seed=1)
+    validation and 6 test images), with its info file: the options that point a script at it.
+    Its image cache (--cache_dir) is shared too: the scripts write it whole or not at all."""
+    build = lambda folder: synthetic_koniq_options(folder, count=30, seed=1)  # noqa: E731
+    return koniq_options(built_once(tmp_path_factory, "koniq", build))
 
 
 @pytest.fixture
@@ -62,16 +82,37 @@ def ray_address(tmp_path_factory):
 def resnet18_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of resnet18 with random weights (seed 0), the identity mapping (k = 1, b = 0) and
     its settings, saved once for the whole test run: tests read it and never write it."""
-    import torch
 
-    from IQAmodel import IQAModel
-    from linearityiqa.records.checkpoint import save_checkpoint
+    def build(folder: Path) -> None:
+        import torch
 
-    path = tmp_path_factory.mktemp("resnet18") / "model.pth"
-    torch.manual_seed(0)
-    weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
-    save_checkpoint(str(path), {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3, "settings": RESNET18_SETTINGS})
-    return path
+        from IQAmodel import IQAModel
+        from linearityiqa.records.checkpoint import save_checkpoint
+
+        torch.manual_seed(0)
+        weights = IQAModel(arch="resnet18", pretrained=False).state_dict()
+        checkpoint = {"model": weights, "k": [1.0] * 3, "b": [0.0] * 3, "settings": RESNET18_SETTINGS}
+        save_checkpoint(str(folder / "model.pth"), checkpoint)
+
+    return built_once(tmp_path_factory, "resnet18", build) / "model.pth"
+
+
+@pytest.fixture(scope="session")
+def scoring(tmp_path_factory) -> Path:
+    """data_helpers.scoring_folder's two checkpoints, mapped with SCORING_K and SCORING_B, and its 30
+    images, with reference.csv: test_demo.py's CSV of them with --window 4 from a run never stopped,
+    which runs stopped and resumed, of other formats or on Ray must give again. (A file may define a
+    `scoring` fixture of its own, of other files.)"""
+
+    def build(folder: Path) -> None:
+        import test_demo
+
+        scoring_folder(folder, k=SCORING_K, b=SCORING_B)
+        argv = ["--img", str(folder / "images"), "-modelfile", str(folder / "model.pth")]
+        status = test_demo.main([*argv, "-o", str(folder / "reference.csv"), "--window", "4"])
+        assert status == test_demo.EXIT_SOME_FAILED  # the text file among the images gets an error row
+
+    return built_once(tmp_path_factory, "scoring", build)
 
 
 # A tiny training run of main.py on the `koniq` fixture: resnet18 from scratch on 48x64 images.
@@ -95,16 +136,21 @@ def tiny_run_argv(koniq):
 def trained_run(tiny_run_argv, tmp_path_factory) -> Path:
     """The folder of a finished one-epoch run of `tiny_run_argv`, trained once for the whole test
     run: tests read it, or copy it to change it (tiny_run_argv of the copy runs on the copy)."""
-    import main
 
-    folder = tmp_path_factory.mktemp("trained_run")
-    assert main.main(tiny_run_argv(folder)) == 0
-    return folder
+    def build(folder: Path) -> None:
+        import main
+
+        assert main.main(tiny_run_argv(folder)) == 0
+
+    return built_once(tmp_path_factory, "trained_run", build)
 
 
 @pytest.fixture(scope="session")
 def run_name():
     """The name main.py gives the run of a command line (its checkpoint's, results' and logs')."""
+    from linearityiqa.cli.options import get_args_parser
+    from linearityiqa.cli.settings import run_settings
+
     return lambda argv: run_settings(get_args_parser().parse_args(argv))["run_name"]
 
 

@@ -7,10 +7,11 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,30 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 KONIQ_REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "koniq10k_distributions_sets.csv"
 # the settings a checkpoint of IQAModel(arch="resnet18") records
 RESNET18_SETTINGS = {"arch": "resnet18", "pool": "avg", "use_bn_end": False, "P6": 1, "P7": 1}
+# the mapping of scoring_folder's checkpoints (conftest.scoring): scores on the scale of a MOS
+SCORING_K, SCORING_B = [50.0, 1.0, 1.0], [10.0, 0.0, 0.0]
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by build(folder) once for the whole test run, as pytest-xdist's
+    manual shows: its processes share a folder beside their own temporary folders, and the first
+    that needs `name` builds it while the others wait on its lock. Tests read what it holds, or
+    copy it to change it. A build that failed is begun again by the next process that needs it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's own folder, which holds each process's
+    folder, built = root / "built" / name, root / "built" / f"{name}.built"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not built.exists():
+            if folder.exists():  # what a failed build left
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
 
 
 def write_authors_info(path: Path, names: list[str], scores: list[float], stds: list[float], index: np.ndarray) -> None:
@@ -79,6 +104,11 @@ def synthetic_koniq_options(root: Path, *, count: int, seed: int, width: int = 1
 
     sets_csv = write_koniq_layout(root / "download", count=count, width=width, height=height, seed=seed)
     write_info(root / "KonIQ-10kinfo.mat", koniq_info_from_csv(sets_csv))
+    return koniq_options(root)
+
+
+def koniq_options(root: Path) -> list[str]:
+    """The script options that point at the data set synthetic_koniq_options wrote under root."""
     return [
         "--data_info",
         str(root / "KonIQ-10kinfo.mat"),

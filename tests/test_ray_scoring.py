@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from data_helpers import read_scores, scoring_folder
+from data_helpers import read_scores
 
 import test_demo as demo
 from linearityiqa.errors import MissingFileError
@@ -24,16 +24,8 @@ from linearityiqa.ray_scoring import _users_mistake
 from linearityiqa.records import score_output
 
 REPO = Path(__file__).resolve().parents[1]
-K, B = [50.0, 1.0, 1.0], [10.0, 0.0, 0.0]
 # Ray's workers may use other thread counts than the plain path: float32 rounding, times k[0] = 50
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def scoring(tmp_path_factory):
-    folder = scoring_folder(tmp_path_factory.mktemp("ray_scoring"), k=K, b=B)
-    assert demo.main(argv(folder, folder / "plain.csv")) == demo.EXIT_SOME_FAILED
-    return folder
 
 
 def argv(scoring, output, *more) -> list[str]:
@@ -43,7 +35,7 @@ def argv(scoring, output, *more) -> list[str]:
 
 def assert_plain_rows(scoring, rows):
     """`rows` (dicts of image, score, error) are the plain path's, each once and in order."""
-    plain = read_scores((scoring / "plain.csv").read_text())
+    plain = read_scores((scoring / "reference.csv").read_text())
     assert [row["image"] for row in rows] == [row["image"] for row in plain]
     assert [row["error"] or "" for row in rows] == [row["error"] for row in plain]
     for row, expected in zip(rows, plain):
@@ -57,7 +49,7 @@ def test_ray_gives_the_plain_paths_rows_in_csv_and_parquet(scoring, ray_address,
     csv_file, parquet_file = tmp_path / "scores.csv", tmp_path / "scores.parquet"
     assert demo.main(argv(scoring, csv_file, "--ray", ray_address, "--ray_workers", "2")) == demo.EXIT_SOME_FAILED
     assert demo.main(argv(scoring, parquet_file, "--ray", ray_address)) == demo.EXIT_SOME_FAILED
-    assert csv_file.read_text().partition("\n")[0] == (scoring / "plain.csv").read_text().partition("\n")[0]
+    assert csv_file.read_text().partition("\n")[0] == (scoring / "reference.csv").read_text().partition("\n")[0]
     assert_plain_rows(scoring, read_scores(csv_file.read_text()))
     assert_plain_rows(scoring, parquet.read_table(parquet_file).to_pylist())
 
@@ -99,7 +91,7 @@ def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path,
         patch.setattr(score_output.ScoreWriter, "write", interrupt_after_two)
         assert demo.main(argv(scoring, output)) == 130
     with open(tmp_path / "scores.csv.partial" / "scores.csv", "a") as partial:  # a row in the third window
-        partial.write((scoring / "plain.csv").read_text().splitlines(keepends=True)[9])
+        partial.write((scoring / "reference.csv").read_text().splitlines(keepends=True)[9])
     command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", "--resume")]
     # RAY_ADDRESS would make ray.init join a cluster: --ray without an address starts one of its own
     environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}

@@ -17,20 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
-from data_helpers import read_scores, scoring_folder
+from data_helpers import SCORING_B, SCORING_K, read_scores
 
 import test_demo as demo
 from linearityiqa import image_scoring
 from linearityiqa.records import score_output
 
 REPO = Path(__file__).resolve().parents[1]
-K, B = [50.0, 1.0, 1.0], [10.0, 0.0, 0.0]
+K, B = SCORING_K, SCORING_B  # conftest.scoring's checkpoints
 WINDOW = ["--window", "4"]
-
-
-@pytest.fixture(scope="module")
-def scoring(tmp_path_factory):
-    return scoring_folder(tmp_path_factory.mktemp("at_scale"), k=K, b=B)
 
 
 def argv(scoring, output, *more) -> list[str]:
@@ -39,11 +34,9 @@ def argv(scoring, output, *more) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(scoring, tmp_path_factory):
-    """The CSV of an uninterrupted run, with the window the tests use."""
-    output = tmp_path_factory.mktemp("reference") / "scores.csv"
-    assert demo.main(argv(scoring, output)) == demo.EXIT_SOME_FAILED
-    return output.read_bytes()
+def reference(scoring):
+    """The CSV of an uninterrupted run, with the window the tests use (conftest.scoring's)."""
+    return (scoring / "reference.csv").read_bytes()
 
 
 def test_rows_are_on_the_disk_a_window_at_a_time_and_the_output_appears_at_the_end(scoring, reference, tmp_path,
