@@ -6,8 +6,11 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
 # the `ray` command, also where Ray was installed into a folder of its own (pip --target), whose
 # scripts are not beside the interpreter
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -169,3 +173,113 @@ def assert_one_line(err: str, script: str, *words: str) -> None:
     assert err.count("\n") == 1 and err.startswith(f"{script}: error: "), err
     for word in words:
         assert word in err, (word, err)
+
+
+# The process of ScriptForks: it imports the modules named on its command line (with the cycle
+# collector paused, their objects then frozen out of its reach, as test_demo.py imports), says
+# "ready", then reads runs, one JSON line each. It forks a process for each, which runs the script as
+# `python script args` runs it (as __main__, with sys.path[0] its folder, Ctrl-C a KeyboardInterrupt),
+# in its own folder and environment, its standard output and error into files; and it answers the
+# process id, then the wait status once that process has ended.
+_FORKS = r"""
+import gc, json, os, runpy, signal, sys
+gc.disable()
+for name in sys.argv[1:]:
+    __import__(name)
+gc.freeze()
+gc.enable()
+print("ready", flush=True)
+for line in sys.stdin:
+    run = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        written = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, run["stdout"], written), (2, run["stderr"], written)):
+            os.dup2(os.open(path, flags, 0o644), fd)
+        os.chdir(run["cwd"])
+        os.environ.update(run["env"])
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.argv, sys.path[0] = run["argv"], os.path.dirname(os.path.abspath(run["argv"][0]))
+        exec(run["before"])
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        sys.exit(0)  # ends as Python ends: threads joined, streams flushed
+    print(pid, flush=True)
+    print(os.waitpid(pid, 0)[1], flush=True)
+"""
+
+
+class ScriptForks:
+    """Runs of a script, each a process of its own that a test can signal or kill, without the
+    seconds of imports that each new Python would spend before it (torch's, above all): forks of
+    one process that imported `modules` once. One run at a time; a context manager, which ends
+    the run still going and the process."""
+
+    def __init__(self, *modules: str):
+        command = [sys.executable, "-c", _FORKS, *modules]
+        environment = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
+        self.buffer, self.running = b"", None
+        assert self.answer(timeout=300) == "ready"
+
+    def answer(self, timeout: float | None) -> str | None:
+        """The next line the process answers, or None if it answers none within `timeout` seconds."""
+        while b"\n" not in self.buffer:
+            if not select.select([self.process.stdout], [], [], timeout)[0]:
+                return None
+            read = os.read(self.process.stdout.fileno(), 4096)
+            assert read, "the process of the forks ended"
+            self.buffer += read
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    def start(self, argv: list[str], *, cwd: Path, stderr: Path, stdout: str = os.devnull, env: dict | None = None,
+              before: str = "") -> ForkedRun:  # fmt: skip
+        """A run of `python *argv` (argv[0] the script) in `cwd`, its stderr into the file `stderr`;
+        `env` is added to its environment, and the code `before` runs before the script."""
+        assert self.running is None or self.running.poll() is not None, "one run at a time"
+        run = {"argv": argv, "cwd": str(cwd), "stdout": str(stdout), "stderr": str(stderr), "env": env or {},
+               "before": before}  # fmt: skip
+        self.process.stdin.write(json.dumps(run).encode() + b"\n")
+        self.process.stdin.flush()
+        self.running = ForkedRun(self, int(self.answer(timeout=60)))
+        return self.running
+
+    def __enter__(self) -> ScriptForks:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        if self.running is not None and self.running.poll() is None:
+            self.running.kill()
+            self.running.wait(timeout=60)
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+class ForkedRun:
+    """A run of ScriptForks, with what the tests use of subprocess.Popen: pid, poll(), wait(),
+    send_signal(), kill() and returncode (minus the signal's number, when a signal ended it)."""
+
+    def __init__(self, forks: ScriptForks, pid: int):
+        self.forks, self.pid, self.returncode = forks, pid, None
+
+    def poll(self) -> int | None:
+        return self._ended(timeout=0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self._ended(timeout) is None:
+            raise subprocess.TimeoutExpired(f"run {self.pid}", timeout)
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        if self.poll() is None:  # not a process id that another process may have taken since
+            os.kill(self.pid, number)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _ended(self, timeout: float | None) -> int | None:
+        if self.returncode is None:
+            status = self.forks.answer(timeout)
+            if status is not None:
+                self.returncode = os.waitstatus_to_exitcode(int(status))
+        return self.returncode

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_helpers import sha256
+from data_helpers import ScriptForks, sha256
 from ignite.engine import Events
 
 import main
@@ -68,7 +69,7 @@ def test_an_output_that_cannot_be_written_is_one_line(option, koniq, tmp_path, m
 
 
 def nan_at_iteration_9(monkeypatch):
-    """The loss of the 9th training batch is NaN (7 batches an epoch: epoch 2, batch 2)."""
+    """The loss of the 9th training batch is NaN (5 batches an epoch: epoch 2, batch 4)."""
     real_loss = main.IQALoss
 
     def nan_in_epoch_2(**kwargs):
@@ -138,14 +139,17 @@ def test_running_out_of_memory_while_training_is_one_line(koniq, tmp_path, monke
     assert "Traceback" not in err
 
 
-def _start(argv, cwd):
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "main.py")] + argv,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+@pytest.fixture(scope="module")
+def forks():
+    """Runs of main.py as processes of their own, to kill, to signal or to run beside another, each
+    started without importing torch again (data_helpers.ScriptForks)."""
+    with ScriptForks("main", "tensorboardX") as forks:  # and the logs' writer, which a run imports
+        yield forks
+
+
+def _start(forks, argv, cwd: Path, stderr: Path):
+    """main.py started in a process of its own in `cwd`, its stderr written to `stderr`."""
+    return forks.start([str(REPO / "main.py"), *argv], cwd=cwd, stderr=stderr)
 
 
 def _resume_files(folder: Path):
@@ -153,10 +157,11 @@ def _resume_files(folder: Path):
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-def _killed_when(argv, work: Path, ready, delay: float) -> tuple[int, str]:
-    """Start main.py in `work`, wait until `ready()` (or its end), then `delay` seconds, and kill it
-    if it still runs; its exit status and stderr."""
-    process = _start(argv, work)
+def _killed_when(forks, argv, work: Path, ready, delay: float) -> tuple[int, str]:
+    """Start main.py in a process in `work`, wait until `ready()` (or its end), then `delay`
+    seconds, and kill it if it still runs; its exit status and stderr."""
+    stderr = work.parent / "stderr.txt"
+    process = _start(forks, argv, work, stderr)
     deadline = time.monotonic() + 120
     while not ready() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -164,12 +169,14 @@ def _killed_when(argv, work: Path, ready, delay: float) -> tuple[int, str]:
     if process.poll() is None:
         process.send_signal(signal.SIGKILL)
     process.wait()
-    return process.returncode, process.stderr.read().decode()
+    return process.returncode, stderr.read_text()
 
 
-def _run_to_its_end(argv, work: Path) -> tuple[int, str]:
-    process = _start(argv, work)
-    return process.wait(timeout=300), process.stderr.read().decode()
+def _run_to_its_end(argv, capsys) -> tuple[int, str]:
+    """main.py run in this process, in the current folder, to its end: its exit status and stderr."""
+    capsys.readouterr()
+    status = main.main(argv)
+    return status, capsys.readouterr().err
 
 
 def _saves_another(folder: Path):
@@ -179,11 +186,12 @@ def _saves_another(folder: Path):
 
 
 @pytest.mark.slow
-def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(koniq, run_name, tmp_path, monkeypatch, capsys):
+def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(forks, koniq, run_name, tmp_path, monkeypatch, capsys):
     """A preempted job's loop: start again with --resume after each kill, and without it where
     --resume finds nothing (a kill before the first saved epoch). Whatever each kill left (no
     state, a state, a save cut short, a finished run), the run ends with an unbroken run's
-    metrics, and a --resume after that has nothing to do."""
+    metrics, and a --resume after that has nothing to do. The runs killed are processes of their
+    own; the last, which nothing stops, runs in this one."""
     argv = small_run(koniq, epochs=4)
     name = run_name(argv)
     os.makedirs(tmp_path / "unbroken")
@@ -201,44 +209,49 @@ def test_killed_at_random_moments_resume_ends_as_an_unbroken_run(koniq, run_name
     delays = [rng.uniform(0.0, 1.0)] + [rng.uniform(0.0, 0.6) for _ in range(2)]
     for attempt, delay in enumerate(delays):
         ready = lock.exists if attempt == 0 else _saves_another(resume)
-        status, err = _killed_when(argv + options, work, ready, delay)
+        status, err = _killed_when(forks, argv + options, work, ready, delay)
         nothing_saved = status == 1 and "nothing to resume" in err
         assert status in (0, -signal.SIGKILL) or nothing_saved, err
         options = [] if nothing_saved else ["--resume"]  # start anew where no epoch was saved
         if checkpoint.exists():  # whatever moment the kill hit, the best checkpoint on disk is whole
             assert "model" in load_checkpoint(str(checkpoint))
-    status, err = _run_to_its_end(argv + options, work)
+    monkeypatch.chdir(work)
+    status, err = _run_to_its_end(argv + options, capsys)
     if status == 1 and "nothing to resume" in err:
-        status, err = _run_to_its_end(argv, work)
+        status, err = _run_to_its_end(argv, capsys)
     assert status == 0, err
     assert not resume.exists()  # a finished run's resume state is removed
     resumed = np.load(work / "results" / (name + ".npy"), allow_pickle=True).item()
     for metric in METRICS_PRINTED:
         assert resumed[metric] == pytest.approx(unbroken[metric], rel=1e-5)
 
-    monkeypatch.chdir(work)
     capsys.readouterr()
     assert main.main(argv + ["--resume"]) == 0  # idempotent: the run finished, nothing is done again
     (said,) = capsys.readouterr().out.splitlines()
     assert "finished already" in said and f"checkpoints/{name}" in said and f"results/{name}.npy" in said
 
 
+def _save_then_killed_while_saving_again(path: str) -> None:
+    """Save a checkpoint, then begin another over it and be killed once its first bytes are written."""
+    save_checkpoint(path, {"model": {"w": torch.ones(1000)}})
+
+    def killed_midway(obj, file):
+        file.write(b"PK\x03\x04 the first bytes")
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.save = killed_midway  # in the process that is killed only
+    save_checkpoint(path, {"model": {"w": torch.zeros(1000)}})
+
+
 def test_killed_while_writing_a_checkpoint_the_previous_one_is_intact(tmp_path):
     path = tmp_path / "best.pth"
-    script = f"""
-import os, signal, torch
-from linearityiqa.records.checkpoint import save_checkpoint
-save_checkpoint({str(path)!r}, {{'model': {{'w': torch.ones(1000)}}}})
-real_save = torch.save
-def killed_midway(obj, file):
-    file.write(b'PK\\x03\\x04 the first bytes')
-    file.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
-torch.save = killed_midway
-save_checkpoint({str(path)!r}, {{'model': {{'w': torch.zeros(1000)}}}})
-"""
-    process = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert process.returncode == -signal.SIGKILL
+    # a process of its own, forked from this one: killed, it leaves the files as any killed process does
+    fork = multiprocessing.get_context("fork")
+    process = fork.Process(target=_save_then_killed_while_saving_again, args=(str(path),))
+    process.start()
+    process.join(timeout=120)
+    assert process.exitcode == -signal.SIGKILL
     assert torch.equal(load_checkpoint(str(path))["model"]["w"], torch.ones(1000))
 
 
@@ -275,11 +288,11 @@ def test_a_data_loading_process_that_dies_stops_the_run_with_its_cause(koniq, tm
 
 
 def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(
-    koniq, run_name, tmp_path, monkeypatch, capsys
+    forks, koniq, run_name, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
     argv = small_run(koniq, epochs=2)
-    first = _start(argv, tmp_path)
+    first = _start(forks, argv, tmp_path, tmp_path / "first.txt")
     lock = Path("checkpoints") / (run_name(argv) + ".lock")
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:
@@ -287,7 +300,7 @@ def test_two_runs_with_the_same_outputs_at_once_do_not_overwrite_each_other(
     assert main.main(argv) == 1  # the second, while the first trains
     err = capsys.readouterr().err
     assert f"main.py: error: another run (process {first.pid}) is writing checkpoints/{run_name(argv)}" in err
-    assert first.wait(timeout=300) == 0, first.stderr.read().decode()
+    assert first.wait(timeout=300) == 0, (tmp_path / "first.txt").read_text()
     assert not lock.exists()  # released at the end
     assert load_checkpoint(os.path.join("checkpoints", run_name(argv)))["settings"]["epochs"] == 2
 
@@ -333,9 +346,10 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table of Linux's /proc")
-def test_sigterm_to_a_run_of_two_processes_stops_them_too(koniq, tmp_path):
+def test_sigterm_to_a_run_of_two_processes_stops_them_too(forks, koniq, tmp_path):
     """By default SIGTERM would end the parent alone and leave its two processes training."""
-    process = _start(small_run(koniq, epochs=200) + ["--nproc_per_node", "2", "--device", "cpu"], tmp_path)
+    argv, stderr = small_run(koniq, epochs=200) + ["--nproc_per_node", "2", "--device", "cpu"], tmp_path / "stderr.txt"
+    process = _start(forks, argv, tmp_path, stderr)
     deadline = time.monotonic() + 120
     while not (tmp_path / "checkpoints").is_dir() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the first epoch's checkpoint: both processes are training
@@ -343,8 +357,7 @@ def test_sigterm_to_a_run_of_two_processes_stops_them_too(koniq, tmp_path):
     assert len(workers) == 2
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
-    stderr = process.stderr.read().decode()
-    (said,) = stderr.splitlines()
+    (said,) = stderr.read_text().splitlines()
     assert said.startswith("main.py: interrupted;") and "--resume continues" in said
     assert not any(_running(pid) for pid in workers)
 
