@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from data_helpers import SCORING_B, SCORING_K, read_scores
+from data_helpers import SCORING_B, SCORING_K, ScriptForks, read_scores
 
 import test_demo as demo
 from linearityiqa import image_scoring
@@ -85,6 +85,15 @@ def test_the_csv_reads_with_the_defaults_of_pandas_and_the_csv_module(scoring, r
     ]
     rows = list(csv.DictReader(io.StringIO(reference.decode(), newline="")))
     assert [float(row["score"]) for row in rows if row["score"]] == frame["score"].dropna().tolist()
+
+
+@pytest.fixture(scope="module")
+def forks():
+    """Runs of test_demo.py as processes of their own, to stop with a signal, each started without
+    importing torch again (data_helpers.ScriptForks); with what a run imports to write Parquet."""
+    modules = ["test_demo", "linearityiqa.scoring", "linearityiqa.records.score_output", "pyarrow.parquet"]
+    with ScriptForks(*modules) as forks:
+        yield forks
 
 
 def default_sigint() -> None:
@@ -266,6 +275,24 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_output(name, sc
     elif 0 < len(kept) < 30:
         assert f"--resume: {len(kept)} of 30 images were scored before" in resumed.stderr, f"seed {seed}"
     assert kept_rows(output) == whole and not os.path.exists(score_output.partial_path(output)), f"seed {seed}"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["scores.csv", "shards/"])
+def test_a_run_killed_as_it_begins_its_partial_run_leaves_none_that_resume_refuses(name, forks, scoring, reference,
+                                                                                    tmp_path, capsys):  # fmt: skip
+    """Killed once the partial run's folder is made, before its record is in it."""
+    output = str(tmp_path / name) + (os.sep if name.endswith("/") else "")
+    killed = "import os, signal, linearityiqa.records.score_output as o; "
+    killed += "o.replacing = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)"
+    process = forks.start([str(REPO / "test_demo.py"), *argv(scoring, output)], cwd=tmp_path,
+                          stderr=tmp_path / "stderr.txt", before=killed)  # fmt: skip
+    assert process.wait(timeout=120) == -signal.SIGKILL
+    capsys.readouterr()
+    assert demo.main([*argv(scoring, output), "--resume"]) == demo.EXIT_SOME_FAILED
+    assert "--resume: no interrupted run" in capsys.readouterr().err
+    assert [row["score"] for row in kept_rows(output)] == [row["score"] for row in read_scores(reference.decode())]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([name.rstrip("/"), "stderr.txt"])
 
 
 def kept_rows(output: str) -> list[dict]:

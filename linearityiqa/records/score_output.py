@@ -6,6 +6,9 @@ While a run scores, `<output>.partial/` beside the output holds what it has done
     scores.csv           CSV: the output as it will be, a piece of rows appended at a time
     part-000000.parquet  Parquet: one shard per piece, each written whole (temporary file, then rename)
 
+It takes that name once its record (and the CSV's header) are on the disk, so that a run stopped at
+any moment leaves a partial run that --resume continues, or none.
+
 When the run completes, the CSV file takes the output's name, the shards become one Parquet file
 (or the partial folder becomes the output folder: readers of Parquet folders skip names that start
 with _); until then an earlier output stays as it was. Nothing here imports PyTorch.
@@ -133,12 +136,23 @@ class ScoreWriter:
             self._begin()
 
     def _begin(self) -> None:
-        with self._appending():
-            os.makedirs(self.partial)
-        with replacing(os.path.join(self.partial, RUN_FILE), what="the scoring run's record", advice=ADVICE) as file:
-            json.dump({"kind": _KIND, "format": FORMAT, **asdict(self.run)}, file, indent=1)
-        if self.format == CSV:
-            self._write_csv(csv_header(heads=self.run.heads), mode="w")
+        """The partial run, made under another name and given its own once its record (and the CSV's
+        header) are on the disk: a run stopped while it began leaves no partial run that --resume
+        would find damaged, and the next run removes what it left."""
+        begun = self.partial + ".begun"
+        shutil.rmtree(begun, ignore_errors=True)
+        try:
+            with self._appending():
+                os.makedirs(begun)
+            with replacing(os.path.join(begun, RUN_FILE), what="the scoring run's record", advice=ADVICE) as file:
+                json.dump({"kind": _KIND, "format": FORMAT, **asdict(self.run)}, file, indent=1)
+            if self.format == CSV:
+                self._write_csv(csv_header(heads=self.run.heads), mode="w", path=os.path.join(begun, CSV_ROWS))
+            with self._appending():
+                os.rename(begun, self.partial)
+        except BaseException:
+            shutil.rmtree(begun, ignore_errors=True)
+            raise
 
     @contextlib.contextmanager
     def _appending(self) -> Iterator[None]:
@@ -152,9 +166,10 @@ class ScoreWriter:
                 f"then pass --resume to go on"
             ) from None
 
-    def _write_csv(self, text: str, *, mode: str = "a") -> None:
-        """`text` added to the partial CSV, on the disk when this returns."""
-        with self._appending(), open(self.rows_file, mode, newline="", encoding="utf-8", errors=NAMES) as file:
+    def _write_csv(self, text: str, *, mode: str = "a", path: str | None = None) -> None:
+        """`text` added to the partial CSV (or the CSV at `path`), on the disk when this returns."""
+        path = path or self.rows_file
+        with self._appending(), open(path, mode, newline="", encoding="utf-8", errors=NAMES) as file:
             file.write(text)
             _sync(file)
 
