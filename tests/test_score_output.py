@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -96,33 +95,31 @@ def forks():
         yield forks
 
 
-def default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.reliability
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
-def test_a_run_stopped_by_a_signal_goes_on_with_resume_to_the_uninterrupted_output(stop, scoring, reference,
-                                                                                    tmp_path):  # fmt: skip
+def test_a_run_stopped_by_a_signal_goes_on_with_resume_to_the_uninterrupted_output(stop, forks, scoring, reference,
+                                                                                    tmp_path, capsys):  # fmt: skip
+    """The run stopped is a process of its own, which the signal stops (SIGINT as a terminal's
+    Ctrl-C sends it); the run that resumes it runs in this one."""
     output = tmp_path / "scores.csv"
-    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--window", "2")]
-    # SIGINT as a terminal's Ctrl-C sends it, also where this suite runs in the background (where the shell ignores it)
-    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    options = argv(scoring, output, "--window", "2")
+    process = forks.start([str(REPO / "test_demo.py"), *options], cwd=tmp_path, stderr=tmp_path / "stderr.txt")
     rows = tmp_path / "scores.csv.partial" / "scores.csv"
     deadline = time.monotonic() + 120
     while not (rows.exists() and rows.read_text().count("\n") >= 4) and time.monotonic() < deadline:
         time.sleep(0.01)  # until a window is on the disk (two lines of header, two rows)
     process.send_signal(stop)
-    _, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    err = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL)
     if stop == signal.SIGINT:
         assert err.endswith("test_demo.py: interrupted; what was saved before is kept; pass --resume to go on "
                             "from the rows written\n")  # fmt: skip
     kept = len(read_scores(rows.read_text()))
     assert not output.exists() and 2 <= kept < 30
-    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == demo.EXIT_SOME_FAILED
-    assert f"test_demo.py: note: --resume: {kept} of 30 images were scored before" in resumed.stderr
+    capsys.readouterr()
+    assert demo.main([*options, "--resume"]) == demo.EXIT_SOME_FAILED
+    assert f"test_demo.py: note: --resume: {kept} of 30 images were scored before" in capsys.readouterr().err
     # --window 2 batches as --window 4 does here: one image per batch on a CPU
     assert output.read_bytes() == reference and not rows.parent.exists()
 
@@ -244,36 +241,51 @@ def test_resume_after_a_run_that_finished_scores_nothing_and_says_where_its_scor
     assert "no interrupted run" in capsys.readouterr().err
 
 
+# a run of window 6 in batches of 3 images of one size, its pieces written every 0.2 s
+KILLED = ["--window", "6", "--eval_batch_size", "3"]
+PIECES_OF_A_FIFTH = "import linearityiqa.image_scoring as s; s.WINDOW_SECONDS = 0.2"
+
+
+@pytest.fixture(scope="module")
+def killed_whole(scoring, tmp_path_factory):
+    """The rows of a run of KILLED never stopped, and the seconds it took here."""
+    output = tmp_path_factory.mktemp("whole") / "whole.csv"
+    started = time.monotonic()
+    assert demo.main([*argv(scoring, output, *KILLED)]) == demo.EXIT_SOME_FAILED
+    return read_scores(output.read_text()), time.monotonic() - started
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("name", ["scores.csv", "scores.parquet", "shards/"])
-def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_output(name, scoring, tmp_path):
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_output(name, forks, killed_whole, scoring, tmp_path,
+                                                                        monkeypatch, capsys):  # fmt: skip
     """SIGKILL at a random moment, from before the first row to after the last: whatever the run
-    left, --resume ends with the output of a run never stopped, and keeps every row written."""
+    left, --resume ends with the output of a run never stopped, and keeps every row written. The
+    run killed is a process of its own; the run that resumes it runs in this one."""
     output = str(tmp_path / name) + (os.sep if name.endswith("/") else "")  # a folder's name ends with a slash
-    options = [*argv(scoring, output, "--window", "6"), "--eval_batch_size", "3"]  # batches of 3 of one size
-    assert demo.main([*argv(scoring, tmp_path / "whole.csv", "--window", "6"), "--eval_batch_size", "3"]) == 3
-    whole = read_scores((tmp_path / "whole.csv").read_text())
-    # pieces every 0.2 s; the script run as its command line runs it
-    script = "import linearityiqa.image_scoring as s, runpy, sys; s.WINDOW_SECONDS = 0.2; sys.argv = sys.argv[1:]; "
-    script += "runpy.run_path(sys.argv[0], run_name='__main__')"
-    command = [sys.executable, "-c", script, str(REPO / "test_demo.py"), *options]
+    options = argv(scoring, output, *KILLED)
+    whole, took = killed_whole
     seed = random.randrange(2**32)
-    moment = random.Random(seed).uniform(0, 12)  # the whole run takes 5 to 10 s here
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+    # the run killed takes about as long as the one in this process, its imports done before it starts
+    moment = random.Random(seed).uniform(0, 1.5) * took
+    process = forks.start([str(REPO / "test_demo.py"), *options], cwd=tmp_path, stderr=tmp_path / "stderr.txt",
+                          before=PIECES_OF_A_FIFTH)  # fmt: skip
     try:
         process.wait(timeout=moment)
     except subprocess.TimeoutExpired:
         process.kill()
-    process.communicate(timeout=60)
+    process.wait(timeout=60)
     kept = kept_rows(output)
     assert kept == whole[: len(kept)], f"seed {seed}: the rows kept are the first rows of the whole run"
-    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert resumed.returncode in (0, demo.EXIT_SOME_FAILED), f"seed {seed}: {resumed.stderr}"
-    if resumed.returncode == 0:  # it had finished
-        assert "the run finished" in resumed.stderr, f"seed {seed}"
+    monkeypatch.setattr(image_scoring, "WINDOW_SECONDS", 0.2)  # as in the run killed (PIECES_OF_A_FIFTH)
+    capsys.readouterr()
+    status = demo.main([*options, "--resume"])
+    err = capsys.readouterr().err
+    assert status in (0, demo.EXIT_SOME_FAILED), f"seed {seed}: {err}"
+    if status == 0:  # it had finished
+        assert "the run finished" in err, f"seed {seed}"
     elif 0 < len(kept) < 30:
-        assert f"--resume: {len(kept)} of 30 images were scored before" in resumed.stderr, f"seed {seed}"
+        assert f"--resume: {len(kept)} of 30 images were scored before" in err, f"seed {seed}"
     assert kept_rows(output) == whole and not os.path.exists(score_output.partial_path(output)), f"seed {seed}"
 
 
