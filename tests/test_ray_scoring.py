@@ -11,9 +11,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
-from pathlib import Path
 
 import pytest
 from data_helpers import read_scores
@@ -23,7 +22,6 @@ from linearityiqa.errors import MissingFileError
 from linearityiqa.ray_scoring import _users_mistake
 from linearityiqa.records import score_output
 
-REPO = Path(__file__).resolve().parents[1]
 # Ray's workers may use other thread counts than the plain path: float32 rounding, times k[0] = 50
 TOLERANCE = 1e-4
 
@@ -61,24 +59,33 @@ def actor_processes() -> list[int]:
 
 @pytest.mark.reliability
 def test_a_worker_killed_mid_run_is_replaced_and_no_row_is_lost_or_doubled(scoring, ray_address, tmp_path):
+    """The workers are the cluster's processes, killed by a thread of this one while it drives the run."""
     output = tmp_path / "scores.csv"
-    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", ray_address)]
-    command[command.index("4")] = "2"  # --window 2: many windows, so that the kill comes in the middle
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rows, killed = tmp_path / "scores.csv.partial" / "scores.csv", []
-    deadline = time.monotonic() + 180
-    while not killed and process.poll() is None and time.monotonic() < deadline:
-        if rows.exists() and rows.read_text().count("\n") >= 4:  # two windows written
-            for pid in actor_processes():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        time.sleep(0.01)
-    _, err = process.communicate(timeout=300)
-    assert killed and process.returncode == demo.EXIT_SOME_FAILED, err
+    options = argv(scoring, output, "--ray", ray_address)
+    options[options.index("4")] = "2"  # --window 2: many windows, so that the kill comes in the middle
+    rows, killed, ended = tmp_path / "scores.csv.partial" / "scores.csv", [], threading.Event()
+
+    def kill_the_workers_once_two_windows_are_written():
+        deadline = time.monotonic() + 180
+        while not killed and not ended.is_set() and time.monotonic() < deadline:
+            if rows.exists() and rows.read_text().count("\n") >= 4:  # two windows written
+                for pid in actor_processes():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_the_workers_once_two_windows_are_written)
+    killer.start()
+    try:
+        status = demo.main(options)
+    finally:
+        ended.set()
+        killer.join()
+    assert killed and status == demo.EXIT_SOME_FAILED
     assert_plain_rows(scoring, read_scores(output.read_text()))
 
 
-def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path, monkeypatch):
+def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path, monkeypatch, capsys):
     output = tmp_path / "scores.csv"
     write = score_output.ScoreWriter.write
 
@@ -92,12 +99,13 @@ def test_a_plain_run_goes_on_on_a_cluster_started_for_the_run(scoring, tmp_path,
         assert demo.main(argv(scoring, output)) == 130
     with open(tmp_path / "scores.csv.partial" / "scores.csv", "a") as partial:  # a row in the third window
         partial.write((scoring / "reference.csv").read_text().splitlines(keepends=True)[9])
-    command = [sys.executable, str(REPO / "test_demo.py"), *argv(scoring, output, "--ray", "--resume")]
     # RAY_ADDRESS would make ray.init join a cluster: --ray without an address starts one of its own
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
-    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
-    assert resumed.returncode == demo.EXIT_SOME_FAILED, resumed.stderr
-    assert "--resume: 9 of 30 images were scored before; scoring the rest" in resumed.stderr
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    status = demo.main(argv(scoring, output, "--ray", "--resume"))
+    err = capsys.readouterr().err
+    assert status == demo.EXIT_SOME_FAILED, err
+    assert "--resume: 9 of 30 images were scored before; scoring the rest" in err
     assert_plain_rows(scoring, read_scores(output.read_text()))
 
 
