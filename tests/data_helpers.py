@@ -179,8 +179,8 @@ def assert_one_line(err: str, script: str, *words: str) -> None:
 # collector paused, their objects then frozen out of its reach, as test_demo.py imports), says
 # "ready", then reads runs, one JSON line each. It forks a process for each, which runs the script as
 # `python script args` runs it (as __main__, with sys.path[0] its folder, Ctrl-C a KeyboardInterrupt),
-# in its own folder and environment, its standard output and error into files; and it answers the
-# process id, then the wait status once that process has ended.
+# in its own folder, its standard error into a file; and it answers the process id, then the wait
+# status once that process has ended.
 _FORKS = r"""
 import gc, json, os, runpy, signal, sys
 gc.disable()
@@ -193,11 +193,11 @@ for line in sys.stdin:
     run = json.loads(line)
     pid = os.fork()
     if pid == 0:
-        written = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, run["stdout"], written), (2, run["stderr"], written)):
+        files = [(os.devnull, os.O_RDONLY), (os.devnull, os.O_WRONLY)]
+        files.append((run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+        for fd, (path, flags) in enumerate(files):  # standard input, output and error
             os.dup2(os.open(path, flags, 0o644), fd)
         os.chdir(run["cwd"])
-        os.environ.update(run["env"])
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.argv, sys.path[0] = run["argv"], os.path.dirname(os.path.abspath(run["argv"][0]))
         exec(run["before"])
@@ -232,13 +232,11 @@ class ScriptForks:
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
 
-    def start(self, argv: list[str], *, cwd: Path, stderr: Path, stdout: str = os.devnull, env: dict | None = None,
-              before: str = "") -> ForkedRun:  # fmt: skip
-        """A run of `python *argv` (argv[0] the script) in `cwd`, its stderr into the file `stderr`;
-        `env` is added to its environment, and the code `before` runs before the script."""
+    def start(self, argv: list[str], *, cwd: Path, stderr: Path, before: str = "") -> ForkedRun:
+        """A run of `python *argv` (argv[0] the script) in `cwd`, its standard output discarded and its
+        standard error written to the file `stderr`; the code `before` runs before the script."""
         assert self.running is None or self.running.poll() is not None, "one run at a time"
-        run = {"argv": argv, "cwd": str(cwd), "stdout": str(stdout), "stderr": str(stderr), "env": env or {},
-               "before": before}  # fmt: skip
+        run = {"argv": argv, "cwd": str(cwd), "stderr": str(stderr), "before": before}
         self.process.stdin.write(json.dumps(run).encode() + b"\n")
         self.process.stdin.flush()
         self.running = ForkedRun(self, int(self.answer(timeout=60)))
