@@ -87,8 +87,9 @@ def url(checkpoint):
     assert line.startswith("app.py: the page is at http://127.0.0.1:"), (line, server.poll() and server.stderr.read())
     yield line.split(" at ")[1].split()[0]
     server.send_signal(signal.SIGINT)
-    assert server.wait(timeout=60) == 130
-    assert "app.py: interrupted" in server.stderr.read()
+    _, err = server.communicate(timeout=60)  # read while it ends: a full pipe would block its last words
+    assert server.returncode == 130, err
+    assert "app.py: interrupted" in err
 
 
 @pytest.fixture(scope="module")
