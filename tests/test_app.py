@@ -17,6 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,11 @@ def url(checkpoint):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, str(REPO / "app.py"), "--trained_model_file", checkpoint, "--port", str(port), *LIMITS]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal's: a shell's background job (a CI step, say) starts its commands with it ignored
+    restore_sigint = partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_sigint
+    )
     line = server.stdout.readline()
     assert line.startswith("app.py: the page is at http://127.0.0.1:"), (line, server.poll() and server.stderr.read())
     yield line.split(" at ")[1].split()[0]
