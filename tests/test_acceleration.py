@@ -167,7 +167,6 @@ def test_a_compiled_model_evaluates_as_the_eager_one(test_images):
     assert_metrics_agree(compiled, eager)
 
 
-@pytest.mark.slow
 def test_a_compiled_model_takes_the_training_step_of_the_eager_one():
     # In float64: the loss divides by the spread of 4 predictions, which would magnify float32
     # rounding (a different order of sums in the fused kernels) past any tight tolerance. Nobody
