@@ -41,7 +41,6 @@ def assert_plain_rows(scoring, rows):
             assert float(row["score"]) == pytest.approx(float(expected["score"]), abs=TOLERANCE)
 
 
-@pytest.mark.slow  # a minute or two of the cluster's start and Ray Data's first run: its file is handed out first
 def test_ray_gives_the_plain_paths_rows_in_csv_and_parquet(scoring, ray_address, tmp_path):
     import pyarrow.parquet as parquet
 
