@@ -23,6 +23,7 @@ from linearityiqa.training.distributed import (
     ProcessPlan,
     ShardedBatches,
     _evaluation_shard,
+    _rendezvous,
     global_batchnorm,
     plan_processes,
 )
@@ -231,3 +232,17 @@ def test_a_mistake_in_a_run_of_two_processes_is_one_line(koniq, tmp_path, monkey
     assert main.main([*command.split(), "--nproc_per_node", "2", "--device", "cpu", *koniq]) == 1
     (line,) = capfd.readouterr().err.splitlines()
     assert line.startswith("main.py: error: nothing to resume in checkpoints/")
+
+
+def test_processes_meet_at_master_port_if_set_else_at_a_file_of_their_own(monkeypatch):
+    """A port picked free beforehand could be taken before the processes bind it; a file cannot."""
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with _rendezvous() as meeting:
+        store = Path(meeting.removeprefix("file://"))
+        assert meeting.startswith("file://") and store.parent.is_dir() and not store.exists()
+    assert not store.parent.exists()
+    monkeypatch.setenv("MASTER_PORT", "29517")
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.9")  # the processes of one machine meet on it
+    with _rendezvous() as meeting:
+        assert (meeting, os.environ["MASTER_ADDR"]) == ("env://", "127.0.0.1")
+    assert os.environ["MASTER_ADDR"] == "10.0.0.9"

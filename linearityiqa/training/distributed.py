@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -115,26 +115,26 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
             flush=True,
         )
     # the processes inherit these as they start
-    variables = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    if not plan.gpus:  # ignite would move each CPU process onto the GPU of its rank's number
-        variables["CUDA_VISIBLE_DEVICES"] = ""
-    with mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
+    variables = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}  # else ignite moves CPU processes onto GPUs
+    with _rendezvous() as meeting, mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:
             if plan.shared_gpus:  # ignite's processes would each take the GPU of their rank's number
                 torch.multiprocessing.start_processes(
-                    _on_a_shared_gpu, args=(fn, tuple(args), plan), nprocs=plan.processes, start_method="spawn"
+                    _on_a_shared_gpu, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
                 )
             else:
-                with idist.Parallel(backend=plan.backend, nproc_per_node=plan.processes) as parallel:
+                with idist.Parallel(
+                    backend=plan.backend, nproc_per_node=plan.processes, init_method=meeting
+                ) as parallel:
                     parallel.run(fn, *args)
         finally:
             _stop(multiprocessing.active_children())
 
 
-def _on_a_shared_gpu(rank: int, fn: Callable, args: tuple, plan: ProcessPlan) -> None:
+def _on_a_shared_gpu(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
     # torchrun's variables, which ignite reads: LOCAL_RANK is the GPU it moves the process to
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(rank % plan.gpus))
-    idist.initialize(plan.backend)
+    idist.initialize(plan.backend, init_method=meeting)
     try:
         fn(idist.get_local_rank(), *args)
     finally:
@@ -178,16 +178,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def _free_port() -> int:
-    """MASTER_PORT if set, else a port free now (ignite's fixed default would clash between two runs)."""
+@contextlib.contextmanager
+def _rendezvous() -> Iterator[str]:
+    """Where the processes meet: MASTER_PORT on this machine if set, else a file of a temporary
+    folder. A port picked free beforehand could be taken by another program before the processes
+    bind it; a file cannot."""
     if "MASTER_PORT" in os.environ:
         port = os.environ["MASTER_PORT"]
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"MASTER_PORT={port!r} is no port number: unset it, or set it to a free port")
-        return int(port)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        with mock.patch.dict(os.environ, {"MASTER_ADDR": "127.0.0.1"}):
+            yield "env://"
+        return
+    with tempfile.TemporaryDirectory(prefix="linearityiqa-rendezvous-", ignore_cleanup_errors=True) as folder:
+        yield f"file://{os.path.join(folder, 'store')}"
 
 
 class _AllGather(torch.autograd.Function):
