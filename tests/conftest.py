@@ -177,6 +177,20 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path not in slow_files)
 
 
+_YIELDED = False
+
+
+def pytest_runtest_setup(item):
+    """A process of pytest-xdist that runs a test of another file than the one marked
+    `critical_path` lowers its priority for the rest of the run, and so do the scripts it starts:
+    the critical file's process keeps a core to itself, and ends as early as one core allows,
+    while the others share the rest. (Priorities can be lowered, not raised back.)"""
+    global _YIELDED
+    if not _YIELDED and _PROCESSES > 1 and hasattr(os, "nice") and not item.get_closest_marker("critical_path"):
+        os.nice(10)
+        _YIELDED = True
+
+
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pytest.ini's): two processes a core, as many tests wait on a script or a
     cluster while the other process of the core computes; at most eight."""

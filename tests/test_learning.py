@@ -38,6 +38,10 @@ import main
 from linearityiqa.cli import quickstart
 from linearityiqa.data.synthetic import Degradation, degrade, render_scene
 
+# Handed out first (`slow`), its training is the suite's longest: it keeps a core to itself
+# (tests/conftest.py).
+pytestmark = pytest.mark.critical_path
+
 # The quick start's data set and training, on the CPU.
 DATA = quickstart.KONIQ
 TRAIN_ARGV = [*quickstart.TRAINING, "--device", "cpu"]
