@@ -38,21 +38,13 @@ DEFAULT_CACHE_DIR = "data/cache"
 
 @dataclass(frozen=True)
 class ImageLoading:
-    """How a data set's images are decoded and kept.
+    """How a data set's images are decoded and kept."""
 
-    Args:
-        resize_hw: (height, width) every image is resized to; None keeps each at its own size.
-        cache_dir: folder of the decoded-image cache; None keeps the images in memory only.
-        max_pixels: refuse images of more pixels than this (see open_image).
-        workers: decoding threads; by default one per available core.
-        verbose: print a progress bar and the memory the images take.
-    """
-
-    resize_hw: tuple[int, int] | None = None
-    cache_dir: str | Path | None = DEFAULT_CACHE_DIR
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    workers: int | None = None
-    verbose: bool = True
+    resize_hw: tuple[int, int] | None = None  # (height, width) of every image; None keeps each at its own size
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR  # of the decoded images; None keeps them in memory only
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse images of more pixels than this (see open_image)
+    workers: int | None = None  # decoding threads; by default one per available core
+    verbose: bool = True  # print a progress bar and the memory the images take
 
 
 class ImageStore:
