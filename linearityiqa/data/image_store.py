@@ -198,14 +198,13 @@ def _decode_all(
     """Decode every image into memory, or into a new cache file at `cache`."""
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
-    max_pixels = loading.max_pixels
     with ThreadPoolExecutor(max_workers=loading.workers or available_cores()) as pool:
-        shape_of = partial(decoded_shape, sizing=sizing, max_pixels=max_pixels)
+        shape_of = partial(decoded_shape, sizing=sizing, max_pixels=loading.max_pixels)
         shapes = np.array(list(pool.map(shape_of, paths)), dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
 
         def decode_row(row: int) -> None:
-            decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=max_pixels), shapes[row]
+            decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=loading.max_pixels), shapes[row]
             if decoded.shape[:2] != (height, width):
                 raise BadFileError(
                     f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "
