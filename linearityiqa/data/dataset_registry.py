@@ -24,16 +24,13 @@ CLIVE_SIDE = 500
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the loader needs to know about a data set beyond its info file: `name` also labels its image
-    cache, `im_dir` is the folder its image names are relative to, `official_split` (train_ratio,
-    train_and_val_ratio) a split it comes with, `square_size` the side to which images that are not
-    square of it are resized first."""
+    """What the loader needs to know about a data set beyond its info file."""
 
-    name: str
+    name: str  # also labels its image cache
     info_path: Path
-    im_dir: Path
-    official_split: tuple[float, float] | None = None
-    square_size: int | None = None
+    im_dir: Path  # the folder its image names are relative to
+    official_split: tuple[float, float] | None = None  # (train_ratio, train_and_val_ratio) of a split it comes with
+    square_size: int | None = None  # the side to which images that are not square of it are resized first
 
 
 KNOWN_DATASETS = {

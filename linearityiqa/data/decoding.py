@@ -82,15 +82,10 @@ def open_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
 
 @dataclass(frozen=True)
 class ImageSizing:
-    """How decoded images are sized.
+    """How decoded images are sized."""
 
-    Args:
-        square_size: images not of square_size x square_size are first resized to it (CLIVE).
-        resize_hw: then, if given, every image is resized to this (height, width).
-    """
-
-    square_size: int | None = None
-    resize_hw: tuple[int, int] | None = None
+    square_size: int | None = None  # images not of square_size x square_size are first resized to it (CLIVE)
+    resize_hw: tuple[int, int] | None = None  # then, if given, every image is resized to this (height, width)
 
     def tag(self) -> str:
         """A short name for cache file names, e.g. "native", "sq500-498x664"."""

@@ -38,21 +38,13 @@ DEFAULT_CACHE_DIR = "data/cache"
 
 @dataclass(frozen=True)
 class ImageLoading:
-    """How a data set's images are decoded and kept.
+    """How a data set's images are decoded and kept."""
 
-    Args:
-        resize_hw: (height, width) every image is resized to; None keeps each at its own size.
-        cache_dir: folder of the decoded-image cache; None keeps the images in memory only.
-        max_pixels: refuse images of more pixels than this (see open_image).
-        workers: decoding threads; by default one per available core.
-        verbose: print a progress bar and the memory the images take.
-    """
-
-    resize_hw: tuple[int, int] | None = None
-    cache_dir: str | Path | None = DEFAULT_CACHE_DIR
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    workers: int | None = None
-    verbose: bool = True
+    resize_hw: tuple[int, int] | None = None  # (height, width) of every image; None keeps each at its own size
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR  # of the decoded images; None keeps them in memory only
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse images of more pixels than this (see open_image)
+    workers: int | None = None  # decoding threads; by default one per available core
+    verbose: bool = True  # print a progress bar and the memory the images take
 
 
 class ImageStore:
@@ -206,14 +198,13 @@ def _decode_all(
     """Decode every image into memory, or into a new cache file at `cache`."""
     # Threads suffice: Pillow releases the GIL while it decodes, converts and resizes, and so
     # does a file write; they also work alike on every platform, unlike worker processes.
-    max_pixels = loading.max_pixels
     with ThreadPoolExecutor(max_workers=loading.workers or available_cores()) as pool:
-        shape_of = partial(decoded_shape, sizing=sizing, max_pixels=max_pixels)
+        shape_of = partial(decoded_shape, sizing=sizing, max_pixels=loading.max_pixels)
         shapes = np.array(list(pool.map(shape_of, paths)), dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
 
         def decode_row(row: int) -> None:
-            decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=max_pixels), shapes[row]
+            decoded, (height, width, _) = decode_image(paths[row], sizing, max_pixels=loading.max_pixels), shapes[row]
             if decoded.shape[:2] != (height, width):
                 raise BadFileError(
                     f"image {paths[row]} decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels, not the "

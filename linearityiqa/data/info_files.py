@@ -13,9 +13,6 @@ Experiment `exp_id` takes column `exp_id % M`; its first `train_size` ids are th
 images, the ids up to `train_and_val_size` the validation images, the rest the test images.
 A split lists its images in file order, not in index order, as the authors' code did.
 
-`read_info` turns any failure to read a dataset into one BadFileError naming the file and the
-dataset, and checks on its own only what would give a silent wrong result.
-
 One rule for the names of a data set's images holds wherever a list of them is built (make_info.py's
 builders, `write_info`) and read, so that no builder writes a file its reader refuses: a name is text
 without control characters, a path relative to the image folder that stays inside it (not absolute, no
@@ -65,23 +62,14 @@ SHOWN = 120  # characters of a name a message quotes
 
 @dataclass(frozen=True)
 class IQAInfo:
-    """The content of one info file; arrays are 1-D over the N images unless noted.
+    """The content of one info file; arrays are 1-D over the N images unless noted."""
 
-    Args:
-        im_names: image file names, relative to the data set's image folder.
-        scores: mean opinion scores.
-        stds: standard deviations of the opinion scores.
-        ref_ids: the id of each image, as used in `index`.
-        index: (N, M) integer array; each column is one ordering of the ref ids.
-        split_sizes: (train, val, test) image counts of a data set's own split, or None.
-    """
-
-    im_names: list[str]
-    scores: np.ndarray
-    stds: np.ndarray
-    ref_ids: np.ndarray
-    index: np.ndarray
-    split_sizes: tuple[int, int, int] | None = None
+    im_names: list[str]  # relative to the data set's image folder
+    scores: np.ndarray  # mean opinion scores
+    stds: np.ndarray  # standard deviations of the opinion scores
+    ref_ids: np.ndarray  # the id of each image, as used in `index`
+    index: np.ndarray  # (N, M) integers; each column is one ordering of the ref ids
+    split_sizes: tuple[int, int, int] | None = None  # (train, val, test) image counts of a data set's own split
 
     def __len__(self) -> int:
         return len(self.im_names)
@@ -115,8 +103,7 @@ def checked_names(
     breaks the rule, its message starting with `where` (the file, and its dataset if any), counting by
     `unit` ("line 4", "entry 4") with `numbers` (by default 1, 2, ...), ending with `advice`."""
     numbers = range(1, len(names) + 1) if numbers is None else numbers
-    first: dict[str, int] = {}
-    normal_names = []
+    first: dict[str, int] = {}  # each normal form, in list order, at the position of its name
     for position, (name, number) in enumerate(zip(names, numbers)):
         problem = name_problem(name)
         if problem is not None:
@@ -130,8 +117,7 @@ def checked_names(
                 f"{advice}"
             )
         first[normal] = position
-        normal_names.append(normal)
-    return normal_names
+    return list(first)
 
 
 def _shown(name: str) -> str:
