@@ -55,8 +55,7 @@ def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentPars
 
 def command_parser(doc: str, commands: dict[str, tuple[Callable, dict[str, tuple]]]) -> argparse.ArgumentParser:
     """A parser described by the first line of `doc`, a sub-command per entry "name": (function, its
-    options as `add_options` takes them), described by the first line of the function's docstring; the
-    parsed arguments hold the function as `measure`."""
+    options as `add_options` takes them), described by its docstring's first line; `measure` holds it."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     chosen = parser.add_subparsers(dest="command", required=True)
     for name, (measure, options) in commands.items():
