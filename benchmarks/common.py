@@ -1,8 +1,5 @@
 """The harness every benchmark goes through: options, the machine, timing, a Markdown table, the
 data it times (synthetic JPEGs, a rated data set, a checkpoint of random weights), test_demo.py run.
-
-Timing on a GPU waits for the queued kernels (torch.cuda.synchronize) before reading the clock;
-peak memory is what the CUDA caching allocator gave to tensors, reset per setting.
 """
 
 from __future__ import annotations
@@ -115,12 +112,12 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 def peak_memory(device: torch.device) -> str:
-    """The most GPU memory tensors held since the last reset; "-" on a CPU."""
+    """The most GPU memory the CUDA caching allocator gave to tensors since the last reset; "-" on a CPU."""
     return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "-"
 
 
 def timed(action: Callable[[], Result], device: torch.device | None = None) -> tuple[Result, float]:
-    """(what `action` returns, its seconds, including the GPU work it queued)."""
+    """(what `action` returns, its seconds, including the GPU work it queued: torch.cuda.synchronize)."""
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
