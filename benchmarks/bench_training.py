@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import gc
 import shutil
-import time
+from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -144,9 +145,8 @@ def step_throughput(
 def steps(args: argparse.Namespace) -> None:
     """Training step throughput on synthetic batches: the model, the loss and the optimizer alone.
 
-    Each setting runs main.create_trainer on a fresh model and one uint8 batch already on the device,
-    so the input pipeline plays no part (`epoch` times it). The first setting, float32 with
-    deterministic cuDNN, is the paper's code without apex; every ratio is against it, in the same run.
+    The input pipeline plays no part (`epoch` times it). Ratios are against the first setting, in the
+    same run: float32 with deterministic cuDNN is the paper's code without apex.
     """
     device = torch.device(args.device)
     print(
@@ -183,11 +183,9 @@ def projected_hours(train_rate: float, test_rate: float) -> float:
 def epochs(args: argparse.Namespace) -> None:
     """Whole training epochs, data included, against what the training step alone allows.
 
-    main.py's loaders and trainer train two epochs; the second is timed (the first decodes into the
-    cache and starts the workers). The same setting is timed as `step` does at the size the loader
-    gives (the whole resized image, or the crop of --augment): an input pipeline that keeps up gives
-    an epoch throughput close to the step's. Last, the test split is evaluated as main.py validates,
-    and the paper's KonIQ-10k run is projected from the two rates.
+    The second of two epochs is timed (the first decodes into the cache and starts the workers). An
+    input pipeline that keeps up gives an epoch throughput close to the step's at the loader's size.
+    Last, the test split is evaluated as main.py validates, and the paper's run projected from the rates.
     """
     device = torch.device(args.device)
     setting = SETTINGS[args.setting]
@@ -251,10 +249,8 @@ def evaluation_rate(setting: Setting, model: IQAModel, loader, device: torch.dev
 def evaluations(args: argparse.Namespace) -> None:
     """Evaluation throughput, data included, and how far batched mixed precision moves the metrics.
 
-    The model is tested on all the images as test_dataset.py does (IQADataset from the decoded-image
-    cache, evaluation_loader, training.evaluation.Evaluation) in each setting, in the memory format the
-    scripts use on the device (channels_last). The last column is the largest change of SROCC, KROCC or
-    PLCC of any head from the first setting, the paper's evaluation.
+    The model is tested on all the images as test_dataset.py does, in each setting. The last column is
+    the largest change of SROCC, KROCC or PLCC of any head from the first setting, the paper's evaluation.
     """
     device = torch.device(args.device)
     torch.manual_seed(0)  # the random weights without --checkpoint
@@ -279,18 +275,19 @@ def evaluations(args: argparse.Namespace) -> None:
     print(f"\nfirst setting: SROCC {first[1]['SROCC']:.4f}, PLCC {first[1]['PLCC']:.4f}")
 
 
-def time_loading(source: DataSource, cache_dir: Path, resize: bool) -> list[str]:
-    """A row: the images, their cache's size, and seconds to build the data set with an empty cache,
-    then with the cache in place, then to read all its pixels."""
+def time_loading(source: DataSource, cache_dir: Path, resize: bool, label: str) -> list[str]:
+    """A row: the images, `label`, their cache's size, and seconds to build the data set with an empty
+    cache, then with the cache in place, then to read all its pixels."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     loading = ImageLoading(resize_hw=RESIZED_HW if resize else None, cache_dir=cache_dir, verbose=False)
-    first, first_s = common.timed(lambda: IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading))
-    cached, cached_s = common.timed(lambda: IQADataset(source, status="test", split=ALL_FOR_TESTING, loading=loading))
+    build = partial(IQADataset, source, status="test", split=ALL_FOR_TESTING, loading=loading)
+    first, first_s = common.timed(build)
+    cached, cached_s = common.timed(build)
     # Reading one byte per page pulls the whole cache into memory (from the OS page cache here).
     _, touch_s = common.timed(lambda: int(cached.image_store.pixels[::4096].sum()))
     images, gib = len(first.image_store), first.image_store.nbytes / 2**30
     first_run = f"{first_s:.1f} s ({images / first_s:.0f} img/s)"
-    return [f"{images:.0f}", f"{gib:.2f} GiB", first_run, f"{cached_s:.2f} s", f"{touch_s:.2f} s"]
+    return [f"{images:.0f}", label, f"{gib:.2f} GiB", first_run, f"{cached_s:.2f} s", f"{touch_s:.2f} s"]
 
 
 def time_items(source: DataSource, cache_dir: Path, augment: bool, items: int) -> float:
@@ -298,20 +295,17 @@ def time_items(source: DataSource, cache_dir: Path, augment: bool, items: int) -
     loading = ImageLoading(resize_hw=RESIZED_HW, cache_dir=cache_dir, verbose=False)
     dataset = IQADataset(source, status="train", loading=loading, augmentation=CROP if augment else None)
     order = np.random.default_rng(0).integers(0, len(dataset), size=items)
-    started = time.perf_counter()
-    for item in order:
-        # Each item is dropped at once, as a DataLoader drops it after collating: keeping them all
-        # alive would time the allocation of fresh memory instead of the transform.
-        dataset[item]
-    return 1000 * (time.perf_counter() - started) / items
+    # Each item is dropped at once (a deque of length 0), as a DataLoader drops it after collating:
+    # keeping them all alive would time the allocation of fresh memory instead of the transform.
+    _, seconds = common.timed(lambda: deque(map(dataset.__getitem__, order), maxlen=0))
+    return 1000 * seconds / items
 
 
 def loading(args: argparse.Namespace) -> None:
     """The data layer: decoding and caching generated KonIQ-10k-like JPEGs, and the per-item work.
 
-    It times building the IQADataset of all images with an empty cache (which decodes them) and with the
-    cache in place, at the stored size and resized to 498x664, then one training item with and without
-    the paper's augmentation (one thread, as in a DataLoader worker).
+    One training item is timed with and without the paper's augmentation on one thread, as in a
+    DataLoader worker.
     """
     with common.work_folder(args.work_dir, "bench_loading_") as work_dir:
         size = dict(count=args.count, width=args.width, height=args.height)
@@ -322,8 +316,7 @@ def loading(args: argparse.Namespace) -> None:
             "images", "stored as", "size", "first run (decode + cache)", "cached run", "+ read all pixels"
         )
         for resize, label in ((False, f"{args.height}x{args.width}"), (True, "498x664 (resize)")):
-            images, *measured = time_loading(source, work_dir / "cache", resize)
-            row(images, label, *measured)
+            row(*time_loading(source, work_dir / "cache", resize, label))
         torch.set_num_threads(1)
         plain = time_items(source, work_dir / "cache", augment=False, items=args.items)
         augmented = time_items(source, work_dir / "cache", augment=True, items=args.items)

@@ -1,8 +1,5 @@
 """The harness every benchmark goes through: options, the machine, timing, a Markdown table, the
 data it times (synthetic JPEGs, a rated data set, a checkpoint of random weights), test_demo.py run.
-
-Timing on a GPU waits for the queued kernels (torch.cuda.synchronize) before reading the clock;
-peak memory is what the CUDA caching allocator gave to tensors, reset per setting.
 """
 
 from __future__ import annotations
@@ -55,8 +52,7 @@ def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentPars
 
 def command_parser(doc: str, commands: dict[str, tuple[Callable, dict[str, tuple]]]) -> argparse.ArgumentParser:
     """A parser described by the first line of `doc`, a sub-command per entry "name": (function, its
-    options as `add_options` takes them), described by the first line of the function's docstring; the
-    parsed arguments hold the function as `measure`."""
+    options as `add_options` takes them), described by its docstring's first line; `measure` holds it."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     chosen = parser.add_subparsers(dest="command", required=True)
     for name, (measure, options) in commands.items():
@@ -116,12 +112,12 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 def peak_memory(device: torch.device) -> str:
-    """The most GPU memory tensors held since the last reset; "-" on a CPU."""
+    """The most GPU memory the CUDA caching allocator gave to tensors since the last reset; "-" on a CPU."""
     return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "-"
 
 
 def timed(action: Callable[[], Result], device: torch.device | None = None) -> tuple[Result, float]:
-    """(what `action` returns, its seconds, including the GPU work it queued)."""
+    """(what `action` returns, its seconds, including the GPU work it queued: torch.cuda.synchronize)."""
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)

@@ -121,14 +121,9 @@ class RunResult:
 
 @dataclass
 class Runner:
-    """Runs experiments' runs into the folder `out`, skipping those already complete.
-
-    Args:
-        extra: main.py options the user adds to every run; an experiment's own options win.
-        device: --device for main.py and test_dataset.py (None: their default).
-        epochs: training epochs, overriding the paper's 30 (None: keep them).
-        train: False to report only on the runs already done.
-    """
+    """Runs experiments' runs into the folder `out`, skipping those already complete: `extra` main.py
+    options are added to every run (an experiment's own win), `epochs` replace the paper's 30 and
+    `device` is the scripts' --device (None: keep them); `train` False reports on the runs done only."""
 
     data: Data
     out: Path
@@ -199,19 +194,16 @@ def fold_options(argv: Sequence[str]) -> list[str]:
     # argparse has no public table of option strings; this one is stable since Python 3.2
     actions = get_args_parser()._option_string_actions
     folded: dict[str, list[str]] = {}
-    position = 0
+    dest = None
     # --lr=1e-3 as --lr 1e-3
-    argv = [part for token in argv for part in (token.split("=", 1) if token.startswith("--") else [token])]
-    while position < len(argv):
-        flag, position = argv[position], position + 1
-        if flag not in actions:
-            raise ConfigError(f"{flag!r} is not a main.py option (python main.py -h lists them)")
-        values = []
-        while position < len(argv) and not _is_flag(argv[position]):
-            values.append(argv[position])
-            position += 1
-        dest = actions[flag].dest
-        folded[dest] = [folded[dest][0] if dest in folded else flag] + values
+    for token in [part for given in argv for part in (given.split("=", 1) if given.startswith("--") else [given])]:
+        if dest is not None and not _is_flag(token):
+            folded[dest].append(token)  # a value of the option before it
+            continue
+        if token not in actions:
+            raise ConfigError(f"{token!r} is not a main.py option (python main.py -h lists them)")
+        dest = actions[token].dest
+        folded[dest] = [folded[dest][0] if dest in folded else token]
     return [token for tokens in folded.values() for token in tokens]
 
 
