@@ -272,15 +272,10 @@ def score_windows(
     start: int = 0,
     window: int = SCORING_WINDOW,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:] in input order, in `pieces`.
-
-    A window is `window` paths counted from paths[0], whose images are batched by size together:
-    so that a run resumed at any `start` batches as a whole run does, the batches of its first
-    window that hold an image at or after `start` are scored again whole.
-
-    Args:
-        progress: a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
-        heads: give each result the three heads' outputs too.
+    """The results of paths[start:] in input order, in `pieces`; `workers` decoding threads (default:
+    a core each, at most 8). A window is `window` paths counted from paths[0], whose images are
+    batched by size together: so that a run resumed at any `start` batches as a whole run does,
+    the batches of its first window that hold an image at or after `start` are scored again whole.
     """
     with (
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
@@ -321,9 +316,7 @@ def _scored_window(
     for batch in _decoded_batches(pool, batches, paths, partial(_or_error, decode_image, **reading)):
         for index, result in _score_batch(backend, paths, batch, heads=heads):
             results[index] = result
-        end = done
-        while end < len(paths) and results[end] is not None:
-            end += 1
+        end = next((at for at in range(done, len(paths)) if results[at] is None), len(paths))
         if end > done:
             yield results[done:end]
             done = end

@@ -61,18 +61,8 @@ class OnnxModel:
 def load_onnx(
     path: str, *, threads: int | None = None, batch_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> OnnxModel:
-    """An exported model, checked to be one of export_onnx.py's.
-
-    Args:
-        path: the .onnx file.
-        threads: onnxruntime's threads within an operator (None: its default, one per core).
-        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path).
-        max_pixels: refuse images of more pixels (--max_pixels).
-
-    Raises:
-        MissingFileError: the file does not exist.
-        BadFileError: it is not an ONNX model, or not one that export_onnx.py wrote.
-    """
+    """The .onnx file `path`, refused (BadFileError) where export_onnx.py did not write it; `threads`
+    within an operator (None: one per core), `batch_size` None one image at a time (as PyTorch's CPU)."""
     import onnxruntime  # here: the PyTorch path never needs it
 
     problem = file_problem(path)

@@ -236,17 +236,9 @@ def load_scorer(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 8,
 ) -> QualityModel:
-    """Build the model a checkpoint (this project's or the authors' layout) was trained as and load
-    its weights; where `requested` has the resize options (SIZING_OPTIONS), size images as
-    `image_sizing` says, else at their own size.
-
-    Args:
-        trained_model_file: the checkpoint; None builds the `requested` model with random weights
-            (no download) and the identity mapping.
-        requested: the model settings asked for, and the sizing or none of it.
-        defaults: those options' defaults: a requested value other than its default is explicit,
-            and must agree with a setting the checkpoint records.
-        opt_level, max_pixels, batch_size: as `load` takes them.
+    """`load`'s model, with the settings `requested` (a value other than its default in `defaults`
+    is explicit, and must agree with the checkpoint's). Without the resize options (SIZING_OPTIONS)
+    in `requested`, images are scored at their own size; a file None gives random weights.
     """
     checkpoint: dict[str, Any] = {}
     if trained_model_file is not None:
@@ -339,11 +331,8 @@ def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: s
 def image_sizing(
     recorded: Mapping[str, Any], requested: Mapping[str, Any], defaults: Mapping[str, Any], max_pixels: int
 ) -> ImageSizing:
-    """How to size images: as the checkpoint's `recorded` settings say, where the matching option of
-    `requested` (--resize, --resize_size_h, --resize_size_w) is left at its default in `defaults`; at
-    most `max_pixels` (--max_pixels) once resized.
-    """
-    # An option left at its default defers to the checkpoint; an option that was given wins.
+    """How to size images: as the checkpoint's `recorded` settings say, unless the option (--resize,
+    -rs_h, -rs_w) was given (differs from its default); at most `max_pixels` once resized."""
     chosen = {
         name: recorded[name] if name in recorded and requested[name] == defaults[name] else requested[name]
         for name in SIZING_OPTIONS

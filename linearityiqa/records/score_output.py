@@ -102,12 +102,9 @@ def paths_sha256(paths: Sequence[str]) -> str:
 
 
 class ScoreWriter:
-    """The output of one scoring run, piece by piece; `finish` makes it the output.
-
-    Args:
-        paths: the images, in order, which kept rows must name.
-        resume: continue the partial run beside `output` (one that agrees with `run`), or find that
-            the run finished (`finished`); without it, a partial run there is refused, not lost.
+    """The output of one scoring run of `paths`, piece by piece; `finish` makes it the output.
+    `resume` continues the partial run beside `output` (one that agrees with `run`), or finds that
+    the run finished (`finished`); without it, a partial run there is refused, not lost.
     """
 
     def __init__(self, output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> None:
@@ -171,7 +168,8 @@ class ScoreWriter:
         path = path or self.rows_file
         with self._appending(), open(path, mode, newline="", encoding="utf-8", errors=NAMES) as file:
             file.write(text)
-            _sync(file)
+            file.flush()
+            os.fsync(file.fileno())
 
     def _resume(self) -> None:
         recorded = _recorded_run(os.path.join(self.partial, RUN_FILE), self.partial)
@@ -337,8 +335,3 @@ def _remove_folder(folder: str) -> None:
     """`folder` removed: first renamed, so that a run stopped while it removes leaves no half of it."""
     os.replace(folder, folder + ".done")
     shutil.rmtree(folder + ".done", ignore_errors=True)
-
-
-def _sync(file) -> None:
-    file.flush()
-    os.fsync(file.fileno())
