@@ -133,14 +133,10 @@ def is_path_list(source: str) -> bool:
 
 
 def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
-    """The image paths --img stands for, each taken as it is (a relative one from the current folder).
-
-    Args:
-        source: an image file; a folder (its image files, sorted; not recursive); a glob pattern
-            (its files, sorted; ** recurses); a CSV or Parquet list (`listed_paths`); a URI of an
-            image or a folder (data/decoding.py); or - for the paths on `stdin`, one per line.
-        stdin: lines of text, or of bytes as the operating system names files (os.fsdecode: a name
-            that is not valid UTF-8 keeps its bytes as surrogate escapes, and still opens its file).
+    """The image paths --img `source` stands for, each as it is (a relative one from the current
+    folder): a folder's image files (a URI's too), sorted, not recursive; a glob pattern's files,
+    sorted (** recurses); a CSV or Parquet list's; or for -, the lines of `stdin` (bytes as the
+    system names files: os.fsdecode keeps a name that is not valid UTF-8 as surrogate escapes).
     """
     if source == "-":
         lines = (os.fsdecode(line) if isinstance(line, bytes) else line for line in stdin)
@@ -284,8 +280,7 @@ def score_windows(
 
         def runs() -> Iterator[tuple[list[ImageScore], bool]]:
             for first in range(start - start % window, len(paths), window):
-                chunk = paths[first : first + window]
-                for results in _scored_window(pool, chunk, backend, heads, skip=start - first):
+                for results in _scored_window(pool, paths[first : first + window], backend, heads, skip=start - first):
                     bar.update(len(results))
                     yield results, False
                 yield [], True
@@ -352,10 +347,9 @@ def _decoded_batches(
 def _score_batch(
     backend: Backend, paths: Sequence[str], batch: Sequence[tuple[int, np.ndarray | IQAError]], *, heads: bool
 ) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of each image of a batch of (index, decoded image or error). Images of one
-    shape are scored together (a header that lies about the size would otherwise break the
-    stacking); where they do not fit in memory, one at a time, and an image that alone does not
-    gets a message."""
+    """(index, result) of each image of a batch. Images of one shape are scored together (a header
+    that lies about the size would otherwise break the stacking); where they do not fit in memory,
+    one at a time, and an image that alone does not gets a message."""
     by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     for index, item in batch:
         if isinstance(item, IQAError):

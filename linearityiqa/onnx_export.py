@@ -143,10 +143,7 @@ def _exportable_copy(network: IQAmodel.IQAModel, settings: dict[str, Any], sizin
 def onnx_metadata(
     settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float], scale: TrainingScale | None = None
 ) -> dict[str, str]:
-    """The metadata_props of the ONNX file, every value a string: the format, the model's settings
-    (arch, pool, use_bn_end, P6, P7), the resize ("false", "0", "0" without one), the three heads'
-    linear mappings (k, b) and, where the checkpoint records it, the scale of the scores.
-    """
+    """The metadata_props of the ONNX file, every value a string; the scale where the checkpoint records it."""
     height, width = sizing.resize_hw or (0, 0)
     recorded = {} if scale is None else {"scale": json.dumps(asdict(scale))}
     return {

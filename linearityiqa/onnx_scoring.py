@@ -71,8 +71,7 @@ def load_onnx(
         raise error(f"ONNX model {path} {problem}: pass the file export_onnx.py wrote (--onnx)")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or 0  # 0: onnxruntime's own choice
     model = _self_contained(path)
     try:
         session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
