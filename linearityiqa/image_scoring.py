@@ -333,8 +333,7 @@ def _decoded_batches(
     paths: Sequence[str],
     load: Callable[[str], np.ndarray | IQAError],
 ) -> Iterator[list[tuple[int, np.ndarray | IQAError]]]:
-    """Each batch's (index, image as an array or its error), decoding two batches ahead: enough to
-    hide decoding, little memory."""
+    """Each batch's (index, image or its error), decoded two batches ahead: enough to hide decoding."""
     pending: deque[list[tuple[int, Future]]] = deque()
     for batch in batches:
         pending.append([(index, pool.submit(load, paths[index])) for index in batch])

@@ -30,8 +30,7 @@ _REEXPORT = "export it again with export_onnx.py"
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing of its images and
-    the scale of its scores (None where the file records none), as the model was exported."""
+    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing and scale it was exported with."""
 
     session: object
     sizing: ImageSizing

@@ -159,8 +159,7 @@ class QualityModel:
         return predictions if heads else [prediction.score for prediction in predictions]
 
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
-        """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
-        N x 3 x H x W batch (uint8, or float normalized already)."""
+        """Each image's [pq6, pq7, pq], before any mapping, of an N x 3 x H x W batch (uint8, or float normalized)."""
         with torch.inference_mode():
             batch = prepare_images(images, self.device, channels_last=self.channels_last)
             outputs = forward_fn(self.precision, self.device)(self.model, batch)

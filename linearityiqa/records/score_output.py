@@ -168,8 +168,7 @@ class ScoreWriter:
         path = path or self.rows_file
         with self._appending(), open(path, mode, newline="", encoding="utf-8", errors=NAMES) as file:
             file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+            _sync(file)
 
     def _resume(self) -> None:
         recorded = _recorded_run(os.path.join(self.partial, RUN_FILE), self.partial)
@@ -198,8 +197,7 @@ class ScoreWriter:
             raise _damaged(path, "its first line is not the scores' header")
         rows, length = whole_rows(text[len(header) :], width=len(header.split(",")))
         self._check_names([row[0] for row in rows], path, first=0)
-        with open(path, "r+b") as file:
-            file.truncate(len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
+        os.truncate(path, len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
         return [row[2] for row in rows]
 
     def _kept_shards(self) -> list[str]:
@@ -335,3 +333,8 @@ def _remove_folder(folder: str) -> None:
     """`folder` removed: first renamed, so that a run stopped while it removes leaves no half of it."""
     os.replace(folder, folder + ".done")
     shutil.rmtree(folder + ".done", ignore_errors=True)
+
+
+def _sync(file) -> None:
+    file.flush()
+    os.fsync(file.fileno())
