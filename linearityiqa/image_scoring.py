@@ -298,16 +298,15 @@ def _scored_window(
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[skip:] in order, each run of them as soon as a batch completes it
     (batches run in the order of their first image, so that the run grows with each)."""
-    results: list[ImageScore | None] = [None] * len(paths)
     reading = {"sizing": backend.sizing, "max_pixels": backend.max_pixels}
     resized = backend.sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     sizes = [resized] * len(paths) if resized else list(pool.map(partial(_or_error, decoded_shape, **reading), paths))
-    for index, size in enumerate(sizes):
-        if isinstance(size, IQAError):
-            results[index] = ImageScore(paths[index], error=str(size))
-    batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], backend.batch_size)
-    batches = sorted((batch for batch in batches if batch[-1] >= max(skip, 0)), key=lambda batch: batch[0])
+    results: list[ImageScore | None] = [
+        ImageScore(path, error=str(size)) if isinstance(size, IQAError) else None for path, size in zip(paths, sizes)
+    ]
     done = max(skip, 0)
+    batches = batches_by_size([None if result else size for result, size in zip(results, sizes)], backend.batch_size)
+    batches = sorted((batch for batch in batches if batch[-1] >= done), key=lambda batch: batch[0])
     for batch in _decoded_batches(pool, batches, paths, partial(_or_error, decode_image, **reading)):
         for index, result in _score_batch(backend, paths, batch, heads=heads):
             results[index] = result

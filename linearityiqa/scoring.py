@@ -125,12 +125,10 @@ class QualityModel:
         if not isinstance(images, (list, tuple)):
             return self._predict(self._decoded(images).unsqueeze(0), heads)[0]
         tensors = [self._decoded(image) for image in images]
-        results: list[Any] = [None] * len(tensors)
+        results: dict[int, Any] = {}
         for indices in batches_by_size([tuple(tensor.shape[1:]) for tensor in tensors], self.batch_size):
-            predicted = self._predict(torch.stack([tensors[index] for index in indices]), heads)
-            for index, result in zip(indices, predicted):
-                results[index] = result
-        return results
+            results.update(zip(indices, self._predict(torch.stack([tensors[index] for index in indices]), heads)))
+        return [results[index] for index in range(len(tensors))]
 
     def _decoded(self, image: ImageLike) -> torch.Tensor:
         """One image as a 3 x H x W uint8 tensor, decoded and sized as test_demo.py does."""
