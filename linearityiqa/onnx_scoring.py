@@ -60,8 +60,9 @@ class OnnxModel:
 def load_onnx(
     path: str, *, threads: int | None = None, batch_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> OnnxModel:
-    """The .onnx file `path`, refused (BadFileError) where export_onnx.py did not write it; `threads`
-    within an operator (None: one per core), `batch_size` None one image at a time (as PyTorch's CPU)."""
+    """The .onnx file `path`: MissingFileError where there is none, BadFileError where export_onnx.py
+    did not write it. `threads` within an operator (None: one per core); `batch_size` None: one image
+    at a time, as PyTorch on a CPU."""
     import onnxruntime  # here: the PyTorch path never needs it
 
     problem = file_problem(path)

@@ -235,7 +235,8 @@ def load_scorer(
 ) -> QualityModel:
     """`load`'s model, with the settings `requested` (a value other than its default in `defaults`
     is explicit, and must agree with the checkpoint's). Without the resize options (SIZING_OPTIONS)
-    in `requested`, images are scored at their own size; a file None gives random weights.
+    in `requested`, images are scored at their own size; a file None gives random weights (no
+    download) and the identity mapping.
     """
     checkpoint: dict[str, Any] = {}
     if trained_model_file is not None:
