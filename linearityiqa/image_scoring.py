@@ -133,14 +133,10 @@ def is_path_list(source: str) -> bool:
 
 
 def list_images(source: str, *, stdin: Iterable[str | bytes]) -> list[str]:
-    """The image paths --img stands for, each taken as it is (a relative one from the current folder).
-
-    Args:
-        source: an image file; a folder (its image files, sorted; not recursive); a glob pattern
-            (its files, sorted; ** recurses); a CSV or Parquet list (`listed_paths`); a URI of an
-            image or a folder (data/decoding.py); or - for the paths on `stdin`, one per line.
-        stdin: lines of text, or of bytes as the operating system names files (os.fsdecode: a name
-            that is not valid UTF-8 keeps its bytes as surrogate escapes, and still opens its file).
+    """The image paths --img `source` stands for, each as it is (a relative one from the current
+    folder): a folder's image files (a URI's too), sorted, not recursive; a glob pattern's files,
+    sorted (** recurses); a CSV or Parquet list's; or for -, the lines of `stdin` (bytes as the
+    system names files: os.fsdecode keeps a name that is not valid UTF-8 as surrogate escapes).
     """
     if source == "-":
         lines = (os.fsdecode(line) if isinstance(line, bytes) else line for line in stdin)
@@ -272,15 +268,10 @@ def score_windows(
     start: int = 0,
     window: int = SCORING_WINDOW,
 ) -> Iterator[list[ImageScore]]:
-    """The results of paths[start:] in input order, in `pieces`.
-
-    A window is `window` paths counted from paths[0], whose images are batched by size together:
-    so that a run resumed at any `start` batches as a whole run does, the batches of its first
-    window that hold an image at or after `start` are scored again whole.
-
-    Args:
-        progress: a progress bar on stderr; workers: decoding threads (default: a core each, at most 8).
-        heads: give each result the three heads' outputs too.
+    """The results of paths[start:] in input order, in `pieces`; `workers` decoding threads (default:
+    a core each, at most 8). A window is `window` paths counted from paths[0], whose images are
+    batched by size together: so that a run resumed at any `start` batches as a whole run does,
+    the batches of its first window that hold an image at or after `start` are scored again whole.
     """
     with (
         ThreadPoolExecutor(max_workers=workers or min(8, available_cores())) as pool,
@@ -289,8 +280,7 @@ def score_windows(
 
         def runs() -> Iterator[tuple[list[ImageScore], bool]]:
             for first in range(start - start % window, len(paths), window):
-                chunk = paths[first : first + window]
-                for results in _scored_window(pool, chunk, backend, heads, skip=start - first):
+                for results in _scored_window(pool, paths[first : first + window], backend, heads, skip=start - first):
                     bar.update(len(results))
                     yield results, False
                 yield [], True
@@ -308,22 +298,19 @@ def _scored_window(
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[skip:] in order, each run of them as soon as a batch completes it
     (batches run in the order of their first image, so that the run grows with each)."""
-    results: list[ImageScore | None] = [None] * len(paths)
     reading = {"sizing": backend.sizing, "max_pixels": backend.max_pixels}
     resized = backend.sizing.resize_hw  # every image gets this size; decoding will tell if one is broken
     sizes = [resized] * len(paths) if resized else list(pool.map(partial(_or_error, decoded_shape, **reading), paths))
-    for index, size in enumerate(sizes):
-        if isinstance(size, IQAError):
-            results[index] = ImageScore(paths[index], error=str(size))
-    batches = batches_by_size([None if isinstance(size, IQAError) else size for size in sizes], backend.batch_size)
-    batches = sorted((batch for batch in batches if batch[-1] >= max(skip, 0)), key=lambda batch: batch[0])
+    results: list[ImageScore | None] = [
+        ImageScore(path, error=str(size)) if isinstance(size, IQAError) else None for path, size in zip(paths, sizes)
+    ]
     done = max(skip, 0)
+    batches = batches_by_size([None if result else size for result, size in zip(results, sizes)], backend.batch_size)
+    batches = sorted((batch for batch in batches if batch[-1] >= done), key=lambda batch: batch[0])
     for batch in _decoded_batches(pool, batches, paths, partial(_or_error, decode_image, **reading)):
         for index, result in _score_batch(backend, paths, batch, heads=heads):
             results[index] = result
-        end = done
-        while end < len(paths) and results[end] is not None:
-            end += 1
+        end = next((at for at in range(done, len(paths)) if results[at] is None), len(paths))
         if end > done:
             yield results[done:end]
             done = end
@@ -345,8 +332,7 @@ def _decoded_batches(
     paths: Sequence[str],
     load: Callable[[str], np.ndarray | IQAError],
 ) -> Iterator[list[tuple[int, np.ndarray | IQAError]]]:
-    """Each batch's (index, image as an array or its error), decoding two batches ahead: enough to
-    hide decoding, little memory."""
+    """Each batch's (index, image or its error), decoded two batches ahead: enough to hide decoding."""
     pending: deque[list[tuple[int, Future]]] = deque()
     for batch in batches:
         pending.append([(index, pool.submit(load, paths[index])) for index in batch])
@@ -359,10 +345,9 @@ def _decoded_batches(
 def _score_batch(
     backend: Backend, paths: Sequence[str], batch: Sequence[tuple[int, np.ndarray | IQAError]], *, heads: bool
 ) -> Iterator[tuple[int, ImageScore]]:
-    """(index, result) of each image of a batch of (index, decoded image or error). Images of one
-    shape are scored together (a header that lies about the size would otherwise break the
-    stacking); where they do not fit in memory, one at a time, and an image that alone does not
-    gets a message."""
+    """(index, result) of each image of a batch. Images of one shape are scored together (a header
+    that lies about the size would otherwise break the stacking); where they do not fit in memory,
+    one at a time, and an image that alone does not gets a message."""
     by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     for index, item in batch:
         if isinstance(item, IQAError):

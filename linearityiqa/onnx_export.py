@@ -38,13 +38,9 @@ _LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself
 
 def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | None = None) -> dict[str, str]:
     """Write `model` (linearityiqa.load) as an ONNX file at `path` (its folder made if needed) that
-    scores uint8 images, whole or not at all; on the CPU in float32, on a copy of the model's
-    weights, whatever device and precision `model` scores with. `opset` None is the exporter's.
-    Returns the metadata written into the file.
-
-    Raises:
-        ConfigError: a resize too small for the model's pyramid levels; a model too large for one file.
-        OutputError: `path` cannot be written (an earlier file there is kept).
+    scores uint8 images, whole or not at all (an earlier file there is kept); on the CPU in float32,
+    on a copy of the model's weights, whatever device and precision `model` scores with. `opset`
+    None is the exporter's. Returns the metadata written into the file.
     """
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
     network = OnnxScoring(_exportable_copy(model.model, settings, model.sizing), k=model.k[0], b=model.b[0])
@@ -147,10 +143,7 @@ def _exportable_copy(network: IQAmodel.IQAModel, settings: dict[str, Any], sizin
 def onnx_metadata(
     settings: dict[str, Any], sizing: ImageSizing, *, k: list[float], b: list[float], scale: TrainingScale | None = None
 ) -> dict[str, str]:
-    """The metadata_props of the ONNX file, every value a string: the format, the model's settings
-    (arch, pool, use_bn_end, P6, P7), the resize ("false", "0", "0" without one), the three heads'
-    linear mappings (k, b) and, where the checkpoint records it, the scale of the scores.
-    """
+    """The metadata_props of the ONNX file, every value a string; the scale where the checkpoint records it."""
     height, width = sizing.resize_hw or (0, 0)
     recorded = {} if scale is None else {"scale": json.dumps(asdict(scale))}
     return {

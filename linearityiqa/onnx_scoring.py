@@ -30,8 +30,7 @@ _REEXPORT = "export it again with export_onnx.py"
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing of its images and
-    the scale of its scores (None where the file records none), as the model was exported."""
+    """An onnxruntime InferenceSession as image_scoring's backend, with the sizing and scale it was exported with."""
 
     session: object
     sizing: ImageSizing
@@ -61,18 +60,9 @@ class OnnxModel:
 def load_onnx(
     path: str, *, threads: int | None = None, batch_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> OnnxModel:
-    """An exported model, checked to be one of export_onnx.py's.
-
-    Args:
-        path: the .onnx file.
-        threads: onnxruntime's threads within an operator (None: its default, one per core).
-        batch_size: images per batch (None: one at a time, as on PyTorch's CPU path).
-        max_pixels: refuse images of more pixels (--max_pixels).
-
-    Raises:
-        MissingFileError: the file does not exist.
-        BadFileError: it is not an ONNX model, or not one that export_onnx.py wrote.
-    """
+    """The .onnx file `path`: MissingFileError where there is none, BadFileError where export_onnx.py
+    did not write it. `threads` within an operator (None: one per core); `batch_size` None: one image
+    at a time, as PyTorch on a CPU."""
     import onnxruntime  # here: the PyTorch path never needs it
 
     problem = file_problem(path)
@@ -81,8 +71,7 @@ def load_onnx(
         raise error(f"ONNX model {path} {problem}: pass the file export_onnx.py wrote (--onnx)")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or 0  # 0: onnxruntime's own choice
     model = _self_contained(path)
     try:
         session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])

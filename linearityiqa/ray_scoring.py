@@ -96,8 +96,7 @@ def ray_cluster(address: str | None) -> Iterator[None]:
 
 def _scored_dataset(ray, model: ModelFile, paths: Sequence[str], *, workers, heads, start, window):
     """The Dataset of every window's rows: index, error (bytes, empty for none), score, heads."""
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if model.kind == CHECKPOINT and model.device != "cpu" else 0
     cpus = int(resources.get("CPU", 1))

@@ -125,12 +125,10 @@ class QualityModel:
         if not isinstance(images, (list, tuple)):
             return self._predict(self._decoded(images).unsqueeze(0), heads)[0]
         tensors = [self._decoded(image) for image in images]
-        results: list[Any] = [None] * len(tensors)
+        results: dict[int, Any] = {}
         for indices in batches_by_size([tuple(tensor.shape[1:]) for tensor in tensors], self.batch_size):
-            predicted = self._predict(torch.stack([tensors[index] for index in indices]), heads)
-            for index, result in zip(indices, predicted):
-                results[index] = result
-        return results
+            results.update(zip(indices, self._predict(torch.stack([tensors[index] for index in indices]), heads)))
+        return [results[index] for index in range(len(tensors))]
 
     def _decoded(self, image: ImageLike) -> torch.Tensor:
         """One image as a 3 x H x W uint8 tensor, decoded and sized as test_demo.py does."""
@@ -159,8 +157,7 @@ class QualityModel:
         return predictions if heads else [prediction.score for prediction in predictions]
 
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
-        """[pq6, pq7, pq], the three heads' outputs before any mapping, of each image of an
-        N x 3 x H x W batch (uint8, or float normalized already)."""
+        """Each image's [pq6, pq7, pq], before any mapping, of an N x 3 x H x W batch (uint8, or float normalized)."""
         with torch.inference_mode():
             batch = prepare_images(images, self.device, channels_last=self.channels_last)
             outputs = forward_fn(self.precision, self.device)(self.model, batch)
@@ -236,17 +233,10 @@ def load_scorer(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 8,
 ) -> QualityModel:
-    """Build the model a checkpoint (this project's or the authors' layout) was trained as and load
-    its weights; where `requested` has the resize options (SIZING_OPTIONS), size images as
-    `image_sizing` says, else at their own size.
-
-    Args:
-        trained_model_file: the checkpoint; None builds the `requested` model with random weights
-            (no download) and the identity mapping.
-        requested: the model settings asked for, and the sizing or none of it.
-        defaults: those options' defaults: a requested value other than its default is explicit,
-            and must agree with a setting the checkpoint records.
-        opt_level, max_pixels, batch_size: as `load` takes them.
+    """`load`'s model, with the settings `requested` (a value other than its default in `defaults`
+    is explicit, and must agree with the checkpoint's). Without the resize options (SIZING_OPTIONS)
+    in `requested`, images are scored at their own size; a file None gives random weights (no
+    download) and the identity mapping.
     """
     checkpoint: dict[str, Any] = {}
     if trained_model_file is not None:
@@ -339,11 +329,8 @@ def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: s
 def image_sizing(
     recorded: Mapping[str, Any], requested: Mapping[str, Any], defaults: Mapping[str, Any], max_pixels: int
 ) -> ImageSizing:
-    """How to size images: as the checkpoint's `recorded` settings say, where the matching option of
-    `requested` (--resize, --resize_size_h, --resize_size_w) is left at its default in `defaults`; at
-    most `max_pixels` (--max_pixels) once resized.
-    """
-    # An option left at its default defers to the checkpoint; an option that was given wins.
+    """How to size images: as the checkpoint's `recorded` settings say, unless the option (--resize,
+    -rs_h, -rs_w) was given (differs from its default); at most `max_pixels` once resized."""
     chosen = {
         name: recorded[name] if name in recorded and requested[name] == defaults[name] else requested[name]
         for name in SIZING_OPTIONS

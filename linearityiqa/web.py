@@ -38,12 +38,10 @@ def scored(model: Backend, uploads: Sequence[str], *, heads: bool, workers: int 
     """The results of the uploaded files in their order, as test_demo.py gives them for files of
     those names in its current folder: each named by its file name, in its error too."""
     results = score_files(model, uploads, workers=workers, heads=heads)  # batched as test_demo.py batches
-    named = []
-    for upload, result in zip(uploads, results):
-        name = os.path.basename(upload)
-        error = result.error.replace(upload, name) if result.error else None
-        named.append(dataclasses.replace(result, path=name, error=error))
-    return named
+    return [
+        dataclasses.replace(result, path=name, error=result.error.replace(upload, name) if result.error else None)
+        for upload, result, name in zip(uploads, results, map(os.path.basename, uploads))
+    ]
 
 
 def model_card(model: Backend, path: str) -> str:
@@ -118,19 +116,12 @@ def legend(scale: TrainingScale | None) -> str:
     )
 
 
-def write_csv(results: Sequence[ImageScore], *, heads: bool, folder: str) -> str:
-    """test_demo.py's CSV of `results`, written into a new folder in `folder`; its path."""
-    path = os.path.join(tempfile.mkdtemp(dir=folder), "scores.csv")
-    with open(path, "w", newline="", encoding="utf-8", errors=NAMES) as file:
-        file.write(csv_header(heads=heads) + csv_rows(results, heads=heads))
-    return path
-
-
 def answer(
     model: Backend, uploads: Sequence[str], *, heads: bool, workers: int | None, folder: str
 ) -> tuple[list[tuple[str, str]], str, str]:
     """What the page shows for `uploads`: the photos that have a score best first, each with its
-    caption; the table of all of them (HTML); the path of their CSV, written into `folder`."""
+    caption; the table of all of them (HTML); the path of their CSV as test_demo.py writes it,
+    written into a new folder in `folder`."""
     results = scored(model, uploads, heads=heads, workers=workers)
     # best first (the highest score, unless the scale says lower is better), then the files without a score
     sign = -1 if model.scale is None or model.scale.higher_is_better else 1
@@ -142,8 +133,10 @@ def answer(
         for rank, index in enumerate(order, start=1)
         if results[index].score is not None
     ]
-    table = results_table(results, order, model.scale, heads)
-    return gallery, table, write_csv(results, heads=heads, folder=folder)
+    path = os.path.join(tempfile.mkdtemp(dir=folder), "scores.csv")
+    with open(path, "w", newline="", encoding="utf-8", errors=NAMES) as file:
+        file.write(csv_header(heads=heads) + csv_rows(results, heads=heads))
+    return gallery, results_table(results, order, model.scale, heads), path
 
 
 def page(model: Backend, *, model_file: str, max_files: int, workers: int | None, folder: str) -> gr.Blocks:

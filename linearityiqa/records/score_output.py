@@ -102,12 +102,9 @@ def paths_sha256(paths: Sequence[str]) -> str:
 
 
 class ScoreWriter:
-    """The output of one scoring run, piece by piece; `finish` makes it the output.
-
-    Args:
-        paths: the images, in order, which kept rows must name.
-        resume: continue the partial run beside `output` (one that agrees with `run`), or find that
-            the run finished (`finished`); without it, a partial run there is refused, not lost.
+    """The output of one scoring run of `paths`, piece by piece; `finish` makes it the output.
+    `resume` continues the partial run beside `output` (one that agrees with `run`), or finds that
+    the run finished (`finished`); without it, a partial run there is refused, not lost.
     """
 
     def __init__(self, output: str, run: ScoringRun, *, paths: Sequence[str], resume: bool) -> None:
@@ -200,8 +197,7 @@ class ScoreWriter:
             raise _damaged(path, "its first line is not the scores' header")
         rows, length = whole_rows(text[len(header) :], width=len(header.split(",")))
         self._check_names([row[0] for row in rows], path, first=0)
-        with open(path, "r+b") as file:
-            file.truncate(len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
+        os.truncate(path, len(text[: len(header) + length].encode("utf-8", errors=NAMES)))
         return [row[2] for row in rows]
 
     def _kept_shards(self) -> list[str]:

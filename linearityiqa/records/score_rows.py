@@ -110,8 +110,7 @@ def whole_rows(text: str, *, width: int) -> tuple[list[list[str]], int]:
 
 
 def parquet_schema(run: ScoringRun):
-    """The Parquet schema of the run's rows (a failed image's score is null, a scored one's error),
-    its metadata what the scores are on and the run."""
+    """The rows' Parquet schema (a failed image's score null, a scored one's error), its metadata scale and run."""
     import pyarrow as pa
 
     types = [("image", pa.string()), ("score", pa.float64()), ("error", pa.string())]
