@@ -137,7 +137,6 @@ def release_cached_memory(device: torch.device) -> None:
 
 
 def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
-    """The model, in place, in channels_last when asked (else left as it is)."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model

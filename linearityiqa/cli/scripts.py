@@ -221,20 +221,17 @@ def report_mistake(script: str, message: str) -> int:
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
-    """Run a script's body; its exit status (None counts as 0), its errors as `errors_reported` reports them."""
+    """Run a script's body; its exit status (None counts as 0), or that of its error (`errors_reported`)."""
     with errors_reported(script, advice, quiet=quiet) as ended:
         ended.status = body() or 0
     return ended.status
 
 
 class errors_reported:  # lower case as contextlib.suppress is: it names a `with` block
-    """A block whose errors end the script as its user should see them, in `status`: a user's
-    mistake is one line (none with `quiet`, for all processes of a run but the first) and status
-    1, Ctrl-C one line and status 130, a bug one line naming the log of its traceback and status
-    70; with LINEARITYIQA_TRACEBACK=1 a bug propagates instead, its whole traceback on stderr.
-
-    As a `with` block, not a call, it adds no frame to the stack of what it wraps.
-    """
+    """A block whose errors end the script as the module's docstring says, the exit status in `status`;
+    with `quiet` (every process of a run but the first) a mistake prints nothing. With
+    LINEARITYIQA_TRACEBACK=1 a bug propagates instead. As a `with` block, not a call, it adds no
+    frame to the stack of what it wraps."""
 
     def __init__(self, script: str, advice: Advice = Advice(), *, quiet: bool = False):
         self.script, self.advice, self.quiet = script, advice, quiet
@@ -268,9 +265,8 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
 
 class imports_checked(errors_reported):
     """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"):
-    one that fails ends the process as `errors_reported` reports it (a missing or broken dependency
-    is one line, status 1). Imported by another module (a test), the script's imports raise as usual.
-    """
+    one that fails ends the process as `errors_reported` reports it. Imported by another module (a
+    test), the script's imports raise as usual."""
 
     def __init__(self, script: str, module: str):
         super().__init__(script)

@@ -47,7 +47,7 @@ def koniq_run_checkpoint(options: Mapping[str, Any]) -> str:
 
 
 def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQAModel's architecture arguments: the model options that a checkpoint records."""
+    """IQAModel's architecture arguments."""
     return {name: options[name] for name in MODEL_SETTINGS}
 
 
@@ -57,12 +57,11 @@ def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
 
 
 def loss_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQALoss's arguments: the options of the loss group."""
+    """IQALoss's arguments."""
     return {name: options[name] for name in LOSS_SETTINGS}
 
 
 def data_source(options: Mapping[str, Any]) -> DataSource:
-    """The data set --dataset names, at --data_info and --im_dir where given."""
     return DataSource.open(options["dataset"], data_info=options["data_info"], im_dir=options["im_dir"])
 
 
@@ -86,7 +85,6 @@ def image_loading(
 
 
 def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(height, width) that --resize asks for, or None."""
     if not options["resize"]:
         return None
     return checked_resize_hw(options["resize_size_h"], options["resize_size_w"], max_pixels=options["max_pixels"])

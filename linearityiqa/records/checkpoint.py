@@ -99,12 +99,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
     )
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
-        hint = (
-            "it holds weights alone (a state_dict): save {'model': state_dict, 'k': k, 'b': b}, as main.py does"
-            if weights_only
-            else "it is not a checkpoint of this model; use one saved by main.py or released by the authors"
-        )
-        raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint}")
+        hint = "it holds weights alone (a state_dict): save {'model': state_dict, 'k': k, 'b': b}, as main.py does"
+        raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint if weights_only else _USE_ANOTHER}")
     with _field(path, "'model'"):
         checkpoint["model"] = _finite_weights(checkpoint["model"], path)
     # The authors' files hold k and b as floats or as 1-element tensors; from here on they are floats.
@@ -209,15 +205,12 @@ def model_settings(
     settings = {}
     for name in options.MODEL_SETTINGS:
         asked = requested[name]
-        if name not in recorded:
-            settings[name] = asked
-        elif asked != defaults[name] and asked != recorded[name]:
+        if name in recorded and asked != defaults[name] and asked != recorded[name]:
             raise ConfigError(
                 f"checkpoint {path} was trained with {name}={recorded[name]!r}, but "
                 f"{name}={asked!r} was asked for: drop the option or use another checkpoint"
             )
-        else:
-            settings[name] = recorded[name]
+        settings[name] = recorded.get(name, asked)
     return settings
 
 

@@ -73,22 +73,18 @@ def check_name_part(option: str, value: str) -> None:
 
 
 def default_checkpoint(name: str) -> str:
-    """Where main.py saves a run's best model when --trained_model_file does not say."""
     return os.path.join("checkpoints", name)
 
 
 def results_file(results_dir: str, name: str) -> str:
-    """The final test's metrics of the run `name` (np.save of a dict)."""
     return os.path.join(results_dir, f"{name}.npy")
 
 
 def epochs_file(results_dir: str, name: str) -> str:
-    """Every epoch's metrics of the run `name` (see run_records.EpochLog)."""
     return os.path.join(results_dir, f"{name}-epochs.csv")
 
 
 def scores_file(results: str) -> str:
-    """The per-image scores CSV beside a results .npy file."""
     return os.path.splitext(results)[0] + "-scores.csv"
 
 
@@ -105,7 +101,6 @@ def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str
 
 
 def resume_folder(trained_model_file: str) -> str:
-    """The resume states of the run that saves its best model to `trained_model_file`."""
     return trained_model_file + ".resume"
 
 
@@ -206,7 +201,6 @@ def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
 
 
 def _write_table(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, what: str) -> None:
-    """A CSV file of `header` and `rows`, written whole (records/writing.py)."""
     with replacing(path, what=what, advice=_ADVICE, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
@@ -217,14 +211,10 @@ def read_scores(path: str) -> dict[str, np.ndarray]:
     """A `-scores.csv` file as columns: score, prediction, mapped."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no scores file {path}: test the checkpoint first")
-    with open(path, newline="") as file:
-        header = next(csv.reader(file), [])
-    if tuple(header) != SCORE_COLUMNS:
-        raise BadFileError(
-            f"{path} is not a scores file of this project: its header should be "
-            f"{','.join(SCORE_COLUMNS)}; test the checkpoint again to rewrite it"
-        )
     try:
+        with open(path, newline="") as file:
+            if tuple(next(csv.reader(file), [])) != SCORE_COLUMNS:
+                raise ValueError(f"its header should be {','.join(SCORE_COLUMNS)}")
         table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as error:
         raise BadFileError(

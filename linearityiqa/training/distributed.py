@@ -118,27 +118,22 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
     variables = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}  # else ignite moves CPU processes onto GPUs
     with _rendezvous() as meeting, mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:
-            if plan.shared_gpus:  # ignite's processes would each take the GPU of their rank's number
-                torch.multiprocessing.start_processes(
-                    _on_a_shared_gpu, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
-                )
-            else:
-                with idist.Parallel(
-                    backend=plan.backend, nproc_per_node=plan.processes, init_method=meeting
-                ) as parallel:
-                    parallel.run(fn, *args)
+            torch.multiprocessing.start_processes(
+                _process, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
+            )
         finally:
             _stop(multiprocessing.active_children())
 
 
-def _on_a_shared_gpu(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
+def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
+    """One process, as idist.Parallel starts one, but on GPU rank % plan.gpus: Parallel's would each
+    take the GPU of their rank's number, which processes sharing GPUs cannot."""
+    local_rank = rank % plan.gpus if plan.gpus else rank
     # torchrun's variables, which ignite reads: LOCAL_RANK is the GPU it moves the process to
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(rank % plan.gpus))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(local_rank))
     idist.initialize(plan.backend, init_method=meeting)
-    try:
-        fn(idist.get_local_rank(), *args)
-    finally:
-        idist.finalize()
+    fn(local_rank, *args)
+    idist.finalize()
 
 
 def _stop(processes: Sequence) -> None:
