@@ -69,28 +69,14 @@ SEED = number(int, minimum=0, maximum=2**32 - 1)  # what numpy's and torch's gen
 @dataclass(frozen=True)
 class Option:
     """One command-line option: how argparse reads it (default ... required as add_argument takes
-    them) and what follows from it.
+    them) and what follows from it."""
 
-    Args:
-        dest: its name in the parsed options, in a run's settings and in a checkpoint's.
-        flags: every spelling accepted, in the order argparse's messages name them.
-        help: its line in --help, which ends in "(default: X)" unless it words its default itself.
-        takes: the scripts that use it; their --help lists it.
-        accepts: the scripts that parse it without using it, so that every command line that
-            worked before still does; their --help leaves it out.
-        run_name: its part of a run's name, or None: (place, label), its position among the parts
-            in the paper's order (options of one place make one part, their values joined by "x":
-            498x664) and the text before the value ("lr=").
-        resumed: whether a run continued with --resume must have it as the run that saved the state.
-        recorded: the type that a checkpoint's setting of it must have; None where it is not checked.
-        elsewhere: by script, the fields that differ there (export_onnx.py's --output is required).
-    """
-
-    dest: str
-    flags: tuple[str, ...]
-    help: str
+    dest: str  # its name in the parsed options, in a run's settings and in a checkpoint's
+    flags: tuple[str, ...]  # every spelling accepted, in the order argparse's messages name them
+    help: str  # its line in --help, which ends in "(default: X)" unless it words its default itself
     group: str
-    takes: frozenset[str]
+    takes: frozenset[str]  # the scripts that use it; their --help lists it
+    # the scripts that parse it without using it, so that every command line that worked before still does
     accepts: frozenset[str] = frozenset()
     default: Any = None
     type: Callable[[str], Any] | None = None
@@ -99,10 +85,13 @@ class Option:
     choices: tuple[str, ...] | None = None
     const: Any = None
     required: bool = False
+    # its part of a run's name, or None: (place, label), its position among the parts in the paper's order (options
+    # of one place make one part, their values joined by "x": 498x664) and the text before the value ("lr=")
     run_name: tuple[int, str] | None = None
-    resumed: bool = False
-    # the builtin: this class's own `type` is a field
+    resumed: bool = False  # whether a run continued with --resume must have it as the run that saved the state
+    # the type that a checkpoint's setting of it must have, or None: not checked (the builtin: `type` is a field)
     recorded: builtins.type | None = None
+    # by script, the fields that differ there (export_onnx.py's --output is required)
     elsewhere: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def in_script(self, script: str) -> Option:

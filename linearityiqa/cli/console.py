@@ -59,7 +59,7 @@ def script_command(command: str, arguments: Sequence[str]) -> list[str]:
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
-    script = paper.script_path(COMMANDS[command][0])
+    script = paper.FOLDER / COMMANDS[command][0]
     if not script.is_file():
         raise ModuleNotFoundError(f"No module named {script.stem!r}", name=f"linearityiqa.paper.{script.stem}")
     return [sys.executable, str(script), *arguments]
@@ -70,7 +70,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
     if paper.INSTALLED:
         return shlex.join(["linearityiqa", COMMAND_OF_SCRIPT[script], *argv])
-    path = paper.script_path(script)
+    path = paper.FOLDER / script
     shown = os.path.relpath(path)
     return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
 
@@ -78,7 +78,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
 def run_script(script: str, argv: Sequence[str]) -> int:
     """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
     sys.stdout.flush()
-    return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode
+    return subprocess.run([sys.executable, str(paper.FOLDER / script), *argv], check=False).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

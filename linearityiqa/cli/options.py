@@ -1,8 +1,5 @@
 """The parsers of main.py, test_dataset.py, test_demo.py, export_onnx.py and app.py, built from the
-table of options (linearityiqa/options.py): each lists in its --help the options it uses, under their
-help groups, and parses without listing them the options it accepts unused, so that every command
-line that worked before still does. `model_file`: the model that test_demo.py's options name.
-"""
+table of options (linearityiqa/options.py), and `model_file`: the model that test_demo.py's options name."""
 
 from __future__ import annotations
 
@@ -30,13 +27,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     """The parser of a script (one of options.SCRIPTS): the table's rows it parses, in the order of GROUPS."""
     parser = argparse.ArgumentParser(prog=script, description=description, formatter_class=_Formatter)
-    rows = script_options(script)
-    for title in GROUPS:
-        in_group = [row for row in rows if row.group == title]
-        if in_group:
-            group = parser.add_argument_group(title)
-            for row in in_group:
-                group.add_argument(*row.flags, **_argparse_keywords(row, shown=script in row.takes))
+    groups = {title: parser.add_argument_group(title) for title in GROUPS}  # --help leaves out those left empty
+    for row in sorted(script_options(script), key=lambda row: GROUPS.index(row.group)):  # usage in --help's order
+        groups[row.group].add_argument(*row.flags, **_argparse_keywords(row, shown=script in row.takes))
     return parser
 
 

@@ -46,8 +46,3 @@ def on_search_path() -> bool:
         f"the paper's modules are the files at the root of the clone, {FOLDER}, which is not on sys.path: "
         f"run the scripts there, add it to PYTHONPATH, or install the library (pip install {FOLDER})"
     )
-
-
-def script_path(script: str) -> Path:
-    """The file of one of the paper's scripts (SCRIPTS), in a clone or in the wheel."""
-    return FOLDER / script

@@ -223,7 +223,6 @@ def load_model_state(
     except RuntimeError as error:
         described = ", ".join(f"{k}={v}" for k, v in (settings or {}).items())
         raise BadFileError(
-            f"checkpoint {path} does not fit the model built with {described} "
-            f"({first_line(error)}): pass the --arch, --pool, --P6, --P7 and "
-            f"--use_bn_end it was trained with"
+            f"checkpoint {path} does not fit the model built with {described} ({first_line(error)}): pass the --arch, "
+            "--pool, --P6, --P7 and --use_bn_end it was trained with"
         ) from None

@@ -1,24 +1,13 @@
 """What a run records besides its checkpoint, under names that never change: users and `python -m
-reproduce` find results by them.
+reproduce` find results by them (docs/training.md, "What a run writes", says what each holds).
 
     checkpoints/<run name>                      the best model (main.py; --trained_model_file)
     checkpoints/<run name>.resume/              the whole state after the latest epoch, for --resume
     <results_dir>/<run name>.npy                the final test's metrics
-    <results_dir>/<run name>-epochs.csv         every epoch's metrics
+    <results_dir>/<run name>-epochs.csv         every epoch's metrics, as main.py trains: one value a row
+                                                (a split or metric added later needs no new format)
     <results_dir>/<run name>-scores.csv         the final test's per-image scores
     <results_dir>/dataset=<name>-tested_on_<checkpoint>.npy   and -scores.csv: test_dataset.py's
-
-The metrics of every epoch are written by main.py while it trains (one row per value, so a split or
-metric added later needs no new format), in a CSV file that plots, tables and spreadsheets read:
-
-    epoch,split,metric,value
-    1,train,loss,0.41825       the mean training loss of epoch 1
-    1,val,PLCC,0.81204         validation metrics after epoch 1 (train and test too with -tdt)
-    2,train,skipped_steps,1    steps of a non-finite loss skipped (--skip_nonfinite; only if any)
-    12,final_test,PLCC,0.9035  the best model (here from epoch 12) on the test split
-
-The scores of one test: per image, its subjective score, the fused head's prediction and that
-prediction mapped by the checkpoint's k, b.
 """
 
 from __future__ import annotations
