@@ -68,8 +68,7 @@ SEED = number(int, minimum=0, maximum=2**32 - 1)  # what numpy's and torch's gen
 
 @dataclass(frozen=True)
 class Option:
-    """One command-line option: how argparse reads it (default ... required as add_argument takes
-    them) and what follows from it."""
+    """One command-line option: how argparse reads it (add_argument's keywords) and what follows from it."""
 
     dest: str  # its name in the parsed options, in a run's settings and in a checkpoint's
     flags: tuple[str, ...]  # every spelling accepted, in the order argparse's messages name them

@@ -53,9 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def script_command(command: str, arguments: Sequence[str]) -> list[str]:
-    """The Python command line that runs `command`'s script with `arguments`; a ModuleNotFoundError,
-    as Python raises it for a module of the package, where the script is not there (an incomplete
-    installation)."""
+    """The Python command line that runs `command`'s script with `arguments`; where the script is not
+    there (an incomplete installation), a ModuleNotFoundError as Python raises it for a module of the package."""
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first

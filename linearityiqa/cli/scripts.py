@@ -285,9 +285,8 @@ class imports_checked(errors_reported):
 
 
 def report_bug(script: str, error: Exception) -> int:
-    """Say in one line that `error` is a bug and where its traceback is; the exit status. The
-    traceback, with the command and versions a report needs, goes to a new file in the temporary
-    folder, or where that cannot be written to stderr, so that it is never lost."""
+    """Say in one line that `error` is a bug; the exit status. Its traceback, with the command and versions
+    a report needs, goes to a new temporary file, or where that cannot be written to stderr: never lost."""
     trace = "".join(traceback.format_exception(error))
     try:
         torch_version = metadata.version("torch")  # read without importing it: the ONNX path never loads it

@@ -58,11 +58,9 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
     """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C.
-
-    PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
-    KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
-    pos" error, whose __context__ is the failure.
-    """
+    PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, Ctrl-C's
+    KeyboardInterrupt) into its own "[enforce fail at inline_container.cc] unexpected pos" error, whose
+    __context__ is the failure."""
     with replacing(path, what=what, advice=advice, binary=True) as file:
         try:
             torch.save(dict(contents), file)

@@ -44,11 +44,10 @@ def launch(
     device_name: str | None,
     batch_size: int,
 ) -> int:
-    """Run fn(local_rank, settings) inside `around(settings)` (handlers.run_guards) in this process
-    alone, in the processes torchrun started, or in `processes` (--nproc_per_node) started here,
-    which share the batch of `batch_size`; the exit status. A process that ends with an exit
-    status (SystemExit, as `around` raises for a user's mistake) gives the status; one killed is
-    a RunFailed. --device (`device_name`) decides between GPUs and CPU processes."""
+    """Run fn(local_rank, settings) inside `around(settings)` (handlers.run_guards) in this process alone,
+    in the processes torchrun started, or in `processes` (--nproc_per_node) started here, which share the
+    batch of `batch_size`; the exit status, that of a process that exits with one (SystemExit, as `around`
+    raises for a user's mistake); one killed is a RunFailed. --device decides between GPUs and CPU processes."""
     spawned = processes is not None and processes > 1
     if spawned and processes > batch_size:  # before starting them all
         raise ConfigError(
@@ -63,8 +62,7 @@ def launch(
             with _quiet_launcher(), idist.Parallel(backend=backend) as parallel:
                 parallel.run(_inside, fn, settings, around)
         else:
-            with around(settings):
-                fn(0, settings)
+            _inside(0, fn, settings, around)
     except SystemExit as ended:
         return int(ended.code or 0)
     except ProcessExitedException as ended:
@@ -104,10 +102,9 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus);
-    returns when all have ended, or raises torch's ProcessExitedException for one that ended with
-    an exit status. SIGTERM is taken as Ctrl-C and stops the processes still running (by default
-    it would end this process alone)."""
+    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus) until all
+    have ended; torch's ProcessExitedException for one that ended with an exit status. SIGTERM is taken as
+    Ctrl-C and stops the processes still running (by default it would end this process alone)."""
     if plan.shared_gpus:
         print(
             f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
@@ -150,8 +147,7 @@ def _stop(processes: Sequence) -> None:
 
 @contextlib.contextmanager
 def _quiet_launcher() -> Iterator[None]:
-    """Silence ignite's and torch's notes on launching and stopping processes: a user's mistake
-    must stay the only line on stderr."""
+    """Silence ignite's and torch's notes on starting and stopping processes: a mistake stays stderr's one line."""
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     before = logging.root.manager.disable
     logging.disable(logging.INFO)  # ignite's setup_logger sets its own level at each launch
