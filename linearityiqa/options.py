@@ -72,9 +72,9 @@ class Option:
 
     dest: str  # its name in the parsed options, in a run's settings and in a checkpoint's
     flags: tuple[str, ...]  # every spelling accepted, in the order argparse's messages name them
-    help: str  # its line in --help, which ends in "(default: X)" unless it words its default itself
     group: str
     takes: frozenset[str]  # the scripts that use it; their --help lists it
+    help: str  # its line in --help, which ends in "(default: X)" unless it words its default itself
     # the scripts that parse it without using it, so that every command line that worked before still does
     accepts: frozenset[str] = frozenset()
     default: Any = None
@@ -98,21 +98,13 @@ class Option:
         return dataclasses.replace(self, **self.elsewhere.get(script, {}))
 
 
-def _row(
-    dest: str,
-    flags: str,
-    group: str,
-    takes: frozenset[str],
-    help: str,
-    *,
-    name: int | tuple[int, str] | None = None,
-    **fields: Any,
-) -> Option:
-    """An Option from its table row: `name` is its run_name, or its place alone; a default of False makes a switch."""
-    if fields.get("default") is False:
-        fields["action"] = "store_true"
+def _row(dest: str, flags: str, *fields: Any, name: int | tuple[int, str] | None = None, **keywords: Any) -> Option:
+    """An Option from its table row (dest, flags, group, takes, help, keywords): `name` is its run_name, or
+    its place alone; a default of False makes a switch."""
+    if keywords.get("default") is False:
+        keywords["action"] = "store_true"
     run_name = (name, "") if isinstance(name, int) else name
-    return Option(dest, tuple(flags.split()), help, group, takes, run_name=run_name, **fields)
+    return Option(dest, tuple(flags.split()), *fields, run_name=run_name, **keywords)
 
 
 _ALL = frozenset(SCRIPTS)

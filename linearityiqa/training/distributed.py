@@ -17,6 +17,7 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,6 @@ from unittest import mock
 
 import ignite.distributed as idist
 import torch
-import torch.distributed as dist
 import torch.multiprocessing
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
@@ -33,6 +33,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from linearityiqa.acceleration import resolve_device
 from linearityiqa.errors import ConfigError, RunFailed
+
+# Recent PyTorch marks the collectives of torch.distributed.nn.functional deprecated; they carry gradients
+# in every version this supports (2.4 and later), and their warning would be news to no user.
+warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated", FutureWarning)
 
 
 def launch(
@@ -185,33 +189,16 @@ def _rendezvous() -> Iterator[str]:
         yield f"file://{os.path.join(folder, 'store')}"
 
 
-class _AllGather(torch.autograd.Function):
-    """Every process's rows (counts may differ), in rank order; gradients summed back to their owners."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
-        ctx.counts, ctx.rank = counts, rank
-        # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back
-        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-        padded[: rows.size(0)] = rows
-        pieces = [torch.empty_like(padded) for _ in counts]
-        dist.all_gather(pieces, padded.contiguous())
-        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        total = grad.contiguous().clone()
-        dist.all_reduce(total)
-        start = sum(ctx.counts[: ctx.rank])
-        return total[start : start + ctx.counts[ctx.rank]], None, None
-
-
 def gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """The rows of every process (on idist.device()), concatenated in rank order, differentiably."""
+    """The rows of every process (on idist.device()), concatenated in rank order, differentiably: each
+    process puts its rows where they go among zeros, and the sum over the processes holds them all
+    (exactly: adding zeros rounds nothing); its backward sums every process's gradients of them."""
     if idist.get_world_size() == 1:
         return rows
     counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
-    return _AllGather.apply(rows, counts, idist.get_rank())
+    rank = idist.get_rank()
+    before, after = (rows.new_zeros((sum(part), *rows.shape[1:])) for part in (counts[:rank], counts[rank + 1 :]))
+    return all_reduce(torch.cat((before, rows, after)))
 
 
 def global_batch_loss(loss: nn.Module) -> nn.Module:
