@@ -10,8 +10,7 @@
 A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
 installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
 `score` also takes its images first, without --img. This module imports neither PyTorch nor a
-script: `linearityiqa --help` answers at once. `main.py --quickstart` and `python -m reproduce` run
-each step as the command a user would type (`run_script`): what they print runs.
+script: `linearityiqa --help` answers at once.
 """
 
 from __future__ import annotations

@@ -251,15 +251,10 @@ def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm of `model` made global over the processes (the model is changed in place)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    for name, child in model.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            state = child.state_dict()
-            like = next(iter(state.values()))  # created with its dtype, so nothing is rounded
-            args = (child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-            setattr(model, name, GlobalBatchNorm(*args, device=like.device, dtype=like.dtype))
-            getattr(model, name).load_state_dict(state)
-        else:
-            global_batchnorm(child, device)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            # the same module, its parameters and buffers kept as they are (their dtype: nothing is rounded)
+            module.__class__ = GlobalBatchNorm
     return model
 
 
