@@ -90,9 +90,8 @@ def import_problem(error: BaseException) -> str | None:
 
 
 def failed_dependency(error: BaseException) -> str | None:
-    """The dependency (a key of DEPENDENCIES or EXTRAS) that `error` failed to import, or None: the
-    one it names as missing, or the one whose own code raised it (a library it cannot load, a
-    module of it missing, versions that do not match)."""
+    """The dependency (of DEPENDENCIES or EXTRAS) that `error` failed to import, or None: the one it names as missing,
+    or the one whose own code raised it (a library it cannot load, a module of it missing, mismatched versions)."""
     known = {*DEPENDENCIES, *EXTRAS}
     if isinstance(error, ModuleNotFoundError) and error.name and error.name.split(".")[0] in known:
         return error.name.split(".")[0]
@@ -228,10 +227,9 @@ def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Ad
 
 
 class errors_reported:  # lower case as contextlib.suppress is: it names a `with` block
-    """A block whose errors end the script as the module's docstring says, the exit status in `status`;
-    with `quiet` (every process of a run but the first) a mistake prints nothing. With
-    LINEARITYIQA_TRACEBACK=1 a bug propagates instead. As a `with` block, not a call, it adds no
-    frame to the stack of what it wraps."""
+    """A block whose errors end the script as the module's docstring says, the exit status in `status`; with `quiet`
+    (every process of a run but the first) a mistake prints nothing. With LINEARITYIQA_TRACEBACK=1 a bug propagates
+    instead. As a `with` block, not a call, it adds no frame to the stack of what it wraps."""
 
     def __init__(self, script: str, advice: Advice = Advice(), *, quiet: bool = False):
         self.script, self.advice, self.quiet = script, advice, quiet
@@ -264,9 +262,8 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
 
 
 class imports_checked(errors_reported):
-    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"):
-    one that fails ends the process as `errors_reported` reports it. Imported by another module (a
-    test), the script's imports raise as usual."""
+    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"): one that fails
+    ends the process as `errors_reported` reports it. Imported by another module (a test), they raise as usual."""
 
     def __init__(self, script: str, module: str):
         super().__init__(script)
@@ -312,10 +309,9 @@ def report_bug(script: str, error: Exception) -> int:
 
 
 def own_the_pixel_limit() -> None:
-    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that
-    --max_pixels, checked from each image's header (data/image_store.open_image), is the only one:
-    Pillow would warn about, or refuse in its own words, images that --max_pixels lets through.
-    """
+    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that --max_pixels,
+    checked from each image's header (data/image_store.open_image), is the only one: Pillow would warn about, or
+    refuse in its own words, images that --max_pixels lets through."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None

@@ -60,10 +60,9 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
 
 
 def write_target(path: str | os.PathLike) -> str:
-    """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
-    stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
-    pipe or a folder is refused (an OSError says why): renaming over one would replace it (as root,
-    /dev/null itself)."""
+    """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link stays, as a
+    shell's > keeps it); it must be a regular file or not exist yet. A device, a named pipe or a folder is refused
+    (an OSError says why): renaming over one would replace it (as root, /dev/null itself)."""
     path = os.fspath(path)
     if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")

@@ -175,9 +175,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _rendezvous() -> Iterator[str]:
-    """Where the processes meet: MASTER_PORT on this machine if set, else a file of a temporary
-    folder. A port picked free beforehand could be taken by another program before the processes
-    bind it; a file cannot."""
+    """Where the processes meet: MASTER_PORT on this machine if set, else a file of a temporary folder. A port picked
+    free beforehand could be taken by another program before the processes bind it; a file cannot."""
     if "MASTER_PORT" in os.environ:
         port = os.environ["MASTER_PORT"]
         if not port.isdigit() or not 0 < int(port) < 65536:

@@ -112,12 +112,11 @@ def refuse_overwriting_inputs(settings: Mapping[str, Any]) -> None:
 
 
 class NonFiniteLosses:
-    """What a training step does with a NaN or infinite loss (it asks `admits` before its backward).
-    By default such a loss stops the run (TrainingDiverged) before any weight changes. With
-    --skip_nonfinite its batch gives no gradient (if `model`'s BatchNorm statistics stay finite)
-    and `report` says it at the end of its epoch; an epoch whose every step was skipped stops the
-    run, which learns nothing more. Under GlobalBatchLoss the loss is the same in every process,
-    so all of them skip the same steps and DistributedDataParallel stays in step."""
+    """What a training step does with a NaN or infinite loss (it asks `admits` before its backward). By default such a
+    loss stops the run (TrainingDiverged) before any weight changes. With --skip_nonfinite its batch gives no gradient
+    (if `model`'s BatchNorm statistics stay finite) and `report` says it at the end of its epoch; an epoch whose every
+    step was skipped stops the run, which learns nothing more. Under GlobalBatchLoss the loss is the same in every
+    process, so all of them skip the same steps and DistributedDataParallel stays in step."""
 
     def __init__(self, model: torch.nn.Module, *, skip: bool, report: Callable[[str], None]):
         self.model, self.skip, self.report = model, skip, report
