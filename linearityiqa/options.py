@@ -1,9 +1,8 @@
 """Every command-line option of main.py, test_dataset.py, test_demo.py and export_onnx.py, defined once.
 
-`OPTIONS` has a row per option (an `Option`) with every spelling the authors used (the paper README's
-`--lr`, `--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`); the parsers,
-the run's name and the lists below are derived from the rows. Free of PyTorch: test_demo.py --onnx
-builds its parser without it.
+`OPTIONS` has a row per option (an `Option`) with every spelling the authors used (the paper README's `--lr`,
+`--arch`, `--img` and their later release's `-lr`, `--architecture`, `--img_path`); the parsers, the run's name and
+the lists below are derived from the rows. Free of PyTorch: test_demo.py --onnx builds its parser without it.
 """
 
 from __future__ import annotations

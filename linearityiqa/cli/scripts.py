@@ -1,15 +1,13 @@
 """How the root scripts end, and what they set for their whole process.
 
-A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a
-traceback: an IQAError, or a failure the user can mend (an output the file system refuses,
-memory that runs out, a data loading process that dies), with what the script advises
-(`Advice`). An import that fails for want of a dependency, an extra or a module of an installed
-LinearityIQA is the user's too: its line is the pip command that mends it (`import_problem`; a
-clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
-again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug
-(status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside
-`imports_checked`, and this module imports only the standard library at its top, so that even a
-missing dependency is one line.
+A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a traceback: an
+IQAError, or a failure the user can mend (an output the file system refuses, memory that runs out, a data loading
+process that dies), with what the script advises (`Advice`). An import that fails for want of a dependency, an extra
+or a module of an installed LinearityIQA is the user's too: its line is the pip command that mends it
+(`import_problem`; a clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
+again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug (status 70,
+EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside `imports_checked`, and this module imports
+only the standard library at its top, so that even a missing dependency is one line.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""From parsed options to what the library takes: a run's settings, and the model's, the loss's
-and the data's arguments. The options arrive as a mapping of plain types (`vars(args)`, or the
-settings a checkpoint records, which so rebuild what its run built); the library never sees an
-argparse namespace.
+"""From parsed options to what the library takes: a run's settings, and the model's, the loss's and the data's
+arguments. The options arrive as a mapping of plain types (`vars(args)`, or the settings a checkpoint records, which
+so rebuild what its run built); the library never sees an argparse namespace.
 """
 
 from __future__ import annotations

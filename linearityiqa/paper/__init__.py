@@ -1,12 +1,11 @@
 """Where the paper's files are: at a clone's root, or in this folder of an installed wheel.
 
-In a clone, the paper's modules (IQAdataset.py, IQAloss.py, IQAmodel.py, IQAperformance.py) and
-scripts are the files at the root, and import one another by the paper's names (`from IQAloss
-import IQALoss`). A wheel cannot install those names at the top of site-packages without taking
-them from other projects (many IQA codebases have an IQAdataset.py): its build (pyproject.toml)
-puts the same files here. The library imports them through this package (`from
-linearityiqa.paper import IQAmodel`), which gives a process one module object: the top-level one
-wherever their folder is on sys.path, else this package's submodule (the wheel as a library).
+In a clone, the paper's modules (IQAdataset.py, IQAloss.py, IQAmodel.py, IQAperformance.py) and scripts are the files
+at the root, and import one another by the paper's names (`from IQAloss import IQALoss`). A wheel cannot install those
+names at the top of site-packages without taking them from other projects (many IQA codebases have an IQAdataset.py):
+its build (pyproject.toml) puts the same files here. The library imports them through this package (`from
+linearityiqa.paper import IQAmodel`), which gives a process one module object: the top-level one wherever their folder
+is on sys.path, else this package's submodule (the wheel as a library).
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Training on several processes as if on one: N processes x batch B/N = 1 process x batch B.
 
-The norm-in-norm loss and BatchNorm both take statistics of the whole batch, so each process's
-share is made global: the loss gathers every process's predictions and scores, and every
-BatchNorm pools its sums over all processes. Both exchanges are differentiable and sum the
-gradients of all processes in their backward pass; with DistributedDataParallel's averaging
-this is exactly the gradient of the whole batch's loss. On CUDA, SyncBatchNorm does the
-BatchNorm part; it refuses CPU tensors, so CPU runs (gloo) use `GlobalBatchNorm`.
+The norm-in-norm loss and BatchNorm both take statistics of the whole batch, so each process's share is made global:
+the loss gathers every process's predictions and scores, and every BatchNorm pools its sums over all processes. Both
+exchanges are differentiable and sum the gradients of all processes in their backward pass; with
+DistributedDataParallel's averaging this is exactly the gradient of the whole batch's loss. On CUDA, SyncBatchNorm
+does the BatchNorm part; it refuses CPU tensors, so CPU runs (gloo) use `GlobalBatchNorm`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole, one at
-a time, in the layout of ignite's Checkpoint; read and checked against the run's options before
-the model is built and the images decoded; removed when the run has finished (--resume of a
-finished run then says where its results are).
+"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole, one at a time, in the
+layout of ignite's Checkpoint; read and checked against the run's options before the model is built and the images
+decoded; removed when the run has finished (--resume of a finished run then says where its results are).
 """
 
 from __future__ import annotations
