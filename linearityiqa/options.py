@@ -294,18 +294,12 @@ def run_named(group: str) -> tuple[str, ...]:
     return tuple(row.dest for row in OPTIONS if row.group == group and row.run_name is not None)
 
 
-def _run_name_parts() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """A run name's parts in the paper's order, each its label and the options whose values it joins."""
-    places: dict[int, tuple[str, list[str]]] = {}
-    for row in OPTIONS:
-        if row.run_name is not None:
-            place, label = row.run_name
-            places.setdefault(place, (label, []))[1].append(row.dest)
-    return tuple((label, tuple(dests)) for _, (label, dests) in sorted(places.items()))
-
-
-# records/run_records.run_name: (label, options) for each part of a run's name.
-RUN_NAME = _run_name_parts()
+# records/run_records.run_name: a run name's parts in the paper's order, each its label and the options whose
+# values it joins.
+RUN_NAME = tuple(
+    (label, tuple(row.dest for row in OPTIONS if row.run_name == (place, label)))
+    for place, label in sorted({row.run_name for row in OPTIONS if row.run_name is not None})
+)
 # What a resumed run must share with the run that saved the state: the options that decide what
 # is trained. Others may change: --epochs, --num_workers, --device, --pbar, --eval_batch_size,
 # where files go, --compile, --pretrained (the saved weights replace the start), --skip_nonfinite

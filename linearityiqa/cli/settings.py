@@ -51,7 +51,6 @@ def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
-    """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
     return {"imagenet": True, "none": False}.get(options["pretrained"], options["pretrained"])
 
 
@@ -90,7 +89,6 @@ def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:
-    """The paper's rotation, flip and crop of training images with --augmentation, else None."""
     if not options["augmentation"]:
         return None
     return TrainAugmentation(
