@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
+from linearityiqa import paper
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
@@ -125,8 +126,6 @@ def _incomplete_installation(error: ImportError) -> str | None:
 
 def _install(package: str | None = None, *, extra: str | None = None) -> str:
     """The pip command that installs a dependency (`package`) or an extra of LinearityIQA."""
-    from linearityiqa import paper
-
     if not paper.INSTALLED:
         path = str(paper.FOLDER / "requirements.txt")
         shown = os.path.relpath(path)
@@ -143,8 +142,6 @@ def _install(package: str | None = None, *, extra: str | None = None) -> str:
 def _requirement(package: str) -> str:
     """A dependency's requirement with its bounds ("pytorch-ignite>=0.5,<0.6"), as the clone's
     requirements.txt or the installed wheel's metadata gives it; its name alone where neither does."""
-    from linearityiqa import paper
-
     try:
         if paper.INSTALLED:
             lines = metadata.requires("linearityiqa") or []
