@@ -50,9 +50,8 @@ def first_line(error: BaseException) -> str:
 
 
 def file_problem(path: str | os.PathLike) -> str | None:
-    """Why `path` is not a regular file one can read, in a message's words ("does not exist",
-    "is a folder", ...), or None when it is one. Reading a named pipe or a device would wait for
-    a writer or never end, so they are refused by name, not opened."""
+    """Why `path` is not a regular file, in a message's words ("does not exist", "is a folder", ...), or None. Reading
+    a named pipe or a device would wait for a writer or never end: they are refused by name, not opened."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

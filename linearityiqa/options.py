@@ -98,8 +98,7 @@ class Option:
 
 
 def _row(dest: str, flags: str, *fields: Any, name: int | tuple[int, str] | None = None, **keywords: Any) -> Option:
-    """An Option from its table row (dest, flags, group, takes, help, keywords): `name` is its run_name, or
-    its place alone; a default of False makes a switch."""
+    """An Option from a table row: `name` is its run_name, or its place alone; a default of False makes a switch."""
     if keywords.get("default") is False:
         keywords["action"] = "store_true"
     run_name = (name, "") if isinstance(name, int) else name

@@ -22,8 +22,7 @@ from linearityiqa.training.evaluation import val_criterion_for
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """main.py's options as plain types, with what the paper's code derived from them: the
-    validation criterion, the run's name and its checkpoint's path."""
+    """main.py's options as plain types, with the validation criterion, run name and checkpoint path they give."""
     settings = with_stored_size(vars(args))
     settings["val_criterion"] = val_criterion_for(args.val_criterion, args.beta)
     settings["run_name"] = run_name(settings)

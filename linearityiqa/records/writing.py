@@ -19,9 +19,8 @@ from linearityiqa.errors import ConfigError, IQAError, OutputError, file_problem
 
 @contextlib.contextmanager
 def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
-    """A temporary path to write (by name) what replaces `path` (its folder made if needed) when the
-    block ends without error. An OSError in the block is taken for one of writing: an OutputError
-    "cannot write <what> <path>: <reason>; <advice>"."""
+    """A temporary path (its folder made if needed) to write what replaces `path` when the block ends without error;
+    an OSError in the block is one of writing: OutputError "cannot write <what> <path>: <reason>; <advice>"."""
     partial = None
     try:
         path = write_target(path)

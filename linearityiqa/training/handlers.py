@@ -40,9 +40,8 @@ class Loaders(NamedTuple):
 
 @dataclass
 class RunParts:
-    """What a run is made of, built once. `model` is what is saved; `trained` is what the trainer
-    runs: the model itself, or it wrapped by DistributedDataParallel or torch.compile (which share
-    its parameters); `evaluations` has an Evaluation per split."""
+    """A run's parts, built once: `model` is what is saved; `trained` what the trainer runs, the model or it wrapped
+    by DistributedDataParallel or torch.compile (sharing its parameters); `evaluations` an Evaluation per split."""
 
     model: torch.nn.Module
     trained: torch.nn.Module
@@ -63,10 +62,9 @@ def say(*lines: str) -> None:
 
 @contextlib.contextmanager
 def run_guards(settings: Mapping[str, Any], *, script: str, advice: Advice) -> Iterator[None]:
-    """One process of a run, guarded (`distributed.launch` enters it in every process): a user's
-    mistake is one line from the first process (the others stay quiet), starting with `script`
-    and ending with `advice`, and ends the process with its exit status (SystemExit); the first
-    process checks and locks the run's outputs; cuDNN is deterministic unless --randomness."""
+    """One process of a run, guarded (`distributed.launch` enters it in every process): a user's mistake is one line
+    (`script`: ..., `advice`) from the first process alone and exits with its status (SystemExit); the first process
+    checks and locks the run's outputs; cuDNN is deterministic unless --randomness."""
     first = idist.get_rank() == 0
     with errors_reported(script, advice, quiet=not first) as ended:
         own_the_pixel_limit()  # in every process: spawned ones start anew
