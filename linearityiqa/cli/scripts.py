@@ -62,9 +62,8 @@ DEPENDENCIES = {
 
 
 def import_problem(error: BaseException) -> str | None:
-    """The line that says what the installation lacks when `error` is an import that failed because
-    of it, with the pip command that mends it; None for any other error, and for an import that
-    fails in LinearityIQA's own code (a bug: a module or name it lacks, a circular import)."""
+    """The line saying what the installation lacks, with the pip command that mends it, when `error` is an import that
+    failed for want of it; None otherwise, and for an import failing in LinearityIQA's own code (a bug)."""
     if not isinstance(error, ImportError):
         return None
     extra = None

@@ -80,12 +80,11 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to
-    read it or a field of it is a BadFileError naming both. Checked, as they would give wrong scores
-    silently: finite float weights (a run that diverged saves NaN), k and b three finite numbers (made
-    lists of floats), the types of the settings that rebuild the model and the scale. Weight names
-    lose wrapper prefixes. With `mmap` the tensors are mapped from the file, which must stay unchanged
-    while they are in use (save_checkpoint replaces a file, it never rewrites one)."""
+    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to read it or a
+    field of it is a BadFileError naming both. Checked, as they would give wrong scores silently: finite float weights
+    (a run that diverged saves NaN), k and b three finite numbers (made lists of floats), the types of the settings
+    that rebuild the model and the scale. Weight names lose wrapper prefixes. With `mmap` the tensors are mapped from
+    the file, which must stay unchanged while in use (save_checkpoint replaces a file, never rewrites one)."""
     checkpoint = read_torch_file(
         path,
         what="checkpoint",

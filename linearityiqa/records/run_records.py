@@ -78,9 +78,8 @@ def scores_file(results: str) -> str:
 
 
 def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
-    """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy,
-    as the authors named it; where that is too long for a file name (main.py's checkpoints are named
-    after all their settings), its end is a hash of it."""
+    """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy, as the
+    authors named it, its end a hash where too long for a file name (main.py's names hold all settings)."""
     check_name_part("--dataset", dataset)
     name = f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}"
     if len(os.fsencode(name)) > LONGEST_NAME:
@@ -108,10 +107,9 @@ class Series(NamedTuple):
 
 
 class EpochLog:
-    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an
-    interrupt at any moment leaves the rows written before it. A resumed run keeps the rows of
-    `kept_from` (default: `path`; left as it is) up to its last finished epoch, `resume_after`, and
-    drops the later ones (from the interrupted epoch) and any final test; 0 starts a new file."""
+    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an interrupt leaves the
+    rows written before it. A resumed run keeps the rows of `kept_from` (default: `path`; left as it is) up to its
+    last finished epoch, `resume_after`, and drops the later ones and any final test; 0 starts a new file."""
 
     def __init__(self, path: str, *, resume_after: int = 0, kept_from: str | None = None):
         self.path = path
