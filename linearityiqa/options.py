@@ -293,8 +293,7 @@ def run_named(group: str) -> tuple[str, ...]:
     return tuple(row.dest for row in OPTIONS if row.group == group and row.run_name is not None)
 
 
-# records/run_records.run_name: a run name's parts in the paper's order, each its label and the options whose
-# values it joins.
+# The parts of a run's name (run_records.run_name), in the paper's order: each its label and the options it joins.
 RUN_NAME = tuple(
     (label, tuple(row.dest for row in OPTIONS if row.run_name == (place, label)))
     for place, label in sorted({row.run_name for row in OPTIONS if row.run_name is not None})
