@@ -20,8 +20,7 @@ from linearityiqa.errors import ConfigError
 
 @dataclass
 class Precision:
-    """How the model runs (`name`, in the run's messages): float32 (no `autocast_dtype`), or under
-    autocast to float16 (with a loss `scaler`) or bfloat16."""
+    """How the model runs (`name`, in messages): float32, or autocast to float16 (with a loss `scaler`) or bfloat16."""
 
     name: str
     autocast_dtype: torch.dtype | None = None
@@ -137,7 +136,6 @@ def release_cached_memory(device: torch.device) -> None:
 
 
 def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
-    """The model, in place, in channels_last when asked (else left as it is)."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model

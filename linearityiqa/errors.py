@@ -50,9 +50,8 @@ def first_line(error: BaseException) -> str:
 
 
 def file_problem(path: str | os.PathLike) -> str | None:
-    """Why `path` is not a regular file one can read, in a message's words ("does not exist",
-    "is a folder", ...), or None when it is one. Reading a named pipe or a device would wait for
-    a writer or never end, so they are refused by name, not opened."""
+    """Why `path` is not a regular file, in a message's words ("does not exist", "is a folder", ...), or None. Reading
+    a named pipe or a device would wait for a writer or never end: they are refused by name, not opened."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -70,11 +69,8 @@ def read_torch_file(
     path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """The dict that a file written by torch.save holds, loaded with `weights_only=True` (opening it
-    runs no code); any failure to is one line that names the file as `what` ("checkpoint") and says
-    what to do: `advice` where it does not exist, pass the file itself (`option`) where it is no
-    file, use `expected` (what it must be, "a checkpoint saved by main.py ...") where it is not one.
-    A file in torch's legacy format, which cannot be mapped, is read without `mmap`.
-    """
+    runs no code); any failure to is one line that names the file as `what` and what to do. A file
+    in torch's legacy format, which cannot be mapped, is read without `mmap`."""
     import torch  # here: scoring with ONNX imports this module without PyTorch
 
     problem = file_problem(path)

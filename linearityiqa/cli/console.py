@@ -10,8 +10,7 @@
 A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
 installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
 `score` also takes its images first, without --img. This module imports neither PyTorch nor a
-script: `linearityiqa --help` answers at once. `main.py --quickstart` and `python -m reproduce` run
-each step as the command a user would type (`run_script`): what they print runs.
+script: `linearityiqa --help` answers at once.
 """
 
 from __future__ import annotations
@@ -53,13 +52,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def script_command(command: str, arguments: Sequence[str]) -> list[str]:
-    """The Python command line that runs `command`'s script with `arguments`; a ModuleNotFoundError,
-    as Python raises it for a module of the package, where the script is not there (an incomplete
-    installation)."""
+    """The Python command line that runs `command`'s script with `arguments`; where the script is not
+    there (an incomplete installation), a ModuleNotFoundError as Python raises it for a module of the package."""
     arguments = list(arguments)
     if command == "score" and arguments and (arguments[0] == "-" or not arguments[0].startswith("-")):
         arguments = ["--img", *arguments]  # linearityiqa score photo.jpg: the images first
-    script = paper.script_path(COMMANDS[command][0])
+    script = paper.FOLDER / COMMANDS[command][0]
     if not script.is_file():
         raise ModuleNotFoundError(f"No module named {script.stem!r}", name=f"linearityiqa.paper.{script.stem}")
     return [sys.executable, str(script), *arguments]
@@ -70,7 +68,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     as `python <script>` from the current folder, from an installed wheel as `linearityiqa <command>`."""
     if paper.INSTALLED:
         return shlex.join(["linearityiqa", COMMAND_OF_SCRIPT[script], *argv])
-    path = paper.script_path(script)
+    path = paper.FOLDER / script
     shown = os.path.relpath(path)
     return shlex.join(["python", str(path) if shown.startswith("..") else shown, *argv])
 
@@ -78,7 +76,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
 def run_script(script: str, argv: Sequence[str]) -> int:
     """Run one of the paper's scripts with `argv` in a new Python process, as a user would; its exit status."""
     sys.stdout.flush()
-    return subprocess.run([sys.executable, str(paper.script_path(script)), *argv], check=False).returncode
+    return subprocess.run([sys.executable, str(paper.FOLDER / script), *argv], check=False).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

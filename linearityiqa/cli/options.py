@@ -1,13 +1,11 @@
 """The parsers of main.py, test_dataset.py, test_demo.py, export_onnx.py and app.py, built from the
-table of options (linearityiqa/options.py): each lists in its --help the options it uses, under their
-help groups, and parses without listing them the options it accepts unused, so that every command
-line that worked before still does. `model_file`: the model that test_demo.py's options name.
-"""
+table of options (linearityiqa/options.py), and `model_file`: the model that test_demo.py's options name."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,24 +24,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if "(default:" in (action.help or "") else super()._get_help_string(action)
 
 
-def build_parser(script: str, description: str, add_help: bool = True) -> argparse.ArgumentParser:
-    """The parser of a script: the table's rows it parses, in the order of GROUPS.
-
-    Args:
-        script: one of linearityiqa.options.SCRIPTS.
-        description: the first line of its --help.
-        add_help: whether it has -h/--help.
-    """
-    parser = argparse.ArgumentParser(
-        prog=script, description=description, add_help=add_help, formatter_class=_Formatter
-    )
-    rows = script_options(script)
-    for title in GROUPS:
-        in_group = [row for row in rows if row.group == title]
-        if in_group:
-            group = parser.add_argument_group(title)
-            for row in in_group:
-                group.add_argument(*row.flags, **_argparse_keywords(row, shown=script in row.takes))
+def build_parser(script: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a script (one of options.SCRIPTS): the table's rows it parses, in the order of GROUPS."""
+    parser = argparse.ArgumentParser(prog=script, description=description, formatter_class=_Formatter)
+    groups = {title: parser.add_argument_group(title) for title in GROUPS}  # --help leaves out those left empty
+    for row in sorted(script_options(script), key=lambda row: GROUPS.index(row.group)):  # usage in --help's order
+        groups[row.group].add_argument(*row.flags, **_argparse_keywords(row, shown=script in row.takes))
     return parser
 
 
@@ -57,25 +43,14 @@ def _argparse_keywords(row: Option, *, shown: bool) -> dict[str, Any]:
     return keywords | {name: value for name, value in optional.items() if value is not None}
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """main.py's parser: every option but those of scoring and export."""
-    return build_parser(MAIN, "Train the LinearityIQA model (Li et al., ACM MM 2020).", add_help)
-
-
-def get_test_dataset_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """test_dataset.py's parser: the model, its checkpoint and the data set to test on, and (as in
-    the authors' script) the loss and schedule options that name the checkpoint of a training run."""
-    return build_parser(TEST_DATASET, "Test a trained checkpoint on a data set.", add_help)
-
-
-def get_demo_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """test_demo.py's parser: the model, its checkpoint and the images to score."""
-    return build_parser(DEMO, "Score the quality of images with a trained checkpoint.", add_help)
-
-
-def get_export_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """export_onnx.py's parser: the model, its checkpoint, the resize and the ONNX file to write."""
-    return build_parser(EXPORT, "Export a trained checkpoint to ONNX, to score images in onnxruntime.", add_help)
+# Each script's parser. test_dataset.py's also takes, as the authors' script did, the loss and schedule
+# options that name the checkpoint of a training run.
+get_args_parser = functools.partial(build_parser, MAIN, "Train the LinearityIQA model (Li et al., ACM MM 2020).")
+get_test_dataset_parser = functools.partial(build_parser, TEST_DATASET, "Test a trained checkpoint on a data set.")
+get_demo_parser = functools.partial(build_parser, DEMO, "Score the quality of images with a trained checkpoint.")
+get_export_parser = functools.partial(
+    build_parser, EXPORT, "Export a trained checkpoint to ONNX, to score images in onnxruntime."
+)
 
 
 def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:

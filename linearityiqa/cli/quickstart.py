@@ -1,11 +1,10 @@
 """`python main.py --quickstart`: the whole pipeline on synthetic data, on a CPU, in minutes.
 
-It makes a synthetic KonIQ-10k and CLIVE in their official layouts under data/quickstart
-(once; later runs reuse them), builds their info files, trains a small model from scratch
-on KonIQ-10k with the norm-in-norm loss, tests it on the KonIQ-10k test split and across
-data sets on CLIVE, and scores one image and a folder of images. Each step is the command a
-user runs on the real data sets, with the synthetic paths filled in: it is printed, then run
-as it reads, in a process of its own.
+It makes a synthetic KonIQ-10k and CLIVE in their official layouts under data/quickstart (once; later runs reuse
+them), builds their info files, trains a small model from scratch on KonIQ-10k with the norm-in-norm loss, tests it on
+the KonIQ-10k test split and across data sets on CLIVE, and scores one image and a folder of images. Each step is the
+command a user runs on the real data sets, with the synthetic paths filled in: it is printed, then run as it reads, in
+a process of its own.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ TRAINING = (
 
 
 def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: int, make: bool = True) -> list[str]:
-    """A synthetic KonIQ-10k under `root` (made on first use unless `make` is False, reused after)
-    as main.py options."""
+    """A synthetic KonIQ-10k under `root` (made on first use unless `make` is False) as main.py options."""
     info, download = root / "KonIQ-10kinfo.mat", root / "koniq10k"
     if make and not info.is_file():
         sets = write_koniq_layout(download, count=count, width=width, height=height, seed=seed)
@@ -47,8 +45,7 @@ def synthetic_koniq(root: Path, *, count: int, width: int, height: int, seed: in
 
 
 def synthetic_clive(root: Path, *, count: int, width: int, height: int, seed: int, make: bool = True) -> list[str]:
-    """A synthetic CLIVE under `root` (made on first use unless `make` is False, reused after) as
-    main.py or test_dataset.py options."""
+    """A synthetic CLIVE in `root` (made on first use unless `make` is False) as main.py or test_dataset.py options."""
     info, release = root / "CLIVEinfo.mat", root / "ChallengeDB_release"
     if make and not info.is_file():
         write_clive_layout(release, count=count, width=width, height=height, seed=seed)
@@ -73,8 +70,7 @@ def steps(koniq: list[str], clive: list[str]) -> list[tuple[str, str, list[str]]
 
 
 def run_quickstart() -> int:
-    """Make the data sets, then run every step in turn as its own command; the exit status of the
-    first step that fails, or 0."""
+    """Make the data sets, then run each step as its own command; the exit status of the first that fails, or 0."""
     os.makedirs(ROOT, exist_ok=True)
     koniq, clive = synthetic_koniq(ROOT, **KONIQ), synthetic_clive(ROOT, **CLIVE)
     for title, script, argv in steps(koniq, clive):

@@ -1,15 +1,13 @@
 """How the root scripts end, and what they set for their whole process.
 
-A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a
-traceback: an IQAError, or a failure the user can mend (an output the file system refuses,
-memory that runs out, a data loading process that dies), with what the script advises
-(`Advice`). An import that fails for want of a dependency, an extra or a module of an installed
-LinearityIQA is the user's too: its line is the pip command that mends it (`import_problem`; a
-clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
-again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug
-(status 70, EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside
-`imports_checked`, and this module imports only the standard library at its top, so that even a
-missing dependency is one line.
+A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a traceback: an
+IQAError, or a failure the user can mend (an output the file system refuses, memory that runs out, a data loading
+process that dies), with what the script advises (`Advice`). An import that fails for want of a dependency, an extra
+or a module of an installed LinearityIQA is the user's too: its line is the pip command that mends it
+(`import_problem`; a clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
+again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug (status 70,
+EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside `imports_checked`, and this module imports
+only the standard library at its top, so that even a missing dependency is one line.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
+from linearityiqa import paper
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
@@ -63,9 +62,8 @@ DEPENDENCIES = {
 
 
 def import_problem(error: BaseException) -> str | None:
-    """The line that says what the installation lacks when `error` is an import that failed because
-    of it, with the pip command that mends it; None for any other error, and for an import that
-    fails in LinearityIQA's own code (a bug: a module or name it lacks, a circular import)."""
+    """The line saying what the installation lacks, with the pip command that mends it, when `error` is an import that
+    failed for want of it; None otherwise, and for an import failing in LinearityIQA's own code (a bug)."""
     if not isinstance(error, ImportError):
         return None
     extra = None
@@ -90,9 +88,8 @@ def import_problem(error: BaseException) -> str | None:
 
 
 def failed_dependency(error: BaseException) -> str | None:
-    """The dependency (a key of DEPENDENCIES or EXTRAS) that `error` failed to import, or None: the
-    one it names as missing, or the one whose own code raised it (a library it cannot load, a
-    module of it missing, versions that do not match)."""
+    """The dependency (of DEPENDENCIES or EXTRAS) that `error` failed to import, or None: the one it names as missing,
+    or the one whose own code raised it (a library it cannot load, a module of it missing, mismatched versions)."""
     known = {*DEPENDENCIES, *EXTRAS}
     if isinstance(error, ModuleNotFoundError) and error.name and error.name.split(".")[0] in known:
         return error.name.split(".")[0]
@@ -128,8 +125,6 @@ def _incomplete_installation(error: ImportError) -> str | None:
 
 def _install(package: str | None = None, *, extra: str | None = None) -> str:
     """The pip command that installs a dependency (`package`) or an extra of LinearityIQA."""
-    from linearityiqa import paper
-
     if not paper.INSTALLED:
         path = str(paper.FOLDER / "requirements.txt")
         shown = os.path.relpath(path)
@@ -146,8 +141,6 @@ def _install(package: str | None = None, *, extra: str | None = None) -> str:
 def _requirement(package: str) -> str:
     """A dependency's requirement with its bounds ("pytorch-ignite>=0.5,<0.6"), as the clone's
     requirements.txt or the installed wheel's metadata gives it; its name alone where neither does."""
-    from linearityiqa import paper
-
     try:
         if paper.INSTALLED:
             lines = metadata.requires("linearityiqa") or []
@@ -221,20 +214,16 @@ def report_mistake(script: str, message: str) -> int:
 
 
 def exit_status(script: str, body: Callable[[], int | None], advice: Advice = Advice(), *, quiet: bool = False) -> int:
-    """Run a script's body; its exit status (None counts as 0), its errors as `errors_reported` reports them."""
+    """Run a script's body; its exit status (None counts as 0), or that of its error (`errors_reported`)."""
     with errors_reported(script, advice, quiet=quiet) as ended:
         ended.status = body() or 0
     return ended.status
 
 
 class errors_reported:  # lower case as contextlib.suppress is: it names a `with` block
-    """A block whose errors end the script as its user should see them, in `status`: a user's
-    mistake is one line (none with `quiet`, for all processes of a run but the first) and status
-    1, Ctrl-C one line and status 130, a bug one line naming the log of its traceback and status
-    70; with LINEARITYIQA_TRACEBACK=1 a bug propagates instead, its whole traceback on stderr.
-
-    As a `with` block, not a call, it adds no frame to the stack of what it wraps.
-    """
+    """A block whose errors end the script as the module's docstring says, the exit status in `status`; with `quiet`
+    (every process of a run but the first) a mistake prints nothing. With LINEARITYIQA_TRACEBACK=1 a bug propagates
+    instead. As a `with` block, not a call, it adds no frame to the stack of what it wraps."""
 
     def __init__(self, script: str, advice: Advice = Advice(), *, quiet: bool = False):
         self.script, self.advice, self.quiet = script, advice, quiet
@@ -267,10 +256,8 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
 
 
 class imports_checked(errors_reported):
-    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"):
-    one that fails ends the process as `errors_reported` reports it (a missing or broken dependency
-    is one line, status 1). Imported by another module (a test), the script's imports raise as usual.
-    """
+    """The imports at the top of a script run as a program (`module`, its __name__, is "__main__"): one that fails
+    ends the process as `errors_reported` reports it. Imported by another module (a test), they raise as usual."""
 
     def __init__(self, script: str, module: str):
         super().__init__(script)
@@ -289,9 +276,8 @@ class imports_checked(errors_reported):
 
 
 def report_bug(script: str, error: Exception) -> int:
-    """Say in one line that `error` is a bug and where its traceback is; the exit status. The
-    traceback, with the command and versions a report needs, goes to a new file in the temporary
-    folder, or where that cannot be written to stderr, so that it is never lost."""
+    """Say in one line that `error` is a bug; the exit status. Its traceback, with the command and versions
+    a report needs, goes to a new temporary file, or where that cannot be written to stderr: never lost."""
     trace = "".join(traceback.format_exception(error))
     try:
         torch_version = metadata.version("torch")  # read without importing it: the ONNX path never loads it
@@ -317,10 +303,9 @@ def report_bug(script: str, error: Exception) -> int:
 
 
 def own_the_pixel_limit() -> None:
-    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that
-    --max_pixels, checked from each image's header (data/image_store.open_image), is the only one:
-    Pillow would warn about, or refuse in its own words, images that --max_pixels lets through.
-    """
+    """Switch Pillow's own pixel limit off for the whole process (only scripts call this), so that --max_pixels,
+    checked from each image's header (data/image_store.open_image), is the only one: Pillow would warn about, or
+    refuse in its own words, images that --max_pixels lets through."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None

@@ -1,7 +1,6 @@
-"""From parsed options to what the library takes: a run's settings, and the model's, the loss's
-and the data's arguments. The options arrive as a mapping of plain types (`vars(args)`, or the
-settings a checkpoint records, which so rebuild what its run built); the library never sees an
-argparse namespace.
+"""From parsed options to what the library takes: a run's settings, and the model's, the loss's and the data's
+arguments. The options arrive as a mapping of plain types (`vars(args)`, or the settings a checkpoint records, which
+so rebuild what its run built); the library never sees an argparse namespace.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from linearityiqa.training.evaluation import val_criterion_for
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """main.py's options as plain types, with what the paper's code derived from them: the
-    validation criterion, the run's name and its checkpoint's path."""
+    """main.py's options as plain types, with the validation criterion, run name and checkpoint path they give."""
     settings = with_stored_size(vars(args))
     settings["val_criterion"] = val_criterion_for(args.val_criterion, args.beta)
     settings["run_name"] = run_name(settings)
@@ -47,22 +45,20 @@ def koniq_run_checkpoint(options: Mapping[str, Any]) -> str:
 
 
 def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQAModel's architecture arguments: the model options that a checkpoint records."""
+    """IQAModel's architecture arguments."""
     return {name: options[name] for name in MODEL_SETTINGS}
 
 
 def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
-    """IQAModel's `pretrained` from --pretrained: imagenet, none or a file."""
     return {"imagenet": True, "none": False}.get(options["pretrained"], options["pretrained"])
 
 
 def loss_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQALoss's arguments: the options of the loss group."""
+    """IQALoss's arguments."""
     return {name: options[name] for name in LOSS_SETTINGS}
 
 
 def data_source(options: Mapping[str, Any]) -> DataSource:
-    """The data set --dataset names, at --data_info and --im_dir where given."""
     return DataSource.open(options["dataset"], data_info=options["data_info"], im_dir=options["im_dir"])
 
 
@@ -86,14 +82,12 @@ def image_loading(
 
 
 def resize_hw(options: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(height, width) that --resize asks for, or None."""
     if not options["resize"]:
         return None
     return checked_resize_hw(options["resize_size_h"], options["resize_size_w"], max_pixels=options["max_pixels"])
 
 
 def train_augmentation(options: Mapping[str, Any]) -> TrainAugmentation | None:
-    """The paper's rotation, flip and crop of training images with --augmentation, else None."""
     if not options["augmentation"]:
         return None
     return TrainAugmentation(

@@ -1,12 +1,11 @@
 """Where the paper's files are: at a clone's root, or in this folder of an installed wheel.
 
-In a clone, the paper's modules (IQAdataset.py, IQAloss.py, IQAmodel.py, IQAperformance.py) and
-scripts are the files at the root, and import one another by the paper's names (`from IQAloss
-import IQALoss`). A wheel cannot install those names at the top of site-packages without taking
-them from other projects (many IQA codebases have an IQAdataset.py): its build (pyproject.toml)
-puts the same files here. The library imports them through this package (`from
-linearityiqa.paper import IQAmodel`), which gives a process one module object: the top-level one
-wherever their folder is on sys.path, else this package's submodule (the wheel as a library).
+In a clone, the paper's modules (IQAdataset.py, IQAloss.py, IQAmodel.py, IQAperformance.py) and scripts are the files
+at the root, and import one another by the paper's names (`from IQAloss import IQALoss`). A wheel cannot install those
+names at the top of site-packages without taking them from other projects (many IQA codebases have an IQAdataset.py):
+its build (pyproject.toml) puts the same files here. The library imports them through this package (`from
+linearityiqa.paper import IQAmodel`), which gives a process one module object: the top-level one wherever their folder
+is on sys.path, else this package's submodule (the wheel as a library).
 """
 
 from __future__ import annotations
@@ -46,8 +45,3 @@ def on_search_path() -> bool:
         f"the paper's modules are the files at the root of the clone, {FOLDER}, which is not on sys.path: "
         f"run the scripts there, add it to PYTHONPATH, or install the library (pip install {FOLDER})"
     )
-
-
-def script_path(script: str) -> Path:
-    """The file of one of the paper's scripts (SCRIPTS), in a clone or in the wheel."""
-    return FOLDER / script

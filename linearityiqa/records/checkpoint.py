@@ -58,11 +58,9 @@ def save_checkpoint(path: str, checkpoint: Mapping[str, Any]) -> None:
 
 def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str) -> None:
     """torch.save `contents` to `path` whole or not at all; a full disk is one OutputError, Ctrl-C stays Ctrl-C.
-
-    PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, the
-    KeyboardInterrupt of Ctrl-C) into its own "[enforce fail at inline_container.cc] unexpected
-    pos" error, whose __context__ is the failure.
-    """
+    PyTorch's zip writer turns whatever its file's write raised (an OSError for a full disk, Ctrl-C's
+    KeyboardInterrupt) into its own "[enforce fail at inline_container.cc] unexpected pos" error, whose
+    __context__ is the failure."""
     with replacing(path, what=what, advice=advice, binary=True) as file:
         try:
             torch.save(dict(contents), file)
@@ -82,12 +80,11 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to
-    read it or a field of it is a BadFileError naming both. Checked, as they would give wrong scores
-    silently: finite float weights (a run that diverged saves NaN), k and b three finite numbers (made
-    lists of floats), the types of the settings that rebuild the model and the scale. Weight names
-    lose wrapper prefixes. With `mmap` the tensors are mapped from the file, which must stay unchanged
-    while they are in use (save_checkpoint replaces a file, it never rewrites one)."""
+    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to read it or a
+    field of it is a BadFileError naming both. Checked, as they would give wrong scores silently: finite float weights
+    (a run that diverged saves NaN), k and b three finite numbers (made lists of floats), the types of the settings
+    that rebuild the model and the scale. Weight names lose wrapper prefixes. With `mmap` the tensors are mapped from
+    the file, which must stay unchanged while in use (save_checkpoint replaces a file, never rewrites one)."""
     checkpoint = read_torch_file(
         path,
         what="checkpoint",
@@ -99,12 +96,8 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
     )
     if "model" not in checkpoint:
         weights_only = checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values())
-        hint = (
-            "it holds weights alone (a state_dict): save {'model': state_dict, 'k': k, 'b': b}, as main.py does"
-            if weights_only
-            else "it is not a checkpoint of this model; use one saved by main.py or released by the authors"
-        )
-        raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint}")
+        hint = "it holds weights alone (a state_dict): save {'model': state_dict, 'k': k, 'b': b}, as main.py does"
+        raise BadFileError(f"checkpoint {path} holds no 'model' state: {hint if weights_only else _USE_ANOTHER}")
     with _field(path, "'model'"):
         checkpoint["model"] = _finite_weights(checkpoint["model"], path)
     # The authors' files hold k and b as floats or as 1-element tensors; from here on they are floats.
@@ -209,15 +202,12 @@ def model_settings(
     settings = {}
     for name in options.MODEL_SETTINGS:
         asked = requested[name]
-        if name not in recorded:
-            settings[name] = asked
-        elif asked != defaults[name] and asked != recorded[name]:
+        if name in recorded and asked != defaults[name] and asked != recorded[name]:
             raise ConfigError(
                 f"checkpoint {path} was trained with {name}={recorded[name]!r}, but "
                 f"{name}={asked!r} was asked for: drop the option or use another checkpoint"
             )
-        else:
-            settings[name] = recorded[name]
+        settings[name] = recorded.get(name, asked)
     return settings
 
 
@@ -230,7 +220,6 @@ def load_model_state(
     except RuntimeError as error:
         described = ", ".join(f"{k}={v}" for k, v in (settings or {}).items())
         raise BadFileError(
-            f"checkpoint {path} does not fit the model built with {described} "
-            f"({first_line(error)}): pass the --arch, --pool, --P6, --P7 and "
-            f"--use_bn_end it was trained with"
+            f"checkpoint {path} does not fit the model built with {described} ({first_line(error)}): pass the --arch, "
+            "--pool, --P6, --P7 and --use_bn_end it was trained with"
         ) from None

@@ -1,24 +1,13 @@
 """What a run records besides its checkpoint, under names that never change: users and `python -m
-reproduce` find results by them.
+reproduce` find results by them (docs/training.md, "What a run writes", says what each holds).
 
     checkpoints/<run name>                      the best model (main.py; --trained_model_file)
     checkpoints/<run name>.resume/              the whole state after the latest epoch, for --resume
     <results_dir>/<run name>.npy                the final test's metrics
-    <results_dir>/<run name>-epochs.csv         every epoch's metrics
+    <results_dir>/<run name>-epochs.csv         every epoch's metrics, as main.py trains: one value a row
+                                                (a split or metric added later needs no new format)
     <results_dir>/<run name>-scores.csv         the final test's per-image scores
     <results_dir>/dataset=<name>-tested_on_<checkpoint>.npy   and -scores.csv: test_dataset.py's
-
-The metrics of every epoch are written by main.py while it trains (one row per value, so a split or
-metric added later needs no new format), in a CSV file that plots, tables and spreadsheets read:
-
-    epoch,split,metric,value
-    1,train,loss,0.41825       the mean training loss of epoch 1
-    1,val,PLCC,0.81204         validation metrics after epoch 1 (train and test too with -tdt)
-    2,train,skipped_steps,1    steps of a non-finite loss skipped (--skip_nonfinite; only if any)
-    12,final_test,PLCC,0.9035  the best model (here from epoch 12) on the test split
-
-The scores of one test: per image, its subjective score, the fused head's prediction and that
-prediction mapped by the checkpoint's k, b.
 """
 
 from __future__ import annotations
@@ -73,29 +62,24 @@ def check_name_part(option: str, value: str) -> None:
 
 
 def default_checkpoint(name: str) -> str:
-    """Where main.py saves a run's best model when --trained_model_file does not say."""
     return os.path.join("checkpoints", name)
 
 
 def results_file(results_dir: str, name: str) -> str:
-    """The final test's metrics of the run `name` (np.save of a dict)."""
     return os.path.join(results_dir, f"{name}.npy")
 
 
 def epochs_file(results_dir: str, name: str) -> str:
-    """Every epoch's metrics of the run `name` (see run_records.EpochLog)."""
     return os.path.join(results_dir, f"{name}-epochs.csv")
 
 
 def scores_file(results: str) -> str:
-    """The per-image scores CSV beside a results .npy file."""
     return os.path.splitext(results)[0] + "-scores.csv"
 
 
 def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str) -> str:
-    """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy,
-    as the authors named it; where that is too long for a file name (main.py's checkpoints are named
-    after all their settings), its end is a hash of it."""
+    """test_dataset.py's metrics of a checkpoint on a data set: dataset=<name>-tested_on_<checkpoint>.npy, as the
+    authors named it, its end a hash where too long for a file name (main.py's names hold all settings)."""
     check_name_part("--dataset", dataset)
     name = f"dataset={dataset}-tested_on_{os.path.basename(trained_model_file)}"
     if len(os.fsencode(name)) > LONGEST_NAME:
@@ -105,7 +89,6 @@ def dataset_results_file(results_dir: str, dataset: str, trained_model_file: str
 
 
 def resume_folder(trained_model_file: str) -> str:
-    """The resume states of the run that saves its best model to `trained_model_file`."""
     return trained_model_file + ".resume"
 
 
@@ -124,10 +107,9 @@ class Series(NamedTuple):
 
 
 class EpochLog:
-    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an
-    interrupt at any moment leaves the rows written before it. A resumed run keeps the rows of
-    `kept_from` (default: `path`; left as it is) up to its last finished epoch, `resume_after`, and
-    drops the later ones (from the interrupted epoch) and any final test; 0 starts a new file."""
+    """Writes a run's `-epochs.csv` as the run goes, whole again with each addition, so that an interrupt leaves the
+    rows written before it. A resumed run keeps the rows of `kept_from` (default: `path`; left as it is) up to its
+    last finished epoch, `resume_after`, and drops the later ones and any final test; 0 starts a new file."""
 
     def __init__(self, path: str, *, resume_after: int = 0, kept_from: str | None = None):
         self.path = path
@@ -206,7 +188,6 @@ def write_scores(path: str, performance: Mapping[str, np.ndarray]) -> None:
 
 
 def _write_table(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, what: str) -> None:
-    """A CSV file of `header` and `rows`, written whole (records/writing.py)."""
     with replacing(path, what=what, advice=_ADVICE, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
@@ -217,14 +198,10 @@ def read_scores(path: str) -> dict[str, np.ndarray]:
     """A `-scores.csv` file as columns: score, prediction, mapped."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no scores file {path}: test the checkpoint first")
-    with open(path, newline="") as file:
-        header = next(csv.reader(file), [])
-    if tuple(header) != SCORE_COLUMNS:
-        raise BadFileError(
-            f"{path} is not a scores file of this project: its header should be "
-            f"{','.join(SCORE_COLUMNS)}; test the checkpoint again to rewrite it"
-        )
     try:
+        with open(path, newline="") as file:
+            if tuple(next(csv.reader(file), [])) != SCORE_COLUMNS:
+                raise ValueError(f"its header should be {','.join(SCORE_COLUMNS)}")
         table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as error:
         raise BadFileError(

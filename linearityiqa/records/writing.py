@@ -19,9 +19,8 @@ from linearityiqa.errors import ConfigError, IQAError, OutputError, file_problem
 
 @contextlib.contextmanager
 def replacing_path(path: str | os.PathLike, *, what: str, advice: str) -> Iterator[str]:
-    """A temporary path to write (by name) what replaces `path` (its folder made if needed) when the
-    block ends without error. An OSError in the block is taken for one of writing: an OutputError
-    "cannot write <what> <path>: <reason>; <advice>"."""
+    """A temporary path (its folder made if needed) to write what replaces `path` when the block ends without error;
+    an OSError in the block is one of writing: OutputError "cannot write <what> <path>: <reason>; <advice>"."""
     partial = None
     try:
         path = write_target(path)
@@ -60,10 +59,9 @@ def check_writable(path: str | os.PathLike, *, what: str, advice: str) -> None:
 
 
 def write_target(path: str | os.PathLike) -> str:
-    """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link
-    stays, as a shell's > keeps it); it must be a regular file or not exist yet. A device, a named
-    pipe or a folder is refused (an OSError says why): renaming over one would replace it (as root,
-    /dev/null itself)."""
+    """The file a write replaces: `path`, or the file a symbolic link at `path` leads to (the link stays, as a
+    shell's > keeps it); it must be a regular file or not exist yet. A device, a named pipe or a folder is refused
+    (an OSError says why): renaming over one would replace it (as root, /dev/null itself)."""
     path = os.fspath(path)
     if path.endswith((os.sep, os.altsep or os.sep)):  # abspath would drop the slash, and the file land beside
         raise IsADirectoryError(errno.EISDIR, "it names a folder (it ends with a slash), not a file")

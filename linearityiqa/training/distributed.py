@@ -1,11 +1,10 @@
 """Training on several processes as if on one: N processes x batch B/N = 1 process x batch B.
 
-The norm-in-norm loss and BatchNorm both take statistics of the whole batch, so each process's
-share is made global: the loss gathers every process's predictions and scores, and every
-BatchNorm pools its sums over all processes. Both exchanges are differentiable and sum the
-gradients of all processes in their backward pass; with DistributedDataParallel's averaging
-this is exactly the gradient of the whole batch's loss. On CUDA, SyncBatchNorm does the
-BatchNorm part; it refuses CPU tensors, so CPU runs (gloo) use `GlobalBatchNorm`.
+The norm-in-norm loss and BatchNorm both take statistics of the whole batch, so each process's share is made global:
+the loss gathers every process's predictions and scores, and every BatchNorm pools its sums over all processes. Both
+exchanges are differentiable and sum the gradients of all processes in their backward pass; with
+DistributedDataParallel's averaging this is exactly the gradient of the whole batch's loss. On CUDA, SyncBatchNorm
+does the BatchNorm part; it refuses CPU tensors, so CPU runs (gloo) use `GlobalBatchNorm`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,6 @@ from unittest import mock
 
 import ignite.distributed as idist
 import torch
-import torch.distributed as dist
 import torch.multiprocessing
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
@@ -33,6 +32,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from linearityiqa.acceleration import resolve_device
 from linearityiqa.errors import ConfigError, RunFailed
+
+# Recent PyTorch marks the collectives of torch.distributed.nn.functional deprecated; they carry gradients
+# in every version this supports (2.4 and later), and their warning would be news to no user.
+warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated", FutureWarning)
 
 
 def launch(
@@ -44,11 +47,10 @@ def launch(
     device_name: str | None,
     batch_size: int,
 ) -> int:
-    """Run fn(local_rank, settings) inside `around(settings)` (handlers.run_guards) in this process
-    alone, in the processes torchrun started, or in `processes` (--nproc_per_node) started here,
-    which share the batch of `batch_size`; the exit status. A process that ends with an exit
-    status (SystemExit, as `around` raises for a user's mistake) gives the status; one killed is
-    a RunFailed. --device (`device_name`) decides between GPUs and CPU processes."""
+    """Run fn(local_rank, settings) inside `around(settings)` (handlers.run_guards) in this process alone,
+    in the processes torchrun started, or in `processes` (--nproc_per_node) started here, which share the
+    batch of `batch_size`; the exit status, that of a process that exits with one (SystemExit, as `around`
+    raises for a user's mistake); one killed is a RunFailed. --device decides between GPUs and CPU processes."""
     spawned = processes is not None and processes > 1
     if spawned and processes > batch_size:  # before starting them all
         raise ConfigError(
@@ -63,8 +65,7 @@ def launch(
             with _quiet_launcher(), idist.Parallel(backend=backend) as parallel:
                 parallel.run(_inside, fn, settings, around)
         else:
-            with around(settings):
-                fn(0, settings)
+            _inside(0, fn, settings, around)
     except SystemExit as ended:
         return int(ended.code or 0)
     except ProcessExitedException as ended:
@@ -104,10 +105,9 @@ def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
 
 
 def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
-    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus);
-    returns when all have ended, or raises torch's ProcessExitedException for one that ended with
-    an exit status. SIGTERM is taken as Ctrl-C and stops the processes still running (by default
-    it would end this process alone)."""
+    """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus) until all
+    have ended; torch's ProcessExitedException for one that ended with an exit status. SIGTERM is taken as
+    Ctrl-C and stops the processes still running (by default it would end this process alone)."""
     if plan.shared_gpus:
         print(
             f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
@@ -118,27 +118,22 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
     variables = {} if plan.gpus else {"CUDA_VISIBLE_DEVICES": ""}  # else ignite moves CPU processes onto GPUs
     with _rendezvous() as meeting, mock.patch.dict(os.environ, variables), _sigterm_as_interrupt(), _quiet_launcher():
         try:
-            if plan.shared_gpus:  # ignite's processes would each take the GPU of their rank's number
-                torch.multiprocessing.start_processes(
-                    _on_a_shared_gpu, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
-                )
-            else:
-                with idist.Parallel(
-                    backend=plan.backend, nproc_per_node=plan.processes, init_method=meeting
-                ) as parallel:
-                    parallel.run(fn, *args)
+            torch.multiprocessing.start_processes(
+                _process, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
+            )
         finally:
             _stop(multiprocessing.active_children())
 
 
-def _on_a_shared_gpu(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
+def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
+    """One process, as idist.Parallel starts one, but on GPU rank % plan.gpus: Parallel's would each
+    take the GPU of their rank's number, which processes sharing GPUs cannot."""
+    local_rank = rank % plan.gpus if plan.gpus else rank
     # torchrun's variables, which ignite reads: LOCAL_RANK is the GPU it moves the process to
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(rank % plan.gpus))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(local_rank))
     idist.initialize(plan.backend, init_method=meeting)
-    try:
-        fn(idist.get_local_rank(), *args)
-    finally:
-        idist.finalize()
+    fn(local_rank, *args)
+    idist.finalize()
 
 
 def _stop(processes: Sequence) -> None:
@@ -155,8 +150,7 @@ def _stop(processes: Sequence) -> None:
 
 @contextlib.contextmanager
 def _quiet_launcher() -> Iterator[None]:
-    """Silence ignite's and torch's notes on launching and stopping processes: a user's mistake
-    must stay the only line on stderr."""
+    """Silence ignite's and torch's notes on starting and stopping processes: a mistake stays stderr's one line."""
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     before = logging.root.manager.disable
     logging.disable(logging.INFO)  # ignite's setup_logger sets its own level at each launch
@@ -180,9 +174,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _rendezvous() -> Iterator[str]:
-    """Where the processes meet: MASTER_PORT on this machine if set, else a file of a temporary
-    folder. A port picked free beforehand could be taken by another program before the processes
-    bind it; a file cannot."""
+    """Where the processes meet: MASTER_PORT on this machine if set, else a file of a temporary folder. A port picked
+    free beforehand could be taken by another program before the processes bind it; a file cannot."""
     if "MASTER_PORT" in os.environ:
         port = os.environ["MASTER_PORT"]
         if not port.isdigit() or not 0 < int(port) < 65536:
@@ -194,33 +187,16 @@ def _rendezvous() -> Iterator[str]:
         yield f"file://{os.path.join(folder, 'store')}"
 
 
-class _AllGather(torch.autograd.Function):
-    """Every process's rows (counts may differ), in rank order; gradients summed back to their owners."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
-        ctx.counts, ctx.rank = counts, rank
-        # all_gather needs equal shapes: every process pads its rows to the most, then each is cut back
-        padded = rows.new_zeros((max(counts),) + rows.shape[1:])
-        padded[: rows.size(0)] = rows
-        pieces = [torch.empty_like(padded) for _ in counts]
-        dist.all_gather(pieces, padded.contiguous())
-        return torch.cat([piece[:count] for piece, count in zip(pieces, counts)])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        total = grad.contiguous().clone()
-        dist.all_reduce(total)
-        start = sum(ctx.counts[: ctx.rank])
-        return total[start : start + ctx.counts[ctx.rank]], None, None
-
-
 def gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """The rows of every process (on idist.device()), concatenated in rank order, differentiably."""
+    """The rows of every process (on idist.device()), concatenated in rank order, differentiably: each
+    process puts its rows where they go among zeros, and the sum over the processes holds them all
+    (exactly: adding zeros rounds nothing); its backward sums every process's gradients of them."""
     if idist.get_world_size() == 1:
         return rows
     counts = [int(c) for c in idist.all_gather(torch.tensor([rows.size(0)], device=rows.device)).tolist()]
-    return _AllGather.apply(rows, counts, idist.get_rank())
+    rank = idist.get_rank()
+    before, after = (rows.new_zeros((sum(part), *rows.shape[1:])) for part in (counts[:rank], counts[rank + 1 :]))
+    return all_reduce(torch.cat((before, rows, after)))
 
 
 def global_batch_loss(loss: nn.Module) -> nn.Module:
@@ -273,15 +249,10 @@ def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm of `model` made global over the processes (the model is changed in place)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    for name, child in model.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            state = child.state_dict()
-            like = next(iter(state.values()))  # created with its dtype, so nothing is rounded
-            args = (child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-            setattr(model, name, GlobalBatchNorm(*args, device=like.device, dtype=like.dtype))
-            getattr(model, name).load_state_dict(state)
-        else:
-            global_batchnorm(child, device)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            # the same module, its parameters and buffers kept as they are (their dtype: nothing is rounded)
+            module.__class__ = GlobalBatchNorm
     return model
 
 

@@ -92,6 +92,5 @@ class Progress:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
 
     def improved_by(self, score: float) -> bool:
-        """Whether `score` beats the best so far; the first epoch always does, so that a run whose
-        scores are all NaN still keeps a best model."""
+        """Whether `score` beats the best so far; the first epoch does: a run of NaN scores still keeps a best model."""
         return score > self.best_score or self.best_epoch == 0

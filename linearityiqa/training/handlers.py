@@ -40,9 +40,8 @@ class Loaders(NamedTuple):
 
 @dataclass
 class RunParts:
-    """What a run is made of, built once. `model` is what is saved; `trained` is what the trainer
-    runs: the model itself, or it wrapped by DistributedDataParallel or torch.compile (which share
-    its parameters); `evaluations` has an Evaluation per split."""
+    """A run's parts, built once: `model` is what is saved; `trained` what the trainer runs, the model or it wrapped
+    by DistributedDataParallel or torch.compile (sharing its parameters); `evaluations` an Evaluation per split."""
 
     model: torch.nn.Module
     trained: torch.nn.Module
@@ -63,10 +62,9 @@ def say(*lines: str) -> None:
 
 @contextlib.contextmanager
 def run_guards(settings: Mapping[str, Any], *, script: str, advice: Advice) -> Iterator[None]:
-    """One process of a run, guarded (`distributed.launch` enters it in every process): a user's
-    mistake is one line from the first process (the others stay quiet), starting with `script`
-    and ending with `advice`, and ends the process with its exit status (SystemExit); the first
-    process checks and locks the run's outputs; cuDNN is deterministic unless --randomness."""
+    """One process of a run, guarded (`distributed.launch` enters it in every process): a user's mistake is one line
+    (`script`: ..., `advice`) from the first process alone and exits with its status (SystemExit); the first process
+    checks and locks the run's outputs; cuDNN is deterministic unless --randomness."""
     first = idist.get_rank() == 0
     with errors_reported(script, advice, quiet=not first) as ended:
         own_the_pixel_limit()  # in every process: spawned ones start anew
@@ -112,12 +110,11 @@ def refuse_overwriting_inputs(settings: Mapping[str, Any]) -> None:
 
 
 class NonFiniteLosses:
-    """What a training step does with a NaN or infinite loss (it asks `admits` before its backward).
-    By default such a loss stops the run (TrainingDiverged) before any weight changes. With
-    --skip_nonfinite its batch gives no gradient (if `model`'s BatchNorm statistics stay finite)
-    and `report` says it at the end of its epoch; an epoch whose every step was skipped stops the
-    run, which learns nothing more. Under GlobalBatchLoss the loss is the same in every process,
-    so all of them skip the same steps and DistributedDataParallel stays in step."""
+    """What a training step does with a NaN or infinite loss (it asks `admits` before its backward). By default such a
+    loss stops the run (TrainingDiverged) before any weight changes. With --skip_nonfinite its batch gives no gradient
+    (if `model`'s BatchNorm statistics stay finite) and `report` says it at the end of its epoch; an epoch whose every
+    step was skipped stops the run, which learns nothing more. Under GlobalBatchLoss the loss is the same in every
+    process, so all of them skip the same steps and DistributedDataParallel stays in step."""
 
     def __init__(self, model: torch.nn.Module, *, skip: bool, report: Callable[[str], None]):
         self.model, self.skip, self.report = model, skip, report

@@ -1,7 +1,6 @@
-"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole, one at
-a time, in the layout of ignite's Checkpoint; read and checked against the run's options before
-the model is built and the images decoded; removed when the run has finished (--resume of a
-finished run then says where its results are).
+"""A run's whole state after each epoch, for --resume: saved beside its checkpoint, whole, one at a time, in the
+layout of ignite's Checkpoint; read and checked against the run's options before the model is built and the images
+decoded; removed when the run has finished (--resume of a finished run then says where its results are).
 """
 
 from __future__ import annotations
@@ -169,10 +168,9 @@ def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_fi
 
 
 def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
-    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove
-    the earlier states, another run's too (--resume would take a later epoch of it) and saves a
-    kill cut short: one whole state is on the disk at any moment, and only one (1 GB for
-    resnext101_32x8d). A save that fails leaves the folder as it was (no empty folder either)."""
+    """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove the earlier states,
+    another run's too (--resume would take a later epoch of it) and saves a kill cut short: one whole state (1 GB for
+    resnext101_32x8d) is on the disk at any moment, and only one. A failed save leaves the folder as it was."""
     path = os.path.join(folder, f"checkpoint_{epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
     states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
