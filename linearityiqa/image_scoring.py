@@ -80,21 +80,17 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model file and the options that load it. A checkpoint's only: `device` (cpu, cuda, or
-    None for cuda where there is one), `opt_level` (O0, O1, bf16), the MODEL_OPTIONS `requested`
-    and their `defaults` (an explicit value differs from its default). `eval_batch_size` None is
-    the device's default; `threads` None PyTorch's or onnxruntime's own choice.
-    """
+    """A model file and the options that load it; device to defaults are a checkpoint's only."""
 
     kind: str
     path: str
-    device: str | None = None
-    opt_level: str = "O0"
-    requested: Mapping[str, Any] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    eval_batch_size: int | None = None
+    device: str | None = None  # cpu, cuda, or None for cuda where there is one
+    opt_level: str = "O0"  # O0, O1 or bf16
+    requested: Mapping[str, Any] = field(default_factory=dict)  # MODEL_OPTIONS' values
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # theirs: an explicit value differs from its own
+    eval_batch_size: int | None = None  # None: the device's default
     max_pixels: int = DEFAULT_MAX_PIXELS
-    threads: int | None = None
+    threads: int | None = None  # None: PyTorch's or onnxruntime's own choice
 
 
 def open_model(spec: ModelFile) -> Backend:

@@ -25,26 +25,18 @@ METADATA_SCALE, METADATA_RUN = "linearityiqa.score", "linearityiqa.run"
 
 @dataclass(frozen=True)
 class ScoringRun:
-    """What a run scores and how: a partial run is continued only by a run that agrees on all of it.
+    """What a run scores and how: a partial run is continued only by a run that agrees on all of it."""
 
-    Args:
-        model, model_sha256: the model file as messages name it ("checkpoint checkpoints/p1q2.pth"),
-            and its SHA-256 (the same file under another name is the same model).
-        precision, resize, max_pixels: --opt_level, the sizing (ImageSizing.tag()) and --max_pixels.
-        images, images_sha256: how many images, and the SHA-256 of their paths in order.
-        window: --window when the run began; scale: what the scores are on (records/scale.score_meaning).
-    """
-
-    model: str
-    model_sha256: str
-    precision: str
-    resize: str
+    model: str  # the model file as messages name it ("checkpoint checkpoints/p1q2.pth")
+    model_sha256: str  # the same file under another name is the same model
+    precision: str  # --opt_level
+    resize: str  # the sizing, ImageSizing.tag()
     max_pixels: int
-    images: int
-    images_sha256: str
+    images: int  # how many
+    images_sha256: str  # of their paths in order
     heads: bool
-    window: int
-    scale: str
+    window: int  # --window when the run began
+    scale: str  # what the scores are on (records/scale.score_meaning)
 
 
 # What a field's difference is called in the message that refuses a partial run.
