@@ -64,8 +64,9 @@ def launch(
             backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
             with _quiet_launcher(), idist.Parallel(backend=backend) as parallel:
                 parallel.run(_inside, fn, settings, around)
-        else:
-            _inside(0, fn, settings, around)
+        else:  # called here, not through _inside: the frames between main.py and the loss stay few
+            with around(settings):
+                fn(0, settings)
     except SystemExit as ended:
         return int(ended.code or 0)
     except ProcessExitedException as ended:
@@ -126,8 +127,7 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
 
 
 def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
-    """One process, as idist.Parallel starts one, but on GPU rank % plan.gpus: Parallel's would each
-    take the GPU of their rank's number, which processes sharing GPUs cannot."""
+    """One process as idist.Parallel starts one, but on GPU rank % plan.gpus (Parallel's: rank), as GPUs are shared."""
     local_rank = rank % plan.gpus if plan.gpus else rank
     # torchrun's variables, which ignite reads: LOCAL_RANK is the GPU it moves the process to
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(plan.processes), LOCAL_RANK=str(local_rank))
