@@ -70,10 +70,10 @@ def images(tmp_path):
     return folder, list(sizes)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_address(tmp_path_factory):
-    """The address of a local Ray cluster of two CPUs, started once for the tests that use one and
-    stopped after them."""
+    """The address of a local Ray cluster of two CPUs, started for the file whose tests use one and
+    stopped after its last: its idle processes would otherwise take their share of the cores to the end."""
     with local_ray_cluster(tmp_path_factory.mktemp("ray"), "--num-cpus=2", "--num-gpus=0") as address:
         yield address
 
@@ -172,9 +172,16 @@ def pytest_collection_modifyitems(items):
     out whole files in this order (pytest.ini keeps it from sorting them by size), and a long file
     handed out last would leave the other processes idle while it runs. A process is given another
     file once two or fewer of its tests are left, so a slow test's file holds three tests or more:
-    else a second file would wait behind the slow test."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    else a second file would wait behind the slow test. A file marked `waits` goes halfway through
+    the others: handed out first, it would wait through the busiest minutes; last, alone."""
+    files = list(dict.fromkeys(item.path for item in items))
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    waiting = {item.path for item in items if item.get_closest_marker("waits")} - slow
+    others = [path for path in files if path not in slow | waiting]
+    half = len(others) // 2
+    order = [path for path in files if path in slow] + others[:half] + [path for path in files if path in waiting]
+    rank = {path: position for position, path in enumerate(order + others[half:])}
+    items.sort(key=lambda item: rank[item.path])
 
 
 _YIELDED = False
