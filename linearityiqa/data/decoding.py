@@ -1,15 +1,9 @@
-"""Read and decode one image as every part of the project does, with Pillow and NumPy alone.
+"""Read and decode one image as every part of the project does, with Pillow and NumPy alone: the ONNX
+scoring path decodes with this module too, without PyTorch. Images are resized with Pillow's bilinear
+resize, which is what torchvision's resize does to a PIL image, as in the paper's code.
 
-An image is opened lazily (its header first, so that a decompression bomb is refused before a
-pixel is decoded), turned as its EXIF orientation says, converted to RGB, and resized with
-Pillow's bilinear resize, which is what torchvision's resize does to a PIL image, as in the
-paper's code. Whole images of unequal sizes cannot share a batch: evaluation and scoring batch
-them by size (`batches_by_size`). Nothing here imports PyTorch: the ONNX scoring path decodes
-with this module too.
-
-An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's
-folder listed, with any file system pyarrow reads, with the credentials its own configuration
-gives (for S3, the usual AWS environment and files); pyarrow is imported only for a URI.
+An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's folder
+listed, with any file system pyarrow reads (docs/scale.md); pyarrow is imported only for a URI.
 """
 
 from __future__ import annotations
