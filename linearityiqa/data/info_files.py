@@ -43,7 +43,6 @@ WRITABLE = "give write_info names by the rule of linearityiqa/data/info_files.py
 # Far above any IQA data set (KonIQ-10k has 10,073 images), and low enough that a file which
 # declares a huge shape without storing it (HDF5 allows that) is refused before memory is set
 # aside for it.
-MAX_IMAGES = 2**24
 MAX_INDEX_ENTRIES = 2**27
 # float64 holds every whole number up to 2**53; beyond it an id may not be the one written.
 MAX_ID = 2**53
@@ -236,8 +235,6 @@ def _read_name(file: h5py.File, ref: h5py.Reference) -> str:
 def size_problem(count: int, orderings: int) -> str | None:
     """What makes an info file of `count` images and `orderings` index columns one `read_info`
     refuses, or None; builders ask before they draw the orderings."""
-    if count > MAX_IMAGES:
-        return f"{count:,} images, more than the {MAX_IMAGES:,} an info file may list"
     if count * orderings > MAX_INDEX_ENTRIES:
         fewer = max(1, MAX_INDEX_ENTRIES // count)
         return (
