@@ -120,9 +120,10 @@ def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generat
 
 
 def jpeg_quality(degradation: Degradation) -> int:
-    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1, geometrically (22 at 1/2), as the
-    artifacts grow with the quantization step, which grows as the setting falls (5000 / quality below 50):
-    a linear scale would spend half its range on settings of 50-95, whose artifacts hardly show in small images."""
+    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1, geometrically (22 at 1/2): the
+    artifacts grow with the quantization step, which grows as the setting falls (5000 / quality below
+    50), and a linear scale would spend half its range on settings of 50-95, whose artifacts hardly
+    show in small images."""
     return round(95 * (5 / 95) ** degradation.jpeg)
 
 
