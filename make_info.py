@@ -56,16 +56,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(what it is, its path) of each file the info file is built from."""
+def write(args: argparse.Namespace) -> None:
     if args.source == "clive":
         data = os.path.join(args.release, "Data")
-        return [("release file", os.path.join(data, f"{name}.mat")) for name in CLIVE_RELEASE_FILES]
-    return [("score file", args.csv)] + ([("sets file", args.sets)] if getattr(args, "sets", None) else [])
-
-
-def write(args: argparse.Namespace) -> None:
-    refuse_inputs(args.out, inputs(args), option="--out")
+        inputs = [("release file", os.path.join(data, f"{name}.mat")) for name in CLIVE_RELEASE_FILES]
+    else:
+        inputs = [("score file", args.csv)] + ([("sets file", args.sets)] if getattr(args, "sets", None) else [])
+    refuse_inputs(args.out, inputs, option="--out")
     if args.source == "koniq":
         info = koniq_info_from_csv(args.csv, sets_csv=args.sets)
     elif args.source == "clive":

@@ -3,8 +3,7 @@
     python make_synthetic.py --out data/synthetic
 writes data/synthetic/koniq10k (like the KonIQ-10k download) and data/synthetic/ChallengeDB_release
 (like the CLIVE release); make_info.py then builds their info files as for the real data sets.
-Run again into the same --out, it replaces what it wrote there before and removes the images it
-does not write again; it writes nothing into a folder that holds files it did not write.
+A run into the same --out replaces what an earlier one wrote there (docs/data.md).
 """
 
 from __future__ import annotations

@@ -128,15 +128,13 @@ class DataSource:
         return self.spec.official_split is not None or self.info.split_sizes is not None
 
     def split_sizes(self, split: Split) -> tuple[int, int]:
-        """(train_size, train_and_val_size) of the split's ratios, or of the data set's own split: the
-        sizes its info file records, else the spec's official ratios (the authors' KonIQ-10k file
-        records no sizes)."""
+        """(train_size, train_and_val_size) of the split's ratios, or of the data set's own split."""
         if split.train_ratio is not None:
             return split_sizes_from_ratios(len(self.info), split.train_ratio, split.train_and_val_ratio)
         if self.info.split_sizes is not None:
             train, val, _ = self.info.split_sizes
             return train, train + val
-        if self.spec.official_split is not None:
+        if self.spec.official_split is not None:  # the authors' KonIQ-10k file records no sizes
             return split_sizes_from_ratios(len(self.info), *self.spec.official_split)
         raise ConfigError(
             f"{self.name} ({self.spec.info_path}) has no split of its own: pass --train_ratio and --train_and_val_ratio"

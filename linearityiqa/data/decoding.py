@@ -1,15 +1,9 @@
-"""Read and decode one image as every part of the project does, with Pillow and NumPy alone.
+"""Read and decode one image as every part of the project does, with Pillow and NumPy alone: the ONNX
+scoring path decodes with this module too, without PyTorch. Images are resized with Pillow's bilinear
+resize, which is what torchvision's resize does to a PIL image, as in the paper's code.
 
-An image is opened lazily (its header first, so that a decompression bomb is refused before a
-pixel is decoded), turned as its EXIF orientation says, converted to RGB, and resized with
-Pillow's bilinear resize, which is what torchvision's resize does to a PIL image, as in the
-paper's code. Whole images of unequal sizes cannot share a batch: evaluation and scoring batch
-them by size (`batches_by_size`). Nothing here imports PyTorch: the ONNX scoring path decodes
-with this module too.
-
-An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's
-folder listed, with any file system pyarrow reads, with the credentials its own configuration
-gives (for S3, the usual AWS environment and files); pyarrow is imported only for a URI.
+An image named by URI (s3://bucket/photo.jpg, gs://..., file:///...) is read whole, and a URI's folder
+listed, with any file system pyarrow reads (docs/scale.md); pyarrow is imported only for a URI.
 """
 
 from __future__ import annotations
@@ -29,10 +23,6 @@ from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, fil
 # RFC 3986's scheme, then "://"; a Windows drive ("C:\\") has no "//" and one letter only
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 EXIF_ORIENTATION_TAG = 0x0112
-# Orientations 5-8 turn the stored pixels by 90 degrees for display: width and height swap.
-TURNING_ORIENTATIONS = {5, 6, 7, 8}
-# Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
-SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 # Pillow's threshold (a 9459 x 9459 image): above it Pillow only warns, and refuses twice as many.
 # A warning is no answer for a file that may be a decompression bomb, so the limit is ours:
 # one threshold, and an error that names the image and the option that raises it. The scripts
@@ -114,7 +104,8 @@ def decoded_shape(path: str | Path, sizing: ImageSizing, *, max_pixels: int = DE
     """(height, width, 3) after decoding and sizing, from the file's header alone. Raises BadFileError."""
     with open_image(path, max_pixels=max_pixels) as image, _reading(path):
         width, height = image.size
-        if image.getexif().get(EXIF_ORIENTATION_TAG) in TURNING_ORIENTATIONS:
+        # Orientations 5-8 turn the stored pixels by 90 degrees for display: width and height swap.
+        if image.getexif().get(EXIF_ORIENTATION_TAG) in {5, 6, 7, 8}:
             width, height = height, width  # as a viewer shows it (sized_rgb)
     if sizing.square_size is not None:
         height = width = sizing.square_size
@@ -138,7 +129,8 @@ def sized_rgb(image: Image.Image, sizing: ImageSizing) -> np.ndarray:
     """
     if image.getexif().get(EXIF_ORIENTATION_TAG, 1) != 1:  # no tag, or upright: no copy
         image = ImageOps.exif_transpose(image)
-    if image.mode in SIXTEEN_BIT_MODES:
+    # Pillow's convert("RGB") clips 16-bit grey values at 255 instead of scaling them.
+    if image.mode in {"I;16", "I;16L", "I;16B", "I;16N", "I"}:
         grey = np.rint(np.asarray(image, dtype=np.float64) / 257.0)
         image = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
     elif image.mode == "F":

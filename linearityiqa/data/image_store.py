@@ -1,12 +1,8 @@
-"""Decode a data set's images once, in parallel, into one uint8 buffer cached on disk.
+"""Decode a data set's images once, in parallel, into one uint8 buffer cached on disk (docs/data.md).
 
-Decoding 10,073 KonIQ-10k JPEGs takes minutes; a training run must not pay for it each time.
-All images of a data set go into one flat uint8 buffer (image after image, each H x W x 3),
-written to `<cache_dir>/<label>-<sizing>-<key>.npy` with its layout in a `.json` beside it.
-Later runs map that file into memory: they start at once, the operating system keeps the
-pages in its cache across runs, and DataLoader workers share them instead of copying images.
-The key hashes the image names, each file's size and modification time, the target size and
-the cache format, so a changed image list, size or file makes a new cache.
+Decoding 10,073 KonIQ-10k JPEGs takes minutes; a training run must not pay for it each time. Later
+runs map the cache file into memory: they start at once, the operating system keeps the pages in
+its cache across runs, and DataLoader workers share them instead of copying images.
 """
 
 from __future__ import annotations
@@ -22,14 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from stat import S_ISREG
 from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from linearityiqa.data.decoding import DEFAULT_MAX_PIXELS, ImageSizing, decode_image, decoded_shape
-from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, file_problem, first_line
+from linearityiqa.errors import BadFileError, ConfigError, IQAError, MissingFileError, first_line
 
 # 2: images are turned as their EXIF orientation says, so caches of version 1 may differ.
 CACHE_FORMAT_VERSION = 2
@@ -135,8 +130,6 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
             raise BadFileError(
                 f"cannot read image {path}: {error.strerror}; point it at a readable image file"
             ) from None
-        if not S_ISREG(status.st_mode):
-            raise BadFileError(f"image {path} {file_problem(path)}: replace it with the image file")
         stats.append((status.st_size, status.st_mtime_ns))
     if missing:
         more = f" and {len(missing) - 1} more of the {len(paths)} images" if len(missing) > 1 else ""
@@ -150,7 +143,8 @@ def _stat_files(paths: list[Path], im_dir: str | Path) -> list[tuple[int, int]]:
 def _cache_path(
     cache_dir: Path, label: str, names: list[str], file_stats: list[tuple[int, int]], sizing: ImageSizing
 ) -> Path:
-    """`<cache_dir>/<label>-<sizing>-<key>.npy`, the key a hash of everything the pixels depend on."""
+    """`<cache_dir>/<label>-<sizing>-<key>.npy`, the key a hash of everything the pixels depend on: a
+    changed image list, size or file makes a new cache."""
     description = json.dumps(
         {
             "version": CACHE_FORMAT_VERSION,

@@ -1,12 +1,11 @@
 """Image work: the paper's training augmentation of uint8 arrays, and normalization of batches.
 
-The augmentation is the paper's: rotate by a uniform random angle in [-angle, angle] degrees
-(torchvision's rotate of a PIL image: nearest neighbour, same size, black corners), flip
-horizontally with probability hflip_p, then take a random crop. Rotating a whole image only
-to keep a crop of it wastes most of the work, so the three steps run as one affine resampling
-of the crop's pixels. The geometry is the same; Pillow steps through a row in fixed-point
-arithmetic, so for under 1% of the crop's pixels it picks the neighbouring source pixel of the
-one the three separate steps pick (measured against torchvision, see tests).
+The paper rotates a whole image (torchvision's rotate of a PIL image: nearest neighbour, same
+size, black corners), flips it and crops it; that wastes most of the work on pixels the crop
+drops, so the three steps run here as one affine resampling of the crop's pixels. The geometry is
+the same; Pillow steps through a row in fixed-point arithmetic, so for under 1% of the crop's
+pixels it picks the neighbouring source pixel of the one the three separate steps pick (measured
+against torchvision, see tests).
 """
 
 from __future__ import annotations

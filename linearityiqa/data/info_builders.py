@@ -1,9 +1,4 @@
-"""Build info files (see info_files.py) from the KonIQ-10k and CLIVE downloads and from a user's own CSV.
-
-A data set with a `set` column keeps that split: its index has one column (training ids, then
-validation, then test) and the file records the split sizes. Without one, the index holds
-seeded random orderings and the experiment's ratios decide the split, as for CLIVE.
-"""
+"""Build info files (see info_files.py) from the KonIQ-10k and CLIVE downloads and from a user's own CSV."""
 
 from __future__ import annotations
 
@@ -181,8 +176,9 @@ def _sets_by_name(sets_csv: Path, names: list[str], scores_csv: Path) -> list[st
 def _info(
     names: list[str], scores: np.ndarray, stds: np.ndarray, *, sets: list[str] | None, orderings: int = 1, seed: int = 0
 ) -> IQAInfo:
-    """The images with ids 1..N; the split `sets` gives them (the index's one column: training ids,
-    then validation, then test), else `orderings` random orderings drawn with `seed`."""
+    """The images with ids 1..N. With `sets`, the data set keeps that split: the index's one column holds
+    the training ids, then validation, then test, and the file records the split sizes. Without, the index
+    holds `orderings` random orderings drawn with `seed`, and the experiment's ratios decide the split."""
     ref_ids = np.arange(1, len(names) + 1)
     if sets is not None:
         members = [ref_ids[[s == split for s in sets]] for split in SPLITS]

@@ -1,16 +1,10 @@
 """The info files that describe a data set, in the paper authors' layout, and the split rule.
 
-An info file is a MATLAB v7.3 `.mat` file, which is HDF5. The h5py shapes are:
+An info file is a MATLAB v7.3 `.mat` file, which is HDF5, of the datasets and shapes that docs/data.md
+lists; `split_sizes` is written by this project only, and the authors' reader ignores it.
 
-- `im_names` (1, N): object references, each to a MATLAB char array of uint16 codes.
-- `subjective_scores`, `subjective_scoresSTD`, `ref_ids` (1, N) float64; `ref_ids` are 1..N.
-- `index` (N, M) float64: each column is one ordering of the ref ids.
-- `split_sizes` (1, 3) float64, optional and written by this project only: the number of
-  training, validation and test images of a data set that comes with its own split. The
-  authors' reader ignores it, so the files stay readable by their code.
-
-Experiment `exp_id` takes column `exp_id % M`; its first `train_size` ids are the training
-images, the ids up to `train_and_val_size` the validation images, the rest the test images.
+Experiment `exp_id` takes column `exp_id % M` of the (N, M) `index`; its first `train_size` ids are the
+training images, the ids up to `train_and_val_size` the validation images, the rest the test images.
 A split lists its images in file order, not in index order, as the authors' code did.
 
 One rule for the names of a data set's images holds wherever a list of them is built (make_info.py's
@@ -49,7 +43,6 @@ WRITABLE = "give write_info names by the rule of linearityiqa/data/info_files.py
 # Far above any IQA data set (KonIQ-10k has 10,073 images), and low enough that a file which
 # declares a huge shape without storing it (HDF5 allows that) is refused before memory is set
 # aside for it.
-MAX_IMAGES = 2**24
 MAX_INDEX_ENTRIES = 2**27
 # float64 holds every whole number up to 2**53; beyond it an id may not be the one written.
 MAX_ID = 2**53
@@ -177,20 +170,17 @@ def _read_open_info(file: h5py.File, path: Path) -> IQAInfo:
     numbers = {key: _numbers(file, key, path) for key in NUMBERS if file.get(key) is not None}
     with _reading(path, "im_names"):
         refs = _row_of(_dataset(file, "im_names")[()])
-        if h5py.check_ref_dtype(refs.dtype) is not h5py.Reference:
-            raise _OffLayout(f"holds {refs.dtype}, not references to MATLAB char arrays")
     names = []
     for entry, ref in enumerate(refs, start=1):
         with _reading(path, f"im_names entry {entry}"):
             names.append(_read_name(file, ref))
-    sizes = numbers.get("split_sizes")
     return IQAInfo(
         im_names=names,
         scores=numbers["subjective_scores"],
         stds=numbers["subjective_scoresSTD"],
         ref_ids=numbers["ref_ids"],
         index=numbers["index"],
-        split_sizes=None if sizes is None else tuple(int(size) for size in sizes),
+        split_sizes=tuple(numbers["split_sizes"].tolist()) if "split_sizes" in numbers else None,
     )
 
 
@@ -245,8 +235,6 @@ def _read_name(file: h5py.File, ref: h5py.Reference) -> str:
 def size_problem(count: int, orderings: int) -> str | None:
     """What makes an info file of `count` images and `orderings` index columns one `read_info`
     refuses, or None; builders ask before they draw the orderings."""
-    if count > MAX_IMAGES:
-        return f"{count:,} images, more than the {MAX_IMAGES:,} an info file may list"
     if count * orderings > MAX_INDEX_ENTRIES:
         fewer = max(1, MAX_INDEX_ENTRIES // count)
         return (
@@ -267,7 +255,6 @@ def _as_ids(values: np.ndarray) -> np.ndarray:
 
 
 def _bad(path: Path, key: str, problem: str) -> BadFileError:
-    """The error for a dataset that breaks the layout: the file, the dataset, what to do."""
     return BadFileError(f"{path}: {key} {problem}; {REBUILD}")
 
 
@@ -356,8 +343,7 @@ def _matlab_header() -> bytes:
 
 
 def split_sizes_from_ratios(count: int, train_ratio: float, train_and_val_ratio: float) -> tuple[int, int]:
-    """(train_size, train_and_val_size) of `count` images by the authors' rule: int(train_ratio * count)
-    training images, int(train_and_val_ratio * count) training and validation images."""
+    """(train_size, train_and_val_size) of `count` images by the authors' rule."""
     if not 0 <= train_ratio <= train_and_val_ratio <= 1:
         raise ConfigError(
             f"split ratios train_ratio={train_ratio}, train_and_val_ratio={train_and_val_ratio} "

@@ -1,16 +1,9 @@
-"""A synthetic image quality data set in the official KonIQ-10k and CLIVE layouts.
+"""A synthetic image quality data set in the official KonIQ-10k and CLIVE layouts (docs/data.md).
 
-Each image is a procedural scene degraded by known amounts of contrast loss, blur, noise and JPEG
-compression; its quality falls monotonically with each amount, and simulated raters score it with
-a little noise, so a model can learn the scores. The files mimic the real downloads, so
-make_info.py, training and testing run on them unchanged:
-
-KonIQ-10k: <out>/1024x768/<id>.jpg, koniq10k_distributions_sets.csv (image_name,c1..c5,c_total,
-    MOS,SD,set) and koniq10k_scores_and_distributions.csv (image_name,c1..c5,c_total,MOS,SD,MOS_zscore).
-CLIVE: <out>/Images/<n>.bmp and <n>.JPG, Images/trainingImages/t1.bmp .. t7.bmp, and
-    Data/AllImages_release.mat, AllMOS_release.mat, AllStdDev_release.mat.
-
-Both record the files they write in <out>/synthetic_files.txt (`RECORD`): see earlier_files.
+Each image's quality falls monotonically with the known amount of each distortion, and simulated raters
+score it with a little noise, so a model can learn the scores. The files mimic the real downloads, so
+make_info.py, training and testing run on them unchanged. Both layouts record the files they write in
+<out>/synthetic_files.txt (`RECORD`): see earlier_files.
 """
 
 from __future__ import annotations
@@ -127,12 +120,10 @@ def degrade(scene: Image.Image, degradation: Degradation, rng: np.random.Generat
 
 
 def jpeg_quality(degradation: Degradation) -> int:
-    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1, geometrically (22 at 1/2).
-
-    Geometric, because the artifacts grow with the quantization step, which grows as the
-    setting falls (5000 / quality below 50): a linear scale would spend half its range on
-    settings of 50-95, whose artifacts hardly show in small images.
-    """
+    """The JPEG quality setting for a severity: 95 at 0, down to 5 at 1, geometrically (22 at 1/2): the
+    artifacts grow with the quantization step, which grows as the setting falls (5000 / quality below
+    50), and a linear scale would spend half its range on settings of 50-95, whose artifacts hardly
+    show in small images."""
     return round(95 * (5 / 95) ** degradation.jpeg)
 
 
@@ -163,7 +154,9 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     _check_size(count, width, height)
     out_dir, rng = Path(out_dir), np.random.default_rng(seed)
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
-    sets = _koniq_sets(rng, count)
+    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
+    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
+    sets = rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val))
     paths = [f"1024x768/{name}" for name in names]
     sets_path, scores_path = (out_dir / name for name in KONIQ_SCORE_FILES)
     counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
@@ -182,13 +175,6 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
                 sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
                 scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
     return sets_path
-
-
-def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
-    """The set of each of `count` images, in random order, in the official split's shares, rounded."""
-    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
-    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
-    return list(rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val)))
 
 
 def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
