@@ -88,7 +88,11 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     if model.note:
         print(f"{SCRIPT}: note: {model.note}", file=sys.stderr)
     if single:
-        return print_score(next(windows(args, spec, model, paths, start=0, window=1))[0])
+        [result] = next(windows(args, spec, model, paths, start=0, window=1))
+        if result.error:
+            return report_mistake(SCRIPT, result.error)
+        print(f"The image quality score is {result.score}")  # the paper's line
+        return 0
     if args.output in (None, STDOUT):
         return write_to_stdout(args, spec, model, paths)
     listed = [("list of images", args.img_path)] if is_path_list(args.img_path) else []
@@ -166,14 +170,6 @@ def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, p
             sys.stdout.flush()
             failed += warn_failures(window)
     return report_failures(failed, len(paths), model)
-
-
-def print_score(result: ImageScore) -> int:
-    """The paper's line for one image."""
-    if result.error:
-        return report_mistake(SCRIPT, result.error)
-    print(f"The image quality score is {result.score}")
-    return 0
 
 
 def warn_failures(results: Sequence[ImageScore]) -> int:

@@ -119,7 +119,6 @@ class EpochMetrics:
     """A run's `-epochs.csv`, read: `series('val', 'PLCC')`, `final('SROCC')`."""
 
     def __init__(self, path: str):
-        self.path = path
         self._values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for epoch, split, metric, value in _read_rows(path):
             self._values[split, metric][epoch] = float(value)
