@@ -295,8 +295,6 @@ def _recorded_run(path: str, partial: str) -> ScoringRun:
     try:
         with open(path, encoding="utf-8") as file:
             recorded = json.load(file)
-    except FileNotFoundError:
-        raise _damaged(path, "it is missing") from None
     except (OSError, ValueError) as error:
         raise _damaged(path, f"it cannot be read as JSON ({error})") from None
     if not isinstance(recorded, dict) or recorded.get("kind") != _KIND:
