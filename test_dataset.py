@@ -1,18 +1,10 @@
-"""Test a trained checkpoint on a data set.
+"""Test a trained checkpoint on a data set: print its metrics and save them, with the per-image scores, to
+--results_dir (docs/testing.md says which images are tested and which checkpoint without --trained_model_file).
 
     python test_dataset.py --dataset KonIQ-10k --resize --arch resnext101_32x8d \\
         --trained_model_file checkpoints/p1q2.pth
     python test_dataset.py --dataset CLIVE --resize --arch resnext101_32x8d \\
         --trained_model_file checkpoints/p1q2plus0.1variant.pth
-
-A data set with a split of its own (KonIQ-10k) is tested on its test split (intra-dataset);
-any other on all its images (cross-dataset). The checkpoint's k, b map the predictions.
-Without --trained_model_file, the authors' released checkpoint is tested; or, given training
-options as the authors' script took them (`-lr 1e-4 -bs 8 -e 30 ...`), the checkpoint main.py
-saved for a KonIQ-10k run with them.
-The metrics are printed and saved to results/dataset=<name>-tested_on_<checkpoint>.npy, and
-the per-image scores to results/dataset=<name>-tested_on_<checkpoint>-scores.csv.
-The model is built without ImageNet weights (the checkpoint replaces them): no network.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
-"""Score the quality of images with a trained checkpoint.
+"""Score the quality of images with a trained checkpoint (docs/testing.md; at scale, docs/scale.md).
 
 One image prints the paper's line, the fused head mapped with the checkpoint's k[0], b[0]:
 
     python test_demo.py --img data/1000.JPG --resize --arch resnext101_32x8d --trained_model_file checkpoints/p1q2.pth
 
-A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin) is scored in
-batches and written in input order, a window (or what the last 10 s scored) at a time: to
---output (CSV, .parquet or a folder of shards) or as CSV to stdout, a name that is not valid UTF-8
-as its own bytes (read it with errors="surrogateescape"). Exit status: 0 all images scored;
-1 nothing scored; 2 bad options; 3 some images could not be scored (their rows name the error);
-70 a bug; 130 interrupted.
+A folder, a glob pattern, a CSV or Parquet list of paths, or - (paths on stdin) is scored in batches and written in
+input order to --output (CSV, .parquet or a folder of shards), or as CSV to stdout. Exit status: 0 all images scored;
+1 nothing scored; 2 bad options; 3 some images not scored (their rows name the error); 70 a bug; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -91,7 +88,11 @@ def score(args: argparse.Namespace, *, defaults: dict, given: set[str]) -> int:
     if model.note:
         print(f"{SCRIPT}: note: {model.note}", file=sys.stderr)
     if single:
-        return print_score(next(windows(args, spec, model, paths, start=0, window=1))[0])
+        [result] = next(windows(args, spec, model, paths, start=0, window=1))
+        if result.error:
+            return report_mistake(SCRIPT, result.error)
+        print(f"The image quality score is {result.score}")  # the paper's line
+        return 0
     if args.output in (None, STDOUT):
         return write_to_stdout(args, spec, model, paths)
     listed = [("list of images", args.img_path)] if is_path_list(args.img_path) else []
@@ -169,14 +170,6 @@ def write_to_stdout(args: argparse.Namespace, spec: ModelFile, model: Backend, p
             sys.stdout.flush()
             failed += warn_failures(window)
     return report_failures(failed, len(paths), model)
-
-
-def print_score(result: ImageScore) -> int:
-    """The paper's line for one image."""
-    if result.error:
-        return report_mistake(SCRIPT, result.error)
-    print(f"The image quality score is {result.score}")
-    return 0
 
 
 def warn_failures(results: Sequence[ImageScore]) -> int:

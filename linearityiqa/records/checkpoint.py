@@ -1,9 +1,5 @@
-"""Checkpoints: the trained model with its linear mapping and the settings that built it.
-
-A checkpoint is a dict with the authors' keys (`model`, `optimizer`, `k`, `b`; their released
-files also hold apex's `amp` state) plus `settings`, the run's options as plain Python types (the
-scripts rebuild the model without repeating flags), and `scale`, the scale of its scores
-(`TrainingScale`). It loads with `torch.load(weights_only=True)`: opening one runs no code.
+"""Checkpoints: the trained model with its linear mapping and the settings that built it, as docs/training.md ("What a
+run writes") lists their keys. One loads with `torch.load(weights_only=True)`: opening it runs no code.
 """
 
 from __future__ import annotations
@@ -80,11 +76,10 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint of this project or of the authors' code, read as data, not trusted: a failure to read it or a
-    field of it is a BadFileError naming both. Checked, as they would give wrong scores silently: finite float weights
-    (a run that diverged saves NaN), k and b three finite numbers (made lists of floats), the types of the settings
-    that rebuild the model and the scale. Weight names lose wrapper prefixes. With `mmap` the tensors are mapped from
-    the file, which must stay unchanged while in use (save_checkpoint replaces a file, never rewrites one)."""
+    """A checkpoint of this project or of the authors', read as data, not trusted: what fails to read, or would score
+    wrongly without a word (NaN weights, k or b not three finite numbers), is a BadFileError naming the field. k and b
+    become lists of floats, weight names lose wrapper prefixes. With `mmap` the tensors are mapped from the file, which
+    must stay unchanged while in use (save_checkpoint replaces a file, never rewrites one)."""
     checkpoint = read_torch_file(
         path,
         what="checkpoint",
@@ -140,8 +135,7 @@ def _field(path: str, field: str) -> Iterator[None]:
 
 
 def _finite_weights(state: Mapping[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
-    """The weights, without the prefixes that wrappers put before their names; BadFileError where a
-    float weight holds NaN or infinite values (a run that diverged saves them; they would score as nan)."""
+    """The weights, without the prefixes that wrappers put before their names; NaN or infinite ones are refused."""
     weights = {}
     for name, tensor in state.items():
         # one vectorized pass per tensor: 80 ms for resnext101_32x8d's 350 MB on 2 CPU cores

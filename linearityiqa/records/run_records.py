@@ -1,13 +1,5 @@
-"""What a run records besides its checkpoint, under names that never change: users and `python -m
-reproduce` find results by them (docs/training.md, "What a run writes", says what each holds).
-
-    checkpoints/<run name>                      the best model (main.py; --trained_model_file)
-    checkpoints/<run name>.resume/              the whole state after the latest epoch, for --resume
-    <results_dir>/<run name>.npy                the final test's metrics
-    <results_dir>/<run name>-epochs.csv         every epoch's metrics, as main.py trains: one value a row
-                                                (a split or metric added later needs no new format)
-    <results_dir>/<run name>-scores.csv         the final test's per-image scores
-    <results_dir>/dataset=<name>-tested_on_<checkpoint>.npy   and -scores.csv: test_dataset.py's
+"""What a run records besides its checkpoint, under names that never change: users and `python -m reproduce` find
+results by them (docs/training.md, "What a run writes", says what each holds).
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ from linearityiqa.errors import BadFileError, ConfigError, MissingFileError
 from linearityiqa.options import RUN_NAME
 from linearityiqa.records.writing import cut_to_bytes, replacing
 
-EPOCH_COLUMNS = ("epoch", "split", "metric", "value")
+EPOCH_COLUMNS = ("epoch", "split", "metric", "value")  # one value a row: a metric added later needs no new format
 SCORE_COLUMNS = ("score", "prediction", "mapped")
 FINAL_TEST = "final_test"
 _ADVICE = "free space, or pass another --results_dir"
@@ -127,7 +119,6 @@ class EpochMetrics:
     """A run's `-epochs.csv`, read: `series('val', 'PLCC')`, `final('SROCC')`."""
 
     def __init__(self, path: str):
-        self.path = path
         self._values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for epoch, split, metric, value in _read_rows(path):
             self._values[split, metric][epoch] = float(value)

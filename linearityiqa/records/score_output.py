@@ -1,17 +1,8 @@
 """The scores of a scoring run, written as they come and resumable: CSV, a Parquet file, or a folder of Parquet shards.
 
-While a run scores, `<output>.partial/` beside the output holds what it has done:
-
-    _run.json            what the run scores and how (`ScoringRun`), which --resume checks
-    scores.csv           CSV: the output as it will be, a piece of rows appended at a time
-    part-000000.parquet  Parquet: one shard per piece, each written whole (temporary file, then rename)
-
-It takes that name once its record (and the CSV's header) are on the disk, so that a run stopped at
-any moment leaves a partial run that --resume continues, or none.
-
-When the run completes, the CSV file takes the output's name, the shards become one Parquet file
-(or the partial folder becomes the output folder: readers of Parquet folders skip names that start
-with _); until then an earlier output stays as it was. Nothing here imports PyTorch.
+While a run scores, `<output>.partial/` beside the output holds its record (`_run.json`, which --resume checks) and its
+rows: the CSV as it will be, or a Parquet shard per piece (docs/scale.md, "Output that streams"). The output takes its
+name only when the run completes; until then an earlier output stays as it was. Nothing here imports PyTorch.
 """
 
 from __future__ import annotations
@@ -45,7 +36,7 @@ from linearityiqa.records.score_rows import (
 from linearityiqa.records.writing import check_writable, replacing, replacing_path, write_target
 
 CSV, PARQUET, SHARDS = "csv", "parquet", "parquet folder"
-RUN_FILE = "_run.json"
+RUN_FILE = "_run.json"  # readers of Parquet folders skip names that start with _
 CSV_ROWS = "scores.csv"
 SHARD = re.compile(r"^part-(\d{6,})\.parquet$")
 # rows per row group of a merged Parquet file: large enough for column statistics to pay
@@ -304,8 +295,6 @@ def _recorded_run(path: str, partial: str) -> ScoringRun:
     try:
         with open(path, encoding="utf-8") as file:
             recorded = json.load(file)
-    except FileNotFoundError:
-        raise _damaged(path, "it is missing") from None
     except (OSError, ValueError) as error:
         raise _damaged(path, f"it cannot be read as JSON ({error})") from None
     if not isinstance(recorded, dict) or recorded.get("kind") != _KIND:
