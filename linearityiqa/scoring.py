@@ -282,8 +282,15 @@ def load_scorer(
     )
     if "resize" not in requested:
         return scorer
-    sizing = image_sizing(recorded, requested, defaults, max_pixels)
-    return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
+    sizing, note = image_sizing(recorded, requested, defaults, max_pixels), None
+    if trained_model_file is not None and not recorded and sizing.resize_hw != RELEASED_RESIZE_HW:
+        # an authors'-format checkpoint (one that records no settings) at another size than its release's
+        note = (
+            f"{trained_model_file} records no settings, as the authors' released checkpoints, which were trained at "
+            f"{RELEASED_RESIZE_HW[0]}x{RELEASED_RESIZE_HW[1]} (--resize): scores of images at other sizes are not the "
+            f"paper's"
+        )
+    return replace(scorer, sizing=sizing, note=note)
 
 
 def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:
@@ -312,18 +319,6 @@ def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):  # shapes without memory: 0.05 s an arch, once a process
         model = IQAmodel.IQAModel(arch=arch, pretrained=False)
     return {f"features.{name}": tuple(tensor.shape) for name, tensor in model.features.state_dict().items()}
-
-
-def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: str | None) -> str | None:
-    """What to say when an authors'-format checkpoint (one that records no settings) scores images
-    at another size than its release's: those scores are not the paper's. None otherwise."""
-    if trained_model_file is None or scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
-        return None
-    height, width = RELEASED_RESIZE_HW
-    return (
-        f"{trained_model_file} records no settings, as the authors' released checkpoints, which were trained at "
-        f"{height}x{width} (--resize): scores of images at other sizes are not the paper's"
-    )
 
 
 def image_sizing(
