@@ -1,9 +1,6 @@
-"""Score images with an exported ONNX model in onnxruntime, without PyTorch: a server or a laptop
-needs Pillow, NumPy, onnx and onnxruntime only.
-
-The graph (onnx_export.py) takes uint8 images and answers `score` and `heads`; its metadata
-records the resize, so scoring needs no flags. Images are decoded by data/decoding.py, the same
-pixels as the PyTorch path's, and scored by image_scoring.score_files.
+"""Score images with an exported ONNX model in onnxruntime, without PyTorch (Pillow, NumPy, onnx
+and onnxruntime only). The graph (onnx_export.py) takes uint8 images and answers `score` and
+`heads`; its metadata records the resize, so scoring needs no flags.
 """
 
 from __future__ import annotations
