@@ -33,7 +33,6 @@ class OnnxModel:
     note: str | None = None
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
-        """Mapped scores of N x H x W x 3 uint8 images, and their three heads (pq6, pq7, pq) unmapped."""
         batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         scores, heads = self.session.run(["score", "heads"], {"images": batch})
         if np.isnan(scores).any():  # the graph's answer where PyTorch refuses images too small to pool
@@ -64,10 +63,12 @@ def load_onnx(
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
     options.intra_op_num_threads = threads or 0  # 0: onnxruntime's own choice
-    model = _self_contained(path)
     try:
+        model = _self_contained(path)
         session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
+    except (BadFileError, OSError):
+        raise
+    except Exception as error:  # protobuf's and onnxruntime's own exception types, for a file they cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
     metadata = session.get_modelmeta().custom_metadata_map
     sizing, scale = _sizing_and_scale(metadata, path)
@@ -80,14 +81,10 @@ def _self_contained(path: str) -> bytes:
     its `location` wherever it leads. It gets these bytes, not the path, so it opens no file beside
     the model and scores the very bytes that were checked."""
     import onnx  # here: the PyTorch path never needs it
-    from google.protobuf.message import DecodeError
 
     with open(path, "rb") as file:
         model = file.read()
-    try:
-        tensor = next(external_tensors(onnx.ModelProto.FromString(model)), None)
-    except DecodeError as error:
-        raise BadFileError(f"cannot read ONNX model {path} (not a protobuf encoding: {error}): {_REEXPORT}") from None
+    tensor = next(external_tensors(onnx.ModelProto.FromString(model)), None)
     if tensor is not None:
         location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
         raise BadFileError(
