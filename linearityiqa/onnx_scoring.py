@@ -70,8 +70,7 @@ def load_onnx(
         raise
     except Exception as error:  # protobuf's and onnxruntime's own exception types, for a file they cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
-    metadata = session.get_modelmeta().custom_metadata_map
-    sizing, scale = _sizing_and_scale(metadata, path)
+    sizing, scale = _sizing_and_scale(session.get_modelmeta().custom_metadata_map, path)
     _check_signature(session, path, sizing)
     return OnnxModel(session=session, sizing=sizing, scale=scale, batch_size=batch_size or 1, max_pixels=max_pixels)
 
