@@ -3,10 +3,9 @@
     python app.py --trained_model_file checkpoints/p1q2.pth --arch resnext101_32x8d --resize
 
 loads the model as test_demo.py does (the same options, --onnx too), prints the page's URL and
-serves it until Ctrl-C (status 130, as the other scripts' interrupt). The photos are scored by
-test_demo.py's code, the CSV to download is the one it writes for them, and nothing is read but
-what is uploaded. Run with no options, as a Hugging Face Space runs it, it serves the released
-checkpoint (checkpoints/p1q2.pth). Needs the app extra (gradio).
+serves it until Ctrl-C (status 130, as the other scripts' interrupt); linearityiqa/web.py makes the
+page. Run with no options, as a Hugging Face Space runs it, it serves the released checkpoint
+(checkpoints/p1q2.pth). Needs the app extra (gradio).
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ model = torch.hub.load("path/to/LinearityIQA", "linearityiqa", source="local",
 model.score("data/1000.JPG")
 
 The entry point is linearityiqa.load under the name users type: its arguments, and its docstring
-in torch.hub.help. Its model's `score(images, heads=False)` takes paths, PIL images, arrays or
-tensors and gives the score k[0] * y + b[0] of each image, as test_demo.py prints it.
+in torch.hub.help.
 """
 
 from __future__ import annotations

@@ -62,7 +62,6 @@ class OnnxScoring(nn.Module):
         self.model, self.k, self.b = model, k, b
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`score` (N) and `heads` (N x 3: pq6, pq7, pq) of an N x 3 x H x W uint8 batch."""
         model = self.model
         x = normalize(images)
         # IQAModel.extract_features, with the pooling of spatial_pyramid; the second tap is the last layer.

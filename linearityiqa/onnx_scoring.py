@@ -1,9 +1,6 @@
-"""Score images with an exported ONNX model in onnxruntime, without PyTorch: a server or a laptop
-needs Pillow, NumPy, onnx and onnxruntime only.
-
-The graph (onnx_export.py) takes uint8 images and answers `score` and `heads`; its metadata
-records the resize, so scoring needs no flags. Images are decoded by data/decoding.py, the same
-pixels as the PyTorch path's, and scored by image_scoring.score_files.
+"""Score images with an exported ONNX model in onnxruntime, without PyTorch (Pillow, NumPy, onnx
+and onnxruntime only). The graph (onnx_export.py) takes uint8 images and answers `score` and
+`heads`; its metadata records the resize, so scoring needs no flags.
 """
 
 from __future__ import annotations
@@ -20,11 +17,6 @@ from linearityiqa.errors import BadFileError, ConfigError, MissingFileError, fil
 from linearityiqa.records.scale import TrainingScale, recorded_scale
 
 FORMAT = "1"
-# The metadata export_onnx.py records, which a file of its must have.
-METADATA_KEYS = (
-    "linearityiqa_format", "arch", "pool", "use_bn_end", "P6", "P7",
-    "resize", "resize_size_h", "resize_size_w", "k", "b",
-)  # fmt: skip
 _REEXPORT = "export it again with export_onnx.py"
 
 
@@ -41,7 +33,6 @@ class OnnxModel:
     note: str | None = None
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
-        """Mapped scores of N x H x W x 3 uint8 images, and their three heads (pq6, pq7, pq) unmapped."""
         batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         scores, heads = self.session.run(["score", "heads"], {"images": batch})
         if np.isnan(scores).any():  # the graph's answer where PyTorch refuses images too small to pool
@@ -72,13 +63,14 @@ def load_onnx(
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors reach the user as one line of ours, not also in onnxruntime's log
     options.intra_op_num_threads = threads or 0  # 0: onnxruntime's own choice
-    model = _self_contained(path)
     try:
+        model = _self_contained(path)
         session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime's own exception types, for a file it cannot read
+    except (BadFileError, OSError):
+        raise
+    except Exception as error:  # protobuf's and onnxruntime's own exception types, for a file they cannot read
         raise BadFileError(f"cannot read ONNX model {path} ({first_line(error)}): {_REEXPORT}") from None
-    metadata = session.get_modelmeta().custom_metadata_map
-    sizing, scale = _sizing_and_scale(metadata, path)
+    sizing, scale = _sizing_and_scale(session.get_modelmeta().custom_metadata_map, path)
     _check_signature(session, path, sizing)
     return OnnxModel(session=session, sizing=sizing, scale=scale, batch_size=batch_size or 1, max_pixels=max_pixels)
 
@@ -88,14 +80,10 @@ def _self_contained(path: str) -> bytes:
     its `location` wherever it leads. It gets these bytes, not the path, so it opens no file beside
     the model and scores the very bytes that were checked."""
     import onnx  # here: the PyTorch path never needs it
-    from google.protobuf.message import DecodeError
 
     with open(path, "rb") as file:
         model = file.read()
-    try:
-        tensor = next(external_tensors(onnx.ModelProto.FromString(model)), None)
-    except DecodeError as error:
-        raise BadFileError(f"cannot read ONNX model {path} (not a protobuf encoding: {error}): {_REEXPORT}") from None
+    tensor = next(external_tensors(onnx.ModelProto.FromString(model)), None)
     if tensor is not None:
         location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
         raise BadFileError(
@@ -123,22 +111,16 @@ def external_tensors(message: Any) -> Iterator[Any]:
 def _sizing_and_scale(metadata: Mapping[str, str], path: str) -> tuple[ImageSizing, TrainingScale | None]:
     """How images are sized for the model and the scale of its scores, as export_onnx.py recorded
     them (the settings and mappings it records are for people: the graph holds them)."""
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise BadFileError(
-            f"ONNX model {path} lacks the metadata {', '.join(missing)}: it was not written by export_onnx.py; "
-            f"{_REEXPORT}"
-        )
-    if metadata["linearityiqa_format"] != FORMAT:
-        raise BadFileError(
-            f"ONNX model {path} is of format {metadata['linearityiqa_format']!r}, this version reads {FORMAT!r}: "
-            f"{_REEXPORT}"
-        )
-    height, width = metadata["resize_size_h"], metadata["resize_size_w"]
-    if metadata["resize"] not in ("true", "false") or not (height.isdigit() and width.isdigit()):
-        raise BadFileError(f"ONNX model {path} records no valid resize in its metadata: {_REEXPORT}")
-    height, width = int(height), int(width)
-    if metadata["resize"] == "true" and not (height >= 1 and width >= 1 and height * width <= DEFAULT_MAX_PIXELS):
+    found = metadata.get("linearityiqa_format")
+    if found != FORMAT:
+        what = f"is of format {found!r}, this version reads {FORMAT}" if found else "was not written by export_onnx.py"
+        raise BadFileError(f"ONNX model {path} {what}: {_REEXPORT}")
+    try:
+        resize = {"true": True, "false": False}[metadata["resize"]]
+        height, width = int(metadata["resize_size_h"]), int(metadata["resize_size_w"])
+    except (KeyError, ValueError):
+        raise BadFileError(f"ONNX model {path} records no valid resize in its metadata: {_REEXPORT}") from None
+    if resize and not (height >= 1 and width >= 1 and height * width <= DEFAULT_MAX_PIXELS):
         raise BadFileError(
             f"ONNX model {path} records a resize to {width}x{height} (resize_size_w x resize_size_h), not 1 to "
             f"{DEFAULT_MAX_PIXELS:,} pixels: {_REEXPORT}"
@@ -150,26 +132,21 @@ def _sizing_and_scale(metadata: Mapping[str, str], path: str) -> tuple[ImageSizi
         except ValueError:
             fields = metadata["scale"]
         scale = recorded_scale(fields, f"ONNX model {path}: metadata 'scale'", _REEXPORT)
-    return ImageSizing(resize_hw=(height, width) if metadata["resize"] == "true" else None), scale
+    return ImageSizing(resize_hw=(height, width) if resize else None), scale
 
 
-def _check_signature(session: object, path: str, sizing: ImageSizing) -> None:
-    """The graph takes N x 3 x H x W uint8 `images` (H x W the recorded resize, where it is fixed)
-    and answers N float `score` and N x 3 float `heads`, as export_onnx.py builds it."""
-    inputs = {item.name: item for item in session.get_inputs()}
-    outputs = {item.name: item for item in session.get_outputs()}
-    shape = {name: (item.type, len(item.shape)) for name, item in {**inputs, **outputs}.items()}
-    expected = {"images": ("tensor(uint8)", 4), "score": ("tensor(float)", 1), "heads": ("tensor(float)", 2)}
-    if shape != expected:
+def _check_signature(session: Any, path: str, sizing: ImageSizing) -> None:
+    """The graph takes N x 3 x H x W uint8 `images` (H x W the recorded resize, else free) and
+    answers N float `score` and N x 3 float `heads`, as export_onnx.py builds it."""
+    height, width = sizing.resize_hw or (None, None)
+    images = ("tensor(uint8)", [None, 3, height, width])
+    expected = {"images": images, "score": ("tensor(float)", [None]), "heads": ("tensor(float)", [None, 3])}
+    found = {  # a free dimension (the batch's, or a side without a resize) as None
+        item.name: (item.type, [dim if isinstance(dim, int) else None for dim in item.shape])
+        for item in [*session.get_inputs(), *session.get_outputs()]
+    }
+    if found != expected:
         raise BadFileError(
-            f"ONNX model {path} takes {sorted(inputs)} and answers {sorted(outputs)} ({shape}), not uint8 images "
-            f"to a score and three heads: {_REEXPORT}"
-        )
-    channels, *size = inputs["images"].shape[1:]
-    fixed = [dim if isinstance(dim, int) else None for dim in size]
-    if channels != 3 or fixed not in ([None, None], list(sizing.resize_hw or (None, None))):
-        records = "3 channels resized to {}x{}".format(*sizing.resize_hw) if sizing.resize_hw else "no resize"
-        raise BadFileError(
-            f"ONNX model {path} takes images of {inputs['images'].shape[1:]} (channels, height, width), where its "
-            f"metadata records {records}: {_REEXPORT}"
+            f"ONNX model {path} has the inputs and outputs {found}, not those of export_onnx.py's graph for its "
+            f"metadata's resize, {expected}: {_REEXPORT}"
         )

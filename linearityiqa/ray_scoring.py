@@ -1,12 +1,8 @@
-"""Score images on a Ray cluster with Ray Data: test_demo.py --ray.
+"""Score images on a Ray cluster with Ray Data: test_demo.py --ray (docs/scale.md says what a cluster needs).
 
-Each window (--window) is one row of a Ray Dataset, scored by an actor that loads the model once
-(one per GPU with PyTorch; CPU actors with --onnx or without GPUs) as the plain path scores it,
-so a row's score is the plain path's. Only paths and rows cross the cluster, not pixels. The
-driver gets the rows in input order (preserve_order) and checks that each comes once, as Ray
-retries what a dead worker did. The model file and the images must be readable at the same paths
-on every node (a shared file system, or URIs of an object store), and every node needs this
-project installed; a local cluster started for the run has both.
+Each window (--window) is one row of a Ray Dataset, scored by an actor that loads the model once, as
+the plain path scores it; only paths and rows cross the cluster, not pixels. The driver gets the rows
+in input order and checks that each comes once, as Ray retries what a dead worker did.
 """
 
 from __future__ import annotations

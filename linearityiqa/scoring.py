@@ -118,17 +118,20 @@ class QualityModel:
         """
         if isinstance(images, torch.Tensor):
             if images.dim() == 3:
-                return self._predict(images.unsqueeze(0), heads)[0]
+                return self.score(images.unsqueeze(0), heads=heads)[0]
             if images.dim() != 4 or images.shape[1] != 3:
                 raise ConfigError(f"a tensor of images is 3 x H x W or N x 3 x H x W, not {tuple(images.shape)}")
-            return self._predict(images, heads)
-        if not isinstance(images, (list, tuple)):
-            return self._predict(self._decoded(images).unsqueeze(0), heads)[0]
-        tensors = [self._decoded(image) for image in images]
-        results: dict[int, Any] = {}
-        for indices in batches_by_size([tuple(tensor.shape[1:]) for tensor in tensors], self.batch_size):
-            results.update(zip(indices, self._predict(torch.stack([tensors[index] for index in indices]), heads)))
-        return [results[index] for index in range(len(tensors))]
+            outputs = self.head_outputs(images)
+        elif isinstance(images, (list, tuple)):
+            tensors = [self._decoded(image) for image in images]
+            by_index: dict[int, list[float]] = {}
+            for indices in batches_by_size([tuple(tensor.shape[1:]) for tensor in tensors], self.batch_size):
+                by_index.update(zip(indices, self.head_outputs(torch.stack([tensors[index] for index in indices]))))
+            outputs = [by_index[index] for index in range(len(tensors))]
+        else:
+            return self.score([images], heads=heads)[0]
+        predictions = [Prediction(self.k[0] * pq + self.b[0], (pq6, pq7, pq)) for pq6, pq7, pq in outputs]
+        return predictions if heads else [prediction.score for prediction in predictions]
 
     def _decoded(self, image: ImageLike) -> torch.Tensor:
         """One image as a 3 x H x W uint8 tensor, decoded and sized as test_demo.py does."""
@@ -149,13 +152,6 @@ class QualityModel:
             )
         return to_uint8_tensor(sized_rgb(image, self.sizing))
 
-    def _predict(self, batch: torch.Tensor, heads: bool) -> list[Any]:
-        """Scores (or Predictions) of an N x 3 x H x W batch."""
-        predictions = [
-            Prediction(self.k[0] * pq + self.b[0], (pq6, pq7, pq)) for pq6, pq7, pq in self.head_outputs(batch)
-        ]
-        return predictions if heads else [prediction.score for prediction in predictions]
-
     def head_outputs(self, images: torch.Tensor) -> list[list[float]]:
         """Each image's [pq6, pq7, pq], before any mapping, of an N x 3 x H x W batch (uint8, or float normalized)."""
         with torch.inference_mode():
@@ -165,8 +161,8 @@ class QualityModel:
 
     def scores_and_heads(self, images: np.ndarray) -> tuple[list[float], list[tuple[float, float, float]]]:
         batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # N x H x W x 3 to N x 3 x H x W, no copy
-        scores, heads = zip(*self._predict(batch, heads=True))
-        return list(scores), list(heads)
+        predictions = self.score(batch, heads=True)
+        return [prediction.score for prediction in predictions], [prediction.heads for prediction in predictions]
 
     def too_large(self, error: Exception) -> bool:
         if not out_of_memory(error):  # else the cache is released for the next try
@@ -282,8 +278,15 @@ def load_scorer(
     )
     if "resize" not in requested:
         return scorer
-    sizing = image_sizing(recorded, requested, defaults, max_pixels)
-    return replace(scorer, sizing=sizing, note=resize_note(scorer, sizing, trained_model_file))
+    sizing, note = image_sizing(recorded, requested, defaults, max_pixels), None
+    if trained_model_file is not None and not recorded and sizing.resize_hw != RELEASED_RESIZE_HW:
+        # an authors'-format checkpoint (one that records no settings) at another size than its release's
+        note = (
+            f"{trained_model_file} records no settings, as the authors' released checkpoints, which were trained at "
+            f"{RELEASED_RESIZE_HW[0]}x{RELEASED_RESIZE_HW[1]} (--resize): scores of images at other sizes are not the "
+            f"paper's"
+        )
+    return replace(scorer, sizing=sizing, note=note)
 
 
 def weights_arch(state: Mapping[str, torch.Tensor], asked: str, default: str, *, path: str = "") -> str:
@@ -312,18 +315,6 @@ def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):  # shapes without memory: 0.05 s an arch, once a process
         model = IQAmodel.IQAModel(arch=arch, pretrained=False)
     return {f"features.{name}": tuple(tensor.shape) for name, tensor in model.features.state_dict().items()}
-
-
-def resize_note(scorer: QualityModel, sizing: ImageSizing, trained_model_file: str | None) -> str | None:
-    """What to say when an authors'-format checkpoint (one that records no settings) scores images
-    at another size than its release's: those scores are not the paper's. None otherwise."""
-    if trained_model_file is None or scorer.recorded or sizing.resize_hw == RELEASED_RESIZE_HW:
-        return None
-    height, width = RELEASED_RESIZE_HW
-    return (
-        f"{trained_model_file} records no settings, as the authors' released checkpoints, which were trained at "
-        f"{height}x{width} (--resize): scores of images at other sizes are not the paper's"
-    )
 
 
 def image_sizing(

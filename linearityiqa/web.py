@@ -34,16 +34,6 @@ CSS = """
 """
 
 
-def scored(model: Backend, uploads: Sequence[str], *, heads: bool, workers: int | None = None) -> list[ImageScore]:
-    """The results of the uploaded files in their order, as test_demo.py gives them for files of
-    those names in its current folder: each named by its file name, in its error too."""
-    results = score_files(model, uploads, workers=workers, heads=heads)  # batched as test_demo.py batches
-    return [
-        dataclasses.replace(result, path=name, error=result.error.replace(upload, name) if result.error else None)
-        for upload, result, name in zip(uploads, results, map(os.path.basename, uploads))
-    ]
-
-
 def model_card(model: Backend, path: str) -> str:
     """Markdown: the architecture, the resize, the scale of the scores and the file's SHA-256."""
     # a checkpoint's model records the settings it was built with, an ONNX file its metadata
@@ -122,7 +112,12 @@ def answer(
     """What the page shows for `uploads`: the photos that have a score best first, each with its
     caption; the table of all of them (HTML); the path of their CSV as test_demo.py writes it,
     written into a new folder in `folder`."""
-    results = scored(model, uploads, heads=heads, workers=workers)
+    scored = score_files(model, uploads, workers=workers, heads=heads)  # batched as test_demo.py batches
+    # as test_demo.py gives them for files of these names in its current folder: named by the file name, in errors too
+    results = [
+        dataclasses.replace(result, path=name, error=result.error.replace(upload, name) if result.error else None)
+        for upload, result, name in zip(uploads, scored, map(os.path.basename, uploads))
+    ]
     # best first (the highest score, unless the scale says lower is better), then the files without a score
     sign = -1 if model.scale is None or model.scale.higher_is_better else 1
     order = sorted(

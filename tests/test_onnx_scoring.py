@@ -121,7 +121,7 @@ def test_what_is_not_an_exported_model_is_one_line(exported, kind, tmp_path, cap
     err = capsys.readouterr().err
     expected = {
         "garbage": f"test_demo.py: error: cannot read ONNX model {model} (",
-        "foreign": f"test_demo.py: error: ONNX model {model} lacks the metadata linearityiqa_format, arch, pool,",
+        "foreign": f"test_demo.py: error: ONNX model {model} was not written by export_onnx.py: export it again",
         "folder": f"test_demo.py: error: ONNX model {model} is a folder, not a file: pass the file export_onnx.py",
         "missing": f"test_demo.py: error: ONNX model {model} does not exist: pass the file export_onnx.py wrote",
         "pytorch options": "test_demo.py: error: --arch, --device: an ONNX model records its model and resize",
@@ -140,8 +140,12 @@ def test_what_is_not_an_exported_model_is_one_line(exported, kind, tmp_path, cap
          "not 1 to 89,478,485 pixels"),
         ({"resize_size_h": "60000", "resize_size_w": "60000"}, "records a resize to 60000x60000 (resize_size_w x "
          "resize_size_h), not 1 to 89,478,485 pixels"),
-        ({"resize_size_w": "57"}, "takes images of [3, 40, 56] (channels, height, width), where its metadata records "
-         "3 channels resized to 40x57"),
+        ({"resize_size_w": "57"}, "has the inputs and outputs {'images': ('tensor(uint8)', [None, 3, 40, 56]), "
+         "'score': ('tensor(float)', [None]), 'heads': ('tensor(float)', [None, 3])}, not those of export_onnx.py's "
+         "graph for its metadata's resize, {'images': ('tensor(uint8)', [None, 3, 40, 57])"),
+        ({"resize": "false"}, "not those of export_onnx.py's graph for its metadata's resize, "
+         "{'images': ('tensor(uint8)', [None, 3, None, None])"),
+        ({"linearityiqa_format": "2"}, "is of format '2', this version reads 1"),
         ({"resize": "maybe"}, "records no valid resize in its metadata"),
         ({"scale": "[1, 2]"}, "metadata 'scale' is [1, 2], not a dict of dataset"),
     ],
