@@ -26,13 +26,6 @@ from linearityiqa.errors import ConfigError
 HEADS = (("", 2), ("1", 0), ("2", 1))
 
 
-def fit_linear_mapping(prediction: np.ndarray, score: np.ndarray) -> tuple[float, float]:
-    """Least-squares k, b of score ~ k * prediction + b."""
-    design = np.stack((prediction, np.ones_like(prediction)), axis=1)
-    (k, b), *_ = np.linalg.lstsq(design, score, rcond=None)
-    return float(k), float(b)
-
-
 def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
     """The 4-parameter logistic of VQEG: (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2."""
     # expit(z) = 1 / (1 + exp(-z)), without overflowing for large |z| while the fit explores
@@ -55,25 +48,15 @@ def correlations(score: np.ndarray, mapped: np.ndarray) -> dict[str, float]:
 
 
 class IQAPerformance(Metric):
-    """Agreement of the model's three heads with subjective scores.
+    """Agreement of the model's three heads with subjective scores (docs/modules.md).
 
     `update` takes `(y_pred, (mos, mos_std))`: the model's three N x 1 outputs and the
     batch's scores. `compute` returns SROCC, KROCC, PLCC, RMSE of the fused head
     (y_pred[2]), the same with suffix 1 for y_pred[0] and 2 for y_pred[1]; the arrays
     `sq`, `sq_std`, `pq`, `pq1`, `pq2` (mapped) and `pq_before`, `pq1_before`,
     `pq2_before` (as predicted); and the mapping `k`, `b` (lists of 3, fused head first).
-
-    Args:
-        status: `train` fits k, b on the data seen; `val` and `test` apply the given k, b.
-        k: slopes of the three heads' linear mappings (default: 1 each).
-        b: intercepts of the mappings (default: 0 each).
-        mapping: map predictions linearly before PLCC and RMSE; without it, raw
-            predictions are compared (k and b are then unused).
-        logistic: also report PLCC and RMSE after a 4-parameter logistic mapping fitted
-            on the data seen (the VQEG practice for cross-dataset tests), as `PLCC_logistic`,
-            `RMSE_logistic` (and with suffix 1, 2 for the side heads).
-        output_transform: ignite's hook to adapt the engine's output.
-        device: where the gathered values are kept between updates.
+    `status` train fits k, b; `mapping=False` compares raw predictions; `logistic` adds
+    PLCC and RMSE after VQEG's 4-parameter logistic fit (`PLCC_logistic`, ...).
     """
 
     def __init__(
@@ -123,8 +106,10 @@ class IQAPerformance(Metric):
         return results
 
     def _head_results(self, head: int, suffix: str, before: np.ndarray, sq: np.ndarray) -> dict:
-        if self.mapping and self.status == "train":
-            self.k[head], self.b[head] = fit_linear_mapping(before, sq)
+        if self.mapping and self.status == "train":  # least squares: sq ~ k * before + b
+            design = np.stack((before, np.ones_like(before)), axis=1)
+            (k, b), *_ = np.linalg.lstsq(design, sq, rcond=None)
+            self.k[head], self.b[head] = float(k), float(b)
         mapped = self.k[head] * before + self.b[head] if self.mapping else before
         results = {f"{name}{suffix}": value for name, value in correlations(sq, mapped).items()}
         results[f"pq{suffix}"] = mapped

@@ -1,14 +1,6 @@
-"""The `linearityiqa` command: one program for what users run, each subcommand one of the paper's scripts.
-
-    linearityiqa score photo.jpg --trained_model_file p1q2.pth      # test_demo.py --img photo.jpg ...
-    linearityiqa test --dataset CLIVE --trained_model_file p1q2.pth  # test_dataset.py
-    linearityiqa train --dataset KonIQ-10k --resize ...              # main.py
-    linearityiqa export-onnx --trained_model_file p1q2.pth -o m.onnx # export_onnx.py
-    linearityiqa make-info koniq --csv koniq10k_distributions_sets.csv  # make_info.py
-    linearityiqa app --trained_model_file p1q2.pth                   # app.py: a web page
-
-A subcommand runs its script in this process's place (os.execv on POSIX), from a clone or an
-installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
+"""The `linearityiqa` command: one program for what users run, each subcommand one of the paper's scripts
+(COMMANDS; docs/deployment.md). A subcommand runs its script in this process's place (os.execv on POSIX),
+from a clone or an installed wheel (linearityiqa/paper/): the same options, output, signals and exit statuses.
 `score` also takes its images first, without --img. This module imports neither PyTorch nor a
 script: `linearityiqa --help` answers at once.
 """

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from linearityiqa.errors import ConfigError
-from linearityiqa.options import DEMO, EXPORT, GROUPS, MAIN, TEST_DATASET, Option, script_options
+from linearityiqa.options import DEMO, EXPORT, GROUPS, MAIN, TEST_DATASET, script_options
 
 if TYPE_CHECKING:
     from linearityiqa.image_scoring import ModelFile
@@ -25,22 +25,19 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
-    """The parser of a script (one of options.SCRIPTS): the table's rows it parses, in the order of GROUPS."""
+    """The parser of a script (one of options.SCRIPTS): the table's rows it parses, in the order of GROUPS; a row it
+    accepts unused is parsed, unlisted in --help."""
     parser = argparse.ArgumentParser(prog=script, description=description, formatter_class=_Formatter)
     groups = {title: parser.add_argument_group(title) for title in GROUPS}  # --help leaves out those left empty
     for row in sorted(script_options(script), key=lambda row: GROUPS.index(row.group)):  # usage in --help's order
-        groups[row.group].add_argument(*row.flags, **_argparse_keywords(row, shown=script in row.takes))
+        # a list default copied: the parsed options of a run must not share one with the table
+        keywords = {"dest": row.dest, "action": row.action, "default": copy.deepcopy(row.default)}
+        keywords["help"] = row.help if script in row.takes else argparse.SUPPRESS
+        optional = {"type": row.type, "nargs": row.nargs, "choices": row.choices, "const": row.const}
+        optional["required"] = row.required or None
+        keywords |= {name: value for name, value in optional.items() if value is not None}
+        groups[row.group].add_argument(*row.flags, **keywords)
     return parser
-
-
-def _argparse_keywords(row: Option, *, shown: bool) -> dict[str, Any]:
-    """add_argument's keywords for a row; one not `shown` (accepted unused) is parsed, unlisted in --help."""
-    # a list default copied: the parsed options of a run must not share one with the table
-    keywords = {"dest": row.dest, "action": row.action, "default": copy.deepcopy(row.default)}
-    keywords["help"] = row.help if shown else argparse.SUPPRESS
-    optional = {"type": row.type, "nargs": row.nargs, "choices": row.choices, "const": row.const}
-    optional["required"] = row.required or None
-    return keywords | {name: value for name, value in optional.items() if value is not None}
 
 
 # Each script's parser. test_dataset.py's also takes, as the authors' script did, the loss and schedule

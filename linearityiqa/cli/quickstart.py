@@ -1,10 +1,7 @@
-"""`python main.py --quickstart`: the whole pipeline on synthetic data, on a CPU, in minutes.
+"""`python main.py --quickstart`: the whole pipeline on synthetic data, on a CPU, in minutes (README's Quick start).
 
-It makes a synthetic KonIQ-10k and CLIVE in their official layouts under data/quickstart (once; later runs reuse
-them), builds their info files, trains a small model from scratch on KonIQ-10k with the norm-in-norm loss, tests it on
-the KonIQ-10k test split and across data sets on CLIVE, and scores one image and a folder of images. Each step is the
-command a user runs on the real data sets, with the synthetic paths filled in: it is printed, then run as it reads, in
-a process of its own.
+Each step is the command a user runs on the real data sets, with the synthetic paths filled in: it is printed, then run
+as it reads, in a process of its own. The data sets are made once under data/quickstart; later runs reuse them.
 """
 
 from __future__ import annotations

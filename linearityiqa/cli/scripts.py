@@ -1,13 +1,10 @@
-"""How the root scripts end, and what they set for their whole process.
+"""How the root scripts end (docs/reliability.md), and what they set for their whole process.
 
-A user's mistake ends a script with one line `<script>: error: <message>` and status 1, never a traceback: an
-IQAError, or a failure the user can mend (an output the file system refuses, memory that runs out, a data loading
-process that dies), with what the script advises (`Advice`). An import that fails for want of a dependency, an extra
-or a module of an installed LinearityIQA is the user's too: its line is the pip command that mends it
-(`import_problem`; a clone installs its requirements.txt, a wheel the requirement its metadata records, or itself
-again from where it came, PEP 610). Ctrl-C is one line and status 130; any other error is a bug (status 70,
-EX_SOFTWARE of BSD's sysexits.h; `errors_reported`). Scripts import inside `imports_checked`, and this module imports
-only the standard library at its top, so that even a missing dependency is one line.
+A user's mistake ends a script with one line `<script>: error: <message>` (EXIT_MISTAKE), never a traceback: an
+IQAError, a failure the user can mend with what the script advises (`Advice`), or an import that fails for want of a
+dependency, an extra or a module of an installed LinearityIQA (`import_problem`). Ctrl-C is one line; any other error
+is a bug. Scripts import inside `imports_checked`, and this module imports only the standard library at its top, so
+that even a missing dependency is one line.
 """
 
 from __future__ import annotations
@@ -30,9 +27,8 @@ from linearityiqa import paper
 from linearityiqa.errors import IQAError, first_line
 
 EXIT_MISTAKE = 1
-EXIT_BUG = 70
+EXIT_BUG = 70  # EX_SOFTWARE of BSD's sysexits.h
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command that Ctrl-C stopped
-TRACEBACK_VARIABLE = "LINEARITYIQA_TRACEBACK"
 # What the file system says when an output cannot be written: full, read-only, not permitted, not a folder.
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
@@ -47,18 +43,10 @@ EXTRAS = {
     "ray": "scale",
     "gradio": "app",
 }
-# The library's dependencies (pyproject.toml's), by the module the code imports: the distribution that installs it.
-DEPENDENCIES = {
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "ignite": "pytorch-ignite",
-    "numpy": "numpy",
-    "scipy": "scipy",
-    "h5py": "h5py",
-    "PIL": "pillow",
-    "tqdm": "tqdm",
-    "matplotlib": "matplotlib",  # a clone's only: python -m reproduce draws its figures with it
-}
+# The library's dependencies (pyproject.toml's), by the module the code imports: the distribution that installs it,
+# of the same name but for two. matplotlib is a clone's only: python -m reproduce draws its figures with it.
+DEPENDENCIES = {name: name for name in ("torch", "torchvision", "numpy", "scipy", "h5py", "tqdm", "matplotlib")}
+DEPENDENCIES.update(ignite="pytorch-ignite", PIL="pillow")
 
 
 def import_problem(error: BaseException) -> str | None:
@@ -247,7 +235,7 @@ class errors_reported:  # lower case as contextlib.suppress is: it names a `with
             return False
         message = user_message(error, self.advice)
         if message is None:
-            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):  # for whoever is changing the code
+            if os.environ.get("LINEARITYIQA_TRACEBACK", "") not in ("", "0"):  # for whoever is changing the code
                 return False
             self.status = report_bug(self.script, error)
         else:
@@ -268,8 +256,7 @@ class imports_checked(errors_reported):
             return False
         if isinstance(error, Exception) and not isinstance(error, ImportError) and failed_dependency(error):
             # a dependency's own code failing as it is imported (torch's OSError for a library it cannot load)
-            failed = ImportError(first_line(error))
-            error = failed.with_traceback(error.__traceback__)
+            error = ImportError(first_line(error)).with_traceback(error.__traceback__)
         if super().__exit__(kind, error, trace):
             raise SystemExit(self.status)
         return False

@@ -92,10 +92,6 @@ class ProcessPlan:
     backend: str
     gpus: int
 
-    @property
-    def shared_gpus(self) -> bool:
-        return 0 < self.gpus < self.processes
-
 
 def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
     """NCCL when each process has a GPU of its own; gloo when processes share a GPU (NCCL refuses
@@ -109,7 +105,7 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
     """Run fn(local_rank, *args) in `plan.processes` processes (process i on GPU i % plan.gpus) until all
     have ended; torch's ProcessExitedException for one that ended with an exit status. SIGTERM is taken as
     Ctrl-C and stops the processes still running (by default it would end this process alone)."""
-    if plan.shared_gpus:
+    if 0 < plan.gpus < plan.processes:
         print(
             f"note: {plan.processes} processes share {plan.gpus} GPU(s), so gloo carries their "
             f"exchanges (NCCL takes one process per GPU); one process per GPU trains faster",

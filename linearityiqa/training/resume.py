@@ -86,7 +86,15 @@ def read_resume_state(settings: Mapping[str, Any]) -> SavedState:
     path = latest_resume_file(folder)
     if path is None:
         return _finished_run(settings, folder)
-    saved = _read_resume_file(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not isinstance(saved.get("settings", {}), dict):
+            raise TypeError(f"it holds a {type(saved).__name__}, not a dict of states with a dict of settings")
+    except Exception as error:  # a file cut short, or not a state
+        raise BadFileError(
+            f"--resume: the saved state at {path} is damaged ({first_line(error)}): delete it to resume from the "
+            f"state before it, if any (or delete its folder to start over), or pass the right --trained_model_file"
+        ) from None
     recorded = saved.get("settings", {})  # a setting it does not record (an older state) is not compared
     for name in RESUMED:
         if name in settings and name in recorded and recorded[name] != settings[name]:
@@ -144,34 +152,17 @@ def load_resume_state(state: dict[str, Any], resumed: SavedState) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _read_resume_file(path: str) -> dict[str, Any]:
-    """The saved state as a dict; a file cut short or not a state is one line that names it."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or not isinstance(saved.get("settings", {}), dict):
-            raise TypeError(f"it holds a {type(saved).__name__}, not a dict of states with a dict of settings")
-    except Exception as error:
-        raise BadFileError(
-            f"--resume: the saved state at {path} is damaged ({first_line(error)}): delete it to resume from the "
-            f"state before it, if any (or delete its folder to start over), or pass the right --trained_model_file"
-        ) from None
-    return saved
-
-
 def attach_resume_saver(trainer: Engine, state: dict[str, Any], trained_model_file: str) -> None:
     """Save the whole state after each epoch, for --resume (in the first process only)."""
-    folder = resume_folder(trained_model_file)
     if idist.get_rank() == 0:
-        trainer.add_event_handler(
-            Events.EPOCH_COMPLETED, lambda engine: save_resume_state(state, folder, epoch=engine.state.epoch)
-        )
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, save_resume_state, state, resume_folder(trained_model_file))
 
 
-def save_resume_state(state: Mapping[str, Any], folder: str, *, epoch: int) -> None:
+def save_resume_state(engine: Engine, state: Mapping[str, Any], folder: str) -> None:
     """Save each object's state to <folder>/checkpoint_<epoch>.pt, whole, and only then remove the earlier states,
     another run's too (--resume would take a later epoch of it) and saves a kill cut short: one whole state (1 GB for
     resnext101_32x8d) is on the disk at any moment, and only one. A failed save leaves the folder as it was."""
-    path = os.path.join(folder, f"checkpoint_{epoch}.pt")
+    path = os.path.join(folder, f"checkpoint_{engine.state.epoch}.pt")
     # ignite's Checkpoint's layout, which --resume reads with Checkpoint.load_objects
     states = {name: item if isinstance(item, dict) else item.state_dict() for name, item in state.items()}
     advice = "free space (the states are saved beside --trained_model_file), then run again with --resume"
