@@ -4,9 +4,6 @@ the whole command test_demo.py is, as a user runs it.
 
     python -m benchmarks.bench_app                                  # resnet18, 32 JPEGs of 1024x768, --resize
     python -m benchmarks.bench_app --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
-
-The page is timed twice: its function alone (scores, ranking, table and CSV, what the queue
-runs) and over HTTP as a browser uses it (gradio_client: the upload, the queue and the answer).
 """
 
 from __future__ import annotations

@@ -4,11 +4,9 @@ goes, and images per second for a folder; with --onnx, test_demo.py --onnx besid
     python -m benchmarks.bench_demo                        # resnet50 and resnext101_32x8d at 498x664
     python -m benchmarks.bench_demo --archs resnet18 --repeats 1 --images 4 --resize_size_h 96 --resize_size_w 128
 
-Each arch gets a checkpoint of random weights (common.py), and with --onnx its export_onnx.py export
-(same resize); each way to score is a row. The command runs in a fresh process each time, as a user
-pays for it, at its default batch size (one image on a CPU), and so does the breakdown of
-scoring.load_scorer's steps: imports are only cold in a new interpreter. Folder scoring is timed as
-the whole command, and for PyTorch as image_scoring.score_files alone on a model already loaded.
+The command runs in a fresh process each time, as a user pays for it, at its default batch size (one
+image on a CPU), and so does the breakdown of scoring.load_scorer's steps: imports are only cold in a
+new interpreter.
 """
 
 from __future__ import annotations
@@ -103,19 +101,6 @@ def breakdown(image: Path, arch: str, checkpoint: Path, args: argparse.Namespace
     return {stage: statistics.median(run[stage] for run in runs) for stage in runs[0]}
 
 
-def exports(work_dir: Path, models: dict[str, tuple[Path, list[str]]], size: str) -> dict[str, list[str]]:
-    """test_demo.py --onnx on each arch's export_onnx.py export, the export's seconds and size printed."""
-    print(f"\nExports (random weights, --resize to {size})\n")
-    row = common.table("arch", "export s", "file MiB")
-    commands = {}
-    for arch, (_, options) in models.items():
-        onnx = work_dir / f"{arch}.onnx"
-        _, seconds = common.run_seconds([sys.executable, "export_onnx.py", *options, "--output", str(onnx)])
-        row(arch, f"{seconds:.1f}", f"{onnx.stat().st_size / 2**20:.0f}")
-        commands[arch] = [*common.DEMO, "--onnx", str(onnx)]
-    return commands
-
-
 def scoring_rate(folder: Path, arch: str, checkpoint: Path, args: argparse.Namespace) -> float:
     """Images/s of image_scoring.score_files alone on the folder, the model loaded as test_demo.py loads it."""
     cpu, size = torch.device("cpu"), dict(resize_size_h=args.resize_size_h, resize_size_w=args.resize_size_w)
@@ -136,8 +121,15 @@ def main(argv: list[str] | None = None) -> None:
         models = {arch: common.scored_model(work_dir, arch, args) for arch in args.archs}
         # the ways to score, as a user types them; a row each
         commands = {PYTORCH: {arch: [*common.DEMO, *options] for arch, (_, options) in models.items()}}
-        if args.onnx:
-            commands[ONNX] = exports(work_dir, models, size)
+        if args.onnx:  # test_demo.py --onnx on each arch's export_onnx.py export
+            print(f"\nExports (random weights, --resize to {size})\n")
+            row = common.table("arch", "export s", "file MiB")
+            commands[ONNX] = {}
+            for arch, (_, options) in models.items():
+                onnx = work_dir / f"{arch}.onnx"
+                _, seconds = common.run_seconds([sys.executable, "export_onnx.py", *options, "--output", str(onnx)])
+                row(arch, f"{seconds:.1f}", f"{onnx.stat().st_size / 2**20:.0f}")
+                commands[ONNX][arch] = [*common.DEMO, "--onnx", str(onnx)]
         ways = [(arch, way, commands[way][arch]) for arch in args.archs for way in commands]
         _, python_s = common.run_seconds([sys.executable, "-c", "pass"])
 
@@ -148,10 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         row = common.table("arch", "way", "median s", "runs s", "score")
         medians = {}
         for arch, way, command in ways:
-            runs = [common.run_seconds([*command, "--img", str(image)]) for _ in range(args.repeats)]
-            seconds = [each for _, each in runs]
+            outputs, seconds = zip(*[common.run_seconds([*command, "--img", str(image)]) for _ in range(args.repeats)])
             medians[arch, way] = statistics.median(seconds)
-            score = runs[0][0].strip().rsplit(" ", 1)[-1]
+            score = outputs[0].strip().rsplit(" ", 1)[-1]
             row(arch, way, f"{medians[arch, way]:.2f}", " ".join(f"{each:.2f}" for each in seconds), score)
 
         print(
@@ -159,14 +150,13 @@ def main(argv: list[str] | None = None) -> None:
             f"exit: `python -c pass` takes {python_s:.2f} s)\n"
         )
         stages = {arch: breakdown(image, arch, checkpoint, args) for arch, (checkpoint, _) in models.items()}
+        for arch, seconds in stages.items():  # the second forward pass is not part of the command
+            seconds["rest: Python start, options, scoring loop, exit"] = (
+                medians[arch, PYTORCH] - sum(seconds.values()) + seconds[SECOND_FORWARD]
+            )
         row = common.table("stage", *(f"{arch} s" for arch in args.archs))
         for name in stages[args.archs[0]]:
             row(name, *(f"{stages[arch][name]:.3f}" for arch in args.archs))
-        # The second forward pass is not part of the command.
-        rest = [
-            medians[arch, PYTORCH] - sum(stages[arch].values()) + stages[arch][SECOND_FORWARD] for arch in args.archs
-        ]
-        row("rest: Python start, options, scoring loop, exit", *(f"{seconds:.3f}" for seconds in rest))
 
         if args.images:
             print(f"\nFolder of {args.images} JPEGs, --resize to {size}, default --eval_batch_size\n")

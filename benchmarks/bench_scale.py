@@ -5,11 +5,7 @@
 
 Each way scores a small and a large folder of the same JPEGs, each command in a fresh process:
 the difference of their times is that of the extra images, so the steady rate (images/s) and the
-fixed cost of a run (start, model, for Ray connecting and starting workers) come apart. Ray runs
-on a local cluster started once with `ray start` (timed on its own), after the plain path is timed
-alone; with GPUs each worker holds one. The projection for a cluster multiplies a per-worker rate
-by the workers and by Ray's steady rate over the plain path's (one worker): arithmetic, not a
-measurement.
+fixed cost of a run come apart. Ray runs on a local cluster started once with `ray start`.
 """
 
 from __future__ import annotations
@@ -31,10 +27,6 @@ from linearityiqa.data.image_store import available_cores
 from linearityiqa.image_scoring import ImageScore
 from linearityiqa.records.score_output import ScoringRun, paths_sha256, score_writer
 
-# Workers (GPUs) a projection is printed for.
-CLUSTER_SIZES = (1, 8, 64, 512)
-# Seconds a new cluster is left alone before it is timed: it starts idle workers of its own at first.
-SETTLE = 10
 # The `ray` command, also where Ray was installed into a folder of its own (pip --target), whose
 # scripts are not beside the interpreter.
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -114,7 +106,7 @@ def projection(per_worker: float, source: str, efficiency: float, cap: float) ->
         f"{efficiency:.2f}, at most the {cap:,.0f} rows/s the driver writes\n"
     )
     row = common.table("workers", "images/s", "a million images", "a billion images")
-    for workers in CLUSTER_SIZES:
+    for workers in (1, 8, 64, 512):
         rate = min(per_worker * workers * efficiency, cap)
         row(workers, f"{rate:,.0f}", _duration(1e6 / rate), _duration(1e9 / rate))
 
@@ -146,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         rates = {PLAIN: measure(PLAIN, plain, folders, output, row)}
         address, started = start_cluster(cores)
         try:
-            time.sleep(SETTLE)
+            time.sleep(10)  # a new cluster starts idle workers of its own at first: leave it alone before timing
             # 1 and 2 workers, or as many as there are GPUs, up to 2 (a worker holds one)
             gpus = torch.cuda.device_count()
             for workers in range(1, min(gpus, 2) + 1) if gpus else (1, 2):

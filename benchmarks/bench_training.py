@@ -6,10 +6,8 @@
     python -m benchmarks.bench_training eval --arch resnet18 --images 32 --height 96 --width 128
     python -m benchmarks.bench_training loading --count 40 --width 256 --height 192
 
-`step`, `epoch` and `eval` run their settings (precision, memory format, cuDNN mode, compile mode,
-batch size) side by side in one run, on models of random weights. `epoch`, `eval` and `loading` read
-a generated rated data set of KonIQ-10k's shape (common.rated_source) through the decoded-image
-cache, data included.
+`step`, `epoch` and `eval` run their settings side by side in one run, on models of random weights;
+`epoch`, `eval` and `loading` read a generated data set (common.rated_source) through the image cache.
 """
 
 from __future__ import annotations
@@ -87,7 +85,6 @@ CPU_NOTE = "; on a CPU every opt level runs in float32"
 # mapping is fitted on the training images and the 2,015 test images are tested. The authors'
 # run took about 23 hours (with apex O1).
 PAPER_EPOCHS, PAPER_TRAIN, PAPER_VAL, PAPER_TEST = 30, 7058, 1000, 2015
-AUTHORS_HOURS = 23
 # The paper's sizes: --resize to 498x664, and the 498x498 crop of --augment.
 RESIZED_HW = (498, 664)
 CROP = TrainAugmentation(angle=2, hflip_p=0.5, crop_h=498, crop_w=498)
@@ -97,12 +94,13 @@ MODEL = {
     "--arch": ("resnext101_32x8d", "backbone"),
     "--height": (498, "height of the model's input (images are resized to it)"),
     "--width": (664, "width of the model's input (images are resized to it)"),
-    **common.DEVICE,
+    "--device": ("cuda" if torch.cuda.is_available() else "cpu", "device", ("cpu", "cuda")),
 }
+WORK_DIR = {"--work-dir": (None, "folder for the images and their cache, kept for later runs (default: temporary)")}
 DATA = {
     "--images": (1024, "generated 1024x768 JPEGs (70% for training)"),
     "--num-workers": (min(8, available_cores()), "loader processes"),
-    **common.WORK_DIR,
+    **WORK_DIR,
 }
 STEPS = {"--warmup": (5, "untimed steps first (compilation, cuDNN search)"), "--steps": (20, "timed steps")}
 
@@ -127,8 +125,7 @@ def build_trainer(setting: Setting, *, arch: str, device: torch.device) -> Engin
 def step_throughput(
     setting: Setting, *, height: int, width: int, args: argparse.Namespace, device: torch.device
 ) -> tuple[float, str]:
-    """(images/s, peak GPU memory) of the trainer in one setting on one batch already on the device,
-    as a data loader gives it; the setting's batch size, if it has one, wins over --batch-size."""
+    """(images/s, peak GPU memory) of the trainer in one setting on one batch already on the device."""
     trainer = build_trainer(setting, arch=args.arch, device=device)
     batch_size = setting.batch_size or args.batch_size
     generator = torch.Generator().manual_seed(0)
@@ -145,8 +142,7 @@ def step_throughput(
 def steps(args: argparse.Namespace) -> None:
     """Training step throughput on synthetic batches: the model, the loss and the optimizer alone.
 
-    The input pipeline plays no part (`epoch` times it). Ratios are against the first setting, in the
-    same run: float32 with deterministic cuDNN is the paper's code without apex.
+    Ratios are against the first setting, in the same run (by default the paper's code without apex).
     """
     device = torch.device(args.device)
     print(
@@ -165,7 +161,8 @@ def steps(args: argparse.Namespace) -> None:
 
 
 def epoch_throughput(setting: Setting, *, arch: str, train_loader: DataLoader, device: torch.device) -> float:
-    """Training images per second over the second of two epochs of main.py's training loader."""
+    """Training images per second over the second of two epochs of main.py's training loader (the first
+    decodes into the cache and starts the workers)."""
     trainer = build_trainer(setting, arch=arch, device=device)
     with cudnn_mode(deterministic=setting.deterministic):
         trainer.run(train_loader, max_epochs=1)
@@ -174,18 +171,10 @@ def epoch_throughput(setting: Setting, *, arch: str, train_loader: DataLoader, d
     return len(train_loader.dataset) / seconds
 
 
-def projected_hours(train_rate: float, test_rate: float) -> float:
-    """The paper's KonIQ-10k run at these rates (images/s; it trained on whole resized images), in hours."""
-    epoch = PAPER_TRAIN / train_rate + PAPER_VAL / test_rate
-    return (PAPER_EPOCHS * epoch + (PAPER_TRAIN + PAPER_TEST) / test_rate) / 3600
-
-
 def epochs(args: argparse.Namespace) -> None:
     """Whole training epochs, data included, against what the training step alone allows.
 
-    The second of two epochs is timed (the first decodes into the cache and starts the workers). An
-    input pipeline that keeps up gives an epoch throughput close to the step's at the loader's size.
-    Last, the test split is evaluated as main.py validates, and the paper's run projected from the rates.
+    An input pipeline that keeps up gives an epoch throughput close to the step's at the loader's size.
     """
     device = torch.device(args.device)
     setting = SETTINGS[args.setting]
@@ -212,11 +201,14 @@ def epochs(args: argparse.Namespace) -> None:
         torch.manual_seed(0)
         model = IQAModel(arch=args.arch, pretrained=False).to(device)
         evaluated, _, _ = evaluation_rate(setting, model, loaders[2], device)  # the test loader: whole images
+    # the paper's run at these rates: it trained on whole resized images
+    epoch_s = PAPER_TRAIN / rates[0] + PAPER_VAL / evaluated
+    hours = (PAPER_EPOCHS * epoch_s + (PAPER_TRAIN + PAPER_TEST) / evaluated) / 3600
     print(
         f"\nevaluation as main.py validates: {evaluated:.1f} images/s. The paper's KonIQ-10k run "
         f"({PAPER_EPOCHS} epochs of {PAPER_TRAIN:,} training and {PAPER_VAL:,} validation images, then "
         f"{PAPER_TRAIN:,} to fit the mapping and {PAPER_TEST:,} to test) at these rates: "
-        f"{projected_hours(rates[0], evaluated):.2f} h (the authors: about {AUTHORS_HOURS} h)"
+        f"{hours:.2f} h (the authors: about 23 h)"
     )
 
 
@@ -302,11 +294,7 @@ def time_items(source: DataSource, cache_dir: Path, augment: bool, items: int) -
 
 
 def loading(args: argparse.Namespace) -> None:
-    """The data layer: decoding and caching generated KonIQ-10k-like JPEGs, and the per-item work.
-
-    One training item is timed with and without the paper's augmentation on one thread, as in a
-    DataLoader worker.
-    """
+    """The data layer: decoding and caching generated KonIQ-10k-like JPEGs, and the per-item work."""
     with common.work_folder(args.work_dir, "bench_loading_") as work_dir:
         size = dict(count=args.count, width=args.width, height=args.height)
         source, seconds = common.timed(lambda: common.rated_source(work_dir, **size))
@@ -317,7 +305,7 @@ def loading(args: argparse.Namespace) -> None:
         )
         for resize, label in ((False, f"{args.height}x{args.width}"), (True, "498x664 (resize)")):
             row(*time_loading(source, work_dir / "cache", resize, label))
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # as in a DataLoader worker
         plain = time_items(source, work_dir / "cache", augment=False, items=args.items)
         augmented = time_items(source, work_dir / "cache", augment=True, items=args.items)
     print(
@@ -352,7 +340,7 @@ LOADING = {
     "--width": (1024, "image width"),
     "--height": (768, "image height"),
     "--items": (300, "items timed per transform"),
-    **common.WORK_DIR,
+    **WORK_DIR,
 }
 COMMANDS = {"step": (steps, STEP), "epoch": (epochs, EPOCH), "eval": (evaluations, EVAL), "loading": (loading, LOADING)}
 

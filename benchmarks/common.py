@@ -32,9 +32,6 @@ from linearityiqa.data.synthetic import degrade, draw_degradation, quality_of, r
 REPO = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")
 
-# Options several benchmarks share, as options_parser takes them.
-DEVICE = {"--device": ("cuda" if torch.cuda.is_available() else "cpu", "device", ("cpu", "cuda"))}
-WORK_DIR = {"--work-dir": (None, "folder for the images and their cache, kept for later runs (default: temporary)")}
 # test_demo.py run by this interpreter; its benchmarks' size to resize to, and the JPEGs it scores.
 DEMO = [sys.executable, "test_demo.py"]
 SIZES = {

@@ -14,6 +14,7 @@ import argparse
 import runpy
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from types import FrameType
 
@@ -25,12 +26,10 @@ def project_frames(frame: FrameType | None) -> list[tuple[str, str]]:
     """(file relative to the repository, function) of each project frame from main.py's module
     frame in, outermost first: what calls main.py (this script, a test) is left out."""
     frames = []
-    while frame is not None:
-        path = Path(frame.f_code.co_filename).resolve()
+    for caller, _ in traceback.walk_stack(frame):
+        path = Path(caller.f_code.co_filename).resolve()
         if path.is_relative_to(REPOSITORY) and not path.is_relative_to(REPOSITORY / ".venv"):
-            frames.append((str(path.relative_to(REPOSITORY)), frame.f_code.co_name))
-        frame = frame.f_back
-    frames.reverse()
+            frames.insert(0, (str(path.relative_to(REPOSITORY)), caller.f_code.co_name))
     return frames[frames.index(MAIN_MODULE) :] if MAIN_MODULE in frames else frames
 
 

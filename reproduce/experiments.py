@@ -1,11 +1,9 @@
 """The paper's experiments, each as the main.py runs it takes and the report it ends in.
 
-The runs are the authors' commands (results_in_the_paper/README.md of their repository):
-the basic setting is ResNeXt-101 on KonIQ-10k resized to 498x664, batch 8, 30 epochs, lr 1e-4
-for the heads and 0.1 of it for the backbone, split exp_id 0, and each experiment changes one
-thing. The loss names are the authors' (l1, mse, Lp), so run names match their checkpoints.
-Two slips of their list are not followed: Figure 5's ft_lr_ratio sweep is run at the basic
-batch size 8 (their list mixes in 4 and 16), and the t-test uses ten splits, exp_id 0-9.
+The runs are the authors' commands (results_in_the_paper/README.md of their repository), each
+changing one thing of the basic run, with their loss names (l1, mse, Lp) so that run names match
+their checkpoints. Two slips of their list are not followed: Figure 5's ft_lr_ratio sweep is run at
+the basic batch size 8 (their list mixes in 4 and 16), and the t-test uses ten splits, exp_id 0-9.
 """
 
 from __future__ import annotations

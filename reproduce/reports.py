@@ -74,9 +74,8 @@ def _label(result: RunResult) -> str:
 
 def _found(results: list[RunResult], key: str) -> list[str]:
     """The values of label `key` among `results`, in the paper's order (losses, backbones, sweeps)."""
-    order = {"loss": list(LOSSES), "backbone": list(BACKBONES), "sweep": list(SWEEPS)}[key]
     found = {result.run.labels[key] for result in results}
-    return [name for name in order if name in found] + sorted(found - set(order))
+    return [name for name in {"loss": LOSSES, "backbone": BACKBONES, "sweep": SWEEPS}[key] if name in found]
 
 
 def _epoch_axis(ax, title: str, ylabel: str) -> None:
@@ -223,11 +222,8 @@ def ttest_table(results: list[RunResult], thresholds: Sequence[float]) -> list[s
         row = [loss, str(len(values)), f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"]
         rows.append(row + list(_paired_test(plcc["Norm-in-Norm"], plcc[loss]) if loss != "Norm-in-Norm" else ("", "")))
     header = ["loss", "splits", "PLCC mean ± std", "norm-in-norm minus it (mean)", "t-test p"]
-    return [
-        "Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished.",
-        "",
-        *markdown_table(header, rows),
-    ]
+    note = "Test PLCC per CLIVE split (exp_id); the t-test pairs the splits both losses finished."
+    return [note, "", *markdown_table(header, rows)]
 
 
 def _paired_test(ours: dict[str, float], theirs: dict[str, float]) -> tuple[str, str]:

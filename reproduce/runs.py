@@ -1,10 +1,7 @@
 """Running an experiment's runs with main.py and test_dataset.py, on the paper's data or a synthetic stand-in.
 
-Every run is the command a user would type, printed before it starts and run as it reads in a
-process of its own, and it writes what any run writes (linearityiqa/records/run_records.py) under one
-output folder (reproduce/README.md lists it). A run whose records are complete is not trained
-again: experiments that share a run (the basic setting recurs in Figures 1, 4 and Tables 1, 2)
-train it once, and a run interrupted after an epoch resumes (--resume).
+Every run is the command a user would type, and it writes what any run writes
+(linearityiqa/records/run_records.py) under one output folder (reproduce/README.md lists it).
 """
 
 from __future__ import annotations
@@ -81,12 +78,9 @@ def synthetic_data(root: Path, *, count: int, clive_count: int, size: int) -> Da
     """A synthetic KonIQ-10k of `count` images and CLIVE of `clive_count` under root (made when a run
     first needs them), trained and tested at `size` x `size`; ResNet-18 from scratch, sized for a CPU.
 
-    Without ImageNet weights the backbone must learn at the heads' pace: it trains at lr 1e-3
-    with ft_lr_ratio 1 rather than the paper's 1e-4 and 0.1, and the rate drops once, at
-    mid-run (-olrd 0.1), rather than at each third, which left ten epochs too little time at
-    the first rate. Tiny images are evaluated 32 at a time (-ebs 32), which changes no score.
-    A run that sets one of these itself keeps its own. Sizes below the smallest the runs work on
-    are a ConfigError naming each option as typed.
+    Without ImageNet weights the backbone learns at the heads' pace (lr 1e-3, ft_lr_ratio 1), and the
+    rate drops once, at mid-run (-olrd 0.1): dropped at each third, ten epochs leave too little time
+    at the first rate. -ebs 32 changes no score. A run that sets one of these itself keeps its own.
     """
     sizes = {"count": count, "clive_count": clive_count, "size": size}
     small = [
