@@ -74,8 +74,9 @@ def _label(result: RunResult) -> str:
 
 def _found(results: list[RunResult], key: str) -> list[str]:
     """The values of label `key` among `results`, in the paper's order (losses, backbones, sweeps)."""
+    order = {"loss": list(LOSSES), "backbone": list(BACKBONES), "sweep": list(SWEEPS)}[key]
     found = {result.run.labels[key] for result in results}
-    return [name for name in {"loss": LOSSES, "backbone": BACKBONES, "sweep": SWEEPS}[key] if name in found]
+    return [name for name in order if name in found] + sorted(found - set(order))
 
 
 def _epoch_axis(ax, title: str, ylabel: str) -> None:
