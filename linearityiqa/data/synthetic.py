@@ -154,9 +154,7 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
     _check_size(count, width, height)
     out_dir, rng = Path(out_dir), np.random.default_rng(seed)
     names = sorted(f"{number}.jpg" for number in rng.choice(10**10, size=count, replace=False) + 10**9)
-    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
-    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
-    sets = rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val))
+    sets = _koniq_sets(rng, count)
     paths = [f"1024x768/{name}" for name in names]
     sets_path, scores_path = (out_dir / name for name in KONIQ_SCORE_FILES)
     counts_header = ["c1", "c2", "c3", "c4", "c5", "c_total"]
@@ -175,6 +173,13 @@ def write_koniq_layout(out_dir: str | Path, *, count: int, width: int = 1024, he
                 sets_writer.writerow([name, *shares, counts.sum(), mos_100, f"{sd:.6f}", image_set])
                 scores_writer.writerow([name, *counts, counts.sum(), f"{mean:.6f}", f"{sd:.6f}", mos_100])
     return sets_path
+
+
+def _koniq_sets(rng: np.random.Generator, count: int) -> list[str]:
+    """The set of each of `count` images, in random order, in the official split's shares, rounded."""
+    train = round(count * (KONIQ_SPLIT_SIZES[0] / KONIQ_IMAGES))
+    val = round(count * (KONIQ_SPLIT_SIZES[1] / KONIQ_IMAGES))
+    return list(rng.permutation(["training"] * train + ["validation"] * val + ["test"] * (count - train - val)))
 
 
 def write_clive_layout(out_dir: str | Path, *, count: int, width: int = 500, height: int = 500, seed: int = 0) -> Path:
