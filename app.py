@@ -43,13 +43,7 @@ def serve(args: argparse.Namespace, defaults: dict, given: set[str]) -> None:
     if model.note:
         print(f"{SCRIPT}: note: {model.note}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="linearityiqa-app-") as folder:
-        blocks = page(
-            model,
-            model_file=spec.path,
-            max_files=args.max_files,
-            workers=args.num_workers,
-            folder=folder,
-        )
+        blocks = page(model, model_file=spec.path, max_files=args.max_files, workers=args.num_workers, folder=folder)
         with served(blocks, host=args.host, port=args.port, max_file_size=args.max_file_size) as url:
             print(f"{SCRIPT}: the page is at {url} (Ctrl-C stops it)", flush=True)
             threading.Event().wait()  # until Ctrl-C

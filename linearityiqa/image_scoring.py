@@ -285,12 +285,7 @@ def score_windows(
 
 
 def _scored_window(
-    pool: ThreadPoolExecutor,
-    paths: Sequence[str],
-    backend: Backend,
-    heads: bool,
-    *,
-    skip: int,
+    pool: ThreadPoolExecutor, paths: Sequence[str], backend: Backend, heads: bool, *, skip: int
 ) -> Iterator[list[ImageScore]]:
     """The results of paths[skip:] in order, each run of them as soon as a batch completes it
     (batches run in the order of their first image, so that the run grows with each)."""

@@ -24,13 +24,7 @@ CPUS_PER_WORKER = 4
 
 
 def ray_windows(
-    model: ModelFile,
-    paths: Sequence[str],
-    *,
-    workers: int | None,
-    heads: bool,
-    start: int,
-    window: int,
+    model: ModelFile, paths: Sequence[str], *, workers: int | None, heads: bool, start: int, window: int
 ) -> Iterator[list[ImageScore]]:
     """image_scoring.score_windows's results, scored on the cluster of `ray_cluster` by `workers`
     actors (None: one per GPU, or one per CPUS_PER_WORKER CPUs)."""
