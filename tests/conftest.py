@@ -172,16 +172,9 @@ def pytest_collection_modifyitems(items):
     out whole files in this order (pytest.ini keeps it from sorting them by size), and a long file
     handed out last would leave the other processes idle while it runs. A process is given another
     file once two or fewer of its tests are left, so a slow test's file holds three tests or more:
-    else a second file would wait behind the slow test. A file marked `waits` goes halfway through
-    the others: handed out first, it would wait through the busiest minutes; last, alone."""
-    files = list(dict.fromkeys(item.path for item in items))
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    waiting = {item.path for item in items if item.get_closest_marker("waits")} - slow
-    others = [path for path in files if path not in slow | waiting]
-    half = len(others) // 2
-    order = [path for path in files if path in slow] + others[:half] + [path for path in files if path in waiting]
-    rank = {path: position for position, path in enumerate(order + others[half:])}
-    items.sort(key=lambda item: rank[item.path])
+    else a second file would wait behind the slow test."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 _YIELDED = False

@@ -160,12 +160,19 @@ def local_ray_cluster(folder: Path, *options: str) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = [*RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", *options]
-    started = subprocess.run(start, capture_output=True, text=True, timeout=120, cwd=folder)
-    assert started.returncode == 0, started.stderr
+    # in a process group of its own, which the cluster's daemons keep
+    starter = subprocess.Popen(
+        start, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, start_new_session=True
+    )
+    _, err = starter.communicate(timeout=120)
+    assert starter.returncode == 0, err
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([*RAY, "stop", "--force"], capture_output=True, timeout=120)
+        # Killing the daemons stops the cluster at once (its workers end with their raylet); `ray stop`
+        # would wait seconds, and stop every cluster of the machine.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(starter.pid, signal.SIGKILL)
 
 
 def assert_one_line(err: str, script: str, *words: str) -> None:

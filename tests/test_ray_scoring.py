@@ -3,8 +3,7 @@ in CSV and Parquet, a worker killed mid-run, a plain run resumed on Ray, and a c
 for the run.
 
 Not marked slow, though it takes a minute: its time goes in waiting on the cluster's processes,
-which grows many times over when they compete for the cores with the heavy files handed out first.
-It is marked `waits`, and so handed out halfway through the others (conftest.py)."""
+which grows many times over when they compete for the cores with the heavy files handed out first."""
 
 from __future__ import annotations
 
@@ -22,8 +21,6 @@ import test_demo as demo
 from linearityiqa.errors import MissingFileError
 from linearityiqa.ray_scoring import _users_mistake
 from linearityiqa.records import score_output
-
-pytestmark = pytest.mark.waits
 
 # Ray's workers may use other thread counts than the plain path: float32 rounding, times k[0] = 50
 TOLERANCE = 1e-4
