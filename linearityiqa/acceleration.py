@@ -129,12 +129,6 @@ def out_of_memory(error: BaseException) -> bool:
     )
 
 
-def release_cached_memory(device: torch.device) -> None:
-    """Hand the CUDA caching allocator's free blocks back, so that the next try starts clean."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def set_memory_format(model: nn.Module, *, channels_last: bool) -> nn.Module:
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -34,7 +34,6 @@ from linearityiqa.acceleration import (
     forward_fn,
     out_of_memory,
     prepare_images,
-    release_cached_memory,
     resolve_device,
     set_memory_format,
     uses_channels_last,
@@ -165,9 +164,10 @@ class QualityModel:
         return [prediction.score for prediction in predictions], [prediction.heads for prediction in predictions]
 
     def too_large(self, error: Exception) -> bool:
-        if not out_of_memory(error):  # else the cache is released for the next try
+        if not out_of_memory(error):
             return False
-        release_cached_memory(self.device)
+        if self.device.type == "cuda":  # the caching allocator's free blocks handed back: the next try starts clean
+            torch.cuda.empty_cache()
         return True
 
 
