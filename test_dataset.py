@@ -27,7 +27,7 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
     from linearityiqa.data.dataset_registry import ALL_FOR_TESTING, DataSource, Split
     from linearityiqa.errors import ConfigError
     from linearityiqa.image_scoring import MODEL_OPTIONS
-    from linearityiqa.options import run_named
+    from linearityiqa.options import OPTIONS
     from linearityiqa.records.checkpoint import RELEASED_CHECKPOINT
     from linearityiqa.records.run_records import dataset_results_file, save_results, scores_file
     from linearityiqa.records.writing import check_writable, refuse_inputs
@@ -37,7 +37,7 @@ with imports_checked("test_dataset.py", __name__):  # a missing dependency is on
 # Beyond the paper's nine lines: rank correlation by pairs, and PLCC after the logistic fit of VQEG.
 EXTRA_METRICS = ("KROCC", "PLCC_logistic")
 # Options of a training run that name its checkpoint (records/run_records.run_name), the model's aside.
-RUN_OPTIONS = frozenset(run_named("loss") + run_named("training schedule"))
+RUN_OPTIONS = frozenset(row.dest for row in OPTIONS if row.group in ("loss", "training schedule") and row.run_name)
 ADVICE = Advice(out_of_memory="lower --eval_batch_size, or test at a smaller size (--resize)")
 
 

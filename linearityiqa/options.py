@@ -288,11 +288,6 @@ def script_options(script: str) -> tuple[Option, ...]:
     return tuple(row.in_script(script) for row in OPTIONS if script in row.takes | row.accepts)
 
 
-def run_named(group: str) -> tuple[str, ...]:
-    """The options of a help group (one of GROUPS) that a run's name records."""
-    return tuple(row.dest for row in OPTIONS if row.group == group and row.run_name is not None)
-
-
 # The parts of a run's name (run_records.run_name), in the paper's order: each its label and the options it joins.
 RUN_NAME = tuple(
     (label, tuple(row.dest for row in OPTIONS if row.run_name == (place, label)))
