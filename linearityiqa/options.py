@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import builtins
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from linearityiqa.choices import COMPILE_MODES, LOSS_TYPE_ALIASES, LOSS_TYPES, OPT_LEVELS, POOLING_METHODS
@@ -91,10 +90,6 @@ class Option:
     recorded: builtins.type | None = None
     # by script, the fields that differ there (export_onnx.py's --output is required)
     elsewhere: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def in_script(self, script: str) -> Option:
-        """The row as `script` (one of SCRIPTS) reads it."""
-        return dataclasses.replace(self, **self.elsewhere.get(script, {}))
 
 
 def _row(dest: str, flags: str, *fields: Any, name: int | tuple[int, str] | None = None, **keywords: Any) -> Option:
@@ -284,8 +279,8 @@ OPTIONS = (
 
 
 def script_options(script: str) -> tuple[Option, ...]:
-    """The rows a script (one of SCRIPTS) parses, those it takes and those it accepts unused."""
-    return tuple(row.in_script(script) for row in OPTIONS if script in row.takes | row.accepts)
+    """The rows a script (one of SCRIPTS) parses, those it takes and those it accepts unused, as it reads them."""
+    return tuple(replace(row, **row.elsewhere.get(script, {})) for row in OPTIONS if script in row.takes | row.accepts)
 
 
 # The parts of a run's name (run_records.run_name), in the paper's order: each its label and the options it joins.
