@@ -80,7 +80,7 @@ def stage_seconds(arch: str, checkpoint: str, image: str, height: str, width: st
         with torch.inference_mode():
             model(prepare_images(pixels[None], cpu, channels_last=channels_last))
 
-    loaded = stage("checkpoint load (torch.load)", lambda: load_checkpoint(checkpoint, map_location="cpu", mmap=True))
+    loaded = stage("checkpoint load (torch.load)", lambda: load_checkpoint(checkpoint, mmap=True))
     model = stage("model build (meta, to_empty)", build)
     stage("weight copy (load_state_dict)", lambda: load_model_state(model.eval(), loaded, checkpoint))
     stage(

@@ -66,9 +66,9 @@ def file_problem(path: str | os.PathLike) -> str | None:
 
 
 def read_torch_file(
-    path: str, *, what: str, option: str, advice: str, expected: str, map_location: Any = "cpu", mmap: bool = False
+    path: str, *, what: str, option: str, advice: str, expected: str, mmap: bool = False
 ) -> dict[str, Any]:
-    """The dict that a file written by torch.save holds, loaded with `weights_only=True` (opening it
+    """The dict that a file written by torch.save holds, loaded on the CPU with `weights_only=True` (opening it
     runs no code); any failure to is one line that names the file as `what` and what to do. A file
     in torch's legacy format, which cannot be mapped, is read without `mmap`."""
     import torch  # here: scoring with ONNX imports this module without PyTorch
@@ -80,9 +80,7 @@ def read_torch_file(
         raise BadFileError(f"{what} {path} {problem}: pass the {what} itself ({option})")
     try:
         # torch.save writes zip archives since PyTorch 1.6; older files cannot be mapped.
-        contents = torch.load(
-            path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path)
-        )
+        contents = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as error:  # pickle's, zipfile's and torch's words for a file that is not one of torch.save
         raise BadFileError(
             f"cannot read {what} {path} ({first_line(error)}): the file is damaged or not {expected}"

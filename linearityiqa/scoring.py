@@ -238,7 +238,7 @@ def load_scorer(
     if trained_model_file is not None:
         # Mapped, the weights are copied once, into the model, instead of first into memory of their
         # own (0.2 s of resnext101_32x8d's 350 MB on a CPU); the mapping ends with this function.
-        checkpoint = load_checkpoint(trained_model_file, map_location="cpu", mmap=True)
+        checkpoint = load_checkpoint(trained_model_file, mmap=True)
         if "arch" not in (checkpoint.get("settings") or {}):  # the authors' files: the weights tell the arch
             arch = weights_arch(checkpoint["model"], requested["arch"], defaults["arch"], path=trained_model_file)
             requested = {**requested, "arch": arch}

@@ -75,7 +75,7 @@ def save_file(path: str, contents: Mapping[str, Any], *, what: str, advice: str)
             ) from None
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str, *, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint of this project or of the authors', read as data, not trusted: what fails to read, or would score
     wrongly without a word (NaN weights, k or b not three finite numbers), is a BadFileError naming the field. k and b
     become lists of floats, weight names lose wrapper prefixes. With `mmap` the tensors are mapped from the file, which
@@ -86,7 +86,6 @@ def load_checkpoint(path: str, map_location: Any = "cpu", *, mmap: bool = False)
         option="--trained_model_file",
         advice="check --trained_model_file, or train a model with main.py first",
         expected="a checkpoint saved by main.py or released by the authors",
-        map_location=map_location,
         mmap=mmap,
     )
     if "model" not in checkpoint:
