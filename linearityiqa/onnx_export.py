@@ -36,15 +36,15 @@ from linearityiqa.scoring import QualityModel
 _LARGEST_MODEL_BYTES = 2**31 - 2**24  # less a margin for the graph itself
 
 
-def export_onnx(model: QualityModel, path: str | os.PathLike, *, opset: int | None = None) -> dict[str, str]:
+def export_onnx(model: QualityModel, path: str | os.PathLike) -> dict[str, str]:
     """Write `model` (linearityiqa.load) as an ONNX file at `path` (its folder made if needed) that
     scores uint8 images, whole or not at all (an earlier file there is kept); on the CPU in float32,
-    on a copy of the model's weights, whatever device and precision `model` scores with. `opset`
-    None is the exporter's. Returns the metadata written into the file.
+    on a copy of the model's weights, whatever device and precision `model` scores with, in the
+    exporter's opset. Returns the metadata written into the file.
     """
     settings = dict(model.settings)  # arch, pool, use_bn_end, P6 and P7, as the model was built
     network = OnnxScoring(_exportable_copy(model.model, settings, model.sizing), k=model.k[0], b=model.b[0])
-    proto = _exported_proto(network.eval(), settings, model.sizing, opset)
+    proto = _exported_proto(network.eval(), settings, model.sizing)
     metadata = onnx_metadata(settings, model.sizing, k=model.k, b=model.b, scale=model.scale)
     onnx.helper.set_model_props(proto, metadata)  # replaces the exporter's own, if any
     onnx.checker.check_model(proto, full_check=True)
@@ -161,9 +161,7 @@ def onnx_metadata(
     }
 
 
-def _exported_proto(
-    network: OnnxScoring, settings: dict[str, Any], sizing: ImageSizing, opset: int | None
-) -> onnx.ModelProto:
+def _exported_proto(network: OnnxScoring, settings: dict[str, Any], sizing: ImageSizing) -> onnx.ModelProto:
     """The ONNX graph of `network` (torch.export's exporter), with its weights, in memory; traced on
     2 images (a batch of 1 would fix N to 1) of the resize's size, else, with H and W free, of a
     size whose feature maps every pyramid level can pool."""
@@ -180,7 +178,6 @@ def _exported_proto(
         (torch.zeros(2, 3, height, width, dtype=torch.uint8),),
         input_names=["images"],
         output_names=["score", "heads"],
-        opset_version=opset,
         dynamo=True,
         dynamic_shapes={"images": axes},
         external_data=False,
