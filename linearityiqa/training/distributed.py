@@ -118,8 +118,15 @@ def start_processes(fn: Callable, args: Sequence, plan: ProcessPlan) -> None:
             torch.multiprocessing.start_processes(
                 _process, args=(fn, tuple(args), plan, meeting), nprocs=plan.processes, start_method="spawn"
             )
-        finally:
-            _stop(multiprocessing.active_children())
+        finally:  # SIGTERM to each process still running, then SIGKILL to any that outlives 10 seconds
+            running = [process for process in multiprocessing.active_children() if process.is_alive()]
+            for process in running:
+                process.terminate()
+            for process in running:
+                process.join(10)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
 
 
 def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: str) -> None:
@@ -130,18 +137,6 @@ def _process(rank: int, fn: Callable, args: tuple, plan: ProcessPlan, meeting: s
     idist.initialize(plan.backend, init_method=meeting)
     fn(local_rank, *args)
     idist.finalize()
-
-
-def _stop(processes: Sequence) -> None:
-    """SIGTERM to each process still running, then SIGKILL to any that outlives 10 seconds."""
-    running = [process for process in processes if process.is_alive()]
-    for process in running:
-        process.terminate()
-    for process in running:
-        process.join(10)
-        if process.is_alive():
-            process.kill()
-            process.join()
 
 
 @contextlib.contextmanager
