@@ -96,8 +96,7 @@ class ProcessPlan:
 def plan_processes(processes: int, *, device_name: str | None) -> ProcessPlan:
     """NCCL when each process has a GPU of its own; gloo when processes share a GPU (NCCL refuses
     two processes on one GPU) or run on the CPU (--device cpu, or no GPU)."""
-    gpus = torch.cuda.device_count() if resolve_device(device_name).type == "cuda" else 0
-    gpus = min(gpus, processes)
+    gpus = min(torch.cuda.device_count(), processes) if resolve_device(device_name).type == "cuda" else 0
     return ProcessPlan(processes, "nccl" if gpus == processes else "gloo", gpus)
 
 
