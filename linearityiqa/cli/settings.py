@@ -45,7 +45,6 @@ def koniq_run_checkpoint(options: Mapping[str, Any]) -> str:
 
 
 def model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQAModel's architecture arguments."""
     return {name: options[name] for name in MODEL_SETTINGS}
 
 
@@ -54,7 +53,6 @@ def pretrained_weights(options: Mapping[str, Any]) -> bool | str:
 
 
 def loss_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """IQALoss's arguments."""
     return {name: options[name] for name in LOSS_SETTINGS}
 
 
