@@ -236,7 +236,6 @@ def _folder_images(folder: str) -> list[str]:
 
 
 def score_files(backend: Backend, paths: Sequence[str], **options: Any) -> list[ImageScore]:
-    """score_windows's results as one list."""
     return [result for piece in score_windows(backend, paths, **options) for result in piece]
 
 
