@@ -43,7 +43,6 @@ SIZES = {
 
 
 def options_parser(doc: str, options: dict[str, tuple]) -> argparse.ArgumentParser:
-    """A parser described by the first line of `doc`, with the options of `add_options`."""
     return add_options(argparse.ArgumentParser(description=doc.splitlines()[0]), options)
 
 
