@@ -166,7 +166,7 @@ class QualityModel:
     def too_large(self, error: Exception) -> bool:
         if not out_of_memory(error):
             return False
-        if self.device.type == "cuda":  # the caching allocator's free blocks handed back: the next try starts clean
+        if self.device.type == "cuda":  # the CUDA cache emptied, so that the next attempt starts clean
             torch.cuda.empty_cache()
         return True
 
